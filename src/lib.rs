@@ -1,0 +1,12 @@
+//! claudit: pulls the Anthropic Compliance API activity feed into a durable
+//! SQLite journal, normalizes it to OCSF, enriches it, and delivers it to
+//! SIEMs and files. `main.rs` is the entry point; `daemon` wires the parts.
+
+pub mod config;
+pub mod enrich;
+pub mod model;
+pub mod ocsf;
+pub mod sim;
+pub mod sinks;
+pub mod source;
+pub mod store;

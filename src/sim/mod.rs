@@ -1,0 +1,1 @@
+//! The embedded Compliance API simulator (to be written).

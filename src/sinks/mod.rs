@@ -1,0 +1,1 @@
+//! Sinks (to be written).

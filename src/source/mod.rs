@@ -1,0 +1,1 @@
+//! The Compliance API source (to be written).

@@ -1,0 +1,814 @@
+//! The SQLite state database: the journal (the durable queue between the API
+//! and every sink), per-source window state, per-sink cursors, dead letters and
+//! the daemon's own request ids.
+//!
+//! rusqlite is synchronous: a [`Store`] is one connection, owned by one task
+//! and used through [`SharedStore::call`], which runs it on the blocking pool.
+//! Every task opens its own connection; WAL lets readers and the writer
+//! proceed side by side.
+
+mod lock;
+mod schema;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+
+pub use lock::InstanceLock;
+pub use schema::SCHEMA_VERSION;
+
+/// Why the state database could not be used. Every message says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "state database {path} was written by a newer claudit (schema version {found}, this binary knows up to {known}); run the newer claudit, or point [state] path at a new file"
+    )]
+    NewerSchema {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
+    #[error(
+        "state database {path} is not a usable SQLite database ({reason}); it was not modified. Restore it from a backup, or move it aside to start fresh (the daemon would then re-read `initial_lookback` of history)"
+    )]
+    Corrupt { path: PathBuf, reason: String },
+    #[error(
+        "cannot open state database {path}: {reason}; check that the directory exists and is writable by the claudit user"
+    )]
+    Open { path: PathBuf, reason: String },
+    #[error("state database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+/// What kind of window a row of `windows` is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowKind {
+    /// Steady-state and catch-up polling; completing it advances the watermark.
+    Live,
+    /// The late-arrival sweep over the trailing horizon.
+    Sweep,
+    /// A chunk of a `claudit backfill` range.
+    Backfill,
+}
+
+impl WindowKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WindowKind::Live => "live",
+            WindowKind::Sweep => "sweep",
+            WindowKind::Backfill => "backfill",
+        }
+    }
+}
+
+/// A window being drained: `[start_ms, end_ms)`, and where the page walk is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowRow {
+    pub kind: WindowKind,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    /// `after_id` for the next page; `None` = the first page.
+    pub cursor: Option<String>,
+    pub pages: i64,
+    pub records: i64,
+}
+
+/// Per-source state.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceState {
+    /// Every activity created before this has been read at least once.
+    pub watermark_ms: Option<i64>,
+    pub last_sweep_ms: Option<i64>,
+    pub last_success_ms: Option<i64>,
+    pub last_error: Option<String>,
+    pub last_error_ms: Option<i64>,
+    pub journaled: i64,
+    pub late: i64,
+}
+
+/// One activity ready for the journal.
+#[derive(Debug, Clone)]
+pub struct JournalRecord {
+    pub activity_id: String,
+    pub created_at_ms: i64,
+    pub activity_type: String,
+    pub raw: String,
+    pub ocsf: String,
+}
+
+/// A page to commit: its records and the window position it justifies, in
+/// one transaction (invariant 1).
+#[derive(Debug)]
+pub struct PageCommit<'a> {
+    pub source: &'a str,
+    pub window: &'a WindowRow,
+    /// `after_id` for the next page; ignored when `done`.
+    pub next_cursor: Option<String>,
+    /// `has_more` was false: the window is drained.
+    pub done: bool,
+    pub records: &'a [JournalRecord],
+    /// Request ids of this page's calls (failed attempts included).
+    pub request_ids: &'a [String],
+    pub now_ms: i64,
+}
+
+/// What a page commit did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PageOutcome {
+    /// Records new to the journal.
+    pub inserted: usize,
+    /// Records already journaled (re-read by a sweep, retry or restart).
+    pub duplicates: usize,
+}
+
+/// A journal row as a sink reads it.
+#[derive(Debug, Clone)]
+pub struct BatchRecord {
+    pub seq: i64,
+    pub activity_id: String,
+    pub created_at_ms: i64,
+    /// The OCSF event or the raw activity, as the sink's format asks.
+    pub payload: String,
+}
+
+/// A sink's position in the journal.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SinkCursor {
+    /// Last journal seq the destination acknowledged.
+    pub seq: i64,
+    /// File sinks: the file length after that batch (for crash recovery).
+    pub file_offset: Option<i64>,
+    pub delivered: i64,
+    pub last_success_ms: Option<i64>,
+    pub last_error: Option<String>,
+    pub last_error_ms: Option<i64>,
+}
+
+/// A record a destination rejected deterministically.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub id: i64,
+    pub sink: String,
+    pub seq: i64,
+    pub activity_id: String,
+    pub reason: String,
+    pub response: String,
+    pub at_ms: i64,
+}
+
+/// A backfill range and its progress.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackfillRow {
+    pub source: String,
+    pub since_ms: i64,
+    pub until_ms: i64,
+    /// Everything in `[since_ms, next_ms)` has been read.
+    pub next_ms: i64,
+    pub records: i64,
+}
+
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating if needed, mode 0600) and migrates the state database.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        schema::create_private_file(path).map_err(|e| StoreError::Open {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        let conn = Connection::open(path).map_err(|e| StoreError::Open {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        let mut store = Store {
+            conn,
+            path: path.to_path_buf(),
+        };
+        store.configure()?;
+        schema::migrate(&mut store.conn, path)?;
+        Ok(store)
+    }
+
+    /// Opens an existing database read-only (for `status` while the daemon runs).
+    pub fn open_readonly(path: &Path) -> Result<Store, StoreError> {
+        if !path.exists() {
+            return Err(StoreError::Open {
+                path: path.to_path_buf(),
+                reason: "no such file (has the daemon run yet?)".into(),
+            });
+        }
+        let conn =
+            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(|e| {
+                StoreError::Open {
+                    path: path.to_path_buf(),
+                    reason: e.to_string(),
+                }
+            })?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        let store = Store {
+            conn,
+            path: path.to_path_buf(),
+        };
+        schema::check_version(&store.conn, path)?;
+        Ok(store)
+    }
+
+    fn configure(&mut self) -> Result<(), StoreError> {
+        let corrupt = |e: rusqlite::Error| StoreError::Corrupt {
+            path: self.path.clone(),
+            reason: e.to_string(),
+        };
+        let mode: String = self
+            .conn
+            .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+            .map_err(corrupt)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Open {
+                path: self.path.clone(),
+                reason: format!(
+                    "SQLite refused WAL mode (got {mode}); put the state database on a local filesystem"
+                ),
+            });
+        }
+        // FULL: a committed page survives power loss, not just a process crash.
+        self.conn.pragma_update(None, "synchronous", "FULL")?;
+        self.conn.pragma_update(None, "foreign_keys", "ON")?;
+        self.conn.busy_timeout(Duration::from_secs(10))?;
+        Ok(())
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    // ---- sources and windows -------------------------------------------
+
+    pub fn source_state(&self, source: &str) -> Result<SourceState, StoreError> {
+        let state = self
+            .conn
+            .query_row(
+                "SELECT watermark_ms, last_sweep_ms, last_success_ms, last_error, last_error_ms, journaled, late
+                 FROM source_state WHERE source = ?1",
+                params![source],
+                |r| {
+                    Ok(SourceState {
+                        watermark_ms: r.get(0)?,
+                        last_sweep_ms: r.get(1)?,
+                        last_success_ms: r.get(2)?,
+                        last_error: r.get(3)?,
+                        last_error_ms: r.get(4)?,
+                        journaled: r.get(5)?,
+                        late: r.get(6)?,
+                    })
+                },
+            )
+            .optional()?;
+        Ok(state.unwrap_or_default())
+    }
+
+    /// The window of this kind whose page walk is in progress, if any.
+    pub fn open_window(
+        &self,
+        source: &str,
+        kind: WindowKind,
+    ) -> Result<Option<WindowRow>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT start_ms, end_ms, cursor, pages, records FROM windows
+                 WHERE source = ?1 AND kind = ?2 ORDER BY start_ms LIMIT 1",
+                params![source, kind.as_str()],
+                |r| {
+                    Ok(WindowRow {
+                        kind,
+                        start_ms: r.get(0)?,
+                        end_ms: r.get(1)?,
+                        cursor: r.get(2)?,
+                        pages: r.get(3)?,
+                        records: r.get(4)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// Commits one page: its records, its request ids, and the window's new
+    /// position, atomically. When the window is drained, its completion
+    /// (watermark, sweep time, backfill progress) lands in the same
+    /// transaction.
+    pub fn commit_page(&mut self, page: &PageCommit) -> Result<PageOutcome, StoreError> {
+        let tx = self.conn.transaction()?;
+        let mut outcome = PageOutcome::default();
+        let late = page.window.kind == WindowKind::Sweep;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO journal (activity_id, source, created_at_ms, activity_type, raw, ocsf, late, journaled_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT(activity_id) DO NOTHING",
+            )?;
+            for r in page.records {
+                let n = insert.execute(params![
+                    r.activity_id,
+                    page.source,
+                    r.created_at_ms,
+                    r.activity_type,
+                    r.raw,
+                    r.ocsf,
+                    late,
+                    page.now_ms
+                ])?;
+                if n == 1 {
+                    outcome.inserted += 1;
+                } else {
+                    outcome.duplicates += 1;
+                }
+            }
+            let mut insert_req = tx.prepare_cached(
+                "INSERT INTO request_ids (request_id, source, at_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(request_id) DO NOTHING",
+            )?;
+            for id in page.request_ids {
+                insert_req.execute(params![id, page.source, page.now_ms])?;
+            }
+        }
+        let w = page.window;
+        let kind = w.kind.as_str();
+        if page.done {
+            tx.execute(
+                "DELETE FROM windows WHERE source = ?1 AND kind = ?2 AND start_ms = ?3",
+                params![page.source, kind, w.start_ms],
+            )?;
+        } else {
+            tx.execute(
+                "INSERT INTO windows (source, kind, start_ms, end_ms, cursor, pages, records)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT(source, kind, start_ms) DO UPDATE SET
+                   end_ms = excluded.end_ms, cursor = excluded.cursor,
+                   pages = excluded.pages, records = excluded.records",
+                params![
+                    page.source,
+                    kind,
+                    w.start_ms,
+                    w.end_ms,
+                    page.next_cursor,
+                    w.pages + 1,
+                    w.records + page.records.len() as i64
+                ],
+            )?;
+        }
+        tx.execute(
+            "INSERT INTO source_state (source, last_success_ms, journaled, late) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(source) DO UPDATE SET last_success_ms = excluded.last_success_ms,
+               journaled = journaled + excluded.journaled, late = late + excluded.late,
+               last_error = NULL, last_error_ms = NULL",
+            params![
+                page.source,
+                page.now_ms,
+                outcome.inserted as i64,
+                if late { outcome.inserted as i64 } else { 0 }
+            ],
+        )?;
+        if w.kind == WindowKind::Backfill {
+            // The chunk being read always starts at its range's `next_ms`.
+            tx.execute(
+                "UPDATE backfills SET records = records + ?2 WHERE source = ?1 AND next_ms = ?3",
+                params![page.source, outcome.inserted as i64, w.start_ms],
+            )?;
+        }
+        if page.done {
+            match w.kind {
+                WindowKind::Live => {
+                    tx.execute(
+                        "UPDATE source_state SET watermark_ms = MAX(COALESCE(watermark_ms, ?2), ?2) WHERE source = ?1",
+                        params![page.source, w.end_ms],
+                    )?;
+                }
+                WindowKind::Sweep => {
+                    tx.execute(
+                        "UPDATE source_state SET last_sweep_ms = ?2 WHERE source = ?1",
+                        params![page.source, page.now_ms],
+                    )?;
+                }
+                WindowKind::Backfill => {
+                    tx.execute(
+                        "UPDATE backfills SET next_ms = ?2 WHERE source = ?1 AND next_ms = ?3",
+                        params![page.source, w.end_ms, w.start_ms],
+                    )?;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(outcome)
+    }
+
+    /// Forgets a window's page walk (a stale cursor): the window restarts
+    /// from its first page. Records already journaled stay (re-reads dedupe).
+    pub fn restart_window(&mut self, source: &str, window: &WindowRow) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE windows SET cursor = NULL WHERE source = ?1 AND kind = ?2 AND start_ms = ?3",
+            params![source, window.kind.as_str(), window.start_ms],
+        )?;
+        Ok(())
+    }
+
+    /// Sets the watermark of a source that has never run (initial lookback).
+    pub fn init_watermark(&mut self, source: &str, watermark_ms: i64) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO source_state (source, watermark_ms) VALUES (?1, ?2)
+             ON CONFLICT(source) DO UPDATE SET watermark_ms = COALESCE(watermark_ms, excluded.watermark_ms)",
+            params![source, watermark_ms],
+        )?;
+        Ok(())
+    }
+
+    /// Marks the sweep as done without reading (nothing to sweep yet).
+    pub fn mark_swept(&mut self, source: &str, now_ms: i64) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO source_state (source, last_sweep_ms) VALUES (?1, ?2)
+             ON CONFLICT(source) DO UPDATE SET last_sweep_ms = excluded.last_sweep_ms",
+            params![source, now_ms],
+        )?;
+        Ok(())
+    }
+
+    pub fn record_source_error(
+        &mut self,
+        source: &str,
+        error: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO source_state (source, last_error, last_error_ms) VALUES (?1, ?2, ?3)
+             ON CONFLICT(source) DO UPDATE SET last_error = excluded.last_error, last_error_ms = excluded.last_error_ms",
+            params![source, error, now_ms],
+        )?;
+        Ok(())
+    }
+
+    /// Recent request ids of the daemon's own calls (to tag its own
+    /// `compliance_api_accessed` activities).
+    pub fn recent_request_ids(&self, since_ms: i64) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT request_id FROM request_ids WHERE at_ms >= ?1")?;
+        let rows = stmt.query_map(params![since_ms], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn pending_windows(&self, source: &str) -> Result<Vec<WindowRow>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT kind, start_ms, end_ms, cursor, pages, records FROM windows WHERE source = ?1 ORDER BY kind, start_ms",
+        )?;
+        let rows = stmt.query_map(params![source], |r| {
+            let kind: String = r.get(0)?;
+            Ok(WindowRow {
+                kind: match kind.as_str() {
+                    "sweep" => WindowKind::Sweep,
+                    "backfill" => WindowKind::Backfill,
+                    _ => WindowKind::Live,
+                },
+                start_ms: r.get(1)?,
+                end_ms: r.get(2)?,
+                cursor: r.get(3)?,
+                pages: r.get(4)?,
+                records: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    // ---- backfill ---------------------------------------------------------
+
+    /// Registers a backfill range (idempotent for the same range) and returns
+    /// its progress row.
+    pub fn add_backfill(
+        &mut self,
+        source: &str,
+        since_ms: i64,
+        until_ms: i64,
+    ) -> Result<BackfillRow, StoreError> {
+        self.conn.execute(
+            "INSERT INTO backfills (source, since_ms, until_ms, next_ms, records) VALUES (?1, ?2, ?3, ?2, 0)
+             ON CONFLICT(source, since_ms, until_ms) DO NOTHING",
+            params![source, since_ms, until_ms],
+        )?;
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT next_ms, records FROM backfills WHERE source = ?1 AND since_ms = ?2 AND until_ms = ?3",
+                params![source, since_ms, until_ms],
+                |r| {
+                    Ok(BackfillRow {
+                        source: source.to_string(),
+                        since_ms,
+                        until_ms,
+                        next_ms: r.get(0)?,
+                        records: r.get(1)?,
+                    })
+                },
+            )?)
+    }
+
+    /// Backfill ranges of a source that are not finished, oldest first.
+    pub fn open_backfills(&self, source: &str) -> Result<Vec<BackfillRow>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT since_ms, until_ms, next_ms, records FROM backfills
+             WHERE source = ?1 AND next_ms < until_ms ORDER BY since_ms",
+        )?;
+        let rows = stmt.query_map(params![source], |r| {
+            Ok(BackfillRow {
+                source: source.to_string(),
+                since_ms: r.get(0)?,
+                until_ms: r.get(1)?,
+                next_ms: r.get(2)?,
+                records: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn backfill(
+        &self,
+        source: &str,
+        since_ms: i64,
+        until_ms: i64,
+    ) -> Result<Option<BackfillRow>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT next_ms, records FROM backfills WHERE source = ?1 AND since_ms = ?2 AND until_ms = ?3",
+                params![source, since_ms, until_ms],
+                |r| {
+                    Ok(BackfillRow {
+                        source: source.to_string(),
+                        since_ms,
+                        until_ms,
+                        next_ms: r.get(0)?,
+                        records: r.get(1)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    // ---- journal reads (sinks) -------------------------------------------
+
+    /// The highest seq in the journal (0 if empty).
+    pub fn head_seq(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT COALESCE(MAX(seq), 0) FROM journal", [], |r| {
+                r.get(0)
+            })?)
+    }
+
+    pub fn journal_rows(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT COUNT(*) FROM journal", [], |r| r.get(0))?)
+    }
+
+    /// Up to `max_events` records after `after_seq`, stopping before the
+    /// batch would exceed `max_bytes` (but always at least one record).
+    pub fn read_batch(
+        &self,
+        after_seq: i64,
+        max_events: usize,
+        max_bytes: usize,
+        raw: bool,
+    ) -> Result<Vec<BatchRecord>, StoreError> {
+        let sql = if raw {
+            "SELECT seq, activity_id, created_at_ms, raw FROM journal WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+        } else {
+            "SELECT seq, activity_id, created_at_ms, ocsf FROM journal WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+        };
+        let mut stmt = self.conn.prepare_cached(sql)?;
+        let mut rows = stmt.query(params![after_seq, max_events as i64])?;
+        let mut batch = Vec::new();
+        let mut bytes = 0usize;
+        while let Some(r) = rows.next()? {
+            let payload: String = r.get(3)?;
+            if !batch.is_empty() && bytes + payload.len() + 1 > max_bytes {
+                break;
+            }
+            bytes += payload.len() + 1;
+            batch.push(BatchRecord {
+                seq: r.get(0)?,
+                activity_id: r.get(1)?,
+                created_at_ms: r.get(2)?,
+                payload,
+            });
+        }
+        Ok(batch)
+    }
+
+    /// Journal records in a created_at range (for `replay`), after `after_seq`.
+    pub fn read_range(
+        &self,
+        since_ms: i64,
+        until_ms: i64,
+        after_seq: i64,
+        limit: usize,
+        raw: bool,
+    ) -> Result<Vec<BatchRecord>, StoreError> {
+        let sql = if raw {
+            "SELECT seq, activity_id, created_at_ms, raw FROM journal
+             WHERE seq > ?1 AND created_at_ms >= ?2 AND created_at_ms < ?3 ORDER BY seq LIMIT ?4"
+        } else {
+            "SELECT seq, activity_id, created_at_ms, ocsf FROM journal
+             WHERE seq > ?1 AND created_at_ms >= ?2 AND created_at_ms < ?3 ORDER BY seq LIMIT ?4"
+        };
+        let mut stmt = self.conn.prepare_cached(sql)?;
+        let rows = stmt.query_map(params![after_seq, since_ms, until_ms, limit as i64], |r| {
+            Ok(BatchRecord {
+                seq: r.get(0)?,
+                activity_id: r.get(1)?,
+                created_at_ms: r.get(2)?,
+                payload: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Records after `seq` (what a sink still has to deliver).
+    pub fn count_after(&self, seq: i64) -> Result<i64, StoreError> {
+        Ok(self.conn.query_row(
+            "SELECT COUNT(*) FROM journal WHERE seq > ?1",
+            params![seq],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// created_at of the oldest record after `seq`, if any.
+    pub fn oldest_after(&self, seq: i64) -> Result<Option<i64>, StoreError> {
+        Ok(self.conn.query_row(
+            "SELECT MIN(created_at_ms) FROM (SELECT created_at_ms FROM journal WHERE seq > ?1 ORDER BY seq LIMIT 10000)",
+            params![seq],
+            |r| r.get(0),
+        )?)
+    }
+
+    // ---- sink cursors and dead letters ---------------------------------
+
+    pub fn sink_cursor(&self, sink: &str) -> Result<SinkCursor, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT seq, file_offset, delivered, last_success_ms, last_error, last_error_ms
+                 FROM sink_cursors WHERE sink = ?1",
+                params![sink],
+                |r| {
+                    Ok(SinkCursor {
+                        seq: r.get(0)?,
+                        file_offset: r.get(1)?,
+                        delivered: r.get(2)?,
+                        last_success_ms: r.get(3)?,
+                        last_error: r.get(4)?,
+                        last_error_ms: r.get(5)?,
+                    })
+                },
+            )
+            .optional()?
+            .unwrap_or_default())
+    }
+
+    /// Advances a sink's cursor after its destination acknowledged a batch
+    /// ending at `seq` (invariant 3). Dead letters of the batch are written in
+    /// the same transaction, so a rejected record is never both skipped and
+    /// unrecorded.
+    pub fn advance_sink(
+        &mut self,
+        sink: &str,
+        seq: i64,
+        file_offset: Option<i64>,
+        delivered: i64,
+        dead: &[NewDeadLetter],
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO dead_letters (sink, seq, activity_id, reason, response, at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for d in dead {
+                insert.execute(params![
+                    sink,
+                    d.seq,
+                    d.activity_id,
+                    d.reason,
+                    d.response,
+                    now_ms
+                ])?;
+            }
+        }
+        tx.execute(
+            "INSERT INTO sink_cursors (sink, seq, file_offset, delivered, last_success_ms) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(sink) DO UPDATE SET seq = MAX(seq, excluded.seq), file_offset = excluded.file_offset,
+               delivered = delivered + excluded.delivered, last_success_ms = excluded.last_success_ms,
+               last_error = NULL, last_error_ms = NULL",
+            params![sink, seq, file_offset, delivered, now_ms],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn record_sink_error(
+        &mut self,
+        sink: &str,
+        error: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO sink_cursors (sink, seq, last_error, last_error_ms) VALUES (?1, 0, ?2, ?3)
+             ON CONFLICT(sink) DO UPDATE SET last_error = excluded.last_error, last_error_ms = excluded.last_error_ms",
+            params![sink, error, now_ms],
+        )?;
+        Ok(())
+    }
+
+    pub fn dead_letter_count(&self, sink: &str) -> Result<i64, StoreError> {
+        Ok(self.conn.query_row(
+            "SELECT COUNT(*) FROM dead_letters WHERE sink = ?1",
+            params![sink],
+            |r| r.get(0),
+        )?)
+    }
+
+    // ---- pruning ---------------------------------------------------------
+
+    /// Deletes journal rows every listed sink has passed and whose
+    /// created_at is older than `older_than_ms`. Returns rows deleted.
+    /// Deletes in bounded chunks so a large prune never holds the write lock
+    /// for long.
+    pub fn prune(&mut self, sinks: &[&str], older_than_ms: i64) -> Result<usize, StoreError> {
+        let mut min_seq = i64::MAX;
+        for sink in sinks {
+            min_seq = min_seq.min(self.sink_cursor(sink)?.seq);
+        }
+        if sinks.is_empty() {
+            return Ok(0);
+        }
+        let mut total = 0;
+        loop {
+            let n = self.conn.execute(
+                "DELETE FROM journal WHERE seq IN (
+                   SELECT seq FROM journal WHERE seq <= ?1 AND created_at_ms < ?2 LIMIT 10000)",
+                params![min_seq, older_than_ms],
+            )?;
+            total += n;
+            if n < 10000 {
+                break;
+            }
+        }
+        self.conn.execute(
+            "DELETE FROM request_ids WHERE at_ms < ?1",
+            params![older_than_ms],
+        )?;
+        Ok(total)
+    }
+}
+
+/// A dead letter to record with a cursor advance.
+#[derive(Debug, Clone)]
+pub struct NewDeadLetter {
+    pub seq: i64,
+    pub activity_id: String,
+    pub reason: String,
+    pub response: String,
+}
+
+/// A [`Store`] usable from async code: each call runs on the blocking pool.
+#[derive(Clone)]
+pub struct SharedStore(Arc<Mutex<Store>>);
+
+impl SharedStore {
+    pub fn open(path: &Path) -> Result<SharedStore, StoreError> {
+        Ok(SharedStore(Arc::new(Mutex::new(Store::open(path)?))))
+    }
+
+    pub async fn call<R, F>(&self, f: F) -> R
+    where
+        F: FnOnce(&mut Store) -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let inner = self.0.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut store = inner.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut store)
+        })
+        .await
+        .expect("state database task panicked")
+    }
+}
+
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+#[cfg(test)]
+mod tests;

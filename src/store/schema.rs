@@ -1,0 +1,146 @@
+//! Schema creation and versioned migrations (`PRAGMA user_version`).
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use rusqlite::Connection;
+
+use super::StoreError;
+
+/// The schema version this binary writes. Each entry of `MIGRATIONS` moves
+/// the database from version `i` to `i + 1`.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: the journal, windows, cursors, dead letters, request ids, backfills.
+    r#"
+    CREATE TABLE journal (
+        seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+        activity_id     TEXT    NOT NULL UNIQUE,
+        source          TEXT    NOT NULL,
+        created_at_ms   INTEGER NOT NULL,
+        activity_type   TEXT    NOT NULL,
+        raw             TEXT    NOT NULL,
+        ocsf            TEXT    NOT NULL,
+        late            INTEGER NOT NULL DEFAULT 0,
+        journaled_at_ms INTEGER NOT NULL
+    );
+    CREATE INDEX journal_created_at ON journal (created_at_ms);
+
+    CREATE TABLE source_state (
+        source          TEXT PRIMARY KEY,
+        watermark_ms    INTEGER,
+        last_sweep_ms   INTEGER,
+        last_success_ms INTEGER,
+        last_error      TEXT,
+        last_error_ms   INTEGER,
+        journaled       INTEGER NOT NULL DEFAULT 0,
+        late            INTEGER NOT NULL DEFAULT 0
+    );
+
+    CREATE TABLE windows (
+        source   TEXT    NOT NULL,
+        kind     TEXT    NOT NULL CHECK (kind IN ('live', 'sweep', 'backfill')),
+        start_ms INTEGER NOT NULL,
+        end_ms   INTEGER NOT NULL,
+        cursor   TEXT,
+        pages    INTEGER NOT NULL DEFAULT 0,
+        records  INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (source, kind, start_ms)
+    );
+
+    CREATE TABLE backfills (
+        source   TEXT    NOT NULL,
+        since_ms INTEGER NOT NULL,
+        until_ms INTEGER NOT NULL,
+        next_ms  INTEGER NOT NULL,
+        records  INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (source, since_ms, until_ms)
+    );
+
+    CREATE TABLE sink_cursors (
+        sink            TEXT PRIMARY KEY,
+        seq             INTEGER NOT NULL DEFAULT 0,
+        file_offset     INTEGER,
+        delivered       INTEGER NOT NULL DEFAULT 0,
+        last_success_ms INTEGER,
+        last_error      TEXT,
+        last_error_ms   INTEGER
+    );
+
+    CREATE TABLE dead_letters (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        sink        TEXT    NOT NULL,
+        seq         INTEGER NOT NULL,
+        activity_id TEXT    NOT NULL,
+        reason      TEXT    NOT NULL,
+        response    TEXT    NOT NULL,
+        at_ms       INTEGER NOT NULL
+    );
+    CREATE INDEX dead_letters_sink ON dead_letters (sink, id);
+
+    CREATE TABLE request_ids (
+        request_id TEXT PRIMARY KEY,
+        source     TEXT    NOT NULL,
+        at_ms      INTEGER NOT NULL
+    );
+    CREATE INDEX request_ids_at ON request_ids (at_ms);
+    "#,
+];
+
+/// Creates the database file with mode 0600 if it does not exist, so the
+/// journal (which holds user emails and IPs) is never world-readable, not
+/// even for a moment.
+pub fn create_private_file(path: &Path) -> std::io::Result<()> {
+    if path.exists() {
+        return Ok(());
+    }
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map(|_| ())
+}
+
+/// Reads the schema version, mapping "not a database" to a clear error.
+fn read_version(conn: &Connection, path: &Path) -> Result<i64, StoreError> {
+    let corrupt = |e: rusqlite::Error| StoreError::Corrupt {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    // Touching sqlite_master is what detects a file that is not SQLite.
+    conn.query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .map_err(corrupt)?;
+    conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(corrupt)
+}
+
+pub fn check_version(conn: &Connection, path: &Path) -> Result<i64, StoreError> {
+    let version = read_version(conn, path)?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::NewerSchema {
+            path: path.to_path_buf(),
+            found: version,
+            known: SCHEMA_VERSION,
+        });
+    }
+    Ok(version)
+}
+
+/// Applies every migration the database has not seen, each in its own
+/// transaction with its version bump.
+pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let version = check_version(conn, path)?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}

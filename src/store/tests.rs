@@ -1,0 +1,253 @@
+use super::*;
+
+fn record(id: &str, created_at_ms: i64) -> JournalRecord {
+    JournalRecord {
+        activity_id: id.to_string(),
+        created_at_ms,
+        activity_type: "claude_chat_created".into(),
+        raw: format!(r#"{{"id":"{id}"}}"#),
+        ocsf: format!(r#"{{"metadata":{{"uid":"{id}"}}}}"#),
+    }
+}
+
+fn live(start_ms: i64, end_ms: i64) -> WindowRow {
+    WindowRow {
+        kind: WindowKind::Live,
+        start_ms,
+        end_ms,
+        cursor: None,
+        pages: 0,
+        records: 0,
+    }
+}
+
+fn open() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("state.db")).unwrap();
+    (dir, store)
+}
+
+#[test]
+fn file_is_private_and_in_wal_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    let (dir, store) = open();
+    let mode = std::fs::metadata(dir.path().join("state.db"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let jm: String = store
+        .conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(jm, "wal");
+    let sync: i64 = store
+        .conn
+        .query_row("PRAGMA synchronous", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(sync, 2, "synchronous=FULL");
+}
+
+#[test]
+fn page_commit_is_atomic_with_window_position_and_dedupes() {
+    let (_dir, mut store) = open();
+    let w = live(0, 1000);
+    let recs = vec![record("a", 900), record("b", 800)];
+    let out = store
+        .commit_page(&PageCommit {
+            source: "s",
+            window: &w,
+            next_cursor: Some("cur1".into()),
+            done: false,
+            records: &recs,
+            request_ids: &["req_1".into()],
+            now_ms: 5,
+        })
+        .unwrap();
+    assert_eq!(
+        out,
+        PageOutcome {
+            inserted: 2,
+            duplicates: 0
+        }
+    );
+    let open = store.open_window("s", WindowKind::Live).unwrap().unwrap();
+    assert_eq!(open.cursor.as_deref(), Some("cur1"));
+    assert_eq!((open.pages, open.records), (1, 2));
+    assert_eq!(store.source_state("s").unwrap().watermark_ms, None);
+
+    // The last page re-delivers "b" (overlap) and brings "c"; the window closes.
+    let recs2 = vec![record("b", 800), record("c", 100)];
+    let out = store
+        .commit_page(&PageCommit {
+            source: "s",
+            window: &open,
+            next_cursor: None,
+            done: true,
+            records: &recs2,
+            request_ids: &["req_2".into()],
+            now_ms: 6,
+        })
+        .unwrap();
+    assert_eq!(
+        out,
+        PageOutcome {
+            inserted: 1,
+            duplicates: 1
+        }
+    );
+    assert!(store.open_window("s", WindowKind::Live).unwrap().is_none());
+    let state = store.source_state("s").unwrap();
+    assert_eq!(state.watermark_ms, Some(1000));
+    assert_eq!(state.journaled, 3);
+    assert_eq!(store.journal_rows().unwrap(), 3);
+    let mut ids = store.recent_request_ids(0).unwrap();
+    ids.sort();
+    assert_eq!(ids, vec!["req_1", "req_2"]);
+}
+
+#[test]
+fn sweep_counts_only_new_records_as_late() {
+    let (_dir, mut store) = open();
+    let w = live(0, 1000);
+    store
+        .commit_page(&PageCommit {
+            source: "s",
+            window: &w,
+            next_cursor: None,
+            done: true,
+            records: &[record("a", 10)],
+            request_ids: &[],
+            now_ms: 1,
+        })
+        .unwrap();
+    let sweep = WindowRow {
+        kind: WindowKind::Sweep,
+        ..live(0, 1000)
+    };
+    let out = store
+        .commit_page(&PageCommit {
+            source: "s",
+            window: &sweep,
+            next_cursor: None,
+            done: true,
+            records: &[record("a", 10), record("late", 20)],
+            request_ids: &[],
+            now_ms: 2,
+        })
+        .unwrap();
+    assert_eq!(out.inserted, 1);
+    let state = store.source_state("s").unwrap();
+    assert_eq!(state.late, 1);
+    assert_eq!(state.last_sweep_ms, Some(2));
+    assert_eq!(
+        state.watermark_ms,
+        Some(1000),
+        "a sweep never moves the watermark"
+    );
+}
+
+#[test]
+fn sink_cursor_batches_dead_letters_and_prune() {
+    let (_dir, mut store) = open();
+    let w = live(0, 1000);
+    let recs: Vec<_> = (0..10).map(|i| record(&format!("r{i}"), i * 10)).collect();
+    store
+        .commit_page(&PageCommit {
+            source: "s",
+            window: &w,
+            next_cursor: None,
+            done: true,
+            records: &recs,
+            request_ids: &[],
+            now_ms: 1,
+        })
+        .unwrap();
+    let batch = store.read_batch(0, 4, 1 << 20, true).unwrap();
+    assert_eq!(batch.len(), 4);
+    assert_eq!(batch[0].payload, r#"{"id":"r0"}"#);
+    // Byte limit: each raw payload is 11 bytes + newline.
+    assert_eq!(store.read_batch(0, 100, 30, true).unwrap().len(), 2);
+    // Always at least one record, even if alone over the limit.
+    assert_eq!(store.read_batch(0, 100, 1, true).unwrap().len(), 1);
+
+    let dead = [NewDeadLetter {
+        seq: batch[1].seq,
+        activity_id: "r1".into(),
+        reason: "too big".into(),
+        response: "413".into(),
+    }];
+    store
+        .advance_sink("file", batch[3].seq, Some(44), 3, &dead, 7)
+        .unwrap();
+    let cursor = store.sink_cursor("file").unwrap();
+    assert_eq!(
+        (cursor.seq, cursor.file_offset, cursor.delivered),
+        (batch[3].seq, Some(44), 3)
+    );
+    assert_eq!(store.dead_letter_count("file").unwrap(), 1);
+    assert_eq!(store.count_after(cursor.seq).unwrap(), 6);
+
+    // Only rows every sink passed AND older than the cutoff go.
+    store
+        .advance_sink("other", batch[1].seq, None, 2, &[], 7)
+        .unwrap();
+    assert_eq!(store.prune(&["file", "other"], 1_000_000).unwrap(), 2);
+    assert_eq!(store.prune(&["file", "other"], 1_000_000).unwrap(), 0);
+    assert_eq!(store.journal_rows().unwrap(), 8);
+}
+
+#[test]
+fn backfill_progress_resumes() {
+    let (_dir, mut store) = open();
+    let row = store.add_backfill("s", 0, 3000).unwrap();
+    assert_eq!(row.next_ms, 0);
+    let chunk = WindowRow {
+        kind: WindowKind::Backfill,
+        ..live(0, 1000)
+    };
+    store
+        .commit_page(&PageCommit {
+            source: "s",
+            window: &chunk,
+            next_cursor: None,
+            done: true,
+            records: &[record("x", 5)],
+            request_ids: &[],
+            now_ms: 1,
+        })
+        .unwrap();
+    // Registering the same range again is idempotent and shows progress.
+    let row = store.add_backfill("s", 0, 3000).unwrap();
+    assert_eq!((row.next_ms, row.records), (1000, 1));
+    assert_eq!(store.open_backfills("s").unwrap().len(), 1);
+}
+
+#[test]
+fn newer_schema_and_garbage_files_are_refused_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    drop(Store::open(&path).unwrap());
+    {
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+    }
+    let err = Store::open(&path).err().unwrap().to_string();
+    assert!(err.contains("newer claudit"), "{err}");
+
+    let garbage = dir.path().join("garbage.db");
+    std::fs::write(
+        &garbage,
+        b"this is not a database at all, not even close; 0123456789abcdef",
+    )
+    .unwrap();
+    let before = std::fs::read(&garbage).unwrap();
+    let err = Store::open(&garbage).err().unwrap().to_string();
+    assert!(err.contains("not a usable SQLite database"), "{err}");
+    assert_eq!(
+        std::fs::read(&garbage).unwrap(),
+        before,
+        "a corrupt file is never reset"
+    );
+}
