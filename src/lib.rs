@@ -3,10 +3,13 @@
 //! SIEMs and files. `main.rs` is the entry point; `daemon` wires the parts.
 
 pub mod config;
+pub mod daemon;
 pub mod enrich;
 pub mod model;
 pub mod ocsf;
 pub mod sim;
 pub mod sinks;
 pub mod source;
+pub mod status;
 pub mod store;
+pub mod telemetry;

@@ -1,3 +1,308 @@
-fn main() {
-    println!("claudit");
+//! The `claudit` command line. Each subcommand turns raw arguments into
+//! validated settings, then calls one module:
+//! `run` → `daemon::run`, `check` → `config::load` (+ `check::connect`),
+//! `status` → `status::report`, `backfill` → `backfill::run`,
+//! `demo` → `demo::run`, `map` → `ocsf::Mapper`.
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use claudit::config::{self, Config};
+use claudit::telemetry::{self, LogFormat};
+
+/// Exit code for a configuration error (sysexits EX_CONFIG).
+const EXIT_CONFIG: u8 = 78;
+
+#[derive(Parser)]
+#[command(
+    name = "claudit",
+    version,
+    about = "Pulls the Anthropic Compliance API activity feed, normalizes it to OCSF, and delivers it to SIEMs and files",
+    long_about = None
+)]
+struct Cli {
+    /// Log format: json when stderr is not a terminal, text on a terminal (auto), or forced.
+    #[arg(long, value_enum, default_value = "auto", global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon: poll every source, journal, deliver to every sink (stops on SIGTERM/SIGINT).
+    Run {
+        /// Configuration file (TOML).
+        #[arg(long, short, env = "CLAUDIT_CONFIG")]
+        config: PathBuf,
+    },
+    /// Validate the configuration without network access; exit 0 if valid, 78 listing every problem otherwise.
+    Check {
+        #[arg(long, short, env = "CLAUDIT_CONFIG")]
+        config: PathBuf,
+        /// Also check each source's key against the API with one cheap request.
+        #[arg(long)]
+        connect: bool,
+    },
+    /// Show watermarks, lag, pending windows, sink cursors and dead letters from the state database.
+    Status {
+        #[arg(long, short, env = "CLAUDIT_CONFIG")]
+        config: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Read a historical range into the journal (sinks then deliver it); rerun to resume.
+    Backfill {
+        #[arg(long, short, env = "CLAUDIT_CONFIG")]
+        config: PathBuf,
+        /// The source (its `name` in the configuration).
+        #[arg(long)]
+        source: String,
+        /// Start of the range: RFC 3339 time, date (2026-01-01), or duration ago (7d).
+        #[arg(long)]
+        since: String,
+        /// End of the range (default: now).
+        #[arg(long)]
+        until: Option<String>,
+    },
+    /// Run the built-in Compliance API simulator through the real pipeline into OCSF and raw NDJSON files.
+    Demo {
+        /// Output directory for events.ocsf.ndjson and events.raw.ndjson.
+        #[arg(long, default_value = "demo-out")]
+        out: PathBuf,
+        /// Activities in the simulator's backlog.
+        #[arg(long, default_value_t = 10_000)]
+        events: usize,
+        /// Seconds of live activity generation after the backlog.
+        #[arg(long, default_value_t = 6)]
+        live_secs: u64,
+    },
+    /// Normalize raw activities (NDJSON files, or stdin) to OCSF NDJSON on stdout.
+    Map {
+        /// NDJSON files of activities as the API serves them; none = stdin.
+        inputs: Vec<PathBuf>,
+    },
+    /// Run the Compliance API simulator standalone (for benchmarks and trying other clients).
+    #[command(hide = true)]
+    Simulate {
+        #[arg(long, default_value = "127.0.0.1:8787")]
+        listen: std::net::SocketAddr,
+        #[arg(long, default_value_t = 100_000)]
+        backlog: usize,
+        #[arg(long, default_value = "sk-ant-api01-simulator")]
+        api_key: String,
+        /// Requests per minute before 429 (0 = unthrottled).
+        #[arg(long, default_value_t = 600)]
+        rate_limit: u32,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_config(path: &std::path::Path) -> Result<Config, ExitCode> {
+    config::load(path).map_err(|errors| {
+        eprintln!("{errors}");
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
+async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Run { config } => {
+            let config = match load_config(&config) {
+                Ok(c) => c,
+                Err(code) => return Ok(code),
+            };
+            let cancel = shutdown_on_signals();
+            claudit::daemon::run(config, cancel).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check { config, connect } => {
+            let config = match load_config(&config) {
+                Ok(c) => c,
+                Err(code) => return Ok(code),
+            };
+            println!(
+                "{}: valid ({} sources, {} sinks)",
+                config.file.display(),
+                config.sources.len(),
+                config.sinks.len()
+            );
+            if connect {
+                let ok = claudit::check::connect(&config).await;
+                return Ok(if ok {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                });
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { config, json } => {
+            let config = match load_config(&config) {
+                Ok(c) => c,
+                Err(code) => return Ok(code),
+            };
+            let report = claudit::status::report(&config, chrono::Utc::now().timestamp_millis())?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{report}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Backfill {
+            config,
+            source,
+            since,
+            until,
+        } => {
+            let config = match load_config(&config) {
+                Ok(c) => c,
+                Err(code) => return Ok(code),
+            };
+            let now = chrono::Utc::now();
+            let since = claudit::backfill::parse_time_arg(&since, now)
+                .map_err(|e| anyhow::anyhow!("--since: {e}"))?;
+            let until = match until {
+                Some(u) => claudit::backfill::parse_time_arg(&u, now)
+                    .map_err(|e| anyhow::anyhow!("--until: {e}"))?,
+                None => now,
+            };
+            claudit::backfill::run(&config, &source, since, until, shutdown_on_signals()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo {
+            out,
+            events,
+            live_secs,
+        } => {
+            claudit::demo::run(claudit::demo::DemoOptions {
+                out,
+                events,
+                live_for: Duration::from_secs(live_secs),
+            })
+            .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Map { inputs } => {
+            map_files(&inputs)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Simulate {
+            listen,
+            backlog,
+            api_key,
+            rate_limit,
+        } => {
+            let sim = claudit::sim::Simulator::start_on(
+                listen,
+                claudit::sim::SimConfig {
+                    api_key,
+                    backlog,
+                    rate_limit_per_minute: (rate_limit > 0).then_some(rate_limit),
+                    ..Default::default()
+                },
+            )
+            .await?;
+            eprintln!("simulator listening on {}", sim.base_url());
+            shutdown_on_signals().cancelled().await;
+            sim.shutdown().await;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// `claudit map`: raw activity NDJSON to OCSF NDJSON. A line that is not
+/// JSON is an error naming the file and line; nothing is skipped silently.
+fn map_files(inputs: &[PathBuf]) -> anyhow::Result<()> {
+    let mapper = claudit::ocsf::Mapper::default();
+    let enricher = claudit::enrich::Enricher::without_geoip();
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut map_reader = |name: &str, reader: Box<dyn BufRead>| -> anyhow::Result<()> {
+        for (i, line) in reader.lines().enumerate() {
+            let line = line?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let activity = claudit::model::Activity::from_json(&line)
+                .map_err(|e| anyhow::anyhow!("{name}:{}: not a JSON activity: {e}", i + 1))?;
+            let enrichment = activity
+                .actor
+                .as_ref()
+                .map(|a| enricher.enrich(a.ip_address.as_deref(), a.user_agent.as_deref()));
+            let event = mapper.map(
+                &activity,
+                &claudit::ocsf::MapContext {
+                    enrichment: enrichment.as_ref(),
+                    self_generated: false,
+                },
+            );
+            serde_json::to_writer(&mut out, &event)?;
+            out.write_all(b"\n")?;
+        }
+        Ok(())
+    };
+    if inputs.is_empty() {
+        map_reader("stdin", Box::new(std::io::BufReader::new(std::io::stdin())))?;
+    }
+    for path in inputs {
+        let file = std::fs::File::open(path)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+        map_reader(
+            &path.display().to_string(),
+            Box::new(std::io::BufReader::new(file)),
+        )?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// A token cancelled on the first SIGTERM or SIGINT. A second signal exits
+/// at once (an operator who presses Ctrl-C twice means it).
+fn shutdown_on_signals() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            return;
+        };
+        tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+        tracing::info!("signal received: shutting down (send again to exit at once)");
+        t.cancel();
+        tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+        std::process::exit(130);
+    });
+    token
 }

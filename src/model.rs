@@ -49,21 +49,17 @@ pub struct Actor {
     pub service_account_id: Option<String>,
 }
 
-/// Why a record could not be turned into an [`Activity`].
-#[derive(Debug, thiserror::Error)]
-pub enum ModelError {
-    #[error("activity is not a JSON object: {0}")]
-    NotAnObject(String),
-}
-
 impl Activity {
-    /// Parses one element of a page's `data[]`. `now` stands in for a missing
-    /// or unparseable `created_at`.
-    pub fn parse(raw: Box<RawValue>, now: DateTime<Utc>) -> Result<Activity, ModelError> {
-        let value: Value =
-            serde_json::from_str(raw.get()).map_err(|e| ModelError::NotAnObject(e.to_string()))?;
-        let Value::Object(fields) = value else {
-            return Err(ModelError::NotAnObject(truncate(raw.get(), 200)));
+    /// Parses one element of a page's `data[]`. Never fails: `now` stands in
+    /// for a missing or unparseable `created_at`, a hash of the bytes for a
+    /// missing `id`, and an element that is not an object is kept whole under
+    /// `fields["value"]`, so the record is still journaled and delivered.
+    pub fn parse(raw: Box<RawValue>, now: DateTime<Utc>) -> Activity {
+        let fields = match serde_json::from_str::<Value>(raw.get()) {
+            Ok(Value::Object(fields)) => fields,
+            Ok(other) => Map::from_iter([("value".to_string(), other)]),
+            // RawValue holds valid JSON by construction; keep the text regardless.
+            Err(_) => Map::from_iter([("value".to_string(), Value::String(raw.get().to_string()))]),
         };
         let (id, id_synthesized) = match fields.get("id").and_then(Value::as_str) {
             Some(id) if !id.is_empty() => (id.to_string(), false),
@@ -99,7 +95,7 @@ impl Activity {
             }),
             _ => None,
         };
-        Ok(Activity {
+        Activity {
             id,
             activity_type,
             created_at,
@@ -110,14 +106,13 @@ impl Activity {
             actor,
             fields,
             raw,
-        })
+        }
     }
 
-    /// Convenience for tests and fixtures: parse from a string.
-    pub fn from_json(json: &str) -> Result<Activity, ModelError> {
-        let raw = RawValue::from_string(json.to_string())
-            .map_err(|e| ModelError::NotAnObject(e.to_string()))?;
-        Activity::parse(raw, Utc::now())
+    /// Parses one activity from JSON text (fixtures, `claudit map`).
+    pub fn from_json(json: &str) -> Result<Activity, serde_json::Error> {
+        let raw = RawValue::from_string(json.to_string())?;
+        Ok(Activity::parse(raw, Utc::now()))
     }
 
     /// `created_at` in epoch milliseconds.
@@ -150,17 +145,6 @@ fn synthetic_id(raw: &str) -> String {
     let digest = Sha256::digest(raw.as_bytes());
     let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
     format!("claudit_synthetic_{hex}")
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}...", &s[..end])
 }
 
 #[cfg(test)]
@@ -197,9 +181,12 @@ mod tests {
     }
 
     #[test]
-    fn rejects_non_objects_with_a_message() {
-        let err = Activity::from_json("[1,2]").unwrap_err();
-        assert!(err.to_string().contains("not a JSON object"));
+    fn keeps_non_objects_instead_of_dropping_them() {
+        let a = Activity::from_json("[1,2]").unwrap();
+        assert!(a.id_synthesized && a.created_at_fallback);
+        assert_eq!(a.fields["value"], serde_json::json!([1, 2]));
+        assert_eq!(a.raw.get(), "[1,2]");
+        assert!(Activity::from_json("{not json").is_err());
     }
 
     #[test]

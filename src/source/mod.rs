@@ -1,1 +1,355 @@
-//! The Compliance API source (to be written).
+//! One task per configured source: asks the window state machine what to
+//! read, fetches that page from the Compliance API, normalizes and enriches
+//! its records, and commits them with the window's new position in one
+//! transaction.
+
+pub mod client;
+pub mod limiter;
+pub mod window;
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+use crate::config::SourceConfig;
+use crate::enrich::Enricher;
+use crate::model::Activity;
+use crate::ocsf::{MapContext, Mapper};
+use crate::store::{
+    JournalRecord, PageCommit, SharedStore, Store, StoreError, WindowKind, WindowRow, now_ms,
+};
+use client::{ComplianceClient, FetchError, Page, PageQuery};
+use window::{Progress, Step, WindowPolicy, next_step};
+
+/// How long a source whose key was refused waits before asking again.
+const AUTH_RECHECK: Duration = Duration::from_secs(300);
+/// How long to wait after an error that is not the API's fault to retry.
+const ERROR_RETRY: Duration = Duration::from_secs(30);
+
+/// What a source needs to run.
+pub struct SourceTask {
+    pub config: SourceConfig,
+    pub store: SharedStore,
+    pub mapper: Arc<Mapper>,
+    pub enricher: Arc<Enricher>,
+    /// Bumped after every commit that journaled something, to wake the sinks.
+    pub journal_head: watch::Sender<u64>,
+    /// Only drain backfill ranges, and stop when none is left (`claudit backfill`).
+    pub backfill_only: bool,
+}
+
+/// Counts for logs and the demo summary.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SourceStats {
+    pub pages: u64,
+    pub journaled: u64,
+    pub duplicates: u64,
+    pub late: u64,
+}
+
+impl SourceTask {
+    pub async fn run(self, cancel: CancellationToken) -> anyhow::Result<SourceStats> {
+        let client = ComplianceClient::new(&self.config)?;
+        let policy = WindowPolicy::from_config(&self.config);
+        let name = self.config.name.clone();
+        let own_requests = {
+            let since =
+                now_ms() - 2 * (policy.sweep_horizon_ms + policy.catchup_window_ms + 3_600_000);
+            let ids = self
+                .store
+                .call(move |s| s.recent_request_ids(since))
+                .await?;
+            Arc::new(std::sync::Mutex::new(OwnRequests::new(ids)))
+        };
+        let mut stats = SourceStats::default();
+        let mut unhealthy_since: Option<DateTime<Utc>> = None;
+        info!(source = %name, "source started");
+        loop {
+            if cancel.is_cancelled() {
+                break;
+            }
+            let progress = {
+                let name = name.clone();
+                self.store.call(move |s| load_progress(s, &name)).await?
+            };
+            let mut progress = progress;
+            if self.backfill_only {
+                // Only backfill: hide live and sweep work from the planner.
+                if progress.backfills.is_empty() && progress.open_backfill.is_none() {
+                    break;
+                }
+                progress.open_live = None;
+                progress.open_sweep = None;
+                progress.state.watermark_ms = Some(i64::MAX / 4);
+                progress.state.last_sweep_ms = Some(i64::MAX / 4);
+            }
+            let now = now_ms();
+            let window = match next_step(&policy, &progress, now) {
+                Step::InitWatermark(w) => {
+                    let name2 = name.clone();
+                    self.store
+                        .call(move |s| s.init_watermark(&name2, w, now))
+                        .await?;
+                    info!(source = %name, watermark = %fmt_ms(w), "first start: reading back the initial lookback");
+                    continue;
+                }
+                Step::WaitUntil(t) => {
+                    let wait = Duration::from_millis((t - now).clamp(1, 3_600_000) as u64);
+                    tokio::select! {
+                        _ = cancel.cancelled() => break,
+                        _ = tokio::time::sleep(wait) => continue,
+                    }
+                }
+                Step::Read(w) => w,
+            };
+
+            let query = PageQuery {
+                created_gte: utc(window.start_ms),
+                created_lt: utc(window.end_ms),
+                after_id: window.cursor.clone(),
+                limit: self.config.page_size,
+            };
+            // The page's time is taken before the request: a record that
+            // becomes visible after this instant may be missing from it.
+            let requested_at = Utc::now();
+            let page = match client.fetch_page(&query, &cancel).await {
+                Ok(page) => {
+                    if let Some(since) = unhealthy_since.take() {
+                        info!(source = %name, unhealthy_since = %since, "source healthy again");
+                    }
+                    page
+                }
+                Err(FetchError::Cancelled) => break,
+                Err(err) => {
+                    let wait = self.handle_fetch_error(&err, &window).await?;
+                    if unhealthy_since.is_none() {
+                        unhealthy_since = Some(Utc::now());
+                    }
+                    tokio::select! {
+                        _ = cancel.cancelled() => break,
+                        _ = tokio::time::sleep(wait) => continue,
+                    }
+                }
+            };
+
+            // Normalize, enrich and commit on the blocking pool: mapping a
+            // 5,000-record page is CPU work that must not stall the runtime.
+            let outcome = {
+                let store = self.store.clone();
+                let mapper = self.mapper.clone();
+                let enricher = self.enricher.clone();
+                let own = own_requests.clone();
+                let name = name.clone();
+                let window = window.clone();
+                store
+                    .call(move |s| {
+                        commit_page(
+                            s,
+                            requested_at,
+                            &name,
+                            &window,
+                            page,
+                            &mapper,
+                            &enricher,
+                            &own,
+                        )
+                    })
+                    .await?
+            };
+            stats.pages += 1;
+            stats.journaled += outcome.inserted as u64;
+            stats.duplicates += outcome.duplicates as u64;
+            if window.kind == WindowKind::Sweep {
+                stats.late += outcome.inserted as u64;
+                if outcome.inserted > 0 {
+                    info!(source = %name, late = outcome.inserted, window_start = %fmt_ms(window.start_ms),
+                        window_end = %fmt_ms(window.end_ms), "late arrivals caught by the sweep");
+                }
+            }
+            debug!(source = %name, kind = window.kind.as_str(), window_start = %fmt_ms(window.start_ms),
+                window_end = %fmt_ms(window.end_ms), inserted = outcome.inserted,
+                duplicates = outcome.duplicates, done = outcome.done, "page committed");
+            if outcome.done {
+                debug!(source = %name, kind = window.kind.as_str(), window_start = %fmt_ms(window.start_ms),
+                    window_end = %fmt_ms(window.end_ms), pages = window.pages + 1, "window drained");
+            }
+            if outcome.inserted > 0 {
+                self.journal_head.send_modify(|h| *h += 1);
+            }
+        }
+        info!(source = %name, pages = stats.pages, journaled = stats.journaled, "source stopped");
+        Ok(stats)
+    }
+
+    /// Logs an error once, in words an operator can act on, records it for
+    /// `status`, and says how long to wait before trying again.
+    async fn handle_fetch_error(
+        &self,
+        err: &FetchError,
+        window: &WindowRow,
+    ) -> anyhow::Result<Duration> {
+        let name = self.config.name.clone();
+        let text = err.to_string();
+        let wait = match err {
+            FetchError::Unauthorized { .. } => {
+                error!(source = %name, error = %text, recheck_in_secs = AUTH_RECHECK.as_secs(),
+                    "the Compliance API refused the key; nothing is lost, polling resumes once the key works");
+                AUTH_RECHECK
+            }
+            FetchError::BadCursor { .. } => {
+                warn!(source = %name, error = %text, window_start = %fmt_ms(window.start_ms),
+                    "the API rejected the saved cursor; restarting this window from its first page (re-read records are deduplicated)");
+                let (n, w) = (name.clone(), window.clone());
+                self.store.call(move |s| s.restart_window(&n, &w)).await?;
+                Duration::ZERO
+            }
+            FetchError::NotFound { .. } => {
+                error!(source = %name, error = %text, "the activity feed answered 404; check base_url, retrying");
+                ERROR_RETRY
+            }
+            _ => {
+                error!(source = %name, error = %text, "request failed; check the configuration, retrying");
+                ERROR_RETRY
+            }
+        };
+        let now = now_ms();
+        self.store
+            .call(move |s| s.record_source_error(&name, &text, now))
+            .await?;
+        Ok(wait)
+    }
+}
+
+pub fn load_progress(store: &Store, source: &str) -> Result<Progress, StoreError> {
+    Ok(Progress {
+        state: store.source_state(source)?,
+        open_live: store.open_window(source, WindowKind::Live)?,
+        open_sweep: store.open_window(source, WindowKind::Sweep)?,
+        open_backfill: store.open_window(source, WindowKind::Backfill)?,
+        backfills: store.open_backfills(source)?,
+    })
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct CommitOutcome {
+    pub inserted: usize,
+    pub duplicates: usize,
+    pub done: bool,
+}
+
+/// Maps a page's records and commits them with the window's next position.
+/// `now` is the clock reading for this commit (the time of a completed
+/// sweep, and the stand-in for a record without `created_at`).
+#[allow(clippy::too_many_arguments)]
+pub fn commit_page(
+    store: &mut Store,
+    now: DateTime<Utc>,
+    source: &str,
+    window: &WindowRow,
+    page: Page,
+    mapper: &Mapper,
+    enricher: &Enricher,
+    own: &std::sync::Mutex<OwnRequests>,
+) -> Result<CommitOutcome, StoreError> {
+    let mut own = own.lock().unwrap_or_else(|p| p.into_inner());
+    for id in &page.attempt_request_ids {
+        own.insert(id.clone());
+    }
+    let records: Vec<JournalRecord> = page
+        .activities
+        .into_iter()
+        .map(|raw| {
+            let activity = Activity::parse(raw, now);
+            let self_generated = activity.activity_type == "compliance_api_accessed"
+                && activity
+                    .fields
+                    .get("request_id")
+                    .and_then(|v| v.as_str())
+                    .is_some_and(|id| own.contains(id));
+            let enrichment = activity
+                .actor
+                .as_ref()
+                .map(|a| enricher.enrich(a.ip_address.as_deref(), a.user_agent.as_deref()));
+            let event = mapper.map(
+                &activity,
+                &MapContext {
+                    enrichment: enrichment.as_ref(),
+                    self_generated,
+                },
+            );
+            JournalRecord {
+                created_at_ms: activity.created_at_ms(),
+                ocsf: event.to_string(),
+                activity_id: activity.id,
+                activity_type: activity.activity_type,
+                raw: activity.raw.get().to_string(),
+            }
+        })
+        .collect();
+    drop(own);
+    // `has_more` false, or a page with no cursor to continue from, ends the window.
+    let done = !page.has_more || page.last_id.is_none();
+    let outcome = store.commit_page(&PageCommit {
+        source,
+        window,
+        next_cursor: page.last_id.clone(),
+        done,
+        records: &records,
+        request_ids: &page.attempt_request_ids,
+        now_ms: now.timestamp_millis(),
+    })?;
+    Ok(CommitOutcome {
+        inserted: outcome.inserted,
+        duplicates: outcome.duplicates,
+        done,
+    })
+}
+
+/// Request ids of this daemon's own calls, bounded (oldest forgotten first).
+pub struct OwnRequests {
+    set: HashSet<String>,
+    order: VecDeque<String>,
+}
+
+impl OwnRequests {
+    const CAPACITY: usize = 200_000;
+
+    pub fn new(ids: Vec<String>) -> OwnRequests {
+        let mut own = OwnRequests {
+            set: HashSet::new(),
+            order: VecDeque::new(),
+        };
+        for id in ids {
+            own.insert(id);
+        }
+        own
+    }
+
+    fn insert(&mut self, id: String) {
+        if self.set.insert(id.clone()) {
+            self.order.push_back(id);
+            if self.order.len() > Self::CAPACITY {
+                if let Some(old) = self.order.pop_front() {
+                    self.set.remove(&old);
+                }
+            }
+        }
+    }
+
+    fn contains(&self, id: &str) -> bool {
+        self.set.contains(id)
+    }
+}
+
+pub fn utc(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+pub fn fmt_ms(ms: i64) -> String {
+    crate::model::format_time(utc(ms))
+}

@@ -71,6 +71,9 @@ pub struct WindowRow {
     pub end_ms: i64,
     /// `after_id` for the next page; `None` = the first page.
     pub cursor: Option<String>,
+    /// When the first page was requested (`None` until a page is committed).
+    /// A sweep's is its start, which bounds the next sweep.
+    pub opened_ms: Option<i64>,
     pub pages: i64,
     pub records: i64,
 }
@@ -80,6 +83,7 @@ pub struct WindowRow {
 pub struct SourceState {
     /// Every activity created before this has been read at least once.
     pub watermark_ms: Option<i64>,
+    /// When the last completed sweep started (first start counts as one).
     pub last_sweep_ms: Option<i64>,
     pub last_success_ms: Option<i64>,
     pub last_error: Option<String>,
@@ -111,6 +115,7 @@ pub struct PageCommit<'a> {
     pub records: &'a [JournalRecord],
     /// Request ids of this page's calls (failed attempts included).
     pub request_ids: &'a [String],
+    /// When this page was requested.
     pub now_ms: i64,
 }
 
@@ -280,7 +285,7 @@ impl Store {
         Ok(self
             .conn
             .query_row(
-                "SELECT start_ms, end_ms, cursor, pages, records FROM windows
+                "SELECT start_ms, end_ms, cursor, opened_ms, pages, records FROM windows
                  WHERE source = ?1 AND kind = ?2 ORDER BY start_ms LIMIT 1",
                 params![source, kind.as_str()],
                 |r| {
@@ -289,8 +294,9 @@ impl Store {
                         start_ms: r.get(0)?,
                         end_ms: r.get(1)?,
                         cursor: r.get(2)?,
-                        pages: r.get(3)?,
-                        records: r.get(4)?,
+                        opened_ms: r.get(3)?,
+                        pages: r.get(4)?,
+                        records: r.get(5)?,
                     })
                 },
             )
@@ -345,8 +351,8 @@ impl Store {
             )?;
         } else {
             tx.execute(
-                "INSERT INTO windows (source, kind, start_ms, end_ms, cursor, pages, records)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                "INSERT INTO windows (source, kind, start_ms, end_ms, cursor, opened_ms, pages, records)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
                  ON CONFLICT(source, kind, start_ms) DO UPDATE SET
                    end_ms = excluded.end_ms, cursor = excluded.cursor,
                    pages = excluded.pages, records = excluded.records",
@@ -356,6 +362,7 @@ impl Store {
                     w.start_ms,
                     w.end_ms,
                     page.next_cursor,
+                    w.opened_ms.unwrap_or(page.now_ms),
                     w.pages + 1,
                     w.records + page.records.len() as i64
                 ],
@@ -389,9 +396,11 @@ impl Store {
                     )?;
                 }
                 WindowKind::Sweep => {
+                    // The sweep's start, not its end: a record that became
+                    // visible while it ran must fall in the next sweep.
                     tx.execute(
                         "UPDATE source_state SET last_sweep_ms = ?2 WHERE source = ?1",
-                        params![page.source, page.now_ms],
+                        params![page.source, w.opened_ms.unwrap_or(page.now_ms)],
                     )?;
                 }
                 WindowKind::Backfill => {
@@ -416,22 +425,20 @@ impl Store {
         Ok(())
     }
 
-    /// Sets the watermark of a source that has never run (initial lookback).
-    pub fn init_watermark(&mut self, source: &str, watermark_ms: i64) -> Result<(), StoreError> {
+    /// Sets the watermark of a source that has never run (initial
+    /// lookback). First start counts as a sweep that started `now_ms`:
+    /// nothing read before it can have been missed.
+    pub fn init_watermark(
+        &mut self,
+        source: &str,
+        watermark_ms: i64,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
         self.conn.execute(
-            "INSERT INTO source_state (source, watermark_ms) VALUES (?1, ?2)
-             ON CONFLICT(source) DO UPDATE SET watermark_ms = COALESCE(watermark_ms, excluded.watermark_ms)",
-            params![source, watermark_ms],
-        )?;
-        Ok(())
-    }
-
-    /// Marks the sweep as done without reading (nothing to sweep yet).
-    pub fn mark_swept(&mut self, source: &str, now_ms: i64) -> Result<(), StoreError> {
-        self.conn.execute(
-            "INSERT INTO source_state (source, last_sweep_ms) VALUES (?1, ?2)
-             ON CONFLICT(source) DO UPDATE SET last_sweep_ms = excluded.last_sweep_ms",
-            params![source, now_ms],
+            "INSERT INTO source_state (source, watermark_ms, last_sweep_ms) VALUES (?1, ?2, ?3)
+             ON CONFLICT(source) DO UPDATE SET watermark_ms = COALESCE(watermark_ms, excluded.watermark_ms),
+               last_sweep_ms = COALESCE(last_sweep_ms, excluded.last_sweep_ms)",
+            params![source, watermark_ms, now_ms],
         )?;
         Ok(())
     }
@@ -462,7 +469,7 @@ impl Store {
 
     pub fn pending_windows(&self, source: &str) -> Result<Vec<WindowRow>, StoreError> {
         let mut stmt = self.conn.prepare(
-            "SELECT kind, start_ms, end_ms, cursor, pages, records FROM windows WHERE source = ?1 ORDER BY kind, start_ms",
+            "SELECT kind, start_ms, end_ms, cursor, opened_ms, pages, records FROM windows WHERE source = ?1 ORDER BY kind, start_ms",
         )?;
         let rows = stmt.query_map(params![source], |r| {
             let kind: String = r.get(0)?;
@@ -475,8 +482,9 @@ impl Store {
                 start_ms: r.get(1)?,
                 end_ms: r.get(2)?,
                 cursor: r.get(3)?,
-                pages: r.get(4)?,
-                records: r.get(5)?,
+                opened_ms: r.get(4)?,
+                pages: r.get(5)?,
+                records: r.get(6)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

@@ -45,6 +45,7 @@ const MIGRATIONS: &[&str] = &[
         start_ms INTEGER NOT NULL,
         end_ms   INTEGER NOT NULL,
         cursor   TEXT,
+        opened_ms INTEGER NOT NULL,
         pages    INTEGER NOT NULL DEFAULT 0,
         records  INTEGER NOT NULL DEFAULT 0,
         PRIMARY KEY (source, kind, start_ms)

@@ -16,6 +16,7 @@ fn live(start_ms: i64, end_ms: i64) -> WindowRow {
         start_ms,
         end_ms,
         cursor: None,
+        opened_ms: None,
         pages: 0,
         records: 0,
     }
@@ -139,7 +140,11 @@ fn sweep_counts_only_new_records_as_late() {
     assert_eq!(out.inserted, 1);
     let state = store.source_state("s").unwrap();
     assert_eq!(state.late, 1);
-    assert_eq!(state.last_sweep_ms, Some(2));
+    assert_eq!(
+        state.last_sweep_ms,
+        Some(2),
+        "a one-page sweep started when its page was requested"
+    );
     assert_eq!(
         state.watermark_ms,
         Some(1000),

@@ -1,0 +1,26 @@
+# Multi-stage build: compile in the Rust image, run in a small Debian image
+# with CA certificates (reqwest uses rustls with the OS trust store).
+FROM rust:1-bookworm AS build
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+COPY fixtures ./fixtures
+COPY benches ./benches
+RUN cargo build --release --locked --bin claudit
+
+FROM debian:bookworm-slim
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --uid 10001 --home-dir /var/lib/claudit --shell /usr/sbin/nologin claudit \
+ && mkdir -p /var/lib/claudit /etc/claudit \
+ && chown claudit:claudit /var/lib/claudit
+COPY --from=build /src/target/release/claudit /usr/local/bin/claudit
+USER 10001:10001
+# State (the SQLite journal, cursors, dead letters) lives on this volume.
+VOLUME ["/var/lib/claudit"]
+ENV RUST_LOG=info
+# Mount the configuration at /etc/claudit/claudit.toml; secrets come from
+# environment variables (${VAR} in the config) or mounted files (*_file keys).
+ENTRYPOINT ["/usr/local/bin/claudit", "--log-format", "json"]
+CMD ["run", "--config", "/etc/claudit/claudit.toml"]

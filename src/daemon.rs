@@ -1,0 +1,130 @@
+//! `claudit run`: wires sources, the journal and sinks together, and shuts
+//! them down gracefully.
+//!
+//! Record flow: `source::SourceTask` (poll, normalize, enrich, commit to the
+//! journal) → `store` (SQLite) → `sinks::SinkTask` (one per sink, own cursor).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::config::Config;
+use crate::enrich::Enricher;
+use crate::ocsf::Mapper;
+use crate::sinks::SinkTask;
+use crate::source::SourceTask;
+use crate::store::{InstanceLock, SharedStore, now_ms};
+
+/// The longest a shutdown waits for in-flight work before giving up.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(25);
+/// How often the journal is pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
+
+/// Runs until `cancel` fires (SIGTERM/SIGINT) or a task fails for good.
+pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()> {
+    let _lock = InstanceLock::acquire(&config.state.path)?;
+    let store = SharedStore::open(&config.state.path)?;
+    let enricher = Arc::new(Enricher::new(&config.enrich)?);
+    let mapper = Arc::new(Mapper::new(&config.ocsf));
+    let (head_tx, head_rx) = watch::channel(0u64);
+
+    let mut tasks: JoinSet<(String, anyhow::Result<()>)> = JoinSet::new();
+    for source in &config.sources {
+        let task = SourceTask {
+            config: source.clone(),
+            store: SharedStore::open(&config.state.path)?,
+            mapper: mapper.clone(),
+            enricher: enricher.clone(),
+            journal_head: head_tx.clone(),
+            backfill_only: false,
+        };
+        let (name, cancel) = (format!("source {}", source.name), cancel.clone());
+        tasks.spawn(async move { (name, task.run(cancel).await.map(|_| ())) });
+    }
+    for sink in &config.sinks {
+        let task = SinkTask {
+            config: sink.clone(),
+            store: SharedStore::open(&config.state.path)?,
+            journal_head: head_rx.clone(),
+        };
+        let (name, cancel) = (format!("sink {}", sink.name), cancel.clone());
+        tasks.spawn(async move { (name, task.run(cancel).await.map(|_| ())) });
+    }
+    {
+        let sinks: Vec<String> = config.sinks.iter().map(|s| s.name.clone()).collect();
+        let retention_ms = config.state.retention.as_millis() as i64;
+        let (store, cancel) = (store.clone(), cancel.clone());
+        tasks.spawn(async move {
+            (
+                "pruner".into(),
+                prune_loop(store, sinks, retention_ms, cancel).await,
+            )
+        });
+    }
+    info!(sources = config.sources.len(), sinks = config.sinks.len(), state = %config.state.path.display(), "claudit running");
+
+    // A task that ends before shutdown has failed: stop everything rather
+    // than run half a pipeline silently.
+    let mut failure = None;
+    tokio::select! {
+        _ = cancel.cancelled() => {}
+        Some(done) = tasks.join_next() => {
+            let (name, result) = done?;
+            let err = result.err().unwrap_or_else(|| anyhow::anyhow!("{name} stopped unexpectedly"));
+            error!(task = %name, error = %format!("{err:#}"), "a task failed; shutting down");
+            failure = Some(err.context(name));
+            cancel.cancel();
+        }
+    }
+    info!("shutting down: finishing the page and batches in flight");
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while let Some(done) = tasks.join_next().await {
+            if let Ok((name, Err(err))) = done {
+                warn!(task = %name, error = %format!("{err:#}"), "task ended with an error during shutdown");
+            }
+        }
+    })
+    .await;
+    if drained.is_err() {
+        warn!(
+            "shutdown grace period over; abandoning work in flight (it is retried on the next start)"
+        );
+        tasks.abort_all();
+    }
+    info!("stopped");
+    match failure {
+        Some(err) => Err(err),
+        None => Ok(()),
+    }
+}
+
+async fn prune_loop(
+    store: SharedStore,
+    sinks: Vec<String>,
+    retention_ms: i64,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    loop {
+        let sinks = sinks.clone();
+        let cutoff = now_ms() - retention_ms;
+        let pruned = store
+            .call(move |s| {
+                s.prune(
+                    &sinks.iter().map(String::as_str).collect::<Vec<_>>(),
+                    cutoff,
+                )
+            })
+            .await?;
+        if pruned > 0 {
+            info!(rows = pruned, "journal pruned");
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(PRUNE_EVERY) => {}
+        }
+    }
+}

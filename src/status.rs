@@ -1,0 +1,167 @@
+//! `claudit status`: what the state database says, readable while the daemon
+//! runs (WAL readers never block the writer).
+
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::source::{fmt_ms, load_progress};
+use crate::store::Store;
+
+#[derive(Debug, Serialize)]
+pub struct StatusReport {
+    pub state_path: String,
+    pub journal_rows: i64,
+    pub journal_head_seq: i64,
+    pub sources: Vec<SourceStatus>,
+    pub sinks: Vec<SinkStatus>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SourceStatus {
+    pub name: String,
+    pub watermark: Option<String>,
+    /// Seconds between now and the watermark.
+    pub lag_seconds: Option<i64>,
+    pub journaled: i64,
+    pub late_arrivals: i64,
+    /// Windows whose page walk is in progress: "live 2026-...Z..2026-...Z (3 pages)".
+    pub pending_windows: Vec<String>,
+    pub backfills: Vec<String>,
+    pub last_success: Option<String>,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SinkStatus {
+    pub name: String,
+    pub cursor_seq: i64,
+    pub events_behind: i64,
+    /// created_at of the oldest record not yet delivered.
+    pub oldest_undelivered: Option<String>,
+    pub delivered: i64,
+    pub last_success: Option<String>,
+    pub last_error: Option<String>,
+    pub dead_letters: i64,
+}
+
+pub fn report(config: &Config, now_ms: i64) -> anyhow::Result<StatusReport> {
+    let store = Store::open_readonly(&config.state.path)?;
+    let mut sources = Vec::new();
+    for source in &config.sources {
+        let p = load_progress(&store, &source.name)?;
+        let windows = store.pending_windows(&source.name)?;
+        sources.push(SourceStatus {
+            name: source.name.clone(),
+            watermark: p.state.watermark_ms.map(fmt_ms),
+            lag_seconds: p.state.watermark_ms.map(|w| (now_ms - w) / 1000),
+            journaled: p.state.journaled,
+            late_arrivals: p.state.late,
+            pending_windows: windows
+                .iter()
+                .map(|w| {
+                    format!(
+                        "{} {}..{} ({} pages read)",
+                        w.kind.as_str(),
+                        fmt_ms(w.start_ms),
+                        fmt_ms(w.end_ms),
+                        w.pages
+                    )
+                })
+                .collect(),
+            backfills: p
+                .backfills
+                .iter()
+                .map(|b| {
+                    let pct = 100 * (b.next_ms - b.since_ms) / (b.until_ms - b.since_ms).max(1);
+                    format!(
+                        "{}..{}: {pct}% ({} records)",
+                        fmt_ms(b.since_ms),
+                        fmt_ms(b.until_ms),
+                        b.records
+                    )
+                })
+                .collect(),
+            last_success: p.state.last_success_ms.map(fmt_ms),
+            last_error: p.state.last_error,
+            last_error_at: p.state.last_error_ms.map(fmt_ms),
+        });
+    }
+    let mut sinks = Vec::new();
+    for sink in &config.sinks {
+        let c = store.sink_cursor(&sink.name)?;
+        sinks.push(SinkStatus {
+            name: sink.name.clone(),
+            cursor_seq: c.seq,
+            events_behind: store.count_after(c.seq)?,
+            oldest_undelivered: store.oldest_after(c.seq)?.map(fmt_ms),
+            delivered: c.delivered,
+            last_success: c.last_success_ms.map(fmt_ms),
+            last_error: c.last_error,
+            dead_letters: store.dead_letter_count(&sink.name)?,
+        });
+    }
+    Ok(StatusReport {
+        state_path: config.state.path.display().to_string(),
+        journal_rows: store.journal_rows()?,
+        journal_head_seq: store.head_seq()?,
+        sources,
+        sinks,
+    })
+}
+
+impl std::fmt::Display for StatusReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let or = |v: &Option<String>, d: &'static str| v.clone().unwrap_or_else(|| d.to_string());
+        writeln!(
+            f,
+            "state: {} ({} journal rows, head seq {})",
+            self.state_path, self.journal_rows, self.journal_head_seq
+        )?;
+        for s in &self.sources {
+            writeln!(f, "source {}", s.name)?;
+            let lag = s
+                .lag_seconds
+                .map(|l| format!(" ({l} s behind now)"))
+                .unwrap_or_default();
+            writeln!(
+                f,
+                "  watermark:       {}{lag}",
+                or(&s.watermark, "none yet (first poll pending)")
+            )?;
+            writeln!(
+                f,
+                "  journaled:       {} ({} late arrivals caught)",
+                s.journaled, s.late_arrivals
+            )?;
+            writeln!(f, "  last success:    {}", or(&s.last_success, "never"))?;
+            for w in &s.pending_windows {
+                writeln!(f, "  pending window:  {w}")?;
+            }
+            for b in &s.backfills {
+                writeln!(f, "  backfill:        {b}")?;
+            }
+            if let Some(e) = &s.last_error {
+                writeln!(f, "  last error:      {} ({e})", or(&s.last_error_at, "?"))?;
+            }
+        }
+        for s in &self.sinks {
+            writeln!(f, "sink {}", s.name)?;
+            writeln!(
+                f,
+                "  cursor:          seq {} ({} events behind)",
+                s.cursor_seq, s.events_behind
+            )?;
+            if let Some(o) = &s.oldest_undelivered {
+                writeln!(f, "  oldest pending:  {o}")?;
+            }
+            writeln!(f, "  delivered:       {}", s.delivered)?;
+            writeln!(f, "  last success:    {}", or(&s.last_success, "never"))?;
+            writeln!(f, "  dead letters:    {}", s.dead_letters)?;
+            if let Some(e) = &s.last_error {
+                writeln!(f, "  last error:      {e}")?;
+            }
+        }
+        Ok(())
+    }
+}
