@@ -348,17 +348,17 @@ fn serve_authenticated(
     forbidden: bool,
 ) -> Answer {
     let config = &shared.config;
-    if let Some(limiter) = &shared.limiter {
-        if let Err(secs) = lock(limiter).acquire(now) {
-            let limit = config.rate_limit_per_minute.unwrap_or(0);
-            let msg = format!(
-                "Compliance API rate limit of {limit} requests per minute per parent organization has been exceeded. \
+    if let Some(limiter) = &shared.limiter
+        && let Err(secs) = lock(limiter).acquire(now)
+    {
+        let limit = config.rate_limit_per_minute.unwrap_or(0);
+        let msg = format!(
+            "Compliance API rate limit of {limit} requests per minute per parent organization has been exceeded. \
                  Retry after {secs} seconds (see the retry-after header)."
-            );
-            let mut a = error_answer(StatusCode::TOO_MANY_REQUESTS, &msg, request_id);
-            a.retry_after = Some(secs);
-            return a;
-        }
+        );
+        let mut a = error_answer(StatusCode::TOO_MANY_REQUESTS, &msg, request_id);
+        a.retry_after = Some(secs);
+        return a;
     }
     if forbidden {
         let msg = "Missing required scopes. Got: ['read:compliance_org_data'] Needed: ['read:compliance_activities']";
@@ -435,14 +435,14 @@ fn resolve_cursor(
             ));
         }
         Some(CursorValue::Issued { key, issued_micros }) => {
-            if let Some(ttl) = shared.config.cursor_ttl {
-                if now - issued_micros > duration_micros(ttl) {
-                    return Err(format!(
-                        "Invalid `{param}`. The cursor has expired (cursors are valid for {} s); \
-                         restart the walk from a `created_at` bound.",
-                        ttl.as_secs()
-                    ));
-                }
+            if let Some(ttl) = shared.config.cursor_ttl
+                && now - issued_micros > duration_micros(ttl)
+            {
+                return Err(format!(
+                    "Invalid `{param}`. The cursor has expired (cursors are valid for {} s); \
+                     restart the walk from a `created_at` bound.",
+                    ttl.as_secs()
+                ));
             }
             key
         }

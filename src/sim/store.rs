@@ -65,22 +65,19 @@ pub(crate) struct Filter {
 
 impl Filter {
     fn matches(&self, r: &Rec) -> bool {
-        if let Some(types) = &self.types {
-            if !types.get(r.type_idx as usize).copied().unwrap_or(false) {
-                return false;
-            }
-        }
-        if let Some(orgs) = &self.orgs {
-            if r.org == NO_ORG || !orgs.contains(&r.org) {
-                return false;
-            }
-        }
-        if let Some(users) = &self.users {
-            if r.user == NO_USER || !users.contains(&r.user) {
-                return false;
-            }
-        }
-        true
+        let type_ok = self
+            .types
+            .as_ref()
+            .is_none_or(|t| t.get(r.type_idx as usize).copied().unwrap_or(false));
+        let org_ok = self
+            .orgs
+            .as_ref()
+            .is_none_or(|o| r.org != NO_ORG && o.contains(&r.org));
+        let user_ok = self
+            .users
+            .as_ref()
+            .is_none_or(|u| r.user != NO_USER && u.contains(&r.user));
+        type_ok && org_ok && user_ok
     }
 }
 

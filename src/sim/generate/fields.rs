@@ -203,10 +203,10 @@ impl FieldCtx<'_> {
         if USER_ID_FIELDS.contains(&name) {
             return Value::String(self.user_id());
         }
-        if name == "api_key_id" {
-            if let Some(key) = self.actor_api_key {
-                return Value::String(key.to_string());
-            }
+        if name == "api_key_id"
+            && let Some(key) = self.actor_api_key
+        {
+            return Value::String(key.to_string());
         }
         if let Some((_, prefix, pool)) = ID_PREFIXES.iter().find(|(f, _, _)| *f == name) {
             return Value::String(self.entity(prefix, *pool));

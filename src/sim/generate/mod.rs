@@ -321,8 +321,13 @@ impl Generator {
             match ctx.rng.below(4) {
                 0 => w.str(
                     "client_platform",
-                    *ctx.rng
-                        .pick(&["web", "desktop_macos", "desktop_windows", "ios", "android"]),
+                    ctx.rng.pick_str(&[
+                        "web",
+                        "desktop_macos",
+                        "desktop_windows",
+                        "ios",
+                        "android",
+                    ]),
                 ),
                 1 => w.value(
                     "experiment_flags",
@@ -371,7 +376,7 @@ fn write_actor(a: &mut ObjWriter<'_>, world: &World, actor: ActorPlan, rng: &mut
             let ua = if rng.chance(0.8) {
                 user.user_agent
             } else {
-                *rng.pick(HUMAN_USER_AGENTS)
+                rng.pick_str(HUMAN_USER_AGENTS)
             };
             a.str("user_agent", ua);
         }
@@ -379,21 +384,21 @@ fn write_actor(a: &mut ObjWriter<'_>, world: &World, actor: ActorPlan, rng: &mut
             a.str("type", "api_actor");
             a.str("api_key_id", &world.api_keys[k as usize]);
             a.str("ip_address", &any_ip(rng));
-            a.str("user_agent", *rng.pick(PROGRAM_USER_AGENTS));
+            a.str("user_agent", rng.pick_str(PROGRAM_USER_AGENTS));
         }
         ActorPlan::AdminApiKey(k) => {
             a.str("type", "admin_api_key_actor");
             a.str("admin_api_key_id", &world.api_keys[k as usize]);
             a.str("ip_address", &any_ip(rng));
-            a.str("user_agent", *rng.pick(PROGRAM_USER_AGENTS));
+            a.str("user_agent", rng.pick_str(PROGRAM_USER_AGENTS));
         }
         ActorPlan::Unauthenticated => {
             a.str("type", "unauthenticated_user_actor");
             a.str("ip_address", &any_ip(rng));
             let ua = if rng.chance(0.05) {
-                rng.pick(BOT_USER_AGENTS)
+                rng.pick_str(BOT_USER_AGENTS)
             } else {
-                *rng.pick(HUMAN_USER_AGENTS)
+                rng.pick_str(HUMAN_USER_AGENTS)
             };
             a.str("user_agent", ua);
             // Optional in the schema: sometimes absent, sometimes null.
@@ -428,7 +433,7 @@ fn write_actor(a: &mut ObjWriter<'_>, world: &World, actor: ActorPlan, rng: &mut
             if rng.chance(0.7) {
                 a.str(
                     "service",
-                    *rng.pick(&[
+                    rng.pick_str(&[
                         "security_posture_monitor",
                         "billing_renewal",
                         "retention_enforcer",
@@ -443,13 +448,13 @@ fn write_actor(a: &mut ObjWriter<'_>, world: &World, actor: ActorPlan, rng: &mut
                 "service_account_id",
                 &world.entity_id("svcacct_", rng.below(20)),
             );
-            a.str("user_agent", *rng.pick(PROGRAM_USER_AGENTS));
+            a.str("user_agent", rng.pick_str(PROGRAM_USER_AGENTS));
         }
         ActorPlan::FederatedIdentity => {
             a.str("type", "federated_identity_actor");
             a.str(
                 "issuer",
-                *rng.pick(&[
+                rng.pick_str(&[
                     "https://token.actions.githubusercontent.com",
                     "https://gitlab.com",
                     "https://sts.windows.net/3f2a9c1e-1b7d-4c4e-9a43-0d7c2b1f5e21/",
@@ -457,7 +462,7 @@ fn write_actor(a: &mut ObjWriter<'_>, world: &World, actor: ActorPlan, rng: &mut
             );
             a.str(
                 "subject",
-                *rng.pick(&[
+                rng.pick_str(&[
                     "repo:acme-corp/infra:ref:refs/heads/main",
                     "project_path:acme/data-pipeline:ref_type:branch:ref:main",
                     "system:serviceaccount:ml:batch-runner",
@@ -468,7 +473,7 @@ fn write_actor(a: &mut ObjWriter<'_>, world: &World, actor: ActorPlan, rng: &mut
                 &serde_json::json!(["https://api.anthropic.com"]),
             );
             a.str("ip_address", &any_ip(rng));
-            a.str("user_agent", *rng.pick(PROGRAM_USER_AGENTS));
+            a.str("user_agent", rng.pick_str(PROGRAM_USER_AGENTS));
         }
         ActorPlan::Unknown => {
             a.str("type", UNKNOWN_ACTOR_TYPE);
