@@ -14,6 +14,8 @@ pub(crate) struct FieldCtx<'a> {
     pub created_at: DateTime<Utc>,
     /// The actor's API key, if the actor is an API key.
     pub actor_api_key: Option<&'a str>,
+    /// The method of the call whose `url` was just generated.
+    pub request_method: Option<&'static str>,
     pub rng: &'a mut Rng,
 }
 
@@ -291,6 +293,8 @@ impl FieldCtx<'_> {
         Value::Array(out)
     }
 
+    /// The URL of someone's Compliance API call; remembers its method for
+    /// the `request_method` field that follows it.
     fn url(&mut self) -> String {
         const PATHS: &[&str] = &[
             "/v1/compliance/activities?limit=5000",
@@ -299,10 +303,19 @@ impl FieldCtx<'_> {
             "/v1/compliance/organizations",
             "/v1/compliance/groups",
             "/v1/compliance/apps/projects?limit=20",
+            "/v1/compliance/apps/chats/",
         ];
-        let path = *self.rng.pick(PATHS);
+        let path = self.rng.pick_str(PATHS);
+        self.request_method = Some("GET");
         if path.ends_with('=') {
             format!("https://api.anthropic.com{path}{}", self.user_id())
+        } else if path.ends_with('/') {
+            // Deleting a chat: the one write the audit trail should show.
+            self.request_method = Some("DELETE");
+            format!(
+                "https://api.anthropic.com{path}{}",
+                self.entity("claude_chat_", 40_000)
+            )
         } else {
             format!("https://api.anthropic.com{path}")
         }
@@ -359,7 +372,9 @@ impl FieldCtx<'_> {
             }
             "request_id" => Value::String(request_id(self.rng.next_u64())),
             "url" => Value::String(self.url()),
-            "request_method" => self.pick(&["GET", "GET", "GET", "GET", "DELETE"]),
+            "request_method" => {
+                Value::String(self.request_method.take().unwrap_or("GET").to_string())
+            }
             "request_body" => Value::Null,
             "status_code" => json!(*self.rng.pick(&[
                 200, 200, 200, 200, 200, 200, 200, 200, 400, 401, 403, 404, 429
@@ -524,6 +539,7 @@ mod tests {
                 .unwrap()
                 .into(),
             actor_api_key: None,
+            request_method: None,
             rng,
         }
     }
@@ -581,6 +597,22 @@ mod tests {
         assert_eq!(e, json!("blocked"));
         let accessed = c.value("accessed_at", &[]);
         assert!(DateTime::parse_from_rfc3339(accessed.as_str().unwrap()).is_ok());
+    }
+
+    #[test]
+    fn compliance_call_method_matches_its_url() {
+        let world = World::new(1);
+        let mut rng = Rng::new(5);
+        let mut deletes = 0;
+        for _ in 0..500 {
+            let mut c = ctx(&world, &mut rng, "compliance_api_accessed");
+            let url = c.value("url", &[]);
+            let method = c.value("request_method", &[]);
+            let is_chat = url.as_str().unwrap().contains("/apps/chats/claude_chat_01");
+            assert_eq!(method == "DELETE", is_chat, "{method} {url}");
+            deletes += usize::from(is_chat);
+        }
+        assert!(deletes > 0);
     }
 
     #[test]

@@ -221,6 +221,14 @@ impl Generator {
                 user(rng)
             };
         }
+        if t.starts_with("claude_") && !t.starts_with("claude_code_") {
+            // The claude.ai apps: people, with the odd future actor type.
+            return match rng.below(1000) {
+                0..=2 => ActorPlan::Unknown,
+                3..=4 => ActorPlan::System,
+                _ => user(rng),
+            };
+        }
         // Everything else: people, with some automation.
         match rng.below(1000) {
             0..=14 => api(rng),
@@ -287,6 +295,7 @@ impl Generator {
             type_name,
             created_at,
             actor_api_key,
+            request_method: None,
             rng: &mut rng,
         };
         let fields = type_idx.map(|i| type_table().fields(i));
