@@ -236,20 +236,21 @@ fn load_inner(
     override_names: &[String],
 ) -> Result<Config, ConfigErrors> {
     let mut cx = reader::Ctx::new(file, text, env);
-    let doc = match toml::de::DeTable::parse(text) {
-        Ok(doc) => doc,
-        Err(e) => {
-            // Only the parser's message and position: its full Display quotes
-            // the offending line, which may hold a secret.
+    let (doc, syntax_errors) = toml::de::DeTable::parse_recoverable(text);
+    if !syntax_errors.is_empty() {
+        // Every syntax error, but no validation of a document the parser had
+        // to guess at. Only the parser's message and position: its full
+        // Display quotes the offending line, which may hold a secret.
+        for e in syntax_errors {
             let line = e.span().map(|s| cx.line_of(s.start));
             cx.error(
                 "",
                 line,
                 format!("not valid TOML: {}", e.message().trim_end()),
             );
-            return Err(ConfigErrors(cx.errors));
         }
-    };
+        return Err(ConfigErrors(cx.errors));
+    }
     let config = schema::read_config(&mut cx, doc.get_ref());
     for name in override_names {
         if !cx.overrides_seen.contains(name) {
@@ -270,6 +271,8 @@ fn load_inner(
     if cx.errors.is_empty() {
         Ok(config)
     } else {
+        // In file order, as an editor shows them; those without a line last.
+        cx.errors.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
         Err(ConfigErrors(cx.errors))
     }
 }
@@ -351,6 +354,8 @@ mod reader {
         pub line: Option<usize>,
         /// Some part of the value came from the environment.
         pub uses_env: bool,
+        /// The `CLAUDIT_*` override that supplied the whole value, if any.
+        pub set_by: Option<String>,
     }
 
     impl Text {
@@ -465,10 +470,11 @@ mod reader {
         pub fn text(&mut self, cx: &mut Ctx, key: &str) -> Got<Text> {
             match self.raw(cx, key) {
                 None => Got::Absent,
-                Some(Raw::Env { text, .. }) => Got::Value(Text {
+                Some(Raw::Env { var, text }) => Got::Value(Text {
                     value: text,
                     line: None,
                     uses_env: true,
+                    set_by: Some(var),
                 }),
                 Some(Raw::File(v)) => {
                     let line = Some(cx.line_of(v.span().start));
@@ -493,6 +499,7 @@ mod reader {
                     value,
                     line,
                     uses_env,
+                    set_by: None,
                 }),
                 Err(msg) => {
                     self.problem(cx, key, line, None, msg);
@@ -548,7 +555,7 @@ mod reader {
 
         /// A duration like "5m", "1h 30m", "7d"; `default` when absent.
         pub fn duration(&mut self, cx: &mut Ctx, key: &str, default: Duration) -> Option<Duration> {
-            let example = humantime::format_duration(default).to_string();
+            let example = format_duration(default);
             let (text, var) = match self.raw(cx, key) {
                 None => return Some(default),
                 Some(Raw::Env { var, text }) => (
@@ -556,6 +563,7 @@ mod reader {
                         value: text,
                         line: None,
                         uses_env: true,
+                        set_by: None,
                     },
                     Some(var),
                 ),
@@ -592,6 +600,9 @@ mod reader {
                     let detail = if text.uses_env {
                         String::new()
                     } else {
+                        let e = e.to_string();
+                        // Keep "unknown time unit \"minuets\"", not the list after it.
+                        let e = e.split(", supported units").next().unwrap_or_default();
                         format!(" ({e})")
                     };
                     let msg = format!(
@@ -614,6 +625,7 @@ mod reader {
                         value: text,
                         line: None,
                         uses_env: true,
+                        set_by: None,
                     },
                     Some(var),
                 ),
@@ -764,9 +776,16 @@ mod reader {
             }
         }
 
-        /// An array of strings (`${VAR}` expanded). Not overridable from the
+        /// An array of strings (`${VAR}` expanded), each passed to `check`,
+        /// which returns what is wrong with it. Not overridable from the
         /// environment. `example` is what to write.
-        pub fn string_list(&mut self, cx: &mut Ctx, key: &str, example: &str) -> Got<Vec<Text>> {
+        pub fn string_list(
+            &mut self,
+            cx: &mut Ctx,
+            key: &str,
+            example: &str,
+            check: fn(&Text) -> Option<String>,
+        ) -> Got<Vec<String>> {
             self.mark(key);
             let Some(v) = self.entries.and_then(|e| e.get(key)) else {
                 return Got::Absent;
@@ -787,7 +806,13 @@ mod reader {
                 let item_line = Some(cx.line_of(item.span().start));
                 match item.get_ref() {
                     DeValue::String(s) => match self.expand_value(cx, &item_key, s, item_line) {
-                        Got::Value(t) => out.push(t),
+                        Got::Value(t) => match check(&t) {
+                            None => out.push(t.value),
+                            Some(msg) => {
+                                self.problem(cx, &item_key, item_line, None, msg);
+                                ok = false;
+                            }
+                        },
                         _ => ok = false,
                     },
                     other => {
@@ -911,11 +936,12 @@ mod reader {
             child
         }
 
-        /// An array of tables such as `[[sources]]`; absent reads as empty.
-        pub fn array_of_tables(&mut self, cx: &mut Ctx, key: &str) -> Vec<Table<'t, 'i>> {
+        /// An array of tables such as `[[sources]]`; absent reads as empty,
+        /// `None` when it is something else (reported).
+        pub fn array_of_tables(&mut self, cx: &mut Ctx, key: &str) -> Option<Vec<Table<'t, 'i>>> {
             self.mark(key);
             let Some(v) = self.entries.and_then(|e| e.get(key)) else {
-                return Vec::new();
+                return Some(Vec::new());
             };
             let line = Some(cx.line_of(v.span().start));
             let DeValue::Array(items) = v.get_ref() else {
@@ -925,7 +951,7 @@ mod reader {
                     a(v.get_ref().type_str())
                 );
                 self.problem(cx, key, line, None, msg);
-                return Vec::new();
+                return None;
             };
             let mut out = Vec::new();
             for (i, item) in items.iter().enumerate() {
@@ -947,7 +973,7 @@ mod reader {
                     }
                 }
             }
-            out
+            Some(out)
         }
 
         /// Every entry of a table whose keys are data (e.g. `[ocsf.severity]`),
@@ -982,7 +1008,7 @@ mod reader {
         }
 
         /// Reports every key of this table that no reader asked for.
-        pub fn finish(self, cx: &mut Ctx) {
+        pub fn finish(&self, cx: &mut Ctx) {
             let Some(entries) = self.entries else {
                 return;
             };
@@ -1090,6 +1116,28 @@ mod reader {
             .ok_or_else(|| "size too large".to_string())
     }
 
+    /// A duration as it is written in the file: "7d", "1h 30m", "250ms".
+    pub(super) fn format_duration(d: Duration) -> String {
+        let secs = d.as_secs();
+        let parts = [
+            (secs / 86_400, "d"),
+            (secs / 3600 % 24, "h"),
+            (secs / 60 % 60, "m"),
+            (secs % 60, "s"),
+            (u64::from(d.subsec_millis()), "ms"),
+        ];
+        let out: Vec<String> = parts
+            .iter()
+            .filter(|(n, _)| *n > 0)
+            .map(|(n, unit)| format!("{n}{unit}"))
+            .collect();
+        if out.is_empty() {
+            "0s".to_string()
+        } else {
+            out.join(" ")
+        }
+    }
+
     /// The shortest exact spelling of a size: "4MB", "4MiB", or bytes.
     pub(super) fn format_size(n: u64) -> String {
         const UNITS: [(u64, &str); 6] = [
@@ -1118,7 +1166,12 @@ mod reader {
         let limit = (name.chars().count() / 3).max(2);
         candidates
             .map(|c| (edit_distance(&name, &c.to_ascii_lowercase()), c))
-            .filter(|&(d, c)| d <= limit && d < c.len())
+            .filter(|&(d, c)| {
+                let c = c.to_ascii_lowercase();
+                let prefix =
+                    name.len().min(c.len()) >= 3 && (name.starts_with(&c) || c.starts_with(&name));
+                (d <= limit && d < c.len()) || prefix
+            })
             .min_by_key(|&(d, _)| d)
             .map(|(_, c)| c)
     }
@@ -1186,7 +1239,7 @@ mod schema {
         let mut sources = Vec::new();
         let mut lookbacks = Vec::new();
         let source_tables = root.array_of_tables(cx, "sources");
-        if source_tables.is_empty() {
+        if source_tables.as_ref().is_some_and(Vec::is_empty) {
             cx.error(
                 "sources",
                 None,
@@ -1194,7 +1247,7 @@ mod schema {
                  api_key = \"${ANTHROPIC_COMPLIANCE_API_KEY}\" (see config/claudit.example.toml)",
             );
         }
-        for mut t in source_tables {
+        for mut t in source_tables.unwrap_or_default() {
             let (source, needs) = read_source(cx, &mut t);
             if let Some(first) = sources
                 .iter()
@@ -1218,7 +1271,7 @@ mod schema {
         let mut sinks: Vec<SinkConfig> = Vec::new();
         let mut sink_names: Vec<String> = Vec::new();
         let sink_tables = root.array_of_tables(cx, "sinks");
-        if sink_tables.is_empty() {
+        if sink_tables.as_ref().is_some_and(Vec::is_empty) {
             cx.error(
                 "sinks",
                 None,
@@ -1226,7 +1279,7 @@ mod schema {
                  path = \"/var/log/claudit/events.ndjson\" (see config/claudit.example.toml)",
             );
         }
-        for mut t in sink_tables {
+        for mut t in sink_tables.unwrap_or_default() {
             let (name, sink) = read_sink(cx, &mut t);
             if let Some(first) = sink_names.iter().position(|n| !n.is_empty() && *n == name) {
                 let line = t.line_of_key(cx, "name");
@@ -1279,9 +1332,9 @@ mod schema {
                             "retention {} must be longer than sweep_horizon + settle_lag of source {:?} \
                              ({}), or a late re-read could journal an event twice after its first copy \
                              was pruned; write retention = \"{}d\"",
-                            humantime::format_duration(retention),
+                            reader::format_duration(retention),
                             source.name,
-                            humantime::format_duration(*needs),
+                            reader::format_duration(*needs),
                             days.max(7)
                         ),
                     );
@@ -1311,7 +1364,7 @@ mod schema {
             Got::Absent => Some(DEFAULT_BASE_URL.to_string()),
             Got::Invalid => None,
             Got::Value(text) => check_base_url(&text)
-                .map_err(|msg| t_error(cx, t, "base_url", text.line, msg))
+                .map_err(|msg| text_error(cx, t, "base_url", &text, msg))
                 .ok(),
         };
         let api_key = t.secret(
@@ -1340,7 +1393,7 @@ mod schema {
                         "{} is not an API version date; write anthropic_version = \"{DEFAULT_ANTHROPIC_VERSION}\"",
                         text.shown()
                     );
-                    t_error(cx, t, "anthropic_version", text.line, msg);
+                    text_error(cx, t, "anthropic_version", &text, msg);
                     None
                 }
             }
@@ -1363,9 +1416,9 @@ mod schema {
             let line = t.line_of_key(cx, "catchup_window");
             let msg = format!(
                 "catchup_window {} is shorter than window {}; write catchup_window = \"{}\" or more",
-                humantime::format_duration(c),
-                humantime::format_duration(w),
-                humantime::format_duration(w)
+                reader::format_duration(c),
+                reader::format_duration(w),
+                reader::format_duration(w)
             );
             t_error(cx, t, "catchup_window", line, msg);
         }
@@ -1397,9 +1450,11 @@ mod schema {
         );
 
         let type_example = "[\"claude_chat_created\", \"claude_file_uploaded\"]";
-        let activity_types = t.string_list(cx, "activity_types", type_example);
-        let exclude_activity_types = t.string_list(cx, "exclude_activity_types", type_example);
-        if let (Got::Value(_), Got::Value(_)) = (&activity_types, &exclude_activity_types) {
+        let activity_types = t.string_list(cx, "activity_types", type_example, check_type_name);
+        let exclude_activity_types =
+            t.string_list(cx, "exclude_activity_types", type_example, check_type_name);
+        let present = |got: &Got<Vec<String>>| !matches!(got, Got::Absent);
+        if present(&activity_types) && present(&exclude_activity_types) {
             let line = t.line_of_key(cx, "exclude_activity_types");
             t_error(
                 cx,
@@ -1425,27 +1480,20 @@ mod schema {
                     .to_string(),
             );
         }
-        let activity_types = check_type_names(cx, t, "activity_types", activity_types);
-        let exclude_activity_types =
-            check_type_names(cx, t, "exclude_activity_types", exclude_activity_types);
-        let organization_ids = match t.string_list(cx, "organization_ids", "[\"org_...\"]") {
-            Got::Value(list) => {
-                for (i, id) in list.iter().enumerate() {
-                    if id.value.trim().is_empty() {
-                        let key = format!("organization_ids[{i}]");
-                        t_error(
-                            cx,
-                            t,
-                            &key,
-                            id.line,
-                            "is empty; write an org_... id or an organization UUID".to_string(),
-                        );
-                    }
-                }
-                list.into_iter().map(|id| id.value).collect()
-            }
+        let organization_ids =
+            t.string_list(cx, "organization_ids", "[\"org_...\"]", |id: &Text| {
+                id.value
+                    .trim()
+                    .is_empty()
+                    .then(|| "is empty; write an org_... id or an organization UUID".to_string())
+            });
+        let list = |got: Got<Vec<String>>| match got {
+            Got::Value(list) => list,
             _ => Vec::new(),
         };
+        let activity_types = list(activity_types);
+        let exclude_activity_types = list(exclude_activity_types);
+        let organization_ids = list(organization_ids);
 
         let needs = match (sweep_horizon, settle_lag) {
             (Some(h), Some(l)) => Some(h + l),
@@ -1490,7 +1538,7 @@ mod schema {
                         ty.shown(),
                         valid.join(", ")
                     );
-                    t_error(cx, t, "type", ty.line, msg);
+                    text_error(cx, t, "type", &ty, msg);
                 }
                 found
             }
@@ -1507,7 +1555,7 @@ mod schema {
                          format = \"raw\" (activities as received)",
                         text.shown()
                     );
-                    t_error(cx, t, "format", text.line, msg);
+                    text_error(cx, t, "format", &text, msg);
                     None
                 }
             },
@@ -1540,11 +1588,12 @@ mod schema {
             let line = t.line_of_key(cx, "batch_linger");
             let msg = format!(
                 "{} is too long (at most 1h); write e.g. batch_linger = \"1s\"",
-                humantime::format_duration(l)
+                reader::format_duration(l)
             );
             t_error(cx, t, "batch_linger", line, msg);
         }
         let kind = (sink_type.read)(cx, t);
+        t.finish(cx);
         let sink = match (name.clone(), format, max_events, max_bytes, linger, kind) {
             (
                 Some(name),
@@ -1614,10 +1663,10 @@ mod schema {
             if (0..=6).contains(&id) || id == 99 {
                 severity.insert(activity_type, id as u8);
             } else {
-                let msg =
+                let msg = format!(
                     "OCSF severity_id must be 0 to 6 or 99 (0 unknown, 1 informational, 2 low, \
-                           3 medium, 4 high, 5 critical, 6 fatal, 99 other); write e.g. 3"
-                        .to_string();
+                     3 medium, 4 high, 5 critical, 6 fatal, 99 other); write e.g. {activity_type} = 3"
+                );
                 t_error(cx, &severity_table, &activity_type, line, msg);
             }
         }
@@ -1700,25 +1749,18 @@ mod schema {
 
     /// Activity type names look like `claude_chat_created`. Unknown names are
     /// allowed (new types appear without notice); malformed ones are not.
-    fn check_type_names(cx: &mut Ctx, t: &Table, key: &str, list: Got<Vec<Text>>) -> Vec<String> {
-        let Got::Value(list) = list else {
-            return Vec::new();
-        };
-        for (i, item) in list.iter().enumerate() {
-            let ok = !item.value.is_empty()
-                && item
-                    .value
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-            if !ok {
-                let msg = format!(
-                    "{} is not an activity type name; names look like \"claude_chat_created\"",
-                    item.shown()
-                );
-                t_error(cx, t, &format!("{key}[{i}]"), item.line, msg);
-            }
-        }
-        list.into_iter().map(|item| item.value).collect()
+    fn check_type_name(item: &Text) -> Option<String> {
+        let ok = !item.value.is_empty()
+            && item
+                .value
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        (!ok).then(|| {
+            format!(
+                "{} is not an activity type name; names look like \"claude_chat_created\"",
+                item.shown()
+            )
+        })
     }
 
     /// A duration that must be at least `min`.
@@ -1736,14 +1778,245 @@ mod schema {
         let line = t.line_of_key(cx, key);
         let msg = format!(
             "{} is too short; write at least {key} = \"{}\"",
-            humantime::format_duration(value),
-            humantime::format_duration(min)
+            reader::format_duration(value),
+            reader::format_duration(min)
         );
         t_error(cx, t, key, line, msg);
         None
     }
 
+    /// A problem with a string value, naming the override that set it.
+    fn text_error(cx: &mut Ctx, t: &Table, key: &str, text: &Text, message: String) {
+        let message = match &text.set_by {
+            Some(var) => format!("(set by {var}) {message}"),
+            None => message,
+        };
+        cx.error(t.key_path(key), text.line, message);
+    }
+
     fn t_error(cx: &mut Ctx, t: &Table, key: &str, line: Option<usize>, message: String) {
         cx.error(t.key_path(key), line, message);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reader::{closest, edit_distance, expand, format_duration, format_size, parse_size};
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "HOME" => Some("/home/c".to_string()),
+            "EMPTY" => Some(String::new()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn expand_variables_and_escapes() {
+        assert_eq!(expand("plain", &env).unwrap(), ("plain".to_string(), false));
+        assert_eq!(
+            expand("${HOME}/x", &env).unwrap(),
+            ("/home/c/x".to_string(), true)
+        );
+        assert_eq!(
+            expand("a${HOME}b${HOME}c", &env).unwrap().0,
+            "a/home/cb/home/cc"
+        );
+        assert_eq!(
+            expand("$${HOME}", &env).unwrap(),
+            ("${HOME}".to_string(), false)
+        );
+        // Read left to right: a lone "$", then the "$${" escape.
+        assert_eq!(expand("$$${HOME}", &env).unwrap().0, "$${HOME}");
+        assert_eq!(
+            expand("cost $5 $HOME $", &env).unwrap().0,
+            "cost $5 $HOME $"
+        );
+        assert_eq!(expand("${EMPTY}", &env).unwrap(), (String::new(), true));
+        assert!(
+            expand("${NOPE}", &env)
+                .unwrap_err()
+                .contains("NOPE is not set")
+        );
+        assert!(
+            expand("${HOME", &env)
+                .unwrap_err()
+                .contains("without a closing")
+        );
+        assert!(
+            expand("${}", &env)
+                .unwrap_err()
+                .contains("not a valid variable name")
+        );
+        assert!(
+            expand("${1X}", &env)
+                .unwrap_err()
+                .contains("not a valid variable name")
+        );
+        assert!(
+            expand("${A-B}", &env)
+                .unwrap_err()
+                .contains("not a valid variable name")
+        );
+    }
+
+    #[test]
+    fn expansion_is_not_recursive() {
+        let env = |name: &str| (name == "A").then(|| "${B}".to_string());
+        assert_eq!(expand("${A}", &env).unwrap().0, "${B}");
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("0"), Ok(0));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("100MB"), Ok(100_000_000));
+        assert_eq!(parse_size("100 mb"), Ok(100_000_000));
+        assert_eq!(parse_size("4MiB"), Ok(4 << 20));
+        assert_eq!(parse_size("1KB"), Ok(1000));
+        assert_eq!(parse_size("1KiB"), Ok(1024));
+        assert_eq!(parse_size("2GiB"), Ok(2 << 30));
+        assert_eq!(parse_size("7B"), Ok(7));
+        assert_eq!(parse_size(" 1 TB "), Ok(1_000_000_000_000));
+        assert!(parse_size("").is_err());
+        assert!(parse_size("MB").is_err());
+        assert!(parse_size("1.5MB").unwrap_err().contains("unknown unit"));
+        assert!(parse_size("-1").is_err());
+        assert!(parse_size("100MBB").unwrap_err().contains("unknown unit"));
+        assert!(
+            parse_size("99999999999999999999")
+                .unwrap_err()
+                .contains("too large")
+        );
+        assert!(parse_size("20000000TiB").unwrap_err().contains("too large"));
+    }
+
+    #[test]
+    fn sizes_are_shown_as_written() {
+        assert_eq!(format_size(100_000_000), "100MB");
+        assert_eq!(format_size(4 << 20), "4MiB");
+        assert_eq!(format_size(4_000_000), "4MB");
+        assert_eq!(format_size(1536), "1536");
+        assert_eq!(format_size(3 << 30), "3GiB");
+        assert_eq!(format_size(0), "0");
+        for n in [0, 1, 999, 1000, 1024, 4 << 20, 100_000_000, 123_456_789] {
+            assert_eq!(parse_size(&format_size(n)), Ok(n), "{n}");
+        }
+    }
+
+    #[test]
+    fn durations_are_shown_as_written() {
+        let d = |s: &str| humantime::parse_duration(s).unwrap();
+        assert_eq!(format_duration(d("7d")), "7d");
+        assert_eq!(format_duration(d("1h 30m")), "1h 30m");
+        assert_eq!(format_duration(d("2d 2m")), "2d 2m");
+        assert_eq!(format_duration(d("250ms")), "250ms");
+        assert_eq!(format_duration(Duration::ZERO), "0s");
+        for s in ["5m", "1h 2m 3s", "9d 1s", "1s 5ms"] {
+            assert_eq!(d(&format_duration(d(s))), d(s), "{s}");
+        }
+    }
+
+    #[test]
+    fn typo_suggestions() {
+        let keys = [
+            "window",
+            "catchup_window",
+            "sweep_horizon",
+            "requests_per_minute",
+            "sinks",
+        ];
+        let near = |k: &str| closest(k, keys.iter().copied());
+        assert_eq!(near("windw"), Some("window"));
+        assert_eq!(near("Window"), Some("window"));
+        assert_eq!(near("catchup_windows"), Some("catchup_window"));
+        assert_eq!(near("requests_per_min"), Some("requests_per_minute"));
+        assert_eq!(near("sink"), Some("sinks"));
+        assert_eq!(near("colour"), None);
+        assert_eq!(near("x"), None);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("same", "same"), 0);
+    }
+
+    const MINIMAL: &str = r#"
+[state]
+path = "/var/lib/claudit/state.db"
+[[sources]]
+name = "acme"
+api_key = "k"
+[[sinks]]
+name = "archive"
+type = "file"
+path = "/tmp/e.ndjson"
+"#;
+
+    #[test]
+    fn override_variables_that_match_no_setting_are_errors() {
+        // `load` passes the names of the process's CLAUDIT_*__* variables.
+        let names = vec![
+            "CLAUDIT_STATE__RETENTON".to_string(),
+            "CLAUDIT_SOURCES__ACME__WINDOW".to_string(),
+            "CLAUDIT_SINKS__NOPE__FORMAT".to_string(),
+        ];
+        let env = |name: &str| (name == "CLAUDIT_SOURCES__ACME__WINDOW").then(|| "10m".to_string());
+        let errors = load_inner(MINIMAL, Path::new("c.toml"), &env, &names).unwrap_err();
+        let printed = errors.to_string();
+        assert_eq!(errors.0.len(), 2, "{printed}");
+        assert_eq!(errors.0[0].key, "CLAUDIT_STATE__RETENTON");
+        assert!(
+            errors.0[0]
+                .message
+                .contains("did you mean CLAUDIT_STATE__RETENTION?"),
+            "{printed}"
+        );
+        assert_eq!(errors.0[1].key, "CLAUDIT_SINKS__NOPE__FORMAT");
+        assert!(
+            errors.0[1].message.contains("matches no setting"),
+            "{printed}"
+        );
+
+        let names = vec!["CLAUDIT_SOURCES__ACME__WINDOW".to_string()];
+        let config = load_inner(MINIMAL, Path::new("c.toml"), &env, &names).unwrap();
+        assert_eq!(config.sources[0].window, Duration::from_secs(600));
+    }
+
+    #[test]
+    fn every_syntax_error_is_reported_with_its_line() {
+        let text = "[state\npath = 1\n[[sources]]\nname = \"a\nwindow = \"5m\"\n";
+        let errors = load_str(text, Path::new("c.toml"), &env).unwrap_err();
+        let lines: Vec<Option<usize>> = errors.0.iter().map(|e| e.line).collect();
+        assert!(lines.contains(&Some(1)), "{errors}");
+        assert!(lines.contains(&Some(4)), "{errors}");
+        assert!(
+            errors
+                .0
+                .iter()
+                .all(|e| e.message.starts_with("not valid TOML"))
+        );
+    }
+
+    #[test]
+    fn display_formats() {
+        let e = ConfigError {
+            file: PathBuf::from("/etc/c.toml"),
+            key: "sources[1].window".to_string(),
+            message: "bad".to_string(),
+            line: Some(12),
+        };
+        assert_eq!(e.to_string(), "/etc/c.toml:12: sources[1].window: bad");
+        let no_line = ConfigError {
+            line: None,
+            ..e.clone()
+        };
+        assert_eq!(no_line.to_string(), "/etc/c.toml: sources[1].window: bad");
+        let no_key = ConfigError {
+            key: String::new(),
+            ..e.clone()
+        };
+        assert_eq!(no_key.to_string(), "/etc/c.toml:12: bad");
+        let all = ConfigErrors(vec![e, no_line]);
+        assert_eq!(all.to_string().lines().count(), 2);
     }
 }
