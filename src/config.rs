@@ -1237,7 +1237,7 @@ mod schema {
         state_table.finish(cx);
 
         let mut sources = Vec::new();
-        let mut lookbacks = Vec::new();
+        let mut sweep_reach = Vec::new();
         let source_tables = root.array_of_tables(cx, "sources");
         if source_tables.as_ref().is_some_and(Vec::is_empty) {
             cx.error(
@@ -1264,7 +1264,7 @@ mod schema {
                 );
             }
             t.finish(cx);
-            lookbacks.push(needs);
+            sweep_reach.push(needs);
             sources.push(source);
         }
 
@@ -1321,7 +1321,7 @@ mod schema {
         // Dedup of late re-reads needs the journal rows still present when the
         // sweep reads them again.
         if let Some(retention) = retention {
-            for (source, needs) in sources.iter().zip(&lookbacks) {
+            for (source, needs) in sources.iter().zip(&sweep_reach) {
                 let Some(needs) = needs else { continue };
                 if retention <= *needs {
                     let days = needs.as_secs() / DAY + 1;
