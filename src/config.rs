@@ -1,12 +1,22 @@
 //! Configuration: the TOML schema, `${VAR}` and `*_file` secret resolution,
-//! and validation into the settings the rest of the daemon uses.
+//! `CLAUDIT_*` environment overrides, and validation into the settings the
+//! rest of the daemon uses.
 //!
-//! Raw TOML is deserialized into `raw::*` structs (serde, deny_unknown_fields),
-//! then validated into the types below. Every problem found is collected, so
-//! `claudit check` lists them all at once.
+//! The file is parsed with the `toml` crate into a spanned document and then
+//! read key by key (`reader`), rather than through serde structs or the
+//! `config` crate: serde stops at the first problem, while `claudit check` has
+//! to list every problem at once, each with its file, line, key path
+//! (`sources[1].window`) and the fix, and without ever echoing a secret.
+//! Each reader remembers the keys it asked for, so whatever is left over in a
+//! table is an unknown key (reported with the closest valid one).
+//!
+//! Relative paths in the file are resolved against the directory of the file,
+//! so `claudit check` and the daemon agree whatever their working directory.
 
-use std::collections::HashMap;
-use std::path::PathBuf;
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use secrecy::SecretString;
@@ -117,4 +127,1896 @@ pub struct OcsfConfig {
     pub severity: HashMap<String, u8>,
     /// Include the original record in `raw_data`.
     pub include_raw_data: bool,
+}
+
+/// One problem in a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The configuration file.
+    pub file: PathBuf,
+    /// Where in the file: `sources[1].window`, `state.retention`, or the
+    /// name of an environment variable; empty for a syntax error.
+    pub key: String,
+    /// What is wrong and what to write instead.
+    pub message: String,
+    /// 1-based line in the file, when the problem is at a place in it.
+    pub line: Option<usize>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if !self.key.is_empty() {
+            write!(f, ": {}", self.key)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Every problem found in a configuration, not just the first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    /// One problem per line.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, error) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{error}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl Config {
+    /// The source with this name.
+    pub fn source(&self, name: &str) -> Option<&SourceConfig> {
+        self.sources.iter().find(|s| s.name == name)
+    }
+
+    /// The sink with this name.
+    pub fn sink(&self, name: &str) -> Option<&SinkConfig> {
+        self.sinks.iter().find(|s| s.name == name)
+    }
+}
+
+/// Prefix of the environment variables that override settings:
+/// `CLAUDIT_STATE__RETENTION`, `CLAUDIT_SOURCES__ACME__WINDOW`, ...
+pub const ENV_PREFIX: &str = "CLAUDIT_";
+
+/// Loads and validates the configuration file at `path`, expanding `${VAR}`
+/// and applying `CLAUDIT_*` overrides from the process environment.
+///
+/// A `CLAUDIT_<SECTION>__<KEY>` variable that matches no setting is an error,
+/// so a typo in an override cannot be silently ignored.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            file: path.to_path_buf(),
+            key: String::new(),
+            message: format!(
+                "cannot read the configuration file: {e}; check the path \
+                 (start from config/claudit.example.toml)"
+            ),
+            line: None,
+        }])
+    })?;
+    let env = |name: &str| std::env::var(name).ok();
+    let override_names: Vec<String> = std::env::vars_os()
+        .filter_map(|(name, _)| name.into_string().ok())
+        .filter(|name| name.starts_with(ENV_PREFIX) && name.contains("__"))
+        .collect();
+    load_inner(&text, path, &env, &override_names)
+}
+
+/// Loads and validates configuration text, as if read from `file`, with an
+/// explicit environment (`env` answers `${VAR}` and `CLAUDIT_*` look-ups).
+/// Hermetic: it reads nothing but the `*_file` secrets the text names.
+pub fn load_str(
+    text: &str,
+    file: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigErrors> {
+    load_inner(text, file, env, &[])
+}
+
+fn load_inner(
+    text: &str,
+    file: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+    override_names: &[String],
+) -> Result<Config, ConfigErrors> {
+    let mut cx = reader::Ctx::new(file, text, env);
+    let (doc, syntax_errors) = toml::de::DeTable::parse_recoverable(text);
+    if !syntax_errors.is_empty() {
+        // Every syntax error, but no validation of a document the parser had
+        // to guess at. Only the parser's message and position: its full
+        // Display quotes the offending line, which may hold a secret.
+        for e in syntax_errors {
+            let line = e.span().map(|s| cx.line_of(s.start));
+            cx.error(
+                "",
+                line,
+                format!("not valid TOML: {}", e.message().trim_end()),
+            );
+        }
+        return Err(ConfigErrors(cx.errors));
+    }
+    let config = schema::read_config(&mut cx, doc.get_ref());
+    for name in override_names {
+        if !cx.overrides_seen.contains(name) {
+            let hint = match reader::closest(name, cx.overrides_seen.iter().map(String::as_str)) {
+                Some(near) => format!("did you mean {near}?"),
+                None => format!(
+                    "overrides are named {ENV_PREFIX}<SECTION>__<KEY>, e.g. \
+                     {ENV_PREFIX}STATE__RETENTION or {ENV_PREFIX}SOURCES__<NAME>__WINDOW"
+                ),
+            };
+            cx.error(
+                name.clone(),
+                None,
+                format!("environment variable matches no setting; {hint}"),
+            );
+        }
+    }
+    if cx.errors.is_empty() {
+        Ok(config)
+    } else {
+        // In file order, as an editor shows them; those without a line last.
+        cx.errors.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
+        Err(ConfigErrors(cx.errors))
+    }
+}
+
+/// Reading a spanned TOML document key by key, collecting every problem with
+/// its key path and line.
+mod reader {
+    use super::*;
+    use toml::Spanned;
+    use toml::de::{DeTable, DeValue};
+
+    /// Shared state of one load: where problems go, and what the environment
+    /// answered.
+    pub(super) struct Ctx<'a> {
+        file: &'a Path,
+        text: &'a str,
+        env: &'a dyn Fn(&str) -> Option<String>,
+        pub errors: Vec<ConfigError>,
+        /// Every `CLAUDIT_*` override name looked up, to catch unused ones.
+        pub overrides_seen: BTreeSet<String>,
+    }
+
+    impl<'a> Ctx<'a> {
+        pub fn new(file: &'a Path, text: &'a str, env: &'a dyn Fn(&str) -> Option<String>) -> Self {
+            Ctx {
+                file,
+                text,
+                env,
+                errors: Vec::new(),
+                overrides_seen: BTreeSet::new(),
+            }
+        }
+
+        pub fn file(&self) -> &Path {
+            self.file
+        }
+
+        /// 1-based line of a byte offset in the text.
+        pub fn line_of(&self, offset: usize) -> usize {
+            let end = offset.min(self.text.len());
+            self.text.as_bytes()[..end]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count()
+                + 1
+        }
+
+        pub fn error(
+            &mut self,
+            key: impl Into<String>,
+            line: Option<usize>,
+            message: impl Into<String>,
+        ) {
+            self.errors.push(ConfigError {
+                file: self.file.to_path_buf(),
+                key: key.into(),
+                message: message.into(),
+                line,
+            });
+        }
+
+        /// A path from the file; relative ones are taken from the file's directory.
+        pub fn resolve_path(&self, path: &str) -> PathBuf {
+            let path = Path::new(path);
+            match self.file.parent() {
+                Some(dir) if path.is_relative() => dir.join(path),
+                _ => path.to_path_buf(),
+            }
+        }
+
+        fn lookup(&self, name: &str) -> Option<String> {
+            (self.env)(name)
+        }
+    }
+
+    /// A string value after `${VAR}` expansion. Not `Debug`: it may be a secret.
+    pub(super) struct Text {
+        pub value: String,
+        pub line: Option<usize>,
+        /// Some part of the value came from the environment.
+        pub uses_env: bool,
+        /// The `CLAUDIT_*` override that supplied the whole value, if any.
+        pub set_by: Option<String>,
+    }
+
+    impl Text {
+        /// The value for a message: quoted when it was written in the file,
+        /// never shown when any of it came from the environment (it could be a
+        /// secret that ended up in the wrong key).
+        pub fn shown(&self) -> String {
+            if self.uses_env {
+                "the value from the environment".to_string()
+            } else {
+                format!("{:?}", self.value)
+            }
+        }
+    }
+
+    /// A value that may be absent, present, or present but wrong (already
+    /// reported).
+    pub(super) enum Got<T> {
+        Absent,
+        Value(T),
+        Invalid,
+    }
+
+    /// A scalar as found: in the file, or in a `CLAUDIT_*` override.
+    enum Raw<'t, 'i> {
+        File(&'t Spanned<DeValue<'i>>),
+        Env { var: String, text: String },
+    }
+
+    /// One TOML table being read. Remembers the keys asked for, so that what
+    /// is left over is reported as unknown.
+    pub(super) struct Table<'t, 'i> {
+        entries: Option<&'t DeTable<'i>>,
+        /// Key path of this table: "", "state", "sources[0]".
+        pub path: String,
+        /// Line of the table header, for problems about missing keys.
+        pub line: Option<usize>,
+        /// `CLAUDIT_..._` prefix of overrides for this table's scalars, if any.
+        env_prefix: Option<String>,
+        known: Vec<String>,
+    }
+
+    impl<'t, 'i> Table<'t, 'i> {
+        pub fn root(doc: &'t DeTable<'i>) -> Self {
+            Table {
+                entries: Some(doc),
+                path: String::new(),
+                line: None,
+                env_prefix: Some(ENV_PREFIX.to_string()),
+                known: Vec::new(),
+            }
+        }
+
+        /// The full key path of one of this table's keys.
+        pub fn key_path(&self, key: &str) -> String {
+            if self.path.is_empty() {
+                key.to_string()
+            } else {
+                format!("{}.{key}", self.path)
+            }
+        }
+
+        /// Enables `CLAUDIT_*` overrides for this table's scalars.
+        pub fn set_env_prefix(&mut self, prefix: String) {
+            self.env_prefix = Some(prefix);
+        }
+
+        /// Line of a key's value, else of the table.
+        pub fn line_of_key(&self, cx: &Ctx, key: &str) -> Option<usize> {
+            match self.entries.and_then(|e| e.get(key)) {
+                Some(v) => Some(cx.line_of(v.span().start)),
+                None => self.line,
+            }
+        }
+
+        fn mark(&mut self, key: &str) {
+            if !self.known.iter().any(|k| k == key) {
+                self.known.push(key.to_string());
+            }
+        }
+
+        fn raw(&mut self, cx: &mut Ctx, key: &str) -> Option<Raw<'t, 'i>> {
+            self.mark(key);
+            if let Some(prefix) = &self.env_prefix {
+                let var = format!("{prefix}{}", key.to_uppercase());
+                let found = cx.lookup(&var);
+                cx.overrides_seen.insert(var.clone());
+                if let Some(text) = found {
+                    return Some(Raw::Env { var, text });
+                }
+            }
+            self.entries.and_then(|e| e.get(key)).map(Raw::File)
+        }
+
+        /// Records a problem with `key`; `var` names the override it came from.
+        fn problem(
+            &self,
+            cx: &mut Ctx,
+            key: &str,
+            line: Option<usize>,
+            var: Option<&str>,
+            message: String,
+        ) {
+            let message = match var {
+                Some(var) => format!("(set by {var}) {message}"),
+                None => message,
+            };
+            cx.error(self.key_path(key), line, message);
+        }
+
+        /// A string, `${VAR}` expanded. Type errors never show the value.
+        pub fn text(&mut self, cx: &mut Ctx, key: &str) -> Got<Text> {
+            match self.raw(cx, key) {
+                None => Got::Absent,
+                Some(Raw::Env { var, text }) => Got::Value(Text {
+                    value: text,
+                    line: None,
+                    uses_env: true,
+                    set_by: Some(var),
+                }),
+                Some(Raw::File(v)) => {
+                    let line = Some(cx.line_of(v.span().start));
+                    match v.get_ref() {
+                        DeValue::String(s) => self.expand_value(cx, key, s, line),
+                        other => {
+                            let msg = format!(
+                                "expected a string, found {}; put the value in double quotes",
+                                a(other.type_str())
+                            );
+                            self.problem(cx, key, line, None, msg);
+                            Got::Invalid
+                        }
+                    }
+                }
+            }
+        }
+
+        fn expand_value(&self, cx: &mut Ctx, key: &str, s: &str, line: Option<usize>) -> Got<Text> {
+            match expand(s, &|name| cx.lookup(name)) {
+                Ok((value, uses_env)) => Got::Value(Text {
+                    value,
+                    line,
+                    uses_env,
+                    set_by: None,
+                }),
+                Err(msg) => {
+                    self.problem(cx, key, line, None, msg);
+                    Got::Invalid
+                }
+            }
+        }
+
+        /// A string that must be present; `example` is what to write.
+        pub fn required_text(&mut self, cx: &mut Ctx, key: &str, example: &str) -> Option<Text> {
+            match self.text(cx, key) {
+                Got::Value(t) => Some(t),
+                Got::Invalid => None,
+                Got::Absent => {
+                    let msg = format!("missing required key; add {key} = {example}");
+                    self.problem(cx, key, self.line, None, msg);
+                    None
+                }
+            }
+        }
+
+        /// A non-empty path, resolved against the file's directory.
+        pub fn path(&mut self, cx: &mut Ctx, key: &str) -> Got<PathBuf> {
+            match self.text(cx, key) {
+                Got::Value(t) if t.value.is_empty() => {
+                    self.problem(
+                        cx,
+                        key,
+                        t.line,
+                        None,
+                        "is empty; write a file path".to_string(),
+                    );
+                    Got::Invalid
+                }
+                Got::Value(t) => Got::Value(cx.resolve_path(&t.value)),
+                Got::Absent => Got::Absent,
+                Got::Invalid => Got::Invalid,
+            }
+        }
+
+        /// A required path; `example` is what to write.
+        pub fn required_path(&mut self, cx: &mut Ctx, key: &str, example: &str) -> Option<PathBuf> {
+            match self.path(cx, key) {
+                Got::Value(p) => Some(p),
+                Got::Invalid => None,
+                Got::Absent => {
+                    let msg = format!("missing required key; add {key} = {example}");
+                    self.problem(cx, key, self.line, None, msg);
+                    None
+                }
+            }
+        }
+
+        /// A duration like "5m", "1h 30m", "7d"; `default` when absent.
+        pub fn duration(&mut self, cx: &mut Ctx, key: &str, default: Duration) -> Option<Duration> {
+            let example = format_duration(default);
+            let (text, var) = match self.raw(cx, key) {
+                None => return Some(default),
+                Some(Raw::Env { var, text }) => (
+                    Text {
+                        value: text,
+                        line: None,
+                        uses_env: true,
+                        set_by: None,
+                    },
+                    Some(var),
+                ),
+                Some(Raw::File(v)) => {
+                    let line = Some(cx.line_of(v.span().start));
+                    match v.get_ref() {
+                        DeValue::String(s) => match self.expand_value(cx, key, s, line) {
+                            Got::Value(t) => (t, None),
+                            _ => return None,
+                        },
+                        DeValue::Integer(i) => {
+                            let msg = format!(
+                                "a duration needs a unit; write {key} = \"{i}s\" for seconds \
+                                 (or \"5m\", \"1h 30m\", \"7d\")"
+                            );
+                            self.problem(cx, key, line, None, msg);
+                            return None;
+                        }
+                        other => {
+                            let msg = format!(
+                                "expected a duration string, found {}; write {key} = \"{example}\"",
+                                a(other.type_str())
+                            );
+                            self.problem(cx, key, line, None, msg);
+                            return None;
+                        }
+                    }
+                }
+            };
+            match humantime::parse_duration(text.value.trim()) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    // humantime's message quotes parts of the input: only for file text.
+                    let detail = if text.uses_env {
+                        String::new()
+                    } else {
+                        let e = e.to_string();
+                        // Keep "unknown time unit \"minuets\"", not the list after it.
+                        let e = e.split(", supported units").next().unwrap_or_default();
+                        format!(" ({e})")
+                    };
+                    let msg = format!(
+                        "{} is not a duration{detail}; write e.g. {key} = \"{example}\" \
+                         (units: s, m, h, d; combine like \"1h 30m\")",
+                        text.shown()
+                    );
+                    self.problem(cx, key, text.line, var.as_deref(), msg);
+                    None
+                }
+            }
+        }
+
+        /// A byte size: "100MB", "4MiB", "0", or a plain integer; `default` when absent.
+        pub fn size(&mut self, cx: &mut Ctx, key: &str, default: u64) -> Option<u64> {
+            let (text, var) = match self.raw(cx, key) {
+                None => return Some(default),
+                Some(Raw::Env { var, text }) => (
+                    Text {
+                        value: text,
+                        line: None,
+                        uses_env: true,
+                        set_by: None,
+                    },
+                    Some(var),
+                ),
+                Some(Raw::File(v)) => {
+                    let line = Some(cx.line_of(v.span().start));
+                    match v.get_ref() {
+                        DeValue::String(s) => match self.expand_value(cx, key, s, line) {
+                            Got::Value(t) => (t, None),
+                            _ => return None,
+                        },
+                        DeValue::Integer(i) => match integer_value(i) {
+                            Some(n) if n >= 0 => return Some(n as u64),
+                            _ => {
+                                let msg = format!(
+                                    "a size cannot be negative; write e.g. {key} = \"{}\"",
+                                    format_size(default)
+                                );
+                                self.problem(cx, key, line, None, msg);
+                                return None;
+                            }
+                        },
+                        other => {
+                            let msg = format!(
+                                "expected a size string, found {}; write e.g. {key} = \"{}\"",
+                                a(other.type_str()),
+                                format_size(default)
+                            );
+                            self.problem(cx, key, line, None, msg);
+                            return None;
+                        }
+                    }
+                }
+            };
+            match parse_size(&text.value) {
+                Ok(n) => Some(n),
+                Err(e) => {
+                    let detail = if text.uses_env {
+                        String::new()
+                    } else {
+                        format!(" ({e})")
+                    };
+                    let msg = format!(
+                        "{} is not a size{detail}; write e.g. {key} = \"{}\" \
+                         (units: B, KB, MB, GB, KiB, MiB, GiB) or a plain number of bytes",
+                        text.shown(),
+                        format_size(default)
+                    );
+                    self.problem(cx, key, text.line, var.as_deref(), msg);
+                    None
+                }
+            }
+        }
+
+        /// An integer in `range`; `default` when absent. `note` explains the range.
+        pub fn integer(
+            &mut self,
+            cx: &mut Ctx,
+            key: &str,
+            range: RangeInclusive<i64>,
+            default: i64,
+            note: &str,
+        ) -> Option<i64> {
+            // `shown` is how the value appears in a message: the number from
+            // the file, nothing from the environment.
+            let (n, shown, line, var) = match self.raw(cx, key) {
+                None => return Some(default),
+                Some(Raw::Env { var, text }) => match text.trim().parse::<i64>() {
+                    Ok(n) => (n, "the value".to_string(), None, Some(var)),
+                    Err(_) => {
+                        let msg = format!(
+                            "expected an integer from {} to {}; set it to e.g. {default}",
+                            range.start(),
+                            range.end()
+                        );
+                        self.problem(cx, key, None, Some(&var), msg);
+                        return None;
+                    }
+                },
+                Some(Raw::File(v)) => {
+                    let line = Some(cx.line_of(v.span().start));
+                    match v.get_ref() {
+                        // Beyond i64 is out of any range; i64::MAX stands for it.
+                        DeValue::Integer(i) => (
+                            integer_value(i).unwrap_or(i64::MAX),
+                            i.to_string(),
+                            line,
+                            None,
+                        ),
+                        other => {
+                            let quoted = if other.is_str() {
+                                " without quotes"
+                            } else {
+                                ""
+                            };
+                            let msg = format!(
+                                "expected an integer, found {}; write {key} = {default}{quoted}",
+                                a(other.type_str())
+                            );
+                            self.problem(cx, key, line, None, msg);
+                            return None;
+                        }
+                    }
+                }
+            };
+            if range.contains(&n) {
+                Some(n)
+            } else {
+                let note = if note.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({note})")
+                };
+                let msg = format!(
+                    "{shown} is out of range; write a number from {} to {}{note}, e.g. {key} = {default}",
+                    range.start(),
+                    range.end()
+                );
+                self.problem(cx, key, line, var.as_deref(), msg);
+                None
+            }
+        }
+
+        /// `true` or `false`; `default` when absent.
+        pub fn boolean(&mut self, cx: &mut Ctx, key: &str, default: bool) -> Option<bool> {
+            match self.raw(cx, key) {
+                None => Some(default),
+                Some(Raw::Env { var, text }) => match text.trim() {
+                    "true" => Some(true),
+                    "false" => Some(false),
+                    _ => {
+                        let msg = "expected true or false".to_string();
+                        self.problem(cx, key, None, Some(&var), msg);
+                        None
+                    }
+                },
+                Some(Raw::File(v)) => match v.get_ref() {
+                    DeValue::Boolean(b) => Some(*b),
+                    other => {
+                        let line = Some(cx.line_of(v.span().start));
+                        let msg = format!(
+                            "expected true or false, found {}; write {key} = {default} (no quotes)",
+                            a(other.type_str())
+                        );
+                        self.problem(cx, key, line, None, msg);
+                        None
+                    }
+                },
+            }
+        }
+
+        /// An array of strings (`${VAR}` expanded), each passed to `check`,
+        /// which returns what is wrong with it. Not overridable from the
+        /// environment. `example` is what to write.
+        pub fn string_list(
+            &mut self,
+            cx: &mut Ctx,
+            key: &str,
+            example: &str,
+            check: fn(&Text) -> Option<String>,
+        ) -> Got<Vec<String>> {
+            self.mark(key);
+            let Some(v) = self.entries.and_then(|e| e.get(key)) else {
+                return Got::Absent;
+            };
+            let line = Some(cx.line_of(v.span().start));
+            let DeValue::Array(items) = v.get_ref() else {
+                let msg = format!(
+                    "expected an array of strings, found {}; write {key} = {example}",
+                    a(v.get_ref().type_str())
+                );
+                self.problem(cx, key, line, None, msg);
+                return Got::Invalid;
+            };
+            let mut out = Vec::new();
+            let mut ok = true;
+            for (i, item) in items.iter().enumerate() {
+                let item_key = format!("{key}[{i}]");
+                let item_line = Some(cx.line_of(item.span().start));
+                match item.get_ref() {
+                    DeValue::String(s) => match self.expand_value(cx, &item_key, s, item_line) {
+                        Got::Value(t) => match check(&t) {
+                            None => out.push(t.value),
+                            Some(msg) => {
+                                self.problem(cx, &item_key, item_line, None, msg);
+                                ok = false;
+                            }
+                        },
+                        _ => ok = false,
+                    },
+                    other => {
+                        let msg = format!(
+                            "expected a string, found {}; write {key} = {example}",
+                            a(other.type_str())
+                        );
+                        self.problem(cx, &item_key, item_line, None, msg);
+                        ok = false;
+                    }
+                }
+            }
+            if ok { Got::Value(out) } else { Got::Invalid }
+        }
+
+        /// A secret given inline as `key` (usually `"${VAR}"`) or read from the
+        /// file named by `<key>_file`; exactly one of the two. Messages never
+        /// contain the secret. `env_example` / `file_example` show what to write.
+        pub fn secret(
+            &mut self,
+            cx: &mut Ctx,
+            key: &str,
+            env_example: &str,
+            file_example: &str,
+        ) -> Option<SecretString> {
+            let file_key = format!("{key}_file");
+            let inline = self.text(cx, key);
+            let from_file = self.text(cx, &file_key);
+            match (inline, from_file) {
+                (Got::Invalid, _) | (_, Got::Invalid) => None,
+                (Got::Value(t), Got::Value(_)) => {
+                    let msg =
+                        format!("both {key} and {file_key} are set; keep exactly one of them");
+                    self.problem(cx, key, t.line, None, msg);
+                    None
+                }
+                (Got::Absent, Got::Absent) => {
+                    let msg = format!(
+                        "missing; add {key} = \"${{{env_example}}}\" (and set {env_example}) \
+                         or {file_key} = \"{file_example}\""
+                    );
+                    self.problem(cx, key, self.line, None, msg);
+                    None
+                }
+                (Got::Value(t), Got::Absent) => {
+                    if t.value.is_empty() {
+                        let msg = format!(
+                            "is empty; set it to \"${{{env_example}}}\" with {env_example} set to the \
+                             key, or use {file_key}"
+                        );
+                        self.problem(cx, key, t.line, None, msg);
+                        None
+                    } else {
+                        Some(SecretString::from(t.value))
+                    }
+                }
+                (Got::Absent, Got::Value(t)) => {
+                    let path = cx.resolve_path(&t.value);
+                    let fail = |why: String| {
+                        format!(
+                            "cannot read secret file {}: {why}; check {file_key} and that \
+                             claudit may read the file",
+                            path.display()
+                        )
+                    };
+                    let secret = match std::fs::read(&path) {
+                        Err(e) => Err(fail(e.to_string())),
+                        Ok(bytes) => match String::from_utf8(bytes) {
+                            Err(_) => Err(fail("not UTF-8 text".to_string())),
+                            Ok(s) => {
+                                let trimmed = s.trim_end_matches(['\n', '\r']);
+                                if trimmed.is_empty() {
+                                    Err(format!(
+                                        "secret file {} is empty; write the key into it",
+                                        path.display()
+                                    ))
+                                } else {
+                                    Ok(SecretString::from(trimmed.to_string()))
+                                }
+                            }
+                        },
+                    };
+                    match secret {
+                        Ok(s) => Some(s),
+                        Err(msg) => {
+                            self.problem(cx, &file_key, t.line, None, msg);
+                            None
+                        }
+                    }
+                }
+            }
+        }
+
+        /// A sub-table such as `[state]`; an absent one reads as empty.
+        pub fn subtable(&mut self, cx: &mut Ctx, key: &str) -> Table<'t, 'i> {
+            self.mark(key);
+            let mut child = Table {
+                entries: None,
+                path: self.key_path(key),
+                line: None,
+                env_prefix: self
+                    .env_prefix
+                    .as_ref()
+                    .map(|p| format!("{p}{}__", key.to_uppercase())),
+                known: Vec::new(),
+            };
+            if let Some(v) = self.entries.and_then(|e| e.get(key)) {
+                child.line = Some(cx.line_of(v.span().start));
+                match v.get_ref() {
+                    DeValue::Table(t) => child.entries = Some(t),
+                    other => {
+                        let msg = format!(
+                            "expected a table, found {}; write a [{}] section",
+                            a(other.type_str()),
+                            child.path
+                        );
+                        self.problem(cx, key, child.line, None, msg);
+                    }
+                }
+            }
+            child
+        }
+
+        /// An array of tables such as `[[sources]]`; absent reads as empty,
+        /// `None` when it is something else (reported).
+        pub fn array_of_tables(&mut self, cx: &mut Ctx, key: &str) -> Option<Vec<Table<'t, 'i>>> {
+            self.mark(key);
+            let Some(v) = self.entries.and_then(|e| e.get(key)) else {
+                return Some(Vec::new());
+            };
+            let line = Some(cx.line_of(v.span().start));
+            let DeValue::Array(items) = v.get_ref() else {
+                let msg = format!(
+                    "expected an array of tables, found {}; write [[{key}]] (double brackets) \
+                     before each entry",
+                    a(v.get_ref().type_str())
+                );
+                self.problem(cx, key, line, None, msg);
+                return None;
+            };
+            let mut out = Vec::new();
+            for (i, item) in items.iter().enumerate() {
+                let item_line = Some(cx.line_of(item.span().start));
+                match item.get_ref() {
+                    DeValue::Table(t) => out.push(Table {
+                        entries: Some(t),
+                        path: format!("{}[{i}]", self.key_path(key)),
+                        line: item_line,
+                        env_prefix: None,
+                        known: Vec::new(),
+                    }),
+                    other => {
+                        let msg = format!(
+                            "expected a table, found {}; write [[{key}]] followed by its keys",
+                            a(other.type_str())
+                        );
+                        self.problem(cx, &format!("{key}[{i}]"), item_line, None, msg);
+                    }
+                }
+            }
+            Some(out)
+        }
+
+        /// Every entry of a table whose keys are data (e.g. `[ocsf.severity]`),
+        /// as integers: (key, value, line). Non-integers are reported.
+        pub fn integer_entries(
+            &mut self,
+            cx: &mut Ctx,
+            example: &str,
+        ) -> Vec<(String, i64, Option<usize>)> {
+            let mut out = Vec::new();
+            let Some(entries) = self.entries else {
+                return out;
+            };
+            for (k, v) in entries.iter() {
+                let key = k.get_ref().to_string();
+                self.mark(&key);
+                let line = Some(cx.line_of(v.span().start));
+                match v.get_ref() {
+                    DeValue::Integer(i) => {
+                        out.push((key, integer_value(i).unwrap_or(i64::MAX), line))
+                    }
+                    other => {
+                        let msg = format!(
+                            "expected an integer, found {}; write {key} = {example}",
+                            a(other.type_str())
+                        );
+                        self.problem(cx, &key, line, None, msg);
+                    }
+                }
+            }
+            out
+        }
+
+        /// Reports every key of this table that no reader asked for.
+        pub fn finish(&self, cx: &mut Ctx) {
+            let Some(entries) = self.entries else {
+                return;
+            };
+            for (k, _) in entries.iter() {
+                let key = k.get_ref().as_ref();
+                if self.known.iter().any(|known| known == key) {
+                    continue;
+                }
+                let hint = match closest(key, self.known.iter().map(String::as_str)) {
+                    Some(near) => format!("did you mean {near}?"),
+                    None => format!("valid keys here: {}", self.known.join(", ")),
+                };
+                let line = Some(cx.line_of(k.span().start));
+                cx.error(self.key_path(key), line, format!("unknown key; {hint}"));
+            }
+        }
+    }
+
+    /// "an integer", "a string", ...
+    fn a(type_name: &str) -> String {
+        match type_name.chars().next() {
+            Some('a' | 'e' | 'i' | 'o' | 'u') => format!("an {type_name}"),
+            _ => format!("a {type_name}"),
+        }
+    }
+
+    fn integer_value(i: &toml::de::DeInteger<'_>) -> Option<i64> {
+        i64::from_str_radix(i.as_str(), i.radix()).ok()
+    }
+
+    /// Expands `${VAR}` from `env`; `$${` is a literal `${`. Returns the text
+    /// and whether any variable was used. Messages name the variable, never
+    /// its value.
+    pub(super) fn expand(
+        s: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<(String, bool), String> {
+        let mut out = String::with_capacity(s.len());
+        let mut used = false;
+        let mut rest = s;
+        while let Some(pos) = rest.find('$') {
+            out.push_str(&rest[..pos]);
+            let tail = &rest[pos..];
+            if let Some(after) = tail.strip_prefix("$${") {
+                out.push_str("${");
+                rest = after;
+            } else if let Some(after) = tail.strip_prefix("${") {
+                let Some(end) = after.find('}') else {
+                    return Err("\"${\" without a closing \"}\"; write ${NAME}, or $${ for a literal \"${\""
+                        .to_string());
+                };
+                let name = &after[..end];
+                let valid = !name.is_empty()
+                    && !name.starts_with(|c: char| c.is_ascii_digit())
+                    && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                if !valid {
+                    return Err(format!(
+                        "\"${{{name}}}\" is not a valid variable name; use letters, digits and \"_\", \
+                         or write $${{ for a literal \"${{\""
+                    ));
+                }
+                match env(name) {
+                    Some(value) => out.push_str(&value),
+                    None => {
+                        return Err(format!(
+                            "environment variable {name} is not set; set it in claudit's \
+                             environment (systemd Environment=/EnvironmentFile=, container env), \
+                             or write $${{ for a literal \"${{\""
+                        ));
+                    }
+                }
+                used = true;
+                rest = &after[end + 1..];
+            } else {
+                out.push('$');
+                rest = &tail[1..];
+            }
+        }
+        out.push_str(rest);
+        Ok((out, used))
+    }
+
+    /// Parses "100MB" (SI), "4MiB" (binary), "0", or a plain number of bytes.
+    pub(super) fn parse_size(s: &str) -> Result<u64, String> {
+        let s = s.trim();
+        let digits_end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let (digits, unit) = s.split_at(digits_end);
+        if digits.is_empty() {
+            return Err("expected a number followed by an optional unit".to_string());
+        }
+        let n: u64 = digits.parse().map_err(|_| "number too large".to_string())?;
+        let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "kb" => 1_000,
+            "mb" => 1_000_000,
+            "gb" => 1_000_000_000,
+            "tb" => 1_000_000_000_000,
+            "kib" => 1 << 10,
+            "mib" => 1 << 20,
+            "gib" => 1 << 30,
+            "tib" => 1 << 40,
+            other => return Err(format!("unknown unit {other:?}")),
+        };
+        n.checked_mul(multiplier)
+            .ok_or_else(|| "size too large".to_string())
+    }
+
+    /// A duration as it is written in the file: "7d", "1h 30m", "250ms".
+    pub(super) fn format_duration(d: Duration) -> String {
+        let secs = d.as_secs();
+        let parts = [
+            (secs / 86_400, "d"),
+            (secs / 3600 % 24, "h"),
+            (secs / 60 % 60, "m"),
+            (secs % 60, "s"),
+            (u64::from(d.subsec_millis()), "ms"),
+        ];
+        let out: Vec<String> = parts
+            .iter()
+            .filter(|(n, _)| *n > 0)
+            .map(|(n, unit)| format!("{n}{unit}"))
+            .collect();
+        if out.is_empty() {
+            "0s".to_string()
+        } else {
+            out.join(" ")
+        }
+    }
+
+    /// The shortest exact spelling of a size: "4MB", "4MiB", or bytes.
+    pub(super) fn format_size(n: u64) -> String {
+        const UNITS: [(u64, &str); 6] = [
+            (1 << 30, "GiB"),
+            (1_000_000_000, "GB"),
+            (1 << 20, "MiB"),
+            (1_000_000, "MB"),
+            (1 << 10, "KiB"),
+            (1_000, "KB"),
+        ];
+        for (size, unit) in UNITS {
+            if n != 0 && n.is_multiple_of(size) {
+                return format!("{}{unit}", n / size);
+            }
+        }
+        n.to_string()
+    }
+
+    /// The candidate closest to `name` by edit distance, if close enough to
+    /// be a likely typo.
+    pub(super) fn closest<'c>(
+        name: &str,
+        candidates: impl Iterator<Item = &'c str>,
+    ) -> Option<&'c str> {
+        let name = name.to_ascii_lowercase();
+        let limit = (name.chars().count() / 3).max(2);
+        candidates
+            .map(|c| (edit_distance(&name, &c.to_ascii_lowercase()), c))
+            .filter(|&(d, c)| {
+                let c = c.to_ascii_lowercase();
+                let prefix =
+                    name.len().min(c.len()) >= 3 && (name.starts_with(&c) || c.starts_with(&name));
+                (d <= limit && d < c.len()) || prefix
+            })
+            .min_by_key(|&(d, _)| d)
+            .map(|(_, c)| c)
+    }
+
+    /// Levenshtein distance.
+    pub(super) fn edit_distance(a: &str, b: &str) -> usize {
+        let b: Vec<char> = b.chars().collect();
+        let mut prev: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.chars().enumerate() {
+            let mut cur = vec![i + 1; b.len() + 1];
+            for (j, &cb) in b.iter().enumerate() {
+                let substitute = prev[j] + usize::from(ca != cb);
+                cur[j + 1] = substitute.min(prev[j + 1] + 1).min(cur[j] + 1);
+            }
+            prev = cur;
+        }
+        prev[b.len()]
+    }
+}
+
+/// The claudit schema: which keys exist, their defaults, and the checks
+/// across keys.
+mod schema {
+    use super::reader::{Ctx, Got, Table, Text};
+    use super::*;
+    use toml::de::DeTable;
+
+    const fn secs(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+    const MINUTE: u64 = 60;
+    const HOUR: u64 = 3600;
+    const DAY: u64 = 86_400;
+
+    pub const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
+    pub const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
+    const DEFAULT_RETENTION: Duration = secs(7 * DAY);
+
+    /// A sink type this build supports. Adding a type is a `SinkKind`
+    /// variant, its reader function, and one row in `SINK_TYPES`.
+    struct SinkType {
+        name: &'static str,
+        /// Defaults of `batch_max_events`, `batch_max_bytes`, `batch_linger`.
+        batch: (i64, u64, Duration),
+        /// Reads the type's own keys from the sink's table.
+        read: fn(&mut Ctx, &mut Table) -> Option<SinkKind>,
+    }
+
+    const SINK_TYPES: &[SinkType] = &[SinkType {
+        name: "file",
+        batch: (1000, 4_000_000, secs(1)),
+        read: read_file_sink,
+    }];
+
+    pub(super) fn read_config(cx: &mut Ctx, doc: &DeTable) -> Config {
+        let mut root = Table::root(doc);
+
+        let mut state_table = root.subtable(cx, "state");
+        let state_path = state_table.required_path(cx, "path", "\"/var/lib/claudit/state.db\"");
+        let retention = state_table.duration(cx, "retention", DEFAULT_RETENTION);
+        let retention_line = state_table.line_of_key(cx, "retention");
+        let retention_key = state_table.key_path("retention");
+        state_table.finish(cx);
+
+        let mut sources = Vec::new();
+        let mut sweep_reach = Vec::new();
+        let source_tables = root.array_of_tables(cx, "sources");
+        if source_tables.as_ref().is_some_and(Vec::is_empty) {
+            cx.error(
+                "sources",
+                None,
+                "no source configured; add a [[sources]] table with name = \"...\" and \
+                 api_key = \"${ANTHROPIC_COMPLIANCE_API_KEY}\" (see config/claudit.example.toml)",
+            );
+        }
+        for mut t in source_tables.unwrap_or_default() {
+            let (source, needs) = read_source(cx, &mut t);
+            if let Some(first) = sources
+                .iter()
+                .position(|s: &SourceConfig| !s.name.is_empty() && s.name == source.name)
+            {
+                let line = t.line_of_key(cx, "name");
+                cx.error(
+                    t.key_path("name"),
+                    line,
+                    format!(
+                        "duplicate source name {:?} (also sources[{first}]); give each source a unique name",
+                        source.name
+                    ),
+                );
+            }
+            t.finish(cx);
+            sweep_reach.push(needs);
+            sources.push(source);
+        }
+
+        let mut sinks: Vec<SinkConfig> = Vec::new();
+        let mut sink_names: Vec<String> = Vec::new();
+        let sink_tables = root.array_of_tables(cx, "sinks");
+        if sink_tables.as_ref().is_some_and(Vec::is_empty) {
+            cx.error(
+                "sinks",
+                None,
+                "no sink configured; add a [[sinks]] table, e.g. name = \"archive\", type = \"file\", \
+                 path = \"/var/log/claudit/events.ndjson\" (see config/claudit.example.toml)",
+            );
+        }
+        for mut t in sink_tables.unwrap_or_default() {
+            let (name, sink) = read_sink(cx, &mut t);
+            if let Some(first) = sink_names.iter().position(|n| !n.is_empty() && *n == name) {
+                let line = t.line_of_key(cx, "name");
+                cx.error(
+                    t.key_path("name"),
+                    line,
+                    format!("duplicate sink name {name:?} (also sinks[{first}]); give each sink a unique name"),
+                );
+            }
+            if let Some(SinkConfig {
+                kind: SinkKind::File(file),
+                ..
+            }) = &sink
+            {
+                let other = sinks
+                    .iter()
+                    .position(|s| matches!(&s.kind, SinkKind::File(f) if f.path == file.path));
+                if let Some(other) = other {
+                    let line = t.line_of_key(cx, "path");
+                    cx.error(
+                        t.key_path("path"),
+                        line,
+                        format!(
+                            "{} is already written by sink {:?}; two sinks cannot share a file, give this one its own path",
+                            file.path.display(),
+                            sinks[other].name
+                        ),
+                    );
+                }
+            }
+            sink_names.push(name);
+            sinks.extend(sink);
+        }
+
+        let enrich = read_enrich(cx, &mut root);
+        let ocsf = read_ocsf(cx, &mut root);
+        root.finish(cx);
+
+        // Dedup of late re-reads needs the journal rows still present when the
+        // sweep reads them again.
+        if let Some(retention) = retention {
+            for (source, needs) in sources.iter().zip(&sweep_reach) {
+                let Some(needs) = needs else { continue };
+                if retention <= *needs {
+                    let days = needs.as_secs() / DAY + 1;
+                    cx.error(
+                        retention_key.clone(),
+                        retention_line,
+                        format!(
+                            "retention {} must be longer than sweep_horizon + settle_lag of source {:?} \
+                             ({}), or a late re-read could journal an event twice after its first copy \
+                             was pruned; write retention = \"{}d\"",
+                            reader::format_duration(retention),
+                            source.name,
+                            reader::format_duration(*needs),
+                            days.max(7)
+                        ),
+                    );
+                }
+            }
+        }
+
+        Config {
+            file: cx.file().to_path_buf(),
+            state: StateConfig {
+                path: state_path.unwrap_or_default(),
+                retention: retention.unwrap_or(DEFAULT_RETENTION),
+            },
+            sources,
+            sinks,
+            enrich,
+            ocsf,
+        }
+    }
+
+    /// Reads one `[[sources]]` table. Also returns sweep_horizon + settle_lag
+    /// when both are valid, for the retention check.
+    fn read_source(cx: &mut Ctx, t: &mut Table) -> (SourceConfig, Option<Duration>) {
+        let name = read_name(cx, t, "acme", "SOURCES");
+
+        let base_url = match t.text(cx, "base_url") {
+            Got::Absent => Some(DEFAULT_BASE_URL.to_string()),
+            Got::Invalid => None,
+            Got::Value(text) => check_base_url(&text)
+                .map_err(|msg| text_error(cx, t, "base_url", &text, msg))
+                .ok(),
+        };
+        let api_key = t.secret(
+            cx,
+            "api_key",
+            "ANTHROPIC_COMPLIANCE_API_KEY",
+            "/run/secrets/claude",
+        );
+        let anthropic_version = match t.text(cx, "anthropic_version") {
+            Got::Absent => Some(DEFAULT_ANTHROPIC_VERSION.to_string()),
+            Got::Invalid => None,
+            Got::Value(text) => {
+                let v = &text.value;
+                let looks_like_date = v.len() == 10
+                    && v.char_indices().all(|(i, c)| {
+                        if i == 4 || i == 7 {
+                            c == '-'
+                        } else {
+                            c.is_ascii_digit()
+                        }
+                    });
+                if looks_like_date {
+                    Some(text.value.clone())
+                } else {
+                    let msg = format!(
+                        "{} is not an API version date; write anthropic_version = \"{DEFAULT_ANTHROPIC_VERSION}\"",
+                        text.shown()
+                    );
+                    text_error(cx, t, "anthropic_version", &text, msg);
+                    None
+                }
+            }
+        };
+        let requests_per_minute = t.integer(
+            cx,
+            "requests_per_minute",
+            1..=600,
+            500,
+            "this daemon's share of the 600 requests/min budget of the parent organization",
+        );
+
+        let window = t.duration(cx, "window", secs(5 * MINUTE));
+        let window = at_least(cx, t, "window", window, secs(1));
+        let catchup_window = t.duration(cx, "catchup_window", secs(HOUR));
+        let catchup_window = at_least(cx, t, "catchup_window", catchup_window, secs(1));
+        if let (Some(w), Some(c)) = (window, catchup_window)
+            && c < w
+        {
+            let line = t.line_of_key(cx, "catchup_window");
+            let msg = format!(
+                "catchup_window {} is shorter than window {}; write catchup_window = \"{}\" or more",
+                reader::format_duration(c),
+                reader::format_duration(w),
+                reader::format_duration(w)
+            );
+            t_error(cx, t, "catchup_window", line, msg);
+        }
+        let settle_lag = t.duration(cx, "settle_lag", secs(2 * MINUTE));
+        let settle_lag = at_least(cx, t, "settle_lag", settle_lag, secs(1));
+        let sweep_horizon = t.duration(cx, "sweep_horizon", secs(HOUR));
+        let sweep_horizon = at_least(cx, t, "sweep_horizon", sweep_horizon, secs(1));
+        let sweep_interval = t.duration(cx, "sweep_interval", secs(10 * MINUTE));
+        let sweep_interval = at_least(cx, t, "sweep_interval", sweep_interval, secs(1));
+        let initial_lookback = t.duration(cx, "initial_lookback", secs(DAY));
+        let poll_interval = t.duration(cx, "poll_interval", secs(MINUTE));
+        let poll_interval = at_least(cx, t, "poll_interval", poll_interval, secs(1));
+        let page_size = t.integer(cx, "page_size", 1..=5000, 5000, "the API's limit per page");
+        let connect_timeout = t.duration(cx, "connect_timeout", secs(10));
+        let connect_timeout = at_least(
+            cx,
+            t,
+            "connect_timeout",
+            connect_timeout,
+            Duration::from_millis(1),
+        );
+        let request_timeout = t.duration(cx, "request_timeout", secs(60));
+        let request_timeout = at_least(
+            cx,
+            t,
+            "request_timeout",
+            request_timeout,
+            Duration::from_millis(1),
+        );
+
+        let type_example = "[\"claude_chat_created\", \"claude_file_uploaded\"]";
+        let activity_types = t.string_list(cx, "activity_types", type_example, check_type_name);
+        let exclude_activity_types =
+            t.string_list(cx, "exclude_activity_types", type_example, check_type_name);
+        let present = |got: &Got<Vec<String>>| !matches!(got, Got::Absent);
+        if present(&activity_types) && present(&exclude_activity_types) {
+            let line = t.line_of_key(cx, "exclude_activity_types");
+            t_error(
+                cx,
+                t,
+                "exclude_activity_types",
+                line,
+                "activity_types and exclude_activity_types are both set, and the API accepts only one; \
+                 keep activity_types to fetch only those types, or exclude_activity_types to fetch \
+                 everything else"
+                    .to_string(),
+            );
+        }
+        if let Got::Value(list) = &activity_types
+            && list.is_empty()
+        {
+            let line = t.line_of_key(cx, "activity_types");
+            t_error(
+                cx,
+                t,
+                "activity_types",
+                line,
+                "activity_types = [] would fetch nothing; remove the key to fetch every type"
+                    .to_string(),
+            );
+        }
+        let organization_ids =
+            t.string_list(cx, "organization_ids", "[\"org_...\"]", |id: &Text| {
+                id.value
+                    .trim()
+                    .is_empty()
+                    .then(|| "is empty; write an org_... id or an organization UUID".to_string())
+            });
+        let list = |got: Got<Vec<String>>| match got {
+            Got::Value(list) => list,
+            _ => Vec::new(),
+        };
+        let activity_types = list(activity_types);
+        let exclude_activity_types = list(exclude_activity_types);
+        let organization_ids = list(organization_ids);
+
+        let needs = match (sweep_horizon, settle_lag) {
+            (Some(h), Some(l)) => Some(h + l),
+            _ => None,
+        };
+        let source = SourceConfig {
+            name: name.unwrap_or_default(),
+            base_url: base_url.unwrap_or_default(),
+            api_key: api_key.unwrap_or_else(|| SecretString::from(String::new())),
+            anthropic_version: anthropic_version.unwrap_or_default(),
+            requests_per_minute: requests_per_minute.unwrap_or_default() as u32,
+            window: window.unwrap_or_default(),
+            catchup_window: catchup_window.unwrap_or_default(),
+            settle_lag: settle_lag.unwrap_or_default(),
+            sweep_horizon: sweep_horizon.unwrap_or_default(),
+            sweep_interval: sweep_interval.unwrap_or_default(),
+            initial_lookback: initial_lookback.unwrap_or_default(),
+            poll_interval: poll_interval.unwrap_or_default(),
+            page_size: page_size.unwrap_or_default() as u32,
+            activity_types,
+            exclude_activity_types,
+            organization_ids,
+            connect_timeout: connect_timeout.unwrap_or_default(),
+            request_timeout: request_timeout.unwrap_or_default(),
+        };
+        (source, needs)
+    }
+
+    /// Reads one `[[sinks]]` table: its name (empty when missing or invalid),
+    /// and the sink when its type is known.
+    fn read_sink(cx: &mut Ctx, t: &mut Table) -> (String, Option<SinkConfig>) {
+        let name = read_name(cx, t, "archive", "SINKS");
+        let sink_type = match t.required_text(cx, "type", "\"file\"") {
+            None => None,
+            Some(ty) => {
+                let found = SINK_TYPES.iter().find(|s| s.name == ty.value);
+                if found.is_none() {
+                    let valid: Vec<String> =
+                        SINK_TYPES.iter().map(|s| format!("{:?}", s.name)).collect();
+                    let msg = format!(
+                        "unknown sink type {}; valid types: {} (write e.g. type = \"file\")",
+                        ty.shown(),
+                        valid.join(", ")
+                    );
+                    text_error(cx, t, "type", &ty, msg);
+                }
+                found
+            }
+        };
+        let format = match t.text(cx, "format") {
+            Got::Absent => Some(Format::Ocsf),
+            Got::Invalid => None,
+            Got::Value(text) => match text.value.as_str() {
+                "ocsf" => Some(Format::Ocsf),
+                "raw" => Some(Format::Raw),
+                _ => {
+                    let msg = format!(
+                        "unknown format {}; write format = \"ocsf\" (OCSF 1.8.0 events) or \
+                         format = \"raw\" (activities as received)",
+                        text.shown()
+                    );
+                    text_error(cx, t, "format", &text, msg);
+                    None
+                }
+            },
+        };
+        // Without a known type there are no defaults and no list of valid
+        // keys; the type error above is the one to fix first.
+        let Some(sink_type) = sink_type else {
+            return (name.unwrap_or_default(), None);
+        };
+        let (events, bytes, linger) = sink_type.batch;
+        let max_events = t.integer(cx, "batch_max_events", 1..=1_000_000, events, "");
+        let max_bytes = t.size(cx, "batch_max_bytes", bytes);
+        let max_bytes = match max_bytes {
+            Some(n) if !(1_000..=1 << 30).contains(&n) => {
+                let line = t.line_of_key(cx, "batch_max_bytes");
+                let msg = format!(
+                    "{} is out of range; write a size from 1KB to 1GiB, e.g. batch_max_bytes = \"{}\"",
+                    reader::format_size(n),
+                    reader::format_size(bytes)
+                );
+                t_error(cx, t, "batch_max_bytes", line, msg);
+                None
+            }
+            other => other,
+        };
+        let linger = t.duration(cx, "batch_linger", linger);
+        if let Some(l) = linger
+            && l > secs(HOUR)
+        {
+            let line = t.line_of_key(cx, "batch_linger");
+            let msg = format!(
+                "{} is too long (at most 1h); write e.g. batch_linger = \"1s\"",
+                reader::format_duration(l)
+            );
+            t_error(cx, t, "batch_linger", line, msg);
+        }
+        let kind = (sink_type.read)(cx, t);
+        t.finish(cx);
+        let sink = match (name.clone(), format, max_events, max_bytes, linger, kind) {
+            (
+                Some(name),
+                Some(format),
+                Some(max_events),
+                Some(max_bytes),
+                Some(linger),
+                Some(kind),
+            ) => Some(SinkConfig {
+                name,
+                format,
+                batch: BatchConfig {
+                    max_events: max_events as usize,
+                    max_bytes: max_bytes as usize,
+                    linger,
+                },
+                kind,
+            }),
+            _ => None,
+        };
+        (name.unwrap_or_default(), sink)
+    }
+
+    /// The keys of `type = "file"`.
+    fn read_file_sink(cx: &mut Ctx, t: &mut Table) -> Option<SinkKind> {
+        let path = t.required_path(cx, "path", "\"/var/log/claudit/events.ndjson\"");
+        let max_bytes = t.size(cx, "max_bytes", 100_000_000);
+        let max_files = t.integer(cx, "max_files", 1..=1000, 10, "rotated files kept");
+        Some(SinkKind::File(FileSinkConfig {
+            path: path?,
+            max_bytes: max_bytes?,
+            max_files: max_files? as u32,
+        }))
+    }
+
+    fn read_enrich(cx: &mut Ctx, root: &mut Table) -> EnrichConfig {
+        let mut t = root.subtable(cx, "enrich");
+        let geoip_city_db = t.path(cx, "geoip_city_db");
+        let geoip_asn_db = t.path(cx, "geoip_asn_db");
+        let cache = t.integer(
+            cx,
+            "user_agent_cache_size",
+            0..=10_000_000,
+            10_000,
+            "0 disables the cache",
+        );
+        t.finish(cx);
+        EnrichConfig {
+            geoip_city_db: match geoip_city_db {
+                Got::Value(p) => Some(p),
+                _ => None,
+            },
+            geoip_asn_db: match geoip_asn_db {
+                Got::Value(p) => Some(p),
+                _ => None,
+            },
+            user_agent_cache_size: cache.unwrap_or_default() as usize,
+        }
+    }
+
+    fn read_ocsf(cx: &mut Ctx, root: &mut Table) -> OcsfConfig {
+        let mut t = root.subtable(cx, "ocsf");
+        let include_raw_data = t.boolean(cx, "include_raw_data", false);
+        let mut severity_table = t.subtable(cx, "severity");
+        let mut severity = HashMap::new();
+        for (activity_type, id, line) in severity_table.integer_entries(cx, "3") {
+            if (0..=6).contains(&id) || id == 99 {
+                severity.insert(activity_type, id as u8);
+            } else {
+                let msg = format!(
+                    "OCSF severity_id must be 0 to 6 or 99 (0 unknown, 1 informational, 2 low, \
+                     3 medium, 4 high, 5 critical, 6 fatal, 99 other); write e.g. {activity_type} = 3"
+                );
+                t_error(cx, &severity_table, &activity_type, line, msg);
+            }
+        }
+        severity_table.finish(cx);
+        t.finish(cx);
+        OcsfConfig {
+            severity,
+            include_raw_data: include_raw_data.unwrap_or_default(),
+        }
+    }
+
+    /// The `name` of a source or sink: required, `[a-z0-9_-]+`. Enables
+    /// `CLAUDIT_<SECTION>__<NAME>__<KEY>` overrides for the entry.
+    fn read_name(cx: &mut Ctx, t: &mut Table, example: &str, section: &str) -> Option<String> {
+        let text = t.required_text(cx, "name", &format!("\"{example}\""))?;
+        let name = text.value;
+        let valid = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+        if !valid {
+            let mut suggestion: String = name
+                .to_ascii_lowercase()
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '-' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .take(64)
+                .collect();
+            if suggestion.is_empty() {
+                suggestion = example.to_string();
+            }
+            let msg = format!(
+                "{:?} is not a valid name: use 1 to 64 of a-z, 0-9, \"_\" and \"-\"; write e.g. name = {suggestion:?}",
+                name
+            );
+            t_error(cx, t, "name", text.line, msg);
+            return None;
+        }
+        let env_name = name.to_ascii_uppercase().replace('-', "_");
+        t.set_env_prefix(format!("{ENV_PREFIX}{section}__{env_name}__"));
+        Some(name)
+    }
+
+    fn check_base_url(text: &Text) -> Result<String, String> {
+        let fix = format!("write e.g. base_url = \"{DEFAULT_BASE_URL}\"");
+        let url = reqwest::Url::parse(&text.value)
+            .map_err(|e| format!("{} is not a URL ({e}); {fix}", text.shown()))?;
+        let host = url.host_str().unwrap_or_default();
+        match url.scheme() {
+            "https" => {}
+            "http" if matches!(host, "127.0.0.1" | "localhost" | "[::1]") => {}
+            "http" => {
+                return Err(format!(
+                    "plain http is allowed only for 127.0.0.1 or localhost (the simulator), since the \
+                     API key travels in every request; use https, {fix}"
+                ));
+            }
+            scheme => return Err(format!("scheme {scheme:?} is not supported; {fix}")),
+        }
+        if host.is_empty() {
+            return Err(format!("{} has no host; {fix}", text.shown()));
+        }
+        if url.query().is_some()
+            || url.fragment().is_some()
+            || !url.username().is_empty()
+            || url.password().is_some()
+        {
+            return Err(format!(
+                "base_url must not carry credentials, a query or a fragment; {fix}"
+            ));
+        }
+        Ok(text.value.trim_end_matches('/').to_string())
+    }
+
+    /// Activity type names look like `claude_chat_created`. Unknown names are
+    /// allowed (new types appear without notice); malformed ones are not.
+    fn check_type_name(item: &Text) -> Option<String> {
+        let ok = !item.value.is_empty()
+            && item
+                .value
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        (!ok).then(|| {
+            format!(
+                "{} is not an activity type name; names look like \"claude_chat_created\"",
+                item.shown()
+            )
+        })
+    }
+
+    /// A duration that must be at least `min`.
+    fn at_least(
+        cx: &mut Ctx,
+        t: &Table,
+        key: &str,
+        value: Option<Duration>,
+        min: Duration,
+    ) -> Option<Duration> {
+        let value = value?;
+        if value >= min {
+            return Some(value);
+        }
+        let line = t.line_of_key(cx, key);
+        let msg = format!(
+            "{} is too short; write at least {key} = \"{}\"",
+            reader::format_duration(value),
+            reader::format_duration(min)
+        );
+        t_error(cx, t, key, line, msg);
+        None
+    }
+
+    /// A problem with a string value, naming the override that set it.
+    fn text_error(cx: &mut Ctx, t: &Table, key: &str, text: &Text, message: String) {
+        let message = match &text.set_by {
+            Some(var) => format!("(set by {var}) {message}"),
+            None => message,
+        };
+        cx.error(t.key_path(key), text.line, message);
+    }
+
+    fn t_error(cx: &mut Ctx, t: &Table, key: &str, line: Option<usize>, message: String) {
+        cx.error(t.key_path(key), line, message);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reader::{closest, edit_distance, expand, format_duration, format_size, parse_size};
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "HOME" => Some("/home/c".to_string()),
+            "EMPTY" => Some(String::new()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn expand_variables_and_escapes() {
+        assert_eq!(expand("plain", &env).unwrap(), ("plain".to_string(), false));
+        assert_eq!(
+            expand("${HOME}/x", &env).unwrap(),
+            ("/home/c/x".to_string(), true)
+        );
+        assert_eq!(
+            expand("a${HOME}b${HOME}c", &env).unwrap().0,
+            "a/home/cb/home/cc"
+        );
+        assert_eq!(
+            expand("$${HOME}", &env).unwrap(),
+            ("${HOME}".to_string(), false)
+        );
+        // Read left to right: a lone "$", then the "$${" escape.
+        assert_eq!(expand("$$${HOME}", &env).unwrap().0, "$${HOME}");
+        assert_eq!(
+            expand("cost $5 $HOME $", &env).unwrap().0,
+            "cost $5 $HOME $"
+        );
+        assert_eq!(expand("${EMPTY}", &env).unwrap(), (String::new(), true));
+        assert!(
+            expand("${NOPE}", &env)
+                .unwrap_err()
+                .contains("NOPE is not set")
+        );
+        assert!(
+            expand("${HOME", &env)
+                .unwrap_err()
+                .contains("without a closing")
+        );
+        assert!(
+            expand("${}", &env)
+                .unwrap_err()
+                .contains("not a valid variable name")
+        );
+        assert!(
+            expand("${1X}", &env)
+                .unwrap_err()
+                .contains("not a valid variable name")
+        );
+        assert!(
+            expand("${A-B}", &env)
+                .unwrap_err()
+                .contains("not a valid variable name")
+        );
+    }
+
+    #[test]
+    fn expansion_is_not_recursive() {
+        let env = |name: &str| (name == "A").then(|| "${B}".to_string());
+        assert_eq!(expand("${A}", &env).unwrap().0, "${B}");
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("0"), Ok(0));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("100MB"), Ok(100_000_000));
+        assert_eq!(parse_size("100 mb"), Ok(100_000_000));
+        assert_eq!(parse_size("4MiB"), Ok(4 << 20));
+        assert_eq!(parse_size("1KB"), Ok(1000));
+        assert_eq!(parse_size("1KiB"), Ok(1024));
+        assert_eq!(parse_size("2GiB"), Ok(2 << 30));
+        assert_eq!(parse_size("7B"), Ok(7));
+        assert_eq!(parse_size(" 1 TB "), Ok(1_000_000_000_000));
+        assert!(parse_size("").is_err());
+        assert!(parse_size("MB").is_err());
+        assert!(parse_size("1.5MB").unwrap_err().contains("unknown unit"));
+        assert!(parse_size("-1").is_err());
+        assert!(parse_size("100MBB").unwrap_err().contains("unknown unit"));
+        assert!(
+            parse_size("99999999999999999999")
+                .unwrap_err()
+                .contains("too large")
+        );
+        assert!(parse_size("20000000TiB").unwrap_err().contains("too large"));
+    }
+
+    #[test]
+    fn sizes_are_shown_as_written() {
+        assert_eq!(format_size(100_000_000), "100MB");
+        assert_eq!(format_size(4 << 20), "4MiB");
+        assert_eq!(format_size(4_000_000), "4MB");
+        assert_eq!(format_size(1536), "1536");
+        assert_eq!(format_size(3 << 30), "3GiB");
+        assert_eq!(format_size(0), "0");
+        for n in [0, 1, 999, 1000, 1024, 4 << 20, 100_000_000, 123_456_789] {
+            assert_eq!(parse_size(&format_size(n)), Ok(n), "{n}");
+        }
+    }
+
+    #[test]
+    fn durations_are_shown_as_written() {
+        let d = |s: &str| humantime::parse_duration(s).unwrap();
+        assert_eq!(format_duration(d("7d")), "7d");
+        assert_eq!(format_duration(d("1h 30m")), "1h 30m");
+        assert_eq!(format_duration(d("2d 2m")), "2d 2m");
+        assert_eq!(format_duration(d("250ms")), "250ms");
+        assert_eq!(format_duration(Duration::ZERO), "0s");
+        for s in ["5m", "1h 2m 3s", "9d 1s", "1s 5ms"] {
+            assert_eq!(d(&format_duration(d(s))), d(s), "{s}");
+        }
+    }
+
+    #[test]
+    fn typo_suggestions() {
+        let keys = [
+            "window",
+            "catchup_window",
+            "sweep_horizon",
+            "requests_per_minute",
+            "sinks",
+        ];
+        let near = |k: &str| closest(k, keys.iter().copied());
+        assert_eq!(near("windw"), Some("window"));
+        assert_eq!(near("Window"), Some("window"));
+        assert_eq!(near("catchup_windows"), Some("catchup_window"));
+        assert_eq!(near("requests_per_min"), Some("requests_per_minute"));
+        assert_eq!(near("sink"), Some("sinks"));
+        assert_eq!(near("colour"), None);
+        assert_eq!(near("x"), None);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("same", "same"), 0);
+    }
+
+    const MINIMAL: &str = r#"
+[state]
+path = "/var/lib/claudit/state.db"
+[[sources]]
+name = "acme"
+api_key = "k"
+[[sinks]]
+name = "archive"
+type = "file"
+path = "/tmp/e.ndjson"
+"#;
+
+    #[test]
+    fn override_variables_that_match_no_setting_are_errors() {
+        // `load` passes the names of the process's CLAUDIT_*__* variables.
+        let names = vec![
+            "CLAUDIT_STATE__RETENTON".to_string(),
+            "CLAUDIT_SOURCES__ACME__WINDOW".to_string(),
+            "CLAUDIT_SINKS__NOPE__FORMAT".to_string(),
+        ];
+        let env = |name: &str| (name == "CLAUDIT_SOURCES__ACME__WINDOW").then(|| "10m".to_string());
+        let errors = load_inner(MINIMAL, Path::new("c.toml"), &env, &names).unwrap_err();
+        let printed = errors.to_string();
+        assert_eq!(errors.0.len(), 2, "{printed}");
+        assert_eq!(errors.0[0].key, "CLAUDIT_STATE__RETENTON");
+        assert!(
+            errors.0[0]
+                .message
+                .contains("did you mean CLAUDIT_STATE__RETENTION?"),
+            "{printed}"
+        );
+        assert_eq!(errors.0[1].key, "CLAUDIT_SINKS__NOPE__FORMAT");
+        assert!(
+            errors.0[1].message.contains("matches no setting"),
+            "{printed}"
+        );
+
+        let names = vec!["CLAUDIT_SOURCES__ACME__WINDOW".to_string()];
+        let config = load_inner(MINIMAL, Path::new("c.toml"), &env, &names).unwrap();
+        assert_eq!(config.sources[0].window, Duration::from_secs(600));
+    }
+
+    #[test]
+    fn every_syntax_error_is_reported_with_its_line() {
+        let text = "[state\npath = 1\n[[sources]]\nname = \"a\nwindow = \"5m\"\n";
+        let errors = load_str(text, Path::new("c.toml"), &env).unwrap_err();
+        let lines: Vec<Option<usize>> = errors.0.iter().map(|e| e.line).collect();
+        assert!(lines.contains(&Some(1)), "{errors}");
+        assert!(lines.contains(&Some(4)), "{errors}");
+        assert!(
+            errors
+                .0
+                .iter()
+                .all(|e| e.message.starts_with("not valid TOML"))
+        );
+    }
+
+    #[test]
+    fn display_formats() {
+        let e = ConfigError {
+            file: PathBuf::from("/etc/c.toml"),
+            key: "sources[1].window".to_string(),
+            message: "bad".to_string(),
+            line: Some(12),
+        };
+        assert_eq!(e.to_string(), "/etc/c.toml:12: sources[1].window: bad");
+        let no_line = ConfigError {
+            line: None,
+            ..e.clone()
+        };
+        assert_eq!(no_line.to_string(), "/etc/c.toml: sources[1].window: bad");
+        let no_key = ConfigError {
+            key: String::new(),
+            ..e.clone()
+        };
+        assert_eq!(no_key.to_string(), "/etc/c.toml:12: bad");
+        let all = ConfigErrors(vec![e, no_line]);
+        assert_eq!(all.to_string().lines().count(), 2);
+    }
 }
