@@ -241,7 +241,10 @@ impl RateLimiter {
         let burst = (rpm / 10).clamp(1, MAX_BURST);
         // GCRA with burst b and period T lets ceil(60s/T) + b - 1 requests
         // into a 60 s window; with T = 60s / (rpm - b + 1) that is exactly rpm.
-        let period = Duration::from_secs(60) / (rpm - burst + 1);
+        // Rounded up: a period a nanosecond short would let one extra
+        // request into some minute.
+        let cells = u64::from(rpm - burst + 1);
+        let period = Duration::from_nanos(60_000_000_000_u64.div_ceil(cells));
         let quota = Quota::with_period(period)
             .expect("period is positive: rpm is bounded by u32")
             .allow_burst(NonZeroU32::new(burst).expect("burst >= 1"));
