@@ -488,6 +488,52 @@ async fn a_truncated_or_invalid_body_on_200_is_retried() {
     );
 }
 
+/// A body cut off by the connection closing early (fewer bytes than
+/// `content-length`) is retried like any transport failure.
+#[tokio::test]
+async fn a_body_cut_off_in_transit_is_retried() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base_url = format!("http://{}", listener.local_addr().unwrap());
+    let full = page_json(&["a"], false);
+    let server = tokio::spawn(async move {
+        let responses = [
+            format!(
+                "HTTP/1.1 200 OK\r\nrequest-id: req_cut\r\ncontent-length: {}\r\n\r\n{}",
+                full.len() + 100,
+                &full[..10]
+            ),
+            format!(
+                "HTTP/1.1 200 OK\r\nrequest-id: req_ok\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{full}",
+                full.len()
+            ),
+        ];
+        for response in responses {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = socket.read(&mut buf).await.unwrap();
+                assert!(n > 0, "client closed before sending a request");
+                request.extend_from_slice(&buf[..n]);
+            }
+            socket.write_all(response.as_bytes()).await.unwrap();
+            socket.shutdown().await.unwrap();
+        }
+    });
+    let (client, clock) = client_for(&source(&base_url, KEY));
+
+    let page = client
+        .fetch_page(&query(), &CancellationToken::new())
+        .await
+        .unwrap();
+
+    assert_eq!(ids(&page), ["a"]);
+    assert_eq!(page.attempt_request_ids, ["req_cut", "req_ok"]);
+    assert_eq!(clock.sleeps().len(), 1);
+    server.await.unwrap();
+}
+
 #[tokio::test]
 async fn a_bad_cursor_is_reported_not_retried() {
     let server = MockServer::start().await;
@@ -1104,6 +1150,20 @@ fn construction_rejects_bad_settings() {
     }
     let client = ComplianceClient::new(&source("https://api.anthropic.com/", KEY)).unwrap();
     assert!(format!("{client:?}").contains("https://api.anthropic.com/v1/compliance/activities"));
+}
+
+#[test]
+fn plain_http_to_a_remote_host_is_warned_about() {
+    let logs = logs();
+    ComplianceClient::new(&source("http://compliance.example.net", KEY)).unwrap();
+    ComplianceClient::new(&source("http://127.0.0.1:9", KEY)).unwrap();
+    let text = logs.text();
+    let warned: Vec<&str> = text.lines().filter(|l| l.contains("unencrypted")).collect();
+    assert!(
+        warned.iter().any(|l| l.contains("compliance.example.net")),
+        "{text}"
+    );
+    assert!(!warned.iter().any(|l| l.contains("127.0.0.1:9")), "{text}");
 }
 
 #[test]

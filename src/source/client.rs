@@ -328,10 +328,23 @@ impl ComplianceClient {
             })?;
         anyhow::ensure!(
             matches!(activities_url.scheme(), "https" | "http"),
-            "source {:?}: base_url {:?} must start with https://",
+            "source {:?}: base_url {:?} must be an https:// URL",
             source.name,
             source.base_url
         );
+        let host = activities_url.host_str().unwrap_or_default();
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let loopback = host == "localhost"
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if activities_url.scheme() == "http" && !loopback {
+            tracing::warn!(
+                source = %source.name,
+                base_url = %source.base_url,
+                "base_url is plain http: the API key would cross the network unencrypted"
+            );
+        }
         let anthropic_version = HeaderValue::from_str(source.anthropic_version.trim())
             .with_context(|| {
                 format!(
