@@ -1,39 +1,91 @@
-//! Compliance API client (placeholder; replaced by the full client).
+//! The Compliance API client: one page of `GET /v1/compliance/activities`,
+//! retried until it succeeds, fails for a reason retrying cannot fix, or the
+//! caller cancels.
+//!
+//! Retrying without a cap is safe because nothing advances until a page is
+//! journaled; the caller decides when to give up by cancelling. 401/403 are
+//! never retried (they need a person), 404 only a few times.
 
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use backon::{ExponentialBuilder, Retryable as _};
 use chrono::{DateTime, Utc};
-use secrecy::ExposeSecret;
+use reqwest::StatusCode;
+use reqwest::header::{ACCEPT, HeaderMap, HeaderValue};
+use secrecy::{ExposeSecret as _, SecretString};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::SourceConfig;
+use crate::model::format_time;
 
-pub struct ComplianceClient {
-    http: reqwest::Client,
-    base_url: String,
-    key: secrecy::SecretString,
-    version: String,
+pub use super::limiter::RateState;
+use super::limiter::{Clock, RateHeaders, RateLimiter};
+
+/// The feed's path under `base_url`.
+const ACTIVITIES_PATH: &str = "/v1/compliance/activities";
+/// The feed's largest page.
+pub const MAX_PAGE_SIZE: u32 = 5000;
+/// A 404 on the feed itself is retried this many times in all, then reported.
+const NOT_FOUND_ATTEMPTS: u32 = 3;
+/// `check_key` gives up on transient failures after this many attempts.
+const CHECK_KEY_ATTEMPTS: u32 = 4;
+/// Request ids kept for `take_request_ids` when nobody collects them.
+const REQUEST_ID_LOG_CAP: usize = 10_000;
+/// Longest error message kept from a response body.
+const MAX_MESSAGE_CHARS: usize = 500;
+
+/// Backoff between retries: 1 s doubling to 30 s, each delay plus up to 100 %
+/// jitter, so delays fall between 1 s and 60 s. No cap on the number of tries.
+fn backoff() -> ExponentialBuilder {
+    ExponentialBuilder::new()
+        .with_min_delay(Duration::from_secs(1))
+        .with_max_delay(Duration::from_secs(30))
+        .with_factor(2.0)
+        .with_jitter()
+        .without_max_times()
 }
 
+/// One page request.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PageQuery {
     pub created_gte: DateTime<Utc>,
     pub created_lt: DateTime<Utc>,
+    /// The previous page's `last_id` (walks older in the default order).
     pub after_id: Option<String>,
+    /// 1..=5000.
     pub limit: u32,
 }
 
+/// One page of the feed.
+#[derive(Debug)]
 pub struct Page {
+    /// Each element's bytes exactly as received.
     pub activities: Vec<Box<RawValue>>,
     pub has_more: bool,
     pub first_id: Option<String>,
     pub last_id: Option<String>,
+    /// `request-id` of the successful response.
     pub request_id: Option<String>,
+    /// Request ids of every attempt, failed ones included: Anthropic logs each
+    /// call as a `compliance_api_accessed` activity.
     pub attempt_request_ids: Vec<String>,
 }
 
+/// Why a page could not be fetched. Messages come from the API; any API key
+/// in them is redacted.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
-    #[error("unauthorized ({status}): {message}")]
+    /// 401/403: the key is wrong, revoked or lacks the scope. Not retried.
+    #[error(
+        "the Compliance API refused the key (HTTP {status} {error_type}): {message}{}. Likely cause: {hint}",
+        rid(request_id)
+    )]
     Unauthorized {
         status: u16,
         error_type: String,
@@ -41,111 +93,959 @@ pub enum FetchError {
         request_id: Option<String>,
         hint: &'static str,
     },
-    #[error("bad cursor: {message}")]
+    /// 400 about the `after_id` cursor: restart the window walk.
+    #[error(
+        "the Compliance API rejected the page cursor: {message}{}",
+        rid(request_id)
+    )]
     BadCursor {
         message: String,
         request_id: Option<String>,
     },
-    #[error("bad request: {message}")]
+    /// Any other 400, or a status that points at the configuration (wrong
+    /// `base_url`, a proxy, too many filter values).
+    #[error(
+        "the Compliance API rejected the request: {message}{}. Check the source's base_url, activity_types, exclude_activity_types and organization_ids",
+        rid(request_id)
+    )]
     BadRequest {
         message: String,
         request_id: Option<String>,
     },
-    #[error("not found after {attempts} attempts")]
+    /// 404 on the feed endpoint, retried `attempts` times.
+    #[error(
+        "the Compliance API answered 404 Not Found {attempts} times for {ACTIVITIES_PATH}{}. Check base_url; if it is right, the feed may be temporarily unavailable",
+        rid(request_id)
+    )]
     NotFound {
         attempts: u32,
+        request_id: Option<String>,
+    },
+    /// A server error the API marked as not worth retrying (`x-should-retry: false`).
+    #[error(
+        "the Compliance API failed with HTTP {status} and asked not to retry: {message}{}",
+        rid(request_id)
+    )]
+    Server {
+        status: u16,
+        message: String,
+        request_id: Option<String>,
+    },
+    /// Only from `check_key`, which retries transient failures a few times.
+    #[error(
+        "the Compliance API could not be reached after {attempts} attempts: {message}{}",
+        rid(request_id)
+    )]
+    GaveUp {
+        attempts: u32,
+        message: String,
         request_id: Option<String>,
     },
     #[error("cancelled")]
     Cancelled,
 }
 
+fn rid(request_id: &Option<String>) -> String {
+    request_id
+        .as_deref()
+        .map(|id| format!(" (request-id {id})"))
+        .unwrap_or_default()
+}
+
+/// The kind of key, told by its prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    /// `sk-ant-api01-…`, created in claude.ai organization settings.
+    ComplianceAccess,
+    /// `sk-ant-admin01-…`, created in the Claude Console.
+    Admin,
+    /// `sk-ant-api03-…`: a Claude API key, which the Compliance API rejects.
+    ClaudeApi,
+    /// Some other `sk-ant-` key.
+    OtherAnthropic,
+    /// Not an Anthropic key format at all.
+    Unrecognized,
+}
+
+impl KeyKind {
+    pub fn of(key: &SecretString) -> KeyKind {
+        let key = key.expose_secret().trim();
+        if key.starts_with("sk-ant-api01-") {
+            KeyKind::ComplianceAccess
+        } else if key.starts_with("sk-ant-admin01-") {
+            KeyKind::Admin
+        } else if key.starts_with("sk-ant-api03-") {
+            KeyKind::ClaudeApi
+        } else if key.starts_with("sk-ant-") {
+            KeyKind::OtherAnthropic
+        } else {
+            KeyKind::Unrecognized
+        }
+    }
+
+    /// Whether the Compliance API can accept this kind of key at all.
+    pub fn can_read_feed(self) -> bool {
+        matches!(self, KeyKind::ComplianceAccess | KeyKind::Admin)
+    }
+}
+
+impl std::fmt::Display for KeyKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            KeyKind::ComplianceAccess => "Compliance Access Key (sk-ant-api01-…)",
+            KeyKind::Admin => "Admin API key (sk-ant-admin01-…)",
+            KeyKind::ClaudeApi => {
+                "Claude API key (sk-ant-api03-…), which the Compliance API does not accept"
+            }
+            KeyKind::OtherAnthropic => "Anthropic key of an unknown type (sk-ant-…)",
+            KeyKind::Unrecognized => "unrecognized key format (Anthropic keys start with sk-ant-)",
+        })
+    }
+}
+
+/// What `check_key` found when the key was accepted.
+#[derive(Debug, Clone)]
+pub struct KeyCheck {
+    pub key_kind: KeyKind,
+    /// `request-id` of the successful call.
+    pub request_id: Option<String>,
+    /// Whether the feed returned at least one activity.
+    pub sees_activities: bool,
+    pub rate: RateState,
+}
+
+const HINT_401_CLAUDE_API_KEY: &str = "this is a Claude API key (sk-ant-api03-…), which the Compliance API always rejects: create a Compliance Access Key (sk-ant-api01-…) with the read:compliance_activities scope in claude.ai > Organization settings > API, or an Admin API key (sk-ant-admin01-…) in the Claude Console";
+const HINT_401_UNKNOWN_KEY: &str = "the key is not a Compliance Access Key (sk-ant-api01-…) or an Admin API key (sk-ant-admin01-…), the only kinds the Compliance API accepts (a Claude API key sk-ant-api03-… is rejected); also check that the whole key was copied";
+const HINT_401_REJECTED: &str = "the key is invalid, revoked or deleted, or is not a Compliance Access Key (sk-ant-api01-…) or Admin API key (sk-ant-admin01-…) (a Claude API key sk-ant-api03-… is rejected): create a new key and update the source's api_key";
+const HINT_403_SCOPE: &str = "the key lacks the read:compliance_activities scope (the message lists the scopes it has, 'Got', and those needed); scopes cannot be changed, so create a new key with that scope";
+const HINT_403_ADMIN: &str = "an Admin API key carries read:compliance_activities only if it was created after the Compliance API was enabled, so create a new Admin key (or use a Compliance Access Key); or the Compliance API is disabled for the organization";
+const HINT_403_OTHER: &str = "the key lacks the read:compliance_activities scope (see 'Got'/'Needed' in the message), or it is an Admin API key created before the Compliance API was enabled, or the Compliance API is disabled for the organization";
+
+fn unauthorized_hint(status: u16, key_kind: KeyKind, message: &str) -> &'static str {
+    let mentions_scope = message.to_ascii_lowercase().contains("scope");
+    match (status, key_kind) {
+        (401, KeyKind::ClaudeApi) => HINT_401_CLAUDE_API_KEY,
+        // Older API revisions answered a missing scope with 401.
+        (401, _) if mentions_scope => HINT_403_SCOPE,
+        (401, KeyKind::OtherAnthropic | KeyKind::Unrecognized) => HINT_401_UNKNOWN_KEY,
+        (401, _) => HINT_401_REJECTED,
+        (_, KeyKind::Admin) => HINT_403_ADMIN,
+        _ if mentions_scope => HINT_403_SCOPE,
+        _ => HINT_403_OTHER,
+    }
+}
+
+/// The Compliance API client of one source.
+pub struct ComplianceClient {
+    source_name: String,
+    activities_url: reqwest::Url,
+    api_key: SecretString,
+    key_kind: KeyKind,
+    anthropic_version: HeaderValue,
+    /// Filters sent with every page request, in order.
+    filters: Vec<(&'static str, String)>,
+    http: reqwest::Client,
+    limiter: Arc<RateLimiter>,
+    request_ids: Mutex<VecDeque<String>>,
+}
+
+impl std::fmt::Debug for ComplianceClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ComplianceClient")
+            .field("source", &self.source_name)
+            .field("activities_url", &self.activities_url.as_str())
+            .field("key_kind", &self.key_kind)
+            .field("limiter", &self.limiter)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What one attempt can end with, besides a page.
+#[derive(Debug)]
+enum Failure {
+    /// Worth retrying after a backoff (never sooner than `retry_after`).
+    Transient {
+        status: Option<u16>,
+        request_id: Option<String>,
+        retry_after: Option<Duration>,
+        reason: String,
+    },
+    /// 404: retried a few times only.
+    NotFound { request_id: Option<String> },
+    /// Retrying cannot help.
+    Final(FetchError),
+}
+
+/// The response envelope; unknown fields are ignored.
 #[derive(Deserialize)]
 struct Envelope {
     data: Vec<Box<RawValue>>,
     #[serde(default)]
     has_more: bool,
+    #[serde(default)]
     first_id: Option<String>,
+    #[serde(default)]
     last_id: Option<String>,
 }
 
+/// The error envelope, parsed leniently: `{"error": {"type", "message"}, "request_id"}`.
+#[derive(Deserialize, Default)]
+struct ErrorEnvelope {
+    #[serde(default)]
+    error: Option<ErrorBody>,
+    #[serde(default)]
+    request_id: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct ErrorBody {
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    #[serde(default)]
+    message: Option<String>,
+}
+
 impl ComplianceClient {
+    /// A client with its own limiter at the source's `requests_per_minute`.
     pub fn new(source: &SourceConfig) -> anyhow::Result<ComplianceClient> {
+        let limiter = Arc::new(RateLimiter::new(source.requests_per_minute, Clock::tokio()));
+        Self::with_limiter(source, limiter)
+    }
+
+    /// A client drawing on a shared limiter (one per parent-organization
+    /// budget), whose clock also times the retries.
+    pub fn with_limiter(
+        source: &SourceConfig,
+        limiter: Arc<RateLimiter>,
+    ) -> anyhow::Result<ComplianceClient> {
+        let base = source.base_url.trim_end_matches('/');
+        let activities_url = reqwest::Url::parse(&format!("{base}{ACTIVITIES_PATH}"))
+            .with_context(|| {
+                format!(
+                    "source {:?}: base_url {:?} is not a valid URL",
+                    source.name, source.base_url
+                )
+            })?;
+        anyhow::ensure!(
+            matches!(activities_url.scheme(), "https" | "http"),
+            "source {:?}: base_url {:?} must be an https:// URL",
+            source.name,
+            source.base_url
+        );
+        let host = activities_url.host_str().unwrap_or_default();
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let loopback = host == "localhost"
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if activities_url.scheme() == "http" && !loopback {
+            tracing::warn!(
+                source = %source.name,
+                base_url = %source.base_url,
+                "base_url is plain http: the API key would cross the network unencrypted"
+            );
+        }
+        let anthropic_version = HeaderValue::from_str(source.anthropic_version.trim())
+            .with_context(|| {
+                format!(
+                    "source {:?}: anthropic_version {:?} is not a valid header value",
+                    source.name, source.anthropic_version
+                )
+            })?;
+        // Checked here so a bad key fails at start-up, not on every request.
+        HeaderValue::from_str(source.api_key.expose_secret().trim()).map_err(|_| {
+            anyhow::anyhow!(
+                "source {:?}: api_key contains characters not allowed in an HTTP header",
+                source.name
+            )
+        })?;
+
+        let mut default_headers = HeaderMap::new();
+        default_headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("claudit/", env!("CARGO_PKG_VERSION")))
+            .default_headers(default_headers)
+            .connect_timeout(source.connect_timeout)
+            .timeout(source.request_timeout)
+            // The key travels in a custom header that reqwest would carry
+            // across a redirect to another host: never follow redirects.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .context("building the HTTP client")?;
+
+        let mut filters = Vec::new();
+        filters.extend(
+            source
+                .activity_types
+                .iter()
+                .map(|t| ("activity_types[]", t.clone())),
+        );
+        filters.extend(
+            source
+                .exclude_activity_types
+                .iter()
+                .map(|t| ("exclude_activity_types[]", t.clone())),
+        );
+        filters.extend(
+            source
+                .organization_ids
+                .iter()
+                .map(|o| ("organization_ids[]", o.clone())),
+        );
+
         Ok(ComplianceClient {
-            http: reqwest::Client::new(),
-            base_url: source.base_url.clone(),
-            key: source.api_key.clone(),
-            version: source.anthropic_version.clone(),
+            source_name: source.name.clone(),
+            activities_url,
+            api_key: source.api_key.clone(),
+            key_kind: KeyKind::of(&source.api_key),
+            anthropic_version,
+            filters,
+            http,
+            limiter,
+            request_ids: Mutex::new(VecDeque::new()),
         })
     }
 
+    /// The kind of the configured key, from its prefix.
+    pub fn key_kind(&self) -> KeyKind {
+        self.key_kind
+    }
+
+    /// Last seen `anthropic-ratelimit-*` values, for metrics and status.
+    pub fn rate_state(&self) -> RateState {
+        self.limiter.state()
+    }
+
+    /// Request ids of every call since the last `take_request_ids` (at most
+    /// the newest 10 000), failed and cancelled fetches included.
+    pub fn take_request_ids(&self) -> Vec<String> {
+        self.request_ids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+            .collect()
+    }
+
+    /// One page, retried until it succeeds, a non-retryable error occurs, or `cancel` fires.
     pub async fn fetch_page(
         &self,
-        q: &PageQuery,
+        query: &PageQuery,
         cancel: &CancellationToken,
     ) -> Result<Page, FetchError> {
-        loop {
-            if cancel.is_cancelled() {
-                return Err(FetchError::Cancelled);
+        if query.limit == 0 || query.limit > MAX_PAGE_SIZE {
+            return Err(FetchError::BadRequest {
+                message: format!("page limit {} is outside 1..={MAX_PAGE_SIZE}", query.limit),
+                request_id: None,
+            });
+        }
+        if query.created_gte >= query.created_lt {
+            return Err(FetchError::BadRequest {
+                message: format!(
+                    "empty window: created_at.gte {} is not before created_at.lt {}",
+                    format_time(query.created_gte),
+                    format_time(query.created_lt)
+                ),
+                request_id: None,
+            });
+        }
+        let mut params: Vec<(&str, String)> = vec![
+            ("created_at.gte", format_time(query.created_gte)),
+            ("created_at.lt", format_time(query.created_lt)),
+        ];
+        if let Some(after_id) = &query.after_id {
+            params.push(("after_id", after_id.clone()));
+        }
+        params.push(("limit", query.limit.to_string()));
+        params.extend(self.filters.iter().map(|(k, v)| (*k, v.clone())));
+        self.fetch_retrying(&params, None, cancel).await
+    }
+
+    /// One cheap request (limit=1) to check the key: used by `claudit check --connect`.
+    pub async fn check_key(&self) -> Result<KeyCheck, FetchError> {
+        let mut params: Vec<(&str, String)> = vec![("limit", "1".to_string())];
+        params.extend(self.filters.iter().map(|(k, v)| (*k, v.clone())));
+        let page = self
+            .fetch_retrying(&params, Some(CHECK_KEY_ATTEMPTS), &CancellationToken::new())
+            .await?;
+        Ok(KeyCheck {
+            key_kind: self.key_kind,
+            request_id: page.request_id,
+            sees_activities: !page.activities.is_empty(),
+            rate: self.rate_state(),
+        })
+    }
+
+    async fn fetch_retrying(
+        &self,
+        params: &[(&str, String)],
+        max_attempts: Option<u32>,
+        cancel: &CancellationToken,
+    ) -> Result<Page, FetchError> {
+        // Atomics and a mutex rather than cells: the future must stay `Send`.
+        let attempt_ids = Mutex::new(Vec::new());
+        let attempts = AtomicU32::new(0);
+        let not_found = AtomicU32::new(0);
+        let clock = self.limiter.clock().clone();
+
+        let retrying = (|| async {
+            attempts.fetch_add(1, Ordering::Relaxed);
+            self.attempt(params, &attempt_ids).await
+        })
+        .retry(backoff())
+        .sleep(move |d| {
+            let clock = clock.clone();
+            async move { clock.sleep(d).await }
+        })
+        .when(|failure| match failure {
+            Failure::Final(_) => false,
+            Failure::NotFound { .. } => {
+                not_found.fetch_add(1, Ordering::Relaxed) + 1 < NOT_FOUND_ATTEMPTS
             }
-            let mut params = vec![
-                ("created_at.gte", crate::model::format_time(q.created_gte)),
-                ("created_at.lt", crate::model::format_time(q.created_lt)),
-                ("limit", q.limit.to_string()),
-            ];
-            if let Some(a) = &q.after_id {
-                params.push(("after_id", a.clone()));
+            Failure::Transient { .. } => {
+                max_attempts.is_none_or(|max| attempts.load(Ordering::Relaxed) < max)
             }
-            let resp = self
-                .http
-                .get(format!("{}/v1/compliance/activities", self.base_url))
-                .header("x-api-key", self.key.expose_secret())
-                .header("anthropic-version", &self.version)
-                .query(&params)
-                .send()
-                .await;
-            let Ok(resp) = resp else {
-                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                continue;
+        })
+        .adjust(|failure, delay| match failure {
+            // `retry-after` is a floor, never a ceiling.
+            Failure::Transient {
+                retry_after: Some(floor),
+                ..
+            } => delay.map(|d| d.max(*floor)),
+            _ => delay,
+        })
+        .notify(|failure, delay| {
+            let (status, request_id, reason) = match failure {
+                Failure::Transient {
+                    status,
+                    request_id,
+                    reason,
+                    ..
+                } => (*status, request_id.as_deref(), reason.as_str()),
+                Failure::NotFound { request_id } => (
+                    Some(404),
+                    request_id.as_deref(),
+                    "404 Not Found on the feed",
+                ),
+                Failure::Final(_) => (None, None, ""),
             };
-            let rid = resp
-                .headers()
-                .get("request-id")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string);
-            let status = resp.status().as_u16();
-            let body = resp.bytes().await.unwrap_or_default();
-            match status {
-                200 => match serde_json::from_slice::<Envelope>(&body) {
-                    Ok(env) => {
-                        return Ok(Page {
-                            activities: env.data,
-                            has_more: env.has_more,
-                            first_id: env.first_id,
-                            last_id: env.last_id,
-                            attempt_request_ids: rid.iter().cloned().collect(),
-                            request_id: rid,
-                        });
-                    }
-                    Err(_) => tokio::time::sleep(std::time::Duration::from_secs(1)).await,
+            tracing::warn!(
+                source = %self.source_name,
+                status,
+                request_id,
+                attempt = attempts.load(Ordering::Relaxed),
+                delay_ms = delay.as_millis() as u64,
+                reason,
+                "Compliance API request failed; retrying"
+            );
+        });
+
+        let outcome = tokio::select! {
+            biased;
+            () = cancel.cancelled() => return Err(FetchError::Cancelled),
+            outcome = retrying => outcome,
+        };
+        match outcome {
+            Ok((envelope, request_id)) => Ok(Page {
+                activities: envelope.data,
+                has_more: envelope.has_more,
+                first_id: envelope.first_id,
+                last_id: envelope.last_id,
+                request_id,
+                attempt_request_ids: attempt_ids.into_inner().unwrap_or_else(|e| e.into_inner()),
+            }),
+            Err(Failure::Final(error)) => Err(error),
+            Err(Failure::NotFound { request_id }) => Err(FetchError::NotFound {
+                attempts: not_found.load(Ordering::Relaxed),
+                request_id,
+            }),
+            Err(Failure::Transient {
+                status,
+                request_id,
+                reason,
+                ..
+            }) => Err(FetchError::GaveUp {
+                attempts: attempts.load(Ordering::Relaxed),
+                message: match status {
+                    Some(status) => format!("HTTP {status}: {reason}"),
+                    None => reason,
                 },
-                401 | 403 => {
-                    return Err(FetchError::Unauthorized {
-                        status,
-                        error_type: String::new(),
-                        message: String::from_utf8_lossy(&body).into(),
-                        request_id: rid,
-                        hint: "",
-                    });
-                }
-                400 => {
-                    return Err(FetchError::BadCursor {
-                        message: String::from_utf8_lossy(&body).into(),
-                        request_id: rid,
-                    });
-                }
-                _ => tokio::time::sleep(std::time::Duration::from_secs(1)).await,
+                request_id,
+            }),
+        }
+    }
+
+    /// One HTTP request, after waiting for the limiter.
+    async fn attempt(
+        &self,
+        params: &[(&str, String)],
+        attempt_ids: &Mutex<Vec<String>>,
+    ) -> Result<(Envelope, Option<String>), Failure> {
+        self.limiter.acquire().await;
+
+        let mut key = HeaderValue::from_str(self.api_key.expose_secret().trim())
+            .expect("checked in ComplianceClient::with_limiter");
+        key.set_sensitive(true);
+        let sent = self
+            .http
+            .get(self.activities_url.clone())
+            .query(params)
+            .header("x-api-key", key)
+            .header("anthropic-version", self.anthropic_version.clone())
+            .send()
+            .await;
+        let response = match sent {
+            Ok(response) => response,
+            Err(e) => {
+                return Err(Failure::Transient {
+                    status: None,
+                    request_id: None,
+                    retry_after: None,
+                    reason: self.redact(&describe_reqwest_error(&e)),
+                });
+            }
+        };
+
+        let status = response.status();
+        let headers = response.headers().clone();
+        self.limiter.observe(&RateHeaders::from_headers(&headers));
+        let header_request_id = request_id_from_headers(&headers);
+        let body = response.bytes().await;
+
+        if status.is_success() {
+            self.record_request_id(header_request_id.as_deref(), attempt_ids);
+            let body = body.map_err(|e| Failure::Transient {
+                status: Some(status.as_u16()),
+                request_id: header_request_id.clone(),
+                retry_after: None,
+                reason: self.redact(&format!("reading the body: {}", describe_reqwest_error(&e))),
+            })?;
+            return match serde_json::from_slice::<Envelope>(&body) {
+                Ok(envelope) => Ok((envelope, header_request_id)),
+                Err(e) => Err(Failure::Transient {
+                    status: Some(status.as_u16()),
+                    request_id: header_request_id,
+                    retry_after: None,
+                    reason: format!(
+                        "the response body is not a complete activity page ({e}; {} bytes)",
+                        body.len()
+                    ),
+                }),
+            };
+        }
+
+        let body = body.unwrap_or_default();
+        let error = ErrorEnvelope::parse(&body);
+        let request_id = header_request_id.or(error.request_id);
+        self.record_request_id(request_id.as_deref(), attempt_ids);
+        let body_error = error.error.unwrap_or_default();
+        let error_type = body_error.kind.unwrap_or_default();
+        let message = self.redact(&match body_error.message {
+            Some(message) => message,
+            None => body_excerpt(&body),
+        });
+        let should_retry = headers
+            .get("x-should-retry")
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.trim().to_ascii_lowercase());
+        let code = status.as_u16();
+
+        if code == 429 {
+            let retry_after = retry_after(&headers, self.limiter.clock().utc_now());
+            self.limiter.rate_limited(retry_after);
+            if should_retry.as_deref() != Some("false") {
+                return Err(Failure::Transient {
+                    status: Some(code),
+                    request_id,
+                    retry_after,
+                    reason: message,
+                });
             }
         }
+        match status {
+            StatusCode::BAD_REQUEST => {
+                let lowered = message.to_ascii_lowercase();
+                Err(Failure::Final(
+                    if ["after_id", "before_id", "cursor"]
+                        .iter()
+                        .any(|w| lowered.contains(w))
+                    {
+                        FetchError::BadCursor {
+                            message,
+                            request_id,
+                        }
+                    } else {
+                        FetchError::BadRequest {
+                            message,
+                            request_id,
+                        }
+                    },
+                ))
+            }
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                Err(Failure::Final(FetchError::Unauthorized {
+                    status: code,
+                    hint: unauthorized_hint(code, self.key_kind, &message),
+                    error_type: if error_type.is_empty() {
+                        status.canonical_reason().unwrap_or("error").to_string()
+                    } else {
+                        error_type
+                    },
+                    message,
+                    request_id,
+                }))
+            }
+            StatusCode::NOT_FOUND => Err(Failure::NotFound { request_id }),
+            _ if is_retryable_status(code) => {
+                if should_retry.as_deref() == Some("false") {
+                    Err(Failure::Final(FetchError::Server {
+                        status: code,
+                        message,
+                        request_id,
+                    }))
+                } else {
+                    Err(Failure::Transient {
+                        status: Some(code),
+                        request_id,
+                        retry_after: retry_after(&headers, self.limiter.clock().utc_now()),
+                        reason: message,
+                    })
+                }
+            }
+            _ if status.is_redirection() => {
+                let location = headers
+                    .get("location")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("nowhere");
+                Err(Failure::Final(FetchError::BadRequest {
+                    message: format!(
+                        "HTTP {code} redirect to {location}; claudit does not follow redirects"
+                    ),
+                    request_id,
+                }))
+            }
+            _ => Err(Failure::Final(FetchError::BadRequest {
+                message: format!("unexpected HTTP {code}: {message}"),
+                request_id,
+            })),
+        }
+    }
+
+    fn record_request_id(&self, request_id: Option<&str>, attempt_ids: &Mutex<Vec<String>>) {
+        let Some(id) = request_id else { return };
+        attempt_ids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(id.to_string());
+        let mut log = self.request_ids.lock().unwrap_or_else(|e| e.into_inner());
+        if log.len() >= REQUEST_ID_LOG_CAP {
+            log.pop_front();
+        }
+        log.push_back(id.to_string());
+    }
+
+    /// Removes the configured key, and anything shaped like an Anthropic key,
+    /// from text that came from the network.
+    fn redact(&self, text: &str) -> String {
+        let key = self.api_key.expose_secret().trim();
+        let text = if key.len() >= 8 {
+            text.replace(key, "[REDACTED]")
+        } else {
+            text.to_string()
+        };
+        redact_anthropic_keys(&text)
+    }
+}
+
+impl ErrorEnvelope {
+    fn parse(body: &[u8]) -> ErrorEnvelope {
+        serde_json::from_slice(body).unwrap_or_default()
+    }
+}
+
+/// 408, 409, 429 and every 5xx (529 is "overloaded") are worth retrying.
+fn is_retryable_status(code: u16) -> bool {
+    matches!(code, 408 | 409 | 429 | 500..=599)
+}
+
+/// `request-id`, else `x-request-id`.
+fn request_id_from_headers(headers: &HeaderMap) -> Option<String> {
+    ["request-id", "x-request-id"].iter().find_map(|name| {
+        headers
+            .get(*name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+    })
+}
+
+/// The longer of `retry-after` (seconds or an HTTP date) and `retry-after-ms`.
+fn retry_after(headers: &HeaderMap, now: DateTime<Utc>) -> Option<Duration> {
+    let text = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    let seconds = text("retry-after").and_then(|v| {
+        if let Ok(secs) = v.parse::<f64>() {
+            return (secs.is_finite() && secs >= 0.0)
+                .then(|| Duration::from_secs_f64(secs.min(86_400.0)));
+        }
+        let at = DateTime::parse_from_rfc2822(v).ok()?.with_timezone(&Utc);
+        Some((at - now).to_std().unwrap_or(Duration::ZERO))
+    });
+    let millis = text("retry-after-ms")
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|ms| ms.is_finite() && *ms >= 0.0)
+        .map(|ms| Duration::from_secs_f64(ms.min(86_400_000.0) / 1000.0));
+    seconds.into_iter().chain(millis).max()
+}
+
+fn describe_reqwest_error(error: &reqwest::Error) -> String {
+    let kind = if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "could not connect"
+    } else if error.is_body() || error.is_decode() {
+        "the response body was cut off or undecodable"
+    } else {
+        "request failed"
+    };
+    // The URL in the message carries the query only; the key is a header.
+    let mut text = format!("{kind}: {error}");
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// The start of a non-JSON error body, on one line.
+fn body_excerpt(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let text: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if text.is_empty() {
+        return "(empty body)".to_string();
+    }
+    let mut excerpt: String = text.chars().take(MAX_MESSAGE_CHARS).collect();
+    if excerpt.len() < text.len() {
+        excerpt.push('…');
+    }
+    excerpt
+}
+
+/// Replaces every `sk-ant-…` token with its prefix and `[REDACTED]`.
+fn redact_anthropic_keys(text: &str) -> String {
+    const MARK: &str = "sk-ant-";
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(MARK) {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + MARK.len()..];
+        let end = after
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+            .unwrap_or(after.len());
+        out.push_str(MARK);
+        out.push_str("[REDACTED]");
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn key_kind_from_prefix() {
+        let kind = |k: &str| KeyKind::of(&SecretString::from(k.to_string()));
+        assert_eq!(kind("sk-ant-api01-abc"), KeyKind::ComplianceAccess);
+        assert_eq!(kind(" sk-ant-admin01-abc\n"), KeyKind::Admin);
+        assert_eq!(kind("sk-ant-api03-abc"), KeyKind::ClaudeApi);
+        assert_eq!(kind("sk-ant-oat01-abc"), KeyKind::OtherAnthropic);
+        assert_eq!(kind("hunter2"), KeyKind::Unrecognized);
+        assert!(KeyKind::Admin.can_read_feed() && !KeyKind::ClaudeApi.can_read_feed());
+        assert!(!KeyKind::ClaudeApi.to_string().contains("abc"));
+    }
+
+    #[test]
+    fn hints_name_the_likely_cause() {
+        assert_eq!(
+            unauthorized_hint(401, KeyKind::ClaudeApi, "invalid"),
+            HINT_401_CLAUDE_API_KEY
+        );
+        assert_eq!(
+            unauthorized_hint(401, KeyKind::ComplianceAccess, "invalid or revoked"),
+            HINT_401_REJECTED
+        );
+        assert_eq!(
+            unauthorized_hint(401, KeyKind::Unrecognized, "invalid"),
+            HINT_401_UNKNOWN_KEY
+        );
+        assert_eq!(
+            unauthorized_hint(
+                401,
+                KeyKind::ComplianceAccess,
+                "does not have the `read:compliance_activities` scope"
+            ),
+            HINT_403_SCOPE
+        );
+        assert_eq!(
+            unauthorized_hint(403, KeyKind::Admin, "Missing required scopes"),
+            HINT_403_ADMIN
+        );
+        assert_eq!(
+            unauthorized_hint(
+                403,
+                KeyKind::ComplianceAccess,
+                "Missing required scopes. Got: [] Needed: [x]"
+            ),
+            HINT_403_SCOPE
+        );
+        assert_eq!(
+            unauthorized_hint(403, KeyKind::ComplianceAccess, "Forbidden"),
+            HINT_403_OTHER
+        );
+        for hint in [
+            HINT_401_REJECTED,
+            HINT_401_CLAUDE_API_KEY,
+            HINT_401_UNKNOWN_KEY,
+        ] {
+            assert!(
+                hint.contains("sk-ant-api01-")
+                    && hint.contains("sk-ant-admin01-")
+                    && hint.contains("sk-ant-api03-")
+            );
+        }
+        assert!(HINT_401_REJECTED.contains("revoked"));
+        for hint in [HINT_403_ADMIN, HINT_403_OTHER] {
+            assert!(
+                hint.contains("created after the Compliance API was enabled")
+                    || hint.contains("created before")
+            );
+            assert!(hint.contains("disabled for the organization"));
+        }
+        assert!(HINT_403_SCOPE.contains("read:compliance_activities"));
+    }
+
+    #[test]
+    fn retry_after_in_seconds_dates_and_millis() {
+        let now = DateTime::parse_from_rfc3339("2026-04-21T14:38:00Z")
+            .unwrap()
+            .to_utc();
+        assert_eq!(
+            retry_after(&headers(&[("retry-after", "25")]), now),
+            Some(Duration::from_secs(25))
+        );
+        assert_eq!(
+            retry_after(&headers(&[("retry-after", "1.5")]), now),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(
+            retry_after(
+                &headers(&[("retry-after", "Tue, 21 Apr 2026 14:38:30 GMT")]),
+                now
+            ),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            retry_after(
+                &headers(&[("retry-after", "2"), ("retry-after-ms", "2500")]),
+                now
+            ),
+            Some(Duration::from_millis(2500))
+        );
+        assert_eq!(retry_after(&headers(&[("retry-after", "soon")]), now), None);
+        assert_eq!(retry_after(&headers(&[("retry-after", "-3")]), now), None);
+        assert_eq!(retry_after(&HeaderMap::new(), now), None);
+    }
+
+    #[test]
+    fn request_id_prefers_request_id_header() {
+        assert_eq!(
+            request_id_from_headers(&headers(&[
+                ("request-id", "req_1"),
+                ("x-request-id", "req_2")
+            ]))
+            .as_deref(),
+            Some("req_1")
+        );
+        assert_eq!(
+            request_id_from_headers(&headers(&[("x-request-id", "req_2")])).as_deref(),
+            Some("req_2")
+        );
+        assert_eq!(request_id_from_headers(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn error_envelope_is_parsed_leniently() {
+        let e = ErrorEnvelope::parse(
+            br#"{"type":"error","error":{"type":"not_found_error","message":"Not found","details":{"error_visibility":"user_facing"}},"request_id":"req_9"}"#,
+        );
+        let body = e.error.unwrap();
+        assert_eq!(body.kind.as_deref(), Some("not_found_error"));
+        assert_eq!(body.message.as_deref(), Some("Not found"));
+        assert_eq!(e.request_id.as_deref(), Some("req_9"));
+        let e = ErrorEnvelope::parse(b"<html>Bad gateway</html>");
+        assert!(e.error.is_none() && e.request_id.is_none());
+        let e = ErrorEnvelope::parse(br#"{"error":"flat string"}"#);
+        assert!(e.error.is_none());
+    }
+
+    #[test]
+    fn redaction_removes_keys() {
+        assert_eq!(
+            redact_anthropic_keys("bad key sk-ant-api01-AbC_d-9 given, also sk-ant-admin01-x."),
+            "bad key sk-ant-[REDACTED] given, also sk-ant-[REDACTED]."
+        );
+        assert_eq!(redact_anthropic_keys("no key here"), "no key here");
+        assert_eq!(redact_anthropic_keys("sk-ant-"), "sk-ant-[REDACTED]");
+    }
+
+    #[test]
+    fn body_excerpt_is_one_bounded_line() {
+        assert_eq!(body_excerpt(b""), "(empty body)");
+        assert_eq!(
+            body_excerpt(b"<h1>502\n  Bad Gateway</h1>"),
+            "<h1>502 Bad Gateway</h1>"
+        );
+        let long = vec![b'x'; 2000];
+        assert_eq!(body_excerpt(&long).chars().count(), MAX_MESSAGE_CHARS + 1);
+    }
+
+    #[test]
+    fn retryable_statuses() {
+        for code in [408, 409, 429, 500, 502, 503, 504, 529] {
+            assert!(is_retryable_status(code), "{code}");
+        }
+        for code in [400, 401, 403, 404, 405, 413, 422] {
+            assert!(!is_retryable_status(code), "{code}");
+        }
+    }
+
+    #[test]
+    fn backoff_stays_between_one_and_sixty_seconds_without_a_cap() {
+        use backon::BackoffBuilder as _;
+        let delays: Vec<Duration> = backoff().build().take(200).collect();
+        assert_eq!(delays.len(), 200, "no retry cap");
+        assert!(
+            delays
+                .iter()
+                .all(|d| *d >= Duration::from_secs(1) && *d <= Duration::from_secs(60))
+        );
+        assert!(delays[0] < Duration::from_secs(2));
+        assert!(delays[150] >= Duration::from_secs(30));
     }
 }
