@@ -31,7 +31,9 @@ pub fn parse_time_arg(arg: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, St
         return Ok(d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc());
     }
     if let Ok(ago) = humantime::parse_duration(arg) {
-        return chrono::Duration::from_std(ago).map(|d| now - d).map_err(|e| e.to_string());
+        return chrono::Duration::from_std(ago)
+            .map(|d| now - d)
+            .map_err(|e| e.to_string());
     }
     Err(format!(
         "cannot read time {arg:?}: write an RFC 3339 time (2026-01-01T00:00:00Z), a date (2026-01-01), or a duration ago (7d, 36h)"
@@ -47,7 +49,11 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let source = config.source(source_name).ok_or_else(|| {
         let names: Vec<_> = config.sources.iter().map(|s| s.name.as_str()).collect();
-        anyhow::anyhow!("no source named {source_name:?} in {}; configured sources: {}", config.file.display(), names.join(", "))
+        anyhow::anyhow!(
+            "no source named {source_name:?} in {}; configured sources: {}",
+            config.file.display(),
+            names.join(", ")
+        )
     })?;
     if since >= until {
         anyhow::bail!("--since ({since}) must be before --until ({until})");
@@ -55,14 +61,23 @@ pub async fn run(
     let (since_ms, until_ms) = (since.timestamp_millis(), until.timestamp_millis());
     let store = SharedStore::open(&config.state.path)?;
     let name = source.name.clone();
-    let row = store.call(move |s| s.add_backfill(&name, since_ms, until_ms)).await?;
+    let row = store
+        .call(move |s| s.add_backfill(&name, since_ms, until_ms))
+        .await?;
     if row.next_ms > since_ms {
-        println!("resuming backfill of {source_name}: {} already read", fmt_ms(row.next_ms));
+        println!(
+            "resuming backfill of {source_name}: {} already read",
+            fmt_ms(row.next_ms)
+        );
     }
 
     match InstanceLock::acquire(&config.state.path) {
         Ok(_lock) => {
-            println!("backfilling {source_name} from {} to {} (no daemon running: reading here)", fmt_ms(since_ms), fmt_ms(until_ms));
+            println!(
+                "backfilling {source_name} from {} to {} (no daemon running: reading here)",
+                fmt_ms(since_ms),
+                fmt_ms(until_ms)
+            );
             let (head, _rx) = watch::channel(0);
             let task = SourceTask {
                 config: source.clone(),
@@ -72,22 +87,45 @@ pub async fn run(
                 journal_head: head,
                 backfill_only: true,
             };
-            let progress = tokio::spawn(report_progress(config.state.path.clone(), source.name.clone(), since_ms, until_ms, cancel.clone()));
+            let progress = tokio::spawn(report_progress(
+                config.state.path.clone(),
+                source.name.clone(),
+                since_ms,
+                until_ms,
+                cancel.clone(),
+            ));
             let result = task.run(cancel.clone()).await;
             progress.abort();
             result?;
         }
         Err(_) => {
-            println!("the daemon is running on this state database: it reads the range; following its progress");
-            report_progress(config.state.path.clone(), source.name.clone(), since_ms, until_ms, cancel.clone()).await?;
+            println!(
+                "the daemon is running on this state database: it reads the range; following its progress"
+            );
+            report_progress(
+                config.state.path.clone(),
+                source.name.clone(),
+                since_ms,
+                until_ms,
+                cancel.clone(),
+            )
+            .await?;
         }
     }
     let store = Store::open_readonly(&config.state.path)?;
-    let row = store.backfill(source_name, since_ms, until_ms)?.expect("registered above");
+    let row = store
+        .backfill(source_name, since_ms, until_ms)?
+        .expect("registered above");
     if row.next_ms >= until_ms {
-        println!("backfill complete: {} new records journaled; the sinks deliver them", row.records);
+        println!(
+            "backfill complete: {} new records journaled; the sinks deliver them",
+            row.records
+        );
     } else {
-        println!("backfill stopped at {}; run the same command again to resume", fmt_ms(row.next_ms));
+        println!(
+            "backfill stopped at {}; run the same command again to resume",
+            fmt_ms(row.next_ms)
+        );
     }
     Ok(())
 }
@@ -104,7 +142,11 @@ async fn report_progress(
         let row = Store::open_readonly(&path)?.backfill(&source, since_ms, until_ms)?;
         if let Some(row) = &row {
             let pct = 100 * (row.next_ms - since_ms) / (until_ms - since_ms).max(1);
-            println!("backfill {source}: {pct}% (read up to {}), {} new records", fmt_ms(row.next_ms), row.records);
+            println!(
+                "backfill {source}: {pct}% (read up to {}), {} new records",
+                fmt_ms(row.next_ms),
+                row.records
+            );
             if row.next_ms >= until_ms {
                 return Ok(());
             }

@@ -2,7 +2,7 @@
 //! real pipeline against it with a temporary state database, and OCSF and
 //! raw NDJSON files as output. No credentials, no network.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -11,9 +11,10 @@ use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{
-    BatchConfig, Config, EnrichConfig, FileSinkConfig, Format, OcsfConfig, SinkConfig, SinkKind, SourceConfig, StateConfig,
+    BatchConfig, Config, EnrichConfig, FileSinkConfig, Format, OcsfConfig, SinkConfig, SinkKind,
+    SourceConfig, StateConfig,
 };
-use crate::sim::{SimConfig, Simulator};
+use crate::sim::{SimActivity, SimConfig, Simulator};
 use crate::store::Store;
 
 pub struct DemoOptions {
@@ -31,8 +32,12 @@ const DEMO_SETTLE_LAG: Duration = Duration::from_secs(2);
 
 pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
     let started = Instant::now();
-    std::fs::create_dir_all(&options.out)
-        .map_err(|e| anyhow::anyhow!("cannot create --out directory {}: {e}", options.out.display()))?;
+    std::fs::create_dir_all(&options.out).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot create --out directory {}: {e}",
+            options.out.display()
+        )
+    })?;
     let ocsf_path = options.out.join("events.ocsf.ndjson");
     let raw_path = options.out.join("events.raw.ndjson");
     for p in [&ocsf_path, &raw_path] {
@@ -54,9 +59,19 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
         ..SimConfig::default()
     })
     .await?;
-    println!("simulator listening on {} with a backlog of {} activities", sim.base_url(), options.events);
+    println!(
+        "simulator listening on {} with a backlog of {} activities",
+        sim.base_url(),
+        options.events
+    );
 
-    let config = demo_config(&sim.base_url(), api_key, state_dir.path(), &ocsf_path, &raw_path);
+    let config = demo_config(
+        &sim.base_url(),
+        api_key,
+        state_dir.path(),
+        &ocsf_path,
+        &raw_path,
+    );
     let cancel = CancellationToken::new();
     let daemon = tokio::spawn(crate::daemon::run(config.clone(), cancel.clone()));
 
@@ -80,7 +95,9 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
             let head = store.head_seq()?;
             state.last_sweep_ms.is_some_and(|t| t > settled_ms)
                 && state.watermark_ms.is_some_and(|w| w > stop_ms)
-                && ["ocsf", "raw"].iter().all(|s| store.sink_cursor(s).map(|c| c.seq >= head).unwrap_or(false))
+                && ["ocsf", "raw"]
+                    .iter()
+                    .all(|s| store.sink_cursor(s).map(|c| c.seq >= head).unwrap_or(false))
         };
         if done {
             break;
@@ -92,11 +109,11 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
 
     let store = Store::open_readonly(&config.state.path)?;
     let late = store.source_state("demo")?.late;
-    let expected: HashSet<String> = sim
+    let expected: HashMap<String, SimActivity> = sim
         .activities()
         .into_iter()
         .filter(|a| a.created_at.timestamp_millis() < stop_ms)
-        .map(|a| a.id)
+        .map(|a| (a.id.clone(), a))
         .collect();
     sim.shutdown().await;
     print_summary(&ocsf_path, &raw_path, &expected, late, started.elapsed())
@@ -106,12 +123,23 @@ fn demo_config(base_url: &str, api_key: &str, state_dir: &Path, ocsf: &Path, raw
     let file_sink = |name: &str, path: &Path, format| SinkConfig {
         name: name.into(),
         format,
-        batch: BatchConfig { max_events: 5000, max_bytes: 8 << 20, linger: Duration::from_millis(100) },
-        kind: SinkKind::File(FileSinkConfig { path: path.to_path_buf(), max_bytes: 0, max_files: 0 }),
+        batch: BatchConfig {
+            max_events: 5000,
+            max_bytes: 8 << 20,
+            linger: Duration::from_millis(100),
+        },
+        kind: SinkKind::File(FileSinkConfig {
+            path: path.to_path_buf(),
+            max_bytes: 0,
+            max_files: 0,
+        }),
     };
     Config {
         file: PathBuf::from("(demo)"),
-        state: StateConfig { path: state_dir.join("state.db"), retention: Duration::from_secs(7 * 86400) },
+        state: StateConfig {
+            path: state_dir.join("state.db"),
+            retention: Duration::from_secs(7 * 86400),
+        },
         sources: vec![SourceConfig {
             name: "demo".into(),
             base_url: base_url.into(),
@@ -132,8 +160,14 @@ fn demo_config(base_url: &str, api_key: &str, state_dir: &Path, ocsf: &Path, raw
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(30),
         }],
-        sinks: vec![file_sink("ocsf", ocsf, Format::Ocsf), file_sink("raw", raw, Format::Raw)],
-        enrich: EnrichConfig { user_agent_cache_size: 10_000, ..EnrichConfig::default() },
+        sinks: vec![
+            file_sink("ocsf", ocsf, Format::Ocsf),
+            file_sink("raw", raw, Format::Raw),
+        ],
+        enrich: EnrichConfig {
+            user_agent_cache_size: 10_000,
+            ..EnrichConfig::default()
+        },
         ocsf: OcsfConfig::default(),
     }
 }
@@ -141,7 +175,7 @@ fn demo_config(base_url: &str, api_key: &str, state_dir: &Path, ocsf: &Path, raw
 fn print_summary(
     ocsf_path: &Path,
     raw_path: &Path,
-    expected: &HashSet<String>,
+    expected: &HashMap<String, SimActivity>,
     late: i64,
     elapsed: Duration,
 ) -> anyhow::Result<()> {
@@ -149,23 +183,37 @@ fn print_summary(
     let mut seen: HashMap<String, usize> = HashMap::new();
     for line in std::io::BufReader::new(std::fs::File::open(raw_path)?).lines() {
         let v: serde_json::Value = serde_json::from_str(&line?)?;
-        *by_type.entry(v["type"].as_str().unwrap_or("?").to_string()).or_default() += 1;
-        *seen.entry(v["id"].as_str().unwrap_or("?").to_string()).or_default() += 1;
+        *by_type
+            .entry(v["type"].as_str().unwrap_or("?").to_string())
+            .or_default() += 1;
+        *seen
+            .entry(v["id"].as_str().unwrap_or("?").to_string())
+            .or_default() += 1;
     }
     let mut by_class: BTreeMap<(i64, String), usize> = BTreeMap::new();
     let mut ocsf_count = 0;
     for line in std::io::BufReader::new(std::fs::File::open(ocsf_path)?).lines() {
         let v: serde_json::Value = serde_json::from_str(&line?)?;
         let class = v["class_uid"].as_i64().unwrap_or(-1);
-        *by_class.entry((class, class_name(class).to_string())).or_default() += 1;
+        *by_class
+            .entry((class, class_name(class).to_string()))
+            .or_default() += 1;
         ocsf_count += 1;
     }
     let total: usize = by_type.values().sum();
-    let missing = expected.iter().filter(|id| !seen.contains_key(*id)).count();
+    let missing_examples: Vec<&SimActivity> = expected
+        .values()
+        .filter(|a| !seen.contains_key(&a.id))
+        .collect();
+    let missing = missing_examples.len();
     let duplicated = seen.values().filter(|n| **n > 1).count();
 
     println!();
-    println!("delivered {total} activities ({} distinct types) in {:.1} s", by_type.len(), elapsed.as_secs_f64());
+    println!(
+        "delivered {total} activities ({} distinct types) in {:.1} s",
+        by_type.len(),
+        elapsed.as_secs_f64()
+    );
     println!("  {}", ocsf_path.display());
     println!("  {}", raw_path.display());
     println!();
@@ -186,6 +234,12 @@ fn print_summary(
         "check: {} activities created before live generation stopped; missing {missing}, delivered more than once {duplicated}",
         expected.len()
     );
+    for a in missing_examples.iter().take(5) {
+        println!(
+            "  missing: {} {} created {} visible {}",
+            a.id, a.activity_type, a.created_at, a.visible_at
+        );
+    }
     if missing > 0 || duplicated > 0 {
         anyhow::bail!("demo check failed: {missing} missing, {duplicated} duplicated");
     }

@@ -2,8 +2,11 @@
 //! SQLite journal, normalizes it to OCSF, enriches it, and delivers it to
 //! SIEMs and files. `main.rs` is the entry point; `daemon` wires the parts.
 
+pub mod backfill;
+pub mod check;
 pub mod config;
 pub mod daemon;
+pub mod demo;
 pub mod enrich;
 pub mod model;
 pub mod ocsf;

@@ -66,7 +66,8 @@ pub struct SimConfig {
     /// Fraction of records (live and backlog) that are late.
     pub late_fraction: f64,
     /// Late records become visible `U(visibility_delay, late_max_delay)`
-    /// after `created_at`; late backlog records that long after start.
+    /// after `created_at` (backlog records too, so only those near the
+    /// backlog's end are still invisible at start).
     pub late_max_delay: Duration,
     /// Requests per minute; `None` = unthrottled (and no rate-limit headers).
     pub rate_limit_per_minute: Option<u32>,

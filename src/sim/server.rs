@@ -30,24 +30,20 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
 }
 
 /// When a record created at `created` becomes visible (spec §4.4: usually
-/// within the documented lag, sometimes much later).
-fn visible_at(config: &SimConfig, rng: &mut Rng, created: i64, late_base: i64) -> i64 {
+/// within the documented lag, sometimes later). Lateness is always relative
+/// to `created_at`, as in the real feed: a backlog record created hours ago
+/// was visible long before the simulator started.
+fn visible_at(config: &SimConfig, rng: &mut Rng, created: i64) -> i64 {
     let delay = duration_micros(config.visibility_delay);
     if rng.chance(config.late_fraction) {
         let max = duration_micros(config.late_max_delay).max(delay);
-        late_base + rng.between(delay, max)
+        created + rng.between(delay, max)
     } else {
         created + rng.between(0, delay)
     }
 }
 
-fn generated_rec(
-    generator: &Generator,
-    config: &SimConfig,
-    index: u64,
-    created: i64,
-    late_base: Option<i64>,
-) -> Rec {
+fn generated_rec(generator: &Generator, config: &SimConfig, index: u64, created: i64) -> Rec {
     let seed = config.seed;
     let plan = generator.plan(index);
     let mut vis_rng = Rng::for_item(seed, STREAM_VISIBILITY, index);
@@ -55,7 +51,7 @@ fn generated_rec(
     Rec {
         created,
         suffix: Rng::for_item(seed, STREAM_ID, index).next_u64(),
-        visible: visible_at(config, &mut vis_rng, created, late_base.unwrap_or(created)),
+        visible: visible_at(config, &mut vis_rng, created),
         payload: index as u32,
         stored: false,
         type_idx: plan.type_idx,
@@ -68,7 +64,8 @@ fn generated_rec(
 }
 
 /// The backlog: `created_at` spread evenly (with jitter) over the span
-/// ending at `start`. Late backlog records surface after start.
+/// ending at `start`. Only the late records near its end are still
+/// invisible at start.
 pub(crate) fn build_backlog(generator: &Generator, config: &SimConfig, start: i64) -> Store {
     let n = config.backlog;
     let span = duration_micros(config.backlog_span) as f64;
@@ -77,7 +74,7 @@ pub(crate) fn build_backlog(generator: &Generator, config: &SimConfig, start: i6
         .map(|i| {
             let jitter = Rng::for_item(config.seed, STREAM_VISIBILITY, i).unit();
             let created = (begin + span * (i as f64 + jitter) / n as f64) as i64;
-            generated_rec(generator, config, i, created.min(start), Some(start))
+            generated_rec(generator, config, i, created.min(start))
         })
         .collect();
     Store::from_records(recs)
@@ -114,13 +111,7 @@ pub(crate) async fn live_generation(
                 let index = first_index + j;
                 let jitter = Rng::for_item(shared.config.seed, STREAM_VISIBILITY, index).unit();
                 let created = start + ((j as f64 + jitter) / rate * 1e6) as i64;
-                generated_rec(
-                    &shared.generator,
-                    &shared.config,
-                    index,
-                    created.min(now),
-                    None,
-                )
+                generated_rec(&shared.generator, &shared.config, index, created.min(now))
             })
             .collect();
         let mut store = shared
@@ -588,7 +579,7 @@ fn record_self_activity(
     let rec = Rec {
         created: now,
         suffix: rng.next_u64(),
-        visible: visible_at(config, &mut rng, now, now),
+        visible: visible_at(config, &mut rng, now),
         payload: 0,
         stored: true,
         type_idx: type_table()

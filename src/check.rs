@@ -1,0 +1,80 @@
+//! `claudit check --connect`: one cheap request per source to check its key
+//! against the API, and a writability check per file sink. One line each,
+//! in plain words; the key itself is never printed.
+
+use crate::config::{Config, SinkKind};
+use crate::source::client::{ComplianceClient, FetchError};
+
+/// Returns true if every source and sink checked out.
+pub async fn connect(config: &Config) -> bool {
+    let mut ok = true;
+    for source in &config.sources {
+        let client = match ComplianceClient::new(source) {
+            Ok(c) => c,
+            Err(e) => {
+                println!("source {}: FAILED: {e:#}", source.name);
+                ok = false;
+                continue;
+            }
+        };
+        match client.check_key().await {
+            Ok(check) => {
+                let seen = if check.sees_activities {
+                    "the feed returned activities"
+                } else {
+                    "the feed is empty so far"
+                };
+                println!(
+                    "source {}: ok: {} accepted by {}; {seen}",
+                    source.name, check.key_kind, source.base_url
+                );
+            }
+            Err(FetchError::Unauthorized {
+                status,
+                message,
+                hint,
+                ..
+            }) => {
+                println!(
+                    "source {}: FAILED: the API answered {status} ({message}); {hint}",
+                    source.name
+                );
+                ok = false;
+            }
+            Err(e) => {
+                println!("source {}: FAILED: {e}", source.name);
+                ok = false;
+            }
+        }
+    }
+    for sink in &config.sinks {
+        match &sink.kind {
+            SinkKind::File(f) => {
+                let dir = f
+                    .path
+                    .parent()
+                    .filter(|d| !d.as_os_str().is_empty())
+                    .unwrap_or(std::path::Path::new("."));
+                match writable(dir) {
+                    Ok(()) => println!("sink {}: ok: {} is writable", sink.name, dir.display()),
+                    Err(e) => {
+                        println!(
+                            "sink {}: FAILED: cannot write in {}: {e}; create it and give the claudit user write access",
+                            sink.name,
+                            dir.display()
+                        );
+                        ok = false;
+                    }
+                }
+            }
+        }
+    }
+    ok
+}
+
+fn writable(dir: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let probe = dir.join(format!(".claudit-check-{}", std::process::id()));
+    std::fs::write(&probe, b"")?;
+    std::fs::remove_file(&probe)
+}
