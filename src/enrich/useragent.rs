@@ -67,7 +67,11 @@ impl UserAgentParser {
 
     fn woothee(&self, user_agent: &str) -> Option<UserAgentInfo> {
         let w = self.woothee.parse(user_agent)?;
-        let name = known(w.name);
+        let name = match w.name {
+            // woothee reports the product token; people know the product.
+            "SamsungBrowser" => Some("Samsung Internet".to_string()),
+            other => known(other),
+        };
         let version = known(w.version);
         let (os_name, os_version) = operating_system(w.os, &w.os_version);
         let info = match w.category {
@@ -362,6 +366,12 @@ fn operating_system(os: &str, os_version: &str) -> (Option<String>, Option<Strin
         "iPad" => (Some("iPadOS".to_string()), version),
         "Windows Phone OS" => (Some("Windows Phone".to_string()), version),
         "Windows UNKNOWN Ver" => (Some("Windows".to_string()), None),
+        // woothee keeps the CPU in front of the platform version
+        // ("x86_64 14541.0.0").
+        "ChromeOS" => (
+            Some("ChromeOS".to_string()),
+            version.and_then(|v| v.rsplit(' ').next().map(str::to_string)),
+        ),
         // woothee names the release ("Windows 10") and gives the kernel
         // version ("NT 10.0") separately; the release is what people know.
         windows if windows.starts_with("Windows ") => (
