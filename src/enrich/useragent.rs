@@ -47,16 +47,17 @@ impl UserAgentParser {
     /// once).
     pub fn parse_uncached(&self, user_agent: &str) -> UserAgentInfo {
         let user_agent = bounded(user_agent);
-        if let Some(info) = claude_client(user_agent, &self.woothee) {
+        let tokens = ProductTokens::of(user_agent);
+        if let Some(info) = claude_client(user_agent, &tokens, &self.woothee) {
             return info;
         }
         if let Some(info) = anthropic_sdk(user_agent) {
             return info;
         }
-        if let Some(info) = known_token(user_agent, HTTP_LIBRARIES, DeviceType::Unknown) {
+        if let Some(info) = known_token(&tokens, HTTP_LIBRARIES, DeviceType::Unknown) {
             return info;
         }
-        if let Some(info) = known_token(user_agent, CRAWLERS, DeviceType::Server) {
+        if let Some(info) = known_token(&tokens, CRAWLERS, DeviceType::Server) {
             return info;
         }
         if let Some(info) = self.woothee(user_agent) {
@@ -149,8 +150,12 @@ fn bounded(user_agent: &str) -> &str {
 /// The Claude desktop app (Electron: `… Claude/1.2.3 Chrome/… Electron/…`,
 /// or shortened to `Claude/1.2.3`) and Claude Code (`claude-cli/2.0.14
 /// (external, cli)`).
-fn claude_client(user_agent: &str, woothee: &woothee::parser::Parser) -> Option<UserAgentInfo> {
-    if let Some(version) = token_version(user_agent, "claude-cli") {
+fn claude_client(
+    user_agent: &str,
+    tokens: &ProductTokens<'_>,
+    woothee: &woothee::parser::Parser,
+) -> Option<UserAgentInfo> {
+    if let Some(version) = tokens.version_of("claude-cli") {
         return Some(UserAgentInfo {
             name: Some("Claude Code".to_string()),
             version,
@@ -158,7 +163,7 @@ fn claude_client(user_agent: &str, woothee: &woothee::parser::Parser) -> Option<
             ..UserAgentInfo::default()
         });
     }
-    let version = token_version(user_agent, "Claude")?;
+    let version = tokens.version_of("Claude")?;
     // `Claude/` must carry a numeric version: "Claude/1.0" written by some
     // unrelated tool is rare, and "ClaudeBot/1.0" is a different token.
     if !version
@@ -272,15 +277,14 @@ const CRAWLERS: KnownTokens = &[
     ("YandexBot", "YandexBot"),
 ];
 
-/// The first entry of `tokens` present in `user_agent` as a product token
-/// (`name/version`, or `name` alone before a space, `;`, `)` or the end).
+/// The first entry of `known` present in the user agent's product tokens.
 fn known_token(
-    user_agent: &str,
-    tokens: KnownTokens,
+    tokens: &ProductTokens<'_>,
+    known: KnownTokens,
     device_type: DeviceType,
 ) -> Option<UserAgentInfo> {
-    tokens.iter().find_map(|&(token, name)| {
-        let version = token_version(user_agent, token)?;
+    known.iter().find_map(|&(token, name)| {
+        let version = tokens.version_of(token)?;
         Some(UserAgentInfo {
             name: Some(name.to_string()),
             version,
@@ -291,31 +295,32 @@ fn known_token(
     })
 }
 
-/// Finds `token` as a product token in `user_agent`: preceded by the start or
-/// a separator, followed by `/version`, a separator or the end. `None` if
-/// absent; `Some(None)` if present without a version.
-fn token_version(user_agent: &str, token: &str) -> Option<Option<String>> {
-    let mut from = 0;
-    while let Some(found) = user_agent[from..].find(token) {
-        let start = from + found;
-        let end = start + token.len();
-        from = end;
-        let before_ok = user_agent[..start]
-            .chars()
-            .next_back()
-            .is_none_or(is_separator);
-        if !before_ok {
-            continue;
-        }
-        let after = &user_agent[end..];
-        match after.chars().next() {
-            None => return Some(None),
-            Some('/') => return Some(version_at(&after[1..])),
-            Some(c) if is_separator(c) => return Some(None),
-            Some(_) => continue,
-        }
+/// The words of a user agent split at separators (spaces, `;`, brackets,
+/// commas), each as product name and the text after its first `/`:
+/// `Mozilla/5.0 (compatible; ClaudeBot/1.0)` has ("Mozilla", "5.0"),
+/// ("compatible", ""), ("ClaudeBot", "1.0"). Split once per parse so the
+/// rule tables cost one comparison per word, not a scan of the string.
+struct ProductTokens<'a>(Vec<(&'a str, &'a str)>);
+
+impl<'a> ProductTokens<'a> {
+    fn of(user_agent: &'a str) -> ProductTokens<'a> {
+        ProductTokens(
+            user_agent
+                .split(is_separator)
+                .filter(|word| !word.is_empty())
+                .map(|word| word.split_once('/').unwrap_or((word, "")))
+                .collect(),
+        )
     }
-    None
+
+    /// `None` if no word is the product `name`; `Some(None)` if one is but
+    /// has no plausible version.
+    fn version_of(&self, name: &str) -> Option<Option<String>> {
+        self.0
+            .iter()
+            .find(|(product, _)| *product == name)
+            .map(|(_, version)| version_at(version))
+    }
 }
 
 fn is_separator(c: char) -> bool {
@@ -398,20 +403,33 @@ fn known(value: &str) -> Option<String> {
 mod tests {
     use super::*;
 
+    fn version_of(user_agent: &str, name: &str) -> Option<Option<String>> {
+        ProductTokens::of(user_agent).version_of(name)
+    }
+
     #[test]
-    fn token_needs_boundaries() {
+    fn tokens_need_boundaries() {
         assert_eq!(
-            token_version("Mozilla/5.0 Claude/1.3883.0", "Claude"),
+            version_of("Mozilla/5.0 Claude/1.3883.0", "Claude"),
             Some(Some("1.3883.0".to_string()))
         );
-        assert_eq!(token_version("ClaudeBot/1.0", "Claude"), None);
-        assert_eq!(token_version("my-claude/1.0", "claude"), None);
-        assert_eq!(token_version("x node-fetch", "node-fetch"), Some(None));
+        assert_eq!(version_of("ClaudeBot/1.0", "Claude"), None);
+        assert_eq!(version_of("my-claude/1.0", "claude"), None);
+        assert_eq!(version_of("x node-fetch", "node-fetch"), Some(None));
+        assert_eq!(version_of("got (https://x)", "got"), Some(None));
         assert_eq!(
-            token_version("Python/3.12 aiohttp/3.9.5", "aiohttp"),
+            version_of("Python/3.12 aiohttp/3.9.5", "aiohttp"),
             Some(Some("3.9.5".to_string()))
         );
-        assert_eq!(token_version("gotham/1.0", "got"), None);
+        assert_eq!(
+            version_of(
+                "(compatible; ClaudeBot/1.0; +claudebot@anthropic.com)",
+                "ClaudeBot"
+            ),
+            Some(Some("1.0".to_string()))
+        );
+        assert_eq!(version_of("gotham/1.0", "got"), None);
+        assert_eq!(version_of("", "got"), None);
     }
 
     #[test]
