@@ -50,7 +50,9 @@ pub struct Location {
     pub city: Option<String>,
     /// ISO 3166-1 alpha-2 country code.
     pub country: Option<String>,
-    /// Principal subdivision name (state, region).
+    /// Principal subdivision (state, region) as its ISO 3166-2 code
+    /// ("US-WA", "GB-ENG"), which is what OCSF `location.region` holds; its
+    /// English name when the database has no code for it.
     pub region: Option<String>,
     /// Continent name.
     pub continent: Option<String>,
