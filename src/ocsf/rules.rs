@@ -737,7 +737,7 @@ pub static RULES: &[Rule] = &[
     rule(
         "U1",
         &["org_user_invite_sent"],
-        account(U::Target(ids(&[], &["invited_email"]))),
+        account(U::Target(ids(&[], &["invited_email"]))).fixed(1),
     ),
     rule(
         "U1",
@@ -843,6 +843,13 @@ pub static RULES: &[Rule] = &[
         entity().uid(&["new_signing_key_id"]).name(&["key_name"]),
     ),
     rule("K1", &["platform_oauth_app_*"], entity()),
+    // Roles: a change to a role's permissions or grants updates the role.
+    rule(
+        "X",
+        &["rbac_role_permission_*", "rbac_role_grant_*"],
+        entity().noun("rbac_role").fixed(3),
+    ),
+    rule("X", &["rbac_role_*"], entity()),
     rule(
         "K1",
         &["service_created", "service_deleted"],
