@@ -180,7 +180,9 @@ fn every_fixture_and_sample_maps_and_keeps_every_leaf() {
         let event = map(&activity);
         assert_envelope(&where_, &activity, &event);
         assert_leaves_kept(&where_, &source, &event);
-        serde_json::to_writer(&mut out, &event).unwrap();
+        // The serialized path, as the journal stores it.
+        let json = Mapper::new(&OcsfConfig::default()).map_json(&activity, &MapContext::default());
+        out.write_all(json.as_bytes()).unwrap();
         out.write_all(b"\n").unwrap();
         count += 1;
     }
@@ -189,11 +191,39 @@ fn every_fixture_and_sample_maps_and_keeps_every_leaf() {
     eprintln!("wrote {count} events to {}", out_path.display());
 }
 
+/// `map_json` (the path without a `Value`) writes the event `map` returns.
+#[test]
+fn map_json_writes_the_event_of_map() {
+    fn without_processed_time(mut event: Value) -> Value {
+        event["metadata"]
+            .as_object_mut()
+            .unwrap()
+            .remove("processed_time")
+            .expect("processed_time");
+        event
+    }
+    let mapper = Mapper::new(&OcsfConfig {
+        include_raw_data: true,
+        ..OcsfConfig::default()
+    });
+    for (file, line, _, activity) in all_records() {
+        let ctx = MapContext::default();
+        let via_value = mapper.map(&activity, &ctx);
+        let direct: Value = serde_json::from_str(&mapper.map_json(&activity, &ctx)).unwrap();
+        assert_eq!(
+            without_processed_time(direct),
+            without_processed_time(via_value),
+            "{file}:{line}"
+        );
+    }
+}
+
 #[test]
 fn every_catalogued_type_hits_a_deliberate_rule() {
-    let catalogue: Value =
-        serde_json::from_str(&std::fs::read_to_string(path("fixtures/activity-types.json")).unwrap())
-            .unwrap();
+    let catalogue: Value = serde_json::from_str(
+        &std::fs::read_to_string(path("fixtures/activity-types.json")).unwrap(),
+    )
+    .unwrap();
     let types: Vec<&str> = catalogue["types"]
         .as_array()
         .unwrap()
@@ -449,8 +479,10 @@ fn samples_agree_with_the_datadog_expectations_except_where_noted() {
 
 #[test]
 fn rule_classes_cover_the_requested_classes() {
-    let classes: std::collections::HashSet<Class> =
-        claudit::ocsf::RULES.iter().map(|r| r.target.class).collect();
+    let classes: std::collections::HashSet<Class> = claudit::ocsf::RULES
+        .iter()
+        .map(|r| r.target.class)
+        .collect();
     for c in [
         Class::AccountChange,
         Class::Authentication,
@@ -489,21 +521,34 @@ const ACTORS: &str = "fixtures/activities/actors.ndjson";
 const EDGE: &str = "fixtures/activities/edge.ndjson";
 const SAMPLES: &str = "fixtures/samples/activities.ndjson";
 
-golden!(golden_3001_account_change, CATALOGUE, |a| a.activity_type == "org_user_deleted");
-golden!(golden_3002_authentication, CATALOGUE, |a| a.activity_type == "social_login_succeeded");
-golden!(golden_3004_entity_management, CATALOGUE, |a| a.activity_type == "admin_api_key_updated");
+golden!(golden_3001_account_change, CATALOGUE, |a| a.activity_type
+    == "org_user_deleted");
+golden!(golden_3002_authentication, CATALOGUE, |a| a.activity_type
+    == "social_login_succeeded");
+golden!(golden_3004_entity_management, CATALOGUE, |a| a
+    .activity_type
+    == "admin_api_key_updated");
 golden!(golden_3004_entity_of_the_organization, CATALOGUE, |a| {
     a.activity_type == "org_compliance_api_settings_updated"
 });
-golden!(golden_3005_user_access, SAMPLES, |a| a.activity_type == "role_assignment_granted");
-golden!(golden_3006_group_management, CATALOGUE, |a| a.activity_type == "group_member_added");
-golden!(golden_6001_web_resources, SAMPLES, |a| a.activity_type == "claude_file_uploaded");
-golden!(golden_6001_access_transparency, ACTORS, |a| a.activity_type == "anthropic_access");
-golden!(golden_6003_api_activity, SAMPLES, |a| a.activity_type == "compliance_api_accessed");
-golden!(golden_fallback_api_activity, EDGE, |a| a.activity_type == "claude_hologram_projected");
-golden!(golden_fallback_base_event, EDGE, |a| a.activity_type == "org_quantum_policy_entangled");
-golden!(golden_degraded, EDGE, |a| a.activity_type == "role_assignment_granted");
-golden!(golden_unknown_actor, ACTORS, |a| a.activity_type == "claude_project_viewed");
+golden!(golden_3005_user_access, SAMPLES, |a| a.activity_type
+    == "role_assignment_granted");
+golden!(golden_3006_group_management, CATALOGUE, |a| a.activity_type
+    == "group_member_added");
+golden!(golden_6001_web_resources, SAMPLES, |a| a.activity_type
+    == "claude_file_uploaded");
+golden!(golden_6001_access_transparency, ACTORS, |a| a.activity_type
+    == "anthropic_access");
+golden!(golden_6003_api_activity, SAMPLES, |a| a.activity_type
+    == "compliance_api_accessed");
+golden!(golden_fallback_api_activity, EDGE, |a| a.activity_type
+    == "claude_hologram_projected");
+golden!(golden_fallback_base_event, EDGE, |a| a.activity_type
+    == "org_quantum_policy_entangled");
+golden!(golden_degraded, EDGE, |a| a.activity_type
+    == "role_assignment_granted");
+golden!(golden_unknown_actor, ACTORS, |a| a.activity_type
+    == "claude_project_viewed");
 golden!(golden_federated_actor, ACTORS, |a| {
     a.activity_type == "platform_federated_authentication"
 });

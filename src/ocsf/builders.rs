@@ -3,9 +3,10 @@
 //! class requires returns `None`, and the caller degrades the event instead
 //! of inventing a value.
 
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 
 use super::classes::{Class, Verb, split_verb, status_from_suffix};
+use super::node::{Node, Obj};
 use super::rules::{
     Act, EntityKind, GroupFrom, Ids, Noun, Objects, Protocol, Roles, StatusRule, Target, UserFrom,
     Web,
@@ -18,7 +19,7 @@ pub struct Inputs<'a, 'e> {
     /// `organization_id` (else `organization_uuid`).
     pub org_uid: Option<&'a str>,
     /// The OCSF `actor.user`, for rules whose subject is the actor.
-    pub actor_user: Option<&'e Map<String, Value>>,
+    pub actor_user: Option<&'e Obj<'a>>,
     pub has_actor: bool,
 }
 
@@ -29,9 +30,9 @@ pub struct Draft<'a> {
     pub status_id: u8,
     pub status_detail: Option<&'a str>,
     /// Top-level class attributes (`user`, `entity`, `web_resources`, ...).
-    pub objects: Map<String, Value>,
+    pub objects: Obj<'a>,
     /// `http_request` attributes beyond the user agent.
-    pub http_request: Option<Map<String, Value>>,
+    pub http_request: Option<Obj<'a>>,
     /// `actor.idp.name` (the identity provider of a login), from the
     /// `provider` field, which the caller consumes if it places it.
     pub idp_name: Option<&'a str>,
@@ -50,28 +51,28 @@ pub fn build<'a>(
         activity_id: activity_id(target, src, t),
         status_id: status_id(target.status, src, t),
         status_detail: None,
-        objects: Map::new(),
+        objects: Obj::with_capacity(8),
         http_request: None,
         idp_name: None,
     };
     match target.objects {
         Objects::Auth { protocol, user } => {
             let user = user_from(user, src, inputs)?;
-            draft.objects.insert("user".into(), Value::Object(user));
+            draft.objects.set("user", user);
             // Required by the class's at_least_one(service, dst_endpoint):
             // the service signed in to is Claude itself.
             draft
                 .objects
-                .insert("service".into(), json!({"name": "Claude"}));
+                .set("service", Obj::new().with("name", "Claude"));
             let (id, name) = match protocol {
-                Protocol::None => (0, ""),
+                Protocol::None => (0u8, ""),
                 Protocol::Saml => (5, "SAML"),
                 Protocol::OpenId => (4, "OpenID"),
                 Protocol::Other(name) => (99, name),
             };
             if id != 0 {
-                draft.objects.insert("auth_protocol_id".into(), json!(id));
-                draft.objects.insert("auth_protocol".into(), json!(name));
+                draft.objects.set("auth_protocol_id", id);
+                draft.objects.set("auth_protocol", name);
             }
             // Consumed by the caller once placed in `actor.idp`.
             if inputs.has_actor {
@@ -80,7 +81,7 @@ pub fn build<'a>(
         }
         Objects::Account { user } => {
             let user = user_from(user, src, inputs)?;
-            draft.objects.insert("user".into(), Value::Object(user));
+            draft.objects.set("user", user);
         }
         Objects::Privileges {
             target: target_ids,
@@ -97,28 +98,23 @@ pub fn build<'a>(
                 .first_str(e.name)
                 .or_else(|| named_after(src, e.kind, noun, "_name"));
             let entity = entity(e.kind, noun, uid, name, inputs.org_uid)?;
-            draft.objects.insert("entity".into(), Value::Object(entity));
+            draft.objects.set("entity", entity);
         }
         Objects::Web(w) => {
             let resources = web_resources(&w, src, t, inputs.org_uid)?;
-            draft
-                .objects
-                .insert("web_resources".into(), Value::Array(resources));
+            draft.objects.set("web_resources", resources);
         }
         Objects::ComplianceApi => compliance_api(&mut draft, src, t),
         Objects::Api => {
-            draft.objects.insert("api".into(), json!({"operation": t}));
+            draft.objects.set("api", Obj::new().with("operation", t));
         }
         Objects::AccessTransparency => {
             let uid = src.nested_str("resource_details", "id")?;
-            let mut resource = Map::new();
-            resource.insert("uid".into(), json!(uid));
-            if let Some(kind) = src.nested_str("resource_details", "type") {
-                resource.insert("type".into(), json!(kind));
-            }
+            let mut resource = Obj::new().with("uid", uid);
+            resource.set_opt("type", src.nested_str("resource_details", "type"));
             draft
                 .objects
-                .insert("web_resources".into(), json!([resource]));
+                .set("web_resources", vec![Node::from(resource)]);
         }
     }
     if draft.status_id == 2 {
@@ -229,27 +225,21 @@ fn named_after<'a>(
 }
 
 /// A user object from ids and e-mail addresses; `None` if none is present.
-fn user_from_ids<'a>(src: &mut Source<'a>, ids: Ids) -> Option<Map<String, Value>> {
+fn user_from_ids<'a>(src: &mut Source<'a>, ids: Ids) -> Option<Obj<'a>> {
     let uid = src.first_str(ids.uid);
     let email = src.first_str(ids.email);
     if uid.is_none() && email.is_none() {
         return None;
     }
-    let mut user = Map::new();
-    if let Some(uid) = uid {
-        user.insert("uid".into(), json!(uid));
-    }
+    let mut user = Obj::new();
+    user.set_opt("uid", uid);
     if let Some(email) = email {
         super::envelope::put_email(&mut user, email);
     }
     Some(user)
 }
 
-fn user_from<'a>(
-    from: UserFrom,
-    src: &mut Source<'a>,
-    inputs: &Inputs<'a, '_>,
-) -> Option<Map<String, Value>> {
+fn user_from<'a>(from: UserFrom, src: &mut Source<'a>, inputs: &Inputs<'a, '_>) -> Option<Obj<'a>> {
     match from {
         UserFrom::Actor => inputs.actor_user.cloned(),
         UserFrom::Target(ids) => user_from_ids(src, ids),
@@ -277,42 +267,31 @@ fn privileges<'a>(
     if to_group {
         let uid = src.first_str(target.uid)?;
         draft.class = Class::GroupManagement;
-        draft.objects.insert("group".into(), json!({"uid": uid}));
+        draft.objects.set("group", Obj::new().with("uid", uid));
     } else {
         let user = user_from_ids(src, target)?;
-        draft.objects.insert("user".into(), Value::Object(user));
+        draft.objects.set("user", user);
     }
-    draft
-        .objects
-        .insert("privileges".into(), json!([privilege]));
+    draft.objects.set("privileges", vec![Node::from(privilege)]);
     if let Some(uid) = src.str("resource_id") {
-        let mut resource = Map::new();
-        resource.insert("uid".into(), json!(uid));
-        if let Some(kind) = src.str("resource_type") {
-            resource.insert("type".into(), json!(kind));
-        }
+        let mut resource = Obj::new().with("uid", uid);
+        resource.set_opt("type", src.str("resource_type"));
         if to_group {
-            draft
-                .objects
-                .insert("resource".into(), Value::Object(resource));
+            draft.objects.set("resource", resource);
         } else {
-            draft.objects.insert("resources".into(), json!([resource]));
+            draft.objects.set("resources", vec![Node::from(resource)]);
         }
     }
     Some(())
 }
 
 fn group<'a>(draft: &mut Draft<'a>, src: &mut Source<'a>, from: GroupFrom) -> Option<()> {
-    let mut group = Map::new();
-    let mut user = Map::new();
+    let mut group = Obj::new();
+    let mut user = Obj::new();
     match from {
         GroupFrom::Group => {
-            if let Some(uid) = src.str("group_id") {
-                group.insert("uid".into(), json!(uid));
-            }
-            if let Some(name) = src.str("group_name") {
-                group.insert("name".into(), json!(name));
-            }
+            group.set_opt("uid", src.str("group_id"));
+            group.set_opt("name", src.str("group_name"));
             // One member is the event's `user`; several stay in `unmapped`
             // (the class has room for one user only).
             if let Some([Value::String(member)]) = src
@@ -321,30 +300,30 @@ fn group<'a>(draft: &mut Draft<'a>, src: &mut Source<'a>, from: GroupFrom) -> Op
                 .map(Vec::as_slice)
                 && !member.is_empty()
             {
-                user.insert("uid".into(), json!(member));
+                user.set("uid", member.as_str());
                 src.consume("member_ids");
             }
         }
         GroupFrom::Workspace => {
             if let Some(uid) = src.str("workspace_id") {
-                group.insert("uid".into(), json!(uid));
-                group.insert("type".into(), json!("workspace"));
+                group.set("uid", uid);
+                group.set("type", "workspace");
             }
             if let Some(uid) = src.str("service_account_id") {
-                user.insert("uid".into(), json!(uid));
-                user.insert("type_id".into(), json!(4));
-                user.insert("type".into(), json!("Service"));
+                user.set("uid", uid);
+                user.set("type_id", 4u8);
+                user.set("type", "Service");
             } else if let Some(uid) = src.str("user_id") {
-                user.insert("uid".into(), json!(uid));
+                user.set("uid", uid);
             }
         }
     }
     if group.is_empty() {
         return None;
     }
-    draft.objects.insert("group".into(), Value::Object(group));
+    draft.objects.set("group", group);
     if !user.is_empty() {
-        draft.objects.insert("user".into(), Value::Object(user));
+        draft.objects.set("user", user);
     }
     Some(())
 }
@@ -353,49 +332,40 @@ fn group<'a>(draft: &mut Draft<'a>, src: &mut Source<'a>, from: GroupFrom) -> Op
 /// own in the record is named by its type and the organization it belongs
 /// to (`entity.org`), which are facts of the record; without an org either,
 /// there is nothing honest to name it by and the event degrades.
-fn entity(
+fn entity<'a>(
     kind: EntityKind,
-    noun: &str,
-    uid: Option<&str>,
-    name: Option<&str>,
-    org_uid: Option<&str>,
-) -> Option<Map<String, Value>> {
-    let mut entity = Map::new();
+    noun: &'a str,
+    uid: Option<&'a str>,
+    name: Option<&'a str>,
+    org_uid: Option<&'a str>,
+) -> Option<Obj<'a>> {
+    let mut entity = Obj::new();
     match kind {
         EntityKind::Organization => {
             let org = org_uid?;
-            entity.insert("type_id".into(), json!(4));
-            entity.insert("type".into(), json!("Organization"));
-            entity.insert("uid".into(), json!(org));
-            entity.insert("org".into(), json!({"uid": org}));
+            entity.set("type_id", 4u8);
+            entity.set("type", "Organization");
+            entity.set("uid", org);
+            entity.set("org", Obj::new().with("uid", org));
             return Some(entity);
         }
         EntityKind::Policy => {
-            entity.insert("type_id".into(), json!(5));
-            entity.insert("type".into(), json!("Policy"));
-            let mut policy = Map::new();
-            policy.insert("type".into(), json!(noun));
-            if let Some(uid) = uid {
-                policy.insert("uid".into(), json!(uid));
-            }
-            if let Some(name) = name {
-                policy.insert("name".into(), json!(name));
-            }
-            entity.insert("policy".into(), Value::Object(policy));
+            entity.set("type_id", 5u8);
+            entity.set("type", "Policy");
+            let mut policy = Obj::new().with("type", noun);
+            policy.set_opt("uid", uid);
+            policy.set_opt("name", name);
+            entity.set("policy", policy);
         }
         EntityKind::Other => {
-            entity.insert("type_id".into(), json!(99));
-            entity.insert("type".into(), json!(noun));
+            entity.set("type_id", 99u8);
+            entity.set("type", noun);
         }
     }
-    if let Some(uid) = uid {
-        entity.insert("uid".into(), json!(uid));
-    }
-    if let Some(name) = name {
-        entity.insert("name".into(), json!(name));
-    }
+    entity.set_opt("uid", uid);
+    entity.set_opt("name", name);
     if uid.is_none() && name.is_none() && kind == EntityKind::Other {
-        entity.insert("org".into(), json!({"uid": org_uid?}));
+        entity.set("org", Obj::new().with("uid", org_uid?));
     }
     Some(entity)
 }
@@ -403,9 +373,9 @@ fn entity(
 fn web_resources<'a>(
     w: &Web,
     src: &mut Source<'a>,
-    t: &str,
-    org_uid: Option<&str>,
-) -> Option<Vec<Value>> {
+    t: &'a str,
+    org_uid: Option<&'a str>,
+) -> Option<Vec<Node<'a>>> {
     let noun = noun_of(w.noun, t);
     let uid = src
         .first_str(w.uid)
@@ -414,26 +384,21 @@ fn web_resources<'a>(
         .first_str(w.name)
         .or_else(|| src.named_after(noun, "_name"));
     let mut resources = Vec::with_capacity(1 + w.parents.len());
-    let mut primary = Map::new();
-    primary.insert("type".into(), json!(noun));
-    if let Some(uid) = uid {
-        primary.insert("uid".into(), json!(uid));
-    }
-    if let Some(name) = name {
-        primary.insert("name".into(), json!(name));
-    }
+    let mut primary = Obj::new().with("type", noun);
+    primary.set_opt("uid", uid);
+    primary.set_opt("name", name);
     if uid.is_some() || name.is_some() {
-        resources.push(Value::Object(primary));
+        resources.push(Node::from(primary));
     } else if w.org_scoped
         && let Some(org) = org_uid
     {
         // An organization-wide list or export: the organization's.
-        primary.insert("uid".into(), json!(org));
-        resources.push(Value::Object(primary));
+        primary.set("uid", org);
+        resources.push(Node::from(primary));
     }
     for (field, kind) in w.parents {
         if let Some(uid) = src.str(field) {
-            resources.push(json!({"type": kind, "uid": uid}));
+            resources.push(Node::from(Obj::new().with("type", *kind).with("uid", uid)));
         }
     }
     if resources.is_empty() {
@@ -447,7 +412,7 @@ const HTTP_METHODS: &[&str] = &[
     "CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE",
 ];
 
-fn compliance_api<'a>(draft: &mut Draft<'a>, src: &mut Source<'a>, t: &str) {
+fn compliance_api<'a>(draft: &mut Draft<'a>, src: &mut Source<'a>, t: &'a str) {
     let method_raw = src.peek_str("request_method");
     // `http_method` is an enum; an unexpected spelling stays in `unmapped`.
     let method = method_raw
@@ -457,51 +422,37 @@ fn compliance_api<'a>(draft: &mut Draft<'a>, src: &mut Source<'a>, t: &str) {
     let parts = url.map(split_url);
     let path = parts.as_ref().and_then(|p| p.path);
     let operation = match (method_raw, path) {
-        (Some(m), Some(p)) => format!("{m} {p}"),
-        (Some(m), None) => m.to_string(),
-        (None, Some(p)) => p.to_string(),
-        (None, None) => t.to_string(),
+        (Some(m), Some(p)) => Node::String(format!("{m} {p}")),
+        (Some(m), None) => Node::Str(m),
+        (None, Some(p)) => Node::Str(p),
+        (None, None) => Node::Str(t),
     };
     let request_id = src.str("request_id");
     let status_code = src.int("status_code");
 
-    let mut http = Map::new();
-    if let Some(m) = method {
-        http.insert("http_method".into(), json!(m));
-    }
+    let mut http = Obj::new();
+    http.set_opt("http_method", method);
     if let (Some(url), Some(parts)) = (url, parts) {
-        let mut u = Map::new();
-        u.insert("url_string".into(), json!(url));
-        if let Some(s) = parts.scheme {
-            u.insert("scheme".into(), json!(s));
-        }
-        if let Some(h) = parts.hostname {
-            u.insert("hostname".into(), json!(h));
-        }
-        if let Some(p) = parts.port {
-            u.insert("port".into(), json!(p));
-        }
-        if let Some(p) = parts.path {
-            u.insert("path".into(), json!(p));
-        }
-        if let Some(q) = parts.query {
-            u.insert("query_string".into(), json!(q));
-        }
-        http.insert("url".into(), Value::Object(u));
+        let mut u = Obj::new().with("url_string", url);
+        u.set_opt("scheme", parts.scheme);
+        u.set_opt("hostname", parts.hostname);
+        u.set_opt("port", parts.port);
+        u.set_opt("path", parts.path);
+        u.set_opt("query_string", parts.query);
+        http.set("url", u);
     }
-    let mut api = Map::new();
-    api.insert("operation".into(), json!(operation));
+    let mut api = Obj::new().with("operation", operation);
     if let Some(id) = request_id {
-        http.insert("uid".into(), json!(id));
-        api.insert("request".into(), json!({"uid": id}));
+        http.set("uid", id);
+        api.set("request", Obj::new().with("uid", id));
     }
     if let Some(code) = status_code {
-        api.insert("response".into(), json!({"code": code}));
+        api.set("response", Obj::new().with("code", code));
         draft
             .objects
-            .insert("http_response".into(), json!({"code": code}));
+            .set("http_response", Obj::new().with("code", code));
     }
-    draft.objects.insert("api".into(), Value::Object(api));
+    draft.objects.set("api", api);
     if !http.is_empty() {
         draft.http_request = Some(http);
     }

@@ -226,61 +226,38 @@ const PHRASES: &[(&str, Verb)] = &[
     ("_search_performed", Verb::Search),
 ];
 
-/// The last word of a type and the verb it means.
-const WORDS: &[(&str, Verb)] = &[
-    ("created", Verb::Create),
-    ("generated", Verb::Create),
-    ("minted", Verb::Create),
-    ("provisioned", Verb::Create),
-    ("duplicated", Verb::Create),
-    ("registered", Verb::Create),
-    ("installed", Verb::Create),
-    ("uploaded", Verb::Upload),
-    ("added", Verb::Add),
-    ("viewed", Verb::Read),
-    ("accessed", Verb::Read),
-    ("listed", Verb::Read),
-    ("downloaded", Verb::Read),
-    ("revealed", Verb::Read),
-    ("updated", Verb::Update),
-    ("changed", Verb::Update),
-    ("replaced", Verb::Update),
-    ("renamed", Verb::Update),
-    ("rotated", Verb::Update),
-    ("edited", Verb::Update),
-    ("modified", Verb::Update),
-    ("configured", Verb::Update),
-    ("regenerated", Verb::Update),
-    ("restored", Verb::Update),
-    ("toggled", Verb::Update),
-    ("set", Verb::Update),
-    ("deleted", Verb::Delete),
-    ("removed", Verb::Remove),
-    ("revoked", Verb::Revoke),
-    ("enabled", Verb::Enable),
-    ("allowlisted", Verb::Enable),
-    ("unblocked", Verb::Enable),
-    ("disabled", Verb::Disable),
-    ("blocklisted", Verb::Disable),
-    ("activated", Verb::Activate),
-    ("reactivated", Verb::Activate),
-    ("deactivated", Verb::Deactivate),
-    ("archived", Verb::Archive),
-    ("paused", Verb::Suspend),
-    ("suspended", Verb::Suspend),
-    ("unpaused", Verb::Resume),
-    ("resumed", Verb::Resume),
-    ("shared", Verb::Share),
-    ("published", Verb::Share),
-    ("exported", Verb::Export),
-    ("imported", Verb::Import),
-    ("searched", Verb::Search),
-    ("enrolled", Verb::Enroll),
-    ("unenrolled", Verb::Unenroll),
-    ("granted", Verb::Grant),
-    ("assigned", Verb::Assign),
-    ("unassigned", Verb::Unassign),
-];
+/// The verb a type's last word means.
+fn word_verb(word: &str) -> Verb {
+    match word {
+        "created" | "generated" | "minted" | "provisioned" | "duplicated" | "registered"
+        | "installed" => Verb::Create,
+        "uploaded" => Verb::Upload,
+        "added" => Verb::Add,
+        "viewed" | "accessed" | "listed" | "downloaded" | "revealed" => Verb::Read,
+        "updated" | "changed" | "replaced" | "renamed" | "rotated" | "edited" | "modified"
+        | "configured" | "regenerated" | "restored" | "toggled" | "set" => Verb::Update,
+        "deleted" => Verb::Delete,
+        "removed" => Verb::Remove,
+        "revoked" => Verb::Revoke,
+        "enabled" | "allowlisted" | "unblocked" => Verb::Enable,
+        "disabled" | "blocklisted" => Verb::Disable,
+        "activated" | "reactivated" => Verb::Activate,
+        "deactivated" => Verb::Deactivate,
+        "archived" => Verb::Archive,
+        "paused" | "suspended" => Verb::Suspend,
+        "unpaused" | "resumed" => Verb::Resume,
+        "shared" | "published" => Verb::Share,
+        "exported" => Verb::Export,
+        "imported" => Verb::Import,
+        "searched" => Verb::Search,
+        "enrolled" => Verb::Enroll,
+        "unenrolled" => Verb::Unenroll,
+        "granted" => Verb::Grant,
+        "assigned" => Verb::Assign,
+        "unassigned" => Verb::Unassign,
+        _ => Verb::Other,
+    }
+}
 
 /// The verb of an activity type and the noun before it
 /// (`mcp_server_deleted` -> (Delete, "mcp_server")). A type whose ending is
@@ -300,11 +277,7 @@ pub fn split_verb(activity_type: &str) -> (Verb, &str) {
     if noun.is_empty() {
         return (Verb::Other, activity_type);
     }
-    let verb = WORDS
-        .iter()
-        .find(|(w, _)| *w == word)
-        .map_or(Verb::Other, |(_, v)| *v);
-    (verb, noun)
+    (word_verb(word), noun)
 }
 
 /// `status_id` from the type's suffix (section 4.1): `_failed` is a

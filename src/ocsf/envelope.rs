@@ -4,14 +4,15 @@
 
 use std::net::IpAddr;
 
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 
+use super::node::{Node, Obj};
 use super::source::Source;
 use crate::enrich::{DeviceType, Enrichment, Location};
 
 /// The OCSF `actor` built from the record's `actor`, and what it said.
 pub struct Actor<'a> {
-    pub object: Map<String, Value>,
+    pub object: Obj<'a>,
     /// `actor.type` is not one of the documented variants.
     pub unknown_kind: bool,
     /// `actor.ip_address`, if it is an IP address (not yet consumed: only
@@ -50,11 +51,9 @@ pub fn actor<'a>(src: &mut Source<'a>, org_uid: Option<&'a str>) -> Option<Actor
         .filter(|ip| ip.len() <= 40 && ip.parse::<IpAddr>().is_ok());
     let user_agent = src.peek_nested_str("actor", "user_agent");
 
-    let mut object = Map::new();
-    let mut user = Map::new();
-    if let Some(uid) = src.nested_str("actor", "user_id") {
-        user.insert("uid".into(), json!(uid));
-    }
+    let mut object = Obj::new();
+    let mut user = Obj::with_capacity(8);
+    user.set_opt("uid", src.nested_str("actor", "user_id"));
     let email = src
         .nested_str("actor", "email_address")
         .or_else(|| src.nested_str("actor", "unauthenticated_email_address"));
@@ -67,12 +66,12 @@ pub fn actor<'a>(src: &mut Source<'a>, org_uid: Option<&'a str>) -> Option<Actor
         ("api_key_id", "api_key"),
     ] {
         if let Some(key) = src.nested_str("actor", field) {
-            object.insert("app_uid".into(), json!(key));
-            user.entry("uid").or_insert_with(|| json!(key));
-            user.insert(
-                "programmatic_credentials".into(),
-                json!([{"uid": key, "type": credential}]),
-            );
+            object.set("app_uid", key);
+            if !user.contains_key("uid") {
+                user.set("uid", key);
+            }
+            let credential = Obj::new().with("uid", key).with("type", credential);
+            user.set("programmatic_credentials", vec![Node::from(credential)]);
             break;
         }
     }
@@ -82,34 +81,28 @@ pub fn actor<'a>(src: &mut Source<'a>, org_uid: Option<&'a str>) -> Option<Actor
         let id = ["service_account_id", "directory_id", "subject"]
             .iter()
             .find_map(|f| src.nested_str("actor", f));
-        if let Some(id) = id {
-            user.insert("uid".into(), json!(id));
-        }
+        user.set_opt("uid", id);
     }
-    let mut idp = Map::new();
+    let mut idp = Obj::new();
     if let Some(issuer) = src.nested_str("actor", "issuer") {
-        idp.insert("uid".into(), json!(issuer));
-        idp.insert("issuer".into(), json!(issuer));
+        idp.set("uid", issuer);
+        idp.set("issuer", issuer);
     }
-    if let Some(connection) = src.nested_str("actor", "idp_connection_type") {
-        idp.insert("name".into(), json!(connection));
-    }
+    idp.set_opt("name", src.nested_str("actor", "idp_connection_type"));
     if !idp.is_empty() {
-        object.insert("idp".into(), Value::Object(idp));
+        object.set("idp", idp);
     }
-    if let Some(service) = src.nested_str("actor", "service") {
-        object.insert("app_name".into(), json!(service));
-    }
+    object.set_opt("app_name", src.nested_str("actor", "service"));
 
     let known = user_type(kind);
     if !user.is_empty() {
         let (type_id, caption) = known.unwrap_or((99, kind));
-        user.insert("type_id".into(), json!(type_id));
-        user.insert("type".into(), json!(caption));
+        user.set("type_id", type_id);
+        user.set("type", caption);
         if let Some(org) = org_uid {
-            user.insert("org".into(), json!({"uid": org}));
+            user.set("org", Obj::new().with("uid", org));
         }
-        object.insert("user".into(), Value::Object(user));
+        object.set("user", user);
     }
     if !object.contains_key("user")
         && !object.contains_key("app_uid")
@@ -121,7 +114,7 @@ pub fn actor<'a>(src: &mut Source<'a>, org_uid: Option<&'a str>) -> Option<Actor
             // Without even a type, `actor.idp` alone cannot form an actor.
             return None;
         }
-        object.insert("app_name".into(), json!(kind));
+        object.set("app_name", kind);
     }
     Some(Actor {
         object,
@@ -133,11 +126,11 @@ pub fn actor<'a>(src: &mut Source<'a>, org_uid: Option<&'a str>) -> Option<Actor
 
 /// Puts an e-mail address in `user.name`, and in `user.email_addr` too when
 /// it has the shape OCSF's `email_t` demands (else the validator warns).
-pub fn put_email(user: &mut Map<String, Value>, email: &str) {
+pub fn put_email<'a>(user: &mut Obj<'a>, email: &'a str) {
     if is_email(email) {
-        user.insert("email_addr".into(), json!(email));
+        user.set("email_addr", email);
     }
-    user.insert("name".into(), json!(email));
+    user.set("name", email);
 }
 
 /// The `email_t` pattern of OCSF 1.8.0:
@@ -171,91 +164,71 @@ pub fn is_email(s: &str) -> bool {
 /// (`http_request.user_agent` is the raw header; `agent` describes security
 /// sensors) nor for "automated client": those go to `unmapped.claudit`,
 /// as does everything when the class has no `src_endpoint` (Base Event).
-pub fn place_enrichment(
-    enrichment: &Enrichment,
-    src_endpoint: Option<&mut Map<String, Value>>,
-    claudit: &mut Map<String, Value>,
+pub fn place_enrichment<'a>(
+    enrichment: &'a Enrichment,
+    mut endpoint: Option<&mut Obj<'a>>,
+    claudit: &mut Obj<'a>,
     labels: &mut Vec<&'static str>,
 ) {
-    let mut endpoint = src_endpoint;
     if let Some(ip) = &enrichment.ip {
         labels.extend(ip.class.label());
         if let Some(location) = ip.location.as_ref().map(location) {
             // `location` needs one of city, country, postal_code, region.
             let placeable = ["city", "country", "postal_code", "region"]
                 .iter()
-                .any(|k| location.contains_key(*k));
+                .any(|k| location.contains_key(k));
             match endpoint.as_deref_mut() {
-                Some(ep) if placeable => {
-                    ep.insert("location".into(), Value::Object(location));
-                }
-                _ if !location.is_empty() => {
-                    claudit.insert("location".into(), Value::Object(location));
-                }
+                Some(ep) if placeable => ep.set("location", location),
+                _ if !location.is_empty() => claudit.set("location", location),
                 _ => {}
             }
         }
         if let Some(asn) = &ip.asn {
-            let mut a = Map::new();
-            a.insert("number".into(), json!(asn.number));
-            if let Some(name) = &asn.name {
-                a.insert("name".into(), json!(name));
-            }
+            let mut a = Obj::new().with("number", asn.number);
+            a.set_opt("name", asn.name.as_deref());
             match endpoint.as_deref_mut() {
-                Some(ep) => ep.insert("autonomous_system".into(), Value::Object(a)),
-                None => claudit.insert("autonomous_system".into(), Value::Object(a)),
-            };
+                Some(ep) => ep.set("autonomous_system", a),
+                None => claudit.set("autonomous_system", a),
+            }
         }
     }
     if let Some(ua) = enrichment.user_agent.as_deref() {
-        let mut client = Map::new();
-        if let Some(name) = &ua.name {
-            client.insert("name".into(), json!(name));
-        }
-        if let Some(version) = &ua.version {
-            client.insert("version".into(), json!(version));
-        }
-        client.insert("automated".into(), json!(ua.automated));
+        let mut client = Obj::new();
+        client.set_opt("name", ua.name.as_deref());
+        client.set_opt("version", ua.version.as_deref());
+        client.set("automated", ua.automated);
         if ua.automated {
             labels.push(super::LABEL_AUTOMATED);
         }
         let device = device_type(ua.device_type);
         match endpoint {
             Some(ep) => {
-                if let Some(os_name) = &ua.os_name {
+                if let Some(os_name) = ua.os_name.as_deref() {
                     let (type_id, caption) = os_type(os_name);
-                    let mut os = Map::new();
-                    os.insert("name".into(), json!(os_name));
-                    os.insert("type_id".into(), json!(type_id));
-                    os.insert("type".into(), json!(caption.unwrap_or(os_name)));
-                    if let Some(v) = &ua.os_version {
-                        os.insert("version".into(), json!(v));
-                    }
-                    ep.insert("os".into(), Value::Object(os));
+                    let mut os = Obj::new()
+                        .with("name", os_name)
+                        .with("type_id", type_id)
+                        .with("type", caption.unwrap_or(os_name));
+                    os.set_opt("version", ua.os_version.as_deref());
+                    ep.set("os", os);
                 }
                 if let Some((type_id, caption)) = device {
-                    ep.insert("type_id".into(), json!(type_id));
-                    ep.insert("type".into(), json!(caption));
+                    ep.set("type_id", type_id);
+                    ep.set("type", caption);
                 }
             }
             None => {
-                if let Some(os_name) = &ua.os_name {
-                    client.insert("os_name".into(), json!(os_name));
-                }
-                if let Some(v) = &ua.os_version {
-                    client.insert("os_version".into(), json!(v));
-                }
-                if let Some((_, caption)) = device {
-                    client.insert("device_type".into(), json!(caption));
-                }
+                client.set_opt("os_name", ua.os_name.as_deref());
+                client.set_opt("os_version", ua.os_version.as_deref());
+                client.set_opt("device_type", device.map(|(_, caption)| caption));
             }
         }
-        claudit.insert("user_agent".into(), Value::Object(client));
+        claudit.set("user_agent", client);
     }
 }
 
-fn location(l: &Location) -> Map<String, Value> {
-    let mut m = Map::new();
+fn location(l: &Location) -> Obj<'_> {
+    let mut m = Obj::new();
     for (key, value) in [
         ("city", &l.city),
         ("country", &l.country),
@@ -263,15 +236,11 @@ fn location(l: &Location) -> Map<String, Value> {
         ("continent", &l.continent),
         ("postal_code", &l.postal_code),
     ] {
-        if let Some(v) = value.as_deref().filter(|v| !v.is_empty()) {
-            m.insert(key.into(), json!(v));
-        }
+        m.set_opt(key, value.as_deref().filter(|v| !v.is_empty()));
     }
     // `float_t` must be a JSON float; NaN or infinity would become null.
     for (key, value) in [("lat", l.lat), ("long", l.long)] {
-        if let Some(v) = value.filter(|v| v.is_finite()) {
-            m.insert(key.into(), json!(v));
-        }
+        m.set_opt(key, value.filter(|v| v.is_finite()));
     }
     m
 }

@@ -12,13 +12,15 @@
 mod builders;
 pub mod classes;
 mod envelope;
+mod node;
 pub mod rules;
 mod severity;
 mod source;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 
 use crate::config::OcsfConfig;
 use crate::enrich::Enrichment;
@@ -29,6 +31,7 @@ pub use rules::{RULES, Rule, rule_for};
 
 use builders::{Draft, Inputs};
 use classes::{severity_caption, split_verb, status_caption, status_from_suffix};
+use node::{Node, Obj};
 use source::Source;
 
 pub const OCSF_VERSION: &str = "1.8.0";
@@ -60,6 +63,7 @@ pub struct MapContext<'a> {
 pub struct Mapper {
     severity_overrides: HashMap<String, u8>,
     include_raw_data: bool,
+    rules: Arc<rules::RuleCache>,
 }
 
 impl Mapper {
@@ -81,12 +85,39 @@ impl Mapper {
         Mapper {
             severity_overrides,
             include_raw_data: config.include_raw_data,
+            rules: Arc::default(),
         }
     }
 
     /// The OCSF event for one activity. Never fails: anything the mapping
     /// does not understand degrades to the fallback, tagged.
     pub fn map(&self, activity: &Activity, ctx: &MapContext) -> Value {
+        self.event(activity, ctx).into_value()
+    }
+
+    /// The OCSF event for one activity, serialized as JSON: the event `map`
+    /// returns, without building a `Value` in between (the faster path for
+    /// the journal and the sinks). Keys come in a logical rather than sorted
+    /// order.
+    pub fn map_json(&self, activity: &Activity, ctx: &MapContext) -> String {
+        let mut out = Vec::with_capacity(activity.raw.get().len() * 3);
+        self.write_json(activity, ctx, &mut out);
+        // serde_json writes valid UTF-8 only.
+        String::from_utf8(out)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+    }
+
+    /// Appends the OCSF event for one activity, as JSON, to `out`.
+    pub fn write_json(&self, activity: &Activity, ctx: &MapContext, out: &mut Vec<u8>) {
+        let event = self.event(activity, ctx);
+        // Writing a tree of strings and numbers to a Vec cannot fail
+        // (non-finite floats are never placed).
+        if let Err(e) = serde_json::to_writer(out, &event) {
+            unreachable!("serializing an OCSF event failed: {e}");
+        }
+    }
+
+    fn event<'a>(&self, activity: &'a Activity, ctx: &MapContext<'a>) -> Node<'a> {
         let fields = &activity.fields;
         let t = activity.activity_type.as_str();
         let mut src = Source::new(fields);
@@ -110,16 +141,17 @@ impl Mapper {
 
         // Class-specific objects from the rule table, with the section 4.3
         // guards; the section 5 fallback for unknown types.
-        let rule = rules::rule_for(t);
+        let rule = self.rules.rule_for(t);
         let checkpoint = src.checkpoint();
         let built = rule.and_then(|r| {
+            let actor_user = match actor.as_ref().and_then(|a| a.object.get("user")) {
+                Some(Node::Object(user)) => Some(user),
+                _ => None,
+            };
             let inputs = Inputs {
                 activity_type: t,
                 org_uid,
-                actor_user: actor
-                    .as_ref()
-                    .and_then(|a| a.object.get("user"))
-                    .and_then(Value::as_object),
+                actor_user,
                 has_actor,
             };
             builders::build(&r.target, &mut src, &inputs)
@@ -152,14 +184,9 @@ impl Mapper {
                 labels.push(LABEL_UNKNOWN_ACTOR);
             }
             if let Some(provider) = draft.idp_name {
-                let idp = a
-                    .object
-                    .entry("idp")
-                    .or_insert_with(|| Value::Object(Map::new()));
-                if let Some(idp) = idp.as_object_mut()
-                    && !idp.contains_key("name")
-                {
-                    idp.insert("name".into(), json!(provider));
+                let idp = a.object.object_mut("idp");
+                if !idp.contains_key("name") {
+                    idp.set("name", provider);
                     src.consume("provider");
                 }
             }
@@ -171,18 +198,16 @@ impl Mapper {
         {
             if let Some(ip) = a.ip {
                 src.nested_str("actor", "ip_address");
-                let mut ep = Map::new();
-                ep.insert("ip".into(), json!(ip));
-                src_endpoint = Some(ep);
+                src_endpoint = Some(Obj::new().with("ip", ip));
             }
             if let Some(ua) = a.user_agent {
                 src.nested_str("actor", "user_agent");
                 http_request
-                    .get_or_insert_with(Map::new)
-                    .insert("user_agent".into(), json!(ua));
+                    .get_or_insert_with(Obj::new)
+                    .set("user_agent", ua);
             }
         }
-        let mut claudit = Map::new();
+        let mut claudit = Obj::new();
         if let Some(enrichment) = ctx.enrichment {
             envelope::place_enrichment(
                 enrichment,
@@ -198,118 +223,119 @@ impl Mapper {
             .copied()
             .unwrap_or_else(|| severity::severity(t, fields, rule.map(|r| r.target.class)));
 
-        // Assemble.
-        let mut event = draft.objects;
-        event.insert("class_uid".into(), json!(class.uid()));
-        event.insert("category_uid".into(), json!(class.category_uid()));
-        event.insert("activity_id".into(), json!(draft.activity_id));
-        let activity_name = class.activity_caption(draft.activity_id).or(source_type);
-        if let Some(name) = activity_name {
-            event.insert("activity_name".into(), json!(name));
-        }
-        event.insert(
-            "type_uid".into(),
-            json!(u64::from(class.uid()) * 100 + u64::from(draft.activity_id)),
+        // Assemble: the classification first, then the class's objects.
+        let mut event = Obj::with_capacity(32);
+        event.set("class_uid", class.uid());
+        event.set("category_uid", class.category_uid());
+        event.set("activity_id", draft.activity_id);
+        event.set_opt(
+            "activity_name",
+            class.activity_caption(draft.activity_id).or(source_type),
         );
-        event.insert("time".into(), json!(activity.created_at_ms()));
-        event.insert("timezone_offset".into(), json!(0));
-        event.insert("severity_id".into(), json!(severity_id));
-        if let Some(caption) = severity_caption(severity_id) {
-            event.insert("severity".into(), json!(caption));
-        }
-        event.insert("status_id".into(), json!(draft.status_id));
-        event.insert("status".into(), json!(status_caption(draft.status_id)));
-        if let Some(detail) = draft.status_detail {
-            event.insert("status_detail".into(), json!(detail));
-        }
+        event.set(
+            "type_uid",
+            i64::from(class.uid()) * 100 + i64::from(draft.activity_id),
+        );
+        event.set("time", activity.created_at_ms());
+        event.set("timezone_offset", 0u8);
+        event.set("severity_id", severity_id);
+        event.set_opt("severity", severity_caption(severity_id));
+        event.set("status_id", draft.status_id);
+        event.set("status", status_caption(draft.status_id));
+        event.set_opt("status_detail", draft.status_detail);
+        event.extend(draft.objects);
 
-        let mut metadata = Map::new();
-        metadata.insert("version".into(), json!(OCSF_VERSION));
-        metadata.insert(
-            "product".into(),
-            json!({"name": "Claude", "vendor_name": "Anthropic", "feature": {"name": "Compliance API"}}),
-        );
-        metadata.insert("uid".into(), json!(activity.id));
-        if let Some(id) = source_id {
-            metadata.insert("original_event_uid".into(), json!(id));
-        }
-        if let Some(time) = original_time {
-            metadata.insert("original_time".into(), json!(time));
-        }
-        if let Some(code) = source_type {
-            metadata.insert("event_code".into(), json!(code));
-        }
-        metadata.insert("log_name".into(), json!(LOG_NAME));
-        metadata.insert("log_provider".into(), json!(LOG_PROVIDER));
-        if let Some(tenant) = org_uid {
-            metadata.insert("tenant_uid".into(), json!(tenant));
-        }
+        let mut metadata = Obj::with_capacity(14)
+            .with("version", OCSF_VERSION)
+            .with(
+                "product",
+                Obj::new()
+                    .with("name", "Claude")
+                    .with("vendor_name", "Anthropic")
+                    .with("feature", Obj::new().with("name", "Compliance API")),
+            )
+            .with("uid", activity.id.as_str());
+        metadata.set_opt("original_event_uid", source_id);
+        metadata.set_opt("original_time", original_time);
+        metadata.set_opt("event_code", source_type);
+        metadata.set("log_name", LOG_NAME);
+        metadata.set("log_provider", LOG_PROVIDER);
+        metadata.set_opt("tenant_uid", org_uid);
         if class.needs_host_profile() {
-            metadata.insert("profiles".into(), json!(["host"]));
+            metadata.set("profiles", vec![Node::Str("host")]);
         }
         if !labels.is_empty() {
-            metadata.insert("labels".into(), json!(labels));
+            metadata.set(
+                "labels",
+                labels.iter().map(|l| Node::Str(l)).collect::<Vec<_>>(),
+            );
         }
-        metadata.insert(
-            "processed_time".into(),
-            json!(chrono::Utc::now().timestamp_millis()),
-        );
-        event.insert("metadata".into(), Value::Object(metadata));
+        metadata.set("processed_time", chrono::Utc::now().timestamp_millis());
+        event.set("metadata", metadata);
 
         let mut observables = Vec::new();
-        if let Some(ip) = src_endpoint.as_ref().and_then(|ep| ep.get("ip")) {
-            observables.push(json!({"name": "src_endpoint.ip", "type_id": 2, "value": ip}));
+        if let (Some(ip), true) = (actor_ip, src_endpoint.is_some()) {
+            observables.push(observable("src_endpoint.ip", 2, ip));
         }
         if let Some(a) = actor {
-            if let Some(email) = a.object.get("user").and_then(|u| u.get("email_addr")) {
-                observables
-                    .push(json!({"name": "actor.user.email_addr", "type_id": 5, "value": email}));
+            let email = match a.object.get("user") {
+                Some(Node::Object(user)) => user.get("email_addr").and_then(Node::as_borrowed_str),
+                _ => None,
+            };
+            if let Some(email) = email {
+                observables.push(observable("actor.user.email_addr", 5, email));
             }
-            event.insert("actor".into(), Value::Object(a.object));
+            event.set("actor", a.object);
         }
         if !observables.is_empty() {
-            event.insert("observables".into(), Value::Array(observables));
+            event.set("observables", observables);
         }
-        if let Some(ep) = src_endpoint {
-            event.insert("src_endpoint".into(), Value::Object(ep));
-        }
-        if let Some(http) = http_request {
-            event.insert("http_request".into(), Value::Object(http));
-        }
+        event.set_opt("src_endpoint", src_endpoint);
+        event.set_opt("http_request", http_request);
 
         let mut unmapped = src.unmapped();
         if !claudit.is_empty() {
             // The daemon's own additions; a source field of the same name
             // keeps its place.
-            let mut key = String::from("claudit");
-            while unmapped.contains_key(&key) {
-                key.insert(0, '_');
-            }
-            unmapped.insert(key, Value::Object(claudit));
+            let key = ["claudit", "_claudit", "__claudit"]
+                .into_iter()
+                .find(|k| !unmapped.contains_key(k))
+                .unwrap_or("___claudit");
+            unmapped.set(key, claudit);
         }
         if !unmapped.is_empty() {
-            event.insert("unmapped".into(), Value::Object(unmapped));
+            event.set("unmapped", unmapped);
         }
         if self.include_raw_data {
             let raw = activity.raw.get();
-            event.insert("raw_data".into(), json!(raw));
-            event.insert("raw_data_size".into(), json!(raw.len()));
+            event.set("raw_data", raw);
+            event.set("raw_data_size", raw.len() as i64);
         }
-        Value::Object(event)
+        Node::Object(event)
     }
+}
+
+/// An entry of `observables`.
+fn observable<'a>(name: &'a str, type_id: u8, value: &'a str) -> Node<'a> {
+    Node::from(
+        Obj::with_capacity(3)
+            .with("name", name)
+            .with("type_id", type_id)
+            .with("value", value),
+    )
 }
 
 /// Section 5: API Activity (with `api.operation` = the type) when the actor
 /// has an IP address, Base Event otherwise; the activity from the verb.
-fn fallback<'a>(activity_type: &str, has_ip: bool) -> Draft<'a> {
+fn fallback(activity_type: &str, has_ip: bool) -> Draft<'_> {
     let class = if has_ip {
         Class::ApiActivity
     } else {
         Class::Base
     };
-    let mut objects = Map::new();
+    let mut objects = Obj::new();
     if has_ip {
-        objects.insert("api".into(), json!({"operation": activity_type}));
+        objects.set("api", Obj::new().with("operation", activity_type));
     }
     Draft {
         class,

@@ -8,6 +8,9 @@
 //! chosen, and which class-specific objects are built from which fields.
 //! Types no line matches take the section 5 fallback.
 
+use std::collections::HashMap;
+use std::sync::{PoisonError, RwLock};
+
 use super::classes::Class;
 
 /// One line of the rule table.
@@ -1099,6 +1102,47 @@ pub fn rule_for(activity_type: &str) -> Option<&'static Rule> {
         .find(|r| r.patterns.iter().any(|p| glob(p, activity_type)))
 }
 
+/// Remembers which rule each activity type resolved to: a feed repeats the
+/// same few hundred types endlessly, and scanning the table's patterns for
+/// every record would cost more than the rest of the mapping.
+#[derive(Debug, Default)]
+pub struct RuleCache {
+    resolved: RwLock<HashMap<String, Option<u16>>>,
+}
+
+impl RuleCache {
+    /// Beyond this many distinct types (a feed gone wrong), new types are
+    /// resolved without being remembered, so memory stays bounded.
+    const CAPACITY: usize = 8192;
+
+    pub fn rule_for(&self, activity_type: &str) -> Option<&'static Rule> {
+        let cached = self
+            .resolved
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(activity_type)
+            .copied();
+        let index = match cached {
+            Some(index) => index,
+            None => {
+                let index = RULES
+                    .iter()
+                    .position(|r| r.patterns.iter().any(|p| glob(p, activity_type)))
+                    .map(|i| i as u16);
+                let mut resolved = self
+                    .resolved
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner);
+                if resolved.len() < Self::CAPACITY {
+                    resolved.insert(activity_type.to_string(), index);
+                }
+                index
+            }
+        };
+        index.map(|i| &RULES[usize::from(i)])
+    }
+}
+
 /// `*` matches any run of characters; everything else matches itself.
 pub fn glob(pattern: &str, text: &str) -> bool {
     let mut parts = pattern.split('*');
@@ -1138,6 +1182,24 @@ mod tests {
         assert!(glob("a*b*c", "abc"));
         assert!(!glob("a*b*c", "acb"));
         assert!(glob("*", ""));
+    }
+
+    #[test]
+    fn the_cache_agrees_with_the_table() {
+        let cache = RuleCache::default();
+        for t in [
+            "sso_login_failed",
+            "claude_chat_viewed",
+            "no_such_type",
+            "sso_login_failed",
+        ] {
+            assert_eq!(
+                cache.rule_for(t).map(|r| r as *const Rule),
+                rule_for(t).map(|r| r as *const Rule),
+                "{t}"
+            );
+        }
+        assert_eq!(cache.resolved.read().unwrap().len(), 3);
     }
 
     #[test]

@@ -8,11 +8,29 @@
 
 use serde_json::{Map, Value};
 
-/// Where a consumed value was in the source record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+use super::node::{Node, Obj};
+
+/// Where a consumed value was in the source record. The keys are the
+/// record's own key strings, so two paths are the same when they point at the
+/// same key: comparing addresses instead of contents keeps the bookkeeping
+/// cheap (it runs for every field of every record).
+#[derive(Debug, Clone, Copy)]
 enum Path<'a> {
     Top(&'a str),
     Nested(&'a str, &'a str),
+}
+
+impl PartialEq for Path<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        fn same(a: &str, b: &str) -> bool {
+            std::ptr::eq(a, b)
+        }
+        match (self, other) {
+            (Path::Top(a), Path::Top(b)) => same(a, b),
+            (Path::Nested(a, x), Path::Nested(b, y)) => same(a, b) && same(x, y),
+            _ => false,
+        }
+    }
 }
 
 pub struct Source<'a> {
@@ -58,7 +76,8 @@ impl<'a> Source<'a> {
         Some(s)
     }
 
-    pub fn is_consumed(&self, key: &str) -> bool {
+    /// `key` must be one of the record's own keys (see [`Path`]).
+    fn is_consumed(&self, key: &str) -> bool {
         self.consumed.contains(&Path::Top(key))
     }
 
@@ -144,9 +163,9 @@ impl<'a> Source<'a> {
     /// Every source field not consumed, with its source name and nesting.
     /// Objects that lost some keys keep the rest; objects emptied by
     /// consumption are left out (an object that was empty in the source is
-    /// kept as it was).
-    pub fn unmapped(&self) -> Map<String, Value> {
-        let mut out = Map::new();
+    /// kept as it was). Values are borrowed, not copied.
+    pub fn unmapped(&self) -> Obj<'a> {
+        let mut out = Obj::with_capacity(self.fields.len());
         for (key, value) in self.fields {
             if self.consumed.contains(&Path::Top(key)) {
                 continue;
@@ -154,21 +173,20 @@ impl<'a> Source<'a> {
             let nested_consumed = self
                 .consumed
                 .iter()
-                .any(|p| matches!(p, Path::Nested(t, _) if *t == key));
+                .any(|p| matches!(p, Path::Nested(t, _) if std::ptr::eq(*t, key.as_str())));
             match value {
                 Value::Object(inner) if nested_consumed => {
-                    let rest: Map<String, Value> = inner
-                        .iter()
-                        .filter(|(k, _)| !self.consumed.contains(&Path::Nested(key, k)))
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect();
+                    let mut rest = Obj::new();
+                    for (k, v) in inner {
+                        if !self.consumed.contains(&Path::Nested(key, k)) {
+                            rest.push(k, Node::Source(v));
+                        }
+                    }
                     if !rest.is_empty() {
-                        out.insert(key.clone(), Value::Object(rest));
+                        out.push(key, rest);
                     }
                 }
-                _ => {
-                    out.insert(key.clone(), value.clone());
-                }
+                _ => out.push(key, Node::Source(value)),
             }
         }
         out
@@ -183,6 +201,10 @@ fn non_empty_str(v: Option<&Value>) -> Option<&str> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn unmapped(s: &Source) -> Value {
+        Node::Object(s.unmapped()).into_value()
+    }
 
     fn fields(v: Value) -> Map<String, Value> {
         match v {
@@ -202,7 +224,7 @@ mod tests {
         assert_eq!(s.str("blank"), None);
         assert_eq!(s.str("b"), None, "an integer is not a string");
         assert_eq!(
-            Value::Object(s.unmapped()),
+            unmapped(&s),
             json!({"b": 1, "c": {"e": "z"}, "empty": {}, "blank": "", "n": null})
         );
     }
@@ -215,7 +237,7 @@ mod tests {
         let cp = s.checkpoint();
         s.str("b");
         s.rollback(cp);
-        assert_eq!(Value::Object(s.unmapped()), json!({"b": "y"}));
+        assert_eq!(unmapped(&s), json!({"b": "y"}));
     }
 
     #[test]
