@@ -16,7 +16,10 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
 use claudit::config::OcsfConfig;
+use claudit::enrich::{Asn, DeviceType, Enrichment, IpClass, IpInfo, Location, UserAgentInfo};
 use claudit::model::Activity;
 use claudit::ocsf::{
     Class, LABEL_DEGRADED, LABEL_FALLBACK, MapContext, Mapper, OCSF_VERSION, rule_for,
@@ -122,10 +125,16 @@ fn assert_leaves_kept(where_: &str, source: &Value, event: &Value) {
         }
     }
     if let Some(unmapped) = event.get("unmapped") {
+        // The daemon's additions go under the first of these names that the
+        // source does not use itself.
+        let own = ["claudit", "_claudit", "__claudit"]
+            .into_iter()
+            .find(|k| source.get(k).is_none())
+            .unwrap();
         let mut kept = Vec::new();
         leaves(unmapped, String::new(), &mut kept);
         for (path, value) in kept {
-            if path.starts_with(".claudit") && source.get("claudit").is_none() {
+            if path.starts_with(&format!(".{own}.")) {
                 continue; // the daemon's own additions
             }
             assert_eq!(
@@ -170,6 +179,85 @@ fn assert_envelope(where_: &str, activity: &Activity, event: &Value) {
     }
 }
 
+/// Enrichment results of every shape the enricher can return.
+fn enrichments() -> Vec<Enrichment> {
+    let full_location = Location {
+        city: Some("Lyon".into()),
+        country: Some("FR".into()),
+        region: Some("Auvergne-Rhone-Alpes".into()),
+        continent: Some("Europe".into()),
+        postal_code: Some("69001".into()),
+        lat: Some(45.764),
+        long: Some(4.8357),
+    };
+    vec![
+        Enrichment {
+            ip: Some(IpInfo {
+                class: IpClass::Public,
+                location: Some(full_location),
+                asn: Some(Asn {
+                    number: 16276,
+                    name: Some("OVH SAS".into()),
+                }),
+            }),
+            user_agent: Some(Arc::new(UserAgentInfo {
+                name: Some("Chrome".into()),
+                version: Some("148.0.0.0".into()),
+                os_name: Some("Windows 10".into()),
+                os_version: Some("NT 10.0".into()),
+                device_type: DeviceType::Desktop,
+                automated: false,
+            })),
+        },
+        Enrichment {
+            ip: Some(IpInfo {
+                class: IpClass::Private,
+                location: None,
+                asn: None,
+            }),
+            user_agent: Some(Arc::new(UserAgentInfo {
+                name: Some("curl".into()),
+                version: Some("8.7.1".into()),
+                os_name: None,
+                os_version: None,
+                device_type: DeviceType::Server,
+                automated: true,
+            })),
+        },
+        Enrichment {
+            // A location with coordinates only has no home in `location`.
+            ip: Some(IpInfo {
+                class: IpClass::Public,
+                location: Some(Location {
+                    lat: Some(-33.87),
+                    long: Some(151.21),
+                    ..Location::default()
+                }),
+                asn: Some(Asn {
+                    number: 13335,
+                    name: None,
+                }),
+            }),
+            user_agent: Some(Arc::new(UserAgentInfo {
+                name: Some("Claude".into()),
+                version: Some("1.5354.0".into()),
+                os_name: Some("ChromeOS".into()),
+                os_version: None,
+                device_type: DeviceType::Tablet,
+                automated: false,
+            })),
+        },
+        Enrichment {
+            ip: Some(IpInfo {
+                class: IpClass::Invalid,
+                location: None,
+                asn: None,
+            }),
+            user_agent: Some(Arc::new(UserAgentInfo::default())),
+        },
+    ]
+}
+
 #[test]
 fn every_fixture_and_sample_maps_and_keeps_every_leaf() {
     let out_path = std::env::temp_dir().join("claudit-ocsf-fixtures.ndjson");
@@ -186,8 +274,33 @@ fn every_fixture_and_sample_maps_and_keeps_every_leaf() {
         out.write_all(b"\n").unwrap();
         count += 1;
     }
+    // The same records again with enrichment results of every shape, so
+    // that their placement is validated too.
+    let enrichments = enrichments();
+    let mapper = Mapper::new(&OcsfConfig::default());
+    let enriched: Vec<_> = [
+        "fixtures/activities/actors.ndjson",
+        "fixtures/activities/edge.ndjson",
+    ]
+    .iter()
+    .flat_map(|f| records(f))
+    .collect();
+    for (i, (file, line, source, activity)) in enriched.iter().enumerate() {
+        let ctx = MapContext {
+            enrichment: Some(&enrichments[i % enrichments.len()]),
+            self_generated: i % 2 == 0,
+        };
+        let where_ = format!("{file}:{line} (enriched)");
+        let event = mapper.map(activity, &ctx);
+        assert_envelope(&where_, activity, &event);
+        assert_leaves_kept(&where_, source, &event);
+        out.write_all(mapper.map_json(activity, &ctx).as_bytes())
+            .unwrap();
+        out.write_all(b"\n").unwrap();
+        count += 1;
+    }
     out.flush().unwrap();
-    assert_eq!(count, 518 + 10 + 24 + 72);
+    assert_eq!(count, 518 + 10 + 24 + 72 + 10 + 24);
     eprintln!("wrote {count} events to {}", out_path.display());
 }
 
