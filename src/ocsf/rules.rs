@@ -1184,6 +1184,25 @@ mod tests {
         assert!(glob("*", ""));
     }
 
+    /// Every pattern is reachable: an earlier line does not swallow it
+    /// (exact types, and globs with `*` standing for a made-up word).
+    #[test]
+    fn no_line_is_shadowed() {
+        for (index, rule) in RULES.iter().enumerate() {
+            for pattern in rule.patterns {
+                let example = pattern.replace('*', "zz");
+                let hit = RULES
+                    .iter()
+                    .position(|r| r.patterns.iter().any(|p| glob(p, &example)));
+                assert_eq!(
+                    hit,
+                    Some(index),
+                    "{pattern} ({example}) is matched by an earlier line"
+                );
+            }
+        }
+    }
+
     #[test]
     fn the_cache_agrees_with_the_table() {
         let cache = RuleCache::default();
