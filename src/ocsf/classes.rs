@@ -235,7 +235,8 @@ fn word_verb(word: &str) -> Verb {
         "added" => Verb::Add,
         "viewed" | "accessed" | "listed" | "downloaded" | "revealed" => Verb::Read,
         "updated" | "changed" | "replaced" | "renamed" | "rotated" | "edited" | "modified"
-        | "configured" | "regenerated" | "restored" | "toggled" | "set" => Verb::Update,
+        | "configured" | "regenerated" | "restored" | "toggled" | "set" | "upgraded"
+        | "downgraded" => Verb::Update,
         "deleted" => Verb::Delete,
         "removed" => Verb::Remove,
         "revoked" => Verb::Revoke,

@@ -865,6 +865,15 @@ pub static RULES: &[Rule] = &[
         &["platform_workspace_rate_limit_*"],
         entity().noun("workspace").uid(&["workspace_id"]).fixed(3),
     ),
+    // A workspace setting switched on or off: the setting, of that workspace.
+    rule(
+        "K2",
+        &[
+            "platform_workspace_*_enabled",
+            "platform_workspace_*_disabled",
+        ],
+        entity().uid(&["workspace_id"]),
+    ),
     rule(
         "K2",
         &["platform_workspace_*"],
@@ -972,13 +981,17 @@ pub static RULES: &[Rule] = &[
             "invoice_*",
             "managed_organization_setup_*",
             "payment_method_*",
-            "platform_billing_*",
             "prepaid_*",
             "seat_tier*",
             "subscription_*",
             "*spend_limit*",
         ],
         entity(),
+    ),
+    rule(
+        "K6",
+        &["platform_billing_*"],
+        entity().noun("platform_billing"),
     ),
     // K7: MCP servers, connectors, tunnels, integrations, plugins.
     rule(
