@@ -4,7 +4,9 @@
 //! the class and how its objects are filled (`builders.rs`); the envelope
 //! (`envelope.rs`) adds the actor, the source endpoint and the enrichment;
 //! every source field the mapping did not place goes to `unmapped` under its
-//! source name (`source.rs`). Nothing is dropped and mapping never fails:
+//! source name (`source.rs`). The event is built as a tree borrowing from the
+//! activity (`node.rs`), serialized directly by `map_json`/`write_json` or
+//! turned into a `Value` by `map`. Nothing is dropped and mapping never fails:
 //! an unknown type takes the section 5 fallback (`claude_compliance:fallback`),
 //! a known type whose record lacks what its class requires is downgraded the
 //! same way (`claude_compliance:degraded`) rather than given invented values.
