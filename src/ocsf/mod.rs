@@ -1,22 +1,56 @@
-//! OCSF 1.8.0 normalization.
+//! OCSF 1.8.0 normalization (`spec/ocsf-mapping.md`).
 //!
-//! First cut: every activity takes the fail-open fallback of
-//! `spec/ocsf-mapping.md` section 5 (API Activity 6003 when the actor has an
-//! IP, Base Event 0 otherwise), with the section 4.1 envelope. Every source
-//! field not placed in the event is kept in `unmapped`.
+//! Every activity becomes one OCSF event: the rule table (`rules.rs`) picks
+//! the class and how its objects are filled (`builders.rs`); the envelope
+//! (`envelope.rs`) adds the actor, the source endpoint and the enrichment;
+//! every source field the mapping did not place goes to `unmapped` under its
+//! source name (`source.rs`). The event is built as a tree borrowing from the
+//! activity (`node.rs`), serialized directly by `map_json`/`write_json` or
+//! turned into a `Value` by `map`. Nothing is dropped and mapping never fails:
+//! an unknown type takes the section 5 fallback (`claude_compliance:fallback`),
+//! a known type whose record lacks what its class requires is downgraded the
+//! same way (`claude_compliance:degraded`) rather than given invented values.
+
+mod builders;
+pub mod classes;
+mod envelope;
+mod node;
+pub mod rules;
+mod severity;
+mod source;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 
 use crate::config::OcsfConfig;
 use crate::enrich::Enrichment;
 use crate::model::Activity;
 
+pub use classes::Class;
+pub use rules::{RULES, Rule, rule_for};
+
+use builders::{Draft, Inputs};
+use classes::{severity_caption, split_verb, status_caption, status_from_suffix};
+use node::{Node, Obj};
+use source::Source;
+
 pub const OCSF_VERSION: &str = "1.8.0";
+/// No rule matches the activity type: section 5 fallback.
 pub const LABEL_FALLBACK: &str = "claude_compliance:fallback";
+/// A rule matched but the record lacked what its class requires (or the
+/// record itself lacked an id or a parseable `created_at`).
 pub const LABEL_DEGRADED: &str = "claude_compliance:degraded";
+/// A `compliance_api_accessed` caused by this daemon's own polling.
 pub const LABEL_SELF: &str = "claudit:self";
+/// `actor.type` is not one of the documented variants.
+pub const LABEL_UNKNOWN_ACTOR: &str = "claude_compliance:unknown_actor";
+/// The user agent is a script, library or CLI rather than a person.
+pub const LABEL_AUTOMATED: &str = "claudit:automated_client";
+
+const LOG_NAME: &str = "claude_compliance_activities";
+const LOG_PROVIDER: &str = "Anthropic Compliance API";
 
 /// Per-activity facts the mapper needs beyond the activity itself.
 #[derive(Debug, Default)]
@@ -31,262 +65,296 @@ pub struct MapContext<'a> {
 pub struct Mapper {
     severity_overrides: HashMap<String, u8>,
     include_raw_data: bool,
+    rules: Arc<rules::RuleCache>,
 }
 
 impl Mapper {
     pub fn new(config: &OcsfConfig) -> Mapper {
+        let mut severity_overrides = HashMap::with_capacity(config.severity.len());
+        for (activity_type, &id) in &config.severity {
+            if classes::is_valid_severity(id) {
+                severity_overrides.insert(activity_type.clone(), id);
+            } else {
+                // The config layer validates this; a value that still gets
+                // here would make every such event invalid OCSF.
+                tracing::warn!(
+                    activity_type = %activity_type,
+                    severity = id,
+                    "ignoring OCSF severity override: severity_id must be 0..=6 or 99"
+                );
+            }
+        }
         Mapper {
-            severity_overrides: config.severity.clone(),
+            severity_overrides,
             include_raw_data: config.include_raw_data,
+            rules: Arc::default(),
         }
     }
 
     /// The OCSF event for one activity. Never fails: anything the mapping
     /// does not understand degrades to the fallback, tagged.
     pub fn map(&self, activity: &Activity, ctx: &MapContext) -> Value {
-        let mut labels: Vec<&str> = vec![LABEL_FALLBACK];
+        self.event(activity, ctx).into_value()
+    }
+
+    /// The OCSF event for one activity, serialized as JSON: the event `map`
+    /// returns, without building a `Value` in between (the faster path for
+    /// the journal and the sinks). Keys come in a logical rather than sorted
+    /// order.
+    pub fn map_json(&self, activity: &Activity, ctx: &MapContext) -> String {
+        let mut out = Vec::with_capacity(activity.raw.get().len() * 3);
+        self.write_json(activity, ctx, &mut out);
+        // serde_json writes valid UTF-8 only.
+        String::from_utf8(out)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+    }
+
+    /// Appends the OCSF event for one activity, as JSON, to `out`.
+    pub fn write_json(&self, activity: &Activity, ctx: &MapContext, out: &mut Vec<u8>) {
+        let event = self.event(activity, ctx);
+        // Writing a tree of strings and numbers to a Vec cannot fail
+        // (non-finite floats are never placed).
+        if let Err(e) = serde_json::to_writer(out, &event) {
+            unreachable!("serializing an OCSF event failed: {e}");
+        }
+    }
+
+    fn event<'a>(&self, activity: &'a Activity, ctx: &MapContext<'a>) -> Node<'a> {
+        let fields = &activity.fields;
+        let t = activity.activity_type.as_str();
+        let mut src = Source::new(fields);
+        let mut labels: Vec<&'static str> = Vec::with_capacity(4);
+
+        // Common fields (section 4.1).
+        let source_id = src
+            .peek_str("id")
+            .filter(|id| !activity.id_synthesized && *id == activity.id);
+        if source_id.is_some() {
+            src.consume("id");
+        }
+        let source_type = src.str("type");
+        let original_time = src.str("created_at");
+        let org_uid = src
+            .str("organization_id")
+            .or_else(|| src.str("organization_uuid"));
+        let mut actor = envelope::actor(&mut src, org_uid);
+        let has_actor = actor.is_some();
+        let actor_ip = actor.as_ref().and_then(|a| a.ip);
+
+        // Class-specific objects from the rule table, with the section 4.3
+        // guards; the section 5 fallback for unknown types.
+        let rule = self.rules.rule_for(t);
+        let checkpoint = src.checkpoint();
+        let built = rule.and_then(|r| {
+            let actor_user = match actor.as_ref().and_then(|a| a.object.get("user")) {
+                Some(Node::Object(user)) => Some(user),
+                _ => None,
+            };
+            let inputs = Inputs {
+                activity_type: t,
+                org_uid,
+                actor_user,
+                has_actor,
+            };
+            builders::build(&r.target, &mut src, &inputs)
+        });
+        // API Activity requires an actor and a source endpoint.
+        let built = built.filter(|d| d.class != Class::ApiActivity || actor_ip.is_some());
+        let draft = match built {
+            Some(draft) => draft,
+            None => {
+                src.rollback(checkpoint);
+                labels.push(if rule.is_some() {
+                    LABEL_DEGRADED
+                } else {
+                    LABEL_FALLBACK
+                });
+                fallback(t, actor_ip.is_some())
+            }
+        };
+        let class = draft.class;
+        if activity.created_at_fallback || activity.id_synthesized {
+            push_once(&mut labels, LABEL_DEGRADED);
+        }
         if ctx.self_generated {
             labels.push(LABEL_SELF);
         }
-        if activity.created_at_fallback || activity.id_synthesized {
-            labels.push(LABEL_DEGRADED);
+
+        // Actor, source endpoint, user agent.
+        if let Some(a) = actor.as_mut() {
+            if a.unknown_kind {
+                labels.push(LABEL_UNKNOWN_ACTOR);
+            }
+            if let Some(provider) = draft.idp_name {
+                let idp = a.object.object_mut("idp");
+                if !idp.contains_key("name") {
+                    idp.set("name", provider);
+                    src.consume("provider");
+                }
+            }
         }
-        let actor_ip = activity
-            .actor
-            .as_ref()
-            .and_then(|a| a.ip_address.as_deref())
-            .filter(|ip| ip.parse::<std::net::IpAddr>().is_ok());
-        let (class_uid, activity_id) = match actor_ip {
-            Some(_) => (6003, verb_activity_id(&activity.activity_type)),
-            None => (0, 99),
-        };
-        let status_id = status_id(&activity.activity_type);
+        let mut src_endpoint = None;
+        let mut http_request = draft.http_request;
+        if class.has_network_fields()
+            && let Some(a) = &actor
+        {
+            if let Some(ip) = a.ip {
+                src.nested_str("actor", "ip_address");
+                src_endpoint = Some(Obj::new().with("ip", ip));
+            }
+            if let Some(ua) = a.user_agent {
+                src.nested_str("actor", "user_agent");
+                http_request
+                    .get_or_insert_with(Obj::new)
+                    .set("user_agent", ua);
+            }
+        }
+        let mut claudit = Obj::new();
+        if let Some(enrichment) = ctx.enrichment {
+            envelope::place_enrichment(
+                enrichment,
+                src_endpoint.as_mut(),
+                &mut claudit,
+                &mut labels,
+            );
+        }
+
         let severity_id = self
             .severity_overrides
-            .get(&activity.activity_type)
+            .get(t)
             .copied()
-            .unwrap_or(1);
+            .unwrap_or_else(|| severity::severity(t, fields, rule.map(|r| r.target.class)));
 
-        let mut metadata = json!({
-            "version": OCSF_VERSION,
-            "product": {"name": "Claude", "vendor_name": "Anthropic", "feature": {"name": "Compliance API"}},
-            "uid": activity.id,
-            "original_event_uid": activity.id,
-            "event_code": activity.activity_type,
-            "log_name": "claude_compliance_activities",
-            "log_provider": "Anthropic Compliance API",
-            "labels": labels,
-        });
-        if let Some(raw_time) = activity.fields.get("created_at").and_then(Value::as_str) {
-            metadata["original_time"] = json!(raw_time);
-        }
-        if let Some(tenant) = activity
-            .organization_id
-            .as_ref()
-            .or(activity.organization_uuid.as_ref())
-        {
-            metadata["tenant_uid"] = json!(tenant);
-        }
-        if class_uid == 0 {
-            metadata["profiles"] = json!(["host"]);
-        }
+        // Assemble: the classification first, then the class's objects.
+        let mut event = Obj::with_capacity(32);
+        event.set("class_uid", class.uid());
+        event.set("category_uid", class.category_uid());
+        event.set("activity_id", draft.activity_id);
+        event.set_opt(
+            "activity_name",
+            class.activity_caption(draft.activity_id).or(source_type),
+        );
+        event.set(
+            "type_uid",
+            i64::from(class.uid()) * 100 + i64::from(draft.activity_id),
+        );
+        event.set("time", activity.created_at_ms());
+        event.set("timezone_offset", 0u8);
+        event.set("severity_id", severity_id);
+        event.set_opt("severity", severity_caption(severity_id));
+        event.set("status_id", draft.status_id);
+        event.set("status", status_caption(draft.status_id));
+        event.set_opt("status_detail", draft.status_detail);
+        event.extend(draft.objects);
 
-        let activity_name = if activity_id == 99 {
-            activity.activity_type.clone()
-        } else {
-            caption(activity_id).to_string()
-        };
-        let mut event = json!({
-            "class_uid": class_uid,
-            "category_uid": class_uid / 1000,
-            "activity_id": activity_id,
-            "activity_name": activity_name,
-            "type_uid": class_uid * 100 + activity_id as i64,
-            "time": activity.created_at_ms(),
-            "timezone_offset": 0,
-            "severity_id": severity_id,
-            "status_id": status_id,
-            "metadata": metadata,
-        });
+        let mut metadata = Obj::with_capacity(14)
+            .with("version", OCSF_VERSION)
+            .with(
+                "product",
+                Obj::new()
+                    .with("name", "Claude")
+                    .with("vendor_name", "Anthropic")
+                    .with("feature", Obj::new().with("name", "Compliance API")),
+            )
+            .with("uid", activity.id.as_str());
+        metadata.set_opt("original_event_uid", source_id);
+        metadata.set_opt("original_time", original_time);
+        metadata.set_opt("event_code", source_type);
+        metadata.set("log_name", LOG_NAME);
+        metadata.set("log_provider", LOG_PROVIDER);
+        metadata.set_opt("tenant_uid", org_uid);
+        if class.needs_host_profile() {
+            metadata.set("profiles", vec![Node::Str("host")]);
+        }
+        if !labels.is_empty() {
+            metadata.set(
+                "labels",
+                labels.iter().map(|l| Node::Str(l)).collect::<Vec<_>>(),
+            );
+        }
+        metadata.set("processed_time", chrono::Utc::now().timestamp_millis());
+        event.set("metadata", metadata);
 
-        // Consumed source fields; everything else goes to `unmapped`.
-        let mut unmapped: Map<String, Value> = activity.fields.clone();
-        for key in ["id", "type", "created_at", "organization_id"] {
-            unmapped.remove(key);
+        let mut observables = Vec::new();
+        if let (Some(ip), true) = (actor_ip, src_endpoint.is_some()) {
+            observables.push(observable("src_endpoint.ip", 2, ip));
         }
-        if let Some(actor) = &activity.actor {
-            let mut actor_obj = Map::new();
-            let mut user = Map::new();
-            if let Some(uid) = &actor.user_id {
-                user.insert("uid".into(), json!(uid));
+        if let Some(a) = actor {
+            let email = match a.object.get("user") {
+                Some(Node::Object(user)) => user.get("email_addr").and_then(Node::as_borrowed_str),
+                _ => None,
+            };
+            if let Some(email) = email {
+                observables.push(observable("actor.user.email_addr", 5, email));
             }
-            if let Some(email) = actor
-                .email_address
-                .as_ref()
-                .or(actor.unauthenticated_email_address.as_ref())
-            {
-                user.insert("email_addr".into(), json!(email));
-                user.insert("name".into(), json!(email));
-            }
-            let key_id = actor
-                .api_key_id
-                .as_ref()
-                .or(actor.admin_api_key_id.as_ref())
-                .or(actor.service_account_id.as_ref());
-            if let Some(key) = key_id {
-                actor_obj.insert("app_uid".into(), json!(key));
-            }
-            if !user.is_empty() {
-                actor_obj.insert("user".into(), Value::Object(user));
-            }
-            if actor_obj.is_empty() {
-                // at_least_one of user/app_uid/...: name the actor by its type.
-                let kind = if actor.kind.is_empty() {
-                    "unknown_actor"
-                } else {
-                    &actor.kind
-                };
-                actor_obj.insert("app_name".into(), json!(kind));
-            }
-            event["actor"] = Value::Object(actor_obj);
-            if let (Some(ip), Some(Value::Object(src_actor))) =
-                (actor_ip, unmapped.get_mut("actor"))
-            {
-                event["src_endpoint"] = json!({"ip": ip});
-                src_actor.remove("ip_address");
-            }
-            if let Some(Value::Object(src_actor)) = unmapped.get_mut("actor") {
-                for key in ["user_id", "email_address", "unauthenticated_email_address"] {
-                    src_actor.remove(key);
-                }
-                if key_id.is_some() {
-                    for key in ["api_key_id", "admin_api_key_id", "service_account_id"] {
-                        if src_actor.get(key).and_then(Value::as_str) == key_id.map(String::as_str)
-                        {
-                            src_actor.remove(key);
-                            break;
-                        }
-                    }
-                }
-                if let Some(ua) = actor.user_agent.as_deref().filter(|u| !u.is_empty()) {
-                    event["http_request"] = json!({"user_agent": ua});
-                    src_actor.remove("user_agent");
-                }
-            }
+            event.set("actor", a.object);
         }
-        if class_uid == 6003 {
-            event["api"] = json!({"operation": activity.activity_type});
+        if !observables.is_empty() {
+            event.set("observables", observables);
         }
-        if let Some(status_code) = activity.fields.get("status_code").and_then(Value::as_i64) {
-            let _ = status_code; // kept in unmapped in the first cut
+        event.set_opt("src_endpoint", src_endpoint);
+        event.set_opt("http_request", http_request);
+
+        let mut unmapped = src.unmapped();
+        if !claudit.is_empty() {
+            // The daemon's own additions; a source field of the same name
+            // keeps its place.
+            let key = ["claudit", "_claudit", "__claudit"]
+                .into_iter()
+                .find(|k| !unmapped.contains_key(k))
+                .unwrap_or("___claudit");
+            unmapped.set(key, claudit);
         }
         if !unmapped.is_empty() {
-            event["unmapped"] = Value::Object(unmapped);
+            event.set("unmapped", unmapped);
         }
         if self.include_raw_data {
-            event["raw_data"] = json!(activity.raw.get());
+            let raw = activity.raw.get();
+            event.set("raw_data", raw);
+            event.set("raw_data_size", raw.len() as i64);
         }
-        event
+        Node::Object(event)
     }
 }
 
-/// `status_id` from the type's suffix (section 4.1).
-pub fn status_id(activity_type: &str) -> u8 {
-    if activity_type.ends_with("_failed") {
-        2
-    } else if activity_type.ends_with("_initiated") || activity_type.ends_with("_attempted") {
-        0
+/// An entry of `observables`.
+fn observable<'a>(name: &'a str, type_id: u8, value: &'a str) -> Node<'a> {
+    Node::from(
+        Obj::with_capacity(3)
+            .with("name", name)
+            .with("type_id", type_id)
+            .with("value", value),
+    )
+}
+
+/// Section 5: API Activity (with `api.operation` = the type) when the actor
+/// has an IP address, Base Event otherwise; the activity from the verb.
+fn fallback(activity_type: &str, has_ip: bool) -> Draft<'_> {
+    let class = if has_ip {
+        Class::ApiActivity
     } else {
-        1
+        Class::Base
+    };
+    let mut objects = Obj::new();
+    if has_ip {
+        objects.set("api", Obj::new().with("operation", activity_type));
+    }
+    Draft {
+        class,
+        activity_id: class.activity_for(split_verb(activity_type).0),
+        status_id: status_from_suffix(activity_type),
+        status_detail: None,
+        objects,
+        http_request: None,
+        idp_name: None,
     }
 }
 
-/// Create/Read/Update/Delete/Other from the verb suffix (section 5 step 3),
-/// for classes whose activity ids are 1..4 = Create/Read/Update/Delete.
-fn verb_activity_id(activity_type: &str) -> u8 {
-    let ends = |suffixes: &[&str]| suffixes.iter().any(|s| activity_type.ends_with(s));
-    if ends(&["_created", "_added", "_uploaded"]) {
-        1
-    } else if ends(&["_viewed", "_accessed", "_listed", "_downloaded"]) {
-        2
-    } else if ends(&["_updated", "_changed", "_replaced", "_renamed", "_rotated"]) {
-        3
-    } else if ends(&["_deleted", "_removed", "_revoked"]) {
-        4
-    } else {
-        99
-    }
-}
-
-fn caption(activity_id: u8) -> &'static str {
-    match activity_id {
-        1 => "Create",
-        2 => "Read",
-        3 => "Update",
-        4 => "Delete",
-        _ => "Other",
+fn push_once(labels: &mut Vec<&'static str>, label: &'static str) {
+    if !labels.contains(&label) {
+        labels.push(label);
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fallback_keeps_ids_and_unmapped_fields() {
-        let a = Activity::from_json(r#"{"id":"activity_9","type":"brand_new_thing_created","created_at":"2026-04-10T08:09:10Z","organization_id":"org_1","organization_uuid":"u1","actor":{"type":"user_actor","email_address":"a@example.com","user_id":"user_1","ip_address":"192.0.2.4","user_agent":"curl/8.5.0"},"new_field":{"x":[1,2]}}"#).unwrap();
-        let e = Mapper::default().map(&a, &MapContext::default());
-        assert_eq!(e["class_uid"], 6003);
-        assert_eq!(e["activity_id"], 1);
-        assert_eq!(e["type_uid"], 600301);
-        assert_eq!(e["time"], 1775808550000i64);
-        assert_eq!(e["metadata"]["uid"], "activity_9");
-        assert_eq!(e["metadata"]["original_event_uid"], "activity_9");
-        assert_eq!(e["src_endpoint"]["ip"], "192.0.2.4");
-        assert_eq!(e["unmapped"]["new_field"]["x"][1], 2);
-        assert_eq!(e["unmapped"]["organization_uuid"], "u1");
-        assert_eq!(e["unmapped"]["actor"]["type"], "user_actor");
-        assert!(
-            e["metadata"]["labels"]
-                .as_array()
-                .unwrap()
-                .contains(&json!(LABEL_FALLBACK))
-        );
-    }
-
-    #[test]
-    fn no_actor_ip_gives_base_event_with_host_profile() {
-        let a = Activity::from_json(r#"{"id":"a","type":"anthropic_access","created_at":"2026-04-10T08:09:10Z","actor":{"type":"anthropic_actor","email_address":null}}"#).unwrap();
-        let e = Mapper::default().map(
-            &a,
-            &MapContext {
-                self_generated: false,
-                enrichment: None,
-            },
-        );
-        assert_eq!(e["class_uid"], 0);
-        assert_eq!(e["activity_id"], 99);
-        assert_eq!(e["activity_name"], "anthropic_access");
-        assert_eq!(e["metadata"]["profiles"], json!(["host"]));
-        assert_eq!(e["actor"]["app_name"], "anthropic_actor");
-    }
-
-    #[test]
-    fn self_generated_label() {
-        let a = Activity::from_json(r#"{"id":"a","type":"compliance_api_accessed","created_at":"2026-04-10T08:09:10Z","actor":{"type":"api_actor","api_key_id":"k","ip_address":"2001:db8::1"},"request_id":"req_1"}"#).unwrap();
-        let e = Mapper::default().map(
-            &a,
-            &MapContext {
-                self_generated: true,
-                enrichment: None,
-            },
-        );
-        assert!(
-            e["metadata"]["labels"]
-                .as_array()
-                .unwrap()
-                .contains(&json!(LABEL_SELF))
-        );
-        assert_eq!(e["actor"]["app_uid"], "k");
-    }
-}
+mod tests;
