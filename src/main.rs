@@ -258,14 +258,13 @@ fn map_files(inputs: &[PathBuf]) -> anyhow::Result<()> {
                 .actor
                 .as_ref()
                 .map(|a| enricher.enrich(a.ip_address.as_deref(), a.user_agent.as_deref()));
-            let event = mapper.map(
-                &activity,
-                &claudit::ocsf::MapContext {
-                    enrichment: enrichment.as_ref(),
-                    self_generated: false,
-                },
-            );
-            serde_json::to_writer(&mut out, &event)?;
+            let mut line = Vec::with_capacity(2 * activity.raw.get().len());
+            let ctx = claudit::ocsf::MapContext {
+                enrichment: enrichment.as_ref(),
+                self_generated: false,
+            };
+            mapper.write_json(&activity, &ctx, &mut line);
+            out.write_all(&line)?;
             out.write_all(b"\n")?;
         }
         Ok(())

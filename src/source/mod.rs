@@ -275,7 +275,7 @@ pub fn commit_page(
                 .actor
                 .as_ref()
                 .map(|a| enricher.enrich(a.ip_address.as_deref(), a.user_agent.as_deref()));
-            let event = mapper.map(
+            let ocsf = mapper.map_json(
                 &activity,
                 &MapContext {
                     enrichment: enrichment.as_ref(),
@@ -284,7 +284,7 @@ pub fn commit_page(
             );
             JournalRecord {
                 created_at_ms: activity.created_at_ms(),
-                ocsf: event.to_string(),
+                ocsf,
                 activity_id: activity.id,
                 activity_type: activity.activity_type,
                 raw: activity.raw.get().to_string(),
