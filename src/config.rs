@@ -104,6 +104,18 @@ pub enum SinkKind {
     File(FileSinkConfig),
 }
 
+/// Settings every HTTP sink shares (`tls_ca_file`, timeouts, compression).
+/// Proxies come from `HTTPS_PROXY` / `HTTP_PROXY` / `NO_PROXY`.
+#[derive(Debug, Clone)]
+pub struct HttpSinkConfig {
+    /// Extra CA certificates (PEM) trusted besides the system store.
+    pub tls_ca_file: Option<PathBuf>,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    /// gzip request bodies where the destination accepts it.
+    pub compression: bool,
+}
+
 #[derive(Debug, Clone)]
 pub struct FileSinkConfig {
     pub path: PathBuf,
@@ -1627,6 +1639,26 @@ mod schema {
             max_bytes: max_bytes?,
             max_files: max_files? as u32,
         }))
+    }
+
+    /// The keys every HTTP sink shares: `tls_ca_file`, `connect_timeout`,
+    /// `request_timeout`, `compression`.
+    #[allow(dead_code)] // used by the HTTP sink readers
+    fn read_http(cx: &mut Ctx, t: &mut Table) -> Option<HttpSinkConfig> {
+        let tls_ca_file = t.path(cx, "tls_ca_file");
+        let connect_timeout = t.duration(cx, "connect_timeout", secs(10));
+        let request_timeout = t.duration(cx, "request_timeout", secs(30));
+        let compression = t.boolean(cx, "compression", true);
+        Some(HttpSinkConfig {
+            tls_ca_file: match tls_ca_file {
+                Got::Value(p) => Some(p),
+                Got::Absent => None,
+                Got::Invalid => return None,
+            },
+            connect_timeout: connect_timeout?,
+            request_timeout: request_timeout?,
+            compression: compression?,
+        })
     }
 
     fn read_enrich(cx: &mut Ctx, root: &mut Table) -> EnrichConfig {

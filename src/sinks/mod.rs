@@ -5,6 +5,7 @@
 //! source waits for it.
 
 pub mod file;
+pub mod http;
 
 use std::time::Duration;
 
@@ -14,18 +15,24 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::config::{Format, SinkConfig, SinkKind};
-use crate::store::{BatchRecord, SharedStore, now_ms};
+use crate::store::{BatchRecord, NewDeadLetter, SharedStore, now_ms};
 use file::FileSink;
+use http::Outcome;
 
 /// How often a sink with nothing to do re-reads the journal even without a
 /// wake-up (a `claudit backfill` in another process writes it too).
 const IDLE_POLL: Duration = Duration::from_secs(1);
+/// After a fatal failure (bad token, unknown index) the sink re-checks this
+/// often at first, doubling up to `FATAL_RECHECK_MAX`.
+const FATAL_RECHECK: Duration = Duration::from_secs(30);
+const FATAL_RECHECK_MAX: Duration = Duration::from_secs(300);
 
 /// Counts for logs and the demo summary.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SinkStats {
     pub batches: u64,
     pub delivered: u64,
+    pub dead_lettered: u64,
 }
 
 /// The destination behind a sink. One variant per sink type.
@@ -50,6 +57,7 @@ impl SinkTask {
         let mut destination = self.open_destination().await?;
         info!(sink = %name, "sink started");
         let mut backoff = retry_policy().build();
+        let mut fatal_wait = FATAL_RECHECK;
         let mut lingered = false;
         loop {
             let cursor = {
@@ -88,31 +96,59 @@ impl SinkTask {
             }
             lingered = false;
             let last_seq = records.last().map(|r| r.seq).unwrap_or(cursor.seq);
-            match deliver(&mut destination, &records) {
-                Ok(offset) => {
-                    let (n, count) = (name.clone(), records.len() as i64);
-                    let now = now_ms();
+            let wait = match deliver(&mut destination, &records).await {
+                Outcome::Delivered { rejected } => {
+                    let dead: Vec<NewDeadLetter> = rejected
+                        .into_iter()
+                        .map(|r| NewDeadLetter {
+                            seq: r.seq,
+                            activity_id: r.activity_id,
+                            reason: r.reason,
+                            response: r.response,
+                        })
+                        .collect();
+                    for d in &dead {
+                        warn!(sink = %name, activity_id = %d.activity_id, reason = %d.reason,
+                            "the destination rejected an event; it is in the dead-letter table (claudit dlq list)");
+                    }
+                    let delivered = (records.len() - dead.len()) as i64;
+                    let offset = destination.offset();
+                    let (n, now, dead_count) = (name.clone(), now_ms(), dead.len());
                     self.store
-                        .call(move |s| s.advance_sink(&n, last_seq, offset, count, &[], now))
+                        .call(move |s| s.advance_sink(&n, last_seq, offset, delivered, &dead, now))
                         .await?;
                     stats.batches += 1;
-                    stats.delivered += records.len() as u64;
+                    stats.delivered += delivered as u64;
+                    stats.dead_lettered += dead_count as u64;
                     backoff = retry_policy().build();
-                    debug!(sink = %name, count = records.len(), last_seq, "batch delivered");
+                    fatal_wait = FATAL_RECHECK;
+                    debug!(sink = %name, count = records.len(), dead_lettered = dead_count, last_seq, "batch delivered");
+                    None
                 }
-                Err(err) => {
-                    let delay = backoff.next().unwrap_or(Duration::from_secs(60));
-                    let text = format!("{err}");
-                    error!(sink = %name, error = %text, retry_in_ms = delay.as_millis() as u64,
+                Outcome::Retry { after, reason } => {
+                    let computed = backoff.next().unwrap_or(Duration::from_secs(60));
+                    // The server's delay is a floor, never shortened by our backoff.
+                    let delay = after.map_or(computed, |a| a.max(computed));
+                    warn!(sink = %name, error = %reason, retry_in_ms = delay.as_millis() as u64,
                         "delivery failed; the batch stays in the journal and is retried");
-                    let (n, now) = (name.clone(), now_ms());
-                    self.store
-                        .call(move |s| s.record_sink_error(&n, &text, now))
-                        .await?;
-                    tokio::select! {
-                        _ = cancel.cancelled() => break,
-                        _ = tokio::time::sleep(delay) => {}
-                    }
+                    Some((reason, delay))
+                }
+                Outcome::Fatal { reason } => {
+                    let delay = fatal_wait;
+                    fatal_wait = (fatal_wait * 2).min(FATAL_RECHECK_MAX);
+                    error!(sink = %name, error = %reason, recheck_in_secs = delay.as_secs(),
+                        "the destination refused the request; fix the sink's configuration. Nothing is discarded: delivery resumes from the same record");
+                    Some((reason, delay))
+                }
+            };
+            if let Some((reason, delay)) = wait {
+                let (n, now) = (name.clone(), now_ms());
+                self.store
+                    .call(move |s| s.record_sink_error(&n, &reason, now))
+                    .await?;
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tokio::time::sleep(delay) => {}
                 }
             }
             if cancel.is_cancelled() {
@@ -174,13 +210,32 @@ impl SinkTask {
     }
 }
 
-/// Sends a batch. Returns the file offset to commit (file sinks).
-fn deliver(destination: &mut Destination, records: &[BatchRecord]) -> std::io::Result<Option<i64>> {
+impl Destination {
+    /// The file length to commit with the cursor (file sinks only).
+    fn offset(&self) -> Option<i64> {
+        match self {
+            Destination::File(sink) => Some(sink.offset() as i64),
+        }
+    }
+}
+
+/// Sends one batch and says what became of it.
+async fn deliver(destination: &mut Destination, records: &[BatchRecord]) -> Outcome {
     match destination {
         Destination::File(sink) => {
             let bytes: u64 = records.iter().map(|r| r.payload.len() as u64 + 1).sum();
-            sink.rotate_if_needed(bytes)?;
-            Ok(Some(sink.write_batch(records)? as i64))
+            let written = sink
+                .rotate_if_needed(bytes)
+                .and_then(|_| sink.write_batch(records));
+            match written {
+                Ok(_) => Outcome::delivered(),
+                // Disk full, permissions, I/O errors: the operator can fix
+                // them, and the journal keeps the batch until then.
+                Err(e) => Outcome::Retry {
+                    after: None,
+                    reason: format!("writing {}: {e}", sink.path().display()),
+                },
+            }
         }
     }
 }

@@ -1,0 +1,216 @@
+//! What every HTTP sink shares: the client (rustls, extra CA bundle,
+//! proxies from the environment, timeouts), the outcome of a delivery, the
+//! generic classification of HTTP statuses, `Retry-After`, and gzip.
+//!
+//! A destination module (splunk_hec.rs, datadog.rs, ...) encodes a batch
+//! into its protocol's requests, sends them, and classifies what came back
+//! into an [`Outcome`]. The sink task (`sinks/mod.rs`) does the rest: the
+//! cursor, dead letters, backoff, and slow re-checks after fatal failures.
+
+use std::io::Write;
+use std::time::Duration;
+
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
+
+use crate::config::HttpSinkConfig;
+
+/// What became of one batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The destination acknowledged every record of the batch, except the
+    /// ones listed as rejected: those go to the dead-letter table in the same
+    /// transaction that advances the cursor. An empty list is full success.
+    Delivered { rejected: Vec<Rejected> },
+    /// Nothing (more) was acknowledged and trying again later may succeed
+    /// (timeouts, 429, 5xx). The same batch is sent again, after at least
+    /// `after` when the server said so.
+    Retry {
+        after: Option<Duration>,
+        reason: String,
+    },
+    /// The whole request was refused in a way retrying cannot fix (bad token,
+    /// 401/403, unknown index). The sink stops with one clear error and
+    /// re-checks slowly; nothing is discarded.
+    Fatal { reason: String },
+}
+
+/// A record the destination refused deterministically (per-event 4xx, too
+/// large): it is dead-lettered, never silently dropped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    pub seq: i64,
+    pub activity_id: String,
+    /// Why, in words: "event of 1.3 MB exceeds Datadog's 1 MB limit".
+    pub reason: String,
+    /// What the destination answered (status and body, truncated), or "".
+    pub response: String,
+}
+
+impl Outcome {
+    pub fn delivered() -> Outcome {
+        Outcome::Delivered {
+            rejected: Vec::new(),
+        }
+    }
+}
+
+/// Builds the HTTP client of one sink.
+pub fn client(config: &HttpSinkConfig) -> anyhow::Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder()
+        .user_agent(concat!("claudit/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(config.connect_timeout)
+        .timeout(config.request_timeout)
+        // A redirect could carry the destination's token to another host.
+        .redirect(reqwest::redirect::Policy::none());
+    if let Some(path) = &config.tls_ca_file {
+        let pem = std::fs::read(path)
+            .map_err(|e| anyhow::anyhow!("cannot read tls_ca_file {}: {e}", path.display()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+            anyhow::anyhow!(
+                "tls_ca_file {} is not a PEM certificate bundle: {e}",
+                path.display()
+            )
+        })?;
+        if certs.is_empty() {
+            anyhow::bail!("tls_ca_file {} holds no PEM certificate", path.display());
+        }
+        builder = builder.tls_certs_merge(certs);
+    }
+    Ok(builder.build()?)
+}
+
+/// The generic classification of a whole-request HTTP status (vector's
+/// default retry strategy, `spec/sinks.md` section 0): 2xx success; 408, 429
+/// and 5xx except 501 retry (after `Retry-After` if given); 401 and 403
+/// fatal (credentials); other 4xx fatal (the request itself is wrong, so
+/// retrying cannot help and dropping would lose data: stop and alert).
+/// Destinations with their own rules classify before falling back to this.
+pub fn classify(status: StatusCode, headers: &HeaderMap, body: &str) -> Outcome {
+    let code = status.as_u16();
+    let detail = format!("HTTP {code}: {}", truncate(body, 512));
+    match code {
+        200..=299 => Outcome::delivered(),
+        408 | 429 => Outcome::Retry {
+            after: retry_after(headers),
+            reason: detail,
+        },
+        501 => Outcome::Fatal { reason: detail },
+        500..=599 => Outcome::Retry {
+            after: retry_after(headers),
+            reason: detail,
+        },
+        401 | 403 => Outcome::Fatal {
+            reason: format!("{detail} (check the sink's token or key)"),
+        },
+        _ => Outcome::Fatal { reason: detail },
+    }
+}
+
+/// `Retry-After` in seconds or as an HTTP date, if present and sane.
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    if let Ok(secs) = value.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0)
+            .then(|| Duration::from_secs_f64(secs.min(3600.0)));
+    }
+    let when = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    let wait = when.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    Some(
+        wait.to_std()
+            .unwrap_or(Duration::ZERO)
+            .min(Duration::from_secs(3600)),
+    )
+}
+
+/// gzip-compresses a request body.
+pub fn gzip(body: &[u8]) -> Vec<u8> {
+    let mut encoder = GzEncoder::new(Vec::with_capacity(body.len() / 4 + 64), Compression::fast());
+    encoder
+        .write_all(body)
+        .expect("writing to a Vec cannot fail");
+    encoder.finish().expect("writing to a Vec cannot fail")
+}
+
+/// The first `max` bytes of a response body, for messages and dead letters.
+pub fn truncate(body: &str, max: usize) -> String {
+    if body.len() <= max {
+        return body.to_string();
+    }
+    let mut end = max;
+    while !body.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}... ({} bytes)", &body[..end], body.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(retry: Option<&str>) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        if let Some(r) = retry {
+            h.insert(reqwest::header::RETRY_AFTER, r.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn classification_follows_the_generic_rules() {
+        let c = |code: u16| classify(StatusCode::from_u16(code).unwrap(), &headers(None), "body");
+        assert_eq!(c(200), Outcome::delivered());
+        assert_eq!(c(204), Outcome::delivered());
+        for code in [408, 429, 500, 502, 503, 504, 529] {
+            assert!(matches!(c(code), Outcome::Retry { .. }), "{code}");
+        }
+        for code in [400, 401, 403, 404, 413, 501] {
+            assert!(matches!(c(code), Outcome::Fatal { .. }), "{code}");
+        }
+        let with_delay = classify(StatusCode::TOO_MANY_REQUESTS, &headers(Some("7")), "");
+        assert_eq!(
+            with_delay,
+            Outcome::Retry {
+                after: Some(Duration::from_secs(7)),
+                reason: "HTTP 429: ".into()
+            }
+        );
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates() {
+        assert_eq!(
+            retry_after(&headers(Some("2.5"))),
+            Some(Duration::from_millis(2500))
+        );
+        assert_eq!(retry_after(&headers(Some("garbage"))), None);
+        assert_eq!(retry_after(&headers(None)), None);
+        let past = "Wed, 21 Oct 2015 07:28:00 GMT";
+        assert_eq!(retry_after(&headers(Some(past))), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn gzip_round_trips() {
+        use std::io::Read;
+        let body = b"{\"a\":1}\n".repeat(1000);
+        let packed = gzip(&body);
+        assert!(packed.len() < body.len() / 10);
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&packed[..])
+            .read_to_end(&mut out)
+            .unwrap();
+        assert_eq!(out, body);
+    }
+
+    #[test]
+    fn truncation_respects_char_boundaries() {
+        assert_eq!(truncate("héllo", 2), "h... (6 bytes)");
+        assert_eq!(truncate("ok", 10), "ok");
+    }
+}
