@@ -23,6 +23,9 @@ use crate::store::{InstanceLock, SharedStore, now_ms};
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(25);
 /// How often the journal is pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
+/// How often the GeoIP database files are checked for replacement
+/// (geoipupdate renames a new file over the old one).
+const GEOIP_CHECK_EVERY: Duration = Duration::from_secs(60);
 
 /// Runs until `cancel` fires (SIGTERM/SIGINT) or a task fails for good.
 pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()> {
@@ -62,6 +65,15 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
             (
                 "pruner".into(),
                 prune_loop(store, sinks, retention_ms, cancel).await,
+            )
+        });
+    }
+    {
+        let (enricher, cancel) = (enricher.clone(), cancel.clone());
+        tasks.spawn(async move {
+            (
+                "geoip reloader".into(),
+                reload_geoip_loop(enricher, cancel).await,
             )
         });
     }
@@ -125,6 +137,28 @@ async fn prune_loop(
         tokio::select! {
             _ = cancel.cancelled() => return Ok(()),
             _ = tokio::time::sleep(PRUNE_EVERY) => {}
+        }
+    }
+}
+
+/// Reloads the GeoIP databases when their files change. A bad new file is
+/// logged and the old databases stay in use: enrichment never stops.
+async fn reload_geoip_loop(
+    enricher: Arc<Enricher>,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(GEOIP_CHECK_EVERY) => {}
+        }
+        let e = enricher.clone();
+        match tokio::task::spawn_blocking(move || e.reload_if_changed()).await? {
+            Ok(true) => info!("GeoIP databases reloaded"),
+            Ok(false) => {}
+            Err(err) => {
+                warn!(error = %format!("{err:#}"), "GeoIP database changed but could not be loaded; still using the previous one")
+            }
         }
     }
 }

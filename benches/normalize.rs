@@ -1,0 +1,153 @@
+//! Normalization throughput: parse the raw activity, enrich it (GeoIP City
+//! and ASN lookups, cached user-agent parsing), map it to OCSF and serialize
+//! the event, beside the floor measured in the same run: parsing the same
+//! raw JSON with serde_json and serializing it again.
+//!
+//! `cargo bench --bench normalize`. Records come from the simulator's
+//! generator (every catalogued type, all actor variants); the GeoIP
+//! databases are built here and cover the IPv4 /24s those records use.
+
+#[path = "../tests/enrich/mmdb.rs"]
+#[allow(dead_code)]
+mod mmdb;
+
+use std::collections::BTreeSet;
+use std::hint::black_box;
+
+use chrono::{Duration, TimeZone, Utc};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use serde_json::value::RawValue;
+
+use claudit::config::EnrichConfig;
+use claudit::enrich::Enricher;
+use claudit::model::Activity;
+use claudit::ocsf::{MapContext, Mapper};
+use claudit::sim::generate::Generator;
+
+const RECORDS: usize = 10_000;
+
+fn records() -> Vec<String> {
+    let mut generator = Generator::new(7);
+    let start = Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap();
+    (0..RECORDS)
+        .map(|i| {
+            let created = start + Duration::milliseconds(i as i64 * 37);
+            generator
+                .activity(&format!("activity_bench{i:08}"), created)
+                .to_string()
+        })
+        .collect()
+}
+
+fn geoip_for(records: &[String], dir: &std::path::Path) -> Enricher {
+    let mut nets = BTreeSet::new();
+    for r in records {
+        let v: serde_json::Value = serde_json::from_str(r).unwrap();
+        if let Some(ip) = v["actor"]["ip_address"]
+            .as_str()
+            .and_then(|s| s.parse::<std::net::Ipv4Addr>().ok())
+        {
+            let o = ip.octets();
+            nets.insert(format!("{}.{}.{}.0/24", o[0], o[1], o[2]));
+        }
+    }
+    let city: Vec<_> = nets
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            mmdb::city_row(
+                n,
+                "Springfield",
+                ["US", "GB", "DE"][i % 3],
+                ("NA", "North America"),
+                ("WA", "Washington"),
+                "98101",
+                (47.6, -122.3),
+            )
+        })
+        .collect();
+    let asn: Vec<_> = nets
+        .iter()
+        .map(|n| mmdb::asn_row(n, 64_512, "Example Networks Inc."))
+        .collect();
+    let (city_path, asn_path) = (dir.join("City.mmdb"), dir.join("ASN.mmdb"));
+    std::fs::write(&city_path, mmdb::city_db(&city)).unwrap();
+    std::fs::write(&asn_path, mmdb::asn_db(&asn)).unwrap();
+    Enricher::new(&EnrichConfig {
+        geoip_city_db: Some(city_path),
+        geoip_asn_db: Some(asn_path),
+        user_agent_cache_size: 10_000,
+    })
+    .unwrap()
+}
+
+fn normalize(c: &mut Criterion) {
+    let records = records();
+    let dir = tempfile::tempdir().unwrap();
+    let enricher = geoip_for(&records, dir.path());
+    let mapper = Mapper::default();
+    let now = Utc::now();
+
+    let mut group = c.benchmark_group("normalize");
+    group.throughput(Throughput::Elements(RECORDS as u64));
+    group.sample_size(20);
+    group.bench_function("floor: serde_json parse + serialize", |b| {
+        b.iter(|| {
+            for r in &records {
+                let v: serde_json::Value = serde_json::from_str(r).unwrap();
+                black_box(serde_json::to_string(&v).unwrap());
+            }
+        })
+    });
+    group.bench_function("claudit: parse + enrich + map + serialize", |b| {
+        b.iter(|| {
+            for r in &records {
+                let raw = RawValue::from_string(r.clone()).unwrap();
+                let activity = Activity::parse(raw, now);
+                let enrichment = activity
+                    .actor
+                    .as_ref()
+                    .map(|a| enricher.enrich(a.ip_address.as_deref(), a.user_agent.as_deref()));
+                let ctx = MapContext {
+                    enrichment: enrichment.as_ref(),
+                    self_generated: false,
+                };
+                black_box(mapper.map_json(&activity, &ctx));
+            }
+        })
+    });
+    group.bench_function("stage: parse only", |b| {
+        b.iter(|| {
+            for r in &records {
+                let raw = RawValue::from_string(r.clone()).unwrap();
+                black_box(Activity::parse(raw, now));
+            }
+        })
+    });
+    let parsed: Vec<Activity> = records
+        .iter()
+        .map(|r| Activity::from_json(r).unwrap())
+        .collect();
+    group.bench_function("stage: enrich only", |b| {
+        b.iter(|| {
+            for a in &parsed {
+                black_box(
+                    a.actor
+                        .as_ref()
+                        .map(|a| enricher.enrich(a.ip_address.as_deref(), a.user_agent.as_deref())),
+                );
+            }
+        })
+    });
+    group.bench_function("stage: map + serialize only", |b| {
+        b.iter(|| {
+            for a in &parsed {
+                black_box(mapper.map_json(a, &MapContext::default()));
+            }
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, normalize);
+criterion_main!(benches);
