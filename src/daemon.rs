@@ -59,13 +59,16 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
     }
     {
         let sinks: Vec<String> = config.sinks.iter().map(|s| s.name.clone()).collect();
+        let sources: Vec<(String, i64)> = config
+            .sources
+            .iter()
+            .map(|s| (s.name.clone(), s.sweep_horizon.as_millis() as i64))
+            .collect();
         let retention_ms = config.state.retention.as_millis() as i64;
         let (store, cancel) = (store.clone(), cancel.clone());
         tasks.spawn(async move {
-            (
-                "pruner".into(),
-                prune_loop(store, sinks, retention_ms, cancel).await,
-            )
+            let result = prune_loop(store, sinks, sources, retention_ms, cancel).await;
+            ("pruner".into(), result)
         });
     }
     {
@@ -114,17 +117,28 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
     }
 }
 
+/// Prunes delivered journal rows older than the retention, but never rows a
+/// coming sweep may re-read (created after a source's last sweep start minus
+/// its horizon): the journal's unique ids are what makes a re-read harmless.
+/// After a long outage the journal therefore keeps more until the first
+/// sweep has run.
 async fn prune_loop(
     store: SharedStore,
     sinks: Vec<String>,
+    sources: Vec<(String, i64)>,
     retention_ms: i64,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     loop {
-        let sinks = sinks.clone();
-        let cutoff = now_ms() - retention_ms;
+        let (sinks, sources) = (sinks.clone(), sources.clone());
         let pruned = store
-            .call(move |s| {
+            .call(move |s| -> Result<usize, crate::store::StoreError> {
+                let mut cutoff = now_ms() - retention_ms;
+                for (name, horizon) in &sources {
+                    if let Some(last_sweep) = s.source_state(name)?.last_sweep_ms {
+                        cutoff = cutoff.min(last_sweep - horizon);
+                    }
+                }
                 s.prune(
                     &sinks.iter().map(String::as_str).collect::<Vec<_>>(),
                     cutoff,
