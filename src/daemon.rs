@@ -86,13 +86,17 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
     // than run half a pipeline silently.
     let mut failure = None;
     tokio::select! {
+        // Biased: once shutdown has begun, tasks returning is expected, not a failure.
+        biased;
         _ = cancel.cancelled() => {}
         Some(done) = tasks.join_next() => {
             let (name, result) = done?;
-            let err = result.err().unwrap_or_else(|| anyhow::anyhow!("{name} stopped unexpectedly"));
-            error!(task = %name, error = %format!("{err:#}"), "a task failed; shutting down");
-            failure = Some(err.context(name));
-            cancel.cancel();
+            if !cancel.is_cancelled() {
+                let err = result.err().unwrap_or_else(|| anyhow::anyhow!("{name} stopped unexpectedly"));
+                error!(task = %name, error = %format!("{err:#}"), "a task failed; shutting down");
+                failure = Some(err.context(name));
+                cancel.cancel();
+            }
         }
     }
     info!("shutting down: finishing the page and batches in flight");
