@@ -1846,9 +1846,11 @@ mod schema {
         let authority = match t.text(cx, "authority") {
             Got::Absent => Some("https://login.microsoftonline.com".to_string()),
             Got::Invalid => None,
-            Got::Value(u) => check_sink_url(&u, "authority", "\"https://login.microsoftonline.com\"")
-                .map_err(|msg| text_error(cx, t, "authority", &u, msg))
-                .ok(),
+            Got::Value(u) => {
+                check_sink_url(&u, "authority", "\"https://login.microsoftonline.com\"")
+                    .map_err(|msg| text_error(cx, t, "authority", &u, msg))
+                    .ok()
+            }
         };
         let scope = optional_text(cx, t, "scope", "https://monitor.azure.com//.default");
         let http = read_http(cx, t);

@@ -21,8 +21,8 @@ use crate::config::{Format, SinkConfig, SinkKind};
 use crate::store::{BatchRecord, NewDeadLetter, SharedStore, now_ms};
 use datadog::DatadogSink;
 use file::FileSink;
-use sentinel::SentinelSink;
 use http::Outcome;
+use sentinel::SentinelSink;
 
 /// How often a sink with nothing to do re-reads the journal even without a
 /// wake-up (a `claudit backfill` in another process writes it too).
