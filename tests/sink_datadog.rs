@@ -158,7 +158,7 @@ async fn a_journal_is_delivered_through_the_sink_task_and_oversize_events_are_de
     let (seq, head, dead) = support::run_until_caught_up(config, store).await;
     assert_eq!(seq, head, "the cursor reached the head");
     assert_eq!(dead, 1, "the 1.2 MB event is dead-lettered");
-    let received = intake.received.lock().unwrap();
+    let received = intake.received.lock().unwrap().clone();
     assert_eq!(received.len(), 39);
     let ids: Vec<String> = received
         .iter()
