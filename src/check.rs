@@ -67,9 +67,37 @@ pub async fn connect(config: &Config) -> bool {
                     }
                 }
             }
+            SinkKind::Datadog(cfg) => {
+                let checked = match crate::sinks::datadog::DatadogSink::new(cfg) {
+                    Ok(dd) => dd.healthcheck().await,
+                    Err(e) => Err(format!("{e:#}")),
+                };
+                ok &= report_sink(&sink.name, checked);
+            }
+            SinkKind::Sentinel(cfg) => {
+                let checked = match crate::sinks::sentinel::SentinelSink::new(cfg) {
+                    Ok(mut sentinel) => sentinel.healthcheck().await,
+                    Err(e) => Err(format!("{e:#}")),
+                };
+                ok &= report_sink(&sink.name, checked);
+            }
         }
     }
     ok
+}
+
+/// Prints one sink's line; true when it checked out.
+fn report_sink(name: &str, checked: Result<String, String>) -> bool {
+    match checked {
+        Ok(line) => {
+            println!("sink {name}: ok: {line}");
+            true
+        }
+        Err(e) => {
+            println!("sink {name}: FAILED: {e}");
+            false
+        }
+    }
 }
 
 fn writable(dir: &std::path::Path) -> std::io::Result<()> {

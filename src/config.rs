@@ -102,6 +102,8 @@ pub struct BatchConfig {
 #[derive(Debug, Clone)]
 pub enum SinkKind {
     File(FileSinkConfig),
+    Datadog(DatadogSinkConfig),
+    Sentinel(SentinelSinkConfig),
 }
 
 /// Settings every HTTP sink shares (`tls_ca_file`, timeouts, compression).
@@ -123,6 +125,53 @@ pub struct FileSinkConfig {
     pub max_bytes: u64,
     /// Rotated files kept (`events.ndjson.1` .. `.N`).
     pub max_files: u32,
+}
+
+/// `type = "datadog"`: the Datadog Logs intake (HTTP API v2).
+#[derive(Debug, Clone)]
+pub struct DatadogSinkConfig {
+    /// Where logs go: `https://http-intake.logs.<site>/api/v2/logs`, or
+    /// `<url>/api/v2/logs` when `url` is set.
+    pub intake_url: String,
+    /// The API-key check: `https://api.<site>/api/v1/validate`, or
+    /// `<url>/api/v1/validate` when `url` is set.
+    pub validate_url: String,
+    /// `DD-API-KEY` (`api_key` / `api_key_file`).
+    pub api_key: SecretString,
+    /// `ddsource`; default "claude-compliance-logs" (Datadog's own Claude
+    /// Compliance pipeline keys on it).
+    pub ddsource: String,
+    /// `service`; default "claudit".
+    pub service: String,
+    /// `ddtags`, comma-separated `key:value`; empty = none sent.
+    pub ddtags: String,
+    /// `hostname`; `None` = not sent.
+    pub hostname: Option<String>,
+    pub http: HttpSinkConfig,
+}
+
+/// `type = "sentinel"`: Microsoft Sentinel through the Azure Monitor Logs
+/// Ingestion API (a DCR and its stream), with a Microsoft Entra client
+/// credentials token.
+#[derive(Debug, Clone)]
+pub struct SentinelSinkConfig {
+    /// The DCE or the DCR's own logs-ingestion endpoint, no trailing slash.
+    pub endpoint: String,
+    /// `dcr-...`: the data collection rule's immutable id.
+    pub dcr_immutable_id: String,
+    /// The DCR input stream, e.g. `Custom-ClaudeCompliance_CL`.
+    pub stream: String,
+    pub tenant_id: String,
+    pub client_id: String,
+    /// `client_secret` / `client_secret_file`.
+    pub client_secret: SecretString,
+    /// Entra authority host, no trailing slash; default
+    /// `https://login.microsoftonline.com`. The token endpoint is
+    /// `{authority}/{tenant_id}/oauth2/v2.0/token`.
+    pub authority: String,
+    /// Token scope; default `https://monitor.azure.com//.default`.
+    pub scope: String,
+    pub http: HttpSinkConfig,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -1232,11 +1281,27 @@ mod schema {
         read: fn(&mut Ctx, &mut Table) -> Option<SinkKind>,
     }
 
-    const SINK_TYPES: &[SinkType] = &[SinkType {
-        name: "file",
-        batch: (1000, 4_000_000, secs(1)),
-        read: read_file_sink,
-    }];
+    const SINK_TYPES: &[SinkType] = &[
+        SinkType {
+            name: "file",
+            batch: (1000, 4_000_000, secs(1)),
+            read: read_file_sink,
+        },
+        // Datadog: at most 1000 logs and 5 MB per request; a batch that
+        // encodes larger is split into several requests anyway.
+        SinkType {
+            name: "datadog",
+            batch: (1000, 4_000_000, secs(1)),
+            read: read_datadog_sink,
+        },
+        // Azure Logs Ingestion: 1 MB per call; the wrapper columns add about
+        // 120 bytes per event, so 800 KB of events fits one call.
+        SinkType {
+            name: "sentinel",
+            batch: (1000, 800_000, secs(1)),
+            read: read_sentinel_sink,
+        },
+    ];
 
     pub(super) fn read_config(cx: &mut Ctx, doc: &DeTable) -> Config {
         let mut root = Table::root(doc);
@@ -1641,9 +1706,233 @@ mod schema {
         }))
     }
 
+    /// Datadog sites and their domain (`DD_SITE`); intake is
+    /// `http-intake.logs.<domain>`, the API `api.<domain>`.
+    const DATADOG_SITES: &[(&str, &str)] = &[
+        ("US1", "datadoghq.com"),
+        ("US3", "us3.datadoghq.com"),
+        ("US5", "us5.datadoghq.com"),
+        ("EU1", "datadoghq.eu"),
+        ("AP1", "ap1.datadoghq.com"),
+        ("AP2", "ap2.datadoghq.com"),
+        ("UK1", "uk1.datadoghq.com"),
+        ("US1-FED", "ddog-gov.com"),
+        ("US2-FED", "us2.ddog-gov.com"),
+    ];
+
+    /// The keys of `type = "datadog"`.
+    fn read_datadog_sink(cx: &mut Ctx, t: &mut Table) -> Option<SinkKind> {
+        let site = t.text(cx, "site");
+        let url = t.text(cx, "url");
+        let example = "site = \"US1\" (or US3, US5, EU1, AP1, AP2, UK1, US1-FED, US2-FED)";
+        let base: Option<(String, String)> = match (site, url) {
+            (Got::Invalid, _) | (_, Got::Invalid) => None,
+            (Got::Value(s), Got::Value(_)) => {
+                text_error(
+                    cx,
+                    t,
+                    "site",
+                    &s,
+                    "both site and url are set; keep exactly one (url is for a proxy or a test server)"
+                        .to_string(),
+                );
+                None
+            }
+            (Got::Absent, Got::Absent) => {
+                let msg = format!("missing; add {example}, or url = \"https://...\" for a proxy");
+                t_error(cx, t, "site", t.line, msg);
+                None
+            }
+            (Got::Value(s), Got::Absent) => {
+                let wanted = s.value.trim();
+                let found = DATADOG_SITES.iter().find(|(code, domain)| {
+                    code.eq_ignore_ascii_case(wanted) || domain.eq_ignore_ascii_case(wanted)
+                });
+                match found {
+                    Some((_, domain)) => Some((
+                        format!("https://http-intake.logs.{domain}/api/v2/logs"),
+                        format!("https://api.{domain}/api/v1/validate"),
+                    )),
+                    None => {
+                        let msg = format!(
+                            "unknown Datadog site {}; write {example}; the site is in your Datadog URL \
+                             (app.datadoghq.eu is EU1)",
+                            s.shown()
+                        );
+                        text_error(cx, t, "site", &s, msg);
+                        None
+                    }
+                }
+            }
+            (Got::Absent, Got::Value(u)) => {
+                match check_sink_url(&u, "url", "\"https://logs-proxy.example.com\"") {
+                    Ok(base) => Some((
+                        format!("{base}/api/v2/logs"),
+                        format!("{base}/api/v1/validate"),
+                    )),
+                    Err(msg) => {
+                        text_error(cx, t, "url", &u, msg);
+                        None
+                    }
+                }
+            }
+        };
+        let api_key = t.secret(cx, "api_key", "DD_API_KEY", "/run/secrets/datadog_api_key");
+        let ddsource = optional_text(cx, t, "ddsource", "claude-compliance-logs");
+        let service = optional_text(cx, t, "service", "claudit");
+        let ddtags = optional_text(cx, t, "ddtags", "");
+        let hostname = optional_text(cx, t, "hostname", "");
+        let http = read_http(cx, t);
+        let (intake_url, validate_url) = base?;
+        Some(SinkKind::Datadog(DatadogSinkConfig {
+            intake_url,
+            validate_url,
+            api_key: api_key?,
+            ddsource: ddsource?,
+            service: service?,
+            ddtags: ddtags?,
+            hostname: Some(hostname?).filter(|h| !h.is_empty()),
+            http: http?,
+        }))
+    }
+
+    /// The keys of `type = "sentinel"`.
+    fn read_sentinel_sink(cx: &mut Ctx, t: &mut Table) -> Option<SinkKind> {
+        let endpoint = t
+            .required_text(
+                cx,
+                "endpoint",
+                "\"https://my-dce-abcd.eastus-1.ingest.monitor.azure.com\"",
+            )
+            .and_then(|u| {
+                check_sink_url(
+                    &u,
+                    "endpoint",
+                    "\"https://my-dce-abcd.eastus-1.ingest.monitor.azure.com\"",
+                )
+                .map_err(|msg| text_error(cx, t, "endpoint", &u, msg))
+                .ok()
+            });
+        let dcr_immutable_id = required_word(
+            cx,
+            t,
+            "dcr_immutable_id",
+            "\"dcr-000a00a000a00000a000000aa000a0aa\" (the DCR's immutableId, in its JSON view)",
+        );
+        let stream = required_word(
+            cx,
+            t,
+            "stream",
+            "\"Custom-ClaudeCompliance_CL\" (a streamDeclarations name of the DCR)",
+        );
+        let tenant_id = required_word(
+            cx,
+            t,
+            "tenant_id",
+            "\"00000000-0000-0000-0000-000000000000\" (Directory (tenant) ID of the app registration)",
+        );
+        let client_id = required_word(
+            cx,
+            t,
+            "client_id",
+            "\"00000000-0000-0000-0000-000000000000\" (Application (client) ID of the app registration)",
+        );
+        let client_secret = t.secret(
+            cx,
+            "client_secret",
+            "AZURE_CLIENT_SECRET",
+            "/run/secrets/azure_client_secret",
+        );
+        let authority = match t.text(cx, "authority") {
+            Got::Absent => Some("https://login.microsoftonline.com".to_string()),
+            Got::Invalid => None,
+            Got::Value(u) => {
+                check_sink_url(&u, "authority", "\"https://login.microsoftonline.com\"")
+                    .map_err(|msg| text_error(cx, t, "authority", &u, msg))
+                    .ok()
+            }
+        };
+        let scope = optional_text(cx, t, "scope", "https://monitor.azure.com//.default");
+        let http = read_http(cx, t);
+        Some(SinkKind::Sentinel(SentinelSinkConfig {
+            endpoint: endpoint?,
+            dcr_immutable_id: dcr_immutable_id?,
+            stream: stream?,
+            tenant_id: tenant_id?,
+            client_id: client_id?,
+            client_secret: client_secret?,
+            authority: authority?,
+            scope: scope?,
+            http: http?,
+        }))
+    }
+
+    /// An optional string; `default` when absent.
+    fn optional_text(cx: &mut Ctx, t: &mut Table, key: &str, default: &str) -> Option<String> {
+        match t.text(cx, key) {
+            Got::Absent => Some(default.to_string()),
+            Got::Invalid => None,
+            Got::Value(v) => Some(v.value),
+        }
+    }
+
+    /// A required identifier that goes into a URL path: non-empty, no
+    /// spaces, slashes, `?` or `#`.
+    fn required_word(cx: &mut Ctx, t: &mut Table, key: &str, example: &str) -> Option<String> {
+        let text = t.required_text(cx, key, example)?;
+        let ok = !text.value.is_empty()
+            && text
+                .value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if ok {
+            Some(text.value)
+        } else {
+            let msg = format!(
+                "{} is not valid here (letters, digits, \"-\", \"_\" and \".\" only); write e.g. {key} = {example}",
+                text.shown()
+            );
+            text_error(cx, t, key, &text, msg);
+            None
+        }
+    }
+
+    /// A sink's base URL: https (plain http only to 127.0.0.1 or localhost,
+    /// since a key travels with every request), no credentials, query or
+    /// fragment. Returned without a trailing slash.
+    fn check_sink_url(text: &Text, key: &str, example: &str) -> Result<String, String> {
+        let fix = format!("write e.g. {key} = {example}");
+        let url = reqwest::Url::parse(text.value.trim())
+            .map_err(|e| format!("{} is not a URL ({e}); {fix}", text.shown()))?;
+        let host = url.host_str().unwrap_or_default();
+        match url.scheme() {
+            "https" => {}
+            "http" if matches!(host, "127.0.0.1" | "localhost" | "[::1]") => {}
+            "http" => {
+                return Err(format!(
+                    "plain http is allowed only for 127.0.0.1 or localhost (tests), since a key or \
+                     token travels in every request; use https, {fix}"
+                ));
+            }
+            scheme => return Err(format!("scheme {scheme:?} is not supported; {fix}")),
+        }
+        if host.is_empty() {
+            return Err(format!("{} has no host; {fix}", text.shown()));
+        }
+        if url.query().is_some()
+            || url.fragment().is_some()
+            || !url.username().is_empty()
+            || url.password().is_some()
+        {
+            return Err(format!(
+                "{key} must not carry credentials, a query or a fragment; {fix}"
+            ));
+        }
+        Ok(text.value.trim().trim_end_matches('/').to_string())
+    }
+
     /// The keys every HTTP sink shares: `tls_ca_file`, `connect_timeout`,
     /// `request_timeout`, `compression`.
-    #[allow(dead_code)] // used by the HTTP sink readers
     fn read_http(cx: &mut Ctx, t: &mut Table) -> Option<HttpSinkConfig> {
         let tls_ca_file = t.path(cx, "tls_ca_file");
         let connect_timeout = t.duration(cx, "connect_timeout", secs(10));

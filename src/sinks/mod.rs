@@ -4,8 +4,11 @@
 //! journal holds the data, so waiting loses nothing, and no other sink or
 //! source waits for it.
 
+pub mod datadog;
 pub mod file;
 pub mod http;
+pub mod progress;
+pub mod sentinel;
 
 use std::time::Duration;
 
@@ -16,8 +19,10 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::{Format, SinkConfig, SinkKind};
 use crate::store::{BatchRecord, NewDeadLetter, SharedStore, now_ms};
+use datadog::DatadogSink;
 use file::FileSink;
 use http::Outcome;
+use sentinel::SentinelSink;
 
 /// How often a sink with nothing to do re-reads the journal even without a
 /// wake-up (a `claudit backfill` in another process writes it too).
@@ -38,6 +43,8 @@ pub struct SinkStats {
 /// The destination behind a sink. One variant per sink type.
 enum Destination {
     File(FileSink),
+    Datadog(DatadogSink),
+    Sentinel(SentinelSink),
 }
 
 pub struct SinkTask {
@@ -206,6 +213,8 @@ impl SinkTask {
                 }
                 Ok(Destination::File(sink))
             }
+            SinkKind::Datadog(cfg) => Ok(Destination::Datadog(DatadogSink::new(cfg)?)),
+            SinkKind::Sentinel(cfg) => Ok(Destination::Sentinel(SentinelSink::new(cfg)?)),
         }
     }
 }
@@ -215,6 +224,7 @@ impl Destination {
     fn offset(&self) -> Option<i64> {
         match self {
             Destination::File(sink) => Some(sink.offset() as i64),
+            Destination::Datadog(_) | Destination::Sentinel(_) => None,
         }
     }
 }
@@ -237,6 +247,8 @@ async fn deliver(destination: &mut Destination, records: &[BatchRecord]) -> Outc
                 },
             }
         }
+        Destination::Datadog(sink) => sink.send(records).await,
+        Destination::Sentinel(sink) => sink.send(records).await,
     }
 }
 

@@ -1,0 +1,64 @@
+//! Sentinel encoder throughput: 1,000-event batches of OCSF events (the
+//! fixtures' activities through the mapper) to request bodies.
+//! `cargo bench --bench sink_sentinel`; target at least 200,000 events/s.
+
+#[path = "../tests/support/sinks.rs"]
+#[allow(dead_code)]
+mod support;
+
+use std::hint::black_box;
+
+use claudit::config::SinkKind;
+use claudit::model::Activity;
+use claudit::ocsf::{MapContext, Mapper};
+use claudit::sinks::sentinel::SentinelSink;
+use claudit::store::BatchRecord;
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+
+fn batch() -> Vec<BatchRecord> {
+    let mapper = Mapper::new(&Default::default());
+    let lines: Vec<&str> = include_str!("../fixtures/activities/catalogue.ndjson")
+        .lines()
+        .collect();
+    (0..1000)
+        .map(|i| {
+            let activity = Activity::from_json(lines[i % lines.len()]).unwrap();
+            BatchRecord {
+                seq: i as i64 + 1,
+                activity_id: activity.id.clone(),
+                created_at_ms: activity.created_at_ms(),
+                payload: mapper.map_json(&activity, &MapContext::default()),
+            }
+        })
+        .collect()
+}
+
+fn bench(c: &mut Criterion) {
+    let config = support::sink(
+        "[[sinks]]\nname = \"s\"\ntype = \"sentinel\"\nendpoint = \"https://dce.eastus-1.ingest.monitor.azure.com\"\ndcr_immutable_id = \"dcr-0\"\nstream = \"Custom-ClaudeCompliance_CL\"\ntenant_id = \"t\"\nclient_id = \"c\"\nclient_secret = \"${K}\"",
+        &[("K", "bench-key")],
+    );
+    let SinkKind::Sentinel(cfg) = &config.kind else {
+        unreachable!()
+    };
+    let sink = SentinelSink::new(cfg).unwrap();
+    let records = batch();
+    let refs: Vec<&BatchRecord> = records.iter().collect();
+    let now = claudit::store::now_ms();
+    let mut group = c.benchmark_group("sentinel");
+    group.throughput(Throughput::Elements(records.len() as u64));
+    group.bench_function("encode_1000_ocsf_events", |b| {
+        b.iter(|| {
+            let encoded = sink.encode(black_box(&refs), now);
+            encoded
+                .requests
+                .iter()
+                .map(|r| r.body().len())
+                .sum::<usize>()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

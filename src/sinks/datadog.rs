@@ -1,0 +1,497 @@
+//! The Datadog sink: Logs intake HTTP API v2 (`POST /api/v2/logs`,
+//! `spec/sinks.md` section 2).
+//!
+//! Each event becomes one log item:
+//! `{"ddsource", "service", "ddtags", "hostname", "timestamp", "message"}`,
+//! where `message` is the event (OCSF or raw activity) as a JSON string;
+//! Datadog parses a JSON message into attributes, and with
+//! `ddsource = "claude-compliance-logs"` and `format = "raw"` its own Claude
+//! Compliance pipeline applies. `timestamp` is the activity's `created_at`
+//! in epoch milliseconds, so the log lands at the time it happened.
+//!
+//! Limits, enforced before sending: 1000 items and 5 MB (uncompressed) per
+//! request, 1 MB per item. Datadog silently truncates a larger item and
+//! answers 202, so such an event is dead-lettered here instead. Events
+//! older than 18 hours are sent, counted and warned about: Datadog does not
+//! index them normally.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use reqwest::StatusCode;
+use secrecy::{ExposeSecret, SecretString};
+use tracing::warn;
+
+use super::http::{self, Outcome, Rejected};
+use super::progress::BatchProgress;
+use crate::config::DatadogSinkConfig;
+use crate::store::{BatchRecord, now_ms};
+
+/// At most this many log items per request.
+pub const MAX_ITEMS_PER_REQUEST: usize = 1000;
+/// At most this many uncompressed bytes per request (the JSON array).
+pub const MAX_REQUEST_BYTES: usize = 5_000_000;
+/// At most this many bytes per log item; Datadog truncates larger ones.
+pub const MAX_ITEM_BYTES: usize = 1_000_000;
+/// Datadog does not index logs whose timestamp is older than this.
+pub const STALE_AFTER_MS: i64 = 18 * 3600 * 1000;
+
+pub struct DatadogSink {
+    client: reqwest::Client,
+    intake_url: String,
+    validate_url: String,
+    api_key: SecretString,
+    compression: bool,
+    /// The part every item shares: `{"ddsource":..,"service":..,` etc.
+    item_prefix: String,
+    progress: BatchProgress,
+    stale_events: Arc<AtomicU64>,
+}
+
+/// One request's worth of a batch.
+#[derive(Debug)]
+pub struct Request<'r> {
+    pub records: Vec<&'r BatchRecord>,
+    /// The encoded log item of each record, in the same order.
+    pub items: Vec<String>,
+}
+
+impl Request<'_> {
+    /// The request body: the items as a JSON array, uncompressed.
+    pub fn body(&self) -> Vec<u8> {
+        let len = self.items.iter().map(|i| i.len() + 1).sum::<usize>() + 2;
+        let mut body = Vec::with_capacity(len);
+        body.push(b'[');
+        for (i, item) in self.items.iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(item.as_bytes());
+        }
+        body.push(b']');
+        body
+    }
+
+    /// Two halves of a request with more than one item.
+    fn split(mut self) -> (Self, Self) {
+        let mid = self.items.len() / 2;
+        let items = self.items.split_off(mid);
+        let records = self.records.split_off(mid);
+        (self, Request { records, items })
+    }
+}
+
+/// A batch encoded for the intake.
+#[derive(Debug)]
+pub struct Encoded<'r> {
+    pub requests: Vec<Request<'r>>,
+    /// Records that cannot be sent whole (over 1 MB).
+    pub rejected: Vec<Rejected>,
+    /// Records older than 18 hours (still sent).
+    pub stale: usize,
+}
+
+impl DatadogSink {
+    pub fn new(config: &DatadogSinkConfig) -> anyhow::Result<DatadogSink> {
+        let mut prefix = String::from("{");
+        let mut field = |key: &str, value: &str| {
+            prefix.push_str(&serde_json::to_string(key).expect("a string serializes"));
+            prefix.push(':');
+            prefix.push_str(&serde_json::to_string(value).expect("a string serializes"));
+            prefix.push(',');
+        };
+        field("ddsource", &config.ddsource);
+        field("service", &config.service);
+        if !config.ddtags.is_empty() {
+            field("ddtags", &config.ddtags);
+        }
+        if let Some(host) = &config.hostname {
+            field("hostname", host);
+        }
+        Ok(DatadogSink {
+            client: http::client(&config.http)?,
+            intake_url: config.intake_url.clone(),
+            validate_url: config.validate_url.clone(),
+            api_key: config.api_key.clone(),
+            compression: config.http.compression,
+            item_prefix: prefix,
+            progress: BatchProgress::default(),
+            stale_events: Arc::default(),
+        })
+    }
+
+    /// Events sent with a timestamp older than 18 hours, since start (for
+    /// metrics).
+    pub fn stale_events(&self) -> Arc<AtomicU64> {
+        self.stale_events.clone()
+    }
+
+    /// Encodes records into requests within the intake's limits; `now_ms`
+    /// decides which events are stale.
+    pub fn encode<'r>(&self, records: &[&'r BatchRecord], now_ms: i64) -> Encoded<'r> {
+        let mut out = Encoded {
+            requests: Vec::new(),
+            rejected: Vec::new(),
+            stale: 0,
+        };
+        let mut current = Request {
+            records: Vec::new(),
+            items: Vec::new(),
+        };
+        let mut current_bytes = 2; // the brackets
+        for &record in records {
+            if now_ms - record.created_at_ms > STALE_AFTER_MS {
+                out.stale += 1;
+            }
+            let item = self.item(record);
+            if item.len() > MAX_ITEM_BYTES {
+                out.rejected.push(Rejected {
+                    seq: record.seq,
+                    activity_id: record.activity_id.clone(),
+                    reason: format!(
+                        "the log item is {} bytes, over Datadog's limit of {MAX_ITEM_BYTES} bytes per \
+                         log (Datadog would truncate it); not sent",
+                        item.len()
+                    ),
+                    response: String::new(),
+                });
+                continue;
+            }
+            let added = item.len() + usize::from(!current.items.is_empty());
+            if !current.items.is_empty()
+                && (current.items.len() == MAX_ITEMS_PER_REQUEST
+                    || current_bytes + added > MAX_REQUEST_BYTES)
+            {
+                out.requests.push(std::mem::replace(
+                    &mut current,
+                    Request {
+                        records: Vec::new(),
+                        items: Vec::new(),
+                    },
+                ));
+                current_bytes = 2;
+            }
+            current_bytes += item.len() + usize::from(!current.items.is_empty());
+            current.records.push(record);
+            current.items.push(item);
+        }
+        if !current.items.is_empty() {
+            out.requests.push(current);
+        }
+        out
+    }
+
+    /// One log item: the shared fields, the timestamp, and the event as the
+    /// `message` string.
+    fn item(&self, record: &BatchRecord) -> String {
+        let mut item =
+            String::with_capacity(self.item_prefix.len() + record.payload.len() * 9 / 8 + 48);
+        item.push_str(&self.item_prefix);
+        item.push_str("\"timestamp\":");
+        item.push_str(&record.created_at_ms.to_string());
+        item.push_str(",\"message\":");
+        let mut bytes = item.into_bytes();
+        push_json_string(&mut bytes, &record.payload);
+        bytes.push(b'}');
+        String::from_utf8(bytes).expect("JSON text is UTF-8")
+    }
+
+    /// Sends one batch, as several requests when the limits ask for it.
+    pub async fn send(&mut self, records: &[BatchRecord]) -> Outcome {
+        let first_attempt = self.progress.begin(records);
+        let pending = self.progress.pending(records);
+        let encoded = self.encode(&pending, now_ms());
+        if first_attempt && encoded.stale > 0 {
+            self.stale_events
+                .fetch_add(encoded.stale as u64, Ordering::Relaxed);
+            warn!(
+                count = encoded.stale,
+                "events older than 18 hours sent to Datadog: Datadog does not index logs that old \
+                 normally, so they may not be searchable; catch up sooner or use a file sink for \
+                 the backlog"
+            );
+        }
+        for r in encoded.rejected {
+            self.progress.rejected(r);
+        }
+        let mut queue: VecDeque<Request> = encoded.requests.into();
+        while let Some(request) = queue.pop_front() {
+            let (status, headers, body) = match self.post(&request).await {
+                Ok(answer) => answer,
+                Err(e) => {
+                    return Outcome::Retry {
+                        after: None,
+                        reason: format!("sending to {}: {e}", self.intake_url),
+                    };
+                }
+            };
+            match status.as_u16() {
+                200..=299 => {
+                    for r in &request.records {
+                        self.progress.acknowledged(r.seq);
+                    }
+                }
+                // Our own limits keep requests under 5 MB; a proxy may have
+                // a lower one. Halve until one item is left.
+                413 if request.items.len() > 1 => {
+                    let (a, b) = request.split();
+                    queue.push_front(b);
+                    queue.push_front(a);
+                }
+                413 => {
+                    let r = request.records[0];
+                    self.progress.rejected(Rejected {
+                        seq: r.seq,
+                        activity_id: r.activity_id.clone(),
+                        reason: "the intake refused this single log as too large (HTTP 413)"
+                            .to_string(),
+                        response: format!("HTTP 413: {}", http::truncate(&body, 1024)),
+                    });
+                }
+                // The body is a JSON array we built, so a 400 is not about
+                // one event: a proxy or the intake refuses the request shape.
+                // Stop and alert rather than dead-letter every event.
+                400 => {
+                    return Outcome::Fatal {
+                        reason: format!(
+                            "HTTP 400 from {}: {}; the intake refused the request format (a proxy \
+                             in between?)",
+                            self.intake_url,
+                            http::truncate(&body, 512)
+                        ),
+                    };
+                }
+                401 | 403 => {
+                    return Outcome::Fatal {
+                        reason: format!(
+                            "HTTP {} from {}: {}; the API key is missing or not valid for this \
+                             Datadog site: check api_key and site",
+                            status.as_u16(),
+                            self.intake_url,
+                            http::truncate(&body, 512)
+                        ),
+                    };
+                }
+                _ => return http::classify(status, &headers, &body),
+            }
+        }
+        self.progress.finish()
+    }
+
+    async fn post(
+        &self,
+        request: &Request<'_>,
+    ) -> Result<(StatusCode, reqwest::header::HeaderMap, String), reqwest::Error> {
+        let body = request.body();
+        let mut builder = self
+            .client
+            .post(&self.intake_url)
+            .header("DD-API-KEY", self.api_key.expose_secret())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header("DD-EVP-ORIGIN", "claudit")
+            .header("DD-EVP-ORIGIN-VERSION", env!("CARGO_PKG_VERSION"));
+        builder = if self.compression {
+            builder
+                .header(reqwest::header::CONTENT_ENCODING, "gzip")
+                .body(http::gzip(&body))
+        } else {
+            builder.body(body)
+        };
+        let response = builder.send().await?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap_or_default();
+        Ok((status, headers, text))
+    }
+
+    /// `GET /api/v1/validate`: is the API key valid for this site?
+    pub async fn healthcheck(&self) -> Result<String, String> {
+        let response = self
+            .client
+            .get(&self.validate_url)
+            .header("DD-API-KEY", self.api_key.expose_secret())
+            .send()
+            .await
+            .map_err(|e| format!("cannot reach {}: {e}", self.validate_url))?;
+        let status = response.status().as_u16();
+        let body = response.text().await.unwrap_or_default();
+        match status {
+            200..=299 => Ok(format!(
+                "API key accepted by {}; logs go to {}",
+                self.validate_url, self.intake_url
+            )),
+            401 | 403 => Err(format!(
+                "{} refused the API key (HTTP {status}); check api_key, and that site matches the \
+                 Datadog site the key belongs to",
+                self.validate_url
+            )),
+            _ => Err(format!(
+                "{} answered HTTP {status}: {}",
+                self.validate_url,
+                http::truncate(&body, 256)
+            )),
+        }
+    }
+}
+
+/// Appends `text` as a JSON string. Copies runs of plain bytes at once: an
+/// event is mostly plain text with many quotes, and this is the encoder's
+/// hot loop.
+fn push_json_string(out: &mut Vec<u8>, text: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes = text.as_bytes();
+    out.reserve(bytes.len() + bytes.len() / 8 + 2);
+    out.push(b'"');
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if b >= 0x20 && b != b'"' && b != b'\\' {
+            continue;
+        }
+        let escaped: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1f => {
+                out.extend_from_slice(&bytes[start..i]);
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[usize::from(b >> 4)]);
+                out.push(HEX[usize::from(b & 0xf)]);
+                start = i + 1;
+                continue;
+            }
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        out.extend_from_slice(escaped);
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::HttpSinkConfig;
+    use std::time::Duration;
+
+    fn sink() -> DatadogSink {
+        DatadogSink::new(&DatadogSinkConfig {
+            intake_url: "http://127.0.0.1:9/api/v2/logs".into(),
+            validate_url: "http://127.0.0.1:9/api/v1/validate".into(),
+            api_key: SecretString::from("k"),
+            ddsource: "claude-compliance-logs".into(),
+            service: "claudit".into(),
+            ddtags: "env:test".into(),
+            hostname: Some("h\"1".into()),
+            http: HttpSinkConfig {
+                tls_ca_file: None,
+                connect_timeout: Duration::from_secs(1),
+                request_timeout: Duration::from_secs(1),
+                compression: false,
+            },
+        })
+        .unwrap()
+    }
+
+    fn rec(seq: i64, payload: String, created_at_ms: i64) -> BatchRecord {
+        BatchRecord {
+            seq,
+            activity_id: format!("activity_{seq}"),
+            created_at_ms,
+            payload,
+        }
+    }
+
+    #[test]
+    fn an_item_carries_the_event_as_a_json_string_message() {
+        let s = sink();
+        let r = rec(1, r#"{"id":"a","type":"x"}"#.into(), 1_700_000_000_123);
+        let item: serde_json::Value = serde_json::from_str(&s.item(&r)).unwrap();
+        assert_eq!(
+            item,
+            serde_json::json!({
+                "ddsource": "claude-compliance-logs",
+                "service": "claudit",
+                "ddtags": "env:test",
+                "hostname": "h\"1",
+                "timestamp": 1_700_000_000_123i64,
+                "message": r#"{"id":"a","type":"x"}"#,
+            })
+        );
+    }
+
+    #[test]
+    fn encoding_splits_on_count_and_bytes_and_rejects_oversize_items() {
+        let s = sink();
+        let now = 10 * STALE_AFTER_MS;
+        // 2500 small events: 1000 + 1000 + 500.
+        let small: Vec<_> = (0..2500)
+            .map(|i| rec(i, format!(r#"{{"n":{i}}}"#), now))
+            .collect();
+        let refs: Vec<_> = small.iter().collect();
+        let e = s.encode(&refs, now);
+        let sizes: Vec<_> = e.requests.iter().map(|r| r.items.len()).collect();
+        assert_eq!(sizes, [1000, 1000, 500]);
+        assert_eq!(e.stale, 0);
+        // 600 KB events: eight per request stay under 5 MB; one 1.2 MB event
+        // is rejected; events stay in order.
+        let big = "x".repeat(600_000);
+        let mut records: Vec<_> = (0..20)
+            .map(|i| rec(i, format!(r#"{{"b":"{big}"}}"#), now - STALE_AFTER_MS - 1))
+            .collect();
+        records[5].payload = format!(r#"{{"b":"{}"}}"#, "y".repeat(1_200_000));
+        let refs: Vec<_> = records.iter().collect();
+        let e = s.encode(&refs, now);
+        assert_eq!(e.rejected.len(), 1);
+        assert_eq!(e.rejected[0].seq, 5);
+        assert!(e.rejected[0].reason.contains("1000000"));
+        assert_eq!(e.stale, 20);
+        let mut seqs = Vec::new();
+        for r in &e.requests {
+            assert!(r.body().len() <= MAX_REQUEST_BYTES);
+            let parsed: Vec<serde_json::Value> = serde_json::from_slice(&r.body()).unwrap();
+            assert_eq!(parsed.len(), r.items.len());
+            seqs.extend(r.records.iter().map(|r| r.seq));
+        }
+        let expected: Vec<i64> = (0..20).filter(|&i| i != 5).collect();
+        assert_eq!(seqs, expected);
+        assert_eq!(e.requests[0].items.len(), 8);
+    }
+
+    #[test]
+    fn strings_are_escaped_like_serde_json() {
+        for text in [
+            "plain",
+            "q\"uote\\back",
+            "ctl\u{1}\n\r\t\u{1f}",
+            "héllo €",
+            "",
+        ] {
+            let mut out = Vec::new();
+            push_json_string(&mut out, text);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                serde_json::to_string(text).unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn an_item_of_exactly_the_limit_is_sent() {
+        let s = sink();
+        let probe = s.item(&rec(1, "\"\"".into(), 5));
+        // A JSON string payload grows by its escaping; find a size that
+        // lands exactly on the limit.
+        let overhead = probe.len() - "\"\\\"\\\"\"".len();
+        let payload = format!("\"{}\"", "a".repeat(MAX_ITEM_BYTES - overhead - 6));
+        let r = rec(1, payload, 5);
+        assert_eq!(s.item(&r).len(), MAX_ITEM_BYTES);
+        let e = s.encode(&[&r], 5);
+        assert!(e.rejected.is_empty());
+        assert_eq!(e.requests.len(), 1);
+    }
+}

@@ -1,0 +1,574 @@
+//! The Microsoft Sentinel sink: the Azure Monitor Logs Ingestion API
+//! (`spec/sinks.md` section 4), not the retired HTTP Data Collector API.
+//!
+//! `POST {endpoint}/dataCollectionRules/{dcr}/streams/{stream}?api-version=2023-01-01`
+//! with a Microsoft Entra client-credentials bearer token. The body is a
+//! JSON array of rows with exactly the columns of [`COLUMNS`], which
+//! `deploy/sentinel/` declares in the DCR stream and the custom table:
+//!
+//! | column | type | value |
+//! |---|---|---|
+//! | `TimeGenerated` | datetime | the activity's `created_at`, RFC 3339 with ms |
+//! | `ActivityId` | string | the activity id (dedup key: no server-side dedup) |
+//! | `ActivityType` | string | `type` of a raw activity, `metadata.event_code` of an OCSF event |
+//! | `Event` | dynamic | the event itself (OCSF or raw), as a JSON object |
+//!
+//! Limits: 1 MB per call, compressed or not, so requests are cut at 1 MB
+//! uncompressed; field values over 64 KB are truncated by Azure, so an
+//! event whose `Event` value is larger is dead-lettered instead. Azure
+//! replaces a `TimeGenerated` older than two days with the ingestion time:
+//! such events are sent, counted and warned about.
+
+use std::borrow::Cow;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use tracing::{info, warn};
+
+use super::http::{self, Outcome, Rejected};
+use super::progress::BatchProgress;
+use crate::config::SentinelSinkConfig;
+use crate::store::{BatchRecord, now_ms};
+
+pub const API_VERSION: &str = "2023-01-01";
+/// The columns of every row, with their Log Analytics types, in order.
+pub const COLUMNS: &[(&str, &str)] = &[
+    ("TimeGenerated", "datetime"),
+    ("ActivityId", "string"),
+    ("ActivityType", "string"),
+    ("Event", "dynamic"),
+];
+/// At most this many bytes per call (the limit holds for the uncompressed
+/// body too).
+pub const MAX_REQUEST_BYTES: usize = 1_000_000;
+/// Azure truncates field values larger than this.
+pub const MAX_FIELD_BYTES: usize = 64 * 1024;
+/// Azure replaces older `TimeGenerated` values with the ingestion time.
+pub const STALE_AFTER_MS: i64 = 2 * 86_400 * 1000;
+
+/// Where the sink reads the time for token expiry (injectable for tests).
+pub type Clock = Arc<dyn Fn() -> Instant + Send + Sync>;
+
+struct Token {
+    value: SecretString,
+    refresh_at: Instant,
+}
+
+pub struct SentinelSink {
+    client: reqwest::Client,
+    ingest_url: String,
+    token_url: String,
+    client_id: String,
+    client_secret: SecretString,
+    scope: String,
+    compression: bool,
+    token: Option<Token>,
+    clock: Clock,
+    progress: BatchProgress,
+    stale_events: Arc<AtomicU64>,
+}
+
+/// One call's worth of rows.
+#[derive(Debug)]
+pub struct Request<'r> {
+    pub records: Vec<&'r BatchRecord>,
+    pub rows: Vec<String>,
+}
+
+impl Request<'_> {
+    /// The JSON array of rows, uncompressed.
+    pub fn body(&self) -> Vec<u8> {
+        let len = self.rows.iter().map(|r| r.len() + 1).sum::<usize>() + 2;
+        let mut body = Vec::with_capacity(len);
+        body.push(b'[');
+        for (i, row) in self.rows.iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(row.as_bytes());
+        }
+        body.push(b']');
+        body
+    }
+
+    fn split(mut self) -> (Self, Self) {
+        let mid = self.rows.len() / 2;
+        let rows = self.rows.split_off(mid);
+        let records = self.records.split_off(mid);
+        (self, Request { records, rows })
+    }
+}
+
+#[derive(Debug)]
+pub struct Encoded<'r> {
+    pub requests: Vec<Request<'r>>,
+    pub rejected: Vec<Rejected>,
+    /// Events older than two days (still sent).
+    pub stale: usize,
+}
+
+/// The activity type of an OCSF event (`metadata.event_code`) or of a raw
+/// activity (`type`), read without building the whole document.
+#[derive(Deserialize)]
+struct TypePeek<'a> {
+    #[serde(rename = "type", borrow, default)]
+    activity_type: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    metadata: Option<MetadataPeek<'a>>,
+}
+
+#[derive(Deserialize)]
+struct MetadataPeek<'a> {
+    #[serde(borrow, default)]
+    event_code: Option<Cow<'a, str>>,
+}
+
+fn activity_type(payload: &str) -> String {
+    match serde_json::from_str::<TypePeek>(payload) {
+        Ok(peek) => peek
+            .activity_type
+            .or(peek.metadata.and_then(|m| m.event_code))
+            .map(Cow::into_owned)
+            .unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
+impl SentinelSink {
+    pub fn new(config: &SentinelSinkConfig) -> anyhow::Result<SentinelSink> {
+        Ok(SentinelSink {
+            client: http::client(&config.http)?,
+            ingest_url: format!(
+                "{}/dataCollectionRules/{}/streams/{}?api-version={API_VERSION}",
+                config.endpoint, config.dcr_immutable_id, config.stream
+            ),
+            token_url: format!(
+                "{}/{}/oauth2/v2.0/token",
+                config.authority, config.tenant_id
+            ),
+            client_id: config.client_id.clone(),
+            client_secret: config.client_secret.clone(),
+            scope: config.scope.clone(),
+            compression: config.http.compression,
+            token: None,
+            clock: Arc::new(Instant::now),
+            progress: BatchProgress::default(),
+            stale_events: Arc::default(),
+        })
+    }
+
+    /// Replaces the clock that decides when the token needs refreshing.
+    pub fn with_clock(mut self, clock: Clock) -> SentinelSink {
+        self.clock = clock;
+        self
+    }
+
+    /// Events sent with a `TimeGenerated` older than two days, since start.
+    pub fn stale_events(&self) -> Arc<AtomicU64> {
+        self.stale_events.clone()
+    }
+
+    /// Encodes records into calls of at most 1 MB.
+    pub fn encode<'r>(&self, records: &[&'r BatchRecord], now_ms: i64) -> Encoded<'r> {
+        let mut out = Encoded {
+            requests: Vec::new(),
+            rejected: Vec::new(),
+            stale: 0,
+        };
+        let mut current = Request {
+            records: Vec::new(),
+            rows: Vec::new(),
+        };
+        let mut current_bytes = 2;
+        for &record in records {
+            if now_ms - record.created_at_ms > STALE_AFTER_MS {
+                out.stale += 1;
+            }
+            if record.payload.len() > MAX_FIELD_BYTES {
+                out.rejected.push(Rejected {
+                    seq: record.seq,
+                    activity_id: record.activity_id.clone(),
+                    reason: format!(
+                        "the event is {} bytes, over Azure Monitor's limit of {MAX_FIELD_BYTES} bytes \
+                         per field value (Azure would truncate it); not sent",
+                        record.payload.len()
+                    ),
+                    response: String::new(),
+                });
+                continue;
+            }
+            let row = row(record);
+            let added = row.len() + usize::from(!current.rows.is_empty());
+            if !current.rows.is_empty() && current_bytes + added > MAX_REQUEST_BYTES {
+                out.requests.push(std::mem::replace(
+                    &mut current,
+                    Request {
+                        records: Vec::new(),
+                        rows: Vec::new(),
+                    },
+                ));
+                current_bytes = 2;
+            }
+            current_bytes += row.len() + usize::from(!current.rows.is_empty());
+            current.records.push(record);
+            current.rows.push(row);
+        }
+        if !current.rows.is_empty() {
+            out.requests.push(current);
+        }
+        out
+    }
+
+    /// Sends one batch, as several calls when it exceeds 1 MB.
+    pub async fn send(&mut self, records: &[BatchRecord]) -> Outcome {
+        let first_attempt = self.progress.begin(records);
+        let pending = self.progress.pending(records);
+        let encoded = self.encode(&pending, now_ms());
+        if first_attempt && encoded.stale > 0 {
+            self.stale_events
+                .fetch_add(encoded.stale as u64, Ordering::Relaxed);
+            warn!(
+                count = encoded.stale,
+                "events older than two days sent to Azure Monitor: it replaces their TimeGenerated \
+                 with the ingestion time (the Event column keeps the real time)"
+            );
+        }
+        for r in encoded.rejected {
+            self.progress.rejected(r);
+        }
+        let mut queue: VecDeque<Request> = encoded.requests.into();
+        while let Some(request) = queue.pop_front() {
+            let (status, headers, body) = match self.post_refreshing(&request).await {
+                Ok(answer) => answer,
+                Err(outcome) => return outcome,
+            };
+            match status.as_u16() {
+                200..=299 => {
+                    for r in &request.records {
+                        self.progress.acknowledged(r.seq);
+                    }
+                }
+                413 if request.rows.len() > 1 => {
+                    let (a, b) = request.split();
+                    queue.push_front(b);
+                    queue.push_front(a);
+                }
+                413 => {
+                    let r = request.records[0];
+                    self.progress.rejected(Rejected {
+                        seq: r.seq,
+                        activity_id: r.activity_id.clone(),
+                        reason: "Azure Monitor refused this single row as too large (HTTP 413)"
+                            .to_string(),
+                        response: format!("HTTP 413: {}", http::truncate(&body, 1024)),
+                    });
+                }
+                code => return ingestion_failure(code, status, &headers, &body, &self.ingest_url),
+            }
+        }
+        self.progress.finish()
+    }
+
+    /// Posts one call; on a 401 gets a new token and posts once more.
+    async fn post_refreshing(
+        &mut self,
+        request: &Request<'_>,
+    ) -> Result<(StatusCode, HeaderMap, String), Outcome> {
+        let body = request.body();
+        let body = if self.compression {
+            http::gzip(&body)
+        } else {
+            body
+        };
+        let mut refreshed = false;
+        loop {
+            let token = self.token().await?;
+            let mut builder = self
+                .client
+                .post(&self.ingest_url)
+                .bearer_auth(token.expose_secret())
+                .header(reqwest::header::CONTENT_TYPE, "application/json");
+            if self.compression {
+                builder = builder.header(reqwest::header::CONTENT_ENCODING, "gzip");
+            }
+            let response = builder
+                .body(body.clone())
+                .send()
+                .await
+                .map_err(|e| Outcome::Retry {
+                    after: None,
+                    reason: format!("sending to {}: {e}", self.ingest_url),
+                })?;
+            let status = response.status();
+            let headers = response.headers().clone();
+            let text = response.text().await.unwrap_or_default();
+            if status == StatusCode::UNAUTHORIZED && !refreshed {
+                info!("Azure Monitor answered 401; getting a new token and trying once more");
+                self.token = None;
+                refreshed = true;
+                continue;
+            }
+            return Ok((status, headers, text));
+        }
+    }
+
+    /// The cached token, or a new one when it is missing or near expiry.
+    async fn token(&mut self) -> Result<SecretString, Outcome> {
+        let now = (self.clock)();
+        if let Some(t) = &self.token
+            && now < t.refresh_at
+        {
+            return Ok(t.value.clone());
+        }
+        let token = self.fetch_token().await?;
+        let value = token.value.clone();
+        self.token = Some(token);
+        Ok(value)
+    }
+
+    /// POST to the Entra token endpoint (client credentials).
+    async fn fetch_token(&self) -> Result<Token, Outcome> {
+        let form = {
+            let mut url = reqwest::Url::parse("http://form.invalid/").expect("a valid URL");
+            url.query_pairs_mut()
+                .append_pair("grant_type", "client_credentials")
+                .append_pair("client_id", &self.client_id)
+                .append_pair("client_secret", self.client_secret.expose_secret())
+                .append_pair("scope", &self.scope);
+            url.query().unwrap_or_default().to_string()
+        };
+        let requested = (self.clock)();
+        let response = self
+            .client
+            .post(&self.token_url)
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body(form)
+            .send()
+            .await
+            .map_err(|e| Outcome::Retry {
+                after: None,
+                reason: format!("getting a token from {}: {e}", self.token_url),
+            })?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap_or_default();
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        if !status.is_success() {
+            let code = status.as_u16();
+            let error = json["error"].as_str().unwrap_or("");
+            // The first line of error_description: "AADSTS7000215: Invalid client secret provided..."
+            let description = json["error_description"]
+                .as_str()
+                .and_then(|d| d.lines().next())
+                .unwrap_or("");
+            let detail = if error.is_empty() {
+                http::truncate(&text, 256)
+            } else {
+                format!("{error}: {description}")
+            };
+            return Err(match code {
+                408 | 429 | 500..=599 => Outcome::Retry {
+                    after: http::retry_after(&headers),
+                    reason: format!(
+                        "token endpoint {} answered HTTP {code}: {detail}",
+                        self.token_url
+                    ),
+                },
+                _ => Outcome::Fatal {
+                    reason: format!(
+                        "Microsoft Entra ID refused the client credentials (HTTP {code}: {detail}); \
+                         check tenant_id, client_id, client_secret (not expired?) and scope"
+                    ),
+                },
+            });
+        }
+        let access_token = json["access_token"].as_str().unwrap_or("");
+        // expires_in is a number, or a string on some older endpoints.
+        let expires_in = json["expires_in"]
+            .as_u64()
+            .or_else(|| json["expires_in"].as_str().and_then(|s| s.parse().ok()));
+        let (false, Some(expires_in)) = (access_token.is_empty(), expires_in) else {
+            return Err(Outcome::Retry {
+                after: None,
+                reason: format!(
+                    "token endpoint {} answered HTTP {} without access_token and expires_in",
+                    self.token_url,
+                    status.as_u16()
+                ),
+            });
+        };
+        let lifetime = Duration::from_secs(expires_in);
+        Ok(Token {
+            value: SecretString::from(access_token.to_string()),
+            refresh_at: requested + lifetime - refresh_margin(lifetime),
+        })
+    }
+
+    /// Gets a token, then posts an empty array: checks the credentials, the
+    /// endpoint, the DCR, the stream and the role without ingesting a row.
+    pub async fn healthcheck(&mut self) -> Result<String, String> {
+        let describe = |o: Outcome| match o {
+            Outcome::Retry { reason, .. } | Outcome::Fatal { reason } => reason,
+            Outcome::Delivered { .. } => String::new(),
+        };
+        self.token = None;
+        let empty = Request {
+            records: Vec::new(),
+            rows: Vec::new(),
+        };
+        let (status, headers, body) = self.post_refreshing(&empty).await.map_err(describe)?;
+        match status.as_u16() {
+            200..=299 => Ok(format!(
+                "token issued and the stream accepts data at {}",
+                self.ingest_url
+            )),
+            code => Err(describe(ingestion_failure(
+                code,
+                status,
+                &headers,
+                &body,
+                &self.ingest_url,
+            ))),
+        }
+    }
+}
+
+/// Refresh this long before expiry: a tenth of the lifetime, at least a
+/// minute, at most half the lifetime (short-lived tokens).
+fn refresh_margin(lifetime: Duration) -> Duration {
+    (lifetime / 10)
+        .max(Duration::from_secs(60))
+        .min(lifetime / 2)
+}
+
+/// A non-2xx, non-413 answer of the ingestion endpoint.
+fn ingestion_failure(
+    code: u16,
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: &str,
+    url: &str,
+) -> Outcome {
+    let body = http::truncate(body, 512);
+    match code {
+        401 => Outcome::Fatal {
+            reason: format!(
+                "HTTP 401 from {url} even with a new token: {body}; check that scope matches the \
+                 cloud (https://monitor.azure.com//.default for Azure public cloud)"
+            ),
+        },
+        // Role assignments take up to 30 minutes to apply: the slow re-check
+        // of a fatal outcome picks delivery up once they do.
+        403 => Outcome::Fatal {
+            reason: format!(
+                "HTTP 403 from {url}: {body}; grant the app registration the Monitoring Metrics \
+                 Publisher role on the data collection rule (it can take 30 minutes to apply)"
+            ),
+        },
+        404 => Outcome::Fatal {
+            reason: format!(
+                "HTTP 404 from {url}: {body}; check endpoint, dcr_immutable_id and stream (the \
+                 stream must be declared in the DCR)"
+            ),
+        },
+        400 => Outcome::Fatal {
+            reason: format!(
+                "HTTP 400 from {url}: {body}; the DCR's stream declaration must have exactly the \
+                 columns TimeGenerated, ActivityId, ActivityType, Event (see deploy/sentinel/)"
+            ),
+        },
+        _ => http::classify(status, headers, &body),
+    }
+}
+
+/// One row: `{"TimeGenerated":..,"ActivityId":..,"ActivityType":..,"Event":{..}}`.
+pub fn row(record: &BatchRecord) -> String {
+    let time = chrono::DateTime::from_timestamp_millis(record.created_at_ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let ty = activity_type(&record.payload);
+    let mut out = Vec::with_capacity(record.payload.len() + 160);
+    out.extend_from_slice(b"{\"TimeGenerated\":\"");
+    out.extend_from_slice(time.as_bytes());
+    out.extend_from_slice(b"\",\"ActivityId\":");
+    serde_json::to_writer(&mut out, record.activity_id.as_str()).expect("writing to a Vec");
+    out.extend_from_slice(b",\"ActivityType\":");
+    serde_json::to_writer(&mut out, ty.as_str()).expect("writing to a Vec");
+    out.extend_from_slice(b",\"Event\":");
+    // The payload is one JSON object (the journal stores it that way).
+    out.extend_from_slice(record.payload.as_bytes());
+    out.push(b'}');
+    String::from_utf8(out).expect("JSON text is UTF-8")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(seq: i64, payload: &str, created_at_ms: i64) -> BatchRecord {
+        BatchRecord {
+            seq,
+            activity_id: format!("activity_{seq}"),
+            created_at_ms,
+            payload: payload.to_string(),
+        }
+    }
+
+    #[test]
+    fn rows_carry_the_declared_columns_and_the_activity_type() {
+        let raw = rec(
+            1,
+            r#"{"id":"a","type":"claude_chat_created"}"#,
+            1_778_400_000_123,
+        );
+        let v: serde_json::Value = serde_json::from_str(&row(&raw)).unwrap();
+        assert_eq!(v["TimeGenerated"], "2026-05-10T08:00:00.123Z");
+        assert_eq!(v["ActivityId"], "activity_1");
+        assert_eq!(v["ActivityType"], "claude_chat_created");
+        assert_eq!(v["Event"]["id"], "a");
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        let mut declared: Vec<&str> = COLUMNS.iter().map(|c| c.0).collect();
+        declared.sort();
+        let mut keys_sorted = keys.clone();
+        keys_sorted.sort();
+        assert_eq!(keys_sorted, declared);
+        let ocsf = rec(
+            2,
+            r#"{"class_uid":3005,"metadata":{"event_code":"user_deleted"}}"#,
+            0,
+        );
+        let v: serde_json::Value = serde_json::from_str(&row(&ocsf)).unwrap();
+        assert_eq!(v["ActivityType"], "user_deleted");
+        // A payload without either field, or with a non-string type, still
+        // makes a row.
+        let odd = rec(3, r#"{"type":7}"#, 0);
+        let v: serde_json::Value = serde_json::from_str(&row(&odd)).unwrap();
+        assert_eq!(v["ActivityType"], "");
+        assert_eq!(v["Event"]["type"], 7);
+    }
+
+    #[test]
+    fn refresh_margin_is_a_tenth_within_bounds() {
+        assert_eq!(
+            refresh_margin(Duration::from_secs(3599)),
+            Duration::from_millis(359_900)
+        );
+        assert_eq!(
+            refresh_margin(Duration::from_secs(300)),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            refresh_margin(Duration::from_secs(10)),
+            Duration::from_secs(5)
+        );
+    }
+}
