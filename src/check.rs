@@ -67,9 +67,37 @@ pub async fn connect(config: &Config) -> bool {
                     }
                 }
             }
+            SinkKind::SplunkHec(c) => {
+                let result = match crate::sinks::splunk_hec::SplunkHecSink::new(c) {
+                    Ok(s) => s.healthcheck().await,
+                    Err(e) => Err(format!("{e:#}")),
+                };
+                ok &= report_sink(&sink.name, result);
+            }
+            SinkKind::Sumo(c) => {
+                let result = match crate::sinks::sumo::SumoSink::new(c) {
+                    Ok(s) => s.healthcheck().await,
+                    Err(e) => Err(format!("{e:#}")),
+                };
+                ok &= report_sink(&sink.name, result);
+            }
         }
     }
     ok
+}
+
+/// Prints one line for an HTTP sink's health check; true if it passed.
+fn report_sink(name: &str, result: Result<String, String>) -> bool {
+    match result {
+        Ok(msg) => {
+            println!("sink {name}: ok: {msg}");
+            true
+        }
+        Err(e) => {
+            println!("sink {name}: FAILED: {e}");
+            false
+        }
+    }
 }
 
 fn writable(dir: &std::path::Path) -> std::io::Result<()> {

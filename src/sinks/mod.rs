@@ -6,6 +6,8 @@
 
 pub mod file;
 pub mod http;
+pub mod splunk_hec;
+pub mod sumo;
 
 use std::time::Duration;
 
@@ -18,6 +20,8 @@ use crate::config::{Format, SinkConfig, SinkKind};
 use crate::store::{BatchRecord, NewDeadLetter, SharedStore, now_ms};
 use file::FileSink;
 use http::Outcome;
+use splunk_hec::SplunkHecSink;
+use sumo::SumoSink;
 
 /// How often a sink with nothing to do re-reads the journal even without a
 /// wake-up (a `claudit backfill` in another process writes it too).
@@ -38,6 +42,8 @@ pub struct SinkStats {
 /// The destination behind a sink. One variant per sink type.
 enum Destination {
     File(FileSink),
+    SplunkHec(SplunkHecSink),
+    Sumo(SumoSink),
 }
 
 pub struct SinkTask {
@@ -206,6 +212,8 @@ impl SinkTask {
                 }
                 Ok(Destination::File(sink))
             }
+            SinkKind::SplunkHec(cfg) => Ok(Destination::SplunkHec(SplunkHecSink::new(cfg)?)),
+            SinkKind::Sumo(cfg) => Ok(Destination::Sumo(SumoSink::new(cfg)?)),
         }
     }
 }
@@ -215,6 +223,7 @@ impl Destination {
     fn offset(&self) -> Option<i64> {
         match self {
             Destination::File(sink) => Some(sink.offset() as i64),
+            Destination::SplunkHec(_) | Destination::Sumo(_) => None,
         }
     }
 }
@@ -237,6 +246,8 @@ async fn deliver(destination: &mut Destination, records: &[BatchRecord]) -> Outc
                 },
             }
         }
+        Destination::SplunkHec(sink) => sink.send(records).await,
+        Destination::Sumo(sink) => sink.send(records).await,
     }
 }
 
