@@ -60,7 +60,12 @@ fn bench(c: &mut Criterion) {
     })
     .unwrap();
     let records = batch();
-    let bytes: usize = sink.encode(&records).requests.iter().map(|r| r.body.len()).sum();
+    let bytes: usize = sink
+        .encode(&records)
+        .requests
+        .iter()
+        .map(|r| r.body.len())
+        .sum();
     println!("1,000 events -> {bytes} bytes of HEC requests");
     let mut group = c.benchmark_group("splunk_hec_encode");
     group.throughput(Throughput::Elements(records.len() as u64));

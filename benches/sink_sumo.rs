@@ -41,7 +41,9 @@ fn batch() -> Vec<BatchRecord> {
 
 fn bench(c: &mut Criterion) {
     let sink = SumoSink::new(&SumoSinkConfig {
-        url: "https://collectors.sumologic.com/receiver/v1/http/CODE".to_string().into(),
+        url: "https://collectors.sumologic.com/receiver/v1/http/CODE"
+            .to_string()
+            .into(),
         category: Some("security/claude".into()),
         source_name: None,
         source_host: None,
@@ -55,7 +57,12 @@ fn bench(c: &mut Criterion) {
     })
     .unwrap();
     let records = batch();
-    let bytes: usize = sink.encode(&records).requests.iter().map(|r| r.body.len()).sum();
+    let bytes: usize = sink
+        .encode(&records)
+        .requests
+        .iter()
+        .map(|r| r.body.len())
+        .sum();
     println!("1,000 events -> {bytes} bytes of NDJSON requests");
     let mut group = c.benchmark_group("sumo_encode");
     group.throughput(Throughput::Elements(records.len() as u64));

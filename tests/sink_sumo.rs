@@ -47,7 +47,11 @@ impl Respond for Sumo {
         if req.method.as_str() != "POST" || req.url.path() != format!("/receiver/v1/http/{CODE}") {
             return ResponseTemplate::new(401).set_body_string("Unauthorized");
         }
-        let body = match req.headers.get("content-encoding").map(|v| v.to_str().unwrap()) {
+        let body = match req
+            .headers
+            .get("content-encoding")
+            .map(|v| v.to_str().unwrap())
+        {
             Some("gzip") => {
                 let mut out = Vec::new();
                 flate2::read::GzDecoder::new(&req.body[..])
@@ -59,7 +63,11 @@ impl Respond for Sumo {
             Some(other) => panic!("unexpected Content-Encoding {other}"),
         };
         // Strict mode: Sumo asks for at most 1 MB uncompressed per POST.
-        assert!(body.len() <= MAX_REQUEST_BYTES, "POST of {} bytes", body.len());
+        assert!(
+            body.len() <= MAX_REQUEST_BYTES,
+            "POST of {} bytes",
+            body.len()
+        );
         let text = String::from_utf8(body).expect("UTF-8 body");
         let mut lines = Vec::new();
         for line in text.lines() {
@@ -84,7 +92,10 @@ impl Respond for Sumo {
 async fn emulator() -> (MockServer, Sumo) {
     let server = MockServer::start().await;
     let sumo = Sumo::default();
-    Mock::given(any()).respond_with(sumo.clone()).mount(&server).await;
+    Mock::given(any())
+        .respond_with(sumo.clone())
+        .mount(&server)
+        .await;
     (server, sumo)
 }
 
@@ -134,7 +145,12 @@ async fn a_valid_batch_is_ingested_as_ndjson_with_the_sumo_headers() {
     let sent: Value = serde_json::from_str(&batch[7].payload).unwrap();
     assert_eq!(state.messages[7], sent);
     let headers = &state.requests[0].2;
-    let get = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let get = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
     assert_eq!(get("x-sumo-category"), Some("security/claude"));
     assert_eq!(get("x-sumo-name"), Some("claude-compliance"));
     assert_eq!(get("x-sumo-host"), Some("collector-1"));
@@ -187,9 +203,8 @@ async fn large_batches_split_under_1mb_and_an_oversize_event_is_dead_lettered() 
 async fn a_429_drops_the_data_and_the_retry_sends_it_again() {
     for (status, after) in [(429, Some("1")), (503, None), (504, None), (408, Some("1"))] {
         let (server, sumo) = emulator().await;
-        let mut reply = ResponseTemplate::new(status).set_body_string(
-            "You have temporarily exceeded your Sumo Logic quota",
-        );
+        let mut reply = ResponseTemplate::new(status)
+            .set_body_string("You have temporarily exceeded your Sumo Logic quota");
         if let Some(a) = after {
             reply = reply.insert_header("Retry-After", a);
         }
@@ -202,7 +217,10 @@ async fn a_429_drops_the_data_and_the_retry_sends_it_again() {
             }
             other => panic!("{status}: expected Retry, got {other:?}"),
         }
-        assert!(sumo.state().messages.is_empty(), "{status} dropped the data");
+        assert!(
+            sumo.state().messages.is_empty(),
+            "{status} dropped the data"
+        );
         assert_eq!(sink.send(&batch).await, Outcome::delivered());
         assert_eq!(sumo.state().messages.len(), 6, "{status}: re-sent in full");
     }
@@ -235,8 +253,14 @@ async fn a_wrong_url_is_fatal_and_the_url_never_appears() {
     let Outcome::Fatal { reason } = sink.send(&records(2, 10)).await else {
         panic!("expected Fatal");
     };
-    assert!(reason.contains("401") && reason.contains("sumo URL"), "{reason}");
-    assert!(!reason.contains(wrong) && !reason.contains("/receiver/"), "{reason}");
+    assert!(
+        reason.contains("401") && reason.contains("sumo URL"),
+        "{reason}"
+    );
+    assert!(
+        !reason.contains(wrong) && !reason.contains("/receiver/"),
+        "{reason}"
+    );
     let err = sink.healthcheck().await.unwrap_err();
     assert!(!err.contains(wrong), "{err}");
     assert!(sumo.state().messages.is_empty());
@@ -244,29 +268,38 @@ async fn a_wrong_url_is_fatal_and_the_url_never_appears() {
     let logs = Logs::default();
     let _guard = logs.capture();
     let j = journal(&[("u1".into(), event("u1", 10))]);
-    j.run_sink_until(sink_config("sumo", SinkKind::Sumo(c), 1000, 1_000_000), |j| {
-        j.cursor("sumo").last_error.is_some()
-    })
+    j.run_sink_until(
+        sink_config("sumo", SinkKind::Sumo(c), 1000, 1_000_000),
+        |j| j.cursor("sumo").last_error.is_some(),
+    )
     .await;
     assert_eq!(j.cursor("sumo").seq, 0, "nothing discarded");
     assert!(j.dead_letters("sumo").is_empty());
     let text = logs.text();
     assert!(text.contains("401"), "{text}");
     for place in [text, j.all_text()] {
-        assert!(!place.contains(wrong) && !place.contains("/receiver/"), "{place}");
+        assert!(
+            !place.contains(wrong) && !place.contains("/receiver/"),
+            "{place}"
+        );
     }
 }
 
 #[tokio::test]
 async fn an_unreachable_source_is_a_retry_without_the_url() {
-    let server = MockServer::start().await;
-    let c = config(&server);
-    drop(server);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let mut c = config(&MockServer::start().await);
+    c.url = format!("http://127.0.0.1:{port}/receiver/v1/http/{CODE}").into();
     let mut sink = SumoSink::new(&c).unwrap();
     let Outcome::Retry { reason, .. } = sink.send(&records(1, 10)).await else {
         panic!("expected Retry");
     };
-    assert!(!reason.contains(CODE) && !reason.contains("/receiver/"), "{reason}");
+    assert!(
+        !reason.contains(CODE) && !reason.contains("/receiver/"),
+        "{reason}"
+    );
     let err = sink.healthcheck().await.unwrap_err();
     assert!(!err.contains(CODE), "{err}");
 }
@@ -298,8 +331,12 @@ mod config_keys {
     fn env(name: &str) -> Option<String> {
         match name {
             "API_KEY" => Some("sk-ant-api01-xyz".into()),
-            "SUMO_URL" => Some(format!("https://collectors.sumologic.com/receiver/v1/http/{CODE}")),
-            "SUMO_PLAIN" => Some(format!("http://collectors.sumologic.com/receiver/v1/http/{CODE}")),
+            "SUMO_URL" => Some(format!(
+                "https://collectors.sumologic.com/receiver/v1/http/{CODE}"
+            )),
+            "SUMO_PLAIN" => Some(format!(
+                "http://collectors.sumologic.com/receiver/v1/http/{CODE}"
+            )),
             "SUMO_GARBAGE" => Some(format!("collectors/{CODE}")),
             _ => None,
         }
@@ -326,7 +363,10 @@ type = "sumo"
             panic!("not a sumo sink");
         };
         assert_eq!(config.sinks[0].batch.max_bytes, 1_000_000);
-        assert!(!format!("{config:?}").contains(CODE), "the URL shows in Debug");
+        assert!(
+            !format!("{config:?}").contains(CODE),
+            "the URL shows in Debug"
+        );
         Ok(c)
     }
 
@@ -362,7 +402,10 @@ fields = { team = "sec" }"#,
         let e = errors("category = \"x\"");
         assert!(e.contains("sinks[0].url") && e.contains("url_file"), "{e}");
         let e = errors("url = \"${SUMO_PLAIN}\"");
-        assert!(e.contains("sinks[0].url") && e.contains("must use https"), "{e}");
+        assert!(
+            e.contains("sinks[0].url") && e.contains("must use https"),
+            "{e}"
+        );
         let e = errors("url = \"${SUMO_GARBAGE}\"");
         assert!(e.contains("the sumo URL is not a valid URL"), "{e}");
         let e = errors("url = \"${SUMO_URL}\"\nfields = { \"a,b\" = \"c\" }");

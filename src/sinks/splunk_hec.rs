@@ -223,7 +223,12 @@ impl SplunkHecSink {
         while let Some(request) = queue.pop_front() {
             let reply = match self.post_event(&request.body).await {
                 Ok((status, headers, text)) => classify(status, &headers, &text),
-                Err(reason) => return Outcome::Retry { after: None, reason },
+                Err(reason) => {
+                    return Outcome::Retry {
+                        after: None,
+                        reason,
+                    };
+                }
             };
             match reply {
                 Reply::Accepted { ack_id } => {
@@ -242,7 +247,8 @@ impl SplunkHecSink {
                     // ones before it is not documented, so a possible
                     // duplicate is preferred to a possible loss.
                     let bad = request.records[i];
-                    self.rejected.push(rejected(bad, "HEC rejected the event", &detail));
+                    self.rejected
+                        .push(rejected(bad, "HEC rejected the event", &detail));
                     let rest = request
                         .records
                         .iter()
@@ -294,14 +300,11 @@ impl SplunkHecSink {
             return Ok(());
         };
         let deadline = Instant::now() + settings.timeout;
-        let mut last_problem = "HEC reported the request as not yet indexed".to_string();
         loop {
             tokio::time::sleep(settings.poll_interval).await;
-            match self.query_ack(ack_id).await {
+            let problem = match self.query_ack(ack_id).await {
                 Ok(AckStatus::Indexed) => return Ok(()),
-                Ok(AckStatus::Pending) => {
-                    last_problem = "HEC reported the request as not yet indexed".to_string()
-                }
+                Ok(AckStatus::Pending) => "HEC reported the request as not yet indexed".to_string(),
                 Ok(AckStatus::Disabled) => {
                     self.ack_off_on_token();
                     return Ok(());
@@ -309,14 +312,14 @@ impl SplunkHecSink {
                 Ok(AckStatus::Failed(Outcome::Fatal { reason })) => {
                     return Err(Outcome::Fatal { reason });
                 }
-                Ok(AckStatus::Failed(other)) => last_problem = format!("{other:?}"),
-                Err(reason) => last_problem = reason,
-            }
+                Ok(AckStatus::Failed(other)) => format!("{other:?}"),
+                Err(reason) => reason,
+            };
             if Instant::now() >= deadline {
                 return Err(Outcome::Retry {
                     after: None,
                     reason: format!(
-                        "Splunk did not confirm indexing of ackId {ack_id} within {}s ({last_problem}); \
+                        "Splunk did not confirm indexing of ackId {ack_id} within {}s ({problem}); \
                          the request is sent again (Splunk may then hold a duplicate)",
                         settings.timeout.as_secs_f64()
                     ),
@@ -432,9 +435,7 @@ impl SplunkHecSink {
             ));
         }
         match classify(status, &headers, &text) {
-            Reply::Failed(Outcome::Fatal { reason } | Outcome::Retry { reason, .. }) => {
-                Err(reason)
-            }
+            Reply::Failed(Outcome::Fatal { reason } | Outcome::Retry { reason, .. }) => Err(reason),
             other => Err(format!("unexpected HEC reply {other:?}")),
         }
     }
@@ -455,18 +456,24 @@ pub fn classify(status: StatusCode, headers: &HeaderMap, body: &str) -> Reply {
         (Some(code), Some(text)) => format!("HTTP {} code {code}: {text}", status.as_u16()),
         _ => format!("HTTP {}: {}", status.as_u16(), http::truncate(body, 512)),
     };
-    let fatal = |fix: &str| Reply::Failed(Outcome::Fatal {
-        reason: format!("{detail}; {fix}"),
-    });
+    let fatal = |fix: &str| {
+        Reply::Failed(Outcome::Fatal {
+            reason: format!("{detail}; {fix}"),
+        })
+    };
     if status.is_success() && parsed.code.is_none_or(|c| c == 0) {
         return Reply::Accepted {
             ack_id: parsed.ack_id,
         };
     }
     match parsed.code {
-        Some(1 | 22) => fatal("the HEC token is disabled; enable it in Splunk (Settings > Data inputs > HTTP Event Collector)"),
+        Some(1 | 22) => fatal(
+            "the HEC token is disabled; enable it in Splunk (Settings > Data inputs > HTTP Event Collector)",
+        ),
         Some(4 | 21) => fatal("Splunk does not know this HEC token; check token / token_file"),
-        Some(2 | 3) => fatal("Splunk refused the Authorization header; check token / token_file (the token alone, a GUID)"),
+        Some(2 | 3) => fatal(
+            "Splunk refused the Authorization header; check token / token_file (the token alone, a GUID)",
+        ),
         Some(5) => fatal("HEC received no data (a bug: claudit never sends an empty batch)"),
         Some(6 | 12 | 13) => Reply::BadEvent {
             index: parsed
@@ -474,10 +481,14 @@ pub fn classify(status: StatusCode, headers: &HeaderMap, body: &str) -> Reply {
                 .and_then(|n| usize::try_from(n).ok()),
             detail,
         },
-        Some(7) => fatal("the index is not allowed for this token; fix index, or add it to the token's allowed indexes"),
+        Some(7) => fatal(
+            "the index is not allowed for this token; fix index, or add it to the token's allowed indexes",
+        ),
         Some(10 | 11) => fatal("HEC refused the request channel; report this as a claudit bug"),
         Some(15) => fatal("HEC refused the indexed fields; fix the sink's fields table"),
-        Some(16) => fatal("query-string authorization is off for this token; claudit sends the Authorization header, check the url"),
+        Some(16) => fatal(
+            "query-string authorization is off for this token; claudit sends the Authorization header, check the url",
+        ),
         Some(8 | 9 | 18 | 19 | 20) => Reply::Failed(Outcome::Retry {
             after: http::retry_after(headers),
             reason: detail,
@@ -595,7 +606,10 @@ mod tests {
         let sink = SplunkHecSink::new(&c).unwrap();
         let r = record(1, "{}".into());
         let body = String::from_utf8(sink.encode([&r]).requests[0].body.clone()).unwrap();
-        assert!(!body.contains("\"index\"") && !body.contains("\"fields\""), "{body}");
+        assert!(
+            !body.contains("\"index\"") && !body.contains("\"fields\""),
+            "{body}"
+        );
     }
 
     #[test]
@@ -629,16 +643,37 @@ mod tests {
             Reply::Accepted { ack_id: Some(7) }
         );
         assert_eq!(c(200, ""), Reply::Accepted { ack_id: None });
-        for (status, code) in [(403, 1), (401, 2), (401, 3), (403, 4), (400, 5), (400, 7), (400, 10), (400, 11), (400, 15), (400, 21), (400, 22)] {
+        for (status, code) in [
+            (403, 1),
+            (401, 2),
+            (401, 3),
+            (403, 4),
+            (400, 5),
+            (400, 7),
+            (400, 10),
+            (400, 11),
+            (400, 15),
+            (400, 21),
+            (400, 22),
+        ] {
             let body = format!(r#"{{"text":"t","code":{code}}}"#);
-            assert!(matches!(c(status, &body), Reply::Failed(Outcome::Fatal { .. })), "code {code}");
+            assert!(
+                matches!(c(status, &body), Reply::Failed(Outcome::Fatal { .. })),
+                "code {code}"
+            );
         }
         for (status, code) in [(500, 8), (503, 9), (503, 18)] {
             let body = format!(r#"{{"text":"t","code":{code}}}"#);
-            assert!(matches!(c(status, &body), Reply::Failed(Outcome::Retry { .. })), "code {code}");
+            assert!(
+                matches!(c(status, &body), Reply::Failed(Outcome::Retry { .. })),
+                "code {code}"
+            );
         }
         assert!(matches!(
-            c(400, r#"{"text":"Invalid data format","code":6,"invalid-event-number":2}"#),
+            c(
+                400,
+                r#"{"text":"Invalid data format","code":6,"invalid-event-number":2}"#
+            ),
             Reply::BadEvent { index: Some(2), .. }
         ));
         assert!(matches!(
@@ -647,7 +682,10 @@ mod tests {
         ));
         assert!(matches!(c(413, "too big"), Reply::TooLarge { .. }));
         assert!(matches!(c(429, ""), Reply::Failed(Outcome::Retry { .. })));
-        assert!(matches!(c(404, "nope"), Reply::Failed(Outcome::Fatal { .. })));
+        assert!(matches!(
+            c(404, "nope"),
+            Reply::Failed(Outcome::Fatal { .. })
+        ));
     }
 
     #[test]

@@ -73,7 +73,10 @@ impl SumoSink {
                 headers.insert(HeaderName::from_static(name), value);
             }
         }
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/x-ndjson"),
+        );
         Ok(SumoSink {
             client: http::client(&config.http)?,
             url: config.url.clone(),
@@ -131,12 +134,15 @@ impl SumoSink {
         for request in &encoded.requests {
             let outcome = match self.post(&request.body).await {
                 Ok((status, headers, text)) => classify(status, &headers, &text),
-                Err(reason) => Outcome::Retry { after: None, reason },
+                Err(reason) => Outcome::Retry {
+                    after: None,
+                    reason,
+                },
             };
             match outcome {
-                Outcome::Delivered { .. } => self
-                    .accepted
-                    .extend(request.records.iter().map(|r| r.seq)),
+                Outcome::Delivered { .. } => {
+                    self.accepted.extend(request.records.iter().map(|r| r.seq))
+                }
                 other => return other,
             }
         }

@@ -70,7 +70,10 @@ pub fn journal(records: &[(String, String)]) -> Journal {
 
 impl Journal {
     pub fn head(&self) -> i64 {
-        Store::open_readonly(&self.path).unwrap().head_seq().unwrap()
+        Store::open_readonly(&self.path)
+            .unwrap()
+            .head_seq()
+            .unwrap()
     }
 
     pub fn cursor(&self, sink: &str) -> SinkCursor {
@@ -135,7 +138,10 @@ impl Journal {
         let handle = tokio::spawn(task.run(cancel.clone()));
         let deadline = Instant::now() + Duration::from_secs(60);
         while !done(self) {
-            assert!(Instant::now() < deadline, "sink did not reach the expected state in 60 s");
+            assert!(
+                Instant::now() < deadline,
+                "sink did not reach the expected state in 60 s"
+            );
             if handle.is_finished() {
                 panic!("sink task ended early: {:?}", handle.await);
             }
