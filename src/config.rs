@@ -1741,16 +1741,21 @@ mod schema {
     /// The keys of `type = "splunk_hec"`.
     fn read_splunk_hec_sink(cx: &mut Ctx, t: &mut Table) -> Option<SinkKind> {
         let example = "\"https://splunk.example.com:8088\"";
-        let url = t
-            .required_text(cx, "url", example)
-            .and_then(|text| match check_splunk_url(&text) {
-                Ok(url) => Some(url),
-                Err(msg) => {
-                    text_error(cx, t, "url", &text, msg);
-                    None
-                }
-            });
-        let token = t.secret(cx, "token", "SPLUNK_HEC_TOKEN", "/run/secrets/splunk_hec_token");
+        let url =
+            t.required_text(cx, "url", example)
+                .and_then(|text| match check_splunk_url(&text) {
+                    Ok(url) => Some(url),
+                    Err(msg) => {
+                        text_error(cx, t, "url", &text, msg);
+                        None
+                    }
+                });
+        let token = t.secret(
+            cx,
+            "token",
+            "SPLUNK_HEC_TOKEN",
+            "/run/secrets/splunk_hec_token",
+        );
         let host = optional_label(cx, t, "host");
         let source = optional_label(cx, t, "source");
         let sourcetype = optional_label(cx, t, "sourcetype");

@@ -81,15 +81,17 @@ impl Hec {
         (token != TOKEN).then(|| reply(403, 4, "Invalid token"))
     }
 
-    fn channel(&self, req: &Request) -> Result<Option<String>, ResponseTemplate> {
+    fn channel(&self, req: &Request) -> Result<Option<String>, Box<ResponseTemplate>> {
         let channel = req
             .headers
             .get("x-splunk-request-channel")
             .map(|v| v.to_str().unwrap_or_default().to_string());
         if self.state().ack {
             match &channel {
-                None => return Err(reply(400, 10, "Data channel is missing")),
-                Some(c) if !is_guid(c) => return Err(reply(400, 11, "Invalid data channel")),
+                None => return Err(Box::new(reply(400, 10, "Data channel is missing"))),
+                Some(c) if !is_guid(c) => {
+                    return Err(Box::new(reply(400, 11, "Invalid data channel")));
+                }
                 _ => {}
             }
         }
@@ -106,7 +108,7 @@ impl Hec {
         }
         let channel = match self.channel(req) {
             Ok(c) => c,
-            Err(r) => return r,
+            Err(r) => return *r,
         };
         let content_type = req
             .headers
@@ -223,7 +225,7 @@ impl Hec {
             return reply(400, 14, "ACK is disabled");
         }
         if let Err(r) = self.channel(req) {
-            return r;
+            return *r;
         }
         let body: Value = serde_json::from_slice(&req.body).expect("ack body is JSON");
         let mut state = self.state();
@@ -566,16 +568,17 @@ async fn indexer_acknowledgement_confirms_before_delivery() {
     c.ack = true;
     let mut sink = SplunkHecSink::new(&c).unwrap();
     assert_eq!(sink.send(&records(5, 10)).await, Outcome::delivered());
-    let state = hec.state();
-    assert_eq!(state.events.len(), 5, "indexed once acknowledged");
-    assert!(
-        state.ack_polls >= 3,
-        "polled until true: {}",
-        state.ack_polls
-    );
-    let channel = state.requests[0].2.clone().expect("channel header");
+    let channel = {
+        let state = hec.state();
+        assert_eq!(state.events.len(), 5, "indexed once acknowledged");
+        assert!(
+            state.ack_polls >= 3,
+            "polled until true: {}",
+            state.ack_polls
+        );
+        state.requests[0].2.clone().expect("channel header")
+    };
     assert_eq!(channel, sink.channel());
-    drop(state);
     // Every ack query carried the same channel and the token.
     for req in server.received_requests().await.unwrap() {
         assert_eq!(

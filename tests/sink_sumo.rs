@@ -23,12 +23,15 @@ use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 /// The source's code: the secret part of the URL.
 const CODE: &str = "ZaVnC4dhaV3uTKlva1GBWBGxg5Kh7UoGEkfAR7eOvqPFM1JqlUo0sC55eKRJ8sR3sbtKR0lyXCLiT9A0cM2dVyPJzOh3nbHJ5erN2cBkzcs5T4h2qNG6A==";
 
+/// One POST as received: (uncompressed size, lines, X-Sumo-* headers).
+type Post = (usize, usize, Vec<(String, String)>);
+
 #[derive(Default)]
 struct SumoState {
     /// Messages ingested (one per line), in order.
     messages: Vec<Value>,
-    /// Every POST: (uncompressed size, lines, X-Sumo-* headers).
-    requests: Vec<(usize, usize, Vec<(String, String)>)>,
+    /// Every POST.
+    requests: Vec<Post>,
     /// Replies to give instead of ingesting; 429 and 503 drop the data.
     script: VecDeque<ResponseTemplate>,
 }
@@ -139,23 +142,24 @@ async fn a_valid_batch_is_ingested_as_ndjson_with_the_sumo_headers() {
     let mut sink = SumoSink::new(&config(&server)).unwrap();
     let batch = records(40, 100);
     assert_eq!(sink.send(&batch).await, Outcome::delivered());
-    let state = sumo.state();
-    assert_eq!(state.requests.len(), 1);
-    assert_eq!(state.messages.len(), 40);
-    let sent: Value = serde_json::from_str(&batch[7].payload).unwrap();
-    assert_eq!(state.messages[7], sent);
-    let headers = &state.requests[0].2;
-    let get = |name: &str| {
-        headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    };
-    assert_eq!(get("x-sumo-category"), Some("security/claude"));
-    assert_eq!(get("x-sumo-name"), Some("claude-compliance"));
-    assert_eq!(get("x-sumo-host"), Some("collector-1"));
-    assert_eq!(get("x-sumo-fields"), Some("org=acme,env=prod"));
-    drop(state);
+    {
+        let state = sumo.state();
+        assert_eq!(state.requests.len(), 1);
+        assert_eq!(state.messages.len(), 40);
+        let sent: Value = serde_json::from_str(&batch[7].payload).unwrap();
+        assert_eq!(state.messages[7], sent);
+        let headers = &state.requests[0].2;
+        let get = |name: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(get("x-sumo-category"), Some("security/claude"));
+        assert_eq!(get("x-sumo-name"), Some("claude-compliance"));
+        assert_eq!(get("x-sumo-host"), Some("collector-1"));
+        assert_eq!(get("x-sumo-fields"), Some("org=acme,env=prod"));
+    }
     let received = server.received_requests().await.unwrap();
     assert_eq!(received[0].headers["content-encoding"], "gzip");
 }
