@@ -304,6 +304,7 @@ async fn an_unreachable_source_is_a_retry_without_the_url() {
         !reason.contains(CODE) && !reason.contains("/receiver/"),
         "{reason}"
     );
+    assert!(reason.contains("the sumo URL"), "{reason}");
     let err = sink.healthcheck().await.unwrap_err();
     assert!(!err.contains(CODE), "{err}");
 }

@@ -349,7 +349,7 @@ impl SplunkHecSink {
             .body(body)
             .send()
             .await
-            .map_err(|e| format!("querying HEC acknowledgements: {}", e.without_url()))?;
+            .map_err(|e| format!("querying HEC acknowledgements: {}", describe(e)))?;
         let status = response.status();
         let headers = response.headers().clone();
         let text = response.text().await.unwrap_or_default();
@@ -399,7 +399,7 @@ impl SplunkHecSink {
         let response = request
             .send()
             .await
-            .map_err(|e| format!("sending to Splunk HEC: {}", e.without_url()))?;
+            .map_err(|e| format!("sending to Splunk HEC: {}", describe(e)))?;
         let status = response.status();
         let headers = response.headers().clone();
         let text = response.text().await.unwrap_or_default();
@@ -416,7 +416,7 @@ impl SplunkHecSink {
             .header(AUTHORIZATION, self.authorization.clone())
             .send()
             .await
-            .map_err(|e| format!("cannot reach HEC at {}: {}", self.base_url, e.without_url()))?;
+            .map_err(|e| format!("cannot reach HEC at {}: {}", self.base_url, describe(e)))?;
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
         if !status.is_success() {
@@ -544,6 +544,20 @@ fn new_channel() -> String {
         &hex[16..20],
         &hex[20..32]
     )
+}
+
+/// A transport error in words, with its causes ("connection refused") but
+/// without the request URL.
+fn describe(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut out = e.to_string();
+    let mut cause = std::error::Error::source(&e);
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
 }
 
 #[cfg(test)]

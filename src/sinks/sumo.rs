@@ -168,7 +168,7 @@ impl SumoSink {
         let response = request
             .send()
             .await
-            .map_err(|e| format!("sending to the sumo URL: {}", e.without_url()))?;
+            .map_err(|e| format!("sending to the sumo URL: {}", describe(e)))?;
         let status = response.status();
         let headers = response.headers().clone();
         let text = response.text().await.unwrap_or_default();
@@ -212,6 +212,20 @@ pub fn classify(status: StatusCode, headers: &HeaderMap, body: &str) -> Outcome 
         },
         _ => http::classify(status, headers, body),
     }
+}
+
+/// A transport error in words, with its causes ("connection refused") but
+/// without the request URL.
+fn describe(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut out = e.to_string();
+    let mut cause = std::error::Error::source(&e);
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
 }
 
 #[cfg(test)]
