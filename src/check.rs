@@ -81,16 +81,30 @@ pub async fn connect(config: &Config) -> bool {
                 };
                 ok &= report_sink(&sink.name, checked);
             }
+            SinkKind::SplunkHec(c) => {
+                let result = match crate::sinks::splunk_hec::SplunkHecSink::new(c) {
+                    Ok(s) => s.healthcheck().await,
+                    Err(e) => Err(format!("{e:#}")),
+                };
+                ok &= report_sink(&sink.name, result);
+            }
+            SinkKind::Sumo(c) => {
+                let result = match crate::sinks::sumo::SumoSink::new(c) {
+                    Ok(s) => s.healthcheck().await,
+                    Err(e) => Err(format!("{e:#}")),
+                };
+                ok &= report_sink(&sink.name, result);
+            }
         }
     }
     ok
 }
 
-/// Prints one sink's line; true when it checked out.
-fn report_sink(name: &str, checked: Result<String, String>) -> bool {
-    match checked {
-        Ok(line) => {
-            println!("sink {name}: ok: {line}");
+/// Prints one line for an HTTP sink's health check; true if it passed.
+fn report_sink(name: &str, result: Result<String, String>) -> bool {
+    match result {
+        Ok(msg) => {
+            println!("sink {name}: ok: {msg}");
             true
         }
         Err(e) => {

@@ -102,6 +102,8 @@ pub struct BatchConfig {
 #[derive(Debug, Clone)]
 pub enum SinkKind {
     File(FileSinkConfig),
+    SplunkHec(SplunkHecSinkConfig),
+    Sumo(SumoSinkConfig),
     Datadog(DatadogSinkConfig),
     Sentinel(SentinelSinkConfig),
 }
@@ -171,6 +173,51 @@ pub struct SentinelSinkConfig {
     pub authority: String,
     /// Token scope; default `https://monitor.azure.com//.default`.
     pub scope: String,
+    pub http: HttpSinkConfig,
+}
+
+/// `type = "splunk_hec"`: Splunk HTTP Event Collector, `/services/collector/event`.
+#[derive(Debug, Clone)]
+pub struct SplunkHecSinkConfig {
+    /// Base URL of HEC without the `/services/collector` path, e.g.
+    /// `https://splunk.example.com:8088` or `https://http-inputs-acme.splunkcloud.com`.
+    pub url: String,
+    /// The HEC token (a GUID), sent as `Authorization: Splunk <token>`.
+    pub token: SecretString,
+    /// `host` of every event; `None` = this machine's hostname.
+    pub host: Option<String>,
+    /// `source` of every event.
+    pub source: String,
+    /// `sourcetype` of every event.
+    pub sourcetype: String,
+    /// `index` of every event; `None` = the token's default index.
+    pub index: Option<String>,
+    /// Indexed fields added to every event (`fields`), in file order.
+    pub fields: Vec<(String, String)>,
+    /// Wait for indexer acknowledgement (`useACK` on the token) before
+    /// advancing the cursor.
+    pub ack: bool,
+    /// How often to ask `/services/collector/ack` about a pending request.
+    pub ack_poll_interval: Duration,
+    /// A request not acknowledged within this long is sent again.
+    pub ack_timeout: Duration,
+    pub http: HttpSinkConfig,
+}
+
+/// `type = "sumo"`: a Sumo Logic hosted HTTP Logs source.
+#[derive(Debug, Clone)]
+pub struct SumoSinkConfig {
+    /// The HTTP source URL. Its path holds the source's credential, so it is
+    /// a secret: never printed, logged only as "the sumo URL".
+    pub url: SecretString,
+    /// `X-Sumo-Category` (source category override).
+    pub category: Option<String>,
+    /// `X-Sumo-Name` (source name override).
+    pub source_name: Option<String>,
+    /// `X-Sumo-Host` (source host override).
+    pub source_host: Option<String>,
+    /// `X-Sumo-Fields` (`k1=v1,k2=v2`), in file order.
+    pub fields: Vec<(String, String)>,
     pub http: HttpSinkConfig,
 }
 
@@ -1068,6 +1115,41 @@ mod reader {
             out
         }
 
+        /// Every entry of a table whose keys are data (e.g. `[sinks.fields]`),
+        /// as strings (`${VAR}` expanded): (key, value, line). `None` when
+        /// any entry is not a string (reported).
+        pub fn string_entries(
+            &mut self,
+            cx: &mut Ctx,
+            example: &str,
+        ) -> Option<Vec<(String, String, Option<usize>)>> {
+            let mut out = Vec::new();
+            let Some(entries) = self.entries else {
+                return Some(out);
+            };
+            let mut ok = true;
+            for (k, v) in entries.iter() {
+                let key = k.get_ref().to_string();
+                self.mark(&key);
+                let line = Some(cx.line_of(v.span().start));
+                match v.get_ref() {
+                    DeValue::String(s) => match self.expand_value(cx, &key, s, line) {
+                        Got::Value(t) => out.push((key, t.value, line)),
+                        _ => ok = false,
+                    },
+                    other => {
+                        let msg = format!(
+                            "expected a string, found {}; write {key} = {example}",
+                            a(other.type_str())
+                        );
+                        self.problem(cx, &key, line, None, msg);
+                        ok = false;
+                    }
+                }
+            }
+            ok.then_some(out)
+        }
+
         /// Reports every key of this table that no reader asked for.
         pub fn finish(&self, cx: &mut Ctx) {
             let Some(entries) = self.entries else {
@@ -1300,6 +1382,19 @@ mod schema {
             name: "sentinel",
             batch: (1000, 800_000, secs(1)),
             read: read_sentinel_sink,
+        },
+        // Requests stay under 1 MB uncompressed (the encoder splits past it);
+        // a batch a little over that costs one extra small request.
+        SinkType {
+            name: "splunk_hec",
+            batch: (1000, 1_000_000, secs(1)),
+            read: read_splunk_hec_sink,
+        },
+        // Sumo: at most 1 MB uncompressed per POST.
+        SinkType {
+            name: "sumo",
+            batch: (1000, 1_000_000, secs(1)),
+            read: read_sumo_sink,
         },
     ];
 
@@ -1929,6 +2024,196 @@ mod schema {
             ));
         }
         Ok(text.value.trim().trim_end_matches('/').to_string())
+    }
+
+    /// The keys of `type = "splunk_hec"`.
+    fn read_splunk_hec_sink(cx: &mut Ctx, t: &mut Table) -> Option<SinkKind> {
+        let example = "\"https://splunk.example.com:8088\"";
+        let url =
+            t.required_text(cx, "url", example)
+                .and_then(|text| match check_splunk_url(&text) {
+                    Ok(url) => Some(url),
+                    Err(msg) => {
+                        text_error(cx, t, "url", &text, msg);
+                        None
+                    }
+                });
+        let token = t.secret(
+            cx,
+            "token",
+            "SPLUNK_HEC_TOKEN",
+            "/run/secrets/splunk_hec_token",
+        );
+        let host = optional_label(cx, t, "host");
+        let source = optional_label(cx, t, "source");
+        let sourcetype = optional_label(cx, t, "sourcetype");
+        let index = optional_label(cx, t, "index");
+        let fields = read_string_fields(cx, t, |_| None);
+        let ack = t.boolean(cx, "ack", false);
+        let ack_poll_interval = t.duration(cx, "ack_poll_interval", secs(5));
+        let ack_poll_interval = at_least(
+            cx,
+            t,
+            "ack_poll_interval",
+            ack_poll_interval,
+            Duration::from_millis(1),
+        );
+        let ack_timeout = t.duration(cx, "ack_timeout", secs(5 * MINUTE));
+        let ack_timeout = at_least(cx, t, "ack_timeout", ack_timeout, Duration::from_millis(1));
+        let http = read_http(cx, t);
+        Some(SinkKind::SplunkHec(SplunkHecSinkConfig {
+            url: url?,
+            token: token?,
+            host: host?,
+            source: source?.unwrap_or_else(|| "claudit".to_string()),
+            sourcetype: sourcetype?.unwrap_or_else(|| "anthropic:claude:compliance".to_string()),
+            index: index?,
+            fields: fields?,
+            ack: ack?,
+            ack_poll_interval: ack_poll_interval?,
+            ack_timeout: ack_timeout?,
+            http: http?,
+        }))
+    }
+
+    /// `url` of a splunk_hec sink: http(s), no credentials, query or the
+    /// `/services/collector` path (claudit adds the endpoint paths itself).
+    fn check_splunk_url(text: &Text) -> Result<String, String> {
+        let fix = "write the base URL, e.g. url = \"https://splunk.example.com:8088\" \
+                   (Splunk Cloud: \"https://http-inputs-<stack>.splunkcloud.com\")";
+        let url = reqwest::Url::parse(text.value.trim())
+            .map_err(|e| format!("{} is not a URL ({e}); {fix}", text.shown()))?;
+        let host = url.host_str().unwrap_or_default();
+        match url.scheme() {
+            "https" => {}
+            "http" if matches!(host, "127.0.0.1" | "localhost" | "[::1]") => {}
+            "http" => {
+                return Err(format!(
+                    "plain http is allowed only for 127.0.0.1 or localhost, since the HEC token \
+                     travels in every request; enable SSL on HEC (the default) and use https, or \
+                     trust its certificate with tls_ca_file; {fix}"
+                ));
+            }
+            scheme => return Err(format!("scheme {scheme:?} is not supported; {fix}")),
+        }
+        if host.is_empty() {
+            return Err(format!("{} has no host; {fix}", text.shown()));
+        }
+        if url.query().is_some()
+            || url.fragment().is_some()
+            || !url.username().is_empty()
+            || url.password().is_some()
+        {
+            return Err(format!(
+                "url must not carry credentials, a query or a fragment (the token goes in token \
+                 or token_file); {fix}"
+            ));
+        }
+        let base = text.value.trim().trim_end_matches('/');
+        if url.path().contains("/services/collector") {
+            return Err(format!(
+                "url must not include the /services/collector path (claudit adds \
+                 /services/collector/event, /ack and /health itself); {fix}"
+            ));
+        }
+        Ok(base.to_string())
+    }
+
+    /// The keys of `type = "sumo"`.
+    fn read_sumo_sink(cx: &mut Ctx, t: &mut Table) -> Option<SinkKind> {
+        let url = t.secret(cx, "url", "SUMO_HTTP_SOURCE_URL", "/run/secrets/sumo_url");
+        let url = url.and_then(|url| {
+            use secrecy::ExposeSecret;
+            match check_sumo_url(url.expose_secret()) {
+                Ok(()) => Some(url),
+                Err(msg) => {
+                    // The URL is the credential: the message never shows it.
+                    let line = t.line_of_key(cx, "url");
+                    t_error(cx, t, "url", line, msg);
+                    None
+                }
+            }
+        });
+        let category = optional_label(cx, t, "category");
+        let source_name = optional_label(cx, t, "source_name");
+        let source_host = optional_label(cx, t, "source_host");
+        // X-Sumo-Fields is "k1=v1,k2=v2": "," and "=" cannot be escaped.
+        let fields = read_string_fields(cx, t, |s| {
+            s.contains([',', '=']).then(|| {
+                "must not contain \",\" or \"=\" (X-Sumo-Fields is k1=v1,k2=v2)".to_string()
+            })
+        });
+        let http = read_http(cx, t);
+        Some(SinkKind::Sumo(SumoSinkConfig {
+            url: url?,
+            category: category?,
+            source_name: source_name?,
+            source_host: source_host?,
+            fields: fields?,
+            http: http?,
+        }))
+    }
+
+    /// What is wrong with a Sumo HTTP source URL, in words that never quote it.
+    fn check_sumo_url(url: &str) -> Result<(), String> {
+        let fix = "copy the URL again from the HTTP source's settings in Sumo Logic \
+                   (https://collectors.<deployment>.sumologic.com/receiver/v1/http/...)";
+        let parsed = reqwest::Url::parse(url.trim())
+            .map_err(|_| format!("the sumo URL is not a valid URL; {fix}"))?;
+        let local = matches!(
+            parsed.host_str().unwrap_or_default(),
+            "127.0.0.1" | "localhost" | "[::1]"
+        );
+        match parsed.scheme() {
+            "https" => Ok(()),
+            "http" if local => Ok(()),
+            _ => Err(format!(
+                "the sumo URL must use https (it carries the source's credential); {fix}"
+            )),
+        }
+    }
+
+    /// An optional non-empty string key.
+    fn optional_label(cx: &mut Ctx, t: &mut Table, key: &str) -> Option<Option<String>> {
+        match t.text(cx, key) {
+            Got::Absent => Some(None),
+            Got::Invalid => None,
+            Got::Value(text) if text.value.trim().is_empty() => {
+                let msg = format!("is empty; remove {key} or give it a value");
+                text_error(cx, t, key, &text, msg);
+                None
+            }
+            Got::Value(text) => Some(Some(text.value)),
+        }
+    }
+
+    /// The optional `[sinks.fields]` table of string values; `check` says
+    /// what is wrong with a key or value.
+    fn read_string_fields(
+        cx: &mut Ctx,
+        t: &mut Table,
+        check: fn(&str) -> Option<String>,
+    ) -> Option<Vec<(String, String)>> {
+        let mut table = t.subtable(cx, "fields");
+        let entries = table.string_entries(cx, "\"value\"");
+        let mut ok = entries.is_some();
+        let mut out = Vec::new();
+        for (key, value, line) in entries.unwrap_or_default() {
+            let problem = if key.is_empty() || value.is_empty() {
+                Some("field names and values cannot be empty".to_string())
+            } else {
+                check(&key).or_else(|| check(&value))
+            };
+            match problem {
+                Some(msg) => {
+                    t_error(cx, &table, &key, line, msg);
+                    ok = false;
+                }
+                None => out.push((key, value)),
+            }
+        }
+        table.finish(cx);
+        ok.then_some(out)
     }
 
     /// The keys every HTTP sink shares: `tls_ca_file`, `connect_timeout`,

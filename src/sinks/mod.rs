@@ -9,6 +9,8 @@ pub mod file;
 pub mod http;
 pub mod progress;
 pub mod sentinel;
+pub mod splunk_hec;
+pub mod sumo;
 
 use std::time::Duration;
 
@@ -23,6 +25,8 @@ use datadog::DatadogSink;
 use file::FileSink;
 use http::Outcome;
 use sentinel::SentinelSink;
+use splunk_hec::SplunkHecSink;
+use sumo::SumoSink;
 
 /// How often a sink with nothing to do re-reads the journal even without a
 /// wake-up (a `claudit backfill` in another process writes it too).
@@ -45,6 +49,8 @@ enum Destination {
     File(FileSink),
     Datadog(DatadogSink),
     Sentinel(SentinelSink),
+    SplunkHec(SplunkHecSink),
+    Sumo(SumoSink),
 }
 
 pub struct SinkTask {
@@ -215,6 +221,8 @@ impl SinkTask {
             }
             SinkKind::Datadog(cfg) => Ok(Destination::Datadog(DatadogSink::new(cfg)?)),
             SinkKind::Sentinel(cfg) => Ok(Destination::Sentinel(SentinelSink::new(cfg)?)),
+            SinkKind::SplunkHec(cfg) => Ok(Destination::SplunkHec(SplunkHecSink::new(cfg)?)),
+            SinkKind::Sumo(cfg) => Ok(Destination::Sumo(SumoSink::new(cfg)?)),
         }
     }
 }
@@ -225,6 +233,7 @@ impl Destination {
         match self {
             Destination::File(sink) => Some(sink.offset() as i64),
             Destination::Datadog(_) | Destination::Sentinel(_) => None,
+            Destination::SplunkHec(_) | Destination::Sumo(_) => None,
         }
     }
 }
@@ -249,6 +258,8 @@ async fn deliver(destination: &mut Destination, records: &[BatchRecord]) -> Outc
         }
         Destination::Datadog(sink) => sink.send(records).await,
         Destination::Sentinel(sink) => sink.send(records).await,
+        Destination::SplunkHec(sink) => sink.send(records).await,
+        Destination::Sumo(sink) => sink.send(records).await,
     }
 }
 
