@@ -111,12 +111,7 @@ impl Mapper {
 
     /// Appends the OCSF event for one activity, as JSON, to `out`.
     pub fn write_json(&self, activity: &Activity, ctx: &MapContext, out: &mut Vec<u8>) {
-        let event = self.event(activity, ctx);
-        // Writing a tree of strings and numbers to a Vec cannot fail
-        // (non-finite floats are never placed).
-        if let Err(e) = serde_json::to_writer(out, &event) {
-            unreachable!("serializing an OCSF event failed: {e}");
-        }
+        self.event(activity, ctx).write_json(out);
     }
 
     fn event<'a>(&self, activity: &'a Activity, ctx: &MapContext<'a>) -> Node<'a> {
