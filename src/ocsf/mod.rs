@@ -51,6 +51,9 @@ pub const LABEL_AUTOMATED: &str = "claudit:automated_client";
 
 const LOG_NAME: &str = "claude_compliance_activities";
 const LOG_PROVIDER: &str = "Anthropic Compliance API";
+/// `metadata.product`, the same in every event.
+const PRODUCT: &str =
+    r#"{"name":"Claude","vendor_name":"Anthropic","feature":{"name":"Compliance API"}}"#;
 
 /// Per-activity facts the mapper needs beyond the activity itself.
 #[derive(Debug, Default)]
@@ -244,13 +247,7 @@ impl Mapper {
 
         let mut metadata = Obj::with_capacity(14)
             .with("version", OCSF_VERSION)
-            .with(
-                "product",
-                Obj::new()
-                    .with("name", "Claude")
-                    .with("vendor_name", "Anthropic")
-                    .with("feature", Obj::new().with("name", "Compliance API")),
-            )
+            .with("product", Node::Json(PRODUCT))
             .with("uid", activity.id.as_str());
         metadata.set_opt("original_event_uid", source_id);
         metadata.set_opt("original_time", original_time);
@@ -259,7 +256,7 @@ impl Mapper {
         metadata.set("log_provider", LOG_PROVIDER);
         metadata.set_opt("tenant_uid", org_uid);
         if class.needs_host_profile() {
-            metadata.set("profiles", vec![Node::Str("host")]);
+            metadata.set("profiles", Node::Json(r#"["host"]"#));
         }
         if !labels.is_empty() {
             metadata.set(

@@ -19,6 +19,10 @@ pub enum Node<'a> {
     String(String),
     /// A source value kept whole (a field of `unmapped`).
     Source(&'a Value),
+    /// Constant JSON text, written as it is: the parts every event carries
+    /// unchanged (`metadata.product`), built and written once instead of per
+    /// event.
+    Json(&'static str),
     Array(Vec<Node<'a>>),
     Object(Obj<'a>),
 }
@@ -135,6 +139,10 @@ impl<'a> Node<'a> {
             Node::Str(s) => Value::String(s.to_string()),
             Node::String(s) => Value::String(s),
             Node::Source(v) => v.clone(),
+            Node::Json(text) => match serde_json::from_str(text) {
+                Ok(value) => value,
+                Err(e) => unreachable!("constant JSON {text} does not parse: {e}"),
+            },
             Node::Array(items) => Value::Array(items.into_iter().map(Node::into_value).collect()),
             Node::Object(o) => Value::Object(
                 o.0.into_iter()
@@ -158,6 +166,7 @@ impl Node<'_> {
             Node::Str(s) => write_str(out, s),
             Node::String(s) => write_str(out, s),
             Node::Source(v) => write_value(out, v),
+            Node::Json(text) => out.extend_from_slice(text.as_bytes()),
             Node::Array(items) => {
                 out.push(b'[');
                 for (i, item) in items.iter().enumerate() {
@@ -361,7 +370,8 @@ mod tests {
                 .with("owned", String::from("o"))
                 .with("list", vec![Node::from("a"), Node::Int(1)])
                 .with("source", &source)
-                .with("inner", Obj::new().with("b", 2u8).with("a", 1u8)),
+                .with("inner", Obj::new().with("b", 2u8).with("a", 1u8))
+                .with("constant", Node::Json(r#"{"k":["v",1]}"#)),
         );
         let text = json_text(&node);
         assert!(text.starts_with(r#"{"name":"n","count":3,"#), "{text}");
@@ -369,6 +379,7 @@ mod tests {
         assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), value);
         assert_eq!(value["inner"], json!({"a": 1, "b": 2}));
         assert_eq!(value["source"]["big"], json!(18446744073709551615u64));
+        assert_eq!(value["constant"], json!({"k": ["v", 1]}));
     }
 
     #[test]
