@@ -61,39 +61,32 @@ impl Activity {
             // RawValue holds valid JSON by construction; keep the text regardless.
             Err(_) => Map::from_iter([("value".to_string(), Value::String(raw.get().to_string()))]),
         };
-        let (id, id_synthesized) = match fields.get("id").and_then(Value::as_str) {
+        // One pass over the fields rather than a map lookup per projected
+        // field: this runs for every record the daemon reads.
+        let (mut id, mut activity_type, mut created_at_text) = (None, None, None);
+        let (mut organization_id, mut organization_uuid, mut actor) = (None, None, None);
+        for (key, value) in &fields {
+            match key.as_str() {
+                "id" => id = value.as_str(),
+                "type" => activity_type = value.as_str(),
+                "created_at" => created_at_text = value.as_str(),
+                "organization_id" => organization_id = value.as_str().map(str::to_string),
+                "organization_uuid" => organization_uuid = value.as_str().map(str::to_string),
+                "actor" => actor = value.as_object().map(Actor::from_fields),
+                _ => {}
+            }
+        }
+        let (id, id_synthesized) = match id {
             Some(id) if !id.is_empty() => (id.to_string(), false),
             _ => (synthetic_id(raw.get()), true),
         };
-        let activity_type = fields
-            .get("type")
-            .and_then(Value::as_str)
+        let activity_type = activity_type
             .filter(|t| !t.is_empty())
             .unwrap_or("unknown")
             .to_string();
-        let parsed_time = fields
-            .get("created_at")
-            .and_then(Value::as_str)
-            .and_then(parse_time);
-        let (created_at, created_at_fallback) = match parsed_time {
+        let (created_at, created_at_fallback) = match created_at_text.and_then(parse_time) {
             Some(t) => (t, false),
             None => (now, true),
-        };
-        let organization_id = string_field(&fields, "organization_id");
-        let organization_uuid = string_field(&fields, "organization_uuid");
-        let actor = match fields.get("actor") {
-            Some(Value::Object(a)) => Some(Actor {
-                kind: string_field(a, "type").unwrap_or_default(),
-                email_address: string_field(a, "email_address"),
-                unauthenticated_email_address: string_field(a, "unauthenticated_email_address"),
-                user_id: string_field(a, "user_id"),
-                ip_address: string_field(a, "ip_address"),
-                user_agent: string_field(a, "user_agent"),
-                api_key_id: string_field(a, "api_key_id"),
-                admin_api_key_id: string_field(a, "admin_api_key_id"),
-                service_account_id: string_field(a, "service_account_id"),
-            }),
-            _ => None,
         };
         Activity {
             id,
@@ -121,6 +114,35 @@ impl Activity {
     }
 }
 
+impl Actor {
+    /// Projects the record's `actor` object (one pass over its fields).
+    fn from_fields(fields: &Map<String, Value>) -> Actor {
+        let mut actor = Actor::default();
+        for (key, value) in fields {
+            let Some(text) = value.as_str() else {
+                continue;
+            };
+            if key == "type" {
+                actor.kind = text.to_string();
+                continue;
+            }
+            let slot = match key.as_str() {
+                "email_address" => &mut actor.email_address,
+                "unauthenticated_email_address" => &mut actor.unauthenticated_email_address,
+                "user_id" => &mut actor.user_id,
+                "ip_address" => &mut actor.ip_address,
+                "user_agent" => &mut actor.user_agent,
+                "api_key_id" => &mut actor.api_key_id,
+                "admin_api_key_id" => &mut actor.admin_api_key_id,
+                "service_account_id" => &mut actor.service_account_id,
+                _ => continue,
+            };
+            *slot = Some(text.to_string());
+        }
+        actor
+    }
+}
+
 /// Parses an RFC 3339 timestamp with 0 to 9 fractional digits.
 pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(s)
@@ -132,10 +154,6 @@ pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
 /// microseconds (the API's own precision), `Z` suffix.
 pub fn format_time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
-}
-
-fn string_field(map: &Map<String, Value>, key: &str) -> Option<String> {
-    map.get(key).and_then(Value::as_str).map(str::to_string)
 }
 
 /// A stable id for a record that came without one: the same bytes always

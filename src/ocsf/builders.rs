@@ -63,7 +63,7 @@ pub fn build<'a>(
             // the service signed in to is Claude itself.
             draft
                 .objects
-                .set("service", Obj::new().with("name", "Claude"));
+                .set("service", Node::Json(r#"{"name":"Claude"}"#));
             let (id, name) = match protocol {
                 Protocol::None => (0u8, ""),
                 Protocol::Saml => (5, "SAML"),

@@ -51,6 +51,9 @@ pub const LABEL_AUTOMATED: &str = "claudit:automated_client";
 
 const LOG_NAME: &str = "claude_compliance_activities";
 const LOG_PROVIDER: &str = "Anthropic Compliance API";
+/// `metadata.product`, the same in every event.
+const PRODUCT: &str =
+    r#"{"name":"Claude","vendor_name":"Anthropic","feature":{"name":"Compliance API"}}"#;
 
 /// Per-activity facts the mapper needs beyond the activity itself.
 #[derive(Debug, Default)]
@@ -111,12 +114,7 @@ impl Mapper {
 
     /// Appends the OCSF event for one activity, as JSON, to `out`.
     pub fn write_json(&self, activity: &Activity, ctx: &MapContext, out: &mut Vec<u8>) {
-        let event = self.event(activity, ctx);
-        // Writing a tree of strings and numbers to a Vec cannot fail
-        // (non-finite floats are never placed).
-        if let Err(e) = serde_json::to_writer(out, &event) {
-            unreachable!("serializing an OCSF event failed: {e}");
-        }
+        self.event(activity, ctx).write_json(out);
     }
 
     fn event<'a>(&self, activity: &'a Activity, ctx: &MapContext<'a>) -> Node<'a> {
@@ -249,13 +247,7 @@ impl Mapper {
 
         let mut metadata = Obj::with_capacity(14)
             .with("version", OCSF_VERSION)
-            .with(
-                "product",
-                Obj::new()
-                    .with("name", "Claude")
-                    .with("vendor_name", "Anthropic")
-                    .with("feature", Obj::new().with("name", "Compliance API")),
-            )
+            .with("product", Node::Json(PRODUCT))
             .with("uid", activity.id.as_str());
         metadata.set_opt("original_event_uid", source_id);
         metadata.set_opt("original_time", original_time);
@@ -264,7 +256,7 @@ impl Mapper {
         metadata.set("log_provider", LOG_PROVIDER);
         metadata.set_opt("tenant_uid", org_uid);
         if class.needs_host_profile() {
-            metadata.set("profiles", vec![Node::Str("host")]);
+            metadata.set("profiles", Node::Json(r#"["host"]"#));
         }
         if !labels.is_empty() {
             metadata.set(

@@ -7,7 +7,7 @@
 //! hold the same JSON; the serialized form keeps keys in the order they were
 //! set, the `Value` sorts them (as `serde_json::Map` does).
 
-use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
+use serde::Serialize;
 use serde_json::{Map, Value};
 
 #[derive(Debug, Clone)]
@@ -19,6 +19,10 @@ pub enum Node<'a> {
     String(String),
     /// A source value kept whole (a field of `unmapped`).
     Source(&'a Value),
+    /// Constant JSON text, written as it is: the parts every event carries
+    /// unchanged (`metadata.product`), built and written once instead of per
+    /// event.
+    Json(&'static str),
     Array(Vec<Node<'a>>),
     Object(Obj<'a>),
 }
@@ -42,15 +46,25 @@ impl<'a> Obj<'a> {
         let value = value.into();
         match self.0.iter_mut().find(|(k, _)| *k == key) {
             Some(entry) => entry.1 = value,
-            None => self.0.push((key, value)),
+            None => self.append(key, value),
         }
+    }
+
+    /// Adds an entry at the end. An event's objects mostly hold two to
+    /// eight entries: room for eight from the start spares most of them the
+    /// reallocation at the fifth.
+    fn append(&mut self, key: &'a str, value: Node<'a>) {
+        if self.0.capacity() == 0 {
+            self.0.reserve(8);
+        }
+        self.0.push((key, value));
     }
 
     /// Appends a key that cannot be present yet (the keys of a source
     /// object, which are unique), without the search `set` does.
     pub fn push(&mut self, key: &'a str, value: impl Into<Node<'a>>) {
         debug_assert!(!self.contains_key(key), "duplicate key {key}");
-        self.0.push((key, value.into()));
+        self.append(key, value.into());
     }
 
     /// `set`, for building an object in one expression.
@@ -125,6 +139,10 @@ impl<'a> Node<'a> {
             Node::Str(s) => Value::String(s.to_string()),
             Node::String(s) => Value::String(s),
             Node::Source(v) => v.clone(),
+            Node::Json(text) => match serde_json::from_str(text) {
+                Ok(value) => value,
+                Err(e) => unreachable!("constant JSON {text} does not parse: {e}"),
+            },
             Node::Array(items) => Value::Array(items.into_iter().map(Node::into_value).collect()),
             Node::Object(o) => Value::Object(
                 o.0.into_iter()
@@ -135,30 +153,130 @@ impl<'a> Node<'a> {
     }
 }
 
-impl Serialize for Node<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+impl Node<'_> {
+    /// Appends the node as compact JSON: the bytes `serde_json::to_writer`
+    /// would write, without going through a `Serializer` per value (the
+    /// event is written once per activity, and most of its strings need no
+    /// escaping).
+    pub fn write_json(&self, out: &mut Vec<u8>) {
         match self {
-            Node::Bool(b) => serializer.serialize_bool(*b),
-            Node::Int(n) => serializer.serialize_i64(*n),
-            Node::Float(f) => serializer.serialize_f64(*f),
-            Node::Str(s) => serializer.serialize_str(s),
-            Node::String(s) => serializer.serialize_str(s),
-            Node::Source(v) => v.serialize(serializer),
+            Node::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+            Node::Int(n) => write_serde(out, n),
+            Node::Float(f) => write_serde(out, f),
+            Node::Str(s) => write_str(out, s),
+            Node::String(s) => write_str(out, s),
+            Node::Source(v) => write_value(out, v),
+            Node::Json(text) => out.extend_from_slice(text.as_bytes()),
             Node::Array(items) => {
-                let mut seq = serializer.serialize_seq(Some(items.len()))?;
-                for item in items {
-                    seq.serialize_element(item)?;
+                out.push(b'[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    item.write_json(out);
                 }
-                seq.end()
+                out.push(b']');
             }
             Node::Object(o) => {
-                let mut map = serializer.serialize_map(Some(o.0.len()))?;
-                for (k, v) in &o.0 {
-                    map.serialize_entry(k, v)?;
+                out.push(b'{');
+                for (i, (k, v)) in o.0.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    write_str(out, k);
+                    out.push(b':');
+                    v.write_json(out);
                 }
-                map.end()
+                out.push(b'}');
             }
         }
+    }
+}
+
+/// A source value as compact JSON, as serde_json writes it (objects in the
+/// map's own key order).
+fn write_value(out: &mut Vec<u8>, value: &Value) {
+    match value {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+        Value::Number(n) => write_serde(out, n),
+        Value::String(s) => write_str(out, s),
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_value(out, item);
+            }
+            out.push(b']');
+        }
+        Value::Object(map) => {
+            out.push(b'{');
+            for (i, (k, v)) in map.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_str(out, k);
+                out.push(b':');
+                write_value(out, v);
+            }
+            out.push(b'}');
+        }
+    }
+}
+
+/// A JSON string. Strings without a character JSON must escape (nearly all
+/// of them) are copied as they are; the rest go through serde_json.
+fn write_str(out: &mut Vec<u8>, s: &str) {
+    if needs_escape(s) {
+        write_serde(out, s);
+    } else {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    }
+}
+
+/// Whether `s` holds a control character, a quote or a backslash: the bytes
+/// serde_json escapes. Checks eight bytes at a time (the last word overlaps
+/// the one before it rather than being checked byte by byte).
+fn needs_escape(s: &str) -> bool {
+    let bytes = s.as_bytes();
+    if bytes.len() < 8 {
+        return bytes.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\');
+    }
+    let word = |chunk: &[u8]| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(chunk);
+        u64::from_le_bytes(w)
+    };
+    let mut found = escape_bytes(word(&bytes[bytes.len() - 8..]));
+    for chunk in bytes.chunks_exact(8) {
+        found |= escape_bytes(word(chunk));
+    }
+    found != 0
+}
+
+/// Non-zero iff a byte of `x` is below 0x20, a quote or a backslash (the
+/// classic "has zero byte" and "has byte less than" word tests; exact as a
+/// yes/no answer, bytes of 0x80 and above never count).
+fn escape_bytes(x: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+    let below_space = x.wrapping_sub(ONES * 0x20) & !x & HIGH;
+    below_space | has_zero(x ^ (ONES * u64::from(b'"'))) | has_zero(x ^ (ONES * u64::from(b'\\')))
+}
+
+/// A number or an escaped string, written by serde_json itself so that its
+/// formatting is exactly serde_json's.
+fn write_serde<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+    // Writing numbers and strings to a Vec cannot fail (a non-finite float
+    // becomes null).
+    if let Err(e) = serde_json::to_writer(out, value) {
+        unreachable!("writing JSON to memory failed: {e}");
     }
 }
 
@@ -233,6 +351,12 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn json_text(node: &Node) -> String {
+        let mut out = Vec::new();
+        node.write_json(&mut out);
+        String::from_utf8(out).unwrap()
+    }
+
     #[test]
     fn serializes_like_the_value_it_converts_to() {
         let source = json!({"z": [1, {"b": null, "a": "x"}], "big": 18446744073709551615u64});
@@ -246,14 +370,16 @@ mod tests {
                 .with("owned", String::from("o"))
                 .with("list", vec![Node::from("a"), Node::Int(1)])
                 .with("source", &source)
-                .with("inner", Obj::new().with("b", 2u8).with("a", 1u8)),
+                .with("inner", Obj::new().with("b", 2u8).with("a", 1u8))
+                .with("constant", Node::Json(r#"{"k":["v",1]}"#)),
         );
-        let text = serde_json::to_string(&node).unwrap();
+        let text = json_text(&node);
         assert!(text.starts_with(r#"{"name":"n","count":3,"#), "{text}");
         let value = node.into_value();
         assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), value);
         assert_eq!(value["inner"], json!({"a": 1, "b": 2}));
         assert_eq!(value["source"]["big"], json!(18446744073709551615u64));
+        assert_eq!(value["constant"], json!({"k": ["v", 1]}));
     }
 
     #[test]
@@ -266,9 +392,77 @@ mod tests {
         o.object_mut("idp").set("name", "x");
         o.object_mut("idp").set("uid", "y");
         let node = Node::Object(o);
-        let text = serde_json::to_string(&node).unwrap();
+        let text = json_text(&node);
         assert_eq!(text, r#"{"a":2,"b":3,"idp":{"name":"x","uid":"y"}}"#);
         let v = node.into_value();
         assert_eq!(v, json!({"a": 2, "b": 3, "idp": {"name": "x", "uid": "y"}}));
+    }
+
+    /// Strings are written exactly as serde_json writes them, escaped or not,
+    /// and source values byte for byte as serde_json prints them.
+    #[test]
+    fn writes_strings_and_values_as_serde_json_does() {
+        let strings = [
+            "",
+            "plain",
+            "quote \" inside",
+            "back\\slash",
+            "tab\tnew\nline\r\u{8}\u{c}",
+            "\u{0}\u{1f}\u{7f}",
+            "ünïcödé ✓ 𝄞",
+            "/slash/ is not escaped",
+            "a long string with a quote at the very end of it, past sixteen bytes\"",
+        ];
+        for s in strings {
+            assert_eq!(
+                json_text(&Node::Str(s)),
+                serde_json::to_string(s).unwrap(),
+                "{s:?}"
+            );
+            assert_eq!(
+                json_text(&Node::String(s.to_string())),
+                serde_json::to_string(s).unwrap()
+            );
+        }
+        let source = json!({
+            "k\"ey": ["a\\b", 1.5, -0.0, 1e300, -7, 18446744073709551615u64, null, true, false],
+            "nested": {"z": {}, "a": [], "m": "x\u{1}"},
+        });
+        assert_eq!(
+            json_text(&Node::Source(&source)),
+            serde_json::to_string(&source).unwrap()
+        );
+        let node = Node::Object(
+            Obj::new()
+                .with("f", 0.1)
+                .with("nan", f64::NAN)
+                .with("i", i64::MIN)
+                .with("q\"", "v"),
+        );
+        assert_eq!(
+            json_text(&node),
+            r#"{"f":0.1,"nan":null,"i":-9223372036854775808,"q\"":"v"}"#
+        );
+    }
+
+    /// The word-at-a-time check agrees with a byte-by-byte one for every
+    /// byte value at every position of strings of 1 to 20 bytes.
+    #[test]
+    fn escape_check_matches_the_byte_rule() {
+        for len in 1..=20 {
+            for at in 0..len {
+                for b in 0..=0x7fu8 {
+                    let mut bytes = vec![b'a'; len];
+                    bytes[at] = b;
+                    let s = std::str::from_utf8(&bytes).unwrap();
+                    let expected = b < 0x20 || b == b'"' || b == b'\\';
+                    assert_eq!(needs_escape(s), expected, "{s:?}");
+                }
+                // Multi-byte characters around a quote, at every character position.
+                let s: String = (0..len).map(|i| if i == at { '"' } else { 'é' }).collect();
+                assert!(needs_escape(&s), "{s:?}");
+                assert!(!needs_escape(&"é✓".repeat(len)));
+            }
+        }
     }
 }
