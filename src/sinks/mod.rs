@@ -4,6 +4,7 @@
 //! journal holds the data, so waiting loses nothing, and no other sink or
 //! source waits for it.
 
+pub mod elasticsearch;
 pub mod file;
 pub mod http;
 
@@ -16,6 +17,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::{Format, SinkConfig, SinkKind};
 use crate::store::{BatchRecord, NewDeadLetter, SharedStore, now_ms};
+use elasticsearch::ElasticsearchSink;
 use file::FileSink;
 use http::Outcome;
 
@@ -38,6 +40,7 @@ pub struct SinkStats {
 /// The destination behind a sink. One variant per sink type.
 enum Destination {
     File(FileSink),
+    Elasticsearch(ElasticsearchSink),
 }
 
 pub struct SinkTask {
@@ -206,7 +209,45 @@ impl SinkTask {
                 }
                 Ok(Destination::File(sink))
             }
+            SinkKind::Elasticsearch(cfg) => Ok(Destination::Elasticsearch(
+                ElasticsearchSink::new(cfg).map_err(|e| anyhow::anyhow!("sink {name}: {e:#}"))?,
+            )),
         }
+    }
+}
+
+/// A sink's destination outside its sink task, for `claudit replay` and
+/// `claudit dlq replay`: sends records without reading or moving the sink's
+/// cursor. File sinks are excluded: the running daemon owns the file and its
+/// committed length, and a second writer would break crash recovery.
+pub struct Replayer {
+    destination: Destination,
+}
+
+impl Replayer {
+    pub async fn open(config: &SinkConfig, store: SharedStore) -> anyhow::Result<Replayer> {
+        if matches!(config.kind, SinkKind::File(_)) {
+            anyhow::bail!(
+                "sink {} is a file sink, which replay does not write to: the daemon owns that file \
+                 and its committed length (crash recovery). For another copy, add a second file \
+                 sink: it starts from the beginning of the journal",
+                config.name
+            );
+        }
+        let (_, journal_head) = watch::channel(0);
+        let mut task = SinkTask {
+            config: config.clone(),
+            store,
+            journal_head,
+        };
+        Ok(Replayer {
+            destination: task.open_destination().await?,
+        })
+    }
+
+    /// Sends one batch through the destination, as the sink task would.
+    pub async fn send(&mut self, records: &[BatchRecord]) -> Outcome {
+        deliver(&mut self.destination, records).await
     }
 }
 
@@ -215,6 +256,7 @@ impl Destination {
     fn offset(&self) -> Option<i64> {
         match self {
             Destination::File(sink) => Some(sink.offset() as i64),
+            Destination::Elasticsearch(_) => None,
         }
     }
 }
@@ -237,6 +279,7 @@ async fn deliver(destination: &mut Destination, records: &[BatchRecord]) -> Outc
                 },
             }
         }
+        Destination::Elasticsearch(sink) => sink.send(records).await,
     }
 }
 
