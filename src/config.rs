@@ -1822,6 +1822,9 @@ mod schema {
     fn check_index_name(name: &str) -> Option<String> {
         let fix =
             "write e.g. index = \"logs-claudit.ocsf-default\" (a data stream) or \"claudit-ocsf\"";
+        let bad_char = name
+            .chars()
+            .find(|c| c.is_uppercase() || "\\/*?\"<>|,# :".contains(*c));
         let problem = if name.is_empty() {
             Some("is empty".to_string())
         } else if name.len() > 255 {
@@ -1830,15 +1833,12 @@ mod schema {
             Some("cannot be . or ..".to_string())
         } else if name.starts_with(['-', '_', '+']) {
             Some("cannot start with -, _ or +".to_string())
-        } else if let Some(c) = name
-            .chars()
-            .find(|c| c.is_uppercase() || "\\/*?\"<>|,# :".contains(*c))
-        {
-            Some(format!(
-                "contains {c:?} (index names are lowercase, without \\ / * ? \" < > | , # : or spaces)"
-            ))
         } else {
-            None
+            bad_char.map(|c| {
+                format!(
+                    "contains {c:?} (index names are lowercase, without \\ / * ? \" < > | , # : or spaces)"
+                )
+            })
         };
         problem.map(|p| format!("index name {name:?} {p}; {fix}"))
     }

@@ -3,9 +3,11 @@
 //!
 //! A dead letter is a journal record a destination rejected deterministically
 //! (per-event 4xx, too large). It stays in the `dead_letters` table with the
-//! destination's answer until it is replayed successfully or purged; the
-//! journal keeps its payload meanwhile (pruning skips it), so a replay after
-//! a fix (a mapping, a size limit) sends exactly what was journaled.
+//! destination's answer until it is replayed successfully or purged. Its
+//! payload is read from the journal, so a replay after a fix (a mapping, a
+//! size limit) sends exactly what was journaled, as long as the record is
+//! within the journal's retention (`state.retention`); after that, `show`
+//! and `replay` say it is gone.
 //!
 //! `claudit replay` re-sends a created_at range of the journal through one
 //! sink (a new SIEM, a re-indexed index) without moving that sink's cursor.

@@ -173,6 +173,10 @@ async fn a_valid_batch_is_created_with_ids_timestamps_gzip_and_api_key() {
     let mut es = ElasticsearchSink::new(es_config(&sink)).unwrap();
     let batch = records(0..50);
     assert_eq!(es.send(&batch).await, Outcome::delivered());
+    // gzip really was used on the wire.
+    let received = &server.received_requests().await.unwrap();
+    let bulk = received.iter().find(|r| r.url.path() == "/_bulk").unwrap();
+    assert_eq!(bulk.headers.get("content-encoding").unwrap(), "gzip");
     let st = state.state();
     assert!(st.violations.is_empty(), "{:?}", st.violations);
     assert_eq!(st.requests, 1);
@@ -182,10 +186,6 @@ async fn a_valid_batch_is_created_with_ids_timestamps_gzip_and_api_key() {
     let (_, first) = &st.docs[0];
     assert_eq!(first["@timestamp"], "2026-05-10T08:00:00.000Z");
     assert_eq!(first["metadata"]["uid"], "activity_00000");
-    // gzip really was used on the wire.
-    let received = &server.received_requests().await.unwrap();
-    let bulk = received.iter().find(|r| r.url.path() == "/_bulk").unwrap();
-    assert_eq!(bulk.headers.get("content-encoding").unwrap(), "gzip");
 }
 
 #[tokio::test]

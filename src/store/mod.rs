@@ -862,8 +862,7 @@ impl Store {
     // ---- pruning ---------------------------------------------------------
 
     /// Deletes journal rows every listed sink has passed and whose
-    /// created_at is older than `older_than_ms`, except those a dead letter
-    /// refers to (kept so `claudit dlq replay` can still send them). Returns rows deleted.
+    /// created_at is older than `older_than_ms`. Returns rows deleted.
     /// Deletes in bounded chunks so a large prune never holds the write lock
     /// for long.
     pub fn prune(&mut self, sinks: &[&str], older_than_ms: i64) -> Result<usize, StoreError> {
@@ -878,8 +877,7 @@ impl Store {
         loop {
             let n = self.conn.execute(
                 "DELETE FROM journal WHERE seq IN (
-                   SELECT seq FROM journal WHERE seq <= ?1 AND created_at_ms < ?2
-                     AND seq NOT IN (SELECT seq FROM dead_letters) LIMIT 10000)",
+                   SELECT seq FROM journal WHERE seq <= ?1 AND created_at_ms < ?2 LIMIT 10000)",
                 params![min_seq, older_than_ms],
             )?;
             total += n;

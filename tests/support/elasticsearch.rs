@@ -131,7 +131,7 @@ impl Respond for Es {
             return self.violation("the bulk body must end with a newline".into());
         }
         let lines: Vec<&str> = text.split_terminator('\n').collect();
-        if lines.len() % 2 != 0 {
+        if !lines.len().is_multiple_of(2) {
             return self.violation("bulk body lines must come in action/document pairs".into());
         }
         let mut pairs = Vec::new();
