@@ -95,6 +95,19 @@ pub async fn connect(config: &Config) -> bool {
                 };
                 ok &= report_sink(&sink.name, result);
             }
+            SinkKind::Elasticsearch(cfg) => {
+                let checked = match crate::sinks::elasticsearch::ElasticsearchSink::new(cfg) {
+                    Ok(es) => es.healthcheck().await,
+                    Err(e) => Err(format!("{e:#}")),
+                };
+                match checked {
+                    Ok(msg) => println!("sink {}: ok: {msg}", sink.name),
+                    Err(msg) => {
+                        println!("sink {}: FAILED: {msg}", sink.name);
+                        ok = false;
+                    }
+                }
+            }
         }
     }
     ok

@@ -106,6 +106,7 @@ pub enum SinkKind {
     Sumo(SumoSinkConfig),
     Datadog(DatadogSinkConfig),
     Sentinel(SentinelSinkConfig),
+    Elasticsearch(ElasticsearchSinkConfig),
 }
 
 /// Settings every HTTP sink shares (`tls_ca_file`, timeouts, compression).
@@ -118,6 +119,33 @@ pub struct HttpSinkConfig {
     pub request_timeout: Duration,
     /// gzip request bodies where the destination accepts it.
     pub compression: bool,
+}
+
+/// `type = "elasticsearch"`: Elasticsearch or OpenSearch `_bulk`.
+#[derive(Debug, Clone)]
+pub struct ElasticsearchSinkConfig {
+    /// The cluster's base URL (`https://es.example.com:9200`), no trailing
+    /// slash; `_bulk` and the health check are requests below it.
+    pub url: String,
+    /// Index, alias or data stream every event is created in.
+    pub index: String,
+    pub auth: ElasticsearchAuth,
+    /// Uncompressed bytes per `_bulk` request; a batch above it is split.
+    pub max_request_bytes: usize,
+    pub http: HttpSinkConfig,
+}
+
+/// How an Elasticsearch sink authenticates. `Debug` never shows a secret.
+#[derive(Debug, Clone)]
+pub enum ElasticsearchAuth {
+    /// `Authorization: ApiKey <encoded>`, the `encoded` value that
+    /// `POST /_security/api_key` returns (base64 of `id:api_key`).
+    ApiKey(SecretString),
+    /// HTTP basic authentication.
+    Basic {
+        username: String,
+        password: SecretString,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -1396,6 +1424,14 @@ mod schema {
             batch: (1000, 1_000_000, secs(1)),
             read: read_sumo_sink,
         },
+        // 1000 events / 5 MB per _bulk request: the size the Elastic tuning
+        // guide and the OTel exporter aim for, far below the 100 MB default
+        // http.max_content_length.
+        SinkType {
+            name: "elasticsearch",
+            batch: (1000, 5_000_000, secs(1)),
+            read: read_elasticsearch_sink,
+        },
     ];
 
     pub(super) fn read_config(cx: &mut Ctx, doc: &DeTable) -> Config {
@@ -2020,7 +2056,8 @@ mod schema {
             || url.password().is_some()
         {
             return Err(format!(
-                "{key} must not carry credentials, a query or a fragment; {fix}"
+                "{key} must not carry credentials, a query or a fragment (credentials go in the \
+                 sink's key, token or password settings); {fix}"
             ));
         }
         Ok(text.value.trim().trim_end_matches('/').to_string())
@@ -2233,6 +2270,115 @@ mod schema {
             request_timeout: request_timeout?,
             compression: compression?,
         })
+    }
+
+    /// The keys of `type = "elasticsearch"`.
+    fn read_elasticsearch_sink(cx: &mut Ctx, t: &mut Table) -> Option<SinkKind> {
+        const URL_EXAMPLE: &str = "\"https://es.example.com:9200\"";
+        let url = t.required_text(cx, "url", URL_EXAMPLE).and_then(|text| {
+            check_sink_url(&text, "url", URL_EXAMPLE)
+                .map_err(|msg| text_error(cx, t, "url", &text, msg))
+                .ok()
+        });
+        let index = t
+            .required_text(cx, "index", "\"logs-claudit.ocsf-default\"")
+            .and_then(|text| match check_index_name(&text.value) {
+                None => Some(text.value),
+                Some(msg) => {
+                    text_error(cx, t, "index", &text, msg);
+                    None
+                }
+            });
+        // Basic auth when a username is given, an API key otherwise; never both.
+        let auth = match t.text(cx, "username") {
+            Got::Invalid => None,
+            Got::Value(user) if user.value.is_empty() => {
+                let msg = "is empty; write the user name, or remove it and use api_key".to_string();
+                text_error(cx, t, "username", &user, msg);
+                None
+            }
+            Got::Value(user) => {
+                let key_set = !matches!(t.text(cx, "api_key"), Got::Absent)
+                    || !matches!(t.text(cx, "api_key_file"), Got::Absent);
+                if key_set {
+                    let line = t.line_of_key(cx, "api_key");
+                    let msg = "both api_key and username are set; keep api_key (recommended) \
+                               or username with password, not both"
+                        .to_string();
+                    t_error(cx, t, "api_key", line, msg);
+                }
+                let password = t.secret(
+                    cx,
+                    "password",
+                    "ELASTICSEARCH_PASSWORD",
+                    "/etc/claudit/elasticsearch.password",
+                );
+                match (key_set, password) {
+                    (false, Some(password)) => Some(ElasticsearchAuth::Basic {
+                        username: user.value,
+                        password,
+                    }),
+                    _ => None,
+                }
+            }
+            Got::Absent => t
+                .secret(
+                    cx,
+                    "api_key",
+                    "ELASTICSEARCH_API_KEY",
+                    "/etc/claudit/elasticsearch.api_key",
+                )
+                .map(ElasticsearchAuth::ApiKey),
+        };
+        let max_request_bytes = t.size(cx, "max_request_bytes", 5_000_000);
+        let max_request_bytes = match max_request_bytes {
+            Some(n) if !(10_000..=1 << 30).contains(&n) => {
+                let line = t.line_of_key(cx, "max_request_bytes");
+                let msg = format!(
+                    "{} is out of range; write a size from 10KB to 1GiB, below the cluster's \
+                     http.max_content_length (default 100MB), e.g. max_request_bytes = \"5MB\"",
+                    reader::format_size(n)
+                );
+                t_error(cx, t, "max_request_bytes", line, msg);
+                None
+            }
+            other => other,
+        };
+        let http = read_http(cx, t);
+        Some(SinkKind::Elasticsearch(ElasticsearchSinkConfig {
+            url: url?,
+            index: index?,
+            auth: auth?,
+            max_request_bytes: max_request_bytes? as usize,
+            http: http?,
+        }))
+    }
+
+    /// Elasticsearch's index name rules: lowercase, at most 255 bytes, none of
+    /// `\ / * ? " < > | , #`, space or `:`, not starting with `-`, `_` or
+    /// `+`, not `.` or `..`.
+    fn check_index_name(name: &str) -> Option<String> {
+        let fix =
+            "write e.g. index = \"logs-claudit.ocsf-default\" (a data stream) or \"claudit-ocsf\"";
+        let bad_char = name
+            .chars()
+            .find(|c| c.is_uppercase() || "\\/*?\"<>|,# :".contains(*c));
+        let problem = if name.is_empty() {
+            Some("is empty".to_string())
+        } else if name.len() > 255 {
+            Some("is longer than 255 bytes".to_string())
+        } else if name == "." || name == ".." {
+            Some("cannot be . or ..".to_string())
+        } else if name.starts_with(['-', '_', '+']) {
+            Some("cannot start with -, _ or +".to_string())
+        } else {
+            bad_char.map(|c| {
+                format!(
+                    "contains {c:?} (index names are lowercase, without \\ / * ? \" < > | , # : or spaces)"
+                )
+            })
+        };
+        problem.map(|p| format!("index name {name:?} {p}; {fix}"))
     }
 
     fn read_enrich(cx: &mut Ctx, root: &mut Table) -> EnrichConfig {

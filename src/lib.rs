@@ -7,6 +7,7 @@ pub mod check;
 pub mod config;
 pub mod daemon;
 pub mod demo;
+pub mod dlq;
 pub mod enrich;
 pub mod model;
 pub mod ocsf;

@@ -2,7 +2,8 @@
 //! validated settings, then calls one module:
 //! `run` → `daemon::run`, `check` → `config::load` (+ `check::connect`),
 //! `status` → `status::report`, `backfill` → `backfill::run`,
-//! `demo` → `demo::run`, `map` → `ocsf::Mapper`.
+//! `demo` → `demo::run`, `map` → `ocsf::Mapper`, `dlq` and `replay` →
+//! `dlq`.
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
@@ -71,6 +72,25 @@ enum Command {
         #[arg(long)]
         until: Option<String>,
     },
+    /// Inspect, replay or purge a sink's dead letters (events its destination rejected).
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
+    /// Re-send the journal records created in a time range through one sink (its cursor does not move).
+    Replay {
+        #[arg(long, short, env = "CLAUDIT_CONFIG")]
+        config: PathBuf,
+        /// The sink (its `name` in the configuration).
+        #[arg(long)]
+        sink: String,
+        /// Start of the range (created_at): RFC 3339 time, date (2026-01-01), or duration ago (7d).
+        #[arg(long)]
+        since: String,
+        /// End of the range, exclusive (default: now).
+        #[arg(long)]
+        until: Option<String>,
+    },
     /// Run the built-in Compliance API simulator through the real pipeline into OCSF and raw NDJSON files.
     Demo {
         /// Output directory for events.ocsf.ndjson and events.raw.ndjson.
@@ -100,6 +120,47 @@ enum Command {
         /// Requests per minute before 429 (0 = unthrottled).
         #[arg(long, default_value_t = 600)]
         rate_limit: u32,
+    },
+}
+
+#[derive(Subcommand)]
+enum DlqCommand {
+    /// One line per dead letter: id, journal seq, activity id, time, reason.
+    List {
+        #[arg(long, short, env = "CLAUDIT_CONFIG")]
+        config: PathBuf,
+        #[arg(long)]
+        sink: String,
+    },
+    /// One dead letter in full: the destination's answer and the journaled payload.
+    Show {
+        #[arg(long, short, env = "CLAUDIT_CONFIG")]
+        config: PathBuf,
+        #[arg(long)]
+        sink: String,
+        #[arg(long)]
+        id: i64,
+    },
+    /// Re-send dead letters (all, or --id N) once; accepted ones are removed, rejected ones kept with the new answer.
+    Replay {
+        #[arg(long, short, env = "CLAUDIT_CONFIG")]
+        config: PathBuf,
+        #[arg(long)]
+        sink: String,
+        #[arg(long)]
+        id: Option<i64>,
+    },
+    /// Delete dead letters (all, or --id N) for good.
+    Purge {
+        #[arg(long, short, env = "CLAUDIT_CONFIG")]
+        config: PathBuf,
+        #[arg(long)]
+        sink: String,
+        #[arg(long)]
+        id: Option<i64>,
+        /// Confirm the deletion.
+        #[arg(long)]
+        yes: bool,
     },
 }
 
@@ -198,6 +259,36 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             claudit::backfill::run(&config, &source, since, until, shutdown_on_signals()).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Dlq { command } => dlq(command).await,
+        Command::Replay {
+            config,
+            sink,
+            since,
+            until,
+        } => {
+            let config = match load_config(&config) {
+                Ok(c) => c,
+                Err(code) => return Ok(code),
+            };
+            let now = chrono::Utc::now();
+            let since = claudit::backfill::parse_time_arg(&since, now)
+                .map_err(|e| anyhow::anyhow!("--since: {e}"))?;
+            let until = match until {
+                Some(u) => claudit::backfill::parse_time_arg(&u, now)
+                    .map_err(|e| anyhow::anyhow!("--until: {e}"))?,
+                None => now,
+            };
+            let done =
+                claudit::dlq::replay_range(&config, &sink, since, until, shutdown_on_signals())
+                    .await?;
+            println!(
+                "sink {sink}: replayed {} records from {since} to {until}: {} accepted, {} rejected (now dead letters)",
+                done.delivered + done.rejected,
+                done.delivered,
+                done.rejected
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Demo {
             out,
             events,
@@ -237,6 +328,51 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `claudit dlq ...`.
+async fn dlq(command: DlqCommand) -> anyhow::Result<ExitCode> {
+    let path = match &command {
+        DlqCommand::List { config, .. }
+        | DlqCommand::Show { config, .. }
+        | DlqCommand::Replay { config, .. }
+        | DlqCommand::Purge { config, .. } => config.clone(),
+    };
+    let config = match load_config(&path) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    match command {
+        DlqCommand::List { sink, .. } => print!("{}", claudit::dlq::list(&config, &sink)?),
+        DlqCommand::Show { sink, id, .. } => print!("{}", claudit::dlq::show(&config, &sink, id)?),
+        DlqCommand::Replay { sink, id, .. } => {
+            let done = claudit::dlq::replay_dead_letters(&config, &sink, id).await?;
+            println!(
+                "sink {sink}: {} delivered and removed, {} rejected again (kept), {} no longer in the journal, {} not settled",
+                done.delivered, done.rejected, done.missing, done.failed
+            );
+            if let Some(error) = done.error {
+                eprintln!(
+                    "error: sink {sink}: {error}; the dead letters are kept, try again later"
+                );
+                return Ok(ExitCode::FAILURE);
+            }
+            if done.rejected > 0 || done.missing > 0 {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        DlqCommand::Purge { sink, id, yes, .. } => {
+            if !yes {
+                anyhow::bail!(
+                    "purging deletes dead letters for good (their events were never delivered to {sink}); \
+                     add --yes to confirm"
+                );
+            }
+            let n = claudit::dlq::purge(&config, &sink, id)?;
+            println!("sink {sink}: {n} dead letter(s) purged");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `claudit map`: raw activity NDJSON to OCSF NDJSON. A line that is not

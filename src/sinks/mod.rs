@@ -5,6 +5,7 @@
 //! source waits for it.
 
 pub mod datadog;
+pub mod elasticsearch;
 pub mod file;
 pub mod http;
 pub mod progress;
@@ -22,6 +23,7 @@ use tracing::{debug, error, info, warn};
 use crate::config::{Format, SinkConfig, SinkKind};
 use crate::store::{BatchRecord, NewDeadLetter, SharedStore, now_ms};
 use datadog::DatadogSink;
+use elasticsearch::ElasticsearchSink;
 use file::FileSink;
 use http::Outcome;
 use sentinel::SentinelSink;
@@ -51,6 +53,7 @@ enum Destination {
     Sentinel(SentinelSink),
     SplunkHec(SplunkHecSink),
     Sumo(SumoSink),
+    Elasticsearch(ElasticsearchSink),
 }
 
 pub struct SinkTask {
@@ -223,7 +226,45 @@ impl SinkTask {
             SinkKind::Sentinel(cfg) => Ok(Destination::Sentinel(SentinelSink::new(cfg)?)),
             SinkKind::SplunkHec(cfg) => Ok(Destination::SplunkHec(SplunkHecSink::new(cfg)?)),
             SinkKind::Sumo(cfg) => Ok(Destination::Sumo(SumoSink::new(cfg)?)),
+            SinkKind::Elasticsearch(cfg) => Ok(Destination::Elasticsearch(
+                ElasticsearchSink::new(cfg).map_err(|e| anyhow::anyhow!("sink {name}: {e:#}"))?,
+            )),
         }
+    }
+}
+
+/// A sink's destination outside its sink task, for `claudit replay` and
+/// `claudit dlq replay`: sends records without reading or moving the sink's
+/// cursor. File sinks are excluded: the running daemon owns the file and its
+/// committed length, and a second writer would break crash recovery.
+pub struct Replayer {
+    destination: Destination,
+}
+
+impl Replayer {
+    pub async fn open(config: &SinkConfig, store: SharedStore) -> anyhow::Result<Replayer> {
+        if matches!(config.kind, SinkKind::File(_)) {
+            anyhow::bail!(
+                "sink {} is a file sink, which replay does not write to: the daemon owns that file \
+                 and its committed length (crash recovery). For another copy, add a second file \
+                 sink: it starts from the beginning of the journal",
+                config.name
+            );
+        }
+        let (_, journal_head) = watch::channel(0);
+        let mut task = SinkTask {
+            config: config.clone(),
+            store,
+            journal_head,
+        };
+        Ok(Replayer {
+            destination: task.open_destination().await?,
+        })
+    }
+
+    /// Sends one batch through the destination, as the sink task would.
+    pub async fn send(&mut self, records: &[BatchRecord]) -> Outcome {
+        deliver(&mut self.destination, records).await
     }
 }
 
@@ -234,6 +275,7 @@ impl Destination {
             Destination::File(sink) => Some(sink.offset() as i64),
             Destination::Datadog(_) | Destination::Sentinel(_) => None,
             Destination::SplunkHec(_) | Destination::Sumo(_) => None,
+            Destination::Elasticsearch(_) => None,
         }
     }
 }
@@ -260,6 +302,7 @@ async fn deliver(destination: &mut Destination, records: &[BatchRecord]) -> Outc
         Destination::Sentinel(sink) => sink.send(records).await,
         Destination::SplunkHec(sink) => sink.send(records).await,
         Destination::Sumo(sink) => sink.send(records).await,
+        Destination::Elasticsearch(sink) => sink.send(records).await,
     }
 }
 

@@ -747,10 +747,124 @@ impl Store {
         )?)
     }
 
+    /// A sink's dead letters, oldest first; only the one with `id` when given.
+    pub fn dead_letters(&self, sink: &str, id: Option<i64>) -> Result<Vec<DeadLetter>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, sink, seq, activity_id, reason, response, at_ms FROM dead_letters
+             WHERE sink = ?1 AND (?2 IS NULL OR id = ?2) ORDER BY id",
+        )?;
+        let rows = stmt.query_map(params![sink, id], |r| {
+            Ok(DeadLetter {
+                id: r.get(0)?,
+                sink: r.get(1)?,
+                seq: r.get(2)?,
+                activity_id: r.get(3)?,
+                reason: r.get(4)?,
+                response: r.get(5)?,
+                at_ms: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The journal record at `seq` in a sink's format, unless pruned.
+    pub fn journal_record(&self, seq: i64, raw: bool) -> Result<Option<BatchRecord>, StoreError> {
+        let sql = if raw {
+            "SELECT seq, activity_id, created_at_ms, raw FROM journal WHERE seq = ?1"
+        } else {
+            "SELECT seq, activity_id, created_at_ms, ocsf FROM journal WHERE seq = ?1"
+        };
+        Ok(self
+            .conn
+            .query_row(sql, params![seq], |r| {
+                Ok(BatchRecord {
+                    seq: r.get(0)?,
+                    activity_id: r.get(1)?,
+                    created_at_ms: r.get(2)?,
+                    payload: r.get(3)?,
+                })
+            })
+            .optional()?)
+    }
+
+    /// After a dead-letter replay: removes the dead letters the destination
+    /// now accepted and records the new answer on the ones it rejected
+    /// again, in one transaction. Returns the number removed.
+    pub fn settle_dead_letters(
+        &mut self,
+        sink: &str,
+        delivered: &[i64],
+        rejected_again: &[(i64, String, String)],
+        now_ms: i64,
+    ) -> Result<usize, StoreError> {
+        let tx = self.conn.transaction()?;
+        let mut removed = 0;
+        {
+            let mut delete =
+                tx.prepare_cached("DELETE FROM dead_letters WHERE sink = ?1 AND id = ?2")?;
+            for id in delivered {
+                removed += delete.execute(params![sink, id])?;
+            }
+            let mut update = tx.prepare_cached(
+                "UPDATE dead_letters SET reason = ?3, response = ?4, at_ms = ?5 WHERE sink = ?1 AND id = ?2",
+            )?;
+            for (id, reason, response) in rejected_again {
+                update.execute(params![sink, id, reason, response, now_ms])?;
+            }
+        }
+        tx.commit()?;
+        Ok(removed)
+    }
+
+    /// Records rejections without moving the sink's cursor (`claudit
+    /// replay`); a record already dead-lettered for the sink gets the new
+    /// answer instead of a second row.
+    pub fn add_dead_letters(
+        &mut self,
+        sink: &str,
+        dead: &[NewDeadLetter],
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut update = tx.prepare_cached(
+                "UPDATE dead_letters SET reason = ?3, response = ?4, at_ms = ?5 WHERE sink = ?1 AND seq = ?2",
+            )?;
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO dead_letters (sink, seq, activity_id, reason, response, at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for d in dead {
+                if update.execute(params![sink, d.seq, d.reason, d.response, now_ms])? == 0 {
+                    insert.execute(params![
+                        sink,
+                        d.seq,
+                        d.activity_id,
+                        d.reason,
+                        d.response,
+                        now_ms
+                    ])?;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Deletes a sink's dead letters (all, or the one with `id`). Returns
+    /// how many.
+    pub fn purge_dead_letters(&mut self, sink: &str, id: Option<i64>) -> Result<usize, StoreError> {
+        Ok(self.conn.execute(
+            "DELETE FROM dead_letters WHERE sink = ?1 AND (?2 IS NULL OR id = ?2)",
+            params![sink, id],
+        )?)
+    }
+
     // ---- pruning ---------------------------------------------------------
 
     /// Deletes journal rows every listed sink has passed and whose
-    /// created_at is older than `older_than_ms`. Returns rows deleted.
+    /// created_at is older than `older_than_ms`, except rows a dead letter
+    /// refers to (they stay replayable until the dead letter is replayed or
+    /// purged). Returns rows deleted.
     /// Deletes in bounded chunks so a large prune never holds the write lock
     /// for long.
     pub fn prune(&mut self, sinks: &[&str], older_than_ms: i64) -> Result<usize, StoreError> {
@@ -765,7 +879,8 @@ impl Store {
         loop {
             let n = self.conn.execute(
                 "DELETE FROM journal WHERE seq IN (
-                   SELECT seq FROM journal WHERE seq <= ?1 AND created_at_ms < ?2 LIMIT 10000)",
+                   SELECT seq FROM journal WHERE seq <= ?1 AND created_at_ms < ?2
+                     AND seq NOT IN (SELECT seq FROM dead_letters) LIMIT 10000)",
                 params![min_seq, older_than_ms],
             )?;
             total += n;

@@ -1,0 +1,640 @@
+//! Elasticsearch / OpenSearch `_bulk` sink (`spec/sinks.md` section 5).
+//!
+//! Every event is sent as a `create` action with `_id` = the activity id, so
+//! re-delivery is idempotent: a document that is already there answers 409
+//! (`version_conflict_engine_exception`), which counts as delivered. That
+//! makes every retry safe, including one after an answer that never came.
+//!
+//! Each document gets an `@timestamp` (the activity's `created_at`, RFC 3339
+//! in UTC with milliseconds) as its first field; data streams require it.
+//! The rest of the event is left exactly as journaled, in both formats: an
+//! OCSF event keeps its OCSF fields, a raw activity keeps the fields the API
+//! sent, at the top level (no wrapping), so searches work on the same names
+//! as in the API documentation.
+//!
+//! A `_bulk` answer is judged per item: 2xx and 409 are delivered; 429 and
+//! 5xx items are re-sent alone on the next attempt (the sink remembers which
+//! items of the batch are done); other 4xx items (mapping errors) are dead-
+//! lettered with the item's error. An item refused for credentials or a
+//! missing index stops the sink (`Fatal`): dead-lettering every event for a
+//! configuration problem would only move the backlog elsewhere.
+
+use std::collections::{HashMap, HashSet};
+use std::io::Write;
+
+use base64::Engine;
+use reqwest::StatusCode;
+use reqwest::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HeaderValue};
+use secrecy::ExposeSecret;
+use serde_json::Value;
+
+use super::http::{self, Outcome, Rejected};
+use crate::config::{ElasticsearchAuth, ElasticsearchSinkConfig};
+use crate::store::BatchRecord;
+
+/// Elasticsearch refuses longer `_id`s.
+pub const MAX_ID_BYTES: usize = 512;
+
+/// Turns records into `_bulk` request bodies of at most `max_request_bytes`
+/// (uncompressed).
+#[derive(Debug, Clone)]
+pub struct BulkEncoder {
+    /// `{"create":{"_index":"<index>","_id":` — everything before the id.
+    action_prefix: Vec<u8>,
+    max_request_bytes: usize,
+}
+
+/// One `_bulk` request body and the records it carries, in order.
+#[derive(Debug)]
+pub struct BulkRequest {
+    /// NDJSON: action line, document line, each ending in `\n`.
+    pub body: Vec<u8>,
+    /// Indices into the records given to [`BulkEncoder::encode`].
+    pub items: Vec<usize>,
+}
+
+/// A batch as requests, plus the records that cannot be sent at all.
+#[derive(Debug, Default)]
+pub struct Encoded {
+    pub requests: Vec<BulkRequest>,
+    pub rejected: Vec<Rejected>,
+}
+
+impl BulkEncoder {
+    pub fn new(index: &str, max_request_bytes: usize) -> BulkEncoder {
+        let mut action_prefix = b"{\"create\":{\"_index\":".to_vec();
+        serde_json::to_writer(&mut action_prefix, index).expect("writing to a Vec cannot fail");
+        action_prefix.extend_from_slice(b",\"_id\":");
+        BulkEncoder {
+            action_prefix,
+            max_request_bytes,
+        }
+    }
+
+    /// Splits `records` into requests within the size limit, in order. A
+    /// record that alone exceeds the limit, has an over-long id, or whose
+    /// payload is not a JSON object is rejected (dead-lettered), never
+    /// truncated.
+    pub fn encode(&self, records: &[&BatchRecord]) -> Encoded {
+        let mut out = Encoded::default();
+        let mut current = BulkRequest {
+            body: Vec::new(),
+            items: Vec::new(),
+        };
+        let mut item = Vec::new();
+        for (i, record) in records.iter().enumerate() {
+            item.clear();
+            if let Err(reason) = self.encode_item(record, &mut item) {
+                out.rejected.push(reject(record, reason));
+                continue;
+            }
+            if item.len() > self.max_request_bytes {
+                let reason = format!(
+                    "event of {} bytes (with its bulk action line) exceeds max_request_bytes = {}; \
+                     raise max_request_bytes (below the cluster's http.max_content_length) and \
+                     replay it with claudit dlq replay",
+                    item.len(),
+                    self.max_request_bytes
+                );
+                out.rejected.push(reject(record, reason));
+                continue;
+            }
+            if current.body.len() + item.len() > self.max_request_bytes {
+                let full = std::mem::replace(
+                    &mut current,
+                    BulkRequest {
+                        body: Vec::new(),
+                        items: Vec::new(),
+                    },
+                );
+                out.requests.push(full);
+            }
+            current.body.extend_from_slice(&item);
+            current.items.push(i);
+        }
+        if !current.items.is_empty() {
+            out.requests.push(current);
+        }
+        out
+    }
+
+    /// The action line and the document line of one record.
+    fn encode_item(&self, record: &BatchRecord, out: &mut Vec<u8>) -> Result<(), String> {
+        if record.activity_id.len() > MAX_ID_BYTES {
+            return Err(format!(
+                "activity id of {} bytes exceeds Elasticsearch's {MAX_ID_BYTES}-byte _id limit",
+                record.activity_id.len()
+            ));
+        }
+        let doc = record.payload.trim();
+        if !(doc.starts_with('{') && doc.ends_with('}')) {
+            return Err("the journaled event is not a JSON object".to_string());
+        }
+        out.extend_from_slice(&self.action_prefix);
+        serde_json::to_writer(&mut *out, &record.activity_id)
+            .expect("writing to a Vec cannot fail");
+        out.extend_from_slice(b"}}\n");
+        let start = out.len();
+        if has_top_level_timestamp(doc) {
+            out.extend_from_slice(doc.as_bytes());
+        } else {
+            out.extend_from_slice(b"{\"@timestamp\":\"");
+            write_timestamp(record.created_at_ms, out);
+            out.push(b'"');
+            let rest = doc[1..].trim_start();
+            if rest != "}" {
+                out.push(b',');
+            }
+            out.extend_from_slice(rest.as_bytes());
+        }
+        // NDJSON: a line break can only be whitespace between JSON tokens
+        // (inside strings it is escaped), so a space keeps the meaning.
+        for b in &mut out[start..] {
+            if *b == b'\n' || *b == b'\r' {
+                *b = b' ';
+            }
+        }
+        out.push(b'\n');
+        Ok(())
+    }
+}
+
+fn reject(record: &BatchRecord, reason: String) -> Rejected {
+    Rejected {
+        seq: record.seq,
+        activity_id: record.activity_id.clone(),
+        reason,
+        response: String::new(),
+    }
+}
+
+/// The event already has its own top-level `@timestamp` (a second one would
+/// make Elasticsearch reject the document as a duplicate field).
+fn has_top_level_timestamp(doc: &str) -> bool {
+    doc.contains("\"@timestamp\"")
+        && serde_json::from_str::<HashMap<String, serde::de::IgnoredAny>>(doc)
+            .is_ok_and(|m| m.contains_key("@timestamp"))
+}
+
+/// `2026-05-10T08:00:00.123Z`.
+fn write_timestamp(ms: i64, out: &mut Vec<u8>) {
+    let t = chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default();
+    write!(out, "{}", t.format("%Y-%m-%dT%H:%M:%S%.3fZ")).expect("writing to a Vec cannot fail");
+}
+
+/// What one item of a `_bulk` answer means for its record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ItemResult {
+    /// Created, or already there (409 on `create`).
+    Done,
+    /// 429 or 5xx: send this record again.
+    Retry(String),
+    /// A deterministic refusal of this document: dead-letter it.
+    Rejected { reason: String, response: String },
+    /// Credentials or a missing index: stop the sink.
+    Fatal(String),
+}
+
+/// Classifies one item of a `_bulk` response (`{"create":{"status":..}}`).
+pub fn classify_item(item: &Value) -> ItemResult {
+    let Some(body) = item.as_object().and_then(|o| o.values().next()) else {
+        return ItemResult::Retry(format!(
+            "unreadable bulk item {}",
+            http::truncate(&item.to_string(), 256)
+        ));
+    };
+    let status = body.get("status").and_then(Value::as_u64).unwrap_or(0);
+    let error_type = body
+        .pointer("/error/type")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let error_reason = body
+        .pointer("/error/reason")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let detail = format!("item status {status}: {error_type}: {error_reason}");
+    match status {
+        200..=299 | 409 => ItemResult::Done,
+        401 | 403 => ItemResult::Fatal(format!(
+            "{detail} (the credentials may not write to this index: give the API key or user \
+             the create_doc privilege on it)"
+        )),
+        404 if error_type == "index_not_found_exception" => ItemResult::Fatal(format!(
+            "{detail} (create the index or data stream, or install the index template from \
+             deploy/elasticsearch/ so it is created automatically)"
+        )),
+        429 | 500..=599 => ItemResult::Retry(detail),
+        400..=499 => ItemResult::Rejected {
+            reason: format!("Elasticsearch refused the document: {error_type}: {error_reason}"),
+            response: http::truncate(&item.to_string(), 4096),
+        },
+        _ => ItemResult::Retry(detail),
+    }
+}
+
+/// Which records of the batch in flight are settled, so a retry of the same
+/// batch re-sends only the others.
+#[derive(Debug, Default)]
+struct Progress {
+    first_seq: Option<i64>,
+    done: HashSet<i64>,
+    rejected: Vec<Rejected>,
+}
+
+pub struct ElasticsearchSink {
+    client: reqwest::Client,
+    url: String,
+    bulk_url: String,
+    /// Marked sensitive: never printed by `Debug`.
+    authorization: HeaderValue,
+    compression: bool,
+    encoder: BulkEncoder,
+    progress: Progress,
+}
+
+impl ElasticsearchSink {
+    pub fn new(config: &ElasticsearchSinkConfig) -> anyhow::Result<ElasticsearchSink> {
+        let credentials = match &config.auth {
+            ElasticsearchAuth::ApiKey(key) => format!("ApiKey {}", key.expose_secret().trim()),
+            ElasticsearchAuth::Basic { username, password } => {
+                let pair = format!("{username}:{}", password.expose_secret());
+                format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(pair)
+                )
+            }
+        };
+        let mut authorization = HeaderValue::from_str(&credentials).map_err(|_| {
+            anyhow::anyhow!(
+                "the Elasticsearch credentials contain characters that cannot go in an HTTP header; \
+                 check api_key (the base64 `encoded` value) or username/password"
+            )
+        })?;
+        authorization.set_sensitive(true);
+        Ok(ElasticsearchSink {
+            client: http::client(&config.http)?,
+            url: config.url.clone(),
+            bulk_url: format!("{}/_bulk", config.url),
+            authorization,
+            compression: config.http.compression,
+            encoder: BulkEncoder::new(&config.index, config.max_request_bytes),
+            progress: Progress::default(),
+        })
+    }
+
+    /// Sends one batch. Records already settled by an earlier attempt at the
+    /// same batch are not sent again.
+    pub async fn send(&mut self, records: &[BatchRecord]) -> Outcome {
+        let Some(first) = records.first() else {
+            return Outcome::delivered();
+        };
+        if self.progress.first_seq != Some(first.seq) {
+            self.progress = Progress {
+                first_seq: Some(first.seq),
+                ..Progress::default()
+            };
+        }
+        let pending: Vec<&BatchRecord> = records
+            .iter()
+            .filter(|r| !self.progress.done.contains(&r.seq))
+            .collect();
+        let encoded = self.encoder.encode(&pending);
+        for rejected in encoded.rejected {
+            self.progress.done.insert(rejected.seq);
+            self.progress.rejected.push(rejected);
+        }
+        let mut to_retry = 0usize;
+        let mut first_retry_reason = String::new();
+        for request in &encoded.requests {
+            let items = match self.post_bulk(&request.body).await {
+                Ok(items) => items,
+                Err(outcome) => return outcome,
+            };
+            if items.len() != request.items.len() {
+                return Outcome::Retry {
+                    after: None,
+                    reason: format!(
+                        "the bulk answer lists {} items for {} sent; sending again (create with _id \
+                         makes that safe)",
+                        items.len(),
+                        request.items.len()
+                    ),
+                };
+            }
+            for (&i, item) in request.items.iter().zip(&items) {
+                let record = pending[i];
+                match classify_item(item) {
+                    ItemResult::Done => {
+                        self.progress.done.insert(record.seq);
+                    }
+                    ItemResult::Retry(reason) => {
+                        if to_retry == 0 {
+                            first_retry_reason = reason;
+                        }
+                        to_retry += 1;
+                    }
+                    ItemResult::Rejected { reason, response } => {
+                        self.progress.done.insert(record.seq);
+                        self.progress.rejected.push(Rejected {
+                            seq: record.seq,
+                            activity_id: record.activity_id.clone(),
+                            reason,
+                            response,
+                        });
+                    }
+                    ItemResult::Fatal(reason) => return Outcome::Fatal { reason },
+                }
+            }
+        }
+        if to_retry > 0 {
+            return Outcome::Retry {
+                after: None,
+                reason: format!(
+                    "{to_retry} of {} events were not accepted yet ({first_retry_reason}); only those \
+                     are sent again",
+                    records.len()
+                ),
+            };
+        }
+        let rejected = std::mem::take(&mut self.progress.rejected);
+        self.progress = Progress::default();
+        Outcome::Delivered { rejected }
+    }
+
+    /// POSTs one `_bulk` body; the per-item results on a 2xx answer, the
+    /// outcome of the whole batch otherwise.
+    async fn post_bulk(&self, body: &[u8]) -> Result<Vec<Value>, Outcome> {
+        let mut request = self
+            .client
+            .post(&self.bulk_url)
+            .header(AUTHORIZATION, self.authorization.clone())
+            .header(CONTENT_TYPE, "application/x-ndjson");
+        request = if self.compression {
+            request
+                .header(CONTENT_ENCODING, "gzip")
+                .body(http::gzip(body))
+        } else {
+            request.body(body.to_vec())
+        };
+        let response = request.send().await.map_err(|e| Outcome::Retry {
+            after: None,
+            reason: format!("POST {}: {}", self.bulk_url, error_chain(&e)),
+        })?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.map_err(|e| Outcome::Retry {
+            after: None,
+            reason: format!(
+                "reading the answer of POST {}: {}",
+                self.bulk_url,
+                error_chain(&e)
+            ),
+        })?;
+        if !status.is_success() {
+            return Err(classify_request(status, &headers, &text, body.len()));
+        }
+        let answer: Value = serde_json::from_str(&text).map_err(|e| Outcome::Retry {
+            after: None,
+            reason: format!(
+                "the bulk answer (HTTP {status}) is not JSON ({e}): {}; sending again",
+                http::truncate(&text, 256)
+            ),
+        })?;
+        match answer.get("items").and_then(Value::as_array) {
+            Some(items) => Ok(items.clone()),
+            None => Err(Outcome::Retry {
+                after: None,
+                reason: format!(
+                    "the bulk answer (HTTP {status}) has no items: {}; sending again",
+                    http::truncate(&text, 256)
+                ),
+            }),
+        }
+    }
+
+    /// `GET /`: the cluster answers with its name and version when it is
+    /// reachable and accepts the credentials.
+    pub async fn healthcheck(&self) -> Result<String, String> {
+        let url = format!("{}/", self.url);
+        let response = self
+            .client
+            .get(&url)
+            .header(AUTHORIZATION, self.authorization.clone())
+            .send()
+            .await
+            .map_err(|e| format!("GET {url}: {}", error_chain(&e)))?;
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        match status.as_u16() {
+            200..=299 => {
+                let info: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                let product = match info
+                    .pointer("/version/distribution")
+                    .and_then(Value::as_str)
+                {
+                    Some("opensearch") => "OpenSearch",
+                    _ => "Elasticsearch",
+                };
+                let version = info
+                    .pointer("/version/number")
+                    .and_then(Value::as_str)
+                    .unwrap_or("(version unknown)");
+                let cluster = info
+                    .get("cluster_name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("(unnamed)");
+                Ok(format!(
+                    "{product} {version}, cluster {cluster}, at {} accepted the credentials",
+                    self.url
+                ))
+            }
+            401 => Err(format!(
+                "{url} refused the credentials (HTTP 401); check api_key (the base64 `encoded` value \
+                 of POST /_security/api_key) or username/password"
+            )),
+            403 => Err(format!(
+                "{url} accepted the credentials but refused GET / (HTTP 403); give the API key or \
+                 role the `monitor` cluster privilege so the health check can run"
+            )),
+            code => Err(format!(
+                "GET {url} answered HTTP {code}: {}",
+                http::truncate(&text, 256)
+            )),
+        }
+    }
+}
+
+/// A whole `_bulk` request that was not answered with 2xx.
+fn classify_request(
+    status: StatusCode,
+    headers: &reqwest::header::HeaderMap,
+    body: &str,
+    sent_bytes: usize,
+) -> Outcome {
+    match status.as_u16() {
+        401 | 403 => Outcome::Fatal {
+            reason: format!(
+                "HTTP {}: {} (check api_key or username/password, and that they may write to \
+                 the index)",
+                status.as_u16(),
+                http::truncate(body, 512)
+            ),
+        },
+        413 => Outcome::Fatal {
+            reason: format!(
+                "the cluster refused a {sent_bytes}-byte bulk request as too large (HTTP 413); \
+                 lower max_request_bytes below its http.max_content_length"
+            ),
+        },
+        _ => http::classify(status, headers, body),
+    }
+}
+
+/// An error with its causes ("connection closed before message completed").
+fn error_chain(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn record(seq: i64, id: &str, payload: &str) -> BatchRecord {
+        BatchRecord {
+            seq,
+            activity_id: id.to_string(),
+            created_at_ms: 1_778_400_000_123,
+            payload: payload.to_string(),
+        }
+    }
+
+    fn lines(body: &[u8]) -> Vec<Value> {
+        std::str::from_utf8(body)
+            .unwrap()
+            .split_terminator('\n')
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn encodes_create_actions_with_id_and_timestamp() {
+        let enc = BulkEncoder::new("logs-claudit.ocsf-default", 1_000_000);
+        let a = record(1, "activity_a", r#"{"metadata":{"uid":"activity_a"}}"#);
+        let b = record(2, "activity_\"b", "{}");
+        let out = enc.encode(&[&a, &b]);
+        assert!(out.rejected.is_empty());
+        assert_eq!(out.requests.len(), 1);
+        let body = &out.requests[0].body;
+        assert!(body.ends_with(b"\n"));
+        let l = lines(body);
+        assert_eq!(
+            l[0],
+            json!({"create":{"_index":"logs-claudit.ocsf-default","_id":"activity_a"}})
+        );
+        assert_eq!(
+            l[1],
+            json!({"@timestamp":"2026-05-10T08:00:00.123Z","metadata":{"uid":"activity_a"}})
+        );
+        assert_eq!(l[2]["create"]["_id"], "activity_\"b");
+        assert_eq!(l[3], json!({"@timestamp":"2026-05-10T08:00:00.123Z"}));
+        assert_eq!(out.requests[0].items, vec![0, 1]);
+    }
+
+    #[test]
+    fn keeps_an_existing_timestamp_and_flattens_line_breaks() {
+        let enc = BulkEncoder::new("i", 1_000_000);
+        let a = record(
+            1,
+            "a",
+            "{\"@timestamp\":\"2020-01-01T00:00:00Z\",\n\"x\":1}",
+        );
+        let out = enc.encode(&[&a]);
+        let l = lines(&out.requests[0].body);
+        assert_eq!(l.len(), 2);
+        assert_eq!(l[1], json!({"@timestamp":"2020-01-01T00:00:00Z","x":1}));
+    }
+
+    #[test]
+    fn splits_by_request_size_and_rejects_what_cannot_fit() {
+        let payload = format!(r#"{{"pad":"{}"}}"#, "x".repeat(300));
+        let records: Vec<BatchRecord> = (0..10)
+            .map(|i| record(i, &format!("id{i}"), &payload))
+            .collect();
+        let huge = record(10, "huge", &format!(r#"{{"pad":"{}"}}"#, "x".repeat(5000)));
+        let long_id = record(11, &"i".repeat(513), "{}");
+        let not_object = record(12, "arr", "[1]");
+        let mut refs: Vec<&BatchRecord> = records.iter().collect();
+        refs.extend([&huge, &long_id, &not_object]);
+        let enc = BulkEncoder::new("i", 1200);
+        let out = enc.encode(&refs);
+        let rejected: Vec<i64> = out.rejected.iter().map(|r| r.seq).collect();
+        assert_eq!(rejected, vec![10, 11, 12]);
+        assert!(out.rejected[0].reason.contains("max_request_bytes"));
+        let mut all: Vec<usize> = Vec::new();
+        for r in &out.requests {
+            assert!(r.body.len() <= 1200, "{}", r.body.len());
+            assert_eq!(lines(&r.body).len(), 2 * r.items.len());
+            all.extend(&r.items);
+        }
+        assert!(out.requests.len() >= 3);
+        assert_eq!(all, (0..10).collect::<Vec<usize>>());
+    }
+
+    #[test]
+    fn items_are_classified_per_the_bulk_rules() {
+        let item = |status: u64, ty: &str| json!({"create":{"_id":"x","status":status,"error":{"type":ty,"reason":"why"}}});
+        assert_eq!(
+            classify_item(&json!({"create":{"status":201}})),
+            ItemResult::Done
+        );
+        assert_eq!(
+            classify_item(&item(409, "version_conflict_engine_exception")),
+            ItemResult::Done
+        );
+        for status in [429, 500, 503] {
+            assert!(matches!(
+                classify_item(&item(status, "e")),
+                ItemResult::Retry(_)
+            ));
+        }
+        match classify_item(&item(400, "mapper_parsing_exception")) {
+            ItemResult::Rejected { reason, response } => {
+                assert!(reason.contains("mapper_parsing_exception: why"));
+                assert!(response.contains("\"status\":400"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            classify_item(&item(404, "index_not_found_exception")),
+            ItemResult::Fatal(_)
+        ));
+        assert!(matches!(
+            classify_item(&item(403, "security_exception")),
+            ItemResult::Fatal(_)
+        ));
+        assert!(matches!(
+            classify_item(&json!("junk")),
+            ItemResult::Retry(_)
+        ));
+    }
+
+    #[test]
+    fn whole_request_statuses() {
+        let h = reqwest::header::HeaderMap::new();
+        let c = |code: u16| classify_request(StatusCode::from_u16(code).unwrap(), &h, "", 10);
+        for code in [401, 403, 413, 400, 404, 501] {
+            assert!(matches!(c(code), Outcome::Fatal { .. }), "{code}");
+        }
+        for code in [408, 429, 500, 502, 503, 504] {
+            assert!(matches!(c(code), Outcome::Retry { .. }), "{code}");
+        }
+    }
+}
