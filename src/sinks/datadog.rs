@@ -49,48 +49,10 @@ pub struct DatadogSink {
     stale_events: Arc<AtomicU64>,
 }
 
-/// One request's worth of a batch.
-#[derive(Debug)]
-pub struct Request<'r> {
-    pub records: Vec<&'r BatchRecord>,
-    /// The encoded log item of each record, in the same order.
-    pub items: Vec<String>,
-}
-
-impl Request<'_> {
-    /// The request body: the items as a JSON array, uncompressed.
-    pub fn body(&self) -> Vec<u8> {
-        let len = self.items.iter().map(|i| i.len() + 1).sum::<usize>() + 2;
-        let mut body = Vec::with_capacity(len);
-        body.push(b'[');
-        for (i, item) in self.items.iter().enumerate() {
-            if i > 0 {
-                body.push(b',');
-            }
-            body.extend_from_slice(item.as_bytes());
-        }
-        body.push(b']');
-        body
-    }
-
-    /// Two halves of a request with more than one item.
-    fn split(mut self) -> (Self, Self) {
-        let mid = self.items.len() / 2;
-        let items = self.items.split_off(mid);
-        let records = self.records.split_off(mid);
-        (self, Request { records, items })
-    }
-}
-
+/// One request's worth of a batch: a JSON array of log items.
+pub type Request<'r> = super::http::ArrayRequest<'r>;
 /// A batch encoded for the intake.
-#[derive(Debug)]
-pub struct Encoded<'r> {
-    pub requests: Vec<Request<'r>>,
-    /// Records that cannot be sent whole (over 1 MB).
-    pub rejected: Vec<Rejected>,
-    /// Records older than 18 hours (still sent).
-    pub stale: usize,
-}
+pub type Encoded<'r> = super::http::ArrayBatch<'r>;
 
 impl DatadogSink {
     pub fn new(config: &DatadogSinkConfig) -> anyhow::Result<DatadogSink> {

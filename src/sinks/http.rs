@@ -16,6 +16,7 @@ use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 
 use crate::config::HttpSinkConfig;
+use crate::store::BatchRecord;
 
 /// What became of one batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +56,49 @@ impl Outcome {
             rejected: Vec::new(),
         }
     }
+}
+
+/// One request whose body is a JSON array of encoded items (Datadog logs,
+/// Sentinel rows), with the records it carries in the same order.
+#[derive(Debug)]
+pub struct ArrayRequest<'r> {
+    pub records: Vec<&'r BatchRecord>,
+    pub items: Vec<String>,
+}
+
+impl ArrayRequest<'_> {
+    /// The request body: the items as a JSON array, uncompressed.
+    pub fn body(&self) -> Vec<u8> {
+        let len = self.items.iter().map(|i| i.len() + 1).sum::<usize>() + 2;
+        let mut body = Vec::with_capacity(len);
+        body.push(b'[');
+        for (i, item) in self.items.iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(item.as_bytes());
+        }
+        body.push(b']');
+        body
+    }
+
+    /// Two halves of a request with more than one item (after a 413).
+    pub fn split(mut self) -> (Self, Self) {
+        let mid = self.items.len() / 2;
+        let items = self.items.split_off(mid);
+        let records = self.records.split_off(mid);
+        (self, ArrayRequest { records, items })
+    }
+}
+
+/// A batch encoded into JSON-array requests.
+#[derive(Debug)]
+pub struct ArrayBatch<'r> {
+    pub requests: Vec<ArrayRequest<'r>>,
+    /// Records that cannot be sent whole (over a per-event limit).
+    pub rejected: Vec<Rejected>,
+    /// Records older than the destination indexes normally (still sent).
+    pub stale: usize,
 }
 
 /// Builds the HTTP client of one sink.

@@ -74,44 +74,10 @@ pub struct SentinelSink {
     stale_events: Arc<AtomicU64>,
 }
 
-/// One call's worth of rows.
-#[derive(Debug)]
-pub struct Request<'r> {
-    pub records: Vec<&'r BatchRecord>,
-    pub rows: Vec<String>,
-}
-
-impl Request<'_> {
-    /// The JSON array of rows, uncompressed.
-    pub fn body(&self) -> Vec<u8> {
-        let len = self.rows.iter().map(|r| r.len() + 1).sum::<usize>() + 2;
-        let mut body = Vec::with_capacity(len);
-        body.push(b'[');
-        for (i, row) in self.rows.iter().enumerate() {
-            if i > 0 {
-                body.push(b',');
-            }
-            body.extend_from_slice(row.as_bytes());
-        }
-        body.push(b']');
-        body
-    }
-
-    fn split(mut self) -> (Self, Self) {
-        let mid = self.rows.len() / 2;
-        let rows = self.rows.split_off(mid);
-        let records = self.records.split_off(mid);
-        (self, Request { records, rows })
-    }
-}
-
-#[derive(Debug)]
-pub struct Encoded<'r> {
-    pub requests: Vec<Request<'r>>,
-    pub rejected: Vec<Rejected>,
-    /// Events older than two days (still sent).
-    pub stale: usize,
-}
+/// One call's worth of rows: a JSON array of rows.
+pub type Request<'r> = super::http::ArrayRequest<'r>;
+/// A batch encoded into calls.
+pub type Encoded<'r> = super::http::ArrayBatch<'r>;
 
 /// The activity type of an OCSF event (`metadata.event_code`) or of a raw
 /// activity (`type`), read without building the whole document.
@@ -183,7 +149,7 @@ impl SentinelSink {
         };
         let mut current = Request {
             records: Vec::new(),
-            rows: Vec::new(),
+            items: Vec::new(),
         };
         let mut current_bytes = 2;
         for &record in records {
@@ -204,22 +170,22 @@ impl SentinelSink {
                 continue;
             }
             let row = row(record);
-            let added = row.len() + usize::from(!current.rows.is_empty());
-            if !current.rows.is_empty() && current_bytes + added > MAX_REQUEST_BYTES {
+            let added = row.len() + usize::from(!current.items.is_empty());
+            if !current.items.is_empty() && current_bytes + added > MAX_REQUEST_BYTES {
                 out.requests.push(std::mem::replace(
                     &mut current,
                     Request {
                         records: Vec::new(),
-                        rows: Vec::new(),
+                        items: Vec::new(),
                     },
                 ));
                 current_bytes = 2;
             }
-            current_bytes += row.len() + usize::from(!current.rows.is_empty());
+            current_bytes += row.len() + usize::from(!current.items.is_empty());
             current.records.push(record);
-            current.rows.push(row);
+            current.items.push(row);
         }
-        if !current.rows.is_empty() {
+        if !current.items.is_empty() {
             out.requests.push(current);
         }
         out
@@ -254,7 +220,7 @@ impl SentinelSink {
                         self.progress.acknowledged(r.seq);
                     }
                 }
-                413 if request.rows.len() > 1 => {
+                413 if request.items.len() > 1 => {
                     let (a, b) = request.split();
                     queue.push_front(b);
                     queue.push_front(a);
@@ -423,7 +389,7 @@ impl SentinelSink {
         self.token = None;
         let empty = Request {
             records: Vec::new(),
-            rows: Vec::new(),
+            items: Vec::new(),
         };
         let (status, headers, body) = self.post_refreshing(&empty).await.map_err(describe)?;
         match status.as_u16() {
