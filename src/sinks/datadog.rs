@@ -246,25 +246,14 @@ impl DatadogSink {
         request: &Request<'_>,
     ) -> Result<(StatusCode, reqwest::header::HeaderMap, String), reqwest::Error> {
         let body = request.body();
-        let mut builder = self
+        let builder = self
             .client
             .post(&self.intake_url)
             .header("DD-API-KEY", self.api_key.expose_secret())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header("DD-EVP-ORIGIN", "claudit")
             .header("DD-EVP-ORIGIN-VERSION", env!("CARGO_PKG_VERSION"));
-        builder = if self.compression {
-            builder
-                .header(reqwest::header::CONTENT_ENCODING, "gzip")
-                .body(http::gzip(&body))
-        } else {
-            builder.body(body)
-        };
-        let response = builder.send().await?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let text = response.text().await.unwrap_or_default();
-        Ok((status, headers, text))
+        http::send_body(builder, &body, self.compression).await
     }
 
     /// `GET /api/v1/validate`: is the API key valid for this site?

@@ -126,6 +126,42 @@ pub fn client(config: &HttpSinkConfig) -> anyhow::Result<reqwest::Client> {
     Ok(builder.build()?)
 }
 
+/// Sends `body` (gzipped, with `Content-Encoding: gzip`, when `compress`)
+/// and reads the whole answer. A body that cannot be read counts as empty:
+/// the status decides.
+pub async fn send_body(
+    request: reqwest::RequestBuilder,
+    body: &[u8],
+    compress: bool,
+) -> Result<(StatusCode, HeaderMap, String), reqwest::Error> {
+    let request = if compress {
+        request
+            .header(reqwest::header::CONTENT_ENCODING, "gzip")
+            .body(gzip(body))
+    } else {
+        request.body(body.to_vec())
+    };
+    let response = request.send().await?;
+    let status = response.status();
+    let headers = response.headers().clone();
+    let text = response.text().await.unwrap_or_default();
+    Ok((status, headers, text))
+}
+
+/// A transport error in words, with its causes ("connection refused") but
+/// without the request URL (which can be a secret, like Sumo's).
+pub fn describe(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut out = e.to_string();
+    let mut cause = std::error::Error::source(&e);
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
+}
+
 /// The generic classification of a whole-request HTTP status (vector's
 /// default retry strategy, `spec/sinks.md` section 0): 2xx success; 408, 429
 /// and 5xx except 501 retry (after `Retry-After` if given); 401 and 403

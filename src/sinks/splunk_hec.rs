@@ -13,7 +13,7 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-use reqwest::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderValue};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 use tracing::warn;
@@ -349,7 +349,7 @@ impl SplunkHecSink {
             .body(body)
             .send()
             .await
-            .map_err(|e| format!("querying HEC acknowledgements: {}", describe(e)))?;
+            .map_err(|e| format!("querying HEC acknowledgements: {}", http::describe(e)))?;
         let status = response.status();
         let headers = response.headers().clone();
         let text = response.text().await.unwrap_or_default();
@@ -383,27 +383,15 @@ impl SplunkHecSink {
     /// POSTs one body to `/services/collector/event`; `Err` is a transport
     /// failure (retryable), in words.
     async fn post_event(&self, body: &[u8]) -> Result<(StatusCode, HeaderMap, String), String> {
-        let mut request = self
+        let request = self
             .client
             .post(format!("{}{EVENT_PATH}", self.base_url))
             .header(AUTHORIZATION, self.authorization.clone())
             .header(CHANNEL_HEADER, self.channel.clone())
             .header(CONTENT_TYPE, "application/json");
-        request = if self.compression {
-            request
-                .header(CONTENT_ENCODING, "gzip")
-                .body(http::gzip(body))
-        } else {
-            request.body(body.to_vec())
-        };
-        let response = request
-            .send()
+        http::send_body(request, body, self.compression)
             .await
-            .map_err(|e| format!("sending to Splunk HEC: {}", describe(e)))?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let text = response.text().await.unwrap_or_default();
-        Ok((status, headers, text))
+            .map_err(|e| format!("sending to Splunk HEC: {}", http::describe(e)))
     }
 
     /// `claudit check --connect`: HEC's health endpoint, then an empty POST
@@ -416,7 +404,13 @@ impl SplunkHecSink {
             .header(AUTHORIZATION, self.authorization.clone())
             .send()
             .await
-            .map_err(|e| format!("cannot reach HEC at {}: {}", self.base_url, describe(e)))?;
+            .map_err(|e| {
+                format!(
+                    "cannot reach HEC at {}: {}",
+                    self.base_url,
+                    http::describe(e)
+                )
+            })?;
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
         if !status.is_success() {
@@ -544,20 +538,6 @@ fn new_channel() -> String {
         &hex[16..20],
         &hex[20..32]
     )
-}
-
-/// A transport error in words, with its causes ("connection refused") but
-/// without the request URL.
-fn describe(e: reqwest::Error) -> String {
-    let e = e.without_url();
-    let mut out = e.to_string();
-    let mut cause = std::error::Error::source(&e);
-    while let Some(c) = cause {
-        out.push_str(": ");
-        out.push_str(&c.to_string());
-        cause = c.source();
-    }
-    out
 }
 
 #[cfg(test)]

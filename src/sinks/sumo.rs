@@ -13,7 +13,7 @@
 use std::collections::HashSet;
 
 use reqwest::StatusCode;
-use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::http::{self, Outcome, Rejected};
@@ -154,25 +154,13 @@ impl SumoSink {
 
     /// POSTs one body; `Err` is a transport failure, described without the URL.
     async fn post(&self, body: &[u8]) -> Result<(StatusCode, HeaderMap, String), String> {
-        let mut request = self
+        let request = self
             .client
             .post(self.url.expose_secret())
             .headers(self.headers.clone());
-        request = if self.compression {
-            request
-                .header(CONTENT_ENCODING, "gzip")
-                .body(http::gzip(body))
-        } else {
-            request.body(body.to_vec())
-        };
-        let response = request
-            .send()
+        http::send_body(request, body, self.compression)
             .await
-            .map_err(|e| format!("sending to the sumo URL: {}", describe(e)))?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let text = response.text().await.unwrap_or_default();
-        Ok((status, headers, text))
+            .map_err(|e| format!("sending to the sumo URL: {}", http::describe(e)))
     }
 
     /// `claudit check --connect`: an empty POST, which Sumo answers like any
@@ -212,20 +200,6 @@ pub fn classify(status: StatusCode, headers: &HeaderMap, body: &str) -> Outcome 
         },
         _ => http::classify(status, headers, body),
     }
-}
-
-/// A transport error in words, with its causes ("connection refused") but
-/// without the request URL.
-fn describe(e: reqwest::Error) -> String {
-    let e = e.without_url();
-    let mut out = e.to_string();
-    let mut cause = std::error::Error::source(&e);
-    while let Some(c) = cause {
-        out.push_str(": ");
-        out.push_str(&c.to_string());
-        cause = c.source();
-    }
-    out
 }
 
 #[cfg(test)]
