@@ -282,24 +282,12 @@ impl Store {
         source: &str,
         kind: WindowKind,
     ) -> Result<Option<WindowRow>, StoreError> {
+        let sql = format!(
+            "SELECT {WINDOW_COLUMNS} FROM windows WHERE source = ?1 AND kind = ?2 ORDER BY start_ms LIMIT 1"
+        );
         Ok(self
             .conn
-            .query_row(
-                "SELECT start_ms, end_ms, cursor, opened_ms, pages, records FROM windows
-                 WHERE source = ?1 AND kind = ?2 ORDER BY start_ms LIMIT 1",
-                params![source, kind.as_str()],
-                |r| {
-                    Ok(WindowRow {
-                        kind,
-                        start_ms: r.get(0)?,
-                        end_ms: r.get(1)?,
-                        cursor: r.get(2)?,
-                        opened_ms: r.get(3)?,
-                        pages: r.get(4)?,
-                        records: r.get(5)?,
-                    })
-                },
-            )
+            .query_row(&sql, params![source, kind.as_str()], window_row)
             .optional()?)
     }
 
@@ -468,25 +456,11 @@ impl Store {
     }
 
     pub fn pending_windows(&self, source: &str) -> Result<Vec<WindowRow>, StoreError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT kind, start_ms, end_ms, cursor, opened_ms, pages, records FROM windows WHERE source = ?1 ORDER BY kind, start_ms",
-        )?;
-        let rows = stmt.query_map(params![source], |r| {
-            let kind: String = r.get(0)?;
-            Ok(WindowRow {
-                kind: match kind.as_str() {
-                    "sweep" => WindowKind::Sweep,
-                    "backfill" => WindowKind::Backfill,
-                    _ => WindowKind::Live,
-                },
-                start_ms: r.get(1)?,
-                end_ms: r.get(2)?,
-                cursor: r.get(3)?,
-                opened_ms: r.get(4)?,
-                pages: r.get(5)?,
-                records: r.get(6)?,
-            })
-        })?;
+        let sql = format!(
+            "SELECT {WINDOW_COLUMNS} FROM windows WHERE source = ?1 ORDER BY kind, start_ms"
+        );
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt.query_map(params![source], window_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -506,37 +480,17 @@ impl Store {
             params![source, since_ms, until_ms],
         )?;
         Ok(self
-            .conn
-            .query_row(
-                "SELECT next_ms, records FROM backfills WHERE source = ?1 AND since_ms = ?2 AND until_ms = ?3",
-                params![source, since_ms, until_ms],
-                |r| {
-                    Ok(BackfillRow {
-                        source: source.to_string(),
-                        since_ms,
-                        until_ms,
-                        next_ms: r.get(0)?,
-                        records: r.get(1)?,
-                    })
-                },
-            )?)
+            .backfill(source, since_ms, until_ms)?
+            .expect("the range was registered just above"))
     }
 
     /// Backfill ranges of a source that are not finished, oldest first.
     pub fn open_backfills(&self, source: &str) -> Result<Vec<BackfillRow>, StoreError> {
         let mut stmt = self.conn.prepare(
-            "SELECT since_ms, until_ms, next_ms, records FROM backfills
+            "SELECT source, since_ms, until_ms, next_ms, records FROM backfills
              WHERE source = ?1 AND next_ms < until_ms ORDER BY since_ms",
         )?;
-        let rows = stmt.query_map(params![source], |r| {
-            Ok(BackfillRow {
-                source: source.to_string(),
-                since_ms: r.get(0)?,
-                until_ms: r.get(1)?,
-                next_ms: r.get(2)?,
-                records: r.get(3)?,
-            })
-        })?;
+        let rows = stmt.query_map(params![source], backfill_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -549,17 +503,10 @@ impl Store {
         Ok(self
             .conn
             .query_row(
-                "SELECT next_ms, records FROM backfills WHERE source = ?1 AND since_ms = ?2 AND until_ms = ?3",
+                "SELECT source, since_ms, until_ms, next_ms, records FROM backfills
+                 WHERE source = ?1 AND since_ms = ?2 AND until_ms = ?3",
                 params![source, since_ms, until_ms],
-                |r| {
-                    Ok(BackfillRow {
-                        source: source.to_string(),
-                        since_ms,
-                        until_ms,
-                        next_ms: r.get(0)?,
-                        records: r.get(1)?,
-                    })
-                },
+                backfill_row,
             )
             .optional()?)
     }
@@ -903,6 +850,36 @@ pub struct NewDeadLetter {
     pub activity_id: String,
     pub reason: String,
     pub response: String,
+}
+
+/// The columns `window_row` reads, in its order.
+const WINDOW_COLUMNS: &str = "kind, start_ms, end_ms, cursor, opened_ms, pages, records";
+
+fn window_row(r: &rusqlite::Row) -> rusqlite::Result<WindowRow> {
+    let kind: String = r.get(0)?;
+    Ok(WindowRow {
+        kind: match kind.as_str() {
+            "sweep" => WindowKind::Sweep,
+            "backfill" => WindowKind::Backfill,
+            _ => WindowKind::Live,
+        },
+        start_ms: r.get(1)?,
+        end_ms: r.get(2)?,
+        cursor: r.get(3)?,
+        opened_ms: r.get(4)?,
+        pages: r.get(5)?,
+        records: r.get(6)?,
+    })
+}
+
+fn backfill_row(r: &rusqlite::Row) -> rusqlite::Result<BackfillRow> {
+    Ok(BackfillRow {
+        source: r.get(0)?,
+        since_ms: r.get(1)?,
+        until_ms: r.get(2)?,
+        next_ms: r.get(3)?,
+        records: r.get(4)?,
+    })
 }
 
 /// A [`Store`] usable from async code: each call runs on the blocking pool.
