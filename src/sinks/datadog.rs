@@ -195,22 +195,8 @@ impl DatadogSink {
                     }
                 }
                 // Our own limits keep requests under 5 MB; a proxy may have
-                // a lower one. Halve until one item is left.
-                413 if request.items.len() > 1 => {
-                    let (a, b) = request.split();
-                    queue.push_front(b);
-                    queue.push_front(a);
-                }
-                413 => {
-                    let r = request.records[0];
-                    self.progress.rejected(Rejected {
-                        seq: r.seq,
-                        activity_id: r.activity_id.clone(),
-                        reason: "the intake refused this single log as too large (HTTP 413)"
-                            .to_string(),
-                        response: format!("HTTP 413: {}", http::truncate(&body, 1024)),
-                    });
-                }
+                // a lower one.
+                413 => request.halve_or_reject(&mut queue, &mut self.progress, "the intake", &body),
                 // The body is a JSON array we built, so a 400 is not about
                 // one event: a proxy or the intake refuses the request shape.
                 // Stop and alert rather than dead-letter every event.

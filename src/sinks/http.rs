@@ -66,7 +66,7 @@ pub struct ArrayRequest<'r> {
     pub items: Vec<String>,
 }
 
-impl ArrayRequest<'_> {
+impl<'r> ArrayRequest<'r> {
     /// The request body: the items as a JSON array, uncompressed.
     pub fn body(&self) -> Vec<u8> {
         let len = self.items.iter().map(|i| i.len() + 1).sum::<usize>() + 2;
@@ -88,6 +88,31 @@ impl ArrayRequest<'_> {
         let items = self.items.split_off(mid);
         let records = self.records.split_off(mid);
         (self, ArrayRequest { records, items })
+    }
+
+    /// After a 413 from a limit lower than ours (a proxy, a changed
+    /// service limit): put both halves back at the front of the queue, or,
+    /// for a single item, reject it as too large (it is dead-lettered).
+    pub fn halve_or_reject(
+        self,
+        queue: &mut std::collections::VecDeque<ArrayRequest<'r>>,
+        progress: &mut super::progress::BatchProgress,
+        refused_by: &str,
+        body: &str,
+    ) {
+        if self.items.len() > 1 {
+            let (a, b) = self.split();
+            queue.push_front(b);
+            queue.push_front(a);
+            return;
+        }
+        let r = self.records[0];
+        progress.rejected(Rejected {
+            seq: r.seq,
+            activity_id: r.activity_id.clone(),
+            reason: format!("{refused_by} refused this single event as too large (HTTP 413)"),
+            response: format!("HTTP 413: {}", truncate(body, 1024)),
+        });
     }
 }
 

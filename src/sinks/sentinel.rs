@@ -220,20 +220,8 @@ impl SentinelSink {
                         self.progress.acknowledged(r.seq);
                     }
                 }
-                413 if request.items.len() > 1 => {
-                    let (a, b) = request.split();
-                    queue.push_front(b);
-                    queue.push_front(a);
-                }
                 413 => {
-                    let r = request.records[0];
-                    self.progress.rejected(Rejected {
-                        seq: r.seq,
-                        activity_id: r.activity_id.clone(),
-                        reason: "Azure Monitor refused this single row as too large (HTTP 413)"
-                            .to_string(),
-                        response: format!("HTTP 413: {}", http::truncate(&body, 1024)),
-                    });
+                    request.halve_or_reject(&mut queue, &mut self.progress, "Azure Monitor", &body)
                 }
                 code => return ingestion_failure(code, status, &headers, &body, &self.ingest_url),
             }
