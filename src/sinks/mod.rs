@@ -198,7 +198,7 @@ impl SinkTask {
                     let seq = cursor.seq;
                     let next = self
                         .store
-                        .call(move |s| s.read_batch(seq, 1_000_000, tail as usize + 1, raw))
+                        .call(move |s| s.read_covering(seq, tail as usize, raw))
                         .await?;
                     let recovery = sink.recover(&next)?;
                     if recovery.already_written > 0 || recovery.truncated_bytes > 0 {

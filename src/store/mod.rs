@@ -562,6 +562,41 @@ impl Store {
         Ok(batch)
     }
 
+    /// Journal records after `after_seq`, in order, until their NDJSON lines
+    /// reach at least `min_bytes` (or the journal ends). The file sink's crash
+    /// recovery uses it: the bytes past the committed length are a prefix of
+    /// exactly these lines, and the last of them may be torn, so the record
+    /// that crosses `min_bytes` must be included (unlike `read_batch`, which
+    /// stops before a record that would exceed its limit).
+    pub fn read_covering(
+        &self,
+        after_seq: i64,
+        min_bytes: usize,
+        raw: bool,
+    ) -> Result<Vec<BatchRecord>, StoreError> {
+        let sql = if raw {
+            "SELECT seq, activity_id, created_at_ms, raw FROM journal WHERE seq > ?1 ORDER BY seq"
+        } else {
+            "SELECT seq, activity_id, created_at_ms, ocsf FROM journal WHERE seq > ?1 ORDER BY seq"
+        };
+        let mut stmt = self.conn.prepare_cached(sql)?;
+        let mut rows = stmt.query(params![after_seq])?;
+        let mut records = Vec::new();
+        let mut bytes = 0usize;
+        while bytes < min_bytes {
+            let Some(r) = rows.next()? else { break };
+            let payload: String = r.get(3)?;
+            bytes += payload.len() + 1;
+            records.push(BatchRecord {
+                seq: r.get(0)?,
+                activity_id: r.get(1)?,
+                created_at_ms: r.get(2)?,
+                payload,
+            });
+        }
+        Ok(records)
+    }
+
     /// Journal records in a created_at range (for `replay`), after `after_seq`.
     pub fn read_range(
         &self,

@@ -175,6 +175,12 @@ fn sink_cursor_batches_dead_letters_and_prune() {
     assert_eq!(store.read_batch(0, 100, 30, true).unwrap().len(), 2);
     // Always at least one record, even if alone over the limit.
     assert_eq!(store.read_batch(0, 100, 1, true).unwrap().len(), 1);
+    // Covering read: includes the record that crosses the byte count (a
+    // torn line past a file sink's committed length is part of that record).
+    assert_eq!(store.read_covering(0, 24, true).unwrap().len(), 2);
+    assert_eq!(store.read_covering(0, 25, true).unwrap().len(), 3);
+    assert_eq!(store.read_covering(0, 0, true).unwrap().len(), 0);
+    assert_eq!(store.read_covering(0, 1 << 20, true).unwrap().len(), 10);
 
     let dead = [NewDeadLetter {
         seq: batch[1].seq,
