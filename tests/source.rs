@@ -116,6 +116,7 @@ async fn run_source(config: &Config, for_how_long: Duration) {
         enricher: Arc::new(Enricher::without_geoip()),
         journal_head: head,
         backfill_only: false,
+        metrics: Default::default(),
     };
     let cancel = CancellationToken::new();
     let handle = tokio::spawn(task.run(cancel.clone()));
