@@ -444,3 +444,109 @@ async fn a_second_daemon_on_the_same_state_database_exits_with_a_clear_error() {
 
     stop(first);
 }
+
+/// Every metric the shipped alert rules name (in `expr` and in annotation
+/// queries) is one the daemon exports: the names are taken from a real
+/// registry's scrape, not from a list kept by hand.
+#[test]
+fn alert_rules_name_only_exported_metrics() {
+    use claudit::health::{SinkSnapshot, SourceSnapshot, StateSnapshot};
+    use yaml_rust2::YamlLoader;
+
+    let metrics = claudit::metrics::Metrics::new();
+    let source = metrics.source("acme");
+    source.journaled.inc();
+    metrics.sink("siem").delivered.inc();
+    metrics.set_no_data("acme", false);
+    metrics.configure(claudit::health::Targets {
+        sources: vec![claudit::health::SourceTarget {
+            name: "acme".into(),
+            max_poll_gap: Duration::from_secs(60),
+            no_data_after: Duration::from_secs(3600),
+        }],
+        ..Default::default()
+    });
+    metrics.apply(
+        &StateSnapshot {
+            sources: vec![SourceSnapshot {
+                name: "acme".into(),
+                watermark_ms: Some(0),
+                last_success_ms: Some(0),
+                last_error: None,
+            }],
+            sinks: vec![SinkSnapshot {
+                name: "siem".into(),
+                events_behind: 1,
+                oldest_undelivered_ms: Some(0),
+                last_success_ms: Some(0),
+                last_error: None,
+                dead_letters: 0,
+            }],
+            journal_rows: 1,
+            database_bytes: 1,
+        },
+        true,
+        1_000,
+    );
+    let exported: std::collections::BTreeSet<String> = metrics
+        .encode()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.split(['{', ' ']).next().unwrap().to_string())
+        .collect();
+    assert!(exported.len() >= 20, "{exported:?}");
+
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/prometheus/claudit-rules.yaml");
+    let doc = &YamlLoader::load_from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()[0];
+    let names_in = |text: &str| -> Vec<String> {
+        let mut names = Vec::new();
+        let mut rest = text;
+        while let Some(at) = rest.find("claudit_") {
+            let tail = &rest[at..];
+            let end = tail
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(tail.len());
+            names.push(tail[..end].to_string());
+            rest = &tail[end..];
+        }
+        names
+    };
+    let mut alerts = Vec::new();
+    for group in doc["groups"].as_vec().unwrap() {
+        for rule in group["rules"].as_vec().unwrap() {
+            let alert = rule["alert"].as_str().expect("every rule is an alert");
+            let expr = rule["expr"].as_str().unwrap();
+            let in_expr = names_in(expr);
+            assert!(
+                !in_expr.is_empty(),
+                "{alert}: expr names no claudit metric: {expr}"
+            );
+            let mut all = in_expr;
+            for (_, v) in rule["annotations"].as_hash().unwrap() {
+                all.extend(names_in(v.as_str().unwrap()));
+            }
+            for name in all {
+                assert!(
+                    exported.contains(&name),
+                    "{alert} uses {name}, which the daemon does not export; exported: {exported:?}"
+                );
+            }
+            for key in ["summary", "description", "runbook"] {
+                assert!(
+                    rule["annotations"][key].as_str().is_some(),
+                    "{alert} lacks the {key} annotation"
+                );
+            }
+            alerts.push(alert.to_string());
+        }
+    }
+    for expected in [
+        "ClauditNotReady",
+        "ClauditSourceLagging",
+        "ClauditSourceNoData",
+        "ClauditSinkFailing",
+        "ClauditDeadLettersGrowing",
+    ] {
+        assert!(alerts.iter().any(|a| a == expected), "{expected} missing");
+    }
+}
