@@ -86,6 +86,7 @@ pub async fn run(
                 enricher: Arc::new(Enricher::new(&config.enrich)?),
                 journal_head: head,
                 backfill_only: true,
+                metrics: Default::default(),
             };
             let progress = tokio::spawn(report_progress(
                 config.state.path.clone(),

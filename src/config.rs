@@ -31,6 +31,29 @@ pub struct Config {
     pub sinks: Vec<SinkConfig>,
     pub enrich: EnrichConfig,
     pub ocsf: OcsfConfig,
+    pub server: ServerConfig,
+}
+
+// ---- [server]: /metrics, /healthz, /readyz ---------------------------------
+
+/// The operations endpoint (`src/server.rs`).
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Where /metrics, /healthz and /readyz listen; `None` (no `[server]`
+    /// section and no `listen`) serves nothing.
+    pub listen: Option<std::net::SocketAddr>,
+    /// /readyz fails when a sink has had undelivered records older than this
+    /// and no successful delivery for as long.
+    pub ready_max_sink_delay: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: None,
+            ready_max_sink_delay: Duration::from_secs(15 * 60),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -72,6 +95,9 @@ pub struct SourceConfig {
     pub organization_ids: Vec<String>,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
+    /// No-data watchdog: warn (and `claudit_source_no_data` = 1) when the
+    /// source has journaled nothing for this long.
+    pub no_data_after: Duration,
 }
 
 /// What a sink writes: the OCSF event or the activity exactly as received.
@@ -1380,6 +1406,7 @@ mod schema {
     pub const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
     pub const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
     const DEFAULT_RETENTION: Duration = secs(7 * DAY);
+    const DEFAULT_SERVER_LISTEN: &str = "127.0.0.1:9464";
 
     /// A sink type this build supports. Adding a type is a `SinkKind`
     /// variant, its reader function, and one row in `SINK_TYPES`.
@@ -1524,6 +1551,7 @@ mod schema {
 
         let enrich = read_enrich(cx, &mut root);
         let ocsf = read_ocsf(cx, &mut root);
+        let server = read_server(cx, &mut root);
         root.finish(cx);
 
         // Dedup of late re-reads needs the journal rows still present when the
@@ -1560,6 +1588,40 @@ mod schema {
             sinks,
             enrich,
             ocsf,
+            server,
+        }
+    }
+
+    // ---- [server] ----------------------------------------------------------
+
+    /// `[server]`: present (or `listen` set by an override) turns the
+    /// endpoint on, at 127.0.0.1:9464 unless `listen` says otherwise.
+    fn read_server(cx: &mut Ctx, root: &mut Table) -> ServerConfig {
+        let mut t = root.subtable(cx, "server");
+        let present = t.line.is_some();
+        let listen = match t.text(cx, "listen") {
+            Got::Absent if present => Some(DEFAULT_SERVER_LISTEN.parse().ok()),
+            Got::Absent => Some(None),
+            Got::Invalid => None,
+            Got::Value(text) => match text.value.trim().parse::<std::net::SocketAddr>() {
+                Ok(addr) => Some(Some(addr)),
+                Err(_) => {
+                    let msg = format!(
+                        "{} is not an address and port; write listen = \"{DEFAULT_SERVER_LISTEN}\" \
+                         (or \"0.0.0.0:9464\" to be scraped from other hosts)",
+                        text.shown()
+                    );
+                    text_error(cx, &t, "listen", &text, msg);
+                    None
+                }
+            },
+        };
+        let delay = t.duration(cx, "ready_max_sink_delay", secs(15 * MINUTE));
+        let delay = at_least(cx, &t, "ready_max_sink_delay", delay, secs(1));
+        t.finish(cx);
+        ServerConfig {
+            listen: listen.flatten(),
+            ready_max_sink_delay: delay.unwrap_or(secs(15 * MINUTE)),
         }
     }
 
@@ -1640,6 +1702,10 @@ mod schema {
         let poll_interval = t.duration(cx, "poll_interval", secs(MINUTE));
         let poll_interval = at_least(cx, t, "poll_interval", poll_interval, secs(1));
         let page_size = t.integer(cx, "page_size", 1..=5000, 5000, "the API's limit per page");
+        // 6 h: longer than a quiet night in a small organization, short
+        // enough to notice a disabled feed or revoked key within a shift.
+        let no_data_after = t.duration(cx, "no_data_after", secs(6 * HOUR));
+        let no_data_after = at_least(cx, t, "no_data_after", no_data_after, secs(1));
         let connect_timeout = t.duration(cx, "connect_timeout", secs(10));
         let connect_timeout = at_least(
             cx,
@@ -1726,6 +1792,7 @@ mod schema {
             organization_ids,
             connect_timeout: connect_timeout.unwrap_or_default(),
             request_timeout: request_timeout.unwrap_or_default(),
+            no_data_after: no_data_after.unwrap_or_default(),
         };
         (source, needs)
     }

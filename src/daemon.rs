@@ -14,6 +14,8 @@ use tracing::{error, info, warn};
 
 use crate::config::Config;
 use crate::enrich::Enricher;
+use crate::health::Targets;
+use crate::metrics::Metrics;
 use crate::ocsf::Mapper;
 use crate::sinks::SinkTask;
 use crate::source::SourceTask;
@@ -34,6 +36,14 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
     let enricher = Arc::new(Enricher::new(&config.enrich)?);
     let mapper = Arc::new(Mapper::new(&config.ocsf));
     let (head_tx, head_rx) = watch::channel(0u64);
+    // ---- operations: metrics registry (one per process), /metrics /healthz /readyz, watchdog
+    let metrics = Arc::new(Metrics::new());
+    metrics.configure(Targets::from_config(&config, now_ms()));
+    let listener = match config.server.listen {
+        Some(addr) => Some(crate::server::bind(addr).await?),
+        None => None,
+    };
+    // ---- end operations
 
     let mut tasks: JoinSet<(String, anyhow::Result<()>)> = JoinSet::new();
     for source in &config.sources {
@@ -44,19 +54,46 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
             enricher: enricher.clone(),
             journal_head: head_tx.clone(),
             backfill_only: false,
+            metrics: metrics.clone(),
         };
         let (name, cancel) = (format!("source {}", source.name), cancel.clone());
-        tasks.spawn(async move { (name, task.run(cancel).await.map(|_| ())) });
+        let alive = metrics.task_alive(&name);
+        tasks.spawn(async move {
+            let _alive = alive;
+            (name, task.run(cancel).await.map(|_| ()))
+        });
     }
     for sink in &config.sinks {
         let task = SinkTask {
             config: sink.clone(),
             store: SharedStore::open(&config.state.path)?,
             journal_head: head_rx.clone(),
+            metrics: metrics.clone(),
         };
         let (name, cancel) = (format!("sink {}", sink.name), cancel.clone());
-        tasks.spawn(async move { (name, task.run(cancel).await.map(|_| ())) });
+        let alive = metrics.task_alive(&name);
+        tasks.spawn(async move {
+            let _alive = alive;
+            (name, task.run(cancel).await.map(|_| ()))
+        });
     }
+    // ---- operations tasks
+    if let Some(listener) = listener {
+        let (metrics, cancel) = (metrics.clone(), cancel.clone());
+        tasks.spawn(async move {
+            let result = crate::server::serve(listener, metrics, cancel).await;
+            ("metrics server".into(), result)
+        });
+    }
+    {
+        let targets = Targets::from_config(&config, now_ms()).sources;
+        let (metrics, cancel) = (metrics.clone(), cancel.clone());
+        tasks.spawn(async move {
+            let result = crate::watchdog::run(metrics, targets, cancel).await;
+            ("no-data watchdog".into(), result)
+        });
+    }
+    // ---- end operations tasks
     {
         let sinks: Vec<String> = config.sinks.iter().map(|s| s.name.clone()).collect();
         let sources: Vec<(String, i64)> = config

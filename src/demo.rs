@@ -159,6 +159,7 @@ fn demo_config(base_url: &str, api_key: &str, state_dir: &Path, ocsf: &Path, raw
             organization_ids: vec![],
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(30),
+            no_data_after: Duration::from_secs(6 * 3600),
         }],
         sinks: vec![
             file_sink("ocsf", ocsf, Format::Ocsf),
@@ -169,6 +170,7 @@ fn demo_config(base_url: &str, api_key: &str, state_dir: &Path, ocsf: &Path, raw
             ..EnrichConfig::default()
         },
         ocsf: OcsfConfig::default(),
+        server: Default::default(),
     }
 }
 

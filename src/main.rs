@@ -166,7 +166,7 @@ enum DlqCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init(cli.log_format);
+    let json_logs = telemetry::init(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -177,8 +177,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // The daemon's JSON logs stay one JSON object per line, its fatal error
+    // included; the other commands talk to a person on a terminal.
+    let daemon_json = json_logs && matches!(cli.command, Command::Run { .. });
     match runtime.block_on(dispatch(cli.command)) {
         Ok(code) => code,
+        Err(e) if daemon_json => {
+            tracing::error!(error = %format!("{e:#}"), "claudit stopped");
+            ExitCode::FAILURE
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE

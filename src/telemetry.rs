@@ -14,8 +14,9 @@ pub enum LogFormat {
 }
 
 /// Installs the global subscriber. The filter comes from `RUST_LOG`
-/// (e.g. `info`, `claudit=debug`), default `info`.
-pub fn init(format: LogFormat) {
+/// (e.g. `info`, `claudit=debug`), default `info`. Returns whether logs are
+/// JSON, so that a fatal error is one JSON line too.
+pub fn init(format: LogFormat) -> bool {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let json = match format {
         LogFormat::Json => true,
@@ -35,4 +36,5 @@ pub fn init(format: LogFormat) {
     } else {
         builder.with_target(false).try_init()
     };
+    json
 }

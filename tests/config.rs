@@ -178,6 +178,9 @@ fn example_config_documents_every_key() {
         "geoip_asn_db",
         "user_agent_cache_size",
         "include_raw_data",
+        "no_data_after",
+        "listen",
+        "ready_max_sink_delay",
     ];
     let lines: Vec<&str> = text.lines().collect();
     for key in keys {
@@ -1128,4 +1131,72 @@ type = "splunk"
     let printed = errors.to_string();
     assert_eq!(printed.lines().count(), 12);
     assert!(printed.lines().all(|l| l.starts_with(FILE)), "{printed}");
+}
+
+// ---------------------------------------------------------------- [server] and the watchdog
+
+#[test]
+fn server_is_off_without_its_section_and_defaults_when_present() {
+    let config = load_ok(MINIMAL, &key_env());
+    assert_eq!(config.server.listen, None);
+    assert_eq!(
+        config.server.ready_max_sink_delay,
+        Duration::from_secs(15 * 60)
+    );
+    assert_eq!(
+        config.sources[0].no_data_after,
+        Duration::from_secs(6 * 3600)
+    );
+
+    let config = load_ok(&format!("{MINIMAL}\n[server]\n"), &key_env());
+    assert_eq!(
+        config.server.listen,
+        Some("127.0.0.1:9464".parse().unwrap())
+    );
+
+    let text = format!(
+        "{}\n[server]\nlisten = \"0.0.0.0:9100\"\nready_max_sink_delay = \"5m\"\n",
+        with_source_keys("no_data_after = \"30m\"")
+    );
+    let config = load_ok(&text, &key_env());
+    assert_eq!(config.server.listen, Some("0.0.0.0:9100".parse().unwrap()));
+    assert_eq!(
+        config.server.ready_max_sink_delay,
+        Duration::from_secs(5 * 60)
+    );
+    assert_eq!(
+        config.sources[0].no_data_after,
+        Duration::from_secs(30 * 60)
+    );
+
+    // An override alone turns the endpoint on.
+    let mut env = key_env();
+    env.push(("CLAUDIT_SERVER__LISTEN", "127.0.0.1:0"));
+    let config = load_ok(MINIMAL, &env);
+    assert_eq!(config.server.listen, Some("127.0.0.1:0".parse().unwrap()));
+}
+
+#[test]
+fn bad_server_and_watchdog_settings_say_what_to_write() {
+    let text = format!(
+        "{}\n[server]\nlisten = \"localhost\"\nready_max_sink_delay = \"0s\"\nport = 9464\n",
+        with_source_keys("no_data_after = \"soon\"")
+    );
+    let errors = load_err(&text, &key_env());
+    problem(
+        &errors,
+        "server.listen",
+        &[
+            "\"localhost\" is not an address and port",
+            "listen = \"127.0.0.1:9464\"",
+        ],
+    );
+    problem(
+        &errors,
+        "server.ready_max_sink_delay",
+        &["too short", "ready_max_sink_delay = \"1s\""],
+    );
+    problem(&errors, "server.port", &["unknown key"]);
+    problem(&errors, "sources[0].no_data_after", &[]);
+    assert_eq!(errors.0.len(), 4, "{errors}");
 }

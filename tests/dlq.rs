@@ -107,6 +107,7 @@ async fn dead_letters_are_listed_counted_replayed_and_purged() {
         config: config.sinks[0].clone(),
         store: store.clone(),
         journal_head: rx,
+        metrics: Default::default(),
     };
     let handle = tokio::spawn(task.run(cancel.clone()));
     for _ in 0..600 {

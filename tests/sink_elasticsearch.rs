@@ -392,6 +392,7 @@ async fn sink_task_advances_the_cursor_and_dead_letters_rejections() {
         config: sink,
         store: store.clone(),
         journal_head: rx,
+        metrics: Default::default(),
     };
     let handle = tokio::spawn(task.run(cancel.clone()));
     loop {

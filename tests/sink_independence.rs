@@ -66,6 +66,7 @@ fn start_sinks(store: &SharedStore, sinks: Vec<SinkConfig>, head: &watch::Sender
                 config,
                 store: store.clone(),
                 journal_head: head.subscribe(),
+                metrics: Default::default(),
             };
             tokio::spawn(task.run(cancel.clone()))
         })

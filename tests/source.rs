@@ -116,6 +116,7 @@ async fn run_source(config: &Config, for_how_long: Duration) {
         enricher: Arc::new(Enricher::without_geoip()),
         journal_head: head,
         backfill_only: false,
+        metrics: Default::default(),
     };
     let cancel = CancellationToken::new();
     let handle = tokio::spawn(task.run(cancel.clone()));
@@ -203,4 +204,79 @@ async fn refused_key_is_reported_once_and_not_hammered() {
     assert!(!error.contains(KEY));
     assert_eq!(state.last_success_ms, None);
     // `expect(1)` is verified when the server drops: one request in 3 s.
+}
+
+/// A logging-off settings change is counted (and logged) once, when first
+/// journaled, not again when the sweep re-reads it; so is a self-generated
+/// access event.
+#[test]
+fn logging_off_and_self_generated_events_are_counted_once() {
+    use claudit::source::client::Page;
+    use claudit::source::{OwnRequests, commit_page};
+    use claudit::store::{WindowKind, WindowRow};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&dir.path().join("state.db")).unwrap();
+    let metrics = claudit::metrics::Metrics::new();
+    let counters = metrics.source("s");
+    let own = std::sync::Mutex::new(OwnRequests::new(vec!["req_own".into()]));
+    let now = chrono::Utc::now();
+    let t = claudit::model::format_time(now - chrono::Duration::minutes(5));
+    let records = [
+        format!(
+            r#"{{"id":"a1","type":"org_compliance_api_settings_updated","created_at":"{t}","organization_id":"org_1","compliance_api_enabled":true,"compliance_api_logging_enabled":false,"actor":{{"type":"user_actor","email_address":"admin@example.com"}}}}"#
+        ),
+        format!(
+            r#"{{"id":"a2","type":"compliance_api_accessed","created_at":"{t}","request_id":"req_own"}}"#
+        ),
+        format!(
+            r#"{{"id":"a3","type":"org_compliance_api_settings_updated","created_at":"{t}","compliance_api_logging_enabled":true}}"#
+        ),
+    ];
+    let page = || Page {
+        activities: records
+            .iter()
+            .map(|r| serde_json::value::RawValue::from_string(r.clone()).unwrap())
+            .collect(),
+        has_more: false,
+        first_id: None,
+        last_id: None,
+        request_id: None,
+        attempt_request_ids: vec![],
+    };
+    let start = (now - chrono::Duration::minutes(10)).timestamp_millis();
+    let end = now.timestamp_millis();
+    let window = |kind| WindowRow {
+        kind,
+        start_ms: start,
+        end_ms: end,
+        cursor: None,
+        opened_ms: None,
+        pages: 0,
+        records: 0,
+    };
+    let (mapper, enricher) = (Mapper::default(), Enricher::without_geoip());
+    for kind in [WindowKind::Live, WindowKind::Sweep] {
+        commit_page(
+            &mut store,
+            now,
+            "s",
+            &window(kind),
+            page(),
+            &mapper,
+            &enricher,
+            &own,
+            &counters,
+        )
+        .unwrap();
+    }
+    let text = metrics.encode();
+    assert!(
+        text.contains("claudit_compliance_logging_disabled_total{source=\"s\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("claudit_source_self_generated_events_total{source=\"s\"} 1"),
+        "{text}"
+    );
 }

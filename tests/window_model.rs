@@ -163,6 +163,7 @@ impl Driver {
                         &self.mapper,
                         &self.enricher,
                         &self.own,
+                        &Default::default(),
                     )
                     .unwrap();
                 }

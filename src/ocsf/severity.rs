@@ -11,6 +11,15 @@ pub const LOW: u8 = 2;
 pub const MEDIUM: u8 = 3;
 pub const HIGH: u8 = 4;
 
+/// Whether the activity switches the Compliance API or its activity logging
+/// off: the feed goes silent after it, so the daemon also raises it in its
+/// logs and metrics (`claudit_compliance_logging_disabled_total`).
+pub fn turns_compliance_logging_off(activity_type: &str, fields: &Map<String, Value>) -> bool {
+    let is_false = |k: &str| fields.get(k).and_then(Value::as_bool) == Some(false);
+    activity_type == "org_compliance_api_settings_updated"
+        && (is_false("compliance_api_logging_enabled") || is_false("compliance_api_enabled"))
+}
+
 /// The default severity of an activity. `rule_class` is the class its rule
 /// maps to (before any degradation), `None` for unknown types.
 pub fn severity(activity_type: &str, fields: &Map<String, Value>, rule_class: Option<Class>) -> u8 {
@@ -25,7 +34,7 @@ pub fn severity(activity_type: &str, fields: &Map<String, Value>, rule_class: Op
         | "org_bulk_delete_initiated" => HIGH,
         // Audit logging switched off: the highest-severity signal of the source.
         "org_compliance_api_settings_updated"
-            if is_false("compliance_api_logging_enabled") || is_false("compliance_api_enabled") =>
+            if turns_compliance_logging_off(activity_type, fields) =>
         {
             HIGH
         }

@@ -13,6 +13,7 @@ pub mod sentinel;
 pub mod splunk_hec;
 pub mod sumo;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
@@ -21,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::config::{Format, SinkConfig, SinkKind};
+use crate::metrics::Metrics;
 use crate::store::{BatchRecord, NewDeadLetter, SharedStore, now_ms};
 use datadog::DatadogSink;
 use elasticsearch::ElasticsearchSink;
@@ -61,6 +63,8 @@ pub struct SinkTask {
     pub store: SharedStore,
     /// Changes whenever a source journaled something.
     pub journal_head: watch::Receiver<u64>,
+    /// The process's metrics (`Default::default()` where nobody scrapes them).
+    pub metrics: Arc<Metrics>,
 }
 
 impl SinkTask {
@@ -70,6 +74,7 @@ impl SinkTask {
         let raw = self.config.format == Format::Raw;
         let batch = self.config.batch.clone();
         let mut stats = SinkStats::default();
+        let counters = self.metrics.sink(&name);
         let mut destination = self.open_destination().await?;
         info!(sink = %name, "sink started");
         let mut backoff = retry_policy().build();
@@ -128,6 +133,8 @@ impl SinkTask {
                             "the destination rejected an event; it is in the dead-letter table (claudit dlq list)");
                     }
                     let delivered = (records.len() - dead.len()) as i64;
+                    let dead_seqs: std::collections::HashSet<i64> =
+                        dead.iter().map(|d| d.seq).collect();
                     let offset = destination.offset();
                     let (n, now, dead_count) = (name.clone(), now_ms(), dead.len());
                     self.store
@@ -136,6 +143,16 @@ impl SinkTask {
                     stats.batches += 1;
                     stats.delivered += delivered as u64;
                     stats.dead_lettered += dead_count as u64;
+                    counters.batches.inc();
+                    counters.delivered.inc_by(delivered as u64);
+                    counters.dead_lettered.inc_by(dead_count as u64);
+                    counters.bytes.inc_by(
+                        records
+                            .iter()
+                            .filter(|r| !dead_seqs.contains(&r.seq))
+                            .map(|r| r.payload.len() as u64)
+                            .sum(),
+                    );
                     backoff = retry_policy().build();
                     fatal_wait = FATAL_RECHECK;
                     debug!(sink = %name, count = records.len(), dead_lettered = dead_count, last_seq, "batch delivered");
@@ -158,6 +175,7 @@ impl SinkTask {
                 }
             };
             if let Some((reason, delay)) = wait {
+                counters.retries.inc();
                 let (n, now) = (name.clone(), now_ms());
                 self.store
                     .call(move |s| s.record_sink_error(&n, &reason, now))
@@ -256,6 +274,7 @@ impl Replayer {
             config: config.clone(),
             store,
             journal_head,
+            metrics: Default::default(),
         };
         Ok(Replayer {
             destination: task.open_destination().await?,

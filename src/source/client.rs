@@ -26,6 +26,7 @@ use crate::model::format_time;
 
 pub use super::limiter::RateState;
 use super::limiter::{Clock, RateHeaders, RateLimiter};
+use crate::metrics::{RequestCounters, StatusClass};
 
 /// The feed's path under `base_url`.
 const ACTIVITIES_PATH: &str = "/v1/compliance/activities";
@@ -247,6 +248,8 @@ pub struct ComplianceClient {
     http: reqwest::Client,
     limiter: Arc<RateLimiter>,
     request_ids: Mutex<VecDeque<String>>,
+    /// Counts every HTTP attempt by status class (`claudit_source_requests_total`).
+    requests: RequestCounters,
 }
 
 impl std::fmt::Debug for ComplianceClient {
@@ -403,12 +406,18 @@ impl ComplianceClient {
             http,
             limiter,
             request_ids: Mutex::new(VecDeque::new()),
+            requests: RequestCounters::default(),
         })
     }
 
     /// The kind of the configured key, from its prefix.
     pub fn key_kind(&self) -> KeyKind {
         self.key_kind
+    }
+
+    /// Counts this client's requests into `counters` from now on.
+    pub fn count_requests(&mut self, counters: RequestCounters) {
+        self.requests = counters;
     }
 
     /// Last seen `anthropic-ratelimit-*` values, for metrics and status.
@@ -596,6 +605,7 @@ impl ComplianceClient {
         let response = match sent {
             Ok(response) => response,
             Err(e) => {
+                self.requests.count(StatusClass::Transport);
                 return Err(Failure::Transient {
                     status: None,
                     request_id: None,
@@ -606,6 +616,7 @@ impl ComplianceClient {
         };
 
         let status = response.status();
+        self.requests.count(StatusClass::of_status(status.as_u16()));
         let headers = response.headers().clone();
         self.limiter.observe(&RateHeaders::from_headers(&headers));
         let header_request_id = request_id_from_headers(&headers);

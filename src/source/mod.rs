@@ -18,8 +18,9 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::SourceConfig;
 use crate::enrich::Enricher;
+use crate::metrics::{Metrics, SourceMetrics};
 use crate::model::Activity;
-use crate::ocsf::{MapContext, Mapper};
+use crate::ocsf::{MapContext, Mapper, turns_compliance_logging_off};
 use crate::store::{
     JournalRecord, PageCommit, SharedStore, Store, StoreError, WindowKind, WindowRow, now_ms,
 };
@@ -41,6 +42,8 @@ pub struct SourceTask {
     pub journal_head: watch::Sender<u64>,
     /// Only drain backfill ranges, and stop when none is left (`claudit backfill`).
     pub backfill_only: bool,
+    /// The process's metrics (`Default::default()` where nobody scrapes them).
+    pub metrics: Arc<Metrics>,
 }
 
 /// Counts for logs and the demo summary.
@@ -54,7 +57,9 @@ pub struct SourceStats {
 
 impl SourceTask {
     pub async fn run(self, cancel: CancellationToken) -> anyhow::Result<SourceStats> {
-        let client = ComplianceClient::new(&self.config)?;
+        let mut client = ComplianceClient::new(&self.config)?;
+        let counters = self.metrics.source(&self.config.name);
+        client.count_requests(counters.requests.clone());
         let policy = WindowPolicy::from_config(&self.config);
         let name = self.config.name.clone();
         let own_requests = {
@@ -117,7 +122,11 @@ impl SourceTask {
             // The page's time is taken before the request: a record that
             // becomes visible after this instant may be missing from it.
             let requested_at = Utc::now();
-            let page = match client.fetch_page(&query, &cancel).await {
+            let fetched = client.fetch_page(&query, &cancel).await;
+            if let Some(remaining) = client.rate_state().remaining {
+                counters.ratelimit_remaining.set(remaining.into());
+            }
+            let page = match fetched {
                 Ok(page) => {
                     if let Some(since) = unhealthy_since.take() {
                         info!(source = %name, unhealthy_since = %since, "source healthy again");
@@ -146,6 +155,7 @@ impl SourceTask {
                 let own = own_requests.clone();
                 let name = name.clone();
                 let window = window.clone();
+                let counters = counters.clone();
                 store
                     .call(move |s| {
                         commit_page(
@@ -157,15 +167,18 @@ impl SourceTask {
                             &mapper,
                             &enricher,
                             &own,
+                            &counters,
                         )
                     })
                     .await?
             };
+            counters.journaled.inc_by(outcome.inserted as u64);
             stats.pages += 1;
             stats.journaled += outcome.inserted as u64;
             stats.duplicates += outcome.duplicates as u64;
             if window.kind == WindowKind::Sweep {
                 stats.late += outcome.inserted as u64;
+                counters.late.inc_by(outcome.inserted as u64);
                 if outcome.inserted > 0 {
                     info!(source = %name, late = outcome.inserted, window_start = %fmt_ms(window.start_ms),
                         window_end = %fmt_ms(window.end_ms), "late arrivals caught by the sweep");
@@ -180,6 +193,7 @@ impl SourceTask {
             }
             if outcome.inserted > 0 {
                 self.journal_head.send_modify(|h| *h += 1);
+                self.metrics.journaled_now(&name);
             }
         }
         info!(source = %name, pages = stats.pages, journaled = stats.journaled, "source stopped");
@@ -255,11 +269,15 @@ pub fn commit_page(
     mapper: &Mapper,
     enricher: &Enricher,
     own: &std::sync::Mutex<OwnRequests>,
+    counters: &SourceMetrics,
 ) -> Result<CommitOutcome, StoreError> {
     let mut own = own.lock().unwrap_or_else(|p| p.into_inner());
     for id in &page.attempt_request_ids {
         own.insert(id.clone());
     }
+    // Records counted or alerted on once they are journaled: (self-generated,
+    // a logging-off notice) for the few new ones.
+    let mut notable: Vec<(String, bool, Option<String>)> = Vec::new();
     let records: Vec<JournalRecord> = page
         .activities
         .into_iter()
@@ -271,6 +289,15 @@ pub fn commit_page(
                     .get("request_id")
                     .and_then(|v| v.as_str())
                     .is_some_and(|id| own.contains(id));
+            let logging_off =
+                turns_compliance_logging_off(&activity.activity_type, &activity.fields);
+            if self_generated || logging_off {
+                notable.push((
+                    activity.id.clone(),
+                    self_generated,
+                    logging_off.then(|| logging_off_notice(&activity)),
+                ));
+            }
             let enrichment = activity
                 .actor
                 .as_ref()
@@ -294,6 +321,13 @@ pub fn commit_page(
     drop(own);
     // `has_more` false, or a page with no cursor to continue from, ends the window.
     let done = !page.has_more || page.last_id.is_none();
+    // Only records new to the journal count: a sweep re-reads many.
+    let mut new_notable = Vec::new();
+    for (id, self_generated, notice) in notable {
+        if !store.is_journaled(&id)? {
+            new_notable.push((self_generated, notice));
+        }
+    }
     let outcome = store.commit_page(&PageCommit {
         source,
         window,
@@ -303,11 +337,53 @@ pub fn commit_page(
         request_ids: &page.attempt_request_ids,
         now_ms: now.timestamp_millis(),
     })?;
+    for (self_generated, notice) in new_notable {
+        if self_generated {
+            counters.self_generated.inc();
+        }
+        if let Some(notice) = notice {
+            counters.logging_disabled.inc();
+            error!(source = %counters.name, "{notice}");
+        }
+    }
     Ok(CommitOutcome {
         inserted: outcome.inserted,
         duplicates: outcome.duplicates,
         done,
     })
+}
+
+/// The error line for an activity that turned the Compliance API or its
+/// logging off: after it the feed goes silent, so it is raised here too.
+fn logging_off_notice(activity: &Activity) -> String {
+    let actor = activity
+        .actor
+        .as_ref()
+        .and_then(|a| {
+            a.email_address
+                .clone()
+                .or_else(|| a.user_id.clone())
+                .or_else(|| a.api_key_id.clone())
+                .or_else(|| a.admin_api_key_id.clone())
+                .or_else(|| a.service_account_id.clone())
+        })
+        .unwrap_or_else(|| "an unknown actor".to_string());
+    let org = activity
+        .organization_id
+        .as_deref()
+        .or(activity.organization_uuid.as_deref())
+        .unwrap_or("(no organization id)");
+    let what = |key: &str| activity.fields.get(key).and_then(|v| v.as_bool());
+    format!(
+        "COMPLIANCE LOGGING DISABLED: organization {org}: {actor} changed the Compliance API settings \
+         at {} (compliance_api_enabled = {}, compliance_api_logging_enabled = {}; activity {}). \
+         No further activity will arrive until it is turned back on; confirm the change with the actor \
+         and your security team",
+        crate::model::format_time(activity.created_at),
+        what("compliance_api_enabled").map_or("unchanged".to_string(), |b| b.to_string()),
+        what("compliance_api_logging_enabled").map_or("unchanged".to_string(), |b| b.to_string()),
+        activity.id
+    )
 }
 
 /// Request ids of this daemon's own calls, bounded (oldest forgotten first).

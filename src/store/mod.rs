@@ -522,6 +522,21 @@ impl Store {
             })?)
     }
 
+    /// Whether an activity is already in the journal (the source checks the
+    /// few records it raises an alert or counts a metric for, so a re-read
+    /// by the sweep is not reported twice).
+    pub fn is_journaled(&self, activity_id: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT 1 FROM journal WHERE activity_id = ?1",
+                params![activity_id],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+
     pub fn journal_rows(&self) -> Result<i64, StoreError> {
         Ok(self
             .conn

@@ -133,6 +133,7 @@ impl Journal {
             config,
             store: SharedStore::open(&self.path).unwrap(),
             journal_head: rx,
+            metrics: Default::default(),
         };
         let cancel = CancellationToken::new();
         let handle = tokio::spawn(task.run(cancel.clone()));

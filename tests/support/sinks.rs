@@ -96,6 +96,7 @@ pub async fn run_until_caught_up(config: SinkConfig, store: SharedStore) -> (i64
         config,
         store: store.clone(),
         journal_head: rx,
+        metrics: Default::default(),
     };
     let cancel = CancellationToken::new();
     let handle = tokio::spawn(task.run(cancel.clone()));

@@ -1,0 +1,575 @@
+//! Prometheus metrics: one registry per process (it outlives a pipeline
+//! restart), updated where things happen (the source and sink tasks hold
+//! cheap handles to their counters) and, for state (lag, backlog, database
+//! size), refreshed from the state database when `/metrics` is scraped.
+//!
+//! Labels are bounded: `source` and `sink` are names from the configuration,
+//! `class` one of five status classes. No label or value carries a secret.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Mutex, RwLock};
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::health::{StateSnapshot, Targets};
+use crate::store::now_ms;
+
+/// The media type of [`Metrics::encode`]'s output (OpenMetrics text, which
+/// Prometheus negotiates and parses).
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabels {
+    pub source: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SinkLabels {
+    pub sink: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub source: String,
+    pub class: StatusClass,
+}
+
+/// What one Compliance API request ended with.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum StatusClass {
+    Success,
+    ClientError,
+    RateLimited,
+    ServerError,
+    /// No HTTP answer: connection, TLS or timeout.
+    Transport,
+}
+
+impl StatusClass {
+    pub fn of_status(status: u16) -> StatusClass {
+        match status {
+            429 => StatusClass::RateLimited,
+            200..=399 => StatusClass::Success,
+            400..=499 => StatusClass::ClientError,
+            _ => StatusClass::ServerError,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StatusClass::Success => "2xx",
+            StatusClass::ClientError => "4xx",
+            StatusClass::RateLimited => "429",
+            StatusClass::ServerError => "5xx",
+            StatusClass::Transport => "error",
+        }
+    }
+
+    const ALL: [StatusClass; 5] = [
+        StatusClass::Success,
+        StatusClass::ClientError,
+        StatusClass::RateLimited,
+        StatusClass::ServerError,
+        StatusClass::Transport,
+    ];
+}
+
+impl EncodeLabelValue for StatusClass {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        std::fmt::Write::write_str(encoder, self.as_str())
+    }
+}
+
+type SecondsGauge = Gauge<f64, AtomicU64>;
+
+/// Every metric family of the daemon.
+pub struct Metrics {
+    registry: Registry,
+    // Sources, updated by the source task.
+    source_requests: Family<RequestLabels, Counter>,
+    source_journaled: Family<SourceLabels, Counter>,
+    source_late: Family<SourceLabels, Counter>,
+    source_self_generated: Family<SourceLabels, Counter>,
+    logging_disabled: Family<SourceLabels, Counter>,
+    source_ratelimit_remaining: Family<SourceLabels, Gauge>,
+    // Sources, state (refreshed at scrape time or by the watchdog).
+    source_watermark_lag: Family<SourceLabels, SecondsGauge>,
+    source_since_poll: Family<SourceLabels, SecondsGauge>,
+    source_since_event: Family<SourceLabels, SecondsGauge>,
+    source_no_data: Family<SourceLabels, Gauge>,
+    // Sinks, updated by the sink task.
+    sink_delivered: Family<SinkLabels, Counter>,
+    sink_batches: Family<SinkLabels, Counter>,
+    sink_bytes: Family<SinkLabels, Counter>,
+    sink_retries: Family<SinkLabels, Counter>,
+    sink_dead_lettered: Family<SinkLabels, Counter>,
+    // Sinks, state.
+    sink_dead_letters: Family<SinkLabels, Gauge>,
+    sink_behind: Family<SinkLabels, Gauge>,
+    sink_seconds_behind: Family<SinkLabels, SecondsGauge>,
+    sink_since_success: Family<SinkLabels, SecondsGauge>,
+    // Process.
+    journal_rows: Gauge,
+    database_bytes: Gauge,
+    ready: Gauge,
+    /// When each source last journaled a new event (epoch ms); starts at the
+    /// time the source was configured in this process.
+    last_event_ms: Mutex<HashMap<String, i64>>,
+    /// The pipeline's tasks and whether each is still running (/healthz).
+    tasks: Mutex<BTreeMap<String, bool>>,
+    /// What /readyz checks, set from the configuration at each pipeline start.
+    targets: RwLock<Targets>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Metrics {
+    /// A fresh registry holding every family (empty until tasks report).
+    pub fn new() -> Metrics {
+        let mut r = Registry::default();
+        let m = Metrics {
+            source_requests: Family::default(),
+            source_journaled: Family::default(),
+            source_late: Family::default(),
+            source_self_generated: Family::default(),
+            logging_disabled: Family::default(),
+            source_ratelimit_remaining: Family::default(),
+            source_watermark_lag: Family::default(),
+            source_since_poll: Family::default(),
+            source_since_event: Family::default(),
+            source_no_data: Family::default(),
+            sink_delivered: Family::default(),
+            sink_batches: Family::default(),
+            sink_bytes: Family::default(),
+            sink_retries: Family::default(),
+            sink_dead_lettered: Family::default(),
+            sink_dead_letters: Family::default(),
+            sink_behind: Family::default(),
+            sink_seconds_behind: Family::default(),
+            sink_since_success: Family::default(),
+            journal_rows: Gauge::default(),
+            database_bytes: Gauge::default(),
+            ready: Gauge::default(),
+            last_event_ms: Mutex::new(HashMap::new()),
+            tasks: Mutex::new(BTreeMap::new()),
+            targets: RwLock::new(Targets::default()),
+            registry: Registry::default(),
+        };
+        // Counters get their `_total` suffix from the encoder.
+        r.register(
+            "claudit_source_requests",
+            "Compliance API requests by status class (2xx, 4xx, 429, 5xx, error = no answer)",
+            m.source_requests.clone(),
+        );
+        r.register(
+            "claudit_source_events_journaled",
+            "Activities journaled for the first time",
+            m.source_journaled.clone(),
+        );
+        r.register(
+            "claudit_source_late_arrivals",
+            "Activities first journaled by the late-arrival sweep",
+            m.source_late.clone(),
+        );
+        r.register(
+            "claudit_source_self_generated_events",
+            "compliance_api_accessed activities caused by this daemon's own requests, journaled",
+            m.source_self_generated.clone(),
+        );
+        r.register(
+            "claudit_compliance_logging_disabled",
+            "Journaled org_compliance_api_settings_updated activities that turned the Compliance API or its logging off",
+            m.logging_disabled.clone(),
+        );
+        r.register(
+            "claudit_source_ratelimit_remaining",
+            "anthropic-ratelimit-requests-remaining of the last response",
+            m.source_ratelimit_remaining.clone(),
+        );
+        r.register_with_unit(
+            "claudit_source_watermark_lag",
+            "Now minus the watermark (every activity created before it has been read)",
+            Unit::Seconds,
+            m.source_watermark_lag.clone(),
+        );
+        r.register_with_unit(
+            "claudit_source_since_last_poll",
+            "Time since the last successful Compliance API poll",
+            Unit::Seconds,
+            m.source_since_poll.clone(),
+        );
+        r.register_with_unit(
+            "claudit_source_since_last_event",
+            "Time since the source last journaled a new activity (or since it was started)",
+            Unit::Seconds,
+            m.source_since_event.clone(),
+        );
+        r.register(
+            "claudit_source_no_data",
+            "1 when the source has journaled nothing for longer than its no_data_after",
+            m.source_no_data.clone(),
+        );
+        r.register(
+            "claudit_sink_events_delivered",
+            "Events the destination acknowledged",
+            m.sink_delivered.clone(),
+        );
+        r.register(
+            "claudit_sink_batches",
+            "Batches the destination acknowledged",
+            m.sink_batches.clone(),
+        );
+        r.register_with_unit(
+            "claudit_sink_payload",
+            "Bytes of acknowledged events (uncompressed payloads)",
+            Unit::Bytes,
+            m.sink_bytes.clone(),
+        );
+        r.register(
+            "claudit_sink_retries",
+            "Failed delivery attempts (the batch stays in the journal and is sent again)",
+            m.sink_retries.clone(),
+        );
+        r.register(
+            "claudit_sink_dead_lettered",
+            "Events the destination rejected, moved to the dead-letter table",
+            m.sink_dead_lettered.clone(),
+        );
+        r.register(
+            "claudit_sink_dead_letters",
+            "Events in the dead-letter table now (claudit dlq list)",
+            m.sink_dead_letters.clone(),
+        );
+        r.register(
+            "claudit_sink_events_behind",
+            "Journaled events not yet delivered",
+            m.sink_behind.clone(),
+        );
+        r.register_with_unit(
+            "claudit_sink_behind",
+            "Age (by created_at) of the oldest undelivered event; 0 when none",
+            Unit::Seconds,
+            m.sink_seconds_behind.clone(),
+        );
+        r.register_with_unit(
+            "claudit_sink_since_last_success",
+            "Time since the destination last acknowledged a batch (absent if never)",
+            Unit::Seconds,
+            m.sink_since_success.clone(),
+        );
+        r.register(
+            "claudit_journal_rows",
+            "Rows in the journal",
+            m.journal_rows.clone(),
+        );
+        r.register_with_unit(
+            "claudit_database",
+            "Size of the state database with its write-ahead log",
+            Unit::Bytes,
+            m.database_bytes.clone(),
+        );
+        r.register("claudit_ready", "1 when /readyz passes", m.ready.clone());
+        Metrics { registry: r, ..m }
+    }
+
+    /// Points the health checks at a (new) configuration and forgets the
+    /// tasks of a previous pipeline. Called at each pipeline start.
+    pub fn configure(&self, targets: Targets) {
+        let now = now_ms();
+        {
+            let mut last = lock(&self.last_event_ms);
+            for s in &targets.sources {
+                last.entry(s.name.clone()).or_insert(now);
+            }
+        }
+        lock(&self.tasks).clear();
+        *self.targets.write().unwrap_or_else(|p| p.into_inner()) = targets;
+    }
+
+    pub fn targets(&self) -> Targets {
+        self.targets
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The counters one source updates.
+    pub fn source(&self, name: &str) -> SourceMetrics {
+        let l = SourceLabels {
+            source: name.to_string(),
+        };
+        let requests = StatusClass::ALL.map(|class| {
+            self.source_requests.get_or_create_owned(&RequestLabels {
+                source: name.to_string(),
+                class,
+            })
+        });
+        SourceMetrics {
+            name: name.to_string(),
+            requests: RequestCounters { by_class: requests },
+            journaled: self.source_journaled.get_or_create_owned(&l),
+            late: self.source_late.get_or_create_owned(&l),
+            self_generated: self.source_self_generated.get_or_create_owned(&l),
+            logging_disabled: self.logging_disabled.get_or_create_owned(&l),
+            ratelimit_remaining: self.source_ratelimit_remaining.get_or_create_owned(&l),
+        }
+    }
+
+    /// The counters one sink updates.
+    pub fn sink(&self, name: &str) -> SinkMetrics {
+        let l = SinkLabels {
+            sink: name.to_string(),
+        };
+        SinkMetrics {
+            delivered: self.sink_delivered.get_or_create_owned(&l),
+            batches: self.sink_batches.get_or_create_owned(&l),
+            bytes: self.sink_bytes.get_or_create_owned(&l),
+            retries: self.sink_retries.get_or_create_owned(&l),
+            dead_lettered: self.sink_dead_lettered.get_or_create_owned(&l),
+        }
+    }
+
+    /// Records that `source` journaled new events now.
+    pub fn journaled_now(&self, source: &str) {
+        lock(&self.last_event_ms).insert(source.to_string(), now_ms());
+    }
+
+    /// When `source` last journaled a new event (or was configured).
+    pub fn last_event_ms(&self, source: &str) -> Option<i64> {
+        lock(&self.last_event_ms).get(source).copied()
+    }
+
+    /// The no-data watchdog's verdict for a source.
+    pub fn set_no_data(&self, source: &str, no_data: bool) {
+        self.source_no_data
+            .get_or_create(&SourceLabels {
+                source: source.to_string(),
+            })
+            .set(no_data as i64);
+    }
+
+    /// Marks a pipeline task as running until the guard is dropped.
+    pub fn task_alive(self: &std::sync::Arc<Self>, name: &str) -> TaskAlive {
+        lock(&self.tasks).insert(name.to_string(), true);
+        TaskAlive {
+            metrics: self.clone(),
+            name: name.to_string(),
+        }
+    }
+
+    /// Each registered task and whether it still runs.
+    pub fn tasks(&self) -> Vec<(String, bool)> {
+        lock(&self.tasks)
+            .iter()
+            .map(|(n, a)| (n.clone(), *a))
+            .collect()
+    }
+
+    /// Sets the state gauges from a snapshot of the state database.
+    pub fn apply(&self, snapshot: &StateSnapshot, ready: bool, now_ms: i64) {
+        let secs = |ms: i64| (ms.max(0) as f64) / 1000.0;
+        for family in [
+            &self.source_watermark_lag,
+            &self.source_since_poll,
+            &self.source_since_event,
+        ] {
+            family.clear();
+        }
+        for s in &snapshot.sources {
+            let l = SourceLabels {
+                source: s.name.clone(),
+            };
+            if let Some(w) = s.watermark_ms {
+                self.source_watermark_lag
+                    .get_or_create(&l)
+                    .set(secs(now_ms - w));
+            }
+            if let Some(t) = s.last_success_ms {
+                self.source_since_poll
+                    .get_or_create(&l)
+                    .set(secs(now_ms - t));
+            }
+            if let Some(t) = self.last_event_ms(&s.name) {
+                self.source_since_event
+                    .get_or_create(&l)
+                    .set(secs(now_ms - t));
+            }
+        }
+        for family in [&self.sink_seconds_behind, &self.sink_since_success] {
+            family.clear();
+        }
+        self.sink_dead_letters.clear();
+        self.sink_behind.clear();
+        for s in &snapshot.sinks {
+            let l = SinkLabels {
+                sink: s.name.clone(),
+            };
+            self.sink_dead_letters.get_or_create(&l).set(s.dead_letters);
+            self.sink_behind.get_or_create(&l).set(s.events_behind);
+            let behind = s.oldest_undelivered_ms.map_or(0, |t| now_ms - t);
+            self.sink_seconds_behind.get_or_create(&l).set(secs(behind));
+            if let Some(t) = s.last_success_ms {
+                self.sink_since_success
+                    .get_or_create(&l)
+                    .set(secs(now_ms - t));
+            }
+        }
+        self.journal_rows.set(snapshot.journal_rows);
+        self.database_bytes.set(snapshot.database_bytes as i64);
+        self.ready.set(ready as i64);
+    }
+
+    /// The registry in the OpenMetrics text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Marks its task as ended when dropped (returned, failed or aborted).
+pub struct TaskAlive {
+    metrics: std::sync::Arc<Metrics>,
+    name: String,
+}
+
+impl Drop for TaskAlive {
+    fn drop(&mut self) {
+        if let Some(alive) = lock(&self.metrics.tasks).get_mut(&self.name) {
+            *alive = false;
+        }
+    }
+}
+
+/// Compliance API requests of one source, by status class.
+#[derive(Clone, Debug, Default)]
+pub struct RequestCounters {
+    by_class: [Counter; 5],
+}
+
+impl RequestCounters {
+    pub fn count(&self, class: StatusClass) {
+        let i = StatusClass::ALL
+            .iter()
+            .position(|c| *c == class)
+            .expect("every class is listed");
+        self.by_class[i].inc();
+    }
+}
+
+/// What one source task updates.
+#[derive(Clone, Debug, Default)]
+pub struct SourceMetrics {
+    pub name: String,
+    pub requests: RequestCounters,
+    pub journaled: Counter,
+    pub late: Counter,
+    pub self_generated: Counter,
+    pub logging_disabled: Counter,
+    pub ratelimit_remaining: Gauge,
+}
+
+/// What one sink task updates.
+#[derive(Clone, Debug, Default)]
+pub struct SinkMetrics {
+    pub delivered: Counter,
+    pub batches: Counter,
+    pub bytes: Counter,
+    pub retries: Counter,
+    pub dead_lettered: Counter,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::{SinkSnapshot, SourceSnapshot};
+
+    #[test]
+    fn families_encode_with_conventional_names_and_bounded_labels() {
+        let m = Metrics::new();
+        let s = m.source("acme");
+        s.requests.count(StatusClass::of_status(200));
+        s.requests.count(StatusClass::of_status(429));
+        s.requests.count(StatusClass::Transport);
+        s.journaled.inc_by(3);
+        let k = m.sink("siem");
+        k.retries.inc();
+        k.dead_lettered.inc();
+        m.apply(
+            &StateSnapshot {
+                sources: vec![SourceSnapshot {
+                    name: "acme".into(),
+                    watermark_ms: Some(1_000),
+                    last_success_ms: Some(61_000),
+                    last_error: None,
+                }],
+                sinks: vec![SinkSnapshot {
+                    name: "siem".into(),
+                    events_behind: 7,
+                    oldest_undelivered_ms: Some(31_000),
+                    last_success_ms: None,
+                    last_error: None,
+                    dead_letters: 1,
+                }],
+                journal_rows: 42,
+                database_bytes: 4096,
+            },
+            true,
+            121_000,
+        );
+        let text = m.encode();
+        for line in [
+            "claudit_source_requests_total{source=\"acme\",class=\"2xx\"} 1",
+            "claudit_source_requests_total{source=\"acme\",class=\"429\"} 1",
+            "claudit_source_requests_total{source=\"acme\",class=\"error\"} 1",
+            "claudit_source_requests_total{source=\"acme\",class=\"5xx\"} 0",
+            "claudit_source_events_journaled_total{source=\"acme\"} 3",
+            "claudit_source_watermark_lag_seconds{source=\"acme\"} 120.0",
+            "claudit_source_since_last_poll_seconds{source=\"acme\"} 60.0",
+            "claudit_sink_retries_total{sink=\"siem\"} 1",
+            "claudit_sink_dead_lettered_total{sink=\"siem\"} 1",
+            "claudit_sink_dead_letters{sink=\"siem\"} 1",
+            "claudit_sink_events_behind{sink=\"siem\"} 7",
+            "claudit_sink_behind_seconds{sink=\"siem\"} 90.0",
+            "claudit_journal_rows 42",
+            "claudit_database_bytes 4096",
+            "claudit_ready 1",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
+        // Never delivered: no made-up "seconds since success".
+        assert!(!text.contains("claudit_sink_since_last_success_seconds{"));
+        assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn a_task_guard_marks_its_task_ended_and_configure_forgets_old_tasks() {
+        let m = std::sync::Arc::new(Metrics::new());
+        let guard = m.task_alive("sink siem");
+        assert_eq!(m.tasks(), vec![("sink siem".to_string(), true)]);
+        drop(guard);
+        assert_eq!(m.tasks(), vec![("sink siem".to_string(), false)]);
+        m.configure(Targets::default());
+        assert!(m.tasks().is_empty());
+    }
+}
