@@ -55,11 +55,11 @@ impl Targets {
     }
 }
 
-/// `2 x poll interval + settle_lag`, where the poll interval is the longer
+/// `2 x poll interval + settle_lag`, where the poll interval is the shorter
 /// of `poll_interval` and `window`: once caught up, a source reads a new
-/// window when a whole one has settled, so it polls every `window`.
+/// window as soon as that much has settled past its watermark.
 pub fn max_poll_gap(s: &crate::config::SourceConfig) -> Duration {
-    2 * s.poll_interval.max(s.window) + s.settle_lag
+    2 * s.poll_interval.min(s.window) + s.settle_lag
 }
 
 /// What the state database says, read for one scrape or probe.

@@ -100,6 +100,8 @@ fn action() -> impl Strategy<Value = Action> {
 
 fn policy() -> WindowPolicy {
     WindowPolicy {
+        // Shorter than the window, as in the default configuration.
+        poll_ms: 10 * SEC,
         window_ms: 30 * SEC,
         catchup_window_ms: 600 * SEC,
         settle_lag_ms: 10 * SEC,

@@ -11,6 +11,10 @@ use crate::store::{BackfillRow, SourceState, WindowKind, WindowRow};
 /// The timing settings of a source, in milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WindowPolicy {
+    /// Once caught up, a new live window starts when this much has settled
+    /// past the watermark (`poll_interval`, at most `window`).
+    pub poll_ms: i64,
+    /// The longest steady-state window.
     pub window_ms: i64,
     pub catchup_window_ms: i64,
     pub settle_lag_ms: i64,
@@ -23,6 +27,7 @@ impl WindowPolicy {
     pub fn from_config(c: &crate::config::SourceConfig) -> WindowPolicy {
         let ms = |d: std::time::Duration| d.as_millis() as i64;
         WindowPolicy {
+            poll_ms: ms(c.poll_interval).min(ms(c.window)).max(1),
             window_ms: ms(c.window).max(1),
             catchup_window_ms: ms(c.catchup_window).max(ms(c.window)).max(1),
             settle_lag_ms: ms(c.settle_lag),
@@ -77,7 +82,7 @@ pub fn next_step(policy: &WindowPolicy, progress: &Progress, now_ms: i64) -> Ste
     // The newest instant a window may end at: rows need time to become visible.
     let settled = now_ms - policy.settle_lag_ms;
     let behind = settled - watermark;
-    if behind >= policy.window_ms {
+    if behind >= policy.poll_ms.min(policy.window_ms) {
         // Catching up after downtime: larger windows, fewer requests.
         let size = if behind > 2 * policy.window_ms {
             policy.catchup_window_ms
@@ -90,7 +95,7 @@ pub fn next_step(policy: &WindowPolicy, progress: &Progress, now_ms: i64) -> Ste
             (watermark + size).min(settled),
         ));
     }
-    let next_live_at = watermark + policy.window_ms + policy.settle_lag_ms;
+    let next_live_at = watermark + policy.poll_ms.min(policy.window_ms) + policy.settle_lag_ms;
 
     if let Some(open) = &progress.open_sweep {
         return Step::Read(open.clone());
@@ -130,6 +135,7 @@ mod tests {
 
     fn policy() -> WindowPolicy {
         WindowPolicy {
+            poll_ms: 5 * MIN,
             window_ms: 5 * MIN,
             catchup_window_ms: 60 * MIN,
             settle_lag_ms: 2 * MIN,
@@ -190,6 +196,30 @@ mod tests {
         let now = 100 * 60 * MIN;
         let step = next_step(&policy(), &at(now - 5 * MIN, now), now);
         assert_eq!(step, Step::WaitUntil(now + 2 * MIN));
+    }
+
+    #[test]
+    fn a_shorter_poll_interval_reads_what_has_settled_every_poll() {
+        let policy = WindowPolicy {
+            poll_ms: MIN,
+            ..policy()
+        };
+        let now = 100 * 60 * MIN;
+        // Less than a poll interval has settled: wait for it.
+        assert_eq!(
+            next_step(&policy, &at(now - 2 * MIN - 30_000, now), now),
+            Step::WaitUntil(now + 30_000)
+        );
+        // One interval settled: read exactly it, not a whole `window` later.
+        assert_eq!(
+            next_step(&policy, &at(now - 3 * MIN, now), now),
+            Step::Read(fresh(WindowKind::Live, now - 3 * MIN, now - 2 * MIN))
+        );
+        // Further behind: windows are still at most `window` long.
+        assert_eq!(
+            next_step(&policy, &at(now - 9 * MIN, now), now),
+            Step::Read(fresh(WindowKind::Live, now - 9 * MIN, now - 4 * MIN))
+        );
     }
 
     #[test]
