@@ -3,6 +3,11 @@
 //!
 //! Record flow: `source::SourceTask` (poll, normalize, enrich, commit to the
 //! journal) → `store` (SQLite) → `sinks::SinkTask` (one per sink, own cursor).
+//!
+//! SIGHUP reloads: `run` validates the file again, stops the pipeline
+//! (`start_pipeline`'s tasks finish their page or batch in flight) and
+//! starts it with the new configuration, holding the instance lock and the
+//! process throughout.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,9 +17,10 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::config::Config;
+use crate::config::{self, Config};
 use crate::enrich::Enricher;
 use crate::ocsf::Mapper;
+use crate::service::{self, Notifier};
 use crate::sinks::SinkTask;
 use crate::source::SourceTask;
 use crate::store::{InstanceLock, SharedStore, now_ms};
@@ -28,10 +34,121 @@ const PRUNE_EVERY: Duration = Duration::from_secs(600);
 const GEOIP_CHECK_EVERY: Duration = Duration::from_secs(60);
 
 /// Runs until `cancel` fires (SIGTERM/SIGINT) or a task fails for good.
+/// SIGHUP reloads the configuration (see [`reload`]) without a restart;
+/// the service manager hears of each step through `$NOTIFY_SOCKET`.
 pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()> {
+    // The lock is held across reloads: the process stays the one owner.
     let _lock = InstanceLock::acquire(&config.state.path)?;
+    let notifier = Arc::new(Notifier::from_env());
+    let mut hangups = service::reload_signals()?;
+    if let Some(every) = service::watchdog_interval_from_env() {
+        tokio::spawn(service::watchdog_loop(
+            notifier.clone(),
+            every,
+            cancel.clone(),
+        ));
+    }
+    let mut config = config;
+    let mut enricher = Arc::new(Enricher::new(&config.enrich)?);
+    let mut failure = None;
+    loop {
+        // Reload stops the pipeline through this child token; shutdown
+        // stops it through the parent.
+        let pipeline = cancel.child_token();
+        let mut tasks = start_pipeline(&config, enricher.clone(), pipeline.clone())?;
+        let summary = format!(
+            "running: {} sources, {} sinks",
+            config.sources.len(),
+            config.sinks.len()
+        );
+        info!(sources = config.sources.len(), sinks = config.sinks.len(), state = %config.state.path.display(), "claudit running");
+        notifier.ready(&summary);
+
+        let next = loop {
+            tokio::select! {
+                // Biased: once shutdown has begun, tasks returning is expected, not a failure.
+                biased;
+                _ = cancel.cancelled() => break None,
+                Some(done) = tasks.join_next() => {
+                    // A task that ends before shutdown has failed: stop
+                    // everything rather than run half a pipeline silently.
+                    let (name, result) = done?;
+                    let err = result.err().unwrap_or_else(|| anyhow::anyhow!("{name} stopped unexpectedly"));
+                    error!(task = %name, error = %format!("{err:#}"), "a task failed; shutting down");
+                    failure = Some(err.context(name));
+                    cancel.cancel();
+                    break None;
+                }
+                _ = hangups.recv() => {
+                    notifier.reloading();
+                    match reload(&config).await {
+                        Ok(new) => break Some(new),
+                        Err(why) => {
+                            error!(file = %config.file.display(), "reload refused, still running the previous configuration: {why}");
+                            notifier.ready(&format!("{summary} (last reload refused; see the log)"));
+                        }
+                    }
+                }
+            }
+        };
+        match next {
+            Some(_) => info!("reloading: finishing the page and batches in flight"),
+            None => {
+                notifier.stopping();
+                info!("shutting down: finishing the page and batches in flight");
+            }
+        }
+        pipeline.cancel();
+        drain(tasks).await;
+        match next {
+            Some((new_config, new_enricher)) => {
+                info!(file = %new_config.file.display(), "configuration reloaded");
+                config = new_config;
+                enricher = new_enricher;
+            }
+            None => break,
+        }
+    }
+    info!("stopped");
+    match failure {
+        Some(err) => Err(err),
+        None => Ok(()),
+    }
+}
+
+/// Re-reads and validates the configuration file, re-reading the `*_file`
+/// secrets it names and the GeoIP databases. `${VAR}` values come from the
+/// environment, which is fixed at process start. Every problem is returned
+/// in one message; the caller keeps the old configuration then.
+async fn reload(current: &Config) -> Result<(Config, Arc<Enricher>), String> {
+    let file = current.file.clone();
+    let state = current.state.path.clone();
+    tokio::task::spawn_blocking(move || {
+        let new = config::load(&file).map_err(|errors| errors.to_string())?;
+        if new.state.path != state {
+            return Err(format!(
+                "[state] path changed from {} to {}; the state database cannot move while the daemon runs: restart to use the new path",
+                state.display(),
+                new.state.path.display()
+            ));
+        }
+        let enricher = Enricher::new(&new.enrich)
+            .map_err(|e| format!("cannot load the GeoIP databases: {e:#}"))?;
+        Ok((new, Arc::new(enricher)))
+    })
+    .await
+    .map_err(|e| format!("reload task failed: {e}"))?
+}
+
+/// The tasks of one pipeline run: a source task per source, a sink task per
+/// sink, the pruner and the GeoIP reloader, all stopped by `cancel`.
+/// Restarting them is safe: every position they hold is in SQLite.
+pub fn start_pipeline(
+    config: &Config,
+    enricher: Arc<Enricher>,
+    cancel: CancellationToken,
+) -> anyhow::Result<JoinSet<(String, anyhow::Result<()>)>> {
     let store = SharedStore::open(&config.state.path)?;
-    let enricher = Arc::new(Enricher::new(&config.enrich)?);
     let mapper = Arc::new(Mapper::new(&config.ocsf));
     let (head_tx, head_rx) = watch::channel(0u64);
 
@@ -65,14 +182,14 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
             .map(|s| (s.name.clone(), s.sweep_horizon.as_millis() as i64))
             .collect();
         let retention_ms = config.state.retention.as_millis() as i64;
-        let (store, cancel) = (store.clone(), cancel.clone());
+        let cancel = cancel.clone();
         tasks.spawn(async move {
             let result = prune_loop(store, sinks, sources, retention_ms, cancel).await;
             ("pruner".into(), result)
         });
     }
     {
-        let (enricher, cancel) = (enricher.clone(), cancel.clone());
+        let cancel = cancel.clone();
         tasks.spawn(async move {
             (
                 "geoip reloader".into(),
@@ -80,44 +197,24 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
             )
         });
     }
-    info!(sources = config.sources.len(), sinks = config.sinks.len(), state = %config.state.path.display(), "claudit running");
+    Ok(tasks)
+}
 
-    // A task that ends before shutdown has failed: stop everything rather
-    // than run half a pipeline silently.
-    let mut failure = None;
-    tokio::select! {
-        // Biased: once shutdown has begun, tasks returning is expected, not a failure.
-        biased;
-        _ = cancel.cancelled() => {}
-        Some(done) = tasks.join_next() => {
-            let (name, result) = done?;
-            if !cancel.is_cancelled() {
-                let err = result.err().unwrap_or_else(|| anyhow::anyhow!("{name} stopped unexpectedly"));
-                error!(task = %name, error = %format!("{err:#}"), "a task failed; shutting down");
-                failure = Some(err.context(name));
-                cancel.cancel();
-            }
-        }
-    }
-    info!("shutting down: finishing the page and batches in flight");
+/// Waits for stopped tasks to finish their page and batches in flight, up
+/// to [`SHUTDOWN_GRACE`]; what is still running then is abandoned (it is
+/// retried on the next start: every position is durable).
+async fn drain(mut tasks: JoinSet<(String, anyhow::Result<()>)>) {
     let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
         while let Some(done) = tasks.join_next().await {
             if let Ok((name, Err(err))) = done {
-                warn!(task = %name, error = %format!("{err:#}"), "task ended with an error during shutdown");
+                warn!(task = %name, error = %format!("{err:#}"), "task ended with an error while stopping");
             }
         }
     })
     .await;
     if drained.is_err() {
-        warn!(
-            "shutdown grace period over; abandoning work in flight (it is retried on the next start)"
-        );
+        warn!("grace period over; abandoning work in flight (it is retried on the next start)");
         tasks.abort_all();
-    }
-    info!("stopped");
-    match failure {
-        Some(err) => Err(err),
-        None => Ok(()),
     }
 }
 

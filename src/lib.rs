@@ -17,3 +17,6 @@ pub mod source;
 pub mod status;
 pub mod store;
 pub mod telemetry;
+// Packaging and service integration.
+pub mod healthcheck;
+pub mod service;

@@ -108,6 +108,15 @@ enum Command {
         /// NDJSON files of activities as the API serves them; none = stdin.
         inputs: Vec<PathBuf>,
     },
+    /// Check a running daemon's health endpoint: exit 0 on HTTP 200, 1 with a one-line reason otherwise (for container HEALTHCHECKs).
+    Healthcheck {
+        /// The health endpoint (the daemon's `[server] listen` address plus /healthz).
+        #[arg(long, default_value = claudit::healthcheck::DEFAULT_URL)]
+        url: String,
+        /// Give up after this long (e.g. 3s).
+        #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+    },
     /// Run the Compliance API simulator standalone (for benchmarks and trying other clients).
     #[command(hide = true)]
     Simulate {
@@ -305,6 +314,15 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Map { inputs } => {
             map_files(&inputs)?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Healthcheck { url, timeout } => {
+            match claudit::healthcheck::check(&url, timeout).await {
+                Ok(()) => Ok(ExitCode::SUCCESS),
+                Err(reason) => {
+                    eprintln!("unhealthy: {reason}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
         }
         Command::Simulate {
             listen,
