@@ -245,8 +245,7 @@ fn dockerfile_matches_the_manifests_and_the_cli() {
     let text = std::fs::read_to_string(repo("Dockerfile")).unwrap();
     let last = |prefix: &str| -> String {
         text.lines()
-            .filter(|l| l.starts_with(prefix))
-            .next_back()
+            .rfind(|l| l.starts_with(prefix))
             .unwrap_or_else(|| panic!("Dockerfile has no {prefix}"))
             .to_string()
     };
