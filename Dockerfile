@@ -20,6 +20,13 @@ USER 10001:10001
 # State (the SQLite journal, cursors, dead letters) lives on this volume.
 VOLUME ["/var/lib/claudit"]
 ENV RUST_LOG=info
+# Metrics and health: the config must set [server] listen = "0.0.0.0:9464"
+# (the default, 127.0.0.1, is unreachable from outside the container).
+EXPOSE 9464
+# The image has no curl: claudit checks its own /healthz (exit 0 on HTTP 200).
+# healthcheck connects to 127.0.0.1 inside the container, which 0.0.0.0 covers.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+  CMD ["/usr/local/bin/claudit", "healthcheck", "--url", "http://127.0.0.1:9464/healthz", "--timeout", "4s"]
 # Mount the configuration at /etc/claudit/claudit.toml; secrets come from
 # environment variables (${VAR} in the config) or mounted files (*_file keys).
 ENTRYPOINT ["/usr/local/bin/claudit", "--log-format", "json"]

@@ -7,13 +7,19 @@
 //! daemon's source reads it (sharing that source's rate limiter, so the
 //! parent organization's budget is never exceeded by two processes) while
 //! this command reports progress.
+//!
+//! Progress: a bar with ETA (indicatif) when stderr is a terminal, a log
+//! line every `--progress-every` otherwise. Ctrl-C stops after the page in
+//! flight and prints the command that resumes the same range.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use tracing::info;
 
 use crate::config::Config;
 use crate::enrich::Enricher;
@@ -40,13 +46,27 @@ pub fn parse_time_arg(arg: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, St
     ))
 }
 
+/// How a backfill command ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The whole range is in the journal.
+    Complete { records: i64 },
+    /// Stopped (Ctrl-C, SIGTERM) with `[since, read_up_to_ms)` read; the
+    /// same range given again resumes from there.
+    Interrupted { read_up_to_ms: i64 },
+}
+
+/// Reads `[since, until)` of `source_name` into the journal (or follows the
+/// running daemon reading it), reporting progress: a bar with ETA when
+/// stderr is a terminal, otherwise a log line every `progress_every`.
 pub async fn run(
     config: &Config,
     source_name: &str,
     since: DateTime<Utc>,
     until: DateTime<Utc>,
+    progress_every: Duration,
     cancel: CancellationToken,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Outcome> {
     let source = config.source(source_name).ok_or_else(|| {
         let names: Vec<_> = config.sources.iter().map(|s| s.name.as_str()).collect();
         anyhow::anyhow!(
@@ -70,8 +90,15 @@ pub async fn run(
             fmt_ms(row.next_ms)
         );
     }
+    let reporter = Reporter {
+        path: config.state.path.clone(),
+        source: source.name.clone(),
+        since_ms,
+        until_ms,
+        every: progress_every,
+    };
 
-    match InstanceLock::acquire(&config.state.path) {
+    let daemon_reads = match InstanceLock::acquire(&config.state.path) {
         Ok(_lock) => {
             println!(
                 "backfilling {source_name} from {} to {} (no daemon running: reading here)",
@@ -88,33 +115,23 @@ pub async fn run(
                 backfill_only: true,
                 metrics: Default::default(),
             };
-            let progress = tokio::spawn(report_progress(
-                config.state.path.clone(),
-                source.name.clone(),
-                since_ms,
-                until_ms,
-                cancel.clone(),
-            ));
+            let progress_done = CancellationToken::new();
+            let progress = tokio::spawn(reporter.clone().run(progress_done.clone()));
             let result = task.run(cancel.clone()).await;
-            progress.abort();
+            progress_done.cancel();
+            progress.await??;
             result?;
+            false
         }
         Err(_) => {
             println!(
                 "the daemon is running on this state database: it reads the range; following its progress"
             );
-            report_progress(
-                config.state.path.clone(),
-                source.name.clone(),
-                since_ms,
-                until_ms,
-                cancel.clone(),
-            )
-            .await?;
+            reporter.clone().run(cancel.clone()).await?;
+            true
         }
-    }
-    let store = Store::open_readonly(&config.state.path)?;
-    let row = store
+    };
+    let row = Store::open_readonly(&config.state.path)?
         .backfill(source_name, since_ms, until_ms)?
         .expect("registered above");
     if row.next_ms >= until_ms {
@@ -122,39 +139,158 @@ pub async fn run(
             "backfill complete: {} new records journaled; the sinks deliver them",
             row.records
         );
-    } else {
+        Ok(Outcome::Complete {
+            records: row.records,
+        })
+    } else if daemon_reads {
         println!(
-            "backfill stopped at {}; run the same command again to resume",
+            "stopped following at {}; the daemon keeps reading the range (claudit status shows it)",
             fmt_ms(row.next_ms)
         );
+        Ok(Outcome::Interrupted {
+            read_up_to_ms: row.next_ms,
+        })
+    } else {
+        // The same range, in absolute times: a relative `--since 7d` given
+        // again later would be another range and start over.
+        println!(
+            "backfill stopped at {}; to resume, run: claudit backfill --config {} --source {source_name} --since {} --until {}",
+            fmt_ms(row.next_ms),
+            config.file.display(),
+            fmt_ms(since_ms),
+            fmt_ms(until_ms)
+        );
+        Ok(Outcome::Interrupted {
+            read_up_to_ms: row.next_ms,
+        })
     }
-    Ok(())
 }
 
-/// Prints progress every few seconds until the range is read or `cancel`.
-async fn report_progress(
+/// Follows a backfill's row in the state database until the range is read
+/// or `stop`: an indicatif bar with ETA on a terminal, log lines otherwise.
+#[derive(Clone)]
+struct Reporter {
     path: std::path::PathBuf,
     source: String,
     since_ms: i64,
     until_ms: i64,
-    cancel: CancellationToken,
-) -> anyhow::Result<()> {
-    loop {
-        let row = Store::open_readonly(&path)?.backfill(&source, since_ms, until_ms)?;
-        if let Some(row) = &row {
-            let pct = 100 * (row.next_ms - since_ms) / (until_ms - since_ms).max(1);
-            println!(
-                "backfill {source}: {pct}% (read up to {}), {} new records",
-                fmt_ms(row.next_ms),
-                row.records
+    every: Duration,
+}
+
+impl Reporter {
+    async fn run(self, stop: CancellationToken) -> anyhow::Result<()> {
+        use std::io::IsTerminal;
+        let total = (self.until_ms - self.since_ms).max(1) as u64;
+        let bar = if std::io::stderr().is_terminal() {
+            let bar = ProgressBar::new(total);
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "backfill {prefix} [{bar:40}] {percent:>3}% {msg} (ETA {eta})",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
             );
-            if row.next_ms >= until_ms {
-                return Ok(());
+            bar.set_prefix(self.source.clone());
+            Some(bar)
+        } else {
+            None
+        };
+        // The bar redraws often; log lines come every `every`.
+        let every = if bar.is_some() {
+            Duration::from_millis(500)
+        } else {
+            self.every
+        };
+        let started = std::time::Instant::now();
+        let mut first_ms = None;
+        loop {
+            let row = Store::open_readonly(&self.path)?.backfill(
+                &self.source,
+                self.since_ms,
+                self.until_ms,
+            )?;
+            let finished = stop.is_cancelled();
+            if let Some(row) = &row {
+                let done = (row.next_ms - self.since_ms).clamp(0, total as i64) as u64;
+                let first = *first_ms.get_or_insert(done);
+                match &bar {
+                    Some(bar) => {
+                        bar.set_position(done);
+                        bar.set_message(format!(
+                            "read up to {}, {} new records",
+                            fmt_ms(row.next_ms.min(self.until_ms)),
+                            row.records
+                        ));
+                    }
+                    None => {
+                        let eta = eta(started.elapsed(), done - first, total - done);
+                        info!(
+                            source = %self.source,
+                            percent = 100 * done / total,
+                            read_up_to = %fmt_ms(row.next_ms.min(self.until_ms)),
+                            records = row.records,
+                            eta = %eta.map_or("unknown".to_string(), |d| humantime::format_duration(d).to_string()),
+                            "backfill progress"
+                        );
+                    }
+                }
+                if done >= total {
+                    break;
+                }
+            }
+            if finished {
+                break;
+            }
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                _ = tokio::time::sleep(every) => {}
             }
         }
-        tokio::select! {
-            _ = cancel.cancelled() => return Ok(()),
-            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+        if let Some(bar) = bar {
+            bar.abandon();
         }
+        Ok(())
+    }
+}
+
+/// Time left at the rate of this run so far: `elapsed` took `done` units;
+/// `None` before any progress.
+fn eta(elapsed: Duration, done: u64, remaining: u64) -> Option<Duration> {
+    if done == 0 {
+        return None;
+    }
+    let secs = elapsed.as_secs_f64() * remaining as f64 / done as f64;
+    Some(Duration::from_secs(secs.ceil() as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eta_extrapolates_this_runs_rate() {
+        assert_eq!(eta(Duration::from_secs(10), 0, 100), None);
+        assert_eq!(
+            eta(Duration::from_secs(10), 25, 75),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(eta(Duration::from_secs(3), 100, 0), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn time_arguments() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-03-10T12:00:00Z")
+            .unwrap()
+            .to_utc();
+        assert_eq!(
+            parse_time_arg("2026-01-01", now).unwrap().to_rfc3339(),
+            "2026-01-01T00:00:00+00:00"
+        );
+        assert_eq!(
+            parse_time_arg("2d", now).unwrap().to_rfc3339(),
+            "2026-03-08T12:00:00+00:00"
+        );
+        let err = parse_time_arg("yesterday", now).unwrap_err();
+        assert!(err.contains("RFC 3339"), "{err}");
     }
 }

@@ -3,6 +3,11 @@
 //!
 //! Record flow: `source::SourceTask` (poll, normalize, enrich, commit to the
 //! journal) → `store` (SQLite) → `sinks::SinkTask` (one per sink, own cursor).
+//!
+//! SIGHUP reloads: `run` validates the file again, stops the pipeline
+//! (`start_pipeline`'s tasks finish their page or batch in flight) and
+//! starts it with the new configuration, holding the instance lock and the
+//! process throughout.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,11 +17,12 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::config::Config;
+use crate::config::{self, Config};
 use crate::enrich::Enricher;
 use crate::health::Targets;
 use crate::metrics::Metrics;
 use crate::ocsf::Mapper;
+use crate::service::{self, Notifier};
 use crate::sinks::SinkTask;
 use crate::source::SourceTask;
 use crate::store::{InstanceLock, SharedStore, now_ms};
@@ -30,20 +36,160 @@ const PRUNE_EVERY: Duration = Duration::from_secs(600);
 const GEOIP_CHECK_EVERY: Duration = Duration::from_secs(60);
 
 /// Runs until `cancel` fires (SIGTERM/SIGINT) or a task fails for good.
+/// SIGHUP reloads the configuration (see [`reload`]) without a restart;
+/// the service manager hears of each step through `$NOTIFY_SOCKET`.
 pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()> {
+    // The lock is held across reloads: the process stays the one owner.
     let _lock = InstanceLock::acquire(&config.state.path)?;
-    let store = SharedStore::open(&config.state.path)?;
-    let enricher = Arc::new(Enricher::new(&config.enrich)?);
-    let mapper = Arc::new(Mapper::new(&config.ocsf));
-    let (head_tx, head_rx) = watch::channel(0u64);
-    // ---- operations: metrics registry (one per process), /metrics /healthz /readyz, watchdog
+    let notifier = Arc::new(Notifier::from_env());
+    let mut hangups = service::reload_signals()?;
+    if let Some(every) = service::watchdog_interval_from_env() {
+        tokio::spawn(service::watchdog_loop(
+            notifier.clone(),
+            every,
+            cancel.clone(),
+        ));
+    }
+    let mut config = config;
+    let mut enricher = Arc::new(Enricher::new(&config.enrich)?);
+    // One metrics registry and one HTTP server for the life of the process:
+    // counters survive reloads, and the listen address is bound once.
     let metrics = Arc::new(Metrics::new());
-    metrics.configure(Targets::from_config(&config, now_ms()));
-    let listener = match config.server.listen {
-        Some(addr) => Some(crate::server::bind(addr).await?),
+    let mut server = match config.server.listen {
+        Some(addr) => {
+            let listener = crate::server::bind(addr).await?;
+            let (metrics, cancel) = (metrics.clone(), cancel.clone());
+            Some(tokio::spawn(crate::server::serve(
+                listener, metrics, cancel,
+            )))
+        }
         None => None,
     };
-    // ---- end operations
+    let mut failure = None;
+    loop {
+        // Reload stops the pipeline through this child token; shutdown
+        // stops it through the parent.
+        let pipeline = cancel.child_token();
+        metrics.configure(Targets::from_config(&config, now_ms()));
+        let mut tasks = start_pipeline(&config, enricher.clone(), &metrics, pipeline.clone())?;
+        let summary = format!(
+            "running: {} sources, {} sinks",
+            config.sources.len(),
+            config.sinks.len()
+        );
+        info!(sources = config.sources.len(), sinks = config.sinks.len(), state = %config.state.path.display(), "claudit running");
+        notifier.ready(&summary);
+
+        let next = loop {
+            tokio::select! {
+                // Biased: once shutdown has begun, tasks returning is expected, not a failure.
+                biased;
+                _ = cancel.cancelled() => break None,
+                Some(done) = tasks.join_next() => {
+                    // A task that ends before shutdown has failed: stop
+                    // everything rather than run half a pipeline silently.
+                    let (name, result) = done?;
+                    let err = result.err().unwrap_or_else(|| anyhow::anyhow!("{name} stopped unexpectedly"));
+                    error!(task = %name, error = %format!("{err:#}"), "a task failed; shutting down");
+                    failure = Some(err.context(name));
+                    cancel.cancel();
+                    break None;
+                }
+                Some(result) = async {
+                    match server.as_mut() {
+                        Some(handle) => Some(handle.await),
+                        None => None,
+                    }
+                }, if server.is_some() => {
+                    server = None;
+                    let err = match result {
+                        Ok(Ok(())) => anyhow::anyhow!("the metrics server stopped unexpectedly"),
+                        Ok(Err(err)) => err,
+                        Err(join) => anyhow::anyhow!("the metrics server panicked: {join}"),
+                    };
+                    error!(error = %format!("{err:#}"), "the metrics server failed; shutting down");
+                    failure = Some(err.context("metrics server"));
+                    cancel.cancel();
+                    break None;
+                }
+                _ = hangups.recv() => {
+                    notifier.reloading();
+                    match reload(&config).await {
+                        Ok(new) => break Some(new),
+                        Err(why) => {
+                            error!(file = %config.file.display(), "reload refused, still running the previous configuration: {why}");
+                            notifier.ready(&format!("{summary} (last reload refused; see the log)"));
+                        }
+                    }
+                }
+            }
+        };
+        match next {
+            Some(_) => info!("reloading: finishing the page and batches in flight"),
+            None => {
+                notifier.stopping();
+                info!("shutting down: finishing the page and batches in flight");
+            }
+        }
+        pipeline.cancel();
+        drain(tasks).await;
+        match next {
+            Some((new_config, new_enricher)) => {
+                info!(file = %new_config.file.display(), "configuration reloaded");
+                config = new_config;
+                enricher = new_enricher;
+            }
+            None => break,
+        }
+    }
+    info!("stopped");
+    match failure {
+        Some(err) => Err(err),
+        None => Ok(()),
+    }
+}
+
+/// Re-reads and validates the configuration file, re-reading the `*_file`
+/// secrets it names and the GeoIP databases. `${VAR}` values come from the
+/// environment, which is fixed at process start. Every problem is returned
+/// in one message; the caller keeps the old configuration then.
+async fn reload(current: &Config) -> Result<(Config, Arc<Enricher>), String> {
+    let file = current.file.clone();
+    let state = current.state.path.clone();
+    let listen = current.server.listen;
+    tokio::task::spawn_blocking(move || {
+        let new = config::load(&file).map_err(|errors| errors.to_string())?;
+        if new.server.listen != listen {
+            warn!("[server] listen changed; the metrics server keeps its address until a restart");
+        }
+        if new.state.path != state {
+            return Err(format!(
+                "[state] path changed from {} to {}; the state database cannot move while the daemon runs: restart to use the new path",
+                state.display(),
+                new.state.path.display()
+            ));
+        }
+        let enricher = Enricher::new(&new.enrich)
+            .map_err(|e| format!("cannot load the GeoIP databases: {e:#}"))?;
+        Ok((new, Arc::new(enricher)))
+    })
+    .await
+    .map_err(|e| format!("reload task failed: {e}"))?
+}
+
+/// The tasks of one pipeline run: a source task per source, a sink task per
+/// sink, the no-data watchdog, the pruner and the GeoIP reloader, all
+/// stopped by `cancel`.
+/// Restarting them is safe: every position they hold is in SQLite.
+pub fn start_pipeline(
+    config: &Config,
+    enricher: Arc<Enricher>,
+    metrics: &Arc<Metrics>,
+    cancel: CancellationToken,
+) -> anyhow::Result<JoinSet<(String, anyhow::Result<()>)>> {
+    let store = SharedStore::open(&config.state.path)?;
+    let mapper = Arc::new(Mapper::new(&config.ocsf));
+    let (head_tx, head_rx) = watch::channel(0u64);
 
     let mut tasks: JoinSet<(String, anyhow::Result<()>)> = JoinSet::new();
     for source in &config.sources {
@@ -77,23 +223,14 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
             (name, task.run(cancel).await.map(|_| ()))
         });
     }
-    // ---- operations tasks
-    if let Some(listener) = listener {
-        let (metrics, cancel) = (metrics.clone(), cancel.clone());
-        tasks.spawn(async move {
-            let result = crate::server::serve(listener, metrics, cancel).await;
-            ("metrics server".into(), result)
-        });
-    }
     {
-        let targets = Targets::from_config(&config, now_ms()).sources;
+        let targets = Targets::from_config(config, now_ms()).sources;
         let (metrics, cancel) = (metrics.clone(), cancel.clone());
         tasks.spawn(async move {
             let result = crate::watchdog::run(metrics, targets, cancel).await;
             ("no-data watchdog".into(), result)
         });
     }
-    // ---- end operations tasks
     {
         let sinks: Vec<String> = config.sinks.iter().map(|s| s.name.clone()).collect();
         let sources: Vec<(String, i64)> = config
@@ -102,14 +239,14 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
             .map(|s| (s.name.clone(), s.sweep_horizon.as_millis() as i64))
             .collect();
         let retention_ms = config.state.retention.as_millis() as i64;
-        let (store, cancel) = (store.clone(), cancel.clone());
+        let cancel = cancel.clone();
         tasks.spawn(async move {
             let result = prune_loop(store, sinks, sources, retention_ms, cancel).await;
             ("pruner".into(), result)
         });
     }
     {
-        let (enricher, cancel) = (enricher.clone(), cancel.clone());
+        let cancel = cancel.clone();
         tasks.spawn(async move {
             (
                 "geoip reloader".into(),
@@ -117,44 +254,24 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
             )
         });
     }
-    info!(sources = config.sources.len(), sinks = config.sinks.len(), state = %config.state.path.display(), "claudit running");
+    Ok(tasks)
+}
 
-    // A task that ends before shutdown has failed: stop everything rather
-    // than run half a pipeline silently.
-    let mut failure = None;
-    tokio::select! {
-        // Biased: once shutdown has begun, tasks returning is expected, not a failure.
-        biased;
-        _ = cancel.cancelled() => {}
-        Some(done) = tasks.join_next() => {
-            let (name, result) = done?;
-            if !cancel.is_cancelled() {
-                let err = result.err().unwrap_or_else(|| anyhow::anyhow!("{name} stopped unexpectedly"));
-                error!(task = %name, error = %format!("{err:#}"), "a task failed; shutting down");
-                failure = Some(err.context(name));
-                cancel.cancel();
-            }
-        }
-    }
-    info!("shutting down: finishing the page and batches in flight");
+/// Waits for stopped tasks to finish their page and batches in flight, up
+/// to [`SHUTDOWN_GRACE`]; what is still running then is abandoned (it is
+/// retried on the next start: every position is durable).
+async fn drain(mut tasks: JoinSet<(String, anyhow::Result<()>)>) {
     let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
         while let Some(done) = tasks.join_next().await {
             if let Ok((name, Err(err))) = done {
-                warn!(task = %name, error = %format!("{err:#}"), "task ended with an error during shutdown");
+                warn!(task = %name, error = %format!("{err:#}"), "task ended with an error while stopping");
             }
         }
     })
     .await;
     if drained.is_err() {
-        warn!(
-            "shutdown grace period over; abandoning work in flight (it is retried on the next start)"
-        );
+        warn!("grace period over; abandoning work in flight (it is retried on the next start)");
         tasks.abort_all();
-    }
-    info!("stopped");
-    match failure {
-        Some(err) => Err(err),
-        None => Ok(()),
     }
 }
 

@@ -68,9 +68,12 @@ enum Command {
         /// Start of the range: RFC 3339 time, date (2026-01-01), or duration ago (7d).
         #[arg(long)]
         since: String,
-        /// End of the range (default: now).
+        /// End of the range, exclusive (default: now).
         #[arg(long)]
         until: Option<String>,
+        /// How often to log progress when stderr is not a terminal (a terminal gets a progress bar).
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        progress_every: Duration,
     },
     /// Inspect, replay or purge a sink's dead letters (events its destination rejected).
     Dlq {
@@ -107,6 +110,15 @@ enum Command {
     Map {
         /// NDJSON files of activities as the API serves them; none = stdin.
         inputs: Vec<PathBuf>,
+    },
+    /// Check a running daemon's health endpoint: exit 0 on HTTP 200, 1 with a one-line reason otherwise (for container HEALTHCHECKs).
+    Healthcheck {
+        /// The health endpoint (the daemon's `[server] listen` address plus /healthz).
+        #[arg(long, default_value = claudit::healthcheck::DEFAULT_URL)]
+        url: String,
+        /// Give up after this long (e.g. 3s).
+        #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
     },
     /// Run the Compliance API simulator standalone (for benchmarks and trying other clients).
     #[command(hide = true)]
@@ -250,6 +262,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             source,
             since,
             until,
+            progress_every,
         } => {
             let config = match load_config(&config) {
                 Ok(c) => c,
@@ -263,8 +276,20 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                     .map_err(|e| anyhow::anyhow!("--until: {e}"))?,
                 None => now,
             };
-            claudit::backfill::run(&config, &source, since, until, shutdown_on_signals()).await?;
-            Ok(ExitCode::SUCCESS)
+            let outcome = claudit::backfill::run(
+                &config,
+                &source,
+                since,
+                until,
+                progress_every,
+                shutdown_on_signals(),
+            )
+            .await?;
+            Ok(match outcome {
+                claudit::backfill::Outcome::Complete { .. } => ExitCode::SUCCESS,
+                // 128 + SIGINT, as a shell reports an interrupted command.
+                claudit::backfill::Outcome::Interrupted { .. } => ExitCode::from(130),
+            })
         }
         Command::Dlq { command } => dlq(command).await,
         Command::Replay {
@@ -312,6 +337,15 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Map { inputs } => {
             map_files(&inputs)?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Healthcheck { url, timeout } => {
+            match claudit::healthcheck::check(&url, timeout).await {
+                Ok(()) => Ok(ExitCode::SUCCESS),
+                Err(reason) => {
+                    eprintln!("unhealthy: {reason}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
         }
         Command::Simulate {
             listen,

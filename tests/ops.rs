@@ -451,7 +451,6 @@ async fn a_second_daemon_on_the_same_state_database_exits_with_a_clear_error() {
 #[test]
 fn alert_rules_name_only_exported_metrics() {
     use claudit::health::{SinkSnapshot, SourceSnapshot, StateSnapshot};
-    use yaml_rust2::YamlLoader;
 
     let metrics = claudit::metrics::Metrics::new();
     let source = metrics.source("acme");
@@ -497,7 +496,8 @@ fn alert_rules_name_only_exported_metrics() {
     assert!(exported.len() >= 20, "{exported:?}");
 
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/prometheus/claudit-rules.yaml");
-    let doc = &YamlLoader::load_from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()[0];
+    let doc: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     let names_in = |text: &str| -> Vec<String> {
         let mut names = Vec::new();
         let mut rest = text;
@@ -512,8 +512,8 @@ fn alert_rules_name_only_exported_metrics() {
         names
     };
     let mut alerts = Vec::new();
-    for group in doc["groups"].as_vec().unwrap() {
-        for rule in group["rules"].as_vec().unwrap() {
+    for group in doc["groups"].as_sequence().unwrap() {
+        for rule in group["rules"].as_sequence().unwrap() {
             let alert = rule["alert"].as_str().expect("every rule is an alert");
             let expr = rule["expr"].as_str().unwrap();
             let in_expr = names_in(expr);
@@ -522,7 +522,7 @@ fn alert_rules_name_only_exported_metrics() {
                 "{alert}: expr names no claudit metric: {expr}"
             );
             let mut all = in_expr;
-            for (_, v) in rule["annotations"].as_hash().unwrap() {
+            for (_, v) in rule["annotations"].as_mapping().unwrap() {
                 all.extend(names_in(v.as_str().unwrap()));
             }
             for name in all {

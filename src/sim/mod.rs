@@ -55,6 +55,8 @@ pub struct SimConfig {
     pub api_key: String,
     /// A valid key that lacks `read:compliance_activities`: 403.
     pub forbidden_key: Option<String>,
+    /// More accepted keys besides `api_key` (a key rotation in progress).
+    pub extra_api_keys: Vec<String>,
     /// Activities generated at start, `created_at` spread over
     /// `backlog_span` ending at the start time.
     pub backlog: usize,
@@ -85,6 +87,7 @@ impl Default for SimConfig {
         SimConfig {
             api_key: "sk-ant-api01-simulator".into(),
             forbidden_key: None,
+            extra_api_keys: Vec::new(),
             backlog: 10_000,
             backlog_span: Duration::from_secs(24 * 3600),
             live_per_second: 1.0,
@@ -109,6 +112,10 @@ impl std::fmt::Debug for SimConfig {
                 "forbidden_key",
                 &self.forbidden_key.as_ref().map(|_| "[REDACTED]"),
             )
+            .field(
+                "extra_api_keys",
+                &format!("[{} REDACTED]", self.extra_api_keys.len()),
+            )
             .field("backlog", &self.backlog)
             .field("backlog_span", &self.backlog_span)
             .field("live_per_second", &self.live_per_second)
@@ -129,6 +136,9 @@ impl SimConfig {
         let invalid = |msg: String| Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, msg));
         if self.api_key.is_empty() {
             return invalid("simulator api_key must not be empty".into());
+        }
+        if self.extra_api_keys.iter().any(String::is_empty) {
+            return invalid("simulator extra_api_keys must not contain an empty key".into());
         }
         if self.max_limit == 0 {
             return invalid("simulator max_limit must be at least 1".into());

@@ -315,7 +315,8 @@ fn serve(
         .forbidden_key
         .as_deref()
         .is_some_and(|f| !f.is_empty() && key == f);
-    if key.is_empty() || (key != config.api_key && !forbidden) {
+    let accepted = key == config.api_key || config.extra_api_keys.iter().any(|k| k == key);
+    if key.is_empty() || (!accepted && !forbidden) {
         // Rejected before the rate limiter: no budget used, nothing logged.
         return error_answer(
             StatusCode::UNAUTHORIZED,
