@@ -120,7 +120,7 @@ impl FileSink {
     }
 
     /// Rotates first if this batch would take the file past `max_bytes`.
-    /// Returns true if it rotated (the caller commits offset 0 before writing).
+    /// Returns true if it rotated (the sink task commits offset 0 before writing).
     pub fn rotate_if_needed(&mut self, batch_bytes: u64) -> std::io::Result<bool> {
         if self.max_bytes == 0 || self.offset == 0 || self.offset + batch_bytes <= self.max_bytes {
             return Ok(false);

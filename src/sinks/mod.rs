@@ -117,7 +117,11 @@ impl SinkTask {
             }
             lingered = false;
             let last_seq = records.last().map(|r| r.seq).unwrap_or(cursor.seq);
-            let wait = match deliver(&mut destination, &records).await {
+            let outcome = match self.rotate_if_needed(&mut destination, &records).await? {
+                Ok(()) => deliver(&mut destination, &records).await,
+                Err(failed) => failed,
+            };
+            let wait = match outcome {
                 Outcome::Delivered { rejected } => {
                     let dead: Vec<NewDeadLetter> = rejected
                         .into_iter()
@@ -193,6 +197,35 @@ impl SinkTask {
         Ok(stats)
     }
 
+    /// A file sink rotates before a batch that would take the file past
+    /// `max_bytes`, and commits the new file's length (0) before writing
+    /// into it: after a crash, recovery then compares the new file's bytes
+    /// with the batch, never with the old file's length.
+    async fn rotate_if_needed(
+        &self,
+        destination: &mut Destination,
+        records: &[BatchRecord],
+    ) -> anyhow::Result<Result<(), Outcome>> {
+        let Destination::File(sink) = destination else {
+            return Ok(Ok(()));
+        };
+        let bytes: u64 = records.iter().map(|r| r.payload.len() as u64 + 1).sum();
+        match sink.rotate_if_needed(bytes) {
+            Ok(false) => Ok(Ok(())),
+            Ok(true) => {
+                let name = self.config.name.clone();
+                self.store
+                    .call(move |s| s.record_file_offset(&name, 0))
+                    .await?;
+                Ok(Ok(()))
+            }
+            Err(e) => Ok(Err(Outcome::Retry {
+                after: None,
+                reason: format!("rotating {}: {e}", sink.path().display()),
+            })),
+        }
+    }
+
     /// Opens the destination and, for a file, reconciles what a crash left
     /// past the committed offset.
     async fn open_destination(&mut self) -> anyhow::Result<Destination> {
@@ -208,6 +241,12 @@ impl SinkTask {
                         cfg.path.display()
                     )
                 })?;
+                if cursor.file_offset.is_none() {
+                    let (n, off) = (name.clone(), sink.offset() as i64);
+                    self.store
+                        .call(move |s| s.record_file_offset(&n, off))
+                        .await?;
+                }
                 let tail = std::fs::metadata(&cfg.path)
                     .map(|m| m.len())
                     .unwrap_or(0)
@@ -303,11 +342,7 @@ impl Destination {
 async fn deliver(destination: &mut Destination, records: &[BatchRecord]) -> Outcome {
     match destination {
         Destination::File(sink) => {
-            let bytes: u64 = records.iter().map(|r| r.payload.len() as u64 + 1).sum();
-            let written = sink
-                .rotate_if_needed(bytes)
-                .and_then(|_| sink.write_batch(records));
-            match written {
+            match sink.write_batch(records) {
                 Ok(_) => Outcome::delivered(),
                 // Disk full, permissions, I/O errors: the operator can fix
                 // them, and the journal keeps the batch until then.
@@ -333,4 +368,137 @@ fn retry_policy() -> ExponentialBuilder {
         .with_max_delay(Duration::from_secs(60))
         .with_jitter()
         .without_max_times()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{BatchConfig, FileSinkConfig};
+    use crate::store::{JournalRecord, PageCommit, Store, WindowKind, WindowRow};
+
+    fn journal(path: &std::path::Path, ids: &[&str]) {
+        let records: Vec<JournalRecord> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| JournalRecord {
+                activity_id: id.to_string(),
+                created_at_ms: 1_000 + i as i64,
+                activity_type: "claude_chat_created".into(),
+                raw: format!(r#"{{"id":"{id}"}}"#),
+                ocsf: format!(r#"{{"metadata":{{"uid":"{id}"}}}}"#),
+            })
+            .collect();
+        let window = WindowRow {
+            kind: WindowKind::Live,
+            start_ms: 0,
+            end_ms: 10_000,
+            cursor: None,
+            opened_ms: None,
+            pages: 0,
+            records: 0,
+        };
+        Store::open(path)
+            .unwrap()
+            .commit_page(&PageCommit {
+                source: "s",
+                window: &window,
+                next_cursor: None,
+                done: true,
+                records: &records,
+                request_ids: &[],
+                now_ms: 1,
+            })
+            .unwrap();
+    }
+
+    fn task(db: &std::path::Path, out: &std::path::Path) -> SinkTask {
+        SinkTask {
+            config: SinkConfig {
+                name: "file".into(),
+                format: Format::Raw,
+                batch: BatchConfig {
+                    max_events: 2,
+                    max_bytes: 1 << 20,
+                    linger: Duration::ZERO,
+                },
+                kind: SinkKind::File(FileSinkConfig {
+                    path: out.to_path_buf(),
+                    max_bytes: 0,
+                    max_files: 0,
+                }),
+            },
+            store: SharedStore::open(db).unwrap(),
+            journal_head: watch::channel(0).1,
+            metrics: Default::default(),
+        }
+    }
+
+    /// A new file sink commits where it starts in the file before its first
+    /// batch: if the process dies after writing that batch but before its
+    /// commit, the next start recognizes the batch's lines instead of taking
+    /// them for someone else's and writing them again.
+    #[tokio::test]
+    async fn first_batch_written_before_a_crash_is_not_written_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, out) = (dir.path().join("state.db"), dir.path().join("out.ndjson"));
+        journal(&db, &["a", "b", "c"]);
+        std::fs::write(&out, "{\"someone\":\"else\"}\n").unwrap();
+
+        let mut first = task(&db, &out);
+        let destination = first.open_destination().await.unwrap();
+        let cursor = Store::open(&db).unwrap().sink_cursor("file").unwrap();
+        assert_eq!((cursor.seq, cursor.file_offset), (0, Some(19)));
+        // The first batch reaches the file, then the process dies.
+        drop(destination);
+        let mut f = std::fs::OpenOptions::new().append(true).open(&out).unwrap();
+        std::io::Write::write_all(&mut f, b"{\"id\":\"a\"}\n{\"id\":\"b\"}\n").unwrap();
+
+        let cancel = CancellationToken::new();
+        let run = tokio::spawn(task(&db, &out).run(cancel.clone()));
+        while Store::open(&db).unwrap().sink_cursor("file").unwrap().seq < 3 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        cancel.cancel();
+        run.await.unwrap().unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&out).unwrap(),
+            "{\"someone\":\"else\"}\n{\"id\":\"a\"}\n{\"id\":\"b\"}\n{\"id\":\"c\"}\n"
+        );
+    }
+
+    /// After rotating, the new file's length (0) is committed before the
+    /// batch is written into it.
+    #[tokio::test]
+    async fn rotation_commits_the_new_files_offset_before_writing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, out) = (dir.path().join("state.db"), dir.path().join("out.ndjson"));
+        journal(&db, &["a"]);
+        let mut t = task(&db, &out);
+        if let SinkKind::File(cfg) = &mut t.config.kind {
+            cfg.max_bytes = 20;
+            cfg.max_files = 1;
+        }
+        let mut destination = t.open_destination().await.unwrap();
+        let Destination::File(sink) = &mut destination else {
+            unreachable!()
+        };
+        let line = BatchRecord {
+            seq: 1,
+            activity_id: "a".into(),
+            created_at_ms: 1,
+            payload: "0123456789abcdef".into(),
+        };
+        sink.write_batch(std::slice::from_ref(&line)).unwrap();
+        Store::open(&db)
+            .unwrap()
+            .advance_sink("file", 1, Some(17), 1, &[], 1)
+            .unwrap();
+        t.rotate_if_needed(&mut destination, std::slice::from_ref(&line))
+            .await
+            .unwrap()
+            .unwrap();
+        let cursor = Store::open(&db).unwrap().sink_cursor("file").unwrap();
+        assert_eq!((cursor.seq, cursor.file_offset), (1, Some(0)));
+        assert!(dir.path().join("out.ndjson.1").exists());
+    }
 }

@@ -722,6 +722,20 @@ impl Store {
         Ok(())
     }
 
+    /// Records the file length a file sink's next batch starts at, before
+    /// that batch is written: the length of a file it has never written to
+    /// (otherwise a crash after the first batch was written but before its
+    /// commit would leave lines recovery cannot tell from someone else's, and
+    /// they would be written again), or 0 just after it rotated.
+    pub fn record_file_offset(&mut self, sink: &str, offset: i64) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO sink_cursors (sink, seq, file_offset, delivered) VALUES (?1, 0, ?2, 0)
+             ON CONFLICT(sink) DO UPDATE SET file_offset = excluded.file_offset",
+            params![sink, offset],
+        )?;
+        Ok(())
+    }
+
     pub fn record_sink_error(
         &mut self,
         sink: &str,
