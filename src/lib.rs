@@ -17,3 +17,5 @@ pub mod source;
 pub mod status;
 pub mod store;
 pub mod telemetry;
+// ---- audit archive (verify, export) ----
+pub mod archive;
