@@ -186,11 +186,24 @@ pub struct ArchiveTask {
     pub journal_head: watch::Receiver<u64>,
 }
 
+/// What the last flushes saw of the journal past the cursor (in memory;
+/// a restart begins with a full scan).
+#[derive(Default)]
+struct Scan {
+    /// Every record in `(cursor, scanned]` is archived or in an unsealed
+    /// hour; `None` = scan again from the cursor.
+    scanned: Option<i64>,
+    /// The first record of an unsealed hour in that range.
+    first_unsealed: Option<i64>,
+    /// Per source, the earliest end of an unsealed hour seen: once the
+    /// watermark reaches it, the scan starts again from the cursor.
+    awaiting: HashMap<String, i64>,
+}
+
 /// The outcome of one flush.
 enum Flushed {
-    /// Nothing sealed after the cursor; `waiting_for` is the first unsealed
-    /// record's source and hour end, if any.
-    Nothing { waiting_for: Option<(String, i64)> },
+    /// Nothing new could be archived.
+    Nothing,
     Archived { records: u64, segments: usize },
     Cancelled,
 }
@@ -208,12 +221,13 @@ impl ArchiveTask {
         info!(sink = %name, manifest_lines = manifest.lines, reconciled_segments = manifest.pending.len(),
             "archive sink started");
         let mut stats = SinkStats::default();
+        let mut scan = Scan::default();
         let mut backoff = retry_policy().build();
         loop {
             if cancel.is_cancelled() {
                 break;
             }
-            match self.flush(&mut backend, &mut manifest, &cancel).await {
+            match self.flush(&mut backend, &mut manifest, &mut scan, &cancel).await {
                 Ok(Flushed::Cancelled) => break,
                 Ok(Flushed::Archived { records, segments }) => {
                     stats.batches += 1;
@@ -221,11 +235,14 @@ impl ArchiveTask {
                     backoff = retry_policy().build();
                     debug!(sink = %name, records, segments, "archive flush committed");
                 }
-                Ok(Flushed::Nothing { waiting_for }) => {
+                Ok(Flushed::Nothing) => {
                     backoff = retry_policy().build();
-                    self.wait_for_work(waiting_for, &cancel).await;
+                    self.wait_for_work(&scan.awaiting, &cancel).await;
                 }
                 Err(e) => {
+                    // Whatever the failed flush wrote is unlisted or listed
+                    // past the cursor: start over from the cursor.
+                    scan = Scan::default();
                     let delay = backoff.next().unwrap_or(Duration::from_secs(60));
                     let reason = format!("{e:#}");
                     warn!(sink = %name, error = %reason, retry_in_ms = delay.as_millis() as u64,
@@ -245,17 +262,13 @@ impl ArchiveTask {
         Ok(stats)
     }
 
-    /// Sleeps until the awaited hour may have sealed, new records arrived,
-    /// or shutdown.
-    async fn wait_for_work(
-        &mut self,
-        waiting_for: Option<(String, i64)>,
-        cancel: &CancellationToken,
-    ) {
+    /// Sleeps until new records are journaled, an awaited hour seals, or
+    /// shutdown.
+    async fn wait_for_work(&mut self, awaiting: &HashMap<String, i64>, cancel: &CancellationToken) {
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => return,
-                changed = self.journal_head.changed(), if waiting_for.is_none() => {
+                changed = self.journal_head.changed() => {
                     if changed.is_err() {
                         tokio::time::sleep(SEAL_POLL).await;
                     }
@@ -263,26 +276,39 @@ impl ArchiveTask {
                 }
                 _ = tokio::time::sleep(SEAL_POLL) => {}
             }
-            let Some((source, hour_end)) = waiting_for.clone() else {
-                return;
-            };
-            let watermark = self
-                .store
-                .call(move |s| s.source_state(&source).map(|st| st.watermark_ms))
-                .await;
-            match watermark {
-                Ok(Some(w)) if w >= hour_end => return,
-                Ok(_) => {}
-                Err(_) => return,
+            match self.sealed_since(awaiting).await {
+                Ok(false) => {}
+                // A seal, or a journal `claudit backfill` wrote from
+                // another process (no wake-up): look again.
+                Ok(true) | Err(_) => return,
             }
         }
     }
 
-    /// One pass: archive the sealed records after the cursor.
+    /// Whether a source's watermark reached an awaited hour end.
+    async fn sealed_since(&self, awaiting: &HashMap<String, i64>) -> anyhow::Result<bool> {
+        for (source, hour_end) in awaiting {
+            let (source, hour_end) = (source.clone(), *hour_end);
+            let watermark = self
+                .store
+                .call(move |s| s.source_state(&source).map(|st| st.watermark_ms))
+                .await?;
+            if watermark.is_some_and(|w| w >= hour_end) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// One pass: archive the sealed records after the cursor that are not
+    /// archived yet, and move the cursor to just before the first record
+    /// of an unsealed hour. Scans only the new records unless an awaited
+    /// hour sealed.
     async fn flush(
         &mut self,
         backend: &mut Backend,
         manifest: &mut ManifestState,
+        scan: &mut Scan,
         cancel: &CancellationToken,
     ) -> anyhow::Result<Flushed> {
         let name = self.config.name.clone();
@@ -290,20 +316,54 @@ impl ArchiveTask {
             let n = name.clone();
             self.store.call(move |s| s.sink_cursor(&n)).await?.seq
         };
+        // One watermark snapshot per flush, taken before deciding what to
+        // scan: a record is judged sealed or not against the same values
+        // as the awaited hours, so no hour is split by a watermark moving
+        // mid-flush.
         let mut watermarks: HashMap<String, i64> = HashMap::new();
+        for source in scan.awaiting.keys() {
+            let s2 = source.clone();
+            let w = self
+                .store
+                .call(move |s| s.source_state(&s2))
+                .await?
+                .watermark_ms
+                .unwrap_or(i64::MIN);
+            watermarks.insert(source.clone(), w);
+        }
+        let sealed = scan
+            .awaiting
+            .iter()
+            .any(|(source, end)| watermarks.get(source).is_some_and(|w| w >= end));
+        let full = match scan.scanned {
+            None => true,
+            Some(scanned) => scanned < cursor || sealed,
+        };
+        let mut next = if full {
+            Scan {
+                scanned: Some(cursor),
+                first_unsealed: None,
+                awaiting: HashMap::new(),
+            }
+        } else {
+            Scan {
+                scanned: scan.scanned,
+                first_unsealed: scan.first_unsealed,
+                awaiting: scan.awaiting.clone(),
+            }
+        };
+        let mut after = next.scanned.unwrap_or(cursor);
         let mut groups: BTreeMap<Group, SegmentWriter> = BTreeMap::new();
-        let mut consumed = cursor;
-        let mut after = cursor;
         let mut archived = 0u64;
-        let mut waiting_for = None;
         let tmp_dir = backend.tmp_dir();
-        'read: loop {
+        loop {
             let batch = self
                 .store
                 .call(move |s| s.read_archive_batch(after, READ_BATCH))
                 .await?;
-            let Some(last) = batch.last() else { break };
-            after = last.seq;
+            if batch.is_empty() {
+                break;
+            }
             for row in &batch {
                 if !watermarks.contains_key(&row.source) {
                     let source = row.source.clone();
@@ -318,23 +378,19 @@ impl ArchiveTask {
             }
             // Compressing a batch takes milliseconds: like the other sinks'
             // gzip, it runs inline.
-            let routed = route(&batch, manifest, &watermarks, &mut groups, &tmp_dir)?;
-            if let Some(c) = routed.consumed {
-                consumed = c;
-            }
+            let routed = route(&batch, manifest, &watermarks, &mut groups, &mut next, &tmp_dir)?;
             archived += routed.archived;
-            if let Some(stop) = routed.stop {
-                waiting_for = stop;
-                break 'read;
+            after = next.scanned.unwrap_or(after);
+            if routed.full {
+                break;
             }
             if cancel.is_cancelled() {
                 // Temp files are deleted on drop; nothing was listed.
                 return Ok(Flushed::Cancelled);
             }
         }
-        if consumed == cursor {
-            return Ok(Flushed::Nothing { waiting_for });
-        }
+        let scanned = next.scanned.unwrap_or(cursor);
+        let new_cursor = next.first_unsealed.map_or(scanned, |f| f - 1).max(cursor);
 
         let flush = manifest.next_flush;
         let mut ordered: Vec<(Group, SegmentWriter)> = groups.into_iter().collect();
@@ -343,6 +399,10 @@ impl ArchiveTask {
             .into_iter()
             .map(|(_, w)| w.finish())
             .collect::<std::io::Result<Vec<FinishedSegment>>>()?;
+        if finished.is_empty() && new_cursor == cursor {
+            *scan = next;
+            return Ok(Flushed::Nothing);
+        }
         let mut lines = Vec::with_capacity(finished.len());
         let mut entries = Vec::with_capacity(finished.len());
         let mut head = manifest.head.clone();
@@ -378,7 +438,7 @@ impl ArchiveTask {
             .call(move |s| {
                 s.advance_sink(
                     &n,
-                    consumed,
+                    new_cursor,
                     Some(manifest_lines as i64),
                     archived as i64,
                     &[],
@@ -388,17 +448,21 @@ impl ArchiveTask {
             .await?;
         manifest.lines = manifest_lines;
         manifest.head = head;
-        manifest.pending.clear();
         if !lines.is_empty() {
             manifest.next_flush += 1;
         }
-        for e in &entries {
+        for e in entries {
             if e.kind == SegmentKind::Hour {
                 for h in e.hour_starts().unwrap_or_default() {
                     manifest.hour_segments.insert((e.source.clone(), h));
                 }
             }
+            manifest.pending.push(e);
         }
+        // Entries wholly at or before the cursor cannot match a record
+        // read again.
+        manifest.pending.retain(|e| e.seq_last > new_cursor);
+        *scan = next;
         Ok(Flushed::Archived {
             records: archived,
             segments: segment_count,
@@ -408,38 +472,39 @@ impl ArchiveTask {
 
 /// What routing one batch did.
 struct Routed {
-    /// Seq of the last record routed or skipped (already archived).
-    consumed: Option<i64>,
     archived: u64,
-    /// Routing stopped before a record: `Some(Some((source, hour_end)))`
-    /// when that record's hour is not sealed, `Some(None)` at the segment
-    /// limit.
-    stop: Option<Option<(String, i64)>>,
+    /// The flush has [`MAX_GROUPS`] segments open and stopped before a
+    /// record that needs one more.
+    full: bool,
 }
 
-/// Routes a batch into segment writers, in seq order, up to the first
-/// record that cannot be archived yet.
+/// Routes a batch into segment writers in seq order: a sealed record not
+/// yet archived goes to its group's segment, an unsealed one is noted in
+/// `scan` (it holds the cursor back).
 fn route(
     batch: &[ArchiveRow],
     manifest: &ManifestState,
     watermarks: &HashMap<String, i64>,
     groups: &mut BTreeMap<Group, SegmentWriter>,
+    scan: &mut Scan,
     tmp_dir: &Path,
 ) -> std::io::Result<Routed> {
     let mut routed = Routed {
-        consumed: None,
         archived: 0,
-        stop: None,
+        full: false,
     };
     for row in batch {
         let hour = hour_of(row.created_at_ms);
         let watermark = watermarks.get(&row.source).copied().unwrap_or(i64::MIN);
         if watermark < hour + HOUR_MS {
-            routed.stop = Some(Some((row.source.clone(), hour + HOUR_MS)));
-            return Ok(routed);
+            scan.first_unsealed.get_or_insert(row.seq);
+            let end = scan.awaiting.entry(row.source.clone()).or_insert(i64::MAX);
+            *end = (*end).min(hour + HOUR_MS);
+            scan.scanned = Some(row.seq);
+            continue;
         }
         if manifest.is_archived(row) {
-            routed.consumed = Some(row.seq);
+            scan.scanned = Some(row.seq);
             continue;
         }
         let group = if manifest
@@ -452,7 +517,7 @@ fn route(
         };
         if !groups.contains_key(&group) {
             if groups.len() >= MAX_GROUPS {
-                routed.stop = Some(None);
+                routed.full = true;
                 return Ok(routed);
             }
             let kind = match group {
@@ -466,7 +531,7 @@ fn route(
             .get_mut(&group)
             .expect("inserted above")
             .push(row.seq, row.created_at_ms, &row.raw)?;
-        routed.consumed = Some(row.seq);
+        scan.scanned = Some(row.seq);
         routed.archived += 1;
     }
     Ok(routed)
