@@ -96,7 +96,10 @@ pub async fn connect(config: &Config) -> bool {
                 ok &= report_sink(&sink.name, result);
             }
             SinkKind::Archive(cfg) => {
-                ok &= report_sink(&sink.name, crate::sinks::archive::check(&sink.name, cfg).await);
+                ok &= report_sink(
+                    &sink.name,
+                    crate::sinks::archive::check(&sink.name, cfg).await,
+                );
             }
             SinkKind::Elasticsearch(cfg) => {
                 let checked = match crate::sinks::elasticsearch::ElasticsearchSink::new(cfg) {

@@ -171,7 +171,9 @@ pub struct ArchiveSinkConfig {
 #[derive(Debug, Clone)]
 pub enum ArchiveBackend {
     /// A local directory (`path`): `manifest.ndjson` and `segments/`.
-    Local { path: PathBuf },
+    Local {
+        path: PathBuf,
+    },
     S3(ArchiveS3Config),
 }
 
@@ -1949,7 +1951,9 @@ mod schema {
                 let bucket = t.required_text(cx, "bucket", "\"example-claudit-archive\"");
                 let bucket = bucket.and_then(|b| {
                     let ok = (3..=63).contains(&b.value.len())
-                        && b.value.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
+                        && b.value.chars().all(|c| {
+                            c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.'
+                        });
                     if ok {
                         Some(b.value)
                     } else {
@@ -2026,7 +2030,13 @@ mod schema {
                     }
                     (Some(Some(_)), Some(_)) => {
                         let line = t.line_of_key(cx, "retention");
-                        t_error(cx, t, "retention", line, "must be longer than 0; write e.g. retention = \"7y\"".to_string());
+                        t_error(
+                            cx,
+                            t,
+                            "retention",
+                            line,
+                            "must be longer than 0; write e.g. retention = \"7y\"".to_string(),
+                        );
                         None
                     }
                     (Some(None), Some(_)) if has_retention => {

@@ -169,10 +169,19 @@ enum ArchiveCommand {
 async fn archive(command: ArchiveCommand) -> anyhow::Result<ExitCode> {
     use claudit::archive::verify::Range;
     let (path, sink, from, to) = match &command {
-        ArchiveCommand::Verify { config, sink, from, to } => (config, sink, from.clone(), to.clone()),
-        ArchiveCommand::Export { config, sink, from, to, .. } => {
-            (config, sink, Some(from.clone()), Some(to.clone()))
-        }
+        ArchiveCommand::Verify {
+            config,
+            sink,
+            from,
+            to,
+        } => (config, sink, from.clone(), to.clone()),
+        ArchiveCommand::Export {
+            config,
+            sink,
+            from,
+            to,
+            ..
+        } => (config, sink, Some(from.clone()), Some(to.clone())),
     };
     let config = match load_config(path) {
         Ok(c) => c,
@@ -223,7 +232,11 @@ async fn archive(command: ArchiveCommand) -> anyhow::Result<ExitCode> {
             summary.verification.ok()
         }
     };
-    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 // ---- end of claudit archive ----

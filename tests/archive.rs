@@ -125,15 +125,22 @@ path = "{root}"
 
     fn set_cursor(&self, seq: i64) {
         let conn = rusqlite::Connection::open(self.db()).unwrap();
-        conn.execute("UPDATE sink_cursors SET seq = ?1 WHERE sink = 'arch'", [seq])
-            .unwrap();
+        conn.execute(
+            "UPDATE sink_cursors SET seq = ?1 WHERE sink = 'arch'",
+            [seq],
+        )
+        .unwrap();
     }
 
     /// seq of a journaled activity.
     fn seq_of(&self, id: &str) -> i64 {
         let conn = rusqlite::Connection::open(self.db()).unwrap();
-        conn.query_row("SELECT seq FROM journal WHERE activity_id = ?1", [id], |r| r.get(0))
-            .unwrap()
+        conn.query_row(
+            "SELECT seq FROM journal WHERE activity_id = ?1",
+            [id],
+            |r| r.get(0),
+        )
+        .unwrap()
     }
 
     /// (activity_id, raw) of journal rows created in `[from, to)`.
@@ -168,14 +175,26 @@ path = "{root}"
         let handle = tokio::spawn(task.run(cancel.clone()));
         let deadline = Instant::now() + Duration::from_secs(30);
         while self.cursor() < seq {
-            assert!(Instant::now() < deadline, "archive cursor stuck at {}", self.cursor());
-            assert!(!handle.is_finished(), "archive task ended: {:?}", handle.await);
+            assert!(
+                Instant::now() < deadline,
+                "archive cursor stuck at {}",
+                self.cursor()
+            );
+            assert!(
+                !handle.is_finished(),
+                "archive task ended: {:?}",
+                handle.await
+            );
             let _ = tx.send(seq as u64);
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         cancel.cancel();
         handle.await.unwrap().unwrap();
-        assert_eq!(self.cursor(), seq, "the cursor went past the sealed records");
+        assert_eq!(
+            self.cursor(),
+            seq,
+            "the cursor went past the sealed records"
+        );
     }
 }
 
@@ -199,7 +218,12 @@ async fn two_sealed_hours() -> Archive {
     let mut first = ids("h0", 10, H0 + 1, 300_000);
     first.extend(ids("h1", 12, H0 + HOUR, 250_000));
     a.journal(WindowKind::Live, H0, H0 + 2 * HOUR, &first);
-    a.journal(WindowKind::Live, H0 + 2 * HOUR, H0 + 2 * HOUR + 1800_000, &ids("h2", 5, H0 + 2 * HOUR, 1000));
+    a.journal(
+        WindowKind::Live,
+        H0 + 2 * HOUR,
+        H0 + 2 * HOUR + 1_800_000,
+        &ids("h2", 5, H0 + 2 * HOUR, 1000),
+    );
     a.run_until(a.seq_of("h1-011")).await;
     a
 }
@@ -207,8 +231,18 @@ async fn two_sealed_hours() -> Archive {
 /// Then late arrivals for H0 (a sweep) and H2 sealed.
 async fn with_late_segment() -> Archive {
     let a = two_sealed_hours().await;
-    a.journal(WindowKind::Sweep, H0 - HOUR, H0 + 2 * HOUR, &ids("late", 3, H0 + 7, 60_000));
-    a.journal(WindowKind::Live, H0 + 2 * HOUR + 1800_000, H0 + 3 * HOUR, &[]);
+    a.journal(
+        WindowKind::Sweep,
+        H0 - HOUR,
+        H0 + 2 * HOUR,
+        &ids("late", 3, H0 + 7, 60_000),
+    );
+    a.journal(
+        WindowKind::Live,
+        H0 + 2 * HOUR + 1_800_000,
+        H0 + 3 * HOUR,
+        &[],
+    );
     a.run_until(a.seq_of("late-002")).await;
     a
 }
@@ -228,21 +262,36 @@ async fn sealed_hours_are_archived_once_and_late_arrivals_get_a_late_segment() {
 
     let a = {
         // Same journal, now with late arrivals and H2 sealed.
-        a.journal(WindowKind::Sweep, H0 - HOUR, H0 + 2 * HOUR, &ids("late", 3, H0 + 7, 60_000));
-        a.journal(WindowKind::Live, H0 + 2 * HOUR + 1800_000, H0 + 3 * HOUR, &[]);
+        a.journal(
+            WindowKind::Sweep,
+            H0 - HOUR,
+            H0 + 2 * HOUR,
+            &ids("late", 3, H0 + 7, 60_000),
+        );
+        a.journal(
+            WindowKind::Live,
+            H0 + 2 * HOUR + 1_800_000,
+            H0 + 3 * HOUR,
+            &[],
+        );
         a.run_until(a.seq_of("late-002")).await;
         a
     };
     let m = a.manifest();
     assert_eq!(m.len(), 4, "{m:?}");
-    assert_eq!((m[2]["kind"].as_str(), m[2]["records"].as_u64()), (Some("hour"), Some(5)));
+    assert_eq!(
+        (m[2]["kind"].as_str(), m[2]["records"].as_u64()),
+        (Some("hour"), Some(5))
+    );
     assert_eq!(m[3]["kind"], "late");
     assert_eq!(m[3]["hours"], serde_json::json!(["2026-01-02T00:00:00Z"]));
     assert_eq!(m[3]["records"], 3);
     assert!(m.iter().all(|e| e["flush"].as_u64().is_some()));
 
     let config = a.config("claudit.toml");
-    let report = verify::verify(&config, "arch", Range::default(), None).await.unwrap();
+    let report = verify::verify(&config, "arch", Range::default(), None)
+        .await
+        .unwrap();
     assert!(report.ok(), "{report}");
     assert_eq!(report.records_checked, 30);
     assert_eq!(report.journal_rows_checked, 30);
@@ -254,7 +303,9 @@ async fn sealed_hours_are_archived_once_and_late_arrivals_get_a_late_segment() {
         from_ms: Some(H0),
         to_ms: Some(H0 + HOUR),
     };
-    let summary = claudit::archive::export::export(&config, "arch", range, &out).await.unwrap();
+    let summary = claudit::archive::export::export(&config, "arch", range, &out)
+        .await
+        .unwrap();
     assert!(summary.verification.ok());
     assert_eq!(summary.records, 13);
     let mut exported: Vec<String> = std::fs::read_to_string(&out)
@@ -263,11 +314,17 @@ async fn sealed_hours_are_archived_once_and_late_arrivals_get_a_late_segment() {
         .map(str::to_string)
         .collect();
     exported.sort();
-    let mut journaled: Vec<String> = a.journal_raw(H0, H0 + HOUR).into_iter().map(|(_, raw)| raw).collect();
+    let mut journaled: Vec<String> = a
+        .journal_raw(H0, H0 + HOUR)
+        .into_iter()
+        .map(|(_, raw)| raw)
+        .collect();
     journaled.sort();
     assert_eq!(exported, journaled);
-    let side: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(claudit::archive::export::summary_path(&out)).unwrap()).unwrap();
+    let side: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(claudit::archive::export::summary_path(&out)).unwrap(),
+    )
+    .unwrap();
     assert_eq!(side["records"], 13);
     assert_eq!(side["verification"]["first_break"], serde_json::Value::Null);
 }
@@ -284,21 +341,42 @@ async fn a_flush_redone_after_a_crash_archives_nothing_twice() {
     bytes.extend_from_slice(br#"{"segment":"s1/2026-01-02/s1-late-"#);
     std::fs::write(&manifest, bytes).unwrap();
     // And a segment file a kill left unlisted.
-    std::fs::write(a.root().join("segments/s1/2026-01-02/s1-late-99-99.ndjson.gz"), b"x").unwrap();
+    std::fs::write(
+        a.root()
+            .join("segments/s1/2026-01-02/s1-late-99-99.ndjson.gz"),
+        b"x",
+    )
+    .unwrap();
 
-    let report = verify::verify(&a.config("claudit.toml"), "arch", Range::default(), None).await.unwrap();
-    assert_eq!(report.first_break.as_ref().unwrap().check, "manifest line format", "{report}");
+    let report = verify::verify(&a.config("claudit.toml"), "arch", Range::default(), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        report.first_break.as_ref().unwrap().check,
+        "manifest line format",
+        "{report}"
+    );
 
-    a.journal(WindowKind::Live, H0 + 3 * HOUR, H0 + 4 * HOUR, &ids("h3", 2, H0 + 3 * HOUR, 1000));
+    a.journal(
+        WindowKind::Live,
+        H0 + 3 * HOUR,
+        H0 + 4 * HOUR,
+        &ids("h3", 2, H0 + 3 * HOUR, 1000),
+    );
     a.run_until(a.seq_of("h3-001")).await;
     let after = a.manifest();
     assert_eq!(after[..4], before[..], "listed lines are never rewritten");
     assert_eq!(after.len(), 5, "only the new hour: {after:?}");
     assert_eq!(after[4]["hours"][0], "2026-01-02T03:00:00Z");
-    let report = verify::verify(&a.config("claudit.toml"), "arch", Range::default(), None).await.unwrap();
+    let report = verify::verify(&a.config("claudit.toml"), "arch", Range::default(), None)
+        .await
+        .unwrap();
     assert!(report.ok(), "{report}");
     assert_eq!(report.records_checked, 32);
-    assert_eq!(report.unlisted_segments, vec!["s1/2026-01-02/s1-late-99-99.ndjson.gz"]);
+    assert_eq!(
+        report.unlisted_segments,
+        vec!["s1/2026-01-02/s1-late-99-99.ndjson.gz"]
+    );
 }
 
 /// Verifies a tampered copy of the archive: the first break's check and
@@ -309,8 +387,13 @@ async fn tampered(a: &Archive, case: &str, tamper: impl FnOnce(&Path)) -> verify
     tamper(&copy);
     let file = format!("{case}.toml");
     a.write_config(&file, &copy);
-    let report = verify::verify(&a.config(&file), "arch", Range::default(), None).await.unwrap();
-    let b = report.first_break.clone().unwrap_or_else(|| panic!("{case}: verify passed:\n{report}"));
+    let report = verify::verify(&a.config(&file), "arch", Range::default(), None)
+        .await
+        .unwrap();
+    let b = report
+        .first_break
+        .clone()
+        .unwrap_or_else(|| panic!("{case}: verify passed:\n{report}"));
     // The binary says the same, with exit 1.
     let out = Command::new(env!("CARGO_BIN_EXE_claudit"))
         .args(["archive", "verify", "--sink", "arch", "--config"])
@@ -319,7 +402,10 @@ async fn tampered(a: &Archive, case: &str, tamper: impl FnOnce(&Path)) -> verify
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{case}");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains(&format!("FAILED: {} at {}", b.check, b.location)), "{case}: {text}");
+    assert!(
+        text.contains(&format!("FAILED: {} at {}", b.check, b.location)),
+        "{case}: {text}"
+    );
     b
 }
 
@@ -338,16 +424,26 @@ fn copy_dir(from: &Path, to: &Path) {
 
 fn rewrite_manifest(root: &Path, edit: impl FnOnce(&mut Vec<String>)) {
     let path = root.join("manifest.ndjson");
-    let mut lines: Vec<String> = std::fs::read_to_string(&path).unwrap().lines().map(str::to_string).collect();
+    let mut lines: Vec<String> = std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
     edit(&mut lines);
-    std::fs::write(&path, lines.iter().map(|l| format!("{l}\n")).collect::<String>()).unwrap();
+    std::fs::write(
+        &path,
+        lines.iter().map(|l| format!("{l}\n")).collect::<String>(),
+    )
+    .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_names_every_kind_of_tampering() {
     let a = with_late_segment().await;
     let config = a.config("claudit.toml");
-    let report = verify::verify(&config, "arch", Range::default(), None).await.unwrap();
+    let report = verify::verify(&config, "arch", Range::default(), None)
+        .await
+        .unwrap();
     assert!(report.ok(), "{report}");
     let m = a.manifest();
     let segment = |i: usize| m[i]["segment"].as_str().unwrap().to_string();
@@ -361,7 +457,10 @@ async fn verify_names_every_kind_of_tampering() {
         std::fs::write(&path, bytes).unwrap();
     })
     .await;
-    assert_eq!((b.check, b.location.as_str()), ("segment sha256", "manifest.ndjson line 2"));
+    assert_eq!(
+        (b.check, b.location.as_str()),
+        ("segment sha256", "manifest.ndjson line 2")
+    );
     assert_eq!(b.segment.as_deref(), Some(seg1.as_str()));
     assert_eq!(b.expected, m[1]["sha256"].as_str().unwrap());
 
@@ -370,11 +469,20 @@ async fn verify_names_every_kind_of_tampering() {
         std::fs::remove_file(root.join("segments").join(&seg2)).unwrap();
     })
     .await;
-    assert_eq!((b.check, b.location.as_str()), ("segment present", "manifest.ndjson line 3"));
+    assert_eq!(
+        (b.check, b.location.as_str()),
+        ("segment present", "manifest.ndjson line 3")
+    );
     assert_eq!(b.segment.as_deref(), Some(seg2.as_str()));
 
-    let b = tampered(&a, "reordered", |root| rewrite_manifest(root, |l| l.swap(1, 2))).await;
-    assert_eq!((b.check, b.location.as_str()), ("hash chain", "manifest.ndjson line 2"));
+    let b = tampered(&a, "reordered", |root| {
+        rewrite_manifest(root, |l| l.swap(1, 2))
+    })
+    .await;
+    assert_eq!(
+        (b.check, b.location.as_str()),
+        ("hash chain", "manifest.ndjson line 2")
+    );
 
     let b = tampered(&a, "deleted-line", |root| {
         rewrite_manifest(root, |l| {
@@ -382,7 +490,10 @@ async fn verify_names_every_kind_of_tampering() {
         })
     })
     .await;
-    assert_eq!((b.check, b.location.as_str()), ("hash chain", "manifest.ndjson line 2"));
+    assert_eq!(
+        (b.check, b.location.as_str()),
+        ("hash chain", "manifest.ndjson line 2")
+    );
     assert_eq!(b.segment.as_deref(), Some(segment(2).as_str()));
 
     // The last line removed leaves a valid chain: the state database knows
@@ -406,15 +517,20 @@ async fn verify_names_every_kind_of_tampering() {
                     v["records"] = 11.into();
                 }
                 v["prev"] = prev.clone().into();
-                *line = claudit::sinks::archive::manifest::ManifestEntry::parse(v.to_string().as_bytes())
-                    .map(|e| String::from_utf8(e.to_line()).unwrap())
-                    .unwrap();
+                *line = claudit::sinks::archive::manifest::ManifestEntry::parse(
+                    v.to_string().as_bytes(),
+                )
+                .map(|e| String::from_utf8(e.to_line()).unwrap())
+                .unwrap();
                 prev = claudit::sinks::archive::manifest::line_hash(line.as_bytes());
             }
         })
     })
     .await;
-    assert_eq!((b.check, b.location.as_str()), ("record count", "manifest.ndjson line 2"));
+    assert_eq!(
+        (b.check, b.location.as_str()),
+        ("record count", "manifest.ndjson line 2")
+    );
 }
 
 #[test]
@@ -427,25 +543,38 @@ fn archive_config_is_validated() {
     };
     let cfg = load("backend = \"local\"\npath = \"/var/lib/claudit/archive\"\n").unwrap();
     assert_eq!(cfg.sinks[0].format, config::Format::Raw);
-    let err = load("backend = \"local\"\npath = \"/a\"\nformat = \"ocsf\"\n").unwrap_err().to_string();
+    let err = load("backend = \"local\"\npath = \"/a\"\nformat = \"ocsf\"\n")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("byte-for-byte"), "{err}");
     let err = load("backend = \"tape\"\n").unwrap_err().to_string();
     assert!(err.contains("unknown archive backend"), "{err}");
     let err = load("backend = \"s3\"\n").unwrap_err().to_string();
     assert!(err.contains("bucket"), "{err}");
-    let err = load("backend = \"s3\"\nbucket = \"b-1\"\nretention = \"7y\"\n").unwrap_err().to_string();
+    let err = load("backend = \"s3\"\nbucket = \"b-1\"\nretention = \"7y\"\n")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("object_lock_mode"), "{err}");
-    let err = load("backend = \"s3\"\nbucket = \"b-1\"\nobject_lock_mode = \"forever\"\n").unwrap_err().to_string();
+    let err = load("backend = \"s3\"\nbucket = \"b-1\"\nobject_lock_mode = \"forever\"\n")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("compliance"), "{err}");
     let cfg = load(
         "backend = \"s3\"\nbucket = \"audit-bucket\"\nprefix = \"claudit\"\nregion = \"eu-west-1\"\n\
          endpoint = \"http://127.0.0.1:9000\"\nobject_lock_mode = \"governance\"\nretention = \"1d\"\n",
     )
     .unwrap();
-    let config::SinkKind::Archive(a) = &cfg.sinks[0].kind else { panic!() };
-    let config::ArchiveBackend::S3(s3) = &a.backend else { panic!() };
+    let config::SinkKind::Archive(a) = &cfg.sinks[0].kind else {
+        panic!()
+    };
+    let config::ArchiveBackend::S3(s3) = &a.backend else {
+        panic!()
+    };
     assert_eq!(s3.prefix, "claudit/");
-    assert_eq!(s3.object_lock.unwrap().retention, Duration::from_secs(86_400));
+    assert_eq!(
+        s3.object_lock.unwrap().retention,
+        Duration::from_secs(86_400)
+    );
 }
 
 // ---- the release binary against the simulator ----------------------------
@@ -529,7 +658,11 @@ path = "{d}/archive"
     fn wait_archived(&self, until_ms: i64, limit: Duration) -> i64 {
         let deadline = Instant::now() + limit;
         loop {
-            assert!(Instant::now() < deadline, "not archived in {limit:?}; logs in {}", self.dir.path().display());
+            assert!(
+                Instant::now() < deadline,
+                "not archived in {limit:?}; logs in {}",
+                self.dir.path().display()
+            );
             if let Ok(store) = Store::open_readonly(&self.db())
                 && let Ok(state) = store.source_state("sim")
                 && let Some(w) = state.watermark_ms.filter(|w| *w > until_ms)
@@ -558,15 +691,25 @@ path = "{d}/archive"
         let text = std::fs::read_to_string(&self.config).unwrap();
         let env = |name: &str| (name == "ARCHIVE_TEST_KEY").then(|| API_KEY.to_string());
         let config = config::load_str(&text, &self.config, &env).unwrap();
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         let mut archived: HashMap<String, usize> = HashMap::new();
         let mut record = |line: &[u8], _: i64| -> anyhow::Result<()> {
             let v: serde_json::Value = serde_json::from_slice(line)?;
-            *archived.entry(v["id"].as_str().unwrap().to_string()).or_default() += 1;
+            *archived
+                .entry(v["id"].as_str().unwrap().to_string())
+                .or_default() += 1;
             Ok(())
         };
         let report = rt
-            .block_on(verify::verify(&config, "arch", Range::default(), Some(&mut record)))
+            .block_on(verify::verify(
+                &config,
+                "arch",
+                Range::default(),
+                Some(&mut record),
+            ))
             .unwrap();
         assert!(report.ok(), "{report}");
         let dups: Vec<_> = archived.iter().filter(|(_, n)| **n > 1).take(5).collect();
@@ -579,8 +722,15 @@ path = "{d}/archive"
             .filter(|a| a.created_at.timestamp_millis() < sealed_end)
             .map(|a| a.id.clone())
             .collect();
-        assert!(expected.len() > 5000, "sealed activities: {}", expected.len());
-        let missing: Vec<_> = expected.iter().filter(|id| !archived.contains_key(*id)).collect();
+        assert!(
+            expected.len() > 5000,
+            "sealed activities: {}",
+            expected.len()
+        );
+        let missing: Vec<_> = expected
+            .iter()
+            .filter(|id| !archived.contains_key(*id))
+            .collect();
         assert!(
             missing.is_empty(),
             "{} of {} not archived, e.g. {:?}; watermark {watermark}, manifest {:?}",
@@ -600,7 +750,12 @@ path = "{d}/archive"
             .env("ARCHIVE_TEST_KEY", API_KEY)
             .output()
             .unwrap();
-        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
     }
 }
 
@@ -611,7 +766,8 @@ async fn the_daemon_archives_every_sealed_activity_exactly_once() {
     let mut child = daemon.spawn(0);
     let started = chrono::Utc::now().timestamp_millis();
     let d = &daemon;
-    let watermark = tokio::task::block_in_place(|| d.wait_archived(started - 60_000, Duration::from_secs(120)));
+    let watermark =
+        tokio::task::block_in_place(|| d.wait_archived(started - 60_000, Duration::from_secs(120)));
     // SAFETY: signalling our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     assert_eq!(child.wait().unwrap().code(), Some(0));
@@ -638,7 +794,8 @@ async fn sigkills_during_archiving_lose_nothing_and_duplicate_nothing() {
     let mut child = daemon.spawn(99);
     let started = chrono::Utc::now().timestamp_millis();
     let d = &daemon;
-    let watermark = tokio::task::block_in_place(|| d.wait_archived(started - 60_000, Duration::from_secs(120)));
+    let watermark =
+        tokio::task::block_in_place(|| d.wait_archived(started - 60_000, Duration::from_secs(120)));
     child.kill().unwrap();
     child.wait().unwrap();
     let manifest = manifest_of(&daemon.dir.path().join("archive"));

@@ -56,7 +56,12 @@ impl Moto {
         }
         let venv = venv();
         if !venv.join("bin/moto_server").exists() {
-            let ok = Command::new("python3").args(["-m", "venv"]).arg(&venv).status().unwrap().success()
+            let ok = Command::new("python3")
+                .args(["-m", "venv"])
+                .arg(&venv)
+                .status()
+                .unwrap()
+                .success()
                 && Command::new(venv.join("bin/pip"))
                     .args(["install", "--quiet", "moto[server]"])
                     .status()
@@ -64,7 +69,11 @@ impl Moto {
                     .success();
             assert!(ok, "could not install moto[server] into {}", venv.display());
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let child = Command::new(venv.join("bin/moto_server"))
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
@@ -73,7 +82,10 @@ impl Moto {
             .unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "moto did not start on port {port}");
+            assert!(
+                Instant::now() < deadline,
+                "moto did not start on port {port}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         Moto {
@@ -91,7 +103,11 @@ impl Moto {
             .env("S3_ENDPOINT", &self.endpoint)
             .output()
             .unwrap();
-        assert!(out.status.success(), "boto3 {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "boto3 {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     }
 }
@@ -183,7 +199,9 @@ endpoint = "{endpoint}"
                     activity_type: "claude_chat_created".into(),
                     raw: format!(
                         r#"{{"id":"act-{i:04}", "created_at":"{}"}}"#,
-                        chrono::DateTime::from_timestamp_millis(at).unwrap().to_rfc3339()
+                        chrono::DateTime::from_timestamp_millis(at)
+                            .unwrap()
+                            .to_rfc3339()
                     ),
                     ocsf: "{}".into(),
                 }
@@ -222,12 +240,18 @@ endpoint = "{endpoint}"
 
     /// Runs the sink until the whole journal is archived.
     async fn archive_all(&self) {
-        let head = Store::open_readonly(&self.db()).unwrap().head_seq().unwrap();
+        let head = Store::open_readonly(&self.db())
+            .unwrap()
+            .head_seq()
+            .unwrap();
         let cancel = CancellationToken::new();
         let handle = tokio::spawn(self.task().run(cancel.clone()));
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let cursor = Store::open_readonly(&self.db()).unwrap().sink_cursor("arch").unwrap();
+            let cursor = Store::open_readonly(&self.db())
+                .unwrap()
+                .sink_cursor("arch")
+                .unwrap();
             if cursor.seq >= head {
                 break;
             }
@@ -252,36 +276,79 @@ async fn objects_are_locked_deletes_refused_and_verify_reads_the_bucket() {
 
     // Three hour segments and one manifest object (one flush), each with
     // the configured mode and a retention two days from the write.
-    let versions: Vec<serde_json::Value> = serde_json::from_str(&moto.boto(&["versions", bucket])).unwrap();
-    let keys: Vec<&str> = versions.iter().map(|v| v["key"].as_str().unwrap()).collect();
+    let versions: Vec<serde_json::Value> =
+        serde_json::from_str(&moto.boto(&["versions", bucket])).unwrap();
+    let keys: Vec<&str> = versions
+        .iter()
+        .map(|v| v["key"].as_str().unwrap())
+        .collect();
     assert_eq!(versions.len(), 4, "{keys:?}");
-    assert!(keys.contains(&"claudit/manifest/000000000001.ndjson"), "{keys:?}");
-    assert_eq!(keys.iter().filter(|k| k.starts_with("claudit/segments/s1/2026-01-02/")).count(), 3);
+    assert!(
+        keys.contains(&"claudit/manifest/000000000001.ndjson"),
+        "{keys:?}"
+    );
+    assert_eq!(
+        keys.iter()
+            .filter(|k| k.starts_with("claudit/segments/s1/2026-01-02/"))
+            .count(),
+        3
+    );
     for v in &versions {
         assert_eq!(v["mode"], "GOVERNANCE", "{v}");
         let until = chrono::DateTime::parse_from_rfc3339(v["until"].as_str().unwrap()).unwrap();
         let days = (until.with_timezone(&chrono::Utc) - started).num_hours();
-        assert!((47..=49).contains(&days), "retain until {until}: {days} h from the write");
+        assert!(
+            (47..=49).contains(&days),
+            "retain until {until}: {days} h from the write"
+        );
     }
     // Deleting a locked version is refused.
     let v = &versions[0];
-    let answer = moto.boto(&["delete", bucket, v["key"].as_str().unwrap(), v["version"].as_str().unwrap()]);
+    let answer = moto.boto(&[
+        "delete",
+        bucket,
+        v["key"].as_str().unwrap(),
+        v["version"].as_str().unwrap(),
+    ]);
     assert!(answer.starts_with("refused AccessDenied"), "{answer}");
 
     let config = f.config();
-    let report = verify::verify(&config, "arch", Range::default(), None).await.unwrap();
+    let report = verify::verify(&config, "arch", Range::default(), None)
+        .await
+        .unwrap();
     assert!(report.ok(), "{report}");
-    assert_eq!((report.records_checked, report.journal_rows_checked, report.manifest_lines), (120, 120, 3));
+    assert_eq!(
+        (
+            report.records_checked,
+            report.journal_rows_checked,
+            report.manifest_lines
+        ),
+        (120, 120, 3)
+    );
 
     // A new version over a segment (what an overwrite leaves: the locked
     // original stays, but readers get the new bytes) is caught.
     let segment = keys.iter().find(|k| k.contains("/segments/")).unwrap();
     moto.boto(&["overwrite", bucket, segment]);
-    let report = verify::verify(&config, "arch", Range::default(), None).await.unwrap();
-    let b = report.first_break.clone().unwrap_or_else(|| panic!("{report}"));
-    assert!(matches!(b.check, "segment size" | "segment sha256"), "{report}");
-    assert_eq!(Some(segment.trim_start_matches("claudit/segments/")), b.segment.as_deref());
-    assert!(b.location.starts_with("manifest/000000000001.ndjson line "), "{report}");
+    let report = verify::verify(&config, "arch", Range::default(), None)
+        .await
+        .unwrap();
+    let b = report
+        .first_break
+        .clone()
+        .unwrap_or_else(|| panic!("{report}"));
+    assert!(
+        matches!(b.check, "segment size" | "segment sha256"),
+        "{report}"
+    );
+    assert_eq!(
+        Some(segment.trim_start_matches("claudit/segments/")),
+        b.segment.as_deref()
+    );
+    assert!(
+        b.location.starts_with("manifest/000000000001.ndjson line "),
+        "{report}"
+    );
 
     // The binary reads the bucket too.
     let out = Command::new(env!("CARGO_BIN_EXE_claudit"))
@@ -289,7 +356,12 @@ async fn objects_are_locked_deletes_refused_and_verify_reads_the_bucket() {
         .arg(&f.config)
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -307,7 +379,9 @@ async fn a_bucket_without_object_lock_is_refused_when_the_sink_asks_for_it() {
     let f = Fixture::new(&moto, bucket, false);
     f.journal(2, 5);
     f.archive_all().await;
-    let report = verify::verify(&f.config(), "arch", Range::default(), None).await.unwrap();
+    let report = verify::verify(&f.config(), "arch", Range::default(), None)
+        .await
+        .unwrap();
     assert!(report.ok(), "{report}");
     assert_eq!(report.records_checked, 10);
 }

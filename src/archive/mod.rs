@@ -25,7 +25,10 @@ pub enum ArchiveReader {
 pub struct UsageError(pub String);
 
 /// The archive sink named `sink`, or a usage error naming the archive sinks.
-pub fn archive_sink<'c>(config: &'c Config, sink: &str) -> Result<&'c ArchiveSinkConfig, UsageError> {
+pub fn archive_sink<'c>(
+    config: &'c Config,
+    sink: &str,
+) -> Result<&'c ArchiveSinkConfig, UsageError> {
     let archives: Vec<&str> = config
         .sinks
         .iter()
@@ -37,12 +40,20 @@ pub fn archive_sink<'c>(config: &'c Config, sink: &str) -> Result<&'c ArchiveSin
         Some(_) => Err(UsageError(format!(
             "sink {sink} is not an archive sink (type = \"archive\"); archive sinks in {}: {}",
             config.file.display(),
-            if archives.is_empty() { "none".to_string() } else { archives.join(", ") }
+            if archives.is_empty() {
+                "none".to_string()
+            } else {
+                archives.join(", ")
+            }
         ))),
         None => Err(UsageError(format!(
             "no sink named {sink} in {}; archive sinks there: {}",
             config.file.display(),
-            if archives.is_empty() { "none".to_string() } else { archives.join(", ") }
+            if archives.is_empty() {
+                "none".to_string()
+            } else {
+                archives.join(", ")
+            }
         ))),
     }
 }

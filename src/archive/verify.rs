@@ -122,7 +122,10 @@ impl fmt::Display for Report {
             )?;
         }
         match &self.first_break {
-            None => writeln!(f, "OK: every hash, the chain, every count and the journal comparison hold"),
+            None => writeln!(
+                f,
+                "OK: every hash, the chain, every count and the journal comparison hold"
+            ),
             Some(b) => {
                 writeln!(f, "FAILED: {} at {}", b.check, b.location)?;
                 if let Some(segment) = &b.segment {
@@ -167,13 +170,14 @@ pub async fn verify(
     let mut listed: HashSet<String> = HashSet::new();
 
     for line in &lines {
-        let fail = |check: &'static str, segment: Option<&str>, expected: String, found: String| Break {
-            location: line.location.clone(),
-            segment: segment.map(str::to_string),
-            check,
-            expected,
-            found,
-        };
+        let fail =
+            |check: &'static str, segment: Option<&str>, expected: String, found: String| Break {
+                location: line.location.clone(),
+                segment: segment.map(str::to_string),
+                check,
+                expected,
+                found,
+            };
         let entry = match ManifestEntry::parse(&line.bytes) {
             Ok(e) => e,
             Err(e) => {
@@ -290,7 +294,15 @@ pub async fn verify(
         });
         return Ok(report);
     }
-    if let Some(b) = compare_journal(config, sink, range, &lines, &archived, &segment_names, &mut report)? {
+    if let Some(b) = compare_journal(
+        config,
+        sink,
+        range,
+        &lines,
+        &archived,
+        &segment_names,
+        &mut report,
+    )? {
         report.first_break = Some(b);
         return Ok(report);
     }
@@ -355,11 +367,7 @@ async fn check_segment(
     }
     let digest = manifest::hex(&sha.finalize());
     if digest != entry.sha256 {
-        return Ok(fail(
-            "segment sha256",
-            entry.sha256.clone(),
-            digest,
-        ));
+        return Ok(fail("segment sha256", entry.sha256.clone(), digest));
     }
     // Pass 2: the records.
     use std::io::Seek;
@@ -405,7 +413,11 @@ async fn check_segment(
                 return Ok(fail(
                     "record hour",
                     format!("created_at in {}", entry.hours.join(", ")),
-                    format!("line {count} (activity {}) created {}", activity.id, format_ms(created)),
+                    format!(
+                        "line {count} (activity {}) created {}",
+                        activity.id,
+                        format_ms(created)
+                    ),
                 ));
             }
             first = first.min(created);
@@ -460,9 +472,7 @@ fn compare_journal(
     let store = match Store::open_readonly(&config.state.path) {
         Ok(s) => s,
         Err(e) => {
-            report.journal_note = Some(format!(
-                "no journal comparison: {e}"
-            ));
+            report.journal_note = Some(format!("no journal comparison: {e}"));
             return Ok(None);
         }
     };
@@ -480,7 +490,10 @@ fn compare_journal(
             found: format!("{} lines: lines were removed from the end", lines.len()),
         }));
     }
-    let (since, until) = (range.from_ms.unwrap_or(i64::MIN), range.to_ms.unwrap_or(i64::MAX));
+    let (since, until) = (
+        range.from_ms.unwrap_or(i64::MIN),
+        range.to_ms.unwrap_or(i64::MAX),
+    );
     let mut after = 0i64;
     loop {
         let rows = store.read_archived_range(after, cursor.seq, since, until, 5000)?;

@@ -204,7 +204,10 @@ struct Scan {
 enum Flushed {
     /// Nothing new could be archived.
     Nothing,
-    Archived { records: u64, segments: usize },
+    Archived {
+        records: u64,
+        segments: usize,
+    },
     Cancelled,
 }
 
@@ -227,7 +230,10 @@ impl ArchiveTask {
             if cancel.is_cancelled() {
                 break;
             }
-            match self.flush(&mut backend, &mut manifest, &mut scan, &cancel).await {
+            match self
+                .flush(&mut backend, &mut manifest, &mut scan, &cancel)
+                .await
+            {
                 Ok(Flushed::Cancelled) => break,
                 Ok(Flushed::Archived { records, segments }) => {
                     stats.batches += 1;
@@ -378,7 +384,14 @@ impl ArchiveTask {
             }
             // Compressing a batch takes milliseconds: like the other sinks'
             // gzip, it runs inline.
-            let routed = route(&batch, manifest, &watermarks, &mut groups, &mut next, &tmp_dir)?;
+            let routed = route(
+                &batch,
+                manifest,
+                &watermarks,
+                &mut groups,
+                &mut next,
+                &tmp_dir,
+            )?;
             archived += routed.archived;
             after = next.scanned.unwrap_or(after);
             if routed.full {
@@ -507,10 +520,7 @@ fn route(
             scan.scanned = Some(row.seq);
             continue;
         }
-        let group = if manifest
-            .hour_segments
-            .contains(&(row.source.clone(), hour))
-        {
+        let group = if manifest.hour_segments.contains(&(row.source.clone(), hour)) {
             Group::Late(row.source.clone())
         } else {
             Group::Hour(row.source.clone(), hour)
@@ -527,10 +537,11 @@ fn route(
             let writer = SegmentWriter::create(tmp_dir, group.source(), kind)?;
             groups.insert(group.clone(), writer);
         }
-        groups
-            .get_mut(&group)
-            .expect("inserted above")
-            .push(row.seq, row.created_at_ms, &row.raw)?;
+        groups.get_mut(&group).expect("inserted above").push(
+            row.seq,
+            row.created_at_ms,
+            &row.raw,
+        )?;
         scan.scanned = Some(row.seq);
         routed.archived += 1;
     }
@@ -547,8 +558,8 @@ impl Backend {
     ) -> anyhow::Result<(Backend, Vec<ManifestLine>)> {
         match &config.backend {
             ArchiveBackend::Local { path } => {
-                let (backend, bytes) = LocalBackend::open(path)
-                    .map_err(|e| anyhow::anyhow!("sink {sink}: {e:#}"))?;
+                let (backend, bytes) =
+                    LocalBackend::open(path).map_err(|e| anyhow::anyhow!("sink {sink}: {e:#}"))?;
                 let lines = local_manifest_lines(&bytes).0;
                 Ok((Backend::Local(backend), lines))
             }
@@ -650,7 +661,10 @@ pub async fn check(sink: &str, config: &ArchiveSinkConfig) -> Result<String, Str
         ArchiveBackend::S3(cfg) => {
             let backend = S3Backend::connect(cfg, None).map_err(|e| format!("{e:#}"))?;
             if cfg.object_lock.is_some() {
-                backend.check_object_lock().await.map_err(|e| format!("{e:#}"))?;
+                backend
+                    .check_object_lock()
+                    .await
+                    .map_err(|e| format!("{e:#}"))?;
             }
             let lines = backend
                 .manifest_lines()
@@ -659,7 +673,11 @@ pub async fn check(sink: &str, config: &ArchiveSinkConfig) -> Result<String, Str
             Ok(format!(
                 "bucket {} reachable{}, {} manifest lines",
                 cfg.bucket,
-                if cfg.object_lock.is_some() { ", Object Lock enabled" } else { "" },
+                if cfg.object_lock.is_some() {
+                    ", Object Lock enabled"
+                } else {
+                    ""
+                },
                 lines.len()
             ))
         }

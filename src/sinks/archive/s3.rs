@@ -147,7 +147,11 @@ impl S3Backend {
         let response = self
             .send(Method::GET, &url, Vec::new(), Vec::new())
             .await
-            .map_err(|e| anyhow::anyhow!("cannot read the Object Lock configuration of bucket {bucket}: {e:#}"))?;
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot read the Object Lock configuration of bucket {bucket}: {e:#}"
+                )
+            })?;
         let status = response.status();
         let body = response.text().await.unwrap_or_default();
         let enabled = status.is_success()
@@ -201,7 +205,9 @@ impl S3Backend {
             .store
             .list_with_delimiter(Some(&prefix))
             .await
-            .map_err(|e| anyhow::anyhow!("listing the manifest in bucket {}: {e}", self.config.bucket))?;
+            .map_err(|e| {
+                anyhow::anyhow!("listing the manifest in bucket {}: {e}", self.config.bucket)
+            })?;
         let mut objects: Vec<_> = listed.objects.into_iter().map(|o| o.location).collect();
         objects.sort_by(|a, b| a.as_ref().cmp(b.as_ref()));
         let mut lines = Vec::new();
@@ -315,11 +321,17 @@ impl S3Backend {
             "SHA256".into(),
         ));
         let response = self
-            .send(Method::POST, &format!("{object_url}?uploads"), headers, Vec::new())
+            .send(
+                Method::POST,
+                &format!("{object_url}?uploads"),
+                headers,
+                Vec::new(),
+            )
             .await?;
         let body = expect_success(response, key, "CreateMultipartUpload").await?;
-        let upload_id = xml_tag(&body, "UploadId")
-            .ok_or_else(|| anyhow::anyhow!("CreateMultipartUpload for {key}: no UploadId in the answer"))?;
+        let upload_id = xml_tag(&body, "UploadId").ok_or_else(|| {
+            anyhow::anyhow!("CreateMultipartUpload for {key}: no UploadId in the answer")
+        })?;
         let upload_q = encode_query(&upload_id);
         let result: anyhow::Result<()> = async {
             let mut parts = String::new();
@@ -544,7 +556,10 @@ mod tests {
     #[test]
     fn finds_xml_tags_and_encodes_keys() {
         let body = "<ObjectLockConfiguration><ObjectLockEnabled>Enabled</ObjectLockEnabled></ObjectLockConfiguration>";
-        assert_eq!(xml_tag(body, "ObjectLockEnabled").as_deref(), Some("Enabled"));
+        assert_eq!(
+            xml_tag(body, "ObjectLockEnabled").as_deref(),
+            Some("Enabled")
+        );
         assert_eq!(xml_tag(body, "Rule"), None);
         assert_eq!(encode_key("a b/c+d.gz"), "a%20b/c%2Bd.gz");
         assert_eq!(encode_query("x/y=z"), "x%2Fy%3Dz");

@@ -170,7 +170,8 @@ mod tests {
         let write = || {
             let mut w = SegmentWriter::create(dir.path(), "src", SegmentKind::Hour).unwrap();
             w.push(5, 1_767_323_045_678, r#"{"id":"a"}"#).unwrap();
-            w.push(9, 1_767_323_000_000, r#"{"id":"b", "x" : 1}"#).unwrap();
+            w.push(9, 1_767_323_000_000, r#"{"id":"b", "x" : 1}"#)
+                .unwrap();
             w.finish().unwrap()
         };
         let (a, b) = (write(), write());
