@@ -95,6 +95,12 @@ pub async fn connect(config: &Config) -> bool {
                 };
                 ok &= report_sink(&sink.name, result);
             }
+            SinkKind::Archive(cfg) => {
+                ok &= report_sink(
+                    &sink.name,
+                    crate::sinks::archive::check(&sink.name, cfg).await,
+                );
+            }
             SinkKind::Elasticsearch(cfg) => {
                 let checked = match crate::sinks::elasticsearch::ElasticsearchSink::new(cfg) {
                     Ok(es) => es.healthcheck().await,

@@ -133,6 +133,7 @@ pub enum SinkKind {
     Datadog(DatadogSinkConfig),
     Sentinel(SentinelSinkConfig),
     Elasticsearch(ElasticsearchSinkConfig),
+    Archive(ArchiveSinkConfig),
 }
 
 /// Settings every HTTP sink shares (`tls_ca_file`, timeouts, compression).
@@ -182,6 +183,64 @@ pub struct FileSinkConfig {
     /// Rotated files kept (`events.ndjson.1` .. `.N`).
     pub max_files: u32,
 }
+
+// ---- archive sink settings (type = "archive") ----------------------------
+
+/// `type = "archive"`: the audit-evidence archive (gzip NDJSON hour segments
+/// and a hash-chained manifest), always of the raw activities.
+#[derive(Debug, Clone)]
+pub struct ArchiveSinkConfig {
+    pub backend: ArchiveBackend,
+}
+
+/// Where the archive is written.
+#[derive(Debug, Clone)]
+pub enum ArchiveBackend {
+    /// A local directory (`path`): `manifest.ndjson` and `segments/`.
+    Local {
+        path: PathBuf,
+    },
+    S3(ArchiveS3Config),
+}
+
+/// An S3 bucket or an S3-compatible store. Credentials come from the
+/// standard AWS environment and files, never from this file.
+#[derive(Debug, Clone)]
+pub struct ArchiveS3Config {
+    pub bucket: String,
+    /// Key prefix, empty or ending in "/".
+    pub prefix: String,
+    pub region: String,
+    /// For MinIO and other S3-compatible stores (path-style requests).
+    pub endpoint: Option<String>,
+    /// Object Lock settings every object is written with; `None` = none.
+    pub object_lock: Option<ObjectLock>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectLockMode {
+    Compliance,
+    Governance,
+}
+
+impl ObjectLockMode {
+    /// The value of `x-amz-object-lock-mode`.
+    pub fn as_header(self) -> &'static str {
+        match self {
+            ObjectLockMode::Compliance => "COMPLIANCE",
+            ObjectLockMode::Governance => "GOVERNANCE",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct ObjectLock {
+    pub mode: ObjectLockMode,
+    /// Each object is retained until its write time plus this.
+    pub retention: Duration,
+}
+
+// ---- end of archive sink settings ------------------------------------------
 
 /// `type = "datadog"`: the Datadog Logs intake (HTTP API v2).
 #[derive(Debug, Clone)]
@@ -1204,6 +1263,12 @@ mod reader {
             ok.then_some(out)
         }
 
+        /// Whether the table sets `key` (archive sink: `retention` without
+        /// `object_lock_mode` is an error, not the default).
+        pub fn has_key(&self, key: &str) -> bool {
+            self.entries.is_some_and(|e| e.get(key).is_some())
+        }
+
         /// Reports every key of this table that no reader asked for.
         pub fn finish(&self, cx: &mut Ctx) {
             let Some(entries) = self.entries else {
@@ -1458,6 +1523,13 @@ mod schema {
             name: "elasticsearch",
             batch: (1000, 5_000_000, secs(1)),
             read: read_elasticsearch_sink,
+        },
+        // Archive: batches are the journal reads of a flush (it streams
+        // whole sealed hours into segments; these only size the reads).
+        SinkType {
+            name: "archive",
+            batch: (5000, 16_000_000, secs(0)),
+            read: read_archive_sink,
         },
     ];
 
@@ -1818,7 +1890,20 @@ mod schema {
                 found
             }
         };
+        // An archive keeps the activities exactly as received: raw only.
+        let is_archive = sink_type.is_some_and(|s| s.name == "archive");
         let format = match t.text(cx, "format") {
+            Got::Absent if is_archive => Some(Format::Raw),
+            Got::Value(text) if is_archive && text.value != "raw" => {
+                let msg = format!(
+                    "format {} is not possible for an archive sink: it keeps the activities \
+                     byte-for-byte as received; remove the key or write format = \"raw\" \
+                     (add a file sink for OCSF)",
+                    text.shown()
+                );
+                text_error(cx, t, "format", &text, msg);
+                None
+            }
             Got::Absent => Some(Format::Ocsf),
             Got::Invalid => None,
             Got::Value(text) => match text.value.as_str() {
@@ -1903,6 +1988,148 @@ mod schema {
             max_files: max_files? as u32,
         }))
     }
+
+    // ---- archive sink keys --------------------------------------------------
+
+    /// The keys of `type = "archive"`.
+    fn read_archive_sink(cx: &mut Ctx, t: &mut Table) -> Option<SinkKind> {
+        let backend = match t.required_text(cx, "backend", "\"local\" (or \"s3\")") {
+            None => None,
+            Some(b) if b.value == "local" || b.value == "s3" => Some(b.value),
+            Some(b) => {
+                let msg = format!(
+                    "unknown archive backend {}; write backend = \"local\" (a directory, with path = ...) \
+                     or backend = \"s3\" (with bucket = ...)",
+                    b.shown()
+                );
+                text_error(cx, t, "backend", &b, msg);
+                None
+            }
+        };
+        match backend.as_deref() {
+            Some("local") => {
+                // Keys of the other backend are left unread: `finish` reports them.
+                let path = t.required_path(cx, "path", "\"/var/lib/claudit/archive\"");
+                Some(SinkKind::Archive(ArchiveSinkConfig {
+                    backend: ArchiveBackend::Local { path: path? },
+                }))
+            }
+            Some(_) => {
+                let bucket = t.required_text(cx, "bucket", "\"example-claudit-archive\"");
+                let bucket = bucket.and_then(|b| {
+                    let ok = (3..=63).contains(&b.value.len())
+                        && b.value.chars().all(|c| {
+                            c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.'
+                        });
+                    if ok {
+                        Some(b.value)
+                    } else {
+                        let msg = format!(
+                            "{} is not a valid bucket name: 3 to 63 of a-z, 0-9, \"-\" and \".\"",
+                            b.shown()
+                        );
+                        text_error(cx, t, "bucket", &b, msg);
+                        None
+                    }
+                });
+                let prefix = match t.text(cx, "prefix") {
+                    Got::Absent => Some(String::new()),
+                    Got::Invalid => None,
+                    Got::Value(p) if p.value.starts_with('/') => {
+                        let msg = format!(
+                            "prefix {} must not start with \"/\"; write e.g. prefix = \"claudit/\"",
+                            p.shown()
+                        );
+                        text_error(cx, t, "prefix", &p, msg);
+                        None
+                    }
+                    Got::Value(p) if p.value.is_empty() || p.value.ends_with('/') => Some(p.value),
+                    Got::Value(p) => Some(format!("{}/", p.value)),
+                };
+                let region = match t.text(cx, "region") {
+                    Got::Absent => Some(
+                        std::env::var("AWS_REGION")
+                            .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
+                            .unwrap_or_else(|_| "us-east-1".to_string()),
+                    ),
+                    Got::Invalid => None,
+                    Got::Value(r) => Some(r.value),
+                };
+                let endpoint = match t.text(cx, "endpoint") {
+                    Got::Absent => Some(None),
+                    Got::Invalid => None,
+                    Got::Value(e) => match reqwest::Url::parse(e.value.trim()) {
+                        Ok(u) if matches!(u.scheme(), "http" | "https") => {
+                            Some(Some(e.value.trim().trim_end_matches('/').to_string()))
+                        }
+                        _ => {
+                            let msg = format!(
+                                "endpoint {} is not an http(s) URL; write e.g. endpoint = \"https://minio.example.com:9000\"",
+                                e.shown()
+                            );
+                            text_error(cx, t, "endpoint", &e, msg);
+                            None
+                        }
+                    },
+                };
+                let mode = match t.text(cx, "object_lock_mode") {
+                    Got::Absent => Some(None),
+                    Got::Invalid => None,
+                    Got::Value(m) => match m.value.as_str() {
+                        "compliance" => Some(Some(ObjectLockMode::Compliance)),
+                        "governance" => Some(Some(ObjectLockMode::Governance)),
+                        _ => {
+                            let msg = format!(
+                                "unknown object_lock_mode {}; write \"compliance\" (nobody can delete \
+                                 before retention ends) or \"governance\" (special permission can)",
+                                m.shown()
+                            );
+                            text_error(cx, t, "object_lock_mode", &m, msg);
+                            None
+                        }
+                    },
+                };
+                let has_retention = t.has_key("retention");
+                let retention = t.duration(cx, "retention", secs(7 * 365 * DAY));
+                let object_lock = match (mode, retention) {
+                    (Some(Some(mode)), Some(retention)) if !retention.is_zero() => {
+                        Some(Some(ObjectLock { mode, retention }))
+                    }
+                    (Some(Some(_)), Some(_)) => {
+                        let line = t.line_of_key(cx, "retention");
+                        t_error(
+                            cx,
+                            t,
+                            "retention",
+                            line,
+                            "must be longer than 0; write e.g. retention = \"7y\"".to_string(),
+                        );
+                        None
+                    }
+                    (Some(None), Some(_)) if has_retention => {
+                        let line = t.line_of_key(cx, "retention");
+                        t_error(cx, t, "retention", line, "retention needs object_lock_mode; add \
+                            object_lock_mode = \"compliance\" (or \"governance\"), or remove retention".to_string());
+                        None
+                    }
+                    (Some(None), Some(_)) => Some(None),
+                    _ => None,
+                };
+                Some(SinkKind::Archive(ArchiveSinkConfig {
+                    backend: ArchiveBackend::S3(ArchiveS3Config {
+                        bucket: bucket?,
+                        prefix: prefix?,
+                        region: region?,
+                        endpoint: endpoint?,
+                        object_lock: object_lock?,
+                    }),
+                }))
+            }
+            None => None,
+        }
+    }
+
+    // ---- end of archive sink keys -------------------------------------------
 
     /// Datadog sites and their domain (`DD_SITE`); intake is
     /// `http-intake.logs.<domain>`, the API `api.<domain>`.

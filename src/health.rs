@@ -20,11 +20,19 @@ use crate::store::{Store, StoreError};
 pub struct Targets {
     pub state_path: PathBuf,
     pub sources: Vec<SourceTarget>,
-    pub sinks: Vec<String>,
+    pub sinks: Vec<SinkTarget>,
     pub ready_max_sink_delay: Duration,
     /// When the pipeline started (epoch ms): the clock of every check
     /// starts no earlier, so a restart is not reported as a stall.
     pub started_ms: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct SinkTarget {
+    pub name: String,
+    /// Allowed on top of `ready_max_sink_delay`: an archive sink holds each
+    /// hour back until every source's watermark passed it, by design.
+    pub holds_back: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -48,7 +56,20 @@ impl Targets {
                     no_data_after: s.no_data_after,
                 })
                 .collect(),
-            sinks: config.sinks.iter().map(|s| s.name.clone()).collect(),
+            sinks: config
+                .sinks
+                .iter()
+                .map(|s| SinkTarget {
+                    name: s.name.clone(),
+                    holds_back: match s.kind {
+                        crate::config::SinkKind::Archive(_) => {
+                            let settle = config.sources.iter().map(|s| s.settle_lag + s.window);
+                            Duration::from_secs(3600) + settle.max().unwrap_or_default()
+                        }
+                        _ => Duration::ZERO,
+                    },
+                })
+                .collect(),
             ready_max_sink_delay: config.server.ready_max_sink_delay,
             started_ms,
         }
@@ -105,7 +126,8 @@ impl StateSnapshot {
                 last_error: state.last_error,
             });
         }
-        for name in &targets.sinks {
+        for target in &targets.sinks {
+            let name = &target.name;
             let cursor = store.sink_cursor(name)?;
             let events_behind = store.count_after(cursor.seq)?;
             snapshot.sinks.push(SinkSnapshot {
@@ -214,8 +236,13 @@ pub fn readiness(snapshot: &StateSnapshot, targets: &Targets, now_ms: i64) -> Re
             detail,
         });
     }
-    let allowed = targets.ready_max_sink_delay.as_millis() as i64;
     for s in &snapshot.sinks {
+        let holds_back = targets
+            .sinks
+            .iter()
+            .find(|t| t.name == s.name)
+            .map_or(Duration::ZERO, |t| t.holds_back);
+        let allowed = (targets.ready_max_sink_delay + holds_back).as_millis() as i64;
         let (ok, detail) = match s.oldest_undelivered_ms {
             None => (true, "nothing to deliver".to_string()),
             Some(oldest) => {
@@ -275,7 +302,10 @@ mod tests {
                 max_poll_gap: Duration::from_secs(12 * 60),
                 no_data_after: Duration::from_secs(6 * 3600),
             }],
-            sinks: vec!["siem".into()],
+            sinks: vec![SinkTarget {
+                name: "siem".into(),
+                holds_back: Duration::ZERO,
+            }],
             ready_max_sink_delay: Duration::from_secs(15 * 60),
             started_ms: 0,
         }
@@ -356,6 +386,22 @@ mod tests {
             )
             .ok()
         );
+    }
+
+    #[test]
+    fn an_archive_sink_may_hold_an_hour_back() {
+        let now = 200 * MIN;
+        let poll = Some(now - MIN);
+        // Undelivered for 70 minutes, last delivery 55 minutes ago: normal
+        // for an archive sealing hours, a stall for any other sink.
+        let state = snapshot(poll, Some(now - 70 * MIN), Some(now - 55 * MIN));
+        assert!(!readiness(&state, &targets(), now).ok());
+        let mut t = targets();
+        t.sinks[0].holds_back = Duration::from_secs(3600 + 7 * 60);
+        assert!(readiness(&state, &t, now).ok());
+        // Still red once it stalls past the hour plus the threshold.
+        let stuck = snapshot(poll, Some(now - 90 * MIN), Some(now - 90 * MIN));
+        assert!(!readiness(&stuck, &t, now).ok());
     }
 
     #[test]

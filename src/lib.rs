@@ -2,6 +2,7 @@
 //! SQLite journal, normalizes it to OCSF, enriches it, and delivers it to
 //! SIEMs and files. `main.rs` is the entry point; `daemon` wires the parts.
 
+pub mod archive;
 pub mod backfill;
 pub mod check;
 pub mod config;

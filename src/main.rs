@@ -94,6 +94,11 @@ enum Command {
         #[arg(long)]
         until: Option<String>,
     },
+    /// Verify an archive sink (hashes, hash chain, counts, journal) or export a range of it.
+    Archive {
+        #[command(subcommand)]
+        command: ArchiveCommand,
+    },
     /// Run the built-in Compliance API simulator through the real pipeline into OCSF and raw NDJSON files.
     Demo {
         /// Output directory for events.ocsf.ndjson and events.raw.ndjson.
@@ -134,6 +139,119 @@ enum Command {
         rate_limit: u32,
     },
 }
+
+// ---- claudit archive ----
+
+#[derive(Subcommand)]
+enum ArchiveCommand {
+    /// Recompute every hash, walk the manifest's chain, check counts and compare with the journal; exit 0 only if all holds, 1 naming the first break.
+    Verify {
+        #[arg(long, short, env = "CLAUDIT_CONFIG")]
+        config: PathBuf,
+        /// The archive sink (its `name` in the configuration).
+        #[arg(long)]
+        sink: String,
+        /// Only segments and records created from this time: RFC 3339 time, date (2026-01-01), or duration ago (7d).
+        #[arg(long)]
+        from: Option<String>,
+        /// Only those created before this time.
+        #[arg(long)]
+        to: Option<String>,
+    },
+    /// Write the raw records created in a range, as archived, to FILE, with a verification summary in FILE.verification.json.
+    Export {
+        #[arg(long, short, env = "CLAUDIT_CONFIG")]
+        config: PathBuf,
+        #[arg(long)]
+        sink: String,
+        /// Start of the range (created_at): RFC 3339 time, date, or duration ago.
+        #[arg(long)]
+        from: String,
+        /// End of the range, exclusive.
+        #[arg(long)]
+        to: String,
+        /// The NDJSON file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+/// `claudit archive ...`: 0 verified, 1 a break (or the archive could not
+/// be read), 78 a configuration or argument problem.
+async fn archive(command: ArchiveCommand) -> anyhow::Result<ExitCode> {
+    use claudit::archive::verify::Range;
+    let (path, sink, from, to) = match &command {
+        ArchiveCommand::Verify {
+            config,
+            sink,
+            from,
+            to,
+        } => (config, sink, from.clone(), to.clone()),
+        ArchiveCommand::Export {
+            config,
+            sink,
+            from,
+            to,
+            ..
+        } => (config, sink, Some(from.clone()), Some(to.clone())),
+    };
+    let config = match load_config(path) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    if let Err(e) = claudit::archive::archive_sink(&config, sink) {
+        eprintln!("error: {e}");
+        return Ok(ExitCode::from(EXIT_CONFIG));
+    }
+    let now = chrono::Utc::now();
+    let parse = |flag: &str, arg: Option<String>| -> Result<Option<i64>, String> {
+        arg.map(|a| {
+            claudit::backfill::parse_time_arg(&a, now)
+                .map(|t| t.timestamp_millis())
+                .map_err(|e| format!("{flag}: {e}"))
+        })
+        .transpose()
+    };
+    let range = match (parse("--from", from), parse("--to", to)) {
+        (Ok(from_ms), Ok(to_ms)) => Range { from_ms, to_ms },
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(EXIT_CONFIG));
+        }
+    };
+    if let (Some(f), Some(t)) = (range.from_ms, range.to_ms)
+        && f >= t
+    {
+        eprintln!("error: --from must be before --to");
+        return Ok(ExitCode::from(EXIT_CONFIG));
+    }
+    let ok = match command {
+        ArchiveCommand::Verify { sink, .. } => {
+            let report = claudit::archive::verify::verify(&config, &sink, range, None).await?;
+            print!("{report}");
+            report.ok()
+        }
+        ArchiveCommand::Export { sink, out, .. } => {
+            let summary = claudit::archive::export::export(&config, &sink, range, &out).await?;
+            println!(
+                "wrote {} records to {} (SHA-256 {}); summary in {}",
+                summary.records,
+                out.display(),
+                summary.sha256,
+                claudit::archive::export::summary_path(&out).display()
+            );
+            print!("{}", summary.verification);
+            summary.verification.ok()
+        }
+    };
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+// ---- end of claudit archive ----
 
 #[derive(Subcommand)]
 enum DlqCommand {
@@ -292,6 +410,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Dlq { command } => dlq(command).await,
+        Command::Archive { command } => archive(command).await,
         Command::Replay {
             config,
             sink,

@@ -4,6 +4,7 @@
 //! journal holds the data, so waiting loses nothing, and no other sink or
 //! source waits for it.
 
+pub mod archive;
 pub mod datadog;
 pub mod elasticsearch;
 pub mod file;
@@ -70,6 +71,17 @@ pub struct SinkTask {
 impl SinkTask {
     /// Runs until `cancel`; a batch in flight is finished first.
     pub async fn run(mut self, cancel: CancellationToken) -> anyhow::Result<SinkStats> {
+        // An archive moves its cursor over whole sealed hours, not batches:
+        // it has its own loop (sinks/archive/mod.rs).
+        if let SinkKind::Archive(archive) = &self.config.kind {
+            let task = archive::ArchiveTask {
+                archive: archive.clone(),
+                config: self.config,
+                store: self.store,
+                journal_head: self.journal_head,
+            };
+            return task.run(cancel).await;
+        }
         let name = self.config.name.clone();
         let raw = self.config.format == Format::Raw;
         let batch = self.config.batch.clone();
@@ -286,6 +298,10 @@ impl SinkTask {
             SinkKind::Elasticsearch(cfg) => Ok(Destination::Elasticsearch(
                 ElasticsearchSink::new(cfg).map_err(|e| anyhow::anyhow!("sink {name}: {e:#}"))?,
             )),
+            SinkKind::Archive(_) => anyhow::bail!(
+                "sink {name} is an archive sink, which replay does not write to: its segments hold \
+                 sealed hours once each. Use `claudit archive export` to read a range from it"
+            ),
         }
     }
 }

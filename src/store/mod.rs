@@ -138,6 +138,17 @@ pub struct BatchRecord {
     pub payload: String,
 }
 
+/// A journal row as the archive sink reads it: the raw activity and the
+/// source it came from.
+#[derive(Debug, Clone)]
+pub struct ArchiveRow {
+    pub seq: i64,
+    pub activity_id: String,
+    pub source: String,
+    pub created_at_ms: i64,
+    pub raw: String,
+}
+
 /// A sink's position in the journal.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SinkCursor {
@@ -658,6 +669,48 @@ impl Store {
         )?)
     }
 
+    // ---- archive sink reads -----------------------------------------------
+
+    /// Up to `limit` journal rows after `after_seq`, with their source, for
+    /// the archive sink (which groups by source and hour of created_at).
+    pub fn read_archive_batch(
+        &self,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<ArchiveRow>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT seq, activity_id, source, created_at_ms, raw FROM journal
+             WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![after_seq, limit as i64], archive_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Journal rows with `after_seq < seq <= up_to_seq` and created_at in
+    /// `[since_ms, until_ms)`, up to `limit`, for `claudit archive verify`
+    /// (every one must be in the archive).
+    pub fn read_archived_range(
+        &self,
+        after_seq: i64,
+        up_to_seq: i64,
+        since_ms: i64,
+        until_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<ArchiveRow>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT seq, activity_id, source, created_at_ms, raw FROM journal
+             WHERE seq > ?1 AND seq <= ?2 AND created_at_ms >= ?3 AND created_at_ms < ?4
+             ORDER BY seq LIMIT ?5",
+        )?;
+        let rows = stmt.query_map(
+            params![after_seq, up_to_seq, since_ms, until_ms, limit as i64],
+            archive_row,
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    // ---- end of archive sink reads -------------------------------------------
+
     // ---- sink cursors and dead letters ---------------------------------
 
     pub fn sink_cursor(&self, sink: &str) -> Result<SinkCursor, StoreError> {
@@ -933,6 +986,16 @@ fn window_row(r: &rusqlite::Row) -> rusqlite::Result<WindowRow> {
         opened_ms: r.get(4)?,
         pages: r.get(5)?,
         records: r.get(6)?,
+    })
+}
+
+fn archive_row(r: &rusqlite::Row) -> rusqlite::Result<ArchiveRow> {
+    Ok(ArchiveRow {
+        seq: r.get(0)?,
+        activity_id: r.get(1)?,
+        source: r.get(2)?,
+        created_at_ms: r.get(3)?,
+        raw: r.get(4)?,
     })
 }
 
