@@ -469,7 +469,10 @@ fn start_hec(rt: &tokio::runtime::Runtime) -> (String, Arc<HecCounters>) {
         let expected = format!("Splunk {HEC_TOKEN}");
         if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(&expected) {
             c.refused.fetch_add(1, Ordering::Relaxed);
-            return (StatusCode::UNAUTHORIZED, r#"{"text":"Invalid token","code":4}"#);
+            return (
+                StatusCode::UNAUTHORIZED,
+                r#"{"text":"Invalid token","code":4}"#,
+            );
         }
         c.requests.fetch_add(1, Ordering::Relaxed);
         c.body_bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
@@ -657,7 +660,11 @@ fn run_claudit(
         Sink::Hec => {
             let requests = hec.1.requests.load(Ordering::Relaxed) - hec_before;
             assert!(requests > 0, "the HEC endpoint received nothing");
-            assert_eq!(hec.1.refused.load(Ordering::Relaxed), 0, "HEC token refused");
+            assert_eq!(
+                hec.1.refused.load(Ordering::Relaxed),
+                0,
+                "HEC token refused"
+            );
         }
     }
     figures
@@ -809,7 +816,10 @@ fn machine() -> String {
     format!(
         "{model}, {} CPUs; load average before the run: {}",
         cpu_count(),
-        load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
     )
 }
 
@@ -928,7 +938,10 @@ fn main() {
             for run in 0..options.runs {
                 reset_for_run(&state);
                 let run_dir = size_dir.join(format!("prefilled-{run}"));
-                let before = Store::open_readonly(&state).unwrap().journal_rows().unwrap();
+                let before = Store::open_readonly(&state)
+                    .unwrap()
+                    .journal_rows()
+                    .unwrap();
                 let f = run_claudit(&run_dir, &state, &sim, Sink::File, &hec, &geoip);
                 println!(
                     "  claudit -> file on a journal of {before} rows, run {run}: {} activities in {:.2} s = {:.0}/s, {:.3} CPU s/100k, peak RSS {:.1} MB",
@@ -963,7 +976,11 @@ fn main() {
     let _ = std::io::stdout().flush();
 }
 
-fn print_summary(reports: &[SizeReport], prefill: &[(usize, Figures, Figures)], prefill_rows: usize) {
+fn print_summary(
+    reports: &[SizeReport],
+    prefill: &[(usize, Figures, Figures)],
+    prefill_rows: usize,
+) {
     println!("\n== summary (medians)\n");
     println!(
         "| backlog | pipeline | activities/s | CPU s per 100k | peak RSS MB | vs SDK (activities/s) | vs floor (CPU per record) |"
@@ -996,10 +1013,9 @@ fn print_summary(reports: &[SizeReport], prefill: &[(usize, Figures, Figures)], 
             );
         }
         for (sink, f) in &r.claudit {
-            let vs_peer = r
-                .peer
-                .as_ref()
-                .map_or("—".to_string(), |p| format!("{:.2}x", f.per_sec() / p.per_sec()));
+            let vs_peer = r.peer.as_ref().map_or("—".to_string(), |p| {
+                format!("{:.2}x", f.per_sec() / p.per_sec())
+            });
             println!(
                 "| {} | **claudit → {}** (durable journal) | {:.0} | {:.3} | {:.1} | {vs_peer} | {:.2}x |",
                 r.size,
