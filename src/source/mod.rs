@@ -54,7 +54,7 @@ pub struct SourceStats {
 
 impl SourceTask {
     pub async fn run(self, cancel: CancellationToken) -> anyhow::Result<SourceStats> {
-        let client = ComplianceClient::new(&self.config)?;
+        let client = Arc::new(ComplianceClient::new(&self.config)?);
         let policy = WindowPolicy::from_config(&self.config);
         let name = self.config.name.clone();
         let own_requests = {
@@ -68,6 +68,7 @@ impl SourceTask {
         };
         let mut stats = SourceStats::default();
         let mut unhealthy_since: Option<DateTime<Utc>> = None;
+        let mut prefetched: Option<Prefetch> = None;
         info!(source = %name, "source started");
         loop {
             if cancel.is_cancelled() {
@@ -116,8 +117,22 @@ impl SourceTask {
             };
             // The page's time is taken before the request: a record that
             // becomes visible after this instant may be missing from it.
-            let requested_at = Utc::now();
-            let page = match client.fetch_page(&query, &cancel).await {
+            let (requested_at, fetched) = match prefetched.take() {
+                Some(next) if next.query == query => match next.task.await {
+                    Ok(fetched) => (next.requested_at, fetched),
+                    // The prefetch panicked or was aborted: ask again.
+                    Err(_) => (Utc::now(), client.fetch_page(&query, &cancel).await),
+                },
+                other => {
+                    // Planned for a window the planner did not pick (a live
+                    // window came due first): that page is read again later.
+                    if let Some(next) = other {
+                        next.task.abort();
+                    }
+                    (Utc::now(), client.fetch_page(&query, &cancel).await)
+                }
+            };
+            let page = match fetched {
                 Ok(page) => {
                     if let Some(since) = unhealthy_since.take() {
                         info!(source = %name, unhealthy_since = %since, "source healthy again");
@@ -136,6 +151,26 @@ impl SourceTask {
                     }
                 }
             };
+
+            // The window's next page is requested now and received while this
+            // one is normalized and committed, so the API's time to answer
+            // overlaps claudit's work. It is used only if the planner asks
+            // for exactly that page next (this commit stores its cursor);
+            // positions still advance one committed page at a time.
+            if page.has_more
+                && let Some(last_id) = &page.last_id
+            {
+                let next = PageQuery {
+                    after_id: Some(last_id.clone()),
+                    ..query.clone()
+                };
+                let (client, cancel, query) = (client.clone(), cancel.clone(), next.clone());
+                prefetched = Some(Prefetch {
+                    query: next,
+                    requested_at: Utc::now(),
+                    task: tokio::spawn(async move { client.fetch_page(&query, &cancel).await }),
+                });
+            }
 
             // Normalize, enrich and commit on the blocking pool: mapping a
             // 5,000-record page is CPU work that must not stall the runtime.
@@ -182,6 +217,9 @@ impl SourceTask {
                 self.journal_head.send_modify(|h| *h += 1);
             }
         }
+        if let Some(next) = prefetched {
+            next.task.abort();
+        }
         info!(source = %name, pages = stats.pages, journaled = stats.journaled, "source stopped");
         Ok(stats)
     }
@@ -223,6 +261,13 @@ impl SourceTask {
             .await?;
         Ok(wait)
     }
+}
+
+/// A page requested ahead of its turn (see `SourceTask::run`).
+struct Prefetch {
+    query: PageQuery,
+    requested_at: DateTime<Utc>,
+    task: tokio::task::JoinHandle<Result<Page, FetchError>>,
 }
 
 pub fn load_progress(store: &Store, source: &str) -> Result<Progress, StoreError> {
