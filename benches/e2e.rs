@@ -629,16 +629,18 @@ fn run_claudit(
         }
         let Some(s) = &store else { continue };
         let caught_up = (|| -> Result<Option<i64>, claudit::store::StoreError> {
-            let watermark = s.source_state("bench")?.watermark_ms;
-            if watermark.is_none_or(|w| w < sim.backlog_end_ms) {
+            let state = s.source_state("bench")?;
+            if state.watermark_ms.is_none_or(|w| w < sim.backlog_end_ms) {
                 return Ok(None);
             }
             let head = s.head_seq()?;
-            Ok((s.sink_cursor("out")?.seq >= head && head > base_seq).then_some(head))
+            // `journaled` counts rows this run inserted (the source's state
+            // is new in every run); seqs also advance on ignored duplicates.
+            Ok((s.sink_cursor("out")?.seq >= head && head > base_seq).then_some(state.journaled))
         })();
-        if let Ok(Some(head)) = caught_up {
+        if let Ok(Some(journaled)) = caught_up {
             break Figures {
-                activities: (head - base_seq) as u64,
+                activities: journaled as u64,
                 wall_secs: started.elapsed().as_secs_f64(),
                 cpu_secs: proc_cpu_seconds(pid),
                 peak_rss_kb: proc_peak_rss_kb(pid),
@@ -787,14 +789,18 @@ fn prefill(path: &Path, rows: usize, payloads: &[(String, String, String)]) {
     assert_eq!(mode, "wal");
 }
 
-/// Before a run on the pre-filled journal: the source starts afresh (its
-/// backlog is new), the sink's cursor is at the head (everything before was
-/// delivered), and it writes a new file.
-fn reset_for_run(path: &Path) {
+/// Before a run on the pre-filled journal: back to the `rows` pre-filled
+/// records (a previous run's records would make this run's reads
+/// duplicates), the source starts afresh, the sink's cursor is at the head
+/// (everything before was delivered), and it writes a new file.
+fn reset_for_run(path: &Path, rows: usize) {
     let conn = rusqlite::Connection::open(path).unwrap();
+    conn.execute("DELETE FROM journal WHERE seq > ?1", [rows as i64])
+        .unwrap();
     conn.execute_batch(
         "DELETE FROM source_state; DELETE FROM windows; DELETE FROM request_ids;
-         UPDATE sink_cursors SET seq = (SELECT MAX(seq) FROM journal), file_offset = NULL;",
+         UPDATE sink_cursors SET seq = (SELECT MAX(seq) FROM journal), file_offset = NULL;
+         PRAGMA wal_checkpoint(TRUNCATE);",
     )
     .unwrap();
 }
@@ -936,7 +942,7 @@ fn main() {
             }
             let mut runs = Vec::new();
             for run in 0..options.runs {
-                reset_for_run(&state);
+                reset_for_run(&state, options.prefill);
                 let run_dir = size_dir.join(format!("prefilled-{run}"));
                 let before = Store::open_readonly(&state)
                     .unwrap()
