@@ -1470,6 +1470,9 @@ mod schema {
 
     pub const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
     pub const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
+    /// The most `requests_per_minute` accepts, and only for a loopback
+    /// `base_url` (benchmarks against the simulator); the API allows 600.
+    const MAX_LOOPBACK_REQUESTS_PER_MINUTE: i64 = 1_000_000;
     const DEFAULT_RETENTION: Duration = secs(7 * DAY);
     const DEFAULT_SERVER_LISTEN: &str = "127.0.0.1:9464";
 
@@ -1740,10 +1743,15 @@ mod schema {
                 }
             }
         };
+        // Above the API's 600/min only against a loopback simulator (benchmarks).
+        let max_requests_per_minute = match &base_url {
+            Some(url) if is_loopback_url(url) => MAX_LOOPBACK_REQUESTS_PER_MINUTE,
+            _ => 600,
+        };
         let requests_per_minute = t.integer(
             cx,
             "requests_per_minute",
-            1..=600,
+            1..=max_requests_per_minute,
             500,
             "this daemon's share of the 600 requests/min budget of the parent organization",
         );
@@ -2483,6 +2491,16 @@ mod schema {
             fields: fields?,
             http: http?,
         }))
+    }
+
+    /// A base URL on this machine (127.0.0.1, localhost, [::1]): the simulator.
+    fn is_loopback_url(url: &str) -> bool {
+        reqwest::Url::parse(url).is_ok_and(|u| {
+            matches!(
+                u.host_str().unwrap_or_default(),
+                "127.0.0.1" | "localhost" | "[::1]"
+            )
+        })
     }
 
     /// What is wrong with a Sumo HTTP source URL, in words that never quote it.

@@ -60,6 +60,7 @@ impl SourceTask {
         let mut client = ComplianceClient::new(&self.config)?;
         let counters = self.metrics.source(&self.config.name);
         client.count_requests(counters.requests.clone());
+        let client = Arc::new(client);
         let policy = WindowPolicy::from_config(&self.config);
         let name = self.config.name.clone();
         let own_requests = {
@@ -73,6 +74,7 @@ impl SourceTask {
         };
         let mut stats = SourceStats::default();
         let mut unhealthy_since: Option<DateTime<Utc>> = None;
+        let mut prefetched: Option<Prefetch> = None;
         info!(source = %name, "source started");
         loop {
             if cancel.is_cancelled() {
@@ -121,8 +123,21 @@ impl SourceTask {
             };
             // The page's time is taken before the request: a record that
             // becomes visible after this instant may be missing from it.
-            let requested_at = Utc::now();
-            let fetched = client.fetch_page(&query, &cancel).await;
+            let (requested_at, fetched) = match prefetched.take() {
+                Some(next) if next.query == query => match next.task.await {
+                    Ok(fetched) => (next.requested_at, fetched),
+                    // The prefetch panicked or was aborted: ask again.
+                    Err(_) => (Utc::now(), client.fetch_page(&query, &cancel).await),
+                },
+                other => {
+                    // Planned for a window the planner did not pick (a live
+                    // window came due first): that page is read again later.
+                    if let Some(next) = other {
+                        next.task.abort();
+                    }
+                    (Utc::now(), client.fetch_page(&query, &cancel).await)
+                }
+            };
             if let Some(remaining) = client.rate_state().remaining {
                 counters.ratelimit_remaining.set(remaining.into());
             }
@@ -145,6 +160,26 @@ impl SourceTask {
                     }
                 }
             };
+
+            // The window's next page is requested now and received while this
+            // one is normalized and committed, so the API's time to answer
+            // overlaps claudit's work. It is used only if the planner asks
+            // for exactly that page next (this commit stores its cursor);
+            // positions still advance one committed page at a time.
+            if page.has_more
+                && let Some(last_id) = &page.last_id
+            {
+                let next = PageQuery {
+                    after_id: Some(last_id.clone()),
+                    ..query.clone()
+                };
+                let (client, cancel, query) = (client.clone(), cancel.clone(), next.clone());
+                prefetched = Some(Prefetch {
+                    query: next,
+                    requested_at: Utc::now(),
+                    task: tokio::spawn(async move { client.fetch_page(&query, &cancel).await }),
+                });
+            }
 
             // Normalize, enrich and commit on the blocking pool: mapping a
             // 5,000-record page is CPU work that must not stall the runtime.
@@ -196,6 +231,9 @@ impl SourceTask {
                 self.metrics.journaled_now(&name);
             }
         }
+        if let Some(next) = prefetched {
+            next.task.abort();
+        }
         info!(source = %name, pages = stats.pages, journaled = stats.journaled, "source stopped");
         Ok(stats)
     }
@@ -237,6 +275,13 @@ impl SourceTask {
             .await?;
         Ok(wait)
     }
+}
+
+/// A page requested ahead of its turn (see `SourceTask::run`).
+struct Prefetch {
+    query: PageQuery,
+    requested_at: DateTime<Utc>,
+    task: tokio::task::JoinHandle<Result<Page, FetchError>>,
 }
 
 pub fn load_progress(store: &Store, source: &str) -> Result<Progress, StoreError> {

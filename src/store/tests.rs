@@ -263,3 +263,45 @@ fn newer_schema_and_garbage_files_are_refused_untouched() {
         "a corrupt file is never reset"
     );
 }
+
+#[test]
+fn new_databases_get_large_pages_and_old_ones_keep_theirs() {
+    let (_dir, store) = open();
+    let size: i64 = store
+        .conn
+        .query_row("PRAGMA page_size", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(size, PAGE_SIZE);
+
+    // A database created with SQLite's default 4 KiB pages (an older claudit)
+    // opens, keeps its page size, and takes pages as before.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    {
+        let mut conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "page_size", 4096).unwrap();
+        conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+        schema::migrate(&mut conn, &path).unwrap();
+    }
+    let mut store = Store::open(&path).unwrap();
+    let size: i64 = store
+        .conn
+        .query_row("PRAGMA page_size", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(size, 4096);
+    let window = live(0, 1000);
+    let records = [record("a", 10), record("b", 20)];
+    let outcome = store
+        .commit_page(&PageCommit {
+            source: "s",
+            window: &window,
+            next_cursor: None,
+            done: true,
+            records: &records,
+            request_ids: &[],
+            now_ms: 5,
+        })
+        .unwrap();
+    assert_eq!(outcome.inserted, 2);
+    assert_eq!(store.head_seq().unwrap(), 2);
+}
