@@ -399,6 +399,19 @@ async fn metrics_and_readiness_follow_a_failing_then_recovering_sink() {
     }
     let has = |message: &str| lines.iter().any(|v| v["message"] == message);
     assert!(has("batch delivered") && has("page committed") && has("stopped"));
+    // One info summary per cycle: a source's poll cycle, a sink catching up.
+    let info = |message: &str| {
+        lines
+            .iter()
+            .any(|v| v["message"] == message && v["level"] == "INFO")
+    };
+    assert!(info("poll cycle done"), "no poll cycle summary");
+    assert!(info("caught up with the journal"), "no sink cycle summary");
+    assert!(
+        lines.iter().any(|v| v["message"] == "page committed"
+            && v["request_id"].as_str().is_some_and(|r| !r.is_empty())),
+        "page lines carry the API's request id"
+    );
     assert!(lines.iter().any(|v| v["sink"] == "siem"
         && v["level"] == "WARN"
         && v["message"].as_str().unwrap().contains("dead-letter")));

@@ -86,6 +86,8 @@ impl SinkTask {
         let raw = self.config.format == Format::Raw;
         let batch = self.config.batch.clone();
         let mut stats = SinkStats::default();
+        // Counts when the sink last caught up, for the summary line.
+        let mut cycle_start = stats;
         let counters = self.metrics.sink(&name);
         let mut destination = self.open_destination().await?;
         info!(sink = %name, "sink started");
@@ -102,6 +104,14 @@ impl SinkTask {
                 .call(move |s| s.read_batch(cursor.seq, batch.max_events, batch.max_bytes, raw))
                 .await?;
             if records.is_empty() {
+                if stats.batches > cycle_start.batches {
+                    // Caught up with the journal: one line per delivery cycle.
+                    info!(sink = %name, batches = stats.batches - cycle_start.batches,
+                        count = stats.delivered - cycle_start.delivered,
+                        dead_lettered = stats.dead_lettered - cycle_start.dead_lettered,
+                        cursor = cursor.seq, "caught up with the journal");
+                    cycle_start = stats;
+                }
                 tokio::select! {
                     _ = cancel.cancelled() => break,
                     changed = self.journal_head.changed() => {

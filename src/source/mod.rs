@@ -73,6 +73,8 @@ impl SourceTask {
             Arc::new(std::sync::Mutex::new(OwnRequests::new(ids)))
         };
         let mut stats = SourceStats::default();
+        // Counts at the end of the previous poll cycle, for the summary line.
+        let mut cycle_start = stats;
         let mut unhealthy_since: Option<DateTime<Utc>> = None;
         let mut prefetched: Option<Prefetch> = None;
         info!(source = %name, "source started");
@@ -107,6 +109,17 @@ impl SourceTask {
                 }
                 Step::WaitUntil(t) => {
                     let wait = Duration::from_millis((t - now).clamp(1, 3_600_000) as u64);
+                    if stats.pages > cycle_start.pages {
+                        // Caught up: one line per poll cycle.
+                        let watermark = progress.state.watermark_ms.unwrap_or(now);
+                        info!(source = %name, pages = stats.pages - cycle_start.pages,
+                            count = stats.journaled - cycle_start.journaled,
+                            duplicates = stats.duplicates - cycle_start.duplicates,
+                            late = stats.late - cycle_start.late,
+                            watermark = %fmt_ms(watermark), lag_secs = (now - watermark) / 1000,
+                            next_poll_in_ms = wait.as_millis() as u64, "poll cycle done");
+                        cycle_start = stats;
+                    }
                     tokio::select! {
                         _ = cancel.cancelled() => break,
                         _ = tokio::time::sleep(wait) => continue,
@@ -181,6 +194,7 @@ impl SourceTask {
                 });
             }
 
+            let request_id = page.request_id.clone().unwrap_or_default();
             // Normalize, enrich and commit on the blocking pool: mapping a
             // 5,000-record page is CPU work that must not stall the runtime.
             let outcome = {
@@ -221,7 +235,8 @@ impl SourceTask {
             }
             debug!(source = %name, kind = window.kind.as_str(), window_start = %fmt_ms(window.start_ms),
                 window_end = %fmt_ms(window.end_ms), inserted = outcome.inserted,
-                duplicates = outcome.duplicates, done = outcome.done, "page committed");
+                duplicates = outcome.duplicates, done = outcome.done, request_id = %request_id,
+                "page committed");
             if outcome.done {
                 debug!(source = %name, kind = window.kind.as_str(), window_start = %fmt_ms(window.start_ms),
                     window_end = %fmt_ms(window.end_ms), pages = window.pages + 1, "window drained");
