@@ -38,7 +38,6 @@
 #[allow(dead_code)]
 mod mmdb;
 
-use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -337,41 +336,14 @@ struct InProcess {
 /// the simulator generates is found. The set is the same at every backlog
 /// size: a database that grew with the backlog would make memory and lookup
 /// cost grow with it, which a real (fixed) GeoLite2 database does not.
-fn networks() -> BTreeSet<String> {
-    let mut nets = BTreeSet::new();
+fn networks() -> Vec<String> {
+    let mut nets = Vec::new();
     for a in (1..=223u8).filter(|a| *a != 10 && *a != 127) {
         for b in 0..=255u8 {
-            nets.insert(format!("{a}.{b}.0.0/16"));
+            nets.push(format!("{a}.{b}.0.0/16"));
         }
     }
     nets
-}
-
-/// Writes City and ASN databases covering `nets`; returns their paths.
-fn write_geoip(nets: &BTreeSet<String>, dir: &Path) -> (PathBuf, PathBuf) {
-    let city: Vec<_> = nets
-        .iter()
-        .enumerate()
-        .map(|(i, n)| {
-            mmdb::city_row(
-                n,
-                "Springfield",
-                ["US", "GB", "DE"][i % 3],
-                ("NA", "North America"),
-                ("WA", "Washington"),
-                "98101",
-                (47.6, -122.3),
-            )
-        })
-        .collect();
-    let asn: Vec<_> = nets
-        .iter()
-        .map(|n| mmdb::asn_row(n, 64_512, "Example Networks Inc."))
-        .collect();
-    let (city_path, asn_path) = (dir.join("City.mmdb"), dir.join("ASN.mmdb"));
-    std::fs::write(&city_path, mmdb::city_db(&city)).unwrap();
-    std::fs::write(&asn_path, mmdb::asn_db(&asn)).unwrap();
-    (city_path, asn_path)
 }
 
 fn in_process(pages: &[Vec<u8>], geoip: &(PathBuf, PathBuf)) -> InProcess {
@@ -860,7 +832,7 @@ fn main() {
         let _ = std::fs::remove_dir_all(&size_dir);
         std::fs::create_dir_all(&size_dir).unwrap();
         let pages = fetch_pages(&rt, &sim.base_url);
-        let geoip = write_geoip(&networks(), &size_dir);
+        let geoip = mmdb::write_uniform_dbs(&networks(), &size_dir);
         let in_process = in_process(&pages, &geoip);
         if size == largest {
             payloads = sample_payloads(&pages, 2000);

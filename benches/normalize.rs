@@ -51,28 +51,8 @@ fn geoip_for(records: &[String], dir: &std::path::Path) -> Enricher {
             nets.insert(format!("{}.{}.{}.0/24", o[0], o[1], o[2]));
         }
     }
-    let city: Vec<_> = nets
-        .iter()
-        .enumerate()
-        .map(|(i, n)| {
-            mmdb::city_row(
-                n,
-                "Springfield",
-                ["US", "GB", "DE"][i % 3],
-                ("NA", "North America"),
-                ("WA", "Washington"),
-                "98101",
-                (47.6, -122.3),
-            )
-        })
-        .collect();
-    let asn: Vec<_> = nets
-        .iter()
-        .map(|n| mmdb::asn_row(n, 64_512, "Example Networks Inc."))
-        .collect();
-    let (city_path, asn_path) = (dir.join("City.mmdb"), dir.join("ASN.mmdb"));
-    std::fs::write(&city_path, mmdb::city_db(&city)).unwrap();
-    std::fs::write(&asn_path, mmdb::asn_db(&asn)).unwrap();
+    let nets: Vec<String> = nets.into_iter().collect();
+    let (city_path, asn_path) = mmdb::write_uniform_dbs(&nets, dir);
     Enricher::new(&EnrichConfig {
         geoip_city_db: Some(city_path),
         geoip_asn_db: Some(asn_path),

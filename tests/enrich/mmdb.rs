@@ -237,3 +237,36 @@ pub fn asn_row(network: &str, number: u32, organization: &str) -> AsnRow {
         organization: organization.to_string(),
     }
 }
+
+/// Writes a City and an ASN database covering `networks` (every network
+/// the same made-up city and AS) into `dir`; returns their paths. For the
+/// benchmarks, which need every lookup to hit.
+#[allow(dead_code)] // not every including crate uses it
+pub fn write_uniform_dbs(
+    networks: &[String],
+    dir: &std::path::Path,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let city: Vec<_> = networks
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            city_row(
+                n,
+                "Springfield",
+                ["US", "GB", "DE"][i % 3],
+                ("NA", "North America"),
+                ("WA", "Washington"),
+                "98101",
+                (47.6, -122.3),
+            )
+        })
+        .collect();
+    let asn: Vec<_> = networks
+        .iter()
+        .map(|n| asn_row(n, 64_512, "Example Networks Inc."))
+        .collect();
+    let (city_path, asn_path) = (dir.join("City.mmdb"), dir.join("ASN.mmdb"));
+    std::fs::write(&city_path, city_db(&city)).unwrap();
+    std::fs::write(&asn_path, asn_db(&asn)).unwrap();
+    (city_path, asn_path)
+}
