@@ -162,15 +162,28 @@ path = "{root}"
         manifest_of(&self.root())
     }
 
+    /// Records the manifest lists, skipping a torn last line (which the
+    /// sink cuts at start).
+    fn records_listed(&self) -> u64 {
+        std::fs::read_to_string(self.root().join("manifest.ndjson"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .map(|e| e["records"].as_u64().unwrap())
+            .sum()
+    }
+
     /// Runs the archive sink until its cursor reaches `seq`, then stops it.
     async fn run_until(&self, seq: i64) {
         let config = self.config("claudit.toml");
         let (tx, rx) = tokio::sync::watch::channel(0u64);
+        let archived_before = self.records_listed();
+        let metrics = std::sync::Arc::new(claudit::metrics::Metrics::new());
         let task = SinkTask {
             config: config.sinks[0].clone(),
             store: SharedStore::open(&self.db()).unwrap(),
             journal_head: rx,
-            metrics: Default::default(),
+            metrics: metrics.clone(),
         };
         let cancel = CancellationToken::new();
         let handle = tokio::spawn(task.run(cancel.clone()));
@@ -196,6 +209,12 @@ path = "{root}"
             seq,
             "the cursor went past the sealed records"
         );
+        // The sink's Prometheus counter counts what this run archived.
+        let archived = self.records_listed() - archived_before;
+        let scrape = metrics.encode();
+        let delivered =
+            format!("claudit_sink_events_delivered_total{{sink=\"arch\"}} {archived}\n");
+        assert!(scrape.contains(&delivered), "{delivered} not in\n{scrape}");
     }
 }
 

@@ -74,11 +74,13 @@ impl SinkTask {
         // An archive moves its cursor over whole sealed hours, not batches:
         // it has its own loop (sinks/archive/mod.rs).
         if let SinkKind::Archive(archive) = &self.config.kind {
+            let counters = self.metrics.sink(&self.config.name);
             let task = archive::ArchiveTask {
                 archive: archive.clone(),
                 config: self.config,
                 store: self.store,
                 journal_head: self.journal_head,
+                counters,
             };
             return task.run(cancel).await;
         }

@@ -184,6 +184,9 @@ pub struct ArchiveTask {
     pub archive: ArchiveSinkConfig,
     pub store: SharedStore,
     pub journal_head: watch::Receiver<u64>,
+    /// The sink's Prometheus counters: a flush counts as a batch, its
+    /// records as delivered, a failed flush as a retry.
+    pub counters: crate::metrics::SinkMetrics,
 }
 
 /// What the last flushes saw of the journal past the cursor (in memory;
@@ -238,6 +241,8 @@ impl ArchiveTask {
                 Ok(Flushed::Archived { records, segments }) => {
                     stats.batches += 1;
                     stats.delivered += records;
+                    self.counters.batches.inc();
+                    self.counters.delivered.inc_by(records);
                     backoff = retry_policy().build();
                     debug!(sink = %name, records, segments, "archive flush committed");
                 }
@@ -249,6 +254,7 @@ impl ArchiveTask {
                     // Whatever the failed flush wrote is unlisted or listed
                     // past the cursor: start over from the cursor.
                     scan = Scan::default();
+                    self.counters.retries.inc();
                     let delay = backoff.next().unwrap_or(Duration::from_secs(60));
                     let reason = format!("{e:#}");
                     warn!(sink = %name, error = %reason, retry_in_ms = delay.as_millis() as u64,
