@@ -573,29 +573,9 @@ impl Store {
         max_bytes: usize,
         raw: bool,
     ) -> Result<Vec<BatchRecord>, StoreError> {
-        let sql = if raw {
-            "SELECT seq, activity_id, created_at_ms, raw FROM journal WHERE seq > ?1 ORDER BY seq LIMIT ?2"
-        } else {
-            "SELECT seq, activity_id, created_at_ms, ocsf FROM journal WHERE seq > ?1 ORDER BY seq LIMIT ?2"
-        };
-        let mut stmt = self.conn.prepare_cached(sql)?;
-        let mut rows = stmt.query(params![after_seq, max_events as i64])?;
-        let mut batch = Vec::new();
-        let mut bytes = 0usize;
-        while let Some(r) = rows.next()? {
-            let payload: String = r.get(3)?;
-            if !batch.is_empty() && bytes + payload.len() + 1 > max_bytes {
-                break;
-            }
-            bytes += payload.len() + 1;
-            batch.push(BatchRecord {
-                seq: r.get(0)?,
-                activity_id: r.get(1)?,
-                created_at_ms: r.get(2)?,
-                payload,
-            });
-        }
-        Ok(batch)
+        self.read_after(after_seq, raw, |batch, bytes, next| {
+            batch.len() < max_events && (batch.is_empty() || bytes + next <= max_bytes)
+        })
     }
 
     /// Journal records after `after_seq`, in order, until their NDJSON lines
@@ -610,6 +590,18 @@ impl Store {
         min_bytes: usize,
         raw: bool,
     ) -> Result<Vec<BatchRecord>, StoreError> {
+        self.read_after(after_seq, raw, |_, bytes, _| bytes < min_bytes)
+    }
+
+    /// Records after `after_seq` in seq order, each as one payload (raw or
+    /// OCSF), while `more(batch so far, its NDJSON bytes, the next line's
+    /// bytes)` holds. Rows are read lazily, so the stop rule bounds the work.
+    fn read_after(
+        &self,
+        after_seq: i64,
+        raw: bool,
+        mut more: impl FnMut(&[BatchRecord], usize, usize) -> bool,
+    ) -> Result<Vec<BatchRecord>, StoreError> {
         let sql = if raw {
             "SELECT seq, activity_id, created_at_ms, raw FROM journal WHERE seq > ?1 ORDER BY seq"
         } else {
@@ -617,20 +609,23 @@ impl Store {
         };
         let mut stmt = self.conn.prepare_cached(sql)?;
         let mut rows = stmt.query(params![after_seq])?;
-        let mut records = Vec::new();
+        let mut batch = Vec::new();
         let mut bytes = 0usize;
-        while bytes < min_bytes {
-            let Some(r) = rows.next()? else { break };
+        while let Some(r) = rows.next()? {
             let payload: String = r.get(3)?;
-            bytes += payload.len() + 1;
-            records.push(BatchRecord {
+            let line = payload.len() + 1;
+            if !more(&batch, bytes, line) {
+                break;
+            }
+            bytes += line;
+            batch.push(BatchRecord {
                 seq: r.get(0)?,
                 activity_id: r.get(1)?,
                 created_at_ms: r.get(2)?,
                 payload,
             });
         }
-        Ok(records)
+        Ok(batch)
     }
 
     /// Journal records in a created_at range (for `replay`), after `after_seq`.
