@@ -53,7 +53,7 @@ use serde_json::value::RawValue;
 use claudit::config::EnrichConfig;
 use claudit::enrich::Enricher;
 use claudit::model::Activity;
-use claudit::ocsf::{MapContext, Mapper};
+use claudit::ocsf::{JournalContext, MapContext, Mapper};
 use claudit::store::Store;
 
 const CLAUDIT: &str = env!("CARGO_BIN_EXE_claudit");
@@ -373,6 +373,7 @@ fn in_process(pages: &[Vec<u8>], geoip: &(PathBuf, PathBuf)) -> InProcess {
                 .as_ref()
                 .map(|a| enricher.enrich(a.ip_address.as_deref(), a.user_agent.as_deref()));
             let ctx = MapContext {
+                processed_ms: 0,
                 enrichment: enrichment.as_ref(),
                 self_generated: false,
             };
@@ -386,9 +387,9 @@ fn in_process(pages: &[Vec<u8>], geoip: &(PathBuf, PathBuf)) -> InProcess {
     }
 }
 
-/// Realistic journal payloads (raw, OCSF, type) for the pre-filled journal.
+/// Realistic journal payloads (raw, context, type) for the pre-filled
+/// journal, as the poller writes them.
 fn sample_payloads(pages: &[Vec<u8>], n: usize) -> Vec<(String, String, String)> {
-    let mapper = Mapper::default();
     let enricher = Enricher::without_geoip();
     let now = Utc::now();
     let mut out = Vec::new();
@@ -403,12 +404,15 @@ fn sample_payloads(pages: &[Vec<u8>], n: usize) -> Vec<(String, String, String)>
                 .actor
                 .as_ref()
                 .map(|a| enricher.enrich(a.ip_address.as_deref(), a.user_agent.as_deref()));
-            let ctx = MapContext {
-                enrichment: enrichment.as_ref(),
+            let context = JournalContext {
                 self_generated: false,
+                enrichment,
             };
-            let ocsf = mapper.map_json(&activity, &ctx);
-            out.push((activity.raw.get().to_string(), ocsf, activity.activity_type));
+            out.push((
+                activity.raw.to_string(),
+                context.to_json(),
+                activity.activity_type,
+            ));
         }
     }
     out
@@ -718,8 +722,8 @@ fn prefill(path: &Path, rows: usize, payloads: &[(String, String, String)]) {
         {
             let mut insert = tx
                 .prepare(
-                    "INSERT INTO journal (activity_id, source, created_at_ms, activity_type, raw, ocsf, late, journaled_at_ms)
-                     VALUES (?1, 'bench', ?2, ?3, ?4, ?5, 0, ?6)",
+                    "INSERT INTO journal (activity_id, source, created_at_ms, activity_type, raw, ocsf, context, late, journaled_at_ms)
+                     VALUES (?1, 'bench', ?2, ?3, ?4, '', ?5, 0, ?6)",
                 )
                 .unwrap();
             for &i in chunk {
@@ -732,14 +736,14 @@ fn prefill(path: &Path, rows: usize, payloads: &[(String, String, String)]) {
                     base32(created_us as u64, 11),
                     base32(suffix, 13)
                 );
-                let (raw, ocsf, kind) = &payloads[i % payloads.len()];
+                let (raw, context, kind) = &payloads[i % payloads.len()];
                 insert
                     .execute(rusqlite::params![
                         id,
                         created_us / 1000,
                         kind,
                         raw,
-                        ocsf,
+                        context,
                         created_us / 1000
                     ])
                     .unwrap();

@@ -89,6 +89,7 @@ fn normalize(c: &mut Criterion) {
                     .as_ref()
                     .map(|a| enricher.enrich(a.ip_address.as_deref(), a.user_agent.as_deref()));
                 let ctx = MapContext {
+                    processed_ms: 0,
                     enrichment: enrichment.as_ref(),
                     self_generated: false,
                 };

@@ -27,6 +27,7 @@ fn batch() -> Vec<BatchRecord> {
                 .as_ref()
                 .map(|a| enricher.enrich(a.ip_address.as_deref(), a.user_agent.as_deref()));
             let ctx = claudit::ocsf::MapContext {
+                processed_ms: 0,
                 enrichment: enrichment.as_ref(),
                 self_generated: false,
             };

@@ -23,7 +23,6 @@ use tracing::info;
 
 use crate::config::Config;
 use crate::enrich::Enricher;
-use crate::ocsf::Mapper;
 use crate::source::{SourceTask, fmt_ms};
 use crate::store::{InstanceLock, SharedStore, Store};
 
@@ -109,7 +108,6 @@ pub async fn run(
             let task = SourceTask {
                 config: source.clone(),
                 store: store.clone(),
-                mapper: Arc::new(Mapper::new(&config.ocsf)),
                 enricher: Arc::new(Enricher::new(&config.enrich)?),
                 journal_head: head,
                 backfill_only: true,

@@ -196,7 +196,6 @@ pub fn start_pipeline(
         let task = SourceTask {
             config: source.clone(),
             store: SharedStore::open(&config.state.path)?,
-            mapper: mapper.clone(),
             enricher: enricher.clone(),
             journal_head: head_tx.clone(),
             backfill_only: false,
@@ -215,6 +214,7 @@ pub fn start_pipeline(
             store: SharedStore::open(&config.state.path)?,
             journal_head: head_rx.clone(),
             metrics: metrics.clone(),
+            mapper: mapper.clone(),
         };
         let (name, cancel) = (format!("sink {}", sink.name), cancel.clone());
         let alive = metrics.task_alive(&name);

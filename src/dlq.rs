@@ -17,6 +17,7 @@
 
 use std::fmt::Write as _;
 use std::ops::Range;
+use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
@@ -24,9 +25,10 @@ use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Format, SinkConfig};
+use crate::ocsf::Mapper;
 use crate::sinks::Replayer;
 use crate::sinks::http::Outcome;
-use crate::store::{BatchRecord, DeadLetter, NewDeadLetter, SharedStore, Store, now_ms};
+use crate::store::{BatchRecord, DeadLetter, NewDeadLetter, Payload, SharedStore, Store, now_ms};
 
 /// Attempts per batch in `claudit replay` before giving up on a retryable
 /// failure (the run can simply be started again).
@@ -41,6 +43,15 @@ fn find_sink<'c>(config: &'c Config, name: &str) -> anyhow::Result<&'c SinkConfi
             names.join(", ")
         )
     })
+}
+
+/// The form `sink` reads journal records in, rendered with `config`'s
+/// `[ocsf]` settings as the daemon would.
+fn payload_form(config: &Config, sink: &SinkConfig) -> Payload {
+    match sink.format {
+        Format::Raw => Payload::Raw,
+        Format::Ocsf => Payload::Ocsf(Arc::new(Mapper::new(&config.ocsf))),
+    }
 }
 
 fn fmt_ms(ms: i64) -> String {
@@ -98,7 +109,7 @@ pub fn show(config: &Config, sink: &str, id: i64) -> anyhow::Result<String> {
     writeln!(out, "rejected at: {}", fmt_ms(d.at_ms))?;
     writeln!(out, "reason:      {}", d.reason)?;
     writeln!(out, "response:    {}", d.response)?;
-    match store.journal_record(d.seq, sink.format == Format::Raw)? {
+    match store.journal_record(d.seq, &payload_form(config, sink))? {
         Some(r) => writeln!(out, "payload:     {}", r.payload)?,
         None => writeln!(
             out,
@@ -150,14 +161,15 @@ pub async fn replay_dead_letters(
             sink.name
         );
     }
-    let raw = sink.format == Format::Raw;
+    let form = payload_form(config, &sink);
     let mut summary = DlqReplay::default();
     // Payloads from the journal; one dead letter per record (the oldest id
     // wins if a record was dead-lettered twice).
     let mut pending: Vec<(DeadLetter, BatchRecord)> = Vec::new();
     for d in dead {
         let seq = d.seq;
-        match store.call(move |s| s.journal_record(seq, raw)).await? {
+        let form = form.clone();
+        match store.call(move |s| s.journal_record(seq, &form)).await? {
             Some(record) if !pending.iter().any(|(p, _)| p.seq == seq) => pending.push((d, record)),
             Some(_) => {}
             None => summary.missing += 1,
@@ -166,7 +178,8 @@ pub async fn replay_dead_letters(
     if pending.is_empty() {
         return Ok(summary);
     }
-    let mut replayer = Replayer::open(&sink, store.clone()).await?;
+    let mut replayer =
+        Replayer::open(&sink, store.clone(), Arc::new(Mapper::new(&config.ocsf))).await?;
     for range in batches(pending.iter().map(|(_, r)| r.payload.len()), &sink) {
         let chunk = &pending[range];
         let records: Vec<BatchRecord> = chunk.iter().map(|(_, r)| r.clone()).collect();
@@ -255,8 +268,9 @@ pub async fn replay_range(
         anyhow::bail!("--until ({until}) must be after --since ({since})");
     }
     let store = SharedStore::open(&config.state.path)?;
-    let mut replayer = Replayer::open(&sink, store.clone()).await?;
-    let raw = sink.format == Format::Raw;
+    let form = payload_form(config, &sink);
+    let mut replayer =
+        Replayer::open(&sink, store.clone(), Arc::new(Mapper::new(&config.ocsf))).await?;
     let (since_ms, until_ms) = (since.timestamp_millis(), until.timestamp_millis());
     let mut after = 0i64;
     let mut summary = RangeReplay::default();
@@ -269,7 +283,10 @@ pub async fn replay_range(
         }
         let limit = sink.batch.max_events;
         let records = store
-            .call(move |s| s.read_range(since_ms, until_ms, after, limit, raw))
+            .call({
+                let form = form.clone();
+                move |s| s.read_range(since_ms, until_ms, after, limit, &form)
+            })
             .await?;
         let Some(range) = batches(records.iter().map(|r| r.payload.len()), &sink)
             .into_iter()

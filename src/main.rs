@@ -16,6 +16,13 @@ use tokio_util::sync::CancellationToken;
 use claudit::config::{self, Config};
 use claudit::telemetry::{self, LogFormat};
 
+/// mimalloc instead of glibc's malloc: at catch-up speed every activity
+/// allocates hundreds of small strings and nodes (parsing, enrichment, the
+/// OCSF tree), and glibc's malloc and free were 15% of the daemon's CPU
+/// time (BENCHMARKS.md, "End to end").
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit code for a configuration error (sysexits EX_CONFIG).
 const EXIT_CONFIG: u8 = 78;
 
@@ -554,10 +561,11 @@ fn map_files(inputs: &[PathBuf]) -> anyhow::Result<()> {
                 .actor
                 .as_ref()
                 .map(|a| enricher.enrich(a.ip_address.as_deref(), a.user_agent.as_deref()));
-            let mut line = Vec::with_capacity(2 * activity.raw.get().len());
+            let mut line = Vec::with_capacity(2 * activity.raw.len());
             let ctx = claudit::ocsf::MapContext {
                 enrichment: enrichment.as_ref(),
                 self_generated: false,
+                processed_ms: chrono::Utc::now().timestamp_millis(),
             };
             mapper.write_json(&activity, &ctx, &mut line);
             out.write_all(&line)?;

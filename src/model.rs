@@ -29,8 +29,9 @@ pub struct Activity {
     pub actor: Option<Actor>,
     /// The whole record as a JSON object (all fields, known and unknown).
     pub fields: Map<String, Value>,
-    /// The record's bytes exactly as received.
-    pub raw: Box<RawValue>,
+    /// The record's bytes exactly as received: JSON from the API's page, or
+    /// from the journal, which stored them.
+    pub raw: Box<str>,
 }
 
 /// The actor union, projected. `kind` keeps the raw discriminator so that new
@@ -55,11 +56,21 @@ impl Activity {
     /// missing `id`, and an element that is not an object is kept whole under
     /// `fields["value"]`, so the record is still journaled and delivered.
     pub fn parse(raw: Box<RawValue>, now: DateTime<Utc>) -> Activity {
-        let fields = match serde_json::from_str::<Value>(raw.get()) {
+        Activity::parse_text(raw.into(), now)
+    }
+
+    /// [`Activity::parse`] for a record's text as the journal kept it: the
+    /// same bytes that arrived as JSON, so they are not validated again.
+    pub fn parse_journaled(raw: &str, now: DateTime<Utc>) -> Activity {
+        Activity::parse_text(raw.into(), now)
+    }
+
+    fn parse_text(raw: Box<str>, now: DateTime<Utc>) -> Activity {
+        let fields = match serde_json::from_str::<Value>(&raw) {
             Ok(Value::Object(fields)) => fields,
             Ok(other) => Map::from_iter([("value".to_string(), other)]),
-            // RawValue holds valid JSON by construction; keep the text regardless.
-            Err(_) => Map::from_iter([("value".to_string(), Value::String(raw.get().to_string()))]),
+            // Only text that was not JSON to begin with; keep it regardless.
+            Err(_) => Map::from_iter([("value".to_string(), Value::String(raw.to_string()))]),
         };
         // One pass over the fields rather than a map lookup per projected
         // field: this runs for every record the daemon reads.
@@ -78,7 +89,7 @@ impl Activity {
         }
         let (id, id_synthesized) = match id {
             Some(id) if !id.is_empty() => (id.to_string(), false),
-            _ => (synthetic_id(raw.get()), true),
+            _ => (synthetic_id(&raw), true),
         };
         let activity_type = activity_type
             .filter(|t| !t.is_empty())
@@ -182,7 +193,7 @@ mod tests {
         let actor = a.actor.unwrap();
         assert_eq!(actor.kind, "user_actor");
         assert_eq!(actor.ip_address.as_deref(), Some("192.0.2.1"));
-        assert_eq!(a.raw.get(), json);
+        assert_eq!(&*a.raw, json);
     }
 
     #[test]
@@ -203,7 +214,7 @@ mod tests {
         let a = Activity::from_json("[1,2]").unwrap();
         assert!(a.id_synthesized && a.created_at_fallback);
         assert_eq!(a.fields["value"], serde_json::json!([1, 2]));
-        assert_eq!(a.raw.get(), "[1,2]");
+        assert_eq!(&*a.raw, "[1,2]");
         assert!(Activity::from_json("{not json").is_err());
     }
 

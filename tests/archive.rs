@@ -90,7 +90,8 @@ path = "{root}"
                         .unwrap()
                         .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
                 ),
-                ocsf: "{}".into(),
+                context: None,
+                ocsf: None,
             })
             .collect();
         let window = WindowRow {
@@ -184,6 +185,7 @@ path = "{root}"
             store: SharedStore::open(&self.db()).unwrap(),
             journal_head: rx,
             metrics: metrics.clone(),
+            mapper: Default::default(),
         };
         let cancel = CancellationToken::new();
         let handle = tokio::spawn(task.run(cancel.clone()));

@@ -55,6 +55,10 @@ impl Moto {
             };
         }
         let venv = venv();
+        // The tests of this binary run in parallel: one installs, the
+        // others wait for it instead of racing pip into the same venv.
+        static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _installing = INSTALL.lock().unwrap_or_else(|p| p.into_inner());
         if !venv.join("bin/moto_server").exists() {
             let ok = Command::new("python3")
                 .args(["-m", "venv"])
@@ -203,7 +207,8 @@ endpoint = "{endpoint}"
                             .unwrap()
                             .to_rfc3339()
                     ),
-                    ocsf: "{}".into(),
+                    context: None,
+                    ocsf: None,
                 }
             })
             .collect();
@@ -236,6 +241,7 @@ endpoint = "{endpoint}"
             store: SharedStore::open(&self.db()).unwrap(),
             journal_head: rx,
             metrics: Default::default(),
+            mapper: Default::default(),
         }
     }
 

@@ -108,6 +108,7 @@ async fn dead_letters_are_listed_counted_replayed_and_purged() {
         store: store.clone(),
         journal_head: rx,
         metrics: Default::default(),
+        mapper: Default::default(),
     };
     let handle = tokio::spawn(task.run(cancel.clone()));
     for _ in 0..600 {

@@ -286,6 +286,7 @@ fn every_fixture_and_sample_maps_and_keeps_every_leaf() {
     .collect();
     for (i, (file, line, source, activity)) in enriched.iter().enumerate() {
         let ctx = MapContext {
+            processed_ms: 0,
             enrichment: Some(&enrichments[i % enrichments.len()]),
             self_generated: i % 2 == 0,
         };

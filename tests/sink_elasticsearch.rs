@@ -79,7 +79,7 @@ fn records(range: std::ops::Range<usize>) -> Vec<BatchRecord> {
                 seq: n as i64 + 1,
                 activity_id: r.activity_id,
                 created_at_ms: r.created_at_ms,
-                payload: r.ocsf,
+                payload: r.ocsf.expect("journal_record stores an OCSF payload"),
             }
         })
         .collect()
@@ -393,6 +393,7 @@ async fn sink_task_advances_the_cursor_and_dead_letters_rejections() {
         store: store.clone(),
         journal_head: rx,
         metrics: Default::default(),
+        mapper: Default::default(),
     };
     let handle = tokio::spawn(task.run(cancel.clone()));
     loop {
@@ -506,6 +507,7 @@ fn the_index_template_maps_every_field_the_sink_emits() {
             .as_ref()
             .map(|a| enricher.enrich(a.ip_address.as_deref(), a.user_agent.as_deref()));
         let ctx = claudit::ocsf::MapContext {
+            processed_ms: 0,
             enrichment: enrichment.as_ref(),
             self_generated: false,
         };

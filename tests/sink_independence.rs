@@ -67,6 +67,7 @@ fn start_sinks(store: &SharedStore, sinks: Vec<SinkConfig>, head: &watch::Sender
                 store: store.clone(),
                 journal_head: head.subscribe(),
                 metrics: Default::default(),
+                mapper: Default::default(),
             };
             tokio::spawn(task.run(cancel.clone()))
         })

@@ -13,9 +13,8 @@ use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 use claudit::config::Config;
 use claudit::enrich::Enricher;
-use claudit::ocsf::Mapper;
 use claudit::source::SourceTask;
-use claudit::store::{SharedStore, Store};
+use claudit::store::{Payload, SharedStore, Store};
 
 const KEY: &str = "sk-ant-api01-source-test-secret";
 
@@ -112,7 +111,6 @@ async fn run_source(config: &Config, for_how_long: Duration) {
     let task = SourceTask {
         config: config.sources[0].clone(),
         store: SharedStore::open(&config.state.path).unwrap(),
-        mapper: Arc::new(Mapper::default()),
         enricher: Arc::new(Enricher::without_geoip()),
         journal_head: head,
         backfill_only: false,
@@ -145,7 +143,7 @@ async fn stale_cursor_restarts_the_window_without_loss_or_duplicates() {
 
     let store = Store::open_readonly(&config.state.path).unwrap();
     let ids: Vec<String> = store
-        .read_batch(0, 100, usize::MAX, true)
+        .read_batch(0, 100, usize::MAX, &Payload::Raw)
         .unwrap()
         .into_iter()
         .map(|r| r.activity_id)
@@ -255,7 +253,7 @@ fn logging_off_and_self_generated_events_are_counted_once() {
         pages: 0,
         records: 0,
     };
-    let (mapper, enricher) = (Mapper::default(), Enricher::without_geoip());
+    let enricher = Enricher::without_geoip();
     for kind in [WindowKind::Live, WindowKind::Sweep] {
         commit_page(
             &mut store,
@@ -263,7 +261,6 @@ fn logging_off_and_self_generated_events_are_counted_once() {
             "s",
             &window(kind),
             page(),
-            &mapper,
             &enricher,
             &own,
             &counters,

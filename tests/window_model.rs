@@ -12,11 +12,10 @@ use proptest::prelude::*;
 use serde_json::value::RawValue;
 
 use claudit::enrich::Enricher;
-use claudit::ocsf::Mapper;
 use claudit::source::client::Page;
 use claudit::source::window::{Progress, Step, WindowPolicy, next_step};
 use claudit::source::{OwnRequests, commit_page, load_progress};
-use claudit::store::{Store, WindowRow};
+use claudit::store::{Payload, Store, WindowRow};
 
 const SEC: i64 = 1000;
 const START: i64 = 1_800_000_000_000;
@@ -137,7 +136,6 @@ struct Driver {
     dir: tempfile::TempDir,
     store: Store,
     now: i64,
-    mapper: Mapper,
     enricher: Enricher,
     own: Mutex<OwnRequests>,
 }
@@ -162,7 +160,6 @@ impl Driver {
                         "s",
                         &w,
                         p,
-                        &self.mapper,
                         &self.enricher,
                         &self.own,
                         &Default::default(),
@@ -186,7 +183,7 @@ proptest! {
             false => tempfile::tempdir().unwrap(),
         };
         let store = Store::open(&dir.path().join("state.db")).unwrap();
-        let mut d = Driver { store, dir, now: START, mapper: Mapper::default(), enricher: Enricher::without_geoip(), own: Mutex::new(OwnRequests::new(vec![])) };
+        let mut d = Driver { store, dir, now: START, enricher: Enricher::without_geoip(), own: Mutex::new(OwnRequests::new(vec![])) };
         let mut initial = None;
         for action in &actions {
             if initial.is_none() {
@@ -228,7 +225,7 @@ proptest! {
         let initial_watermark = initial.expect("the first step sets the watermark");
         let watermark = d.store.source_state("s").unwrap().watermark_ms.unwrap();
         let journaled: HashMap<String, i64> = {
-            let rows = d.store.read_batch(0, 1_000_000, usize::MAX, true).unwrap();
+            let rows = d.store.read_batch(0, 1_000_000, usize::MAX, &Payload::Raw).unwrap();
             let mut m = HashMap::new();
             for r in rows {
                 *m.entry(r.activity_id).or_insert(0) += 1;

@@ -7,10 +7,13 @@ pub mod useragent;
 
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
+
 use crate::config::EnrichConfig;
 
 /// What kind of address an IP is. Only `Public` addresses are looked up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum IpClass {
     Public,
     Private,
@@ -38,49 +41,66 @@ impl IpClass {
 }
 
 /// GeoIP result for one address.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IpInfo {
     pub class: IpClass,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<Location>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub asn: Option<Asn>,
 }
 
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Location {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub city: Option<String>,
     /// ISO 3166-1 alpha-2 country code.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub country: Option<String>,
     /// Principal subdivision (state, region) as its ISO 3166-2 code
     /// ("US-WA", "GB-ENG"), which is what OCSF `location.region` holds; its
     /// English name when the database has no code for it.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
     /// Continent name.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub continent: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub postal_code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub lat: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub long: Option<f64>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Asn {
     pub number: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
 }
 
 /// What a user-agent string says about the client.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct UserAgentInfo {
     /// Browser, app or library name: "Chrome", "Claude Desktop", "Claude Code", "python-requests".
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub os_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub os_version: Option<String>,
     pub device_type: DeviceType,
     /// A script, library, CLI or crawler rather than a person in a browser or app.
     pub automated: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum DeviceType {
     #[default]
     Unknown,
@@ -90,10 +110,14 @@ pub enum DeviceType {
     Server,
 }
 
-/// Enrichment for one activity's actor.
-#[derive(Debug, Clone, Default)]
+/// Enrichment for one activity's actor. Journaled with the activity (as
+/// JSON, inside `ocsf::JournalContext`), so an event rendered later says what
+/// the databases said when the activity was read.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Enrichment {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip: Option<IpInfo>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_agent: Option<Arc<UserAgentInfo>>,
 }
 

@@ -22,6 +22,7 @@ mod source;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::config::OcsfConfig;
@@ -62,6 +63,30 @@ pub struct MapContext<'a> {
     pub enrichment: Option<&'a Enrichment>,
     /// The activity is a `compliance_api_accessed` caused by this daemon.
     pub self_generated: bool,
+    /// `metadata.processed_time` (epoch ms): when claudit journaled the
+    /// activity, so rendering the same journal row again gives the same bytes.
+    pub processed_ms: i64,
+}
+
+/// What rendering a journaled activity needs besides its raw JSON: the
+/// enrichment found when it was read and whether it was the daemon's own
+/// call. The poller stores it as JSON in the journal's `context` column; the
+/// OCSF event itself is rendered from the row when a sink reads it
+/// ([`Mapper::render_journaled`]), which keeps the journal at a third of the
+/// bytes.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct JournalContext {
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub self_generated: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enrichment: Option<Enrichment>,
+}
+
+impl JournalContext {
+    pub fn to_json(&self) -> String {
+        // Plain structs of strings, numbers and bools: serializing cannot fail.
+        serde_json::to_string(self).unwrap_or_else(|_| "{}".to_string())
+    }
 }
 
 /// Maps activities to OCSF events. Built once from the config.
@@ -106,11 +131,45 @@ impl Mapper {
     /// the journal and the sinks). Keys come in a logical rather than sorted
     /// order.
     pub fn map_json(&self, activity: &Activity, ctx: &MapContext) -> String {
-        let mut out = Vec::with_capacity(activity.raw.get().len() * 3);
+        let mut out = Vec::with_capacity(activity.raw.len() * 3);
         self.write_json(activity, ctx, &mut out);
         // serde_json writes valid UTF-8 only.
         String::from_utf8(out)
             .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+    }
+
+    /// The OCSF event of a journal row: its raw activity, its context (JSON
+    /// of [`JournalContext`]; `None` for rows without one), its
+    /// `created_at_ms` (which stands in for a missing `created_at`, as it did
+    /// when the row was journaled) and when it was journaled. A pure function
+    /// of the row and this mapper: re-rendering gives the same bytes.
+    pub fn render_journaled(
+        &self,
+        raw: &str,
+        context: Option<&str>,
+        created_at_ms: i64,
+        journaled_at_ms: i64,
+    ) -> String {
+        let context: JournalContext = match context.map(serde_json::from_str) {
+            None => JournalContext::default(),
+            Some(Ok(context)) => context,
+            Some(Err(e)) => {
+                // Only a damaged state database gets here; the event is still
+                // delivered, without enrichment, and the damage is reported.
+                tracing::warn!(error = %e, "journal row with an unreadable enrichment context: rendering it without enrichment");
+                JournalContext::default()
+            }
+        };
+        let now = chrono::DateTime::from_timestamp_millis(created_at_ms).unwrap_or_default();
+        let activity = Activity::parse_journaled(raw, now);
+        self.map_json(
+            &activity,
+            &MapContext {
+                enrichment: context.enrichment.as_ref(),
+                self_generated: context.self_generated,
+                processed_ms: journaled_at_ms,
+            },
+        )
     }
 
     /// Appends the OCSF event for one activity, as JSON, to `out`.
@@ -265,7 +324,7 @@ impl Mapper {
                 labels.iter().map(|l| Node::Str(l)).collect::<Vec<_>>(),
             );
         }
-        metadata.set("processed_time", chrono::Utc::now().timestamp_millis());
+        metadata.set("processed_time", ctx.processed_ms);
         event.set("metadata", metadata);
 
         let mut observables = Vec::new();
@@ -302,7 +361,7 @@ impl Mapper {
             event.set("unmapped", unmapped);
         }
         if self.include_raw_data {
-            let raw = activity.raw.get();
+            let raw = &*activity.raw;
             event.set("raw_data", raw);
             event.set("raw_data_size", raw.len() as i64);
         }

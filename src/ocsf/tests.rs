@@ -1,6 +1,7 @@
 use std::sync::Arc;
 
 use serde_json::json;
+use serde_json::value::RawValue;
 
 use super::*;
 use crate::enrich::{Asn, DeviceType, IpClass, IpInfo, Location, UserAgentInfo};
@@ -73,6 +74,7 @@ fn self_generated_label_and_compliance_api_fields() {
     )
     .unwrap();
     let ctx = MapContext {
+        processed_ms: 0,
         self_generated: true,
         enrichment: None,
     };
@@ -254,15 +256,9 @@ fn unknown_actor_types_are_other_with_the_raw_type() {
     assert!(labels(&e).contains(&LABEL_UNKNOWN_ACTOR));
 }
 
-#[test]
-fn enrichment_goes_to_schema_homes() {
-    let a = Activity::from_json(
-        &json!({"id": "a", "type": "claude_chat_viewed", "created_at": "2026-05-05T21:33:29Z",
-                "claude_chat_id": "c", "actor": user_actor()})
-        .to_string(),
-    )
-    .unwrap();
-    let enrichment = Enrichment {
+/// A public address with every GeoIP field, and a scripted client.
+fn paris_curl() -> Enrichment {
+    Enrichment {
         ip: Some(IpInfo {
             class: IpClass::Public,
             location: Some(Location {
@@ -287,8 +283,20 @@ fn enrichment_goes_to_schema_homes() {
             device_type: DeviceType::Server,
             automated: true,
         })),
-    };
+    }
+}
+
+#[test]
+fn enrichment_goes_to_schema_homes() {
+    let a = Activity::from_json(
+        &json!({"id": "a", "type": "claude_chat_viewed", "created_at": "2026-05-05T21:33:29Z",
+                "claude_chat_id": "c", "actor": user_actor()})
+        .to_string(),
+    )
+    .unwrap();
+    let enrichment = paris_curl();
     let ctx = MapContext {
+        processed_ms: 0,
         enrichment: Some(&enrichment),
         self_generated: false,
     };
@@ -324,6 +332,7 @@ fn enrichment_goes_to_schema_homes() {
     let e = Mapper::default().map(
         &a,
         &MapContext {
+            processed_ms: 0,
             enrichment: Some(&private),
             self_generated: false,
         },
@@ -355,4 +364,64 @@ fn synthesized_ids_and_times_are_degraded_and_kept() {
     assert_eq!(e["metadata"]["original_time"], "yesterday");
     assert!(e["metadata"].get("original_event_uid").is_none());
     assert_eq!(e["unmapped"]["id"], 17);
+}
+
+/// The journal keeps the raw activity and its context; the event a sink
+/// renders from them must be the event mapped at ingest, byte for byte, for
+/// every catalogued type, actor variant and edge case.
+#[test]
+fn a_journaled_row_renders_the_event_mapped_at_ingest() {
+    let now = chrono::DateTime::from_timestamp_millis(1_800_000_000_123).unwrap();
+    let enrichment = paris_curl();
+    let mut mapped = 0;
+    for mapper in [
+        Mapper::default(),
+        Mapper::new(&crate::config::OcsfConfig {
+            include_raw_data: true,
+            ..Default::default()
+        }),
+    ] {
+        for fixture in [
+            include_str!("../../fixtures/activities/catalogue.ndjson"),
+            include_str!("../../fixtures/activities/actors.ndjson"),
+            include_str!("../../fixtures/activities/edge.ndjson"),
+        ] {
+            for line in fixture.lines().filter(|l| !l.trim().is_empty()) {
+                let activity =
+                    Activity::parse(RawValue::from_string(line.to_string()).unwrap(), now);
+                for (enrichment, self_generated) in [(None, false), (Some(&enrichment), true)] {
+                    let at_ingest = mapper.map_json(
+                        &activity,
+                        &MapContext {
+                            enrichment,
+                            self_generated,
+                            processed_ms: 42,
+                        },
+                    );
+                    let context = JournalContext {
+                        self_generated,
+                        enrichment: enrichment.cloned(),
+                    };
+                    let rendered = mapper.render_journaled(
+                        line,
+                        Some(&context.to_json()),
+                        activity.created_at_ms(),
+                        42,
+                    );
+                    assert_eq!(rendered, at_ingest, "{line}");
+                    mapped += 1;
+                }
+            }
+        }
+    }
+    assert!(mapped > 400, "{mapped}");
+}
+
+#[test]
+fn an_unreadable_context_renders_the_event_without_enrichment() {
+    let raw = r#"{"id":"a","type":"claude_chat_viewed","created_at":"2026-05-05T21:33:29Z","claude_chat_id":"c"}"#;
+    let mapper = Mapper::default();
+    let plain = mapper.render_journaled(raw, None, 0, 7);
+    assert_eq!(mapper.render_journaled(raw, Some("{not json"), 0, 7), plain);
+    assert_eq!(mapper.render_journaled(raw, Some("{}"), 0, 7), plain);
 }

@@ -24,7 +24,8 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::{Format, SinkConfig, SinkKind};
 use crate::metrics::Metrics;
-use crate::store::{BatchRecord, NewDeadLetter, SharedStore, now_ms};
+use crate::ocsf::Mapper;
+use crate::store::{BatchRecord, NewDeadLetter, Payload, SharedStore, now_ms};
 use datadog::DatadogSink;
 use elasticsearch::ElasticsearchSink;
 use file::FileSink;
@@ -66,6 +67,8 @@ pub struct SinkTask {
     pub journal_head: watch::Receiver<u64>,
     /// The process's metrics (`Default::default()` where nobody scrapes them).
     pub metrics: Arc<Metrics>,
+    /// Renders each record's OCSF event when the sink reads it (`[ocsf]`).
+    pub mapper: Arc<Mapper>,
 }
 
 impl SinkTask {
@@ -85,7 +88,7 @@ impl SinkTask {
             return task.run(cancel).await;
         }
         let name = self.config.name.clone();
-        let raw = self.config.format == Format::Raw;
+        let form = self.payload_form();
         let batch = self.config.batch.clone();
         let mut stats = SinkStats::default();
         // Counts when the sink last caught up, for the summary line.
@@ -101,10 +104,14 @@ impl SinkTask {
                 let name = name.clone();
                 self.store.call(move |s| s.sink_cursor(&name)).await?
             };
-            let records = self
-                .store
-                .call(move |s| s.read_batch(cursor.seq, batch.max_events, batch.max_bytes, raw))
-                .await?;
+            let records = {
+                let form = form.clone();
+                self.store
+                    .call(move |s| {
+                        s.read_batch(cursor.seq, batch.max_events, batch.max_bytes, &form)
+                    })
+                    .await?
+            };
             if records.is_empty() {
                 if stats.batches > cycle_start.batches {
                     // Caught up with the journal: one line per delivery cycle.
@@ -252,9 +259,17 @@ impl SinkTask {
 
     /// Opens the destination and, for a file, reconciles what a crash left
     /// past the committed offset.
+    /// What the sink's `format` asks the journal for.
+    fn payload_form(&self) -> Payload {
+        match self.config.format {
+            Format::Raw => Payload::Raw,
+            Format::Ocsf => Payload::Ocsf(self.mapper.clone()),
+        }
+    }
+
     async fn open_destination(&mut self) -> anyhow::Result<Destination> {
         let name = self.config.name.clone();
-        let raw = self.config.format == Format::Raw;
+        let form = self.payload_form();
         match &self.config.kind {
             SinkKind::File(cfg) => {
                 let n = name.clone();
@@ -279,7 +294,7 @@ impl SinkTask {
                     let seq = cursor.seq;
                     let next = self
                         .store
-                        .call(move |s| s.read_covering(seq, tail as usize, raw))
+                        .call(move |s| s.read_covering(seq, tail as usize, &form))
                         .await?;
                     let recovery = sink.recover(&next)?;
                     if recovery.already_written > 0 || recovery.truncated_bytes > 0 {
@@ -327,7 +342,11 @@ pub struct Replayer {
 }
 
 impl Replayer {
-    pub async fn open(config: &SinkConfig, store: SharedStore) -> anyhow::Result<Replayer> {
+    pub async fn open(
+        config: &SinkConfig,
+        store: SharedStore,
+        mapper: Arc<Mapper>,
+    ) -> anyhow::Result<Replayer> {
         if matches!(config.kind, SinkKind::File(_)) {
             anyhow::bail!(
                 "sink {} is a file sink, which replay does not write to: the daemon owns that file \
@@ -342,6 +361,7 @@ impl Replayer {
             store,
             journal_head,
             metrics: Default::default(),
+            mapper,
         };
         Ok(Replayer {
             destination: task.open_destination().await?,
@@ -413,7 +433,8 @@ mod tests {
                 created_at_ms: 1_000 + i as i64,
                 activity_type: "claude_chat_created".into(),
                 raw: format!(r#"{{"id":"{id}"}}"#),
-                ocsf: format!(r#"{{"metadata":{{"uid":"{id}"}}}}"#),
+                context: None,
+                ocsf: Some(format!(r#"{{"metadata":{{"uid":"{id}"}}}}"#)),
             })
             .collect();
         let window = WindowRow {
@@ -458,6 +479,7 @@ mod tests {
             store: SharedStore::open(db).unwrap(),
             journal_head: watch::channel(0).1,
             metrics: Default::default(),
+            mapper: Default::default(),
         }
     }
 

@@ -20,7 +20,7 @@ use crate::config::SourceConfig;
 use crate::enrich::Enricher;
 use crate::metrics::{Metrics, SourceMetrics};
 use crate::model::Activity;
-use crate::ocsf::{MapContext, Mapper, turns_compliance_logging_off};
+use crate::ocsf::{JournalContext, turns_compliance_logging_off};
 use crate::store::{
     JournalRecord, PageCommit, SharedStore, Store, StoreError, WindowKind, WindowRow, now_ms,
 };
@@ -36,7 +36,6 @@ const ERROR_RETRY: Duration = Duration::from_secs(30);
 pub struct SourceTask {
     pub config: SourceConfig,
     pub store: SharedStore,
-    pub mapper: Arc<Mapper>,
     pub enricher: Arc<Enricher>,
     /// Bumped after every commit that journaled something, to wake the sinks.
     pub journal_head: watch::Sender<u64>,
@@ -195,11 +194,10 @@ impl SourceTask {
             }
 
             let request_id = page.request_id.clone().unwrap_or_default();
-            // Normalize, enrich and commit on the blocking pool: mapping a
-            // 5,000-record page is CPU work that must not stall the runtime.
+            // Parse, enrich and commit on the blocking pool: a 5,000-record
+            // page is CPU work that must not stall the runtime.
             let outcome = {
                 let store = self.store.clone();
-                let mapper = self.mapper.clone();
                 let enricher = self.enricher.clone();
                 let own = own_requests.clone();
                 let name = name.clone();
@@ -213,7 +211,6 @@ impl SourceTask {
                             &name,
                             &window,
                             page,
-                            &mapper,
                             &enricher,
                             &own,
                             &counters,
@@ -326,7 +323,6 @@ pub fn commit_page(
     source: &str,
     window: &WindowRow,
     page: Page,
-    mapper: &Mapper,
     enricher: &Enricher,
     own: &std::sync::Mutex<OwnRequests>,
     counters: &SourceMetrics,
@@ -362,19 +358,19 @@ pub fn commit_page(
                 .actor
                 .as_ref()
                 .map(|a| enricher.enrich(a.ip_address.as_deref(), a.user_agent.as_deref()));
-            let ocsf = mapper.map_json(
-                &activity,
-                &MapContext {
-                    enrichment: enrichment.as_ref(),
-                    self_generated,
-                },
-            );
+            // The OCSF event is rendered from this when a sink reads the row
+            // (`Mapper::render_journaled`), not stored: a third of the bytes.
+            let context = JournalContext {
+                self_generated,
+                enrichment,
+            };
             JournalRecord {
                 created_at_ms: activity.created_at_ms(),
-                ocsf,
+                context: Some(context.to_json()),
+                ocsf: None,
                 activity_id: activity.id,
                 activity_type: activity.activity_type,
-                raw: activity.raw.get().to_string(),
+                raw: activity.raw.into(),
             }
         })
         .collect();

@@ -16,6 +16,8 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
+use crate::ocsf::Mapper;
+
 pub use lock::InstanceLock;
 pub use schema::SCHEMA_VERSION;
 
@@ -98,8 +100,25 @@ pub struct JournalRecord {
     pub activity_id: String,
     pub created_at_ms: i64,
     pub activity_type: String,
+    /// The activity exactly as the API sent it.
     pub raw: String,
-    pub ocsf: String,
+    /// What rendering its OCSF event needs besides `raw`: JSON of
+    /// [`crate::ocsf::JournalContext`] (the enrichment found at ingest).
+    pub context: Option<String>,
+    /// An OCSF event stored as is, served instead of rendering one. The
+    /// poller leaves it `None` (sinks render the event from `raw` and
+    /// `context` when they read the row); journals written before schema 2
+    /// hold one in every row, and tests use it to control payloads exactly.
+    pub ocsf: Option<String>,
+}
+
+/// The form a sink reads journal records in (its `format`).
+#[derive(Debug, Clone)]
+pub enum Payload {
+    /// The activity as received.
+    Raw,
+    /// The OCSF event, rendered by this mapper unless the row stores one.
+    Ocsf(Arc<Mapper>),
 }
 
 /// A page to commit: its records and the window position it justifies, in
@@ -191,6 +210,9 @@ const PAGE_SIZE: i64 = 65_536;
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    /// The journal has the `context` column (schema 2). Only a read-only
+    /// open of a database the daemon has not migrated yet lacks it.
+    has_context: bool,
 }
 
 impl Store {
@@ -207,6 +229,7 @@ impl Store {
         let mut store = Store {
             conn,
             path: path.to_path_buf(),
+            has_context: true,
         };
         store.configure()?;
         schema::migrate(&mut store.conn, path)?;
@@ -229,12 +252,12 @@ impl Store {
                 }
             })?;
         conn.busy_timeout(Duration::from_secs(10))?;
-        let store = Store {
+        let version = schema::check_version(&conn, path)?;
+        Ok(Store {
             conn,
             path: path.to_path_buf(),
-        };
-        schema::check_version(&store.conn, path)?;
-        Ok(store)
+            has_context: version >= 2,
+        })
     }
 
     fn configure(&mut self) -> Result<(), StoreError> {
@@ -322,8 +345,8 @@ impl Store {
         let late = page.window.kind == WindowKind::Sweep;
         {
             let mut insert = tx.prepare_cached(
-                "INSERT INTO journal (activity_id, source, created_at_ms, activity_type, raw, ocsf, late, journaled_at_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                "INSERT INTO journal (activity_id, source, created_at_ms, activity_type, raw, ocsf, context, late, journaled_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
                  ON CONFLICT(activity_id) DO NOTHING",
             )?;
             for r in page.records {
@@ -333,7 +356,8 @@ impl Store {
                     r.created_at_ms,
                     r.activity_type,
                     r.raw,
-                    r.ocsf,
+                    r.ocsf.as_deref().unwrap_or(""),
+                    r.context,
                     late,
                     page.now_ms
                 ])?;
@@ -571,9 +595,9 @@ impl Store {
         after_seq: i64,
         max_events: usize,
         max_bytes: usize,
-        raw: bool,
+        form: &Payload,
     ) -> Result<Vec<BatchRecord>, StoreError> {
-        self.read_after(after_seq, raw, |batch, bytes, next| {
+        self.read_after(after_seq, form, |batch, bytes, next| {
             batch.len() < max_events && (batch.is_empty() || bytes + next <= max_bytes)
         })
     }
@@ -588,9 +612,9 @@ impl Store {
         &self,
         after_seq: i64,
         min_bytes: usize,
-        raw: bool,
+        form: &Payload,
     ) -> Result<Vec<BatchRecord>, StoreError> {
-        self.read_after(after_seq, raw, |_, bytes, _| bytes < min_bytes)
+        self.read_after(after_seq, form, |_, bytes, _| bytes < min_bytes)
     }
 
     /// Records after `after_seq` in seq order, each as one payload (raw or
@@ -599,20 +623,19 @@ impl Store {
     fn read_after(
         &self,
         after_seq: i64,
-        raw: bool,
+        form: &Payload,
         mut more: impl FnMut(&[BatchRecord], usize, usize) -> bool,
     ) -> Result<Vec<BatchRecord>, StoreError> {
-        let sql = if raw {
-            "SELECT seq, activity_id, created_at_ms, raw FROM journal WHERE seq > ?1 ORDER BY seq"
-        } else {
-            "SELECT seq, activity_id, created_at_ms, ocsf FROM journal WHERE seq > ?1 ORDER BY seq"
-        };
-        let mut stmt = self.conn.prepare_cached(sql)?;
+        let sql = format!(
+            "SELECT {} FROM journal WHERE seq > ?1 ORDER BY seq",
+            self.payload_columns(form)
+        );
+        let mut stmt = self.conn.prepare_cached(&sql)?;
         let mut rows = stmt.query(params![after_seq])?;
         let mut batch = Vec::new();
         let mut bytes = 0usize;
         while let Some(r) = rows.next()? {
-            let payload: String = r.get(3)?;
+            let payload = payload(form, r)?;
             let line = payload.len() + 1;
             if !more(&batch, bytes, line) {
                 break;
@@ -635,23 +658,16 @@ impl Store {
         until_ms: i64,
         after_seq: i64,
         limit: usize,
-        raw: bool,
+        form: &Payload,
     ) -> Result<Vec<BatchRecord>, StoreError> {
-        let sql = if raw {
-            "SELECT seq, activity_id, created_at_ms, raw FROM journal
-             WHERE seq > ?1 AND created_at_ms >= ?2 AND created_at_ms < ?3 ORDER BY seq LIMIT ?4"
-        } else {
-            "SELECT seq, activity_id, created_at_ms, ocsf FROM journal
-             WHERE seq > ?1 AND created_at_ms >= ?2 AND created_at_ms < ?3 ORDER BY seq LIMIT ?4"
-        };
-        let mut stmt = self.conn.prepare_cached(sql)?;
+        let sql = format!(
+            "SELECT {} FROM journal
+             WHERE seq > ?1 AND created_at_ms >= ?2 AND created_at_ms < ?3 ORDER BY seq LIMIT ?4",
+            self.payload_columns(form)
+        );
+        let mut stmt = self.conn.prepare_cached(&sql)?;
         let rows = stmt.query_map(params![after_seq, since_ms, until_ms, limit as i64], |r| {
-            Ok(BatchRecord {
-                seq: r.get(0)?,
-                activity_id: r.get(1)?,
-                created_at_ms: r.get(2)?,
-                payload: r.get(3)?,
-            })
+            batch_record(form, r)
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -837,22 +853,18 @@ impl Store {
     }
 
     /// The journal record at `seq` in a sink's format, unless pruned.
-    pub fn journal_record(&self, seq: i64, raw: bool) -> Result<Option<BatchRecord>, StoreError> {
-        let sql = if raw {
-            "SELECT seq, activity_id, created_at_ms, raw FROM journal WHERE seq = ?1"
-        } else {
-            "SELECT seq, activity_id, created_at_ms, ocsf FROM journal WHERE seq = ?1"
-        };
+    pub fn journal_record(
+        &self,
+        seq: i64,
+        form: &Payload,
+    ) -> Result<Option<BatchRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM journal WHERE seq = ?1",
+            self.payload_columns(form)
+        );
         Ok(self
             .conn
-            .query_row(sql, params![seq], |r| {
-                Ok(BatchRecord {
-                    seq: r.get(0)?,
-                    activity_id: r.get(1)?,
-                    created_at_ms: r.get(2)?,
-                    payload: r.get(3)?,
-                })
-            })
+            .query_row(&sql, params![seq], |r| batch_record(form, r))
             .optional()?)
     }
 
@@ -1011,6 +1023,51 @@ fn backfill_row(r: &rusqlite::Row) -> rusqlite::Result<BackfillRow> {
         until_ms: r.get(2)?,
         next_ms: r.get(3)?,
         records: r.get(4)?,
+    })
+}
+
+impl Store {
+    /// The columns `payload` reads, after seq, activity_id and created_at_ms.
+    fn payload_columns(&self, form: &Payload) -> &'static str {
+        match (form, self.has_context) {
+            (Payload::Raw, _) => "seq, activity_id, created_at_ms, raw",
+            (Payload::Ocsf(_), true) => {
+                "seq, activity_id, created_at_ms, raw, ocsf, context, journaled_at_ms"
+            }
+            (Payload::Ocsf(_), false) => {
+                "seq, activity_id, created_at_ms, raw, ocsf, NULL, journaled_at_ms"
+            }
+        }
+    }
+}
+
+/// A row's payload in `form`, from the columns `payload_columns` selects:
+/// the raw activity, the stored OCSF event (rows written before schema 2),
+/// or the OCSF event rendered from the raw activity and its context.
+fn payload(form: &Payload, r: &rusqlite::Row) -> rusqlite::Result<String> {
+    match form {
+        Payload::Raw => r.get(3),
+        Payload::Ocsf(mapper) => {
+            let stored = r.get_ref(4)?.as_str()?;
+            if !stored.is_empty() {
+                return Ok(stored.to_string());
+            }
+            Ok(mapper.render_journaled(
+                r.get_ref(3)?.as_str()?,
+                r.get_ref(5)?.as_str_or_null()?,
+                r.get(2)?,
+                r.get(6)?,
+            ))
+        }
+    }
+}
+
+fn batch_record(form: &Payload, r: &rusqlite::Row) -> rusqlite::Result<BatchRecord> {
+    Ok(BatchRecord {
+        seq: r.get(0)?,
+        activity_id: r.get(1)?,
+        created_at_ms: r.get(2)?,
+        payload: payload(form, r)?,
     })
 }
 

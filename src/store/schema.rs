@@ -88,6 +88,12 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX request_ids_at ON request_ids (at_ms);
     "#,
+    // 2: the journal keeps each activity's enrichment context (JSON) and
+    // leaves `ocsf` empty; sinks render the OCSF event when they read the
+    // row. Rows written before keep their stored event and are served as is.
+    r#"
+    ALTER TABLE journal ADD COLUMN context TEXT;
+    "#,
 ];
 
 /// Creates the database file with mode 0600 if it does not exist, so the

@@ -6,7 +6,8 @@ fn record(id: &str, created_at_ms: i64) -> JournalRecord {
         created_at_ms,
         activity_type: "claude_chat_created".into(),
         raw: format!(r#"{{"id":"{id}"}}"#),
-        ocsf: format!(r#"{{"metadata":{{"uid":"{id}"}}}}"#),
+        context: None,
+        ocsf: Some(format!(r#"{{"metadata":{{"uid":"{id}"}}}}"#)),
     }
 }
 
@@ -168,19 +169,28 @@ fn sink_cursor_batches_dead_letters_and_prune() {
             now_ms: 1,
         })
         .unwrap();
-    let batch = store.read_batch(0, 4, 1 << 20, true).unwrap();
+    let batch = store.read_batch(0, 4, 1 << 20, &Payload::Raw).unwrap();
     assert_eq!(batch.len(), 4);
     assert_eq!(batch[0].payload, r#"{"id":"r0"}"#);
     // Byte limit: each raw payload is 11 bytes + newline.
-    assert_eq!(store.read_batch(0, 100, 30, true).unwrap().len(), 2);
+    assert_eq!(
+        store.read_batch(0, 100, 30, &Payload::Raw).unwrap().len(),
+        2
+    );
     // Always at least one record, even if alone over the limit.
-    assert_eq!(store.read_batch(0, 100, 1, true).unwrap().len(), 1);
+    assert_eq!(store.read_batch(0, 100, 1, &Payload::Raw).unwrap().len(), 1);
     // Covering read: includes the record that crosses the byte count (a
     // torn line past a file sink's committed length is part of that record).
-    assert_eq!(store.read_covering(0, 24, true).unwrap().len(), 2);
-    assert_eq!(store.read_covering(0, 25, true).unwrap().len(), 3);
-    assert_eq!(store.read_covering(0, 0, true).unwrap().len(), 0);
-    assert_eq!(store.read_covering(0, 1 << 20, true).unwrap().len(), 10);
+    assert_eq!(store.read_covering(0, 24, &Payload::Raw).unwrap().len(), 2);
+    assert_eq!(store.read_covering(0, 25, &Payload::Raw).unwrap().len(), 3);
+    assert_eq!(store.read_covering(0, 0, &Payload::Raw).unwrap().len(), 0);
+    assert_eq!(
+        store
+            .read_covering(0, 1 << 20, &Payload::Raw)
+            .unwrap()
+            .len(),
+        10
+    );
 
     let dead = [NewDeadLetter {
         seq: batch[1].seq,
@@ -304,4 +314,123 @@ fn new_databases_get_large_pages_and_old_ones_keep_theirs() {
         .unwrap();
     assert_eq!(outcome.inserted, 2);
     assert_eq!(store.head_seq().unwrap(), 2);
+}
+
+/// One page holding a row as the poller writes it (raw and context, no
+/// stored event) and a row as schema 1 wrote it (a stored OCSF event).
+fn journal_both_forms(store: &mut Store) -> (JournalRecord, JournalRecord) {
+    let context = crate::ocsf::JournalContext {
+        self_generated: true,
+        enrichment: None,
+    };
+    let new = JournalRecord {
+        activity_id: "activity_new".into(),
+        created_at_ms: 1_778_000_000_000,
+        activity_type: "claude_chat_created".into(),
+        raw: r#"{"id":"activity_new","type":"claude_chat_created","created_at":"2026-05-05T16:53:20Z","claude_chat_id":"c1"}"#.into(),
+        context: Some(context.to_json()),
+        ocsf: None,
+    };
+    let legacy = JournalRecord {
+        ocsf: Some(r#"{"metadata":{"uid":"activity_old"},"stored":true}"#.into()),
+        context: None,
+        ..record("activity_old", 1_778_000_000_001)
+    };
+    store
+        .commit_page(&PageCommit {
+            source: "s",
+            window: &live(0, 2_000_000_000_000),
+            next_cursor: None,
+            done: true,
+            records: &[new.clone(), legacy.clone()],
+            request_ids: &[],
+            now_ms: 1_778_000_000_500,
+        })
+        .unwrap();
+    (new, legacy)
+}
+
+#[test]
+fn ocsf_reads_render_new_rows_and_serve_stored_events_as_they_are() {
+    let (_dir, mut store) = open();
+    let (new, legacy) = journal_both_forms(&mut store);
+    let mapper = Arc::new(Mapper::default());
+    let ocsf = Payload::Ocsf(mapper.clone());
+    let expected = mapper.render_journaled(
+        &new.raw,
+        new.context.as_deref(),
+        new.created_at_ms,
+        1_778_000_000_500,
+    );
+    let event: serde_json::Value = serde_json::from_str(&expected).unwrap();
+    assert_eq!(event["metadata"]["uid"], "activity_new");
+    assert_eq!(event["metadata"]["processed_time"], 1_778_000_000_500i64);
+    assert!(expected.contains(crate::ocsf::LABEL_SELF), "{expected}");
+
+    let batch = store.read_batch(0, 10, 1 << 20, &ocsf).unwrap();
+    let payloads: Vec<&str> = batch.iter().map(|r| r.payload.as_str()).collect();
+    assert_eq!(
+        payloads,
+        [expected.as_str(), legacy.ocsf.as_deref().unwrap()]
+    );
+    // Every read path gives the same payloads.
+    let covering = store.read_covering(0, 1, &ocsf).unwrap();
+    assert_eq!(covering[0].payload, expected);
+    let range = store
+        .read_range(0, i64::MAX, 0, 10, &ocsf)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.payload)
+        .collect::<Vec<_>>();
+    assert_eq!(range, payloads);
+    let one = store.journal_record(batch[0].seq, &ocsf).unwrap().unwrap();
+    assert_eq!(one.payload, expected);
+    // Raw reads are the activity as received, whatever the row's form.
+    let raw = store.read_batch(0, 10, 1 << 20, &Payload::Raw).unwrap();
+    assert_eq!(raw[0].payload, new.raw);
+    assert_eq!(raw[1].payload, legacy.raw);
+    // Rendering is a function of the row: reading again gives the same bytes.
+    assert_eq!(
+        store.read_batch(0, 10, 1 << 20, &ocsf).unwrap()[0].payload,
+        expected
+    );
+}
+
+#[test]
+fn a_schema_1_database_is_readable_before_and_after_its_migration() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    {
+        let mut store = Store::open(&path).unwrap();
+        journal_both_forms(&mut store);
+    }
+    // Back to schema 1: no context column; its rows stored their events.
+    {
+        let conn = Connection::open(&path).unwrap();
+        conn.execute("DELETE FROM journal WHERE ocsf = ''", [])
+            .unwrap();
+        conn.execute_batch("ALTER TABLE journal DROP COLUMN context; PRAGMA user_version = 1;")
+            .unwrap();
+    }
+    let ocsf = Payload::Ocsf(Arc::new(Mapper::default()));
+    // `status` or `dlq show` from a new binary while the old daemon runs.
+    let readonly = Store::open_readonly(&path).unwrap();
+    let batch = readonly.read_batch(0, 10, 1 << 20, &ocsf).unwrap();
+    assert_eq!(batch.len(), 1);
+    assert_eq!(
+        batch[0].payload,
+        r#"{"metadata":{"uid":"activity_old"},"stored":true}"#
+    );
+    drop(readonly);
+    // The daemon's open migrates, and the old row is still served as stored.
+    let store = Store::open(&path).unwrap();
+    let version: i64 = store
+        .conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+    assert_eq!(
+        store.read_batch(0, 10, 1 << 20, &ocsf).unwrap()[0].payload,
+        batch[0].payload
+    );
 }

@@ -42,7 +42,8 @@ pub fn journal(records: &[(String, String)]) -> Journal {
             created_at_ms: 1_746_864_000_007 + i as i64 * 1000,
             activity_type: "claude_chat_created".into(),
             raw: payload.clone(),
-            ocsf: payload.clone(),
+            context: None,
+            ocsf: Some(payload.clone()),
         })
         .collect();
     let window = WindowRow {
@@ -134,6 +135,7 @@ impl Journal {
             store: SharedStore::open(&self.path).unwrap(),
             journal_head: rx,
             metrics: Default::default(),
+            mapper: Default::default(),
         };
         let cancel = CancellationToken::new();
         let handle = tokio::spawn(task.run(cancel.clone()));

@@ -263,10 +263,11 @@ pub fn journal_record(n: usize) -> JournalRecord {
         created_at_ms: 1_778_400_000_000 + n as i64 * 1000,
         activity_type: "claude_chat_created".into(),
         raw: format!(r#"{{"id":"{id}","type":"claude_chat_created"}}"#),
-        ocsf: format!(
+        context: None,
+        ocsf: Some(format!(
             r#"{{"class_uid":6001,"metadata":{{"uid":"{id}"}},"time":{}}}"#,
             1_778_400_000_000 + n as i64 * 1000
-        ),
+        )),
     }
 }
 

@@ -51,7 +51,10 @@ pub fn journal(dir: &Path, records: &[(String, i64, String)]) -> SharedStore {
             created_at_ms: *at,
             activity_type: "claude_chat_created".into(),
             raw: raw.clone(),
-            ocsf: format!(r#"{{"metadata":{{"uid":"{id}","event_code":"claude_chat_created"}}}}"#),
+            context: None,
+            ocsf: Some(format!(
+                r#"{{"metadata":{{"uid":"{id}","event_code":"claude_chat_created"}}}}"#
+            )),
         })
         .collect();
     let window = WindowRow {
@@ -97,6 +100,7 @@ pub async fn run_until_caught_up(config: SinkConfig, store: SharedStore) -> (i64
         store: store.clone(),
         journal_head: rx,
         metrics: Default::default(),
+        mapper: Default::default(),
     };
     let cancel = CancellationToken::new();
     let handle = tokio::spawn(task.run(cancel.clone()));
