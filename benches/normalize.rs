@@ -20,8 +20,8 @@ use serde_json::value::RawValue;
 
 use claudit::config::EnrichConfig;
 use claudit::enrich::Enricher;
-use claudit::model::Activity;
-use claudit::ocsf::{MapContext, Mapper};
+use claudit::model::{Activity, ActivityHead};
+use claudit::ocsf::{JournalContext, MapContext, Mapper};
 use claudit::sim::generate::Generator;
 
 const RECORDS: usize = 10_000;
@@ -117,6 +117,54 @@ fn normalize(c: &mut Criterion) {
                         .as_ref()
                         .map(|a| enricher.enrich(a.ip_address.as_deref(), a.user_agent.as_deref())),
                 );
+            }
+        })
+    });
+    group.bench_function("stage: head only (ActivityHead::read)", |b| {
+        b.iter(|| {
+            for r in &records {
+                let raw = RawValue::from_string(r.clone()).unwrap();
+                black_box(ActivityHead::read(raw, now));
+            }
+        })
+    });
+    // The two halves of the daemon's per-record work since the journal
+    // keeps raw + context: the poller's ingest and a sink's render.
+    group.bench_function("ingest: head + enrich + context JSON", |b| {
+        b.iter(|| {
+            for r in &records {
+                let raw = RawValue::from_string(r.clone()).unwrap();
+                let head = ActivityHead::read(raw, now);
+                let enrichment = head
+                    .actor
+                    .as_ref()
+                    .map(|(ip, ua)| enricher.enrich(ip.as_deref(), ua.as_deref()));
+                let context = JournalContext {
+                    self_generated: false,
+                    enrichment,
+                };
+                black_box((head, context.to_json()));
+            }
+        })
+    });
+    let rows: Vec<(String, String, i64)> = parsed
+        .iter()
+        .map(|a| {
+            let enrichment = a
+                .actor
+                .as_ref()
+                .map(|a| enricher.enrich(a.ip_address.as_deref(), a.user_agent.as_deref()));
+            let context = JournalContext {
+                self_generated: false,
+                enrichment,
+            };
+            (a.raw.to_string(), context.to_json(), a.created_at_ms())
+        })
+        .collect();
+    group.bench_function("render: journal row to OCSF", |b| {
+        b.iter(|| {
+            for (raw, context, created_at_ms) in &rows {
+                black_box(mapper.render_journaled(raw, Some(context), *created_at_ms, 0));
             }
         })
     });

@@ -125,6 +125,101 @@ impl Activity {
     }
 }
 
+/// What the poller reads from every record before journaling it: the
+/// dedupe key, the time, what to enrich and what to tag. The whole record is
+/// only parsed when a sink renders its OCSF event; reading these few fields
+/// straight from the bytes (unknown fields are skipped, not built) is most
+/// of what ingest costs otherwise. Each field means exactly what it means on
+/// [`Activity`]: a record this fast path does not take (a field of an
+/// unexpected JSON type, a duplicate key) is read through
+/// [`Activity::parse`] instead.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActivityHead {
+    pub id: String,
+    pub activity_type: String,
+    pub created_at_ms: i64,
+    /// `actor.ip_address` and `actor.user_agent`, when `actor` is an object
+    /// (`None` inside when absent); `None` without an actor object.
+    pub actor: Option<(Option<String>, Option<String>)>,
+    /// The record's top-level `request_id` (on `compliance_api_accessed`,
+    /// the API call it logs).
+    pub request_id: Option<String>,
+    pub raw: Box<str>,
+}
+
+/// The fields of [`ActivityHead`] as they appear in the JSON; every other
+/// key is skipped.
+#[derive(serde::Deserialize)]
+struct HeadFields<'a> {
+    #[serde(borrow, default)]
+    id: Option<std::borrow::Cow<'a, str>>,
+    #[serde(rename = "type", borrow, default)]
+    kind: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    created_at: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    request_id: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    actor: Option<HeadActor<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct HeadActor<'a> {
+    #[serde(borrow, default)]
+    ip_address: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    user_agent: Option<std::borrow::Cow<'a, str>>,
+}
+
+impl ActivityHead {
+    /// Reads a record as [`Activity::parse`] would, for the poller.
+    pub fn read(raw: Box<RawValue>, now: DateTime<Utc>) -> ActivityHead {
+        let raw: Box<str> = raw.into();
+        let Ok(f) = serde_json::from_str::<HeadFields>(&raw) else {
+            let activity = Activity::parse_text(raw.clone(), now);
+            return ActivityHead {
+                id: activity.id.clone(),
+                activity_type: activity.activity_type.clone(),
+                created_at_ms: activity.created_at_ms(),
+                actor: activity
+                    .actor
+                    .as_ref()
+                    .map(|a| (a.ip_address.clone(), a.user_agent.clone())),
+                request_id: activity
+                    .fields
+                    .get("request_id")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+                raw,
+            };
+        };
+        let id = match f.id.as_deref() {
+            Some(id) if !id.is_empty() => id.to_string(),
+            _ => synthetic_id(&raw),
+        };
+        let activity_type = f
+            .kind
+            .as_deref()
+            .filter(|t| !t.is_empty())
+            .unwrap_or("unknown")
+            .to_string();
+        let created_at = f.created_at.as_deref().and_then(parse_time).unwrap_or(now);
+        ActivityHead {
+            id,
+            activity_type,
+            created_at_ms: created_at.timestamp_millis(),
+            actor: f.actor.map(|a| {
+                (
+                    a.ip_address.map(|s| s.into_owned()),
+                    a.user_agent.map(|s| s.into_owned()),
+                )
+            }),
+            request_id: f.request_id.map(|s| s.into_owned()),
+            raw,
+        }
+    }
+}
+
 impl Actor {
     /// Projects the record's `actor` object (one pass over its fields).
     fn from_fields(fields: &Map<String, Value>) -> Actor {
@@ -223,5 +318,55 @@ mod tests {
         let t = parse_time("2026-04-10T08:09:10Z").unwrap();
         assert_eq!(format_time(t), "2026-04-10T08:09:10.000000Z");
         assert!(parse_time("2026-05-08T12:18:11.123456789+02:00").is_some());
+    }
+
+    /// The poller's fast read agrees with the full parse on every fixture
+    /// record and on records built to miss the fast path.
+    #[test]
+    fn the_head_of_a_record_is_what_the_full_parse_says() {
+        let now = DateTime::from_timestamp_millis(1_800_000_000_123).unwrap();
+        let odd = [
+            r#"{"type":"claude_chat_created","created_at":"2026-05-05T16:53:20Z"}"#,
+            r#"{"id":"","type":"","created_at":"yesterday","actor":null}"#,
+            r#"{"id":7,"type":"claude_chat_created","created_at":1778000000}"#,
+            r#"{"id":"a","id":"b","type":"claude_chat_created"}"#,
+            r#"{"id":"a","type":"compliance_api_accessed","request_id":"req_1","actor":{"type":"api_actor","ip_address":"192.0.2.1","user_agent":7}}"#,
+            r#"{"id":"a\u0062","type":"claude_chat_created","actor":{"ip_address":"2001:db8::1","user_agent":"curl/8 \"x\""}}"#,
+            r#"{"id":"a","type":"org_compliance_api_settings_updated","compliance_api_logging_enabled":false}"#,
+            r#"{"id":"a","actor":"someone"}"#,
+            r#"[1,2]"#,
+            r#""text""#,
+        ];
+        let fixtures = [
+            include_str!("../fixtures/activities/catalogue.ndjson"),
+            include_str!("../fixtures/activities/actors.ndjson"),
+            include_str!("../fixtures/activities/edge.ndjson"),
+        ];
+        let lines = fixtures
+            .iter()
+            .flat_map(|f| f.lines())
+            .chain(odd)
+            .filter(|l| !l.trim().is_empty());
+        for line in lines {
+            let raw = || RawValue::from_string(line.to_string()).unwrap();
+            let head = ActivityHead::read(raw(), now);
+            let full = Activity::parse(raw(), now);
+            assert_eq!(head.id, full.id, "{line}");
+            assert_eq!(head.activity_type, full.activity_type, "{line}");
+            assert_eq!(head.created_at_ms, full.created_at_ms(), "{line}");
+            assert_eq!(
+                head.actor,
+                full.actor
+                    .as_ref()
+                    .map(|a| (a.ip_address.clone(), a.user_agent.clone())),
+                "{line}"
+            );
+            assert_eq!(
+                head.request_id.as_deref(),
+                full.fields.get("request_id").and_then(Value::as_str),
+                "{line}"
+            );
+            assert_eq!(&*head.raw, line);
+        }
     }
 }

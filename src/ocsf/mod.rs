@@ -31,7 +31,7 @@ use crate::model::Activity;
 
 pub use classes::Class;
 pub use rules::{RULES, Rule, rule_for};
-pub use severity::turns_compliance_logging_off;
+pub use severity::{may_turn_compliance_logging_off, turns_compliance_logging_off};
 
 use builders::{Draft, Inputs};
 use classes::{severity_caption, split_verb, status_caption, status_from_suffix};

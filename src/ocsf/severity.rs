@@ -16,8 +16,14 @@ pub const HIGH: u8 = 4;
 /// logs and metrics (`claudit_compliance_logging_disabled_total`).
 pub fn turns_compliance_logging_off(activity_type: &str, fields: &Map<String, Value>) -> bool {
     let is_false = |k: &str| fields.get(k).and_then(Value::as_bool) == Some(false);
-    activity_type == "org_compliance_api_settings_updated"
+    may_turn_compliance_logging_off(activity_type)
         && (is_false("compliance_api_logging_enabled") || is_false("compliance_api_enabled"))
+}
+
+/// Whether an activity of this type can switch logging off (its fields
+/// decide): the poller reads only these records whole to check.
+pub fn may_turn_compliance_logging_off(activity_type: &str) -> bool {
+    activity_type == "org_compliance_api_settings_updated"
 }
 
 /// The default severity of an activity. `rule_class` is the class its rule

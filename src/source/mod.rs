@@ -19,8 +19,8 @@ use tracing::{debug, error, info, warn};
 use crate::config::SourceConfig;
 use crate::enrich::Enricher;
 use crate::metrics::{Metrics, SourceMetrics};
-use crate::model::Activity;
-use crate::ocsf::{JournalContext, turns_compliance_logging_off};
+use crate::model::{Activity, ActivityHead};
+use crate::ocsf::{JournalContext, may_turn_compliance_logging_off, turns_compliance_logging_off};
 use crate::store::{
     JournalRecord, PageCommit, SharedStore, Store, StoreError, WindowKind, WindowRow, now_ms,
 };
@@ -338,26 +338,33 @@ pub fn commit_page(
         .activities
         .into_iter()
         .map(|raw| {
-            let activity = Activity::parse(raw, now);
-            let self_generated = activity.activity_type == "compliance_api_accessed"
-                && activity
-                    .fields
-                    .get("request_id")
-                    .and_then(|v| v.as_str())
+            let head = ActivityHead::read(raw, now);
+            let self_generated = head.activity_type == "compliance_api_accessed"
+                && head
+                    .request_id
+                    .as_deref()
                     .is_some_and(|id| own.contains(id));
-            let logging_off =
-                turns_compliance_logging_off(&activity.activity_type, &activity.fields);
+            // Only a settings change can switch logging off, and its fields
+            // say whether it did: those few records are read whole.
+            let settings = may_turn_compliance_logging_off(&head.activity_type)
+                .then(|| Activity::parse_journaled(&head.raw, now));
+            let logging_off = settings
+                .as_ref()
+                .is_some_and(|a| turns_compliance_logging_off(&a.activity_type, &a.fields));
             if self_generated || logging_off {
                 notable.push((
-                    activity.id.clone(),
+                    head.id.clone(),
                     self_generated,
-                    logging_off.then(|| logging_off_notice(&activity)),
+                    settings
+                        .as_ref()
+                        .filter(|_| logging_off)
+                        .map(logging_off_notice),
                 ));
             }
-            let enrichment = activity
+            let enrichment = head
                 .actor
                 .as_ref()
-                .map(|a| enricher.enrich(a.ip_address.as_deref(), a.user_agent.as_deref()));
+                .map(|(ip, ua)| enricher.enrich(ip.as_deref(), ua.as_deref()));
             // The OCSF event is rendered from this when a sink reads the row
             // (`Mapper::render_journaled`), not stored: a third of the bytes.
             let context = JournalContext {
@@ -365,12 +372,12 @@ pub fn commit_page(
                 enrichment,
             };
             JournalRecord {
-                created_at_ms: activity.created_at_ms(),
+                created_at_ms: head.created_at_ms,
                 context: Some(context.to_json()),
                 ocsf: None,
-                activity_id: activity.id,
-                activity_type: activity.activity_type,
-                raw: activity.raw.into(),
+                activity_id: head.id,
+                activity_type: head.activity_type,
+                raw: head.raw.into(),
             }
         })
         .collect();
