@@ -16,13 +16,6 @@ use tokio_util::sync::CancellationToken;
 use claudit::config::{self, Config};
 use claudit::telemetry::{self, LogFormat};
 
-/// mimalloc instead of glibc's malloc: at catch-up speed every activity
-/// allocates hundreds of small strings and nodes (parsing, enrichment, the
-/// OCSF tree), and glibc's malloc and free were 15% of the daemon's CPU
-/// time (BENCHMARKS.md, "End to end").
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Exit code for a configuration error (sysexits EX_CONFIG).
 const EXIT_CONFIG: u8 = 78;
 
