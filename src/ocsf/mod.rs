@@ -89,12 +89,48 @@ impl JournalContext {
     }
 }
 
+/// Parsed journal contexts by their JSON text. An organization's activities
+/// repeat a limited set of contexts (its people's addresses, devices and
+/// clients), and parsing one costs more than enriching afresh did, so sinks
+/// keep the parsed ones: 4,096, shared by every sink of a process. (A
+/// million simulated activities carry about two hundred distinct contexts;
+/// the benchmark's GeoIP databases give many networks the same place, so
+/// that is the cache's best case. BENCHMARKS.md.)
+#[derive(Debug)]
+struct ContextCache(quick_cache::sync::Cache<String, Arc<JournalContext>>);
+
+impl Default for ContextCache {
+    fn default() -> ContextCache {
+        ContextCache(quick_cache::sync::Cache::new(4096))
+    }
+}
+
+impl ContextCache {
+    fn parse(&self, text: &str) -> Arc<JournalContext> {
+        if let Some(hit) = self.0.get(text) {
+            return hit;
+        }
+        let context = Arc::new(match serde_json::from_str(text) {
+            Ok(context) => context,
+            Err(e) => {
+                // Only a damaged state database gets here; the event is still
+                // delivered, without enrichment, and the damage is reported.
+                tracing::warn!(error = %e, "journal row with an unreadable enrichment context: rendering it without enrichment");
+                JournalContext::default()
+            }
+        });
+        self.0.insert(text.to_owned(), Arc::clone(&context));
+        context
+    }
+}
+
 /// Maps activities to OCSF events. Built once from the config.
 #[derive(Debug, Clone, Default)]
 pub struct Mapper {
     severity_overrides: HashMap<String, u8>,
     include_raw_data: bool,
     rules: Arc<rules::RuleCache>,
+    contexts: Arc<ContextCache>,
 }
 
 impl Mapper {
@@ -117,6 +153,7 @@ impl Mapper {
             severity_overrides,
             include_raw_data: config.include_raw_data,
             rules: Arc::default(),
+            contexts: Arc::default(),
         }
     }
 
@@ -150,23 +187,15 @@ impl Mapper {
         created_at_ms: i64,
         journaled_at_ms: i64,
     ) -> String {
-        let context: JournalContext = match context.map(serde_json::from_str) {
-            None => JournalContext::default(),
-            Some(Ok(context)) => context,
-            Some(Err(e)) => {
-                // Only a damaged state database gets here; the event is still
-                // delivered, without enrichment, and the damage is reported.
-                tracing::warn!(error = %e, "journal row with an unreadable enrichment context: rendering it without enrichment");
-                JournalContext::default()
-            }
-        };
+        let context = context.map(|text| self.contexts.parse(text));
+        let context = context.as_deref();
         let now = chrono::DateTime::from_timestamp_millis(created_at_ms).unwrap_or_default();
         let activity = Activity::parse_journaled(raw, now);
         self.map_json(
             &activity,
             &MapContext {
-                enrichment: context.enrichment.as_ref(),
-                self_generated: context.self_generated,
+                enrichment: context.and_then(|c| c.enrichment.as_ref()),
+                self_generated: context.is_some_and(|c| c.self_generated),
                 processed_ms: journaled_at_ms,
             },
         )

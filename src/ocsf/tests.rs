@@ -425,3 +425,21 @@ fn an_unreadable_context_renders_the_event_without_enrichment() {
     assert_eq!(mapper.render_journaled(raw, Some("{not json"), 0, 7), plain);
     assert_eq!(mapper.render_journaled(raw, Some("{}"), 0, 7), plain);
 }
+
+#[test]
+fn parsed_contexts_are_kept_and_shared_by_clones_of_the_mapper() {
+    let mapper = Mapper::default();
+    let text = JournalContext {
+        self_generated: true,
+        enrichment: Some(paris_curl()),
+    }
+    .to_json();
+    let first = mapper.contexts.parse(&text);
+    assert!(first.self_generated);
+    assert_eq!(
+        first.enrichment.as_ref().and_then(|e| e.ip.clone()),
+        paris_curl().ip
+    );
+    assert!(Arc::ptr_eq(&first, &mapper.contexts.parse(&text)));
+    assert!(Arc::ptr_eq(&first, &mapper.clone().contexts.parse(&text)));
+}
