@@ -192,6 +192,13 @@ fn pinned(program: &str, cpu: usize) -> Command {
 }
 
 /// utime + stime of every thread of `pid`, in seconds.
+/// Writes back every dirty page before a measured run, so that no run pays
+/// for the writeback of the files the one before it (or the pre-fill) left.
+fn settle_page_cache() {
+    // SAFETY: sync(2) takes no arguments and cannot fail.
+    unsafe { libc::sync() };
+}
+
 fn proc_cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/<pid>/stat");
     // Fields after "(comm)": state is the first, utime the 12th, stime the 13th.
@@ -573,6 +580,7 @@ fn run_claudit(
     .unwrap();
     let log = std::fs::File::create(run_dir.join("claudit.log")).unwrap();
     let hec_before = hec.1.requests.load(Ordering::Relaxed);
+    settle_page_cache();
     let started = Instant::now();
     let mut child = pinned(CLAUDIT, MEASURED_CPU)
         .args(["--log-format", "json", "run", "--config"])
@@ -662,6 +670,7 @@ fn count_lines(path: &Path) -> u64 {
 
 fn run_peer(sim: &Simulator, out: &Path) -> Option<Figures> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/peer-sdk.sh");
+    settle_page_cache();
     let output = Command::new(&script)
         .arg(&sim.base_url)
         .arg(out)
