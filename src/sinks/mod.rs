@@ -211,13 +211,8 @@ impl SinkTask {
             };
             if let Some((reason, delay)) = wait {
                 counters.retries.inc();
-                let (n, now) = (name.clone(), now_ms());
-                self.store
-                    .call(move |s| s.record_sink_error(&n, &reason, now))
-                    .await?;
-                tokio::select! {
-                    _ = cancel.cancelled() => break,
-                    _ = tokio::time::sleep(delay) => {}
+                if record_error_and_wait(&self.store, &name, reason, delay, &cancel).await? {
+                    break;
                 }
             }
             if cancel.is_cancelled() {
@@ -406,6 +401,26 @@ async fn deliver(destination: &mut Destination, records: &[BatchRecord]) -> Outc
         Destination::Sumo(sink) => sink.send(records).await,
         Destination::Elasticsearch(sink) => sink.send(records).await,
     }
+}
+
+/// After a failed delivery or flush: records the error on the sink's cursor
+/// row (for `status`), then waits `delay`. Returns true if `cancel` fired
+/// meanwhile.
+async fn record_error_and_wait(
+    store: &SharedStore,
+    sink: &str,
+    reason: String,
+    delay: Duration,
+    cancel: &CancellationToken,
+) -> anyhow::Result<bool> {
+    let (sink, now) = (sink.to_string(), now_ms());
+    store
+        .call(move |s| s.record_sink_error(&sink, &reason, now))
+        .await?;
+    Ok(tokio::select! {
+        _ = cancel.cancelled() => true,
+        _ = tokio::time::sleep(delay) => false,
+    })
 }
 
 /// Exponential backoff with jitter from 1 s to 60 s and no retry cap: the

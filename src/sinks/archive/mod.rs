@@ -68,7 +68,7 @@ use manifest::{GENESIS, HOUR_MS, ManifestEntry, SegmentKind, format_hour, format
 use s3::S3Backend;
 use segment::{FinishedSegment, SegmentWriter};
 
-use super::SinkStats;
+use super::{SinkStats, record_error_and_wait};
 
 /// Segments open at once in one flush; the flush ends before the record
 /// that would open one more (the next flush goes on from there).
@@ -259,13 +259,8 @@ impl ArchiveTask {
                     let reason = format!("{e:#}");
                     warn!(sink = %name, error = %reason, retry_in_ms = delay.as_millis() as u64,
                         "archiving failed; the records stay in the journal and the flush is redone");
-                    let (n, now) = (name.clone(), now_ms());
-                    self.store
-                        .call(move |s| s.record_sink_error(&n, &reason, now))
-                        .await?;
-                    tokio::select! {
-                        _ = cancel.cancelled() => break,
-                        _ = tokio::time::sleep(delay) => {}
+                    if record_error_and_wait(&self.store, &name, reason, delay, &cancel).await? {
+                        break;
                     }
                 }
             }
