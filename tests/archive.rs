@@ -253,6 +253,12 @@ async fn two_sealed_hours() -> Archive {
 /// Then late arrivals for H0 (a sweep) and H2 sealed.
 async fn with_late_segment() -> Archive {
     let a = two_sealed_hours().await;
+    add_late_arrivals_and_seal_h2(&a).await;
+    a
+}
+
+/// Journals three late arrivals for H0 and seals H2, then archives them.
+async fn add_late_arrivals_and_seal_h2(a: &Archive) {
     a.journal(
         WindowKind::Sweep,
         H0 - HOUR,
@@ -266,7 +272,6 @@ async fn with_late_segment() -> Archive {
         &[],
     );
     a.run_until(a.seq_of("late-002")).await;
-    a
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -282,23 +287,8 @@ async fn sealed_hours_are_archived_once_and_late_arrivals_get_a_late_segment() {
     assert_eq!(m[1]["records"], 12);
     assert_eq!(m[1]["first_created_at"], "2026-01-02T01:00:00.000Z");
 
-    let a = {
-        // Same journal, now with late arrivals and H2 sealed.
-        a.journal(
-            WindowKind::Sweep,
-            H0 - HOUR,
-            H0 + 2 * HOUR,
-            &ids("late", 3, H0 + 7, 60_000),
-        );
-        a.journal(
-            WindowKind::Live,
-            H0 + 2 * HOUR + 1_800_000,
-            H0 + 3 * HOUR,
-            &[],
-        );
-        a.run_until(a.seq_of("late-002")).await;
-        a
-    };
+    // Same journal, now with late arrivals and H2 sealed.
+    add_late_arrivals_and_seal_h2(&a).await;
     let m = a.manifest();
     assert_eq!(m.len(), 4, "{m:?}");
     assert_eq!(
