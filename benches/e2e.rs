@@ -487,6 +487,18 @@ struct Figures {
 }
 
 impl Figures {
+    /// One run's figures, as each run's line prints them.
+    fn line(&self) -> String {
+        format!(
+            "{} activities in {:.2} s = {:.0}/s, {:.3} CPU s/100k, peak RSS {:.1} MB",
+            self.activities,
+            self.wall_secs,
+            self.per_sec(),
+            self.cpu_per_100k(),
+            mb(self.peak_rss_kb)
+        )
+    }
+
     fn per_sec(&self) -> f64 {
         self.activities as f64 / self.wall_secs
     }
@@ -870,15 +882,7 @@ fn main() {
                     &hec,
                     &geoip,
                 );
-                println!(
-                    "  claudit -> {:<4} run {run}: {} activities in {:.2} s = {:.0}/s, {:.3} CPU s/100k, peak RSS {:.1} MB",
-                    sink.name(),
-                    f.activities,
-                    f.wall_secs,
-                    f.per_sec(),
-                    f.cpu_per_100k(),
-                    mb(f.peak_rss_kb)
-                );
+                println!("  claudit -> {:<4} run {run}: {}", sink.name(), f.line());
                 let _ = std::fs::remove_dir_all(&run_dir);
                 runs.push(f);
             }
@@ -891,14 +895,7 @@ fn main() {
                 let Some(f) = run_peer(&sim, &size_dir.join("peer.ndjson")) else {
                     break;
                 };
-                println!(
-                    "  python sdk  run {run}: {} activities in {:.2} s = {:.0}/s, {:.3} CPU s/100k, peak RSS {:.1} MB",
-                    f.activities,
-                    f.wall_secs,
-                    f.per_sec(),
-                    f.cpu_per_100k(),
-                    mb(f.peak_rss_kb)
-                );
+                println!("  python sdk  run {run}: {}", f.line());
                 runs.push(f);
             }
             peer = (!runs.is_empty()).then(|| median(&runs));
@@ -932,12 +929,8 @@ fn main() {
                     .unwrap();
                 let f = run_claudit(&run_dir, &state, &sim, Sink::File, &hec, &geoip);
                 println!(
-                    "  claudit -> file on a journal of {before} rows, run {run}: {} activities in {:.2} s = {:.0}/s, {:.3} CPU s/100k, peak RSS {:.1} MB",
-                    f.activities,
-                    f.wall_secs,
-                    f.per_sec(),
-                    f.cpu_per_100k(),
-                    mb(f.peak_rss_kb)
+                    "  claudit -> file on a journal of {before} rows, run {run}: {}",
+                    f.line()
                 );
                 let _ = std::fs::remove_dir_all(&run_dir);
                 runs.push(f);
