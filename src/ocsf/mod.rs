@@ -115,7 +115,8 @@ impl ContextCache {
             Err(e) => {
                 // Only a damaged state database gets here; the event is still
                 // delivered, without enrichment, and the damage is reported.
-                tracing::warn!(error = %e, "journal row with an unreadable enrichment context: rendering it without enrichment");
+                tracing::warn!(error = %e, context = %text,
+                    "journal row with an unreadable enrichment context: delivering its event without enrichment. The state database may be damaged: stop the daemon and run sqlite3 STATE_DB 'PRAGMA integrity_check'");
                 JournalContext::default()
             }
         });
