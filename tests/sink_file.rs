@@ -86,7 +86,8 @@ async fn whole_lines_of_an_uncommitted_batch_are_not_written_twice() {
 
 /// The release daemon writes its file sink on a 2 MiB tmpfs that fills up
 /// in the middle of a batch. While the disk is full the sink reports the
-/// error (`/readyz` 503 naming it, `status`, `claudit_sink_retries_total`);
+/// error (`/readyz` 503 naming it, `status`, `claudit_sink_retries_total`,
+/// a warning per attempt) and each retry first reconciles the file;
 /// once space is freed every journaled activity is in the file exactly once,
 /// in journal order, with no torn line, and the committed length is the
 /// file's length. Needs root to mount the tmpfs; skipped otherwise.
@@ -178,6 +179,7 @@ ready_max_sink_delay = "1s"
         (status == 503 && check["ok"] == false).then(|| check["detail"].to_string())
     })
     .await;
+    eprintln!("/readyz while the disk is full: {detail}");
     assert!(detail.contains("No space left on device"), "{detail}");
     assert!(detail.contains(&out.display().to_string()), "{detail}");
     let status = claudit_status(&config);
@@ -197,6 +199,26 @@ ready_max_sink_delay = "1s"
     })
     .await;
     daemon.stop();
+    let logs: Vec<serde_json::Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(logs.iter().any(|v| {
+        v["sink"] == "file"
+            && v["level"] == "WARN"
+            && v["message"] == "delivery failed; the batch stays in the journal and is retried"
+            && v["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("No space left on device"))
+    }));
+    assert!(
+        logs.iter().any(|v| v["sink"] == "file"
+            && v["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("reconciled the file with the cursor"))),
+        "the retry reconciled the file first"
+    );
 
     // 3. The file holds the journal exactly once, in order, whole lines.
     let store = Store::open_readonly(&db).unwrap();
