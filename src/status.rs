@@ -41,7 +41,9 @@ pub struct SinkStatus {
     pub oldest_undelivered: Option<String>,
     pub delivered: i64,
     pub last_success: Option<String>,
+    /// The error of the last failed attempt, cleared by the next success.
     pub last_error: Option<String>,
+    pub last_error_at: Option<String>,
     pub dead_letters: i64,
 }
 
@@ -98,6 +100,7 @@ pub fn report(config: &Config, now_ms: i64) -> anyhow::Result<StatusReport> {
             delivered: c.delivered,
             last_success: c.last_success_ms.map(fmt_ms),
             last_error: c.last_error,
+            last_error_at: c.last_error_ms.map(fmt_ms),
             dead_letters: store.dead_letter_count(&sink.name)?,
         });
     }
@@ -159,7 +162,7 @@ impl std::fmt::Display for StatusReport {
             writeln!(f, "  last success:    {}", or(&s.last_success, "never"))?;
             writeln!(f, "  dead letters:    {}", s.dead_letters)?;
             if let Some(e) = &s.last_error {
-                writeln!(f, "  last error:      {e}")?;
+                writeln!(f, "  last error:      {} ({e})", or(&s.last_error_at, "?"))?;
             }
         }
         Ok(())

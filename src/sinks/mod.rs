@@ -28,7 +28,7 @@ use crate::ocsf::Mapper;
 use crate::store::{BatchRecord, NewDeadLetter, Payload, SharedStore, now_ms};
 use datadog::DatadogSink;
 use elasticsearch::ElasticsearchSink;
-use file::FileSink;
+use file::{Disk, FileSink, RealDisk};
 use http::Outcome;
 use sentinel::SentinelSink;
 use splunk_hec::SplunkHecSink;
@@ -73,7 +73,16 @@ pub struct SinkTask {
 
 impl SinkTask {
     /// Runs until `cancel`; a batch in flight is finished first.
-    pub async fn run(mut self, cancel: CancellationToken) -> anyhow::Result<SinkStats> {
+    pub async fn run(self, cancel: CancellationToken) -> anyhow::Result<SinkStats> {
+        self.run_on(Arc::new(RealDisk), cancel).await
+    }
+
+    /// `run`, with a file sink's file operations going through `disk`.
+    async fn run_on(
+        mut self,
+        disk: Arc<dyn Disk>,
+        cancel: CancellationToken,
+    ) -> anyhow::Result<SinkStats> {
         // An archive moves its cursor over whole sealed hours, not batches:
         // it has its own loop (sinks/archive/mod.rs).
         if let SinkKind::Archive(archive) = &self.config.kind {
@@ -94,7 +103,7 @@ impl SinkTask {
         // Counts when the sink last caught up, for the summary line.
         let mut cycle_start = stats;
         let counters = self.metrics.sink(&name);
-        let mut destination = self.open_destination().await?;
+        let mut destination = self.open_destination(disk).await?;
         info!(sink = %name, "sink started");
         let mut backoff = retry_policy().build();
         let mut fatal_wait = FATAL_RECHECK;
@@ -148,8 +157,10 @@ impl SinkTask {
             }
             lingered = false;
             let last_seq = records.last().map(|r| r.seq).unwrap_or(cursor.seq);
-            let outcome = match self.rotate_if_needed(&mut destination, &records).await? {
-                Ok(()) => deliver(&mut destination, &records).await,
+            let outcome = match self.prepare_file(&mut destination, &records).await? {
+                // Records of the batch were found in the file: read it again.
+                Ok(true) => continue,
+                Ok(false) => deliver(&mut destination, &records).await,
                 Err(failed) => failed,
             };
             let wait = match outcome {
@@ -223,37 +234,89 @@ impl SinkTask {
         Ok(stats)
     }
 
-    /// A file sink rotates before a batch that would take the file past
+    /// Before each batch a file sink brings its file in line with its cursor
+    /// (after a start, and after a failed write, fsync or rotation: see
+    /// `sinks/file`), then rotates if the batch would take the file past
     /// `max_bytes`, and commits the new file's length (0) before writing
     /// into it: after a crash, recovery then compares the new file's bytes
-    /// with the batch, never with the old file's length.
-    async fn rotate_if_needed(
+    /// with the batch, never with the old file's length. Returns whether
+    /// records were found already written (the batch must be read again),
+    /// or the outcome to wait on when the file could not be reconciled or
+    /// rotated.
+    async fn prepare_file(
         &self,
         destination: &mut Destination,
         records: &[BatchRecord],
-    ) -> anyhow::Result<Result<(), Outcome>> {
+    ) -> anyhow::Result<Result<bool, Outcome>> {
         let Destination::File(sink) = destination else {
-            return Ok(Ok(()));
+            return Ok(Ok(false));
         };
+        match self.reconcile_file(sink).await? {
+            Ok(0) => {}
+            Ok(_) => return Ok(Ok(true)),
+            Err(failed) => return Ok(Err(failed)),
+        }
         let bytes: u64 = records.iter().map(|r| r.payload.len() as u64 + 1).sum();
         match sink.rotate_if_needed(bytes) {
-            Ok(false) => Ok(Ok(())),
-            Ok(true) => {
-                let name = self.config.name.clone();
-                self.store
-                    .call(move |s| s.record_file_offset(&name, 0))
-                    .await?;
-                Ok(Ok(()))
-            }
-            Err(e) => Ok(Err(Outcome::Retry {
-                after: None,
-                reason: format!("rotating {}: {e}", sink.path().display()),
-            })),
+            Ok(false) => Ok(Ok(false)),
+            Ok(true) => Ok(self.reconcile_file(sink).await?.map(|found| found > 0)),
+            Err(e) => Ok(Err(file_retry("rotating", sink.path(), &e))),
         }
     }
 
-    /// Opens the destination and, for a file, reconciles what a crash left
-    /// past the committed offset.
+    /// Reconciles a file sink's file with the cursor until it is ready for
+    /// the next batch, committing what each step found: the records already
+    /// written and the file's new length. Returns how many records were
+    /// found written, or the outcome to wait on.
+    async fn reconcile_file(&self, sink: &mut FileSink) -> anyhow::Result<Result<usize, Outcome>> {
+        let name = self.config.name.clone();
+        let mut found = 0;
+        loop {
+            let tail = match sink.unreconciled() {
+                Ok(None) => return Ok(Ok(found)),
+                Ok(Some(tail)) => tail,
+                Err(e) => return Ok(Err(file_retry("opening", sink.path(), &e))),
+            };
+            let cursor = {
+                let name = name.clone();
+                self.store.call(move |s| s.sink_cursor(&name)).await?
+            };
+            // A tail longer than a batch is reconciled a batch at a time.
+            let covering = tail.min(self.config.batch.max_bytes as u64) as usize;
+            let next = if tail == 0 {
+                Vec::new()
+            } else {
+                let (form, seq) = (self.payload_form(), cursor.seq);
+                self.store
+                    .call(move |s| s.read_covering(seq, covering, &form))
+                    .await?
+            };
+            let recovery = match sink.reconcile(&next) {
+                Ok(recovery) => recovery,
+                Err(e) => return Ok(Err(file_retry("reconciling", sink.path(), &e))),
+            };
+            let offset = sink.offset() as i64;
+            let (n, now) = (name.clone(), now_ms());
+            if recovery.already_written > 0 {
+                let last = next[recovery.already_written - 1].seq;
+                let count = recovery.already_written as i64;
+                self.store
+                    .call(move |s| s.advance_sink(&n, last, Some(offset), count, &[], now))
+                    .await?;
+            } else if cursor.file_offset != Some(offset) {
+                self.store
+                    .call(move |s| s.record_file_offset(&n, offset))
+                    .await?;
+            }
+            if recovery.already_written > 0 || recovery.truncated_bytes > 0 {
+                warn!(sink = %name, already_written = recovery.already_written,
+                    truncated_bytes = recovery.truncated_bytes,
+                    "reconciled the file with the cursor after an interrupted batch: whole lines kept, a torn or unsynced tail cut off");
+            }
+            found += recovery.already_written;
+        }
+    }
+
     /// What the sink's `format` asks the journal for.
     fn payload_form(&self) -> Payload {
         match self.config.format {
@@ -262,14 +325,17 @@ impl SinkTask {
         }
     }
 
-    async fn open_destination(&mut self) -> anyhow::Result<Destination> {
+    /// Opens the destination. A file is reconciled with the cursor before
+    /// the first batch (`prepare_file`); a new file sink commits where it
+    /// starts in the file first, so that a batch written before a crash is
+    /// recognised as its own.
+    async fn open_destination(&mut self, disk: Arc<dyn Disk>) -> anyhow::Result<Destination> {
         let name = self.config.name.clone();
-        let form = self.payload_form();
         match &self.config.kind {
             SinkKind::File(cfg) => {
                 let n = name.clone();
                 let cursor = self.store.call(move |s| s.sink_cursor(&n)).await?;
-                let mut sink = FileSink::open(cfg, cursor.file_offset).map_err(|e| {
+                let sink = FileSink::open_on(disk, cfg, cursor.file_offset).map_err(|e| {
                     anyhow::anyhow!(
                         "sink {name}: cannot open {}: {e}; check that the directory exists and is writable",
                         cfg.path.display()
@@ -280,36 +346,6 @@ impl SinkTask {
                     self.store
                         .call(move |s| s.record_file_offset(&n, off))
                         .await?;
-                }
-                let tail = std::fs::metadata(&cfg.path)
-                    .map(|m| m.len())
-                    .unwrap_or(0)
-                    .saturating_sub(sink.offset());
-                if tail > 0 {
-                    let seq = cursor.seq;
-                    let next = self
-                        .store
-                        .call(move |s| s.read_covering(seq, tail as usize, &form))
-                        .await?;
-                    let recovery = sink.recover(&next)?;
-                    if recovery.already_written > 0 || recovery.truncated_bytes > 0 {
-                        let last = next[..recovery.already_written]
-                            .last()
-                            .map(|r| r.seq)
-                            .unwrap_or(seq);
-                        let (n, off, count, now) = (
-                            name.clone(),
-                            sink.offset() as i64,
-                            recovery.already_written as i64,
-                            now_ms(),
-                        );
-                        self.store
-                            .call(move |s| s.advance_sink(&n, last, Some(off), count, &[], now))
-                            .await?;
-                        warn!(sink = %name, already_written = recovery.already_written,
-                            truncated_bytes = recovery.truncated_bytes,
-                            "recovered from an interrupted batch: whole lines kept, a torn line cut off");
-                    }
                 }
                 Ok(Destination::File(sink))
             }
@@ -359,7 +395,7 @@ impl Replayer {
             mapper,
         };
         Ok(Replayer {
-            destination: task.open_destination().await?,
+            destination: task.open_destination(Arc::new(RealDisk)).await?,
         })
     }
 
@@ -388,11 +424,9 @@ async fn deliver(destination: &mut Destination, records: &[BatchRecord]) -> Outc
             match sink.write_batch(records) {
                 Ok(_) => Outcome::delivered(),
                 // Disk full, permissions, I/O errors: the operator can fix
-                // them, and the journal keeps the batch until then.
-                Err(e) => Outcome::Retry {
-                    after: None,
-                    reason: format!("writing {}: {e}", sink.path().display()),
-                },
+                // them, and the journal keeps the batch until then. The
+                // file is reconciled before the retry (`prepare_file`).
+                Err(e) => file_retry("writing", sink.path(), &e),
             }
         }
         Destination::Datadog(sink) => sink.send(records).await,
@@ -400,6 +434,14 @@ async fn deliver(destination: &mut Destination, records: &[BatchRecord]) -> Outc
         Destination::SplunkHec(sink) => sink.send(records).await,
         Destination::Sumo(sink) => sink.send(records).await,
         Destination::Elasticsearch(sink) => sink.send(records).await,
+    }
+}
+
+/// A failed file operation: retried with backoff, reconciled first.
+fn file_retry(action: &str, path: &std::path::Path, e: &std::io::Error) -> Outcome {
+    Outcome::Retry {
+        after: None,
+        reason: file::describe_error(action, path, e),
     }
 }
 
@@ -510,7 +552,7 @@ mod tests {
         std::fs::write(&out, "{\"someone\":\"else\"}\n").unwrap();
 
         let mut first = task(&db, &out);
-        let destination = first.open_destination().await.unwrap();
+        let destination = first.open_destination(Arc::new(RealDisk)).await.unwrap();
         let cursor = Store::open(&db).unwrap().sink_cursor("file").unwrap();
         assert_eq!((cursor.seq, cursor.file_offset), (0, Some(19)));
         // The first batch reaches the file, then the process dies.
@@ -543,27 +585,107 @@ mod tests {
             cfg.max_bytes = 20;
             cfg.max_files = 1;
         }
-        let mut destination = t.open_destination().await.unwrap();
-        let Destination::File(sink) = &mut destination else {
-            unreachable!()
-        };
+        let mut destination = t.open_destination(Arc::new(RealDisk)).await.unwrap();
         let line = BatchRecord {
             seq: 1,
             activity_id: "a".into(),
             created_at_ms: 1,
             payload: "0123456789abcdef".into(),
         };
-        sink.write_batch(std::slice::from_ref(&line)).unwrap();
+        let batch = std::slice::from_ref(&line);
+        assert!(
+            !t.prepare_file(&mut destination, batch)
+                .await
+                .unwrap()
+                .unwrap()
+        );
+        let Destination::File(sink) = &mut destination else {
+            unreachable!()
+        };
+        sink.write_batch(batch).unwrap();
         Store::open(&db)
             .unwrap()
             .advance_sink("file", 1, Some(17), 1, &[], 1)
             .unwrap();
-        t.rotate_if_needed(&mut destination, std::slice::from_ref(&line))
-            .await
-            .unwrap()
-            .unwrap();
+        assert!(
+            !t.prepare_file(&mut destination, batch)
+                .await
+                .unwrap()
+                .unwrap()
+        );
         let cursor = Store::open(&db).unwrap().sink_cursor("file").unwrap();
         assert_eq!((cursor.seq, cursor.file_offset), (1, Some(0)));
         assert!(dir.path().join("out.ndjson.1").exists());
+    }
+
+    /// The sink task over a disk that fills up in the middle of a batch:
+    /// while it is full the error is on the cursor row (`status`, `/readyz`)
+    /// and counted as a retry; once there is room again, and through a few
+    /// more failures (an fsync that loses its pages among them), every record
+    /// is in the file once, in order, whole, and the committed length is the
+    /// file's length.
+    /// Time is paused (it moves on whenever the runtime idles), so the
+    /// backoff between retries takes no real time.
+    #[tokio::test(start_paused = true)]
+    async fn a_full_disk_is_reported_and_leaves_every_record_once_and_whole() {
+        use file::faults::{Fault, FaultyDisk, Schedule};
+
+        let dir = tempfile::tempdir().unwrap();
+        let (db, out) = (dir.path().join("state.db"), dir.path().join("out.ndjson"));
+        let ids: Vec<String> = (0..12).map(|i| format!("a{i:02}")).collect();
+        journal(&db, &ids.iter().map(String::as_str).collect::<Vec<_>>());
+        let mut t = task(&db, &out);
+        t.config.batch.max_events = 4;
+        let metrics = t.metrics.clone();
+        // Each line is 13 bytes: the first batch fits, the second is cut
+        // after one line and two bytes.
+        let disk = FaultyDisk::new(Schedule::default());
+        disk.set_room(Some(4 * 13 + 15));
+        let cancel = CancellationToken::new();
+        let run = tokio::spawn(t.run_on(Arc::new(disk.clone()), cancel.clone()));
+
+        let store = Store::open(&db).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let error = loop {
+            assert!(std::time::Instant::now() < deadline, "no error recorded");
+            if let Some(e) = store.sink_cursor("file").unwrap().last_error {
+                break e;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        assert!(error.contains("No space left on device"), "{error}");
+        assert!(error.contains("free space"), "{error}");
+        assert!(error.contains(&out.display().to_string()), "{error}");
+        assert!(metrics.sink("file").retries.get() >= 1);
+        // The first batch, and the whole line of the second once a retry
+        // reconciled the file.
+        let seq = store.sink_cursor("file").unwrap().seq;
+        assert!(seq == 4 || seq == 5, "{seq}");
+
+        // Room again, and three more failures on whatever the sink does next.
+        disk.set_room(None);
+        disk.fail_in(2, Fault::SyncLosesPages);
+        disk.fail_in(7, Fault::SyncLosesPages);
+        disk.fail_in(12, Fault::Io);
+        while store.sink_cursor("file").unwrap().seq < 12 {
+            let cursor = store.sink_cursor("file").unwrap();
+            assert!(
+                std::time::Instant::now() < deadline,
+                "not caught up: {cursor:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        cancel.cancel();
+        run.await.unwrap().unwrap();
+        assert_eq!(disk.injected(), 3, "every scheduled failure happened");
+        let expected: String = ids
+            .iter()
+            .map(|id| format!("{{\"id\":\"{id}\"}}\n"))
+            .collect();
+        let text = std::fs::read_to_string(&out).unwrap();
+        assert_eq!(text, expected);
+        let cursor = store.sink_cursor("file").unwrap();
+        assert_eq!(cursor.file_offset, Some(text.len() as i64));
+        assert_eq!(cursor.last_error, None);
     }
 }
