@@ -21,6 +21,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 
+use crate::body_limit::{self, BodyError};
 use crate::config::SourceConfig;
 use crate::model::format_time;
 
@@ -30,8 +31,20 @@ use crate::metrics::{RequestCounters, StatusClass};
 
 /// The feed's path under `base_url`.
 const ACTIVITIES_PATH: &str = "/v1/compliance/activities";
+/// How errors about a page's body name the request (no query: it is long).
+const FEED_ENDPOINT: &str = "GET /v1/compliance/activities";
 /// The feed's largest page.
 pub const MAX_PAGE_SIZE: u32 = 5000;
+/// The largest answer read from the feed, decompressed, in bytes. The
+/// largest legitimate page is 5,000 records: 2.9 MB with the simulator's
+/// mix of activity types (records of 0.26 to 0.87 KB, median 0.6 KB,
+/// measured), and records are metadata, not content, so even records
+/// three times larger make a page of about 10 MB. 32 MiB is three times
+/// that, eleven times the measured page, and leaves a single odd record of
+/// up to about 30 MB readable. An answer that passes it is refused unread
+/// and the page is asked again after a backoff: the cap, not the network,
+/// decides how much memory a page can take.
+pub const MAX_PAGE_BYTES: usize = 32 << 20;
 /// A 404 on the feed itself is retried this many times in all, then reported.
 const NOT_FOUND_ATTEMPTS: u32 = 3;
 /// `check_key` gives up on transient failures after this many attempts.
@@ -616,11 +629,24 @@ impl ComplianceClient {
         };
 
         let status = response.status();
-        self.requests.count(StatusClass::of_status(status.as_u16()));
         let headers = response.headers().clone();
         self.limiter.observe(&RateHeaders::from_headers(&headers));
-        let header_request_id = request_id_from_headers(&headers);
-        let body = response.bytes().await;
+        // Network text that goes into messages and the journal: redacted too.
+        let header_request_id = body_limit::request_id(&headers).map(|id| self.redact(&id));
+        let body = body_limit::read_capped(response, MAX_PAGE_BYTES, FEED_ENDPOINT).await;
+        if let Err(too_large @ BodyError::TooLarge { .. }) = &body {
+            // Retried like any unreadable page: nothing of it is kept, and
+            // nothing advances until a page is read whole.
+            self.requests.count(StatusClass::TooLarge);
+            self.record_request_id(header_request_id.as_deref(), attempt_ids);
+            return Err(Failure::Transient {
+                status: Some(status.as_u16()),
+                request_id: header_request_id,
+                retry_after: retry_after(&headers, self.limiter.clock().utc_now()),
+                reason: self.redact(&too_large.to_string()),
+            });
+        }
+        self.requests.count(StatusClass::of_status(status.as_u16()));
 
         if status.is_success() {
             self.record_request_id(header_request_id.as_deref(), attempt_ids);
@@ -628,7 +654,7 @@ impl ComplianceClient {
                 status: Some(status.as_u16()),
                 request_id: header_request_id.clone(),
                 retry_after: None,
-                reason: self.redact(&format!("reading the body: {}", describe_reqwest_error(&e))),
+                reason: self.redact(&e.to_string()),
             })?;
             return match serde_json::from_slice::<Envelope>(&body) {
                 Ok(envelope) => Ok((envelope, header_request_id)),
@@ -776,18 +802,6 @@ impl ErrorEnvelope {
 /// 408, 409, 429 and every 5xx (529 is "overloaded") are worth retrying.
 fn is_retryable_status(code: u16) -> bool {
     matches!(code, 408 | 409 | 429 | 500..=599)
-}
-
-/// `request-id`, else `x-request-id`.
-fn request_id_from_headers(headers: &HeaderMap) -> Option<String> {
-    ["request-id", "x-request-id"].iter().find_map(|name| {
-        headers
-            .get(*name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-            .map(str::to_string)
-    })
 }
 
 /// The longer of `retry-after` (seconds or an HTTP date) and `retry-after-ms`.
@@ -981,23 +995,6 @@ mod tests {
         assert_eq!(retry_after(&headers(&[("retry-after", "soon")]), now), None);
         assert_eq!(retry_after(&headers(&[("retry-after", "-3")]), now), None);
         assert_eq!(retry_after(&HeaderMap::new(), now), None);
-    }
-
-    #[test]
-    fn request_id_prefers_request_id_header() {
-        assert_eq!(
-            request_id_from_headers(&headers(&[
-                ("request-id", "req_1"),
-                ("x-request-id", "req_2")
-            ]))
-            .as_deref(),
-            Some("req_1")
-        );
-        assert_eq!(
-            request_id_from_headers(&headers(&[("x-request-id", "req_2")])).as_deref(),
-            Some("req_2")
-        );
-        assert_eq!(request_id_from_headers(&HeaderMap::new()), None);
     }
 
     #[test]
