@@ -4,9 +4,9 @@
 //! destination answers properly everything is delivered. Real sockets, a
 //! real journal and the real `SinkTask`.
 
-mod support {
-    pub mod sinks;
-}
+#[path = "support/sinks.rs"]
+#[allow(dead_code)]
+mod support;
 
 use std::io::Write as _;
 use std::sync::Arc;
@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use claudit::sinks::SinkTask;
-use support::sinks::{activity, journal, sink};
+use support::{activity, journal, sink};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;

@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use crate::body_limit::{self, BodyError};
 use crate::config::SourceConfig;
 use crate::model::format_time;
+use crate::redact::Redactor;
 
 pub use super::limiter::RateState;
 use super::limiter::{Clock, RateHeaders, RateLimiter};
@@ -254,6 +255,8 @@ pub struct ComplianceClient {
     source_name: String,
     activities_url: reqwest::Url,
     api_key: SecretString,
+    /// Removes the key, in every encoding, from text that came from the network.
+    redactor: Redactor,
     key_kind: KeyKind,
     anthropic_version: HeaderValue,
     /// Filters sent with every page request, in order.
@@ -413,6 +416,11 @@ impl ComplianceClient {
             source_name: source.name.clone(),
             activities_url,
             api_key: source.api_key.clone(),
+            redactor: {
+                let mut redactor = Redactor::new();
+                redactor.add(source.api_key.expose_secret());
+                redactor
+            },
             key_kind: KeyKind::of(&source.api_key),
             anthropic_version,
             filters,
@@ -780,16 +788,12 @@ impl ComplianceClient {
         log.push_back(id.to_string());
     }
 
-    /// Removes the configured key, and anything shaped like an Anthropic key,
-    /// from text that came from the network.
+    /// Removes anything shaped like an Anthropic key, then the configured
+    /// key in its other encodings, from text that came from the network.
+    /// In that order: the redactor recognises the key by its first
+    /// characters, which other Anthropic keys share.
     fn redact(&self, text: &str) -> String {
-        let key = self.api_key.expose_secret().trim();
-        let text = if key.len() >= 8 {
-            text.replace(key, "[REDACTED]")
-        } else {
-            text.to_string()
-        };
-        redact_anthropic_keys(&text)
+        self.redactor.redact(&redact_anthropic_keys(text))
     }
 }
 
