@@ -479,6 +479,9 @@ async fn echoed_credentials_never_reach_logs_output_or_the_database() {
             "no request {prefix}: {requests:?}"
         );
     }
+    let found = leaks(&outputs);
+    eprintln!("sink secrets scan: {}", report(&found));
+    assert!(found.is_empty(), "{}", report(&found));
     let stored = &outputs
         .iter()
         .find(|(p, _)| p == "state database")
@@ -488,9 +491,5 @@ async fn echoed_credentials_never_reach_logs_output_or_the_database() {
         stored.contains("[REDACTED]"),
         "the echoes are stored, redacted"
     );
-
-    let found = leaks(&outputs);
-    eprintln!("sink secrets scan: {}", report(&found));
-    assert!(found.is_empty(), "{}", report(&found));
     sim.shutdown().await;
 }
