@@ -81,11 +81,11 @@ impl fmt::Display for Bytes {
         const MIB: usize = 1 << 20;
         const KIB: usize = 1 << 10;
         let n = self.0;
-        if n >= MIB && n % MIB == 0 {
+        if n >= MIB && n.is_multiple_of(MIB) {
             write!(f, "{} MiB", n / MIB)
         } else if n >= MIB {
             write!(f, "{:.1} MiB", n as f64 / MIB as f64)
-        } else if n >= KIB && n % KIB == 0 {
+        } else if n >= KIB && n.is_multiple_of(KIB) {
             write!(f, "{} KiB", n / KIB)
         } else {
             write!(f, "{n} bytes")
