@@ -788,12 +788,18 @@ impl ComplianceClient {
         log.push_back(id.to_string());
     }
 
-    /// Removes anything shaped like an Anthropic key, then the configured
-    /// key in its other encodings, from text that came from the network.
-    /// In that order: the redactor recognises the key by its first
-    /// characters, which other Anthropic keys share.
+    /// Removes the configured key, anything shaped like an Anthropic key,
+    /// then the configured key in its other encodings, from text that came
+    /// from the network. The redactor comes last: it recognises the key by
+    /// its first characters, which other Anthropic keys share.
     fn redact(&self, text: &str) -> String {
-        self.redactor.redact(&redact_anthropic_keys(text))
+        let key = self.api_key.expose_secret().trim();
+        let text = if key.len() >= 8 {
+            text.replace(key, "[REDACTED]")
+        } else {
+            text.to_string()
+        };
+        self.redactor.redact(&redact_anthropic_keys(&text))
     }
 }
 
