@@ -48,6 +48,9 @@ pub enum StatusClass {
     ServerError,
     /// No HTTP answer: connection, TLS or timeout.
     Transport,
+    /// An answer whose body passed the size cap (`body_limit`): refused
+    /// unread, whatever its status.
+    TooLarge,
 }
 
 impl StatusClass {
@@ -67,15 +70,17 @@ impl StatusClass {
             StatusClass::RateLimited => "429",
             StatusClass::ServerError => "5xx",
             StatusClass::Transport => "error",
+            StatusClass::TooLarge => "too_large",
         }
     }
 
-    const ALL: [StatusClass; 5] = [
+    const ALL: [StatusClass; 6] = [
         StatusClass::Success,
         StatusClass::ClientError,
         StatusClass::RateLimited,
         StatusClass::ServerError,
         StatusClass::Transport,
+        StatusClass::TooLarge,
     ];
 }
 
@@ -173,7 +178,7 @@ impl Metrics {
         // Counters get their `_total` suffix from the encoder.
         r.register(
             "claudit_source_requests",
-            "Compliance API requests by status class (2xx, 4xx, 429, 5xx, error = no answer)",
+            "Compliance API requests by status class (2xx, 4xx, 429, 5xx, error = no answer, too_large = body over the size cap, refused)",
             m.source_requests.clone(),
         );
         r.register(
@@ -464,7 +469,7 @@ impl Drop for TaskAlive {
 /// Compliance API requests of one source, by status class.
 #[derive(Clone, Debug, Default)]
 pub struct RequestCounters {
-    by_class: [Counter; 5],
+    by_class: [Counter; 6],
 }
 
 impl RequestCounters {
