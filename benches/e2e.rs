@@ -34,7 +34,7 @@
 //!   600 pages of 5,000 a minute (50,000 activities/s), and what is measured
 //!   here is how far above that ceiling claudit can go.
 
-#[path = "../tests/enrich/mmdb.rs"]
+#[path = "../tests/it/support/mmdb.rs"]
 #[allow(dead_code)]
 mod mmdb;
 

@@ -2,7 +2,7 @@
 //! fixtures' activities through the mapper) to request bodies.
 //! `cargo bench --bench sink_sentinel`; target at least 200,000 events/s.
 
-#[path = "../tests/support/sinks.rs"]
+#[path = "../tests/it/support/sinks.rs"]
 #[allow(dead_code)]
 mod support;
 

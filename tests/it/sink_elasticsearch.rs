@@ -4,8 +4,7 @@
 //! gzip, basic auth, the health check, the index template, and the secret
 //! never showing up anywhere.
 
-#[path = "support/elasticsearch.rs"]
-mod es;
+use crate::support::elasticsearch as es;
 
 use std::path::Path;
 use std::time::Duration;

@@ -7,8 +7,7 @@
 //!   the wire, and nothing in Elasticsearch (`create` + `_id`: the second
 //!   attempt gets 409 per item, counted as delivered).
 
-#[path = "support/elasticsearch.rs"]
-mod es;
+use crate::support::elasticsearch as es;
 
 use std::collections::{HashMap, HashSet};
 use std::io::Read;

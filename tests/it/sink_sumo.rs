@@ -4,18 +4,16 @@
 //! `Content-Encoding`, the `X-Sumo-*` headers are recorded, and 429 drops
 //! the request's data, as the real service does (`spec/sinks.md` section 3).
 
-mod journal_fixture;
-
 use std::collections::VecDeque;
 use std::io::Read;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::support::journal_fixture::{Logs, event, journal, sink_config};
 use claudit::config::{HttpSinkConfig, SinkKind, SumoSinkConfig};
 use claudit::sinks::http::Outcome;
 use claudit::sinks::sumo::{MAX_REQUEST_BYTES, SumoSink};
 use claudit::store::BatchRecord;
-use journal_fixture::{Logs, event, journal, sink_config};
 use serde_json::Value;
 use wiremock::matchers::any;
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};

@@ -7,8 +7,7 @@
 //! success), with 401, 429 and 413 injection. Also checks the sink's rows
 //! against `deploy/sentinel/`.
 
-#[path = "support/sinks.rs"]
-mod support;
+use crate::support::sinks as support;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};

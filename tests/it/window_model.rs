@@ -172,7 +172,15 @@ impl Driver {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    // The regressions file stays beside this file (by default it would go
+    // to tests/proptest-regressions/, tests/it/ having a main.rs).
+    #![proptest_config(ProptestConfig {
+        cases: 48,
+        failure_persistence: Some(Box::new(
+            proptest::test_runner::FileFailurePersistence::WithSource("proptest-regressions"),
+        )),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn windows_lose_nothing_and_journal_each_activity_once(feed in feed(), actions in prop::collection::vec(action(), 1..120)) {

@@ -4,8 +4,7 @@
 //! at most 1000 items and 5,000,000 decompressed bytes (413 above), 202 on
 //! success; faults (429, 503, 413) injected in front.
 
-#[path = "support/sinks.rs"]
-mod support;
+use crate::support::sinks as support;
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;

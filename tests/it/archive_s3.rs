@@ -41,13 +41,9 @@ fn venv() -> PathBuf {
 
 impl Moto {
     fn start() -> Moto {
-        // SAFETY: every test of this binary sets the same values; nothing
-        // reads them concurrently with a different expectation.
-        unsafe {
-            std::env::set_var("AWS_ACCESS_KEY_ID", "test");
-            std::env::set_var("AWS_SECRET_ACCESS_KEY", "test");
-            std::env::remove_var("AWS_SESSION_TOKEN");
-        }
+        // The credentials moto accepts are in the environment from the
+        // start (`support::process_env`), for the in-process S3 client and
+        // the `claudit` processes.
         if let Ok(endpoint) = std::env::var("CLAUDIT_TEST_S3_ENDPOINT") {
             return Moto {
                 endpoint,

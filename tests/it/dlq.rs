@@ -5,8 +5,7 @@
 //! `claudit replay` re-sends a time range without moving the cursor;
 //! `claudit dlq purge` needs --yes.
 
-#[path = "support/elasticsearch.rs"]
-mod es;
+use crate::support::elasticsearch as es;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -1,9 +1,6 @@
 //! Enrichment: GeoIP on databases built at test time, and user-agent parsing
 //! over `fixtures/useragents.txt`.
 
-#[path = "enrich/mmdb.rs"]
-mod mmdb;
-
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -11,7 +8,8 @@ use claudit::config::EnrichConfig;
 use claudit::enrich::geoip::GeoIp;
 use claudit::enrich::useragent::{MAX_USER_AGENT_BYTES, UserAgentParser};
 use claudit::enrich::{Asn, DeviceType, Enricher, IpClass, IpInfo, Location, UserAgentInfo};
-use mmdb::{asn_db, asn_row, city_db, city_row};
+
+use crate::support::mmdb::{self, asn_db, asn_row, city_db, city_row};
 
 // ---------------------------------------------------------------- GeoIP
 
@@ -491,7 +489,7 @@ fn optional(field: &str) -> Option<String> {
 }
 
 fn fixture_cases() -> Vec<Case> {
-    let text = include_str!("../fixtures/useragents.txt");
+    let text = include_str!("../../fixtures/useragents.txt");
     text.lines()
         .enumerate()
         .filter(|(_, line)| !line.trim().is_empty() && !line.starts_with('#'))

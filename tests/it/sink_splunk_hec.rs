@@ -4,18 +4,16 @@
 //! every concatenated event, the channel GUID when acknowledgement is on,
 //! and answers with HEC's JSON bodies and codes (`spec/sinks.md` section 1).
 
-mod journal_fixture;
-
 use std::collections::{HashMap, VecDeque};
 use std::io::Read;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::journal_fixture::{Logs, event, journal, sink_config};
 use claudit::config::{HttpSinkConfig, SinkKind, SplunkHecSinkConfig};
 use claudit::sinks::http::Outcome;
 use claudit::sinks::splunk_hec::{MAX_REQUEST_BYTES, SplunkHecSink};
 use claudit::store::BatchRecord;
-use journal_fixture::{Logs, event, journal, sink_config};
 use serde_json::{Value, json};
 use wiremock::matchers::any;
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};

@@ -3,13 +3,11 @@
 //! length (whole lines, then possibly one torn line) must end up as every
 //! record exactly once, each on its own line.
 
-mod journal_fixture;
-
 use std::path::Path;
 
+use crate::support::journal_fixture::{event, journal, sink_config};
 use claudit::config::{FileSinkConfig, SinkKind};
 use claudit::store::Store;
-use journal_fixture::{event, journal, sink_config};
 
 fn file_sink(path: &Path) -> SinkKind {
     SinkKind::File(FileSinkConfig {

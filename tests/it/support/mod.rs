@@ -1,0 +1,7 @@
+//! Set-up shared by the integration tests.
+
+pub mod elasticsearch;
+pub mod journal_fixture;
+pub mod mmdb;
+pub mod process_env;
+pub mod sinks;
