@@ -10,38 +10,26 @@ use std::time::Duration;
 use claudit::sim::{Fault, SimConfig, Simulator};
 use claudit::store::Store;
 
+use crate::support::config::{ConfigFile, sink, source};
+use crate::support::daemon;
+
 const KEY: &str = "sk-ant-api01-backfill-test-secret-key";
 
 fn write_config(dir: &std::path::Path, base_url: &str) -> std::path::PathBuf {
-    let path = dir.join("claudit.toml");
-    std::fs::write(
-        &path,
-        format!(
-            r#"
-[state]
-path = "{d}/state.db"
-
-[[sources]]
-name = "acme"
-base_url = "{base_url}"
-api_key = "${{BACKFILL_TEST_KEY}}"
-catchup_window = "30m"
-page_size = 100
-
-[[sinks]]
-name = "archive"
-type = "file"
-path = "{d}/events.ndjson"
-"#,
-            d = dir.display()
-        ),
-    )
-    .unwrap();
-    path
+    ConfigFile::new(&dir.join("state.db"))
+        .source(
+            source("acme")
+                .set("base_url", base_url)
+                .set("api_key", "${BACKFILL_TEST_KEY}")
+                .set("catchup_window", "30m")
+                .set("page_size", 100),
+        )
+        .sink(sink("archive", "file").path("path", &dir.join("events.ndjson")))
+        .write(&dir.join("claudit.toml"))
 }
 
 fn backfill(args: &[String]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_claudit"));
+    let mut cmd = Command::new(daemon::CLAUDIT);
     cmd.args(["--log-format", "json", "backfill"])
         .args(args)
         .args(["--progress-every", "100ms"])
@@ -148,7 +136,8 @@ async fn logs_progress_stops_on_sigint_and_resumes_without_duplicates() {
         .unwrap_or_else(|| panic!("no resume command: {stdout}"))
         .1
         .to_string();
-    assert!(!stdout.contains(KEY) && !stderr.contains(KEY));
+    daemon::assert_no_secret("backfill's stdout", &stdout, &[KEY]);
+    daemon::assert_no_secret("backfill's stderr", &stderr, &[KEY]);
 
     // Second run: exactly the printed command.
     let resume_args: Vec<String> = resume.split(' ').map(String::from).collect();

@@ -8,10 +8,13 @@ use std::time::Duration;
 use claudit::sim::{SimConfig, Simulator};
 use claudit::store::Store;
 
+use crate::support::config::{ConfigFile, sink, source};
+use crate::support::daemon;
+
 const KEY: &str = "sk-ant-api01-cli-test-secret-key";
 
 fn claudit(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_claudit"))
+    Command::new(daemon::CLAUDIT)
         .args(["--log-format", "json"])
         .args(args)
         .env("CLI_TEST_KEY", KEY)
@@ -28,30 +31,15 @@ fn text(out: &Output) -> String {
 }
 
 fn write_config(dir: &Path, base_url: &str) -> std::path::PathBuf {
-    let path = dir.join("claudit.toml");
-    std::fs::write(
-        &path,
-        format!(
-            r#"
-[state]
-path = "{d}/state.db"
-
-[[sources]]
-name = "acme"
-base_url = "{base_url}"
-api_key = "${{CLI_TEST_KEY}}"
-catchup_window = "30m"
-
-[[sinks]]
-name = "archive"
-type = "file"
-path = "{d}/events.ndjson"
-"#,
-            d = dir.display()
-        ),
-    )
-    .unwrap();
-    path
+    ConfigFile::new(&dir.join("state.db"))
+        .source(
+            source("acme")
+                .set("base_url", base_url)
+                .set("api_key", "${CLI_TEST_KEY}")
+                .set("catchup_window", "30m"),
+        )
+        .sink(sink("archive", "file").path("path", &dir.join("events.ndjson")))
+        .write(&dir.join("claudit.toml"))
 }
 
 #[test]
@@ -128,7 +116,7 @@ path = "/tmp/x.ndjson"
             "check output names {expected}: {msg}"
         );
     }
-    assert!(!msg.contains(KEY), "no secret in errors");
+    daemon::assert_no_secret("check's output", &msg, &[KEY]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -230,7 +218,7 @@ async fn backfill_reads_a_range_and_resumes_and_status_reports_it() {
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["journal_rows"], expected.len() as i64);
     assert_eq!(json["sinks"][0]["dead_letters"], 0);
-    assert!(!text(&out).contains(KEY));
+    daemon::assert_no_secret("status --json", &text(&out), &[KEY]);
     sim.shutdown().await;
 }
 

@@ -5,11 +5,14 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use claudit::sim::{SimConfig, Simulator};
 use claudit::store::Store;
+
+use crate::support::config::{ConfigFile, sink, source};
+use crate::support::daemon::{self, Daemon};
+use crate::support::wait::Wait;
 
 const API_KEY: &str = "sk-ant-api01-e2e-secret-key-0123456789";
 const LATE_MAX: Duration = Duration::from_secs(90);
@@ -23,65 +26,48 @@ struct Run {
 impl Run {
     fn new(sim: &Simulator) -> Run {
         let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("claudit.toml");
-        let d = dir.path().display();
-        std::fs::write(
-            &config,
-            format!(
-                r#"
-[state]
-path = "{d}/state.db"
-retention = "7d"
-
-[[sources]]
-name = "e2e"
-base_url = "{url}"
-api_key = "${{E2E_COMPLIANCE_KEY}}"
-requests_per_minute = 500
-window = "5s"
-catchup_window = "1h"
-settle_lag = "{SETTLE_LAG_SECS}s"
-sweep_horizon = "5m"
-sweep_interval = "10s"
-initial_lookback = "3h"
-poll_interval = "1s"
-
-[[sinks]]
-name = "raw"
-type = "file"
-path = "{d}/out/events.raw.ndjson"
-format = "raw"
-max_bytes = "0"
-batch_max_events = 2000
-batch_linger = "200ms"
-
-[[sinks]]
-name = "ocsf"
-type = "file"
-path = "{d}/out/events.ocsf.ndjson"
-format = "ocsf"
-max_bytes = "0"
-batch_max_events = 500
-batch_linger = "100ms"
-"#,
-                url = sim.base_url()
-            ),
-        )
-        .unwrap();
+        let d = dir.path();
+        let config = ConfigFile::new(&d.join("state.db"))
+            .state("retention", "7d")
+            .source(
+                source("e2e")
+                    .set("base_url", sim.base_url())
+                    .set("api_key", "${E2E_COMPLIANCE_KEY}")
+                    .set("requests_per_minute", 500)
+                    .set("window", "5s")
+                    .set("catchup_window", "1h")
+                    .set("settle_lag", format!("{SETTLE_LAG_SECS}s"))
+                    .set("sweep_horizon", "5m")
+                    .set("sweep_interval", "10s")
+                    .set("initial_lookback", "3h")
+                    .set("poll_interval", "1s"),
+            )
+            .sink(
+                sink("raw", "file")
+                    .path("path", &d.join("out/events.raw.ndjson"))
+                    .set("format", "raw")
+                    .set("max_bytes", "0")
+                    .set("batch_max_events", 2000)
+                    .set("batch_linger", "200ms"),
+            )
+            .sink(
+                sink("ocsf", "file")
+                    .path("path", &d.join("out/events.ocsf.ndjson"))
+                    .set("format", "ocsf")
+                    .set("max_bytes", "0")
+                    .set("batch_max_events", 500)
+                    .set("batch_linger", "100ms"),
+            )
+            .write(&d.join("claudit.toml"));
         Run { dir, config }
     }
 
-    fn spawn(&self, n: usize) -> Child {
-        let log = std::fs::File::create(self.dir.path().join(format!("daemon-{n}.log"))).unwrap();
-        Command::new(env!("CARGO_BIN_EXE_claudit"))
-            .args(["--log-format", "json", "run", "--config"])
-            .arg(&self.config)
+    fn spawn(&self, n: usize) -> Daemon {
+        let mut command = daemon::run_command(&self.config);
+        command
             .env("E2E_COMPLIANCE_KEY", API_KEY)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start claudit")
+            .env("RUST_LOG", "info");
+        Daemon::spawn(command, &self.dir.path().join(format!("daemon-{n}.log")))
     }
 
     fn db(&self) -> PathBuf {
@@ -93,28 +79,25 @@ batch_linger = "100ms"
     /// have delivered the whole journal.
     fn wait_caught_up(&self, stop_ms: i64, limit: Duration) {
         let settled = stop_ms + LATE_MAX.as_millis() as i64 + (SETTLE_LAG_SECS as i64) * 1000;
-        let deadline = Instant::now() + limit;
-        loop {
-            assert!(
-                Instant::now() < deadline,
-                "daemon did not catch up in {limit:?}; logs in {}",
-                self.dir.path().display()
-            );
-            if let Ok(store) = Store::open_readonly(&self.db()) {
+        let what = format!(
+            "the daemon to catch up; logs in {}",
+            self.dir.path().display()
+        );
+        Wait::up_to(limit)
+            .every(Duration::from_millis(500))
+            .until_blocking(&what, || {
+                let Ok(store) = Store::open_readonly(&self.db()) else {
+                    return false;
+                };
                 let state = store.source_state("e2e").unwrap();
                 let head = store.head_seq().unwrap();
                 let sinks_done = ["raw", "ocsf"]
                     .iter()
                     .all(|s| store.sink_cursor(s).unwrap().seq >= head);
-                if state.last_sweep_ms.is_some_and(|t| t > settled)
+                state.last_sweep_ms.is_some_and(|t| t > settled)
                     && state.watermark_ms.is_some_and(|w| w > stop_ms)
                     && sinks_done
-                {
-                    return;
-                }
-            }
-            std::thread::sleep(Duration::from_millis(500));
-        }
+            });
     }
 
     fn delivered(
@@ -133,14 +116,7 @@ batch_linger = "100ms"
     }
 
     fn logs(&self) -> String {
-        let mut all = String::new();
-        for entry in std::fs::read_dir(self.dir.path()).unwrap() {
-            let path = entry.unwrap().path();
-            if path.extension().is_some_and(|e| e == "log") {
-                all.push_str(&std::fs::read_to_string(&path).unwrap());
-            }
-        }
-        all
+        daemon::logs_in(self.dir.path())
     }
 }
 
@@ -232,10 +208,7 @@ async fn catches_up_and_delivers_everything_exactly_once() {
 
     // Graceful shutdown on SIGTERM: exit 0, well within 30 s.
     let started = Instant::now();
-    // SAFETY: signalling our own child process.
-    unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
-    let status =
-        tokio::task::block_in_place(|| wait_with_timeout(&mut daemon, Duration::from_secs(30)));
+    let status = tokio::task::block_in_place(|| daemon.stop(Duration::from_secs(30)));
     assert_eq!(status.code(), Some(0), "exit status after SIGTERM");
     assert!(started.elapsed() < Duration::from_secs(30));
 
@@ -246,11 +219,8 @@ async fn catches_up_and_delivers_everything_exactly_once() {
         "the sweep caught late arrivals"
     );
     let logs = run.logs();
-    assert!(!logs.contains(API_KEY), "the API key appeared in the logs");
-    for line in logs.lines() {
-        serde_json::from_str::<serde_json::Value>(line)
-            .unwrap_or_else(|e| panic!("log line is not JSON ({e}): {line}"));
-    }
+    daemon::assert_no_secret("the daemon's logs", &logs, &[API_KEY]);
+    daemon::json_lines(&logs);
     sim.shutdown().await;
 }
 
@@ -270,8 +240,7 @@ async fn survives_25_sigkills_without_loss_or_duplicates() {
         let mut daemon = run.spawn(n);
         let pause = Duration::from_millis(150 + next() % 1850);
         tokio::time::sleep(pause).await;
-        daemon.kill().unwrap(); // SIGKILL
-        daemon.wait().unwrap();
+        daemon.kill();
         if n == 12 {
             sim.stop_live();
             live_stop_ms = Some(chrono::Utc::now().timestamp_millis());
@@ -281,25 +250,10 @@ async fn survives_25_sigkills_without_loss_or_duplicates() {
     let mut daemon = run.spawn(99);
     let wait_run = &run;
     tokio::task::block_in_place(|| wait_run.wait_caught_up(stop_ms, Duration::from_secs(300)));
-    daemon.kill().unwrap();
-    daemon.wait().unwrap();
+    daemon.kill();
     // The file sinks reconcile a batch cut short by a kill, so even the
     // batch in flight is not duplicated.
     assert_exactly_once(&run, &sim, stop_ms);
-    assert!(!run.logs().contains(API_KEY));
+    daemon::assert_no_secret("the daemon's logs", &run.logs(), &[API_KEY]);
     sim.shutdown().await;
-}
-
-fn wait_with_timeout(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if Instant::now() > deadline {
-            child.kill().unwrap();
-            panic!("daemon did not exit within {limit:?} of SIGTERM");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }

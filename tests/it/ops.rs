@@ -6,10 +6,9 @@
 //! secret. A second daemon on the same state database is refused.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
@@ -17,6 +16,10 @@ use axum::routing::post;
 use serde_json::{Value, json};
 
 use claudit::sim::{SimConfig, Simulator};
+
+use crate::support::config::{ConfigFile, Table, sink, source};
+use crate::support::daemon::{self, Daemon};
+use crate::support::wait::Wait;
 
 const SOURCE_KEY: &str = "sk-ant-api01-ops-test-secret-0123456789";
 const ES_KEY: &str = "T3BzVGVzdEtleTpzM2NyM3QtZXMta2V5LTk4NzY1";
@@ -71,94 +74,52 @@ async fn start_bulk() -> (Arc<Bulk>, String) {
 }
 
 fn write_config(dir: &Path, api_url: &str, es_url: &str) -> PathBuf {
-    let d = dir.display();
-    let path = dir.join("claudit.toml");
-    std::fs::write(
-        &path,
-        format!(
-            r#"
-[state]
-path = "{d}/state.db"
-
-[[sources]]
-name = "acme"
-base_url = "{api_url}"
-api_key = "${{OPS_TEST_SOURCE_KEY}}"
-window = "1s"
-settle_lag = "1s"
-poll_interval = "1s"
-sweep_horizon = "30s"
-sweep_interval = "5s"
-initial_lookback = "10m"
-no_data_after = "1h"
-
-[[sinks]]
-name = "siem"
-type = "elasticsearch"
-url = "{es_url}"
-index = "claudit-ops"
-api_key = "${{OPS_TEST_ES_KEY}}"
-compression = false
-batch_linger = "100ms"
-
-[server]
-listen = "127.0.0.1:0"
-ready_max_sink_delay = "2s"
-"#
-        ),
-    )
-    .unwrap();
-    path
+    ConfigFile::new(&dir.join("state.db"))
+        .source(
+            source("acme")
+                .set("base_url", api_url)
+                .set("api_key", "${OPS_TEST_SOURCE_KEY}")
+                .set("window", "1s")
+                .set("settle_lag", "1s")
+                .set("poll_interval", "1s")
+                .set("sweep_horizon", "30s")
+                .set("sweep_interval", "5s")
+                .set("initial_lookback", "10m")
+                .set("no_data_after", "1h"),
+        )
+        .sink(
+            sink("siem", "elasticsearch")
+                .set("url", es_url)
+                .set("index", "claudit-ops")
+                .set("api_key", "${OPS_TEST_ES_KEY}")
+                .set("compression", false)
+                .set("batch_linger", "100ms"),
+        )
+        .table(
+            "server",
+            Table::default()
+                .set("listen", "127.0.0.1:0")
+                .set("ready_max_sink_delay", "2s"),
+        )
+        .write(&dir.join("claudit.toml"))
 }
 
-fn spawn(config: &Path, log: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_claudit"))
-        .args(["--log-format", "json", "run", "--config"])
-        .arg(config)
+fn spawn(config: &Path, log: &Path) -> Daemon {
+    let mut command = daemon::run_command(config);
+    command
         .env("OPS_TEST_SOURCE_KEY", SOURCE_KEY)
         .env("OPS_TEST_ES_KEY", ES_KEY)
-        .env("RUST_LOG", "info,claudit=debug")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .expect("start claudit")
-}
-
-/// Stops the daemon with SIGTERM (a graceful shutdown) and waits for it.
-fn stop(mut child: Child) {
-    // SAFETY: sending a signal to a child process we started.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while child.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "daemon did not stop on SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        .env("RUST_LOG", "info,claudit=debug");
+    Daemon::spawn(command, log)
 }
 
 /// Every log line, each parsed as one JSON object.
 fn log_lines(log: &Path) -> Vec<Value> {
-    std::fs::read_to_string(log)
-        .unwrap()
-        .lines()
-        .map(|line| {
-            let v: Value = serde_json::from_str(line)
-                .unwrap_or_else(|e| panic!("log line is not JSON ({e}): {line}"));
-            assert!(v.is_object(), "log line is not an object: {line}");
-            v
-        })
-        .collect()
-}
-
-/// Polls `check` every 100 ms until it returns `Some`, or fails after `limit`.
-async fn wait_for<T>(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let lines = daemon::json_lines(&std::fs::read_to_string(log).unwrap());
+    for v in &lines {
+        assert!(v.is_object(), "log line is not an object: {v}");
     }
+    lines
 }
 
 /// The value of one sample (`name{labels}`) in a scrape, if present.
@@ -226,21 +187,18 @@ async fn metrics_and_readiness_follow_a_failing_then_recovering_sink() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &sim.base_url(), &es_url);
     let log = dir.path().join("daemon.log");
-    let daemon = spawn(&config, &log);
+    let mut daemon = spawn(&config, &log);
 
     // The endpoint listens on a free port, named in the log.
-    let address = wait_for(
-        "the listening address in the log",
-        Duration::from_secs(10),
-        async || {
+    let address = Wait::up_to(Duration::from_secs(10))
+        .until("the listening address in the log", async || {
             let text = std::fs::read_to_string(&log).ok()?;
             text.lines()
                 .filter_map(|l| serde_json::from_str::<Value>(l).ok())
                 .find(|v| v["message"] == "serving /metrics, /healthz and /readyz")
                 .map(|v| v["address"].as_str().unwrap().to_string())
-        },
-    )
-    .await;
+        })
+        .await;
     let ops = Ops {
         http: reqwest::Client::new(),
         base: format!("http://{address}"),
@@ -250,18 +208,15 @@ async fn metrics_and_readiness_follow_a_failing_then_recovering_sink() {
 
     // 1. Healthy: the backlog is journaled and delivered, one event is
     // dead-lettered, /readyz and /healthz are green.
-    wait_for(
-        "the backlog delivered",
-        Duration::from_secs(15),
-        async || {
+    Wait::up_to(Duration::from_secs(15))
+        .until("the backlog delivered", async || {
             let s = ops.scrape().await;
             let delivered = sample(&s, &format!("claudit_sink_events_delivered_total{siem}"))?;
             (delivered >= 200.0
                 && sample(&s, &format!("claudit_sink_events_behind{siem}")) == Some(0.0))
             .then_some(())
-        },
-    )
-    .await;
+        })
+        .await;
     let s = ops.scrape().await;
     let journaled = sample(&s, &format!("claudit_source_events_journaled_total{acme}")).unwrap();
     assert!(journaled >= 201.0, "{s}");
@@ -322,11 +277,12 @@ async fn metrics_and_readiness_follow_a_failing_then_recovering_sink() {
     // /readyz fails, naming the sink, once the oldest undelivered event and
     // the last delivery are older than ready_max_sink_delay (2 s).
     es.failing.store(true, Ordering::Relaxed);
-    let body = wait_for("/readyz to fail", Duration::from_secs(15), async || {
-        let (status, body) = ops.probe("/readyz").await;
-        (status == 503).then_some(body)
-    })
-    .await;
+    let body = Wait::up_to(Duration::from_secs(15))
+        .until("/readyz to fail", async || {
+            let (status, body) = ops.probe("/readyz").await;
+            (status == 503).then_some(body)
+        })
+        .await;
     assert_eq!(body["status"], "failing");
     let sink_check = body["checks"]
         .as_array()
@@ -369,10 +325,11 @@ async fn metrics_and_readiness_follow_a_failing_then_recovering_sink() {
         .value(&format!("claudit_sink_events_delivered_total{siem}"))
         .await;
     es.failing.store(false, Ordering::Relaxed);
-    wait_for("/readyz to recover", Duration::from_secs(20), async || {
-        (ops.probe("/readyz").await.0 == 200).then_some(())
-    })
-    .await;
+    Wait::up_to(Duration::from_secs(20))
+        .until("/readyz to recover", async || {
+            (ops.probe("/readyz").await.0 == 200).then_some(())
+        })
+        .await;
     let s = ops.scrape().await;
     assert!(
         sample(&s, &format!("claudit_sink_events_delivered_total{siem}")).unwrap()
@@ -382,21 +339,16 @@ async fn metrics_and_readiness_follow_a_failing_then_recovering_sink() {
         sample(&s, &format!("claudit_sink_dead_lettered_total{siem}")),
         Some(1.0)
     );
-    assert!(
-        !s.contains(ES_KEY) && !s.contains(SOURCE_KEY),
-        "a secret in /metrics"
-    );
+    daemon::assert_no_secret("/metrics", &s, &[ES_KEY, SOURCE_KEY]);
     assert!(es.requests.load(Ordering::Relaxed) >= 3);
 
-    stop(daemon);
+    daemon.stop(Duration::from_secs(30));
 
     // Logs: one JSON object per line, the summary lines present, no secret.
     let lines = log_lines(&log);
     assert!(lines.len() > 10);
     let raw = std::fs::read_to_string(&log).unwrap();
-    for secret in [SOURCE_KEY, ES_KEY] {
-        assert!(!raw.contains(secret), "a secret in the logs");
-    }
+    daemon::assert_no_secret("the daemon's log", &raw, &[SOURCE_KEY, ES_KEY]);
     let has = |message: &str| lines.iter().any(|v| v["message"] == message);
     assert!(has("batch delivered") && has("page committed") && has("stopped"));
     // One info summary per cycle: a source's poll cycle, a sink catching up.
@@ -423,25 +375,19 @@ async fn a_second_daemon_on_the_same_state_database_exits_with_a_clear_error() {
     // Nothing answers on port 9: the first daemon runs, failing to poll.
     let config = write_config(dir.path(), "http://127.0.0.1:9", "http://127.0.0.1:9");
     let first_log = dir.path().join("first.log");
-    let first = spawn(&config, &first_log);
-    wait_for(
-        "the first daemon to run",
-        Duration::from_secs(10),
-        async || {
+    let mut first = spawn(&config, &first_log);
+    Wait::up_to(Duration::from_secs(10))
+        .until("the first daemon to run", async || {
             let text = std::fs::read_to_string(&first_log).ok()?;
             text.contains("claudit running").then_some(())
-        },
-    )
-    .await;
+        })
+        .await;
 
     let second_log = dir.path().join("second.log");
     let mut second = spawn(&config, &second_log);
-    let status = wait_for(
-        "the second daemon to exit",
-        Duration::from_secs(10),
-        async || second.try_wait().unwrap(),
-    )
-    .await;
+    let status = Wait::up_to(Duration::from_secs(10))
+        .until("the second daemon to exit", async || second.try_wait())
+        .await;
     assert!(!status.success());
     let lines = log_lines(&second_log);
     let error = lines
@@ -455,7 +401,7 @@ async fn a_second_daemon_on_the_same_state_database_exits_with_a_clear_error() {
     );
     assert!(text.contains("state.db"), "{text}");
 
-    stop(first);
+    first.stop(Duration::from_secs(30));
 }
 
 /// Every metric the shipped alert rules name (in `expr` and in annotation

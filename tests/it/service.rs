@@ -6,51 +6,45 @@
 
 use std::collections::{BTreeSet, HashSet};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use claudit::sim::{SimConfig, Simulator};
 use claudit::store::Store;
 use tokio::net::UnixDatagram;
 
+use crate::support::config::{ConfigFile, sink, source};
+use crate::support::daemon::{self, Daemon};
+use crate::support::wait::Wait;
+
 const KEY_OLD: &str = "sk-ant-api01-service-test-old-key-0123";
 const KEY_NEW: &str = "sk-ant-api01-service-test-new-key-4567";
 const BACKLOG: usize = 2_000;
 
-fn source_and_state(dir: &Path, state: &str, base_url: &str) -> String {
-    let d = dir.display();
-    format!(
-        r#"
-[state]
-path = "{d}/{state}"
-
-[[sources]]
-name = "main"
-base_url = "{base_url}"
-api_key_file = "{d}/compliance-key"
-window = "1s"
-catchup_window = "1h"
-settle_lag = "1s"
-sweep_horizon = "1m"
-sweep_interval = "5s"
-initial_lookback = "2h"
-poll_interval = "1s"
-"#
-    )
-}
-
-fn file_sink(dir: &Path, name: &str) -> String {
-    format!(
-        r#"
-[[sinks]]
-name = "{name}"
-type = "file"
-path = "{d}/out/{name}.ndjson"
-format = "raw"
-batch_linger = "100ms"
-"#,
-        d = dir.display()
-    )
+/// The state database, the source reading the simulator with the key from
+/// `compliance-key`, and a raw file sink per name in `sinks`.
+fn config(dir: &Path, state: &str, base_url: &str, sinks: &[&str]) -> ConfigFile {
+    let mut config = ConfigFile::new(&dir.join(state)).source(
+        source("main")
+            .set("base_url", base_url)
+            .path("api_key_file", &dir.join("compliance-key"))
+            .set("window", "1s")
+            .set("catchup_window", "1h")
+            .set("settle_lag", "1s")
+            .set("sweep_horizon", "1m")
+            .set("sweep_interval", "5s")
+            .set("initial_lookback", "2h")
+            .set("poll_interval", "1s"),
+    );
+    for name in sinks {
+        config = config.sink(
+            sink(name, "file")
+                .path("path", &dir.join(format!("out/{name}.ndjson")))
+                .set("format", "raw")
+                .set("batch_linger", "100ms"),
+        );
+    }
+    config
 }
 
 /// The next notification, or a failure naming what was awaited.
@@ -63,24 +57,15 @@ async fn next_notification(socket: &UnixDatagram, waiting_for: &str) -> String {
     String::from_utf8(buf[..n].to_vec()).unwrap()
 }
 
-fn hangup(child: &Child) {
-    // SAFETY: kill(2) on our own child's pid.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGHUP) }, 0);
-}
-
 /// Polls the state database until `done` holds (each check opens it
 /// read-only, as `claudit status` does).
 async fn wait_for(db: &Path, what: &str, mut done: impl FnMut(&Store) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(25);
-    loop {
-        if let Ok(store) = Store::open_readonly(db)
-            && done(&store)
-        {
-            return;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    Wait::up_to(Duration::from_secs(25))
+        .every(Duration::from_millis(200))
+        .until(what, async || {
+            Store::open_readonly(db).is_ok_and(|store| done(&store))
+        })
+        .await
 }
 
 fn sink_caught_up(store: &Store, sink: &str, at_least: i64) -> bool {
@@ -135,27 +120,19 @@ async fn notifies_and_reloads_rotated_key_and_new_sink_on_sighup() {
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let config = d.join("claudit.toml");
+    let config_path = d.join("claudit.toml");
     let db = d.join("state.db");
     std::fs::write(d.join("compliance-key"), format!("{KEY_OLD}\n")).unwrap();
-    std::fs::write(
-        &config,
-        source_and_state(d, "state.db", &sim.base_url()) + &file_sink(d, "first"),
-    )
-    .unwrap();
+    config(d, "state.db", &sim.base_url(), &["first"]).write(&config_path);
     let notify_path = d.join("notify.sock");
     let notify = UnixDatagram::bind(&notify_path).unwrap();
     let log_path = d.join("daemon.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_claudit"))
-        .args(["--log-format", "json", "run", "--config"])
-        .arg(&config)
+    let mut command = daemon::run_command(&config_path);
+    command
         .env("NOTIFY_SOCKET", &notify_path)
         .env_remove("WATCHDOG_USEC")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log_path).unwrap())
-        .spawn()
-        .unwrap();
+        .env("RUST_LOG", "info");
+    let mut daemon = Daemon::spawn(command, &log_path);
 
     let ready = next_notification(&notify, "READY=1 at start").await;
     assert_eq!(ready, "READY=1\nSTATUS=running: 1 sources, 1 sinks");
@@ -166,13 +143,9 @@ async fn notifies_and_reloads_rotated_key_and_new_sink_on_sighup() {
 
     // A reload that moves the state database is refused; the daemon keeps
     // running the old configuration and says so in its status.
-    let good_before = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(
-        &config,
-        source_and_state(d, "moved.db", &sim.base_url()) + &file_sink(d, "first"),
-    )
-    .unwrap();
-    hangup(&child);
+    let good_before = std::fs::read_to_string(&config_path).unwrap();
+    config(d, "moved.db", &sim.base_url(), &["first"]).write(&config_path);
+    daemon.signal(libc::SIGHUP);
     let msg = next_notification(&notify, "RELOADING=1 (refused reload)").await;
     assert!(msg.starts_with("RELOADING=1\nMONOTONIC_USEC="), "{msg}");
     let msg = next_notification(&notify, "READY=1 after the refused reload").await;
@@ -181,7 +154,7 @@ async fn notifies_and_reloads_rotated_key_and_new_sink_on_sighup() {
         "READY=1\nSTATUS=running: 1 sources, 1 sinks (last reload refused; see the log)"
     );
     assert!(!d.join("moved.db").exists());
-    std::fs::write(&config, good_before).unwrap();
+    std::fs::write(&config_path, good_before).unwrap();
 
     // Rotate the key file and add a sink, then reload.
     wait_for(&db, "self activities made with the old key", |s| {
@@ -194,14 +167,8 @@ async fn notifies_and_reloads_rotated_key_and_new_sink_on_sighup() {
             .collect();
     assert_eq!(old_key_ids.len(), 1, "{old_key_ids:?}");
     std::fs::write(d.join("compliance-key"), format!("{KEY_NEW}\n")).unwrap();
-    std::fs::write(
-        &config,
-        source_and_state(d, "state.db", &sim.base_url())
-            + &file_sink(d, "first")
-            + &file_sink(d, "second"),
-    )
-    .unwrap();
-    hangup(&child);
+    config(d, "state.db", &sim.base_url(), &["first", "second"]).write(&config_path);
+    daemon.signal(libc::SIGHUP);
     let msg = next_notification(&notify, "RELOADING=1").await;
     assert!(msg.starts_with("RELOADING=1\nMONOTONIC_USEC="), "{msg}");
     let msg = next_notification(&notify, "READY=1 after the reload").await;
@@ -225,11 +192,10 @@ async fn notifies_and_reloads_rotated_key_and_new_sink_on_sighup() {
     })
     .await;
 
-    // SAFETY: kill(2) on our own child's pid.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    daemon.signal(libc::SIGTERM);
     let msg = next_notification(&notify, "STOPPING=1").await;
     assert!(msg.starts_with("STOPPING=1\n"), "{msg}");
-    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+    let status = tokio::task::spawn_blocking(move || daemon.wait(Duration::from_secs(30)))
         .await
         .unwrap();
     let log = std::fs::read_to_string(&log_path).unwrap();
@@ -239,10 +205,7 @@ async fn notifies_and_reloads_rotated_key_and_new_sink_on_sighup() {
         "{log}"
     );
     assert!(log.contains("configuration reloaded"), "{log}");
-    assert!(
-        !log.contains(KEY_OLD) && !log.contains(KEY_NEW),
-        "a key leaked to the log"
-    );
+    daemon::assert_no_secret("the daemon's log", &log, &[KEY_OLD, KEY_NEW]);
 
     // The journal holds each activity once; the new sink received the whole
     // journal up to its cursor (everything from before the reload too), each
@@ -269,7 +232,7 @@ async fn notifies_and_reloads_rotated_key_and_new_sink_on_sighup() {
 }
 
 fn healthcheck(url: &str) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_claudit"))
+    Command::new(daemon::CLAUDIT)
         .args(["healthcheck", "--url", url, "--timeout", "5s"])
         .output()
         .unwrap()

@@ -16,33 +16,25 @@ use claudit::enrich::Enricher;
 use claudit::source::SourceTask;
 use claudit::store::{Payload, SharedStore, Store};
 
+use crate::support::config::{ConfigFile, sink, source};
+
 const KEY: &str = "sk-ant-api01-source-test-secret";
 
 fn config(dir: &std::path::Path, base_url: &str) -> Config {
-    let text = format!(
-        r#"
-[state]
-path = "{d}/state.db"
-[[sources]]
-name = "s"
-base_url = "{base_url}"
-api_key = "${{KEY}}"
-page_size = 2
-window = "5m"
-initial_lookback = "10m"
-settle_lag = "1m"
-sweep_interval = "1h"
-[[sinks]]
-name = "f"
-type = "file"
-path = "{d}/out.ndjson"
-"#,
-        d = dir.display()
-    );
-    claudit::config::load_str(&text, &dir.join("claudit.toml"), &|v| {
-        (v == "KEY").then(|| KEY.to_string())
-    })
-    .unwrap_or_else(|e| panic!("{e}"))
+    ConfigFile::new(&dir.join("state.db"))
+        .source(
+            source("s")
+                .set("base_url", base_url)
+                .set("api_key", "${KEY}")
+                .set("page_size", 2)
+                .set("window", "5m")
+                .set("initial_lookback", "10m")
+                .set("settle_lag", "1m")
+                .set("sweep_interval", "1h"),
+        )
+        .sink(sink("f", "file").path("path", &dir.join("out.ndjson")))
+        .load(&[("KEY", KEY)])
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn activity(id: &str, minutes_ago: i64) -> serde_json::Value {
