@@ -7,7 +7,7 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::pin;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -19,6 +19,8 @@ use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+use crate::support::logs;
 
 const KEY: &str = "sk-ant-api01-TESTKEYdoNotLeak_0123456789abcdefABCDEF";
 
@@ -54,7 +56,7 @@ fn source(base_url: &str, key: &str) -> SourceConfig {
 
 /// A client whose waits run on a fresh virtual clock.
 fn client_for(source: &SourceConfig) -> (ComplianceClient, Arc<VirtualClock>) {
-    logs();
+    logs::global();
     let clock = VirtualClock::new(start_utc());
     let limiter = Arc::new(RateLimiter::new(
         source.requests_per_minute,
@@ -911,7 +913,7 @@ async fn the_key_never_shows_in_errors_or_logs() {
         errors[0]
     );
     // The log holds every test's output so far, not only this one's.
-    let logged = logs().text();
+    let logged = logs::global().text();
     assert!(
         logged.lines().any(|l| l.contains("leak-check")
             && l.contains("retrying")
@@ -1155,7 +1157,7 @@ fn construction_rejects_bad_settings() {
 
 #[test]
 fn plain_http_to_a_remote_host_is_warned_about() {
-    let logs = logs();
+    let logs = logs::global();
     ComplianceClient::new(&source("http://compliance.example.net", KEY)).unwrap();
     ComplianceClient::new(&source("http://127.0.0.1:9", KEY)).unwrap();
     let text = logs.text();
@@ -1177,48 +1179,4 @@ fn the_fetch_future_can_be_spawned() {
     assert_send(&fetch);
     let check = client.check_key();
     assert_send(&check);
-}
-
-/// Every test's log output (claudit at TRACE, dependencies at WARN).
-///
-/// One global subscriber, installed before the first client exists: tracing
-/// caches each call site's interest process-wide, so a per-test (thread-local)
-/// subscriber can miss events when tests run in parallel.
-fn logs() -> &'static LogBuffer {
-    static LOGS: OnceLock<LogBuffer> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let buffer = LogBuffer::default();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(buffer.clone())
-            .with_env_filter(tracing_subscriber::EnvFilter::new("warn,claudit=trace"))
-            .with_ansi(false)
-            .finish();
-        tracing::subscriber::set_global_default(subscriber).expect("the only global subscriber");
-        buffer
-    })
-}
-
-#[derive(Clone, Default)]
-struct LogBuffer(Arc<Mutex<Vec<u8>>>);
-impl LogBuffer {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
-impl std::io::Write for LogBuffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
-    type Writer = LogBuffer;
-    fn make_writer(&'a self) -> LogBuffer {
-        self.clone()
-    }
 }

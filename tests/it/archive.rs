@@ -5,15 +5,19 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use claudit::archive::verify::{self, Range};
 use claudit::config::{self, Config};
 use claudit::sim::{SimConfig, Simulator};
-use claudit::sinks::SinkTask;
-use claudit::store::{JournalRecord, PageCommit, SharedStore, Store, WindowKind, WindowRow};
-use tokio_util::sync::CancellationToken;
+use claudit::store::{JournalRecord, SharedStore, Store, WindowKind};
+
+use crate::support::config::{ConfigFile, sink, source};
+use crate::support::daemon::{self, Daemon};
+use crate::support::journal::{self, Journal, Page};
+use crate::support::sink_task::SinkTasks;
+use crate::support::wait::Wait;
 
 /// 2026-01-02T00:00:00Z.
 const H0: i64 = 1_767_312_000_000;
@@ -42,30 +46,14 @@ impl Archive {
 
     /// A configuration whose archive sink `arch` writes to `root`.
     fn write_config(&self, file: &str, root: &Path) -> PathBuf {
-        let path = self.dir.path().join(file);
-        std::fs::write(
-            &path,
-            format!(
-                r#"
-[state]
-path = "{db}"
-
-[[sources]]
-name = "s1"
-api_key = "sk-ant-api01-unused"
-
-[[sinks]]
-name = "arch"
-type = "archive"
-backend = "local"
-path = "{root}"
-"#,
-                db = self.db().display(),
-                root = root.display()
-            ),
-        )
-        .unwrap();
-        path
+        ConfigFile::new(&self.db())
+            .source(source("s1").set("api_key", "sk-ant-api01-unused"))
+            .sink(
+                sink("arch", "archive")
+                    .set("backend", "local")
+                    .path("path", root),
+            )
+            .write(&self.dir.path().join(file))
     }
 
     fn config(&self, file: &str) -> Config {
@@ -76,44 +64,28 @@ path = "{root}"
     /// a window of `kind` over `[start, end)`; a live window moves the
     /// watermark to `end`.
     fn journal(&self, kind: WindowKind, start: i64, end: i64, records: &[(String, i64)]) {
-        let mut store = Store::open(&self.db()).unwrap();
         let recs: Vec<JournalRecord> = records
             .iter()
-            .map(|(id, at)| JournalRecord {
-                activity_id: id.clone(),
-                created_at_ms: *at,
-                activity_type: "claude_chat_created".into(),
+            .map(|(id, at)| {
                 // Odd spacing and key order: the archive keeps bytes, not values.
-                raw: format!(
+                let raw = format!(
                     r#"{{"type": "claude_chat_created","id":"{id}",  "created_at":"{}","n":[1, 2]}}"#,
                     chrono::DateTime::from_timestamp_millis(*at)
                         .unwrap()
                         .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
-                ),
-                context: None,
-                ocsf: None,
+                );
+                journal::record(id, *at, raw)
             })
             .collect();
-        let window = WindowRow {
+        let page = Page {
+            source: "s1",
             kind,
             start_ms: start,
             end_ms: end,
-            cursor: None,
-            opened_ms: None,
-            pages: 0,
-            records: 0,
+            now_ms: end,
+            ..Page::default()
         };
-        store
-            .commit_page(&PageCommit {
-                source: "s1",
-                window: &window,
-                next_cursor: None,
-                done: true,
-                records: &recs,
-                request_ids: &[],
-                now_ms: end,
-            })
-            .unwrap();
+        Journal::at(&self.db()).commit(&page, &recs);
     }
 
     fn cursor(&self) -> i64 {
@@ -177,35 +149,26 @@ path = "{root}"
     /// Runs the archive sink until its cursor reaches `seq`, then stops it.
     async fn run_until(&self, seq: i64) {
         let config = self.config("claudit.toml");
-        let (tx, rx) = tokio::sync::watch::channel(0u64);
         let archived_before = self.records_listed();
         let metrics = std::sync::Arc::new(claudit::metrics::Metrics::new());
-        let task = SinkTask {
-            config: config.sinks[0].clone(),
-            store: SharedStore::open(&self.db()).unwrap(),
-            journal_head: rx,
-            metrics: metrics.clone(),
-            mapper: Default::default(),
-        };
-        let cancel = CancellationToken::new();
-        let handle = tokio::spawn(task.run(cancel.clone()));
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while self.cursor() < seq {
-            assert!(
-                Instant::now() < deadline,
-                "archive cursor stuck at {}",
-                self.cursor()
-            );
-            assert!(
-                !handle.is_finished(),
-                "archive task ended: {:?}",
-                handle.await
-            );
-            let _ = tx.send(seq as u64);
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        cancel.cancel();
-        handle.await.unwrap().unwrap();
+        let store = SharedStore::open(&self.db()).unwrap();
+        let mut task =
+            SinkTasks::start_with_metrics(&store, vec![config.sinks[0].clone()], metrics.clone());
+        let head = task.head.clone();
+        task.until(
+            &format!("the archive cursor to reach {seq}"),
+            Wait::up_to(Duration::from_secs(30)).every(Duration::from_millis(20)),
+            async || {
+                let cursor = self.cursor();
+                if cursor >= seq {
+                    return Ok(());
+                }
+                let _ = head.send(seq as u64);
+                Err(format!("archive cursor stuck at {cursor}"))
+            },
+        )
+        .await;
+        task.stop().await;
         assert_eq!(
             self.cursor(),
             seq,
@@ -407,7 +370,7 @@ async fn tampered(a: &Archive, case: &str, tamper: impl FnOnce(&Path)) -> verify
         .clone()
         .unwrap_or_else(|| panic!("{case}: verify passed:\n{report}"));
     // The binary says the same, with exit 1.
-    let out = Command::new(env!("CARGO_BIN_EXE_claudit"))
+    let out = Command::new(daemon::CLAUDIT)
         .args(["archive", "verify", "--sink", "arch", "--config"])
         .arg(a.dir.path().join(&file))
         .output()
@@ -606,59 +569,42 @@ fn sim_config(seed: u64) -> SimConfig {
     }
 }
 
-struct Daemon {
+struct Run {
     dir: tempfile::TempDir,
     config: PathBuf,
 }
 
-impl Daemon {
-    fn new(sim: &Simulator) -> Daemon {
+impl Run {
+    fn new(sim: &Simulator) -> Run {
         let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("claudit.toml");
-        let d = dir.path().display();
-        std::fs::write(
-            &config,
-            format!(
-                r#"
-[state]
-path = "{d}/state.db"
-
-[[sources]]
-name = "sim"
-base_url = "{url}"
-api_key = "${{ARCHIVE_TEST_KEY}}"
-requests_per_minute = 600
-window = "5s"
-catchup_window = "20m"
-settle_lag = "2s"
-sweep_horizon = "1m"
-sweep_interval = "1h"
-initial_lookback = "4h"
-poll_interval = "1s"
-
-[[sinks]]
-name = "arch"
-type = "archive"
-backend = "local"
-path = "{d}/archive"
-"#,
-                url = sim.base_url()
-            ),
-        )
-        .unwrap();
-        Daemon { dir, config }
+        let d = dir.path();
+        let config = ConfigFile::new(&d.join("state.db"))
+            .source(
+                source("sim")
+                    .set("base_url", sim.base_url())
+                    .set("api_key", "${ARCHIVE_TEST_KEY}")
+                    .set("requests_per_minute", 600)
+                    .set("window", "5s")
+                    .set("catchup_window", "20m")
+                    .set("settle_lag", "2s")
+                    .set("sweep_horizon", "1m")
+                    .set("sweep_interval", "1h")
+                    .set("initial_lookback", "4h")
+                    .set("poll_interval", "1s"),
+            )
+            .sink(
+                sink("arch", "archive")
+                    .set("backend", "local")
+                    .path("path", &d.join("archive")),
+            )
+            .write(&d.join("claudit.toml"));
+        Run { dir, config }
     }
 
-    fn spawn(&self, n: usize) -> Child {
-        let log = std::fs::File::create(self.dir.path().join(format!("daemon-{n}.log"))).unwrap();
-        Command::new(env!("CARGO_BIN_EXE_claudit"))
-            .args(["--log-format", "json", "run", "--config"])
-            .arg(&self.config)
-            .env("ARCHIVE_TEST_KEY", API_KEY)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap()
+    fn spawn(&self, n: usize) -> Daemon {
+        let mut command = daemon::run_command(&self.config);
+        command.env("ARCHIVE_TEST_KEY", API_KEY);
+        Daemon::spawn(command, &self.dir.path().join(format!("daemon-{n}.log")))
     }
 
     fn db(&self) -> PathBuf {
@@ -668,17 +614,16 @@ path = "{d}/archive"
     /// Waits until the watermark is past `until_ms` and the archive's
     /// cursor is at the first record of an unsealed hour (or the head).
     fn wait_archived(&self, until_ms: i64, limit: Duration) -> i64 {
-        let deadline = Instant::now() + limit;
-        loop {
-            assert!(
-                Instant::now() < deadline,
-                "not archived in {limit:?}; logs in {}",
-                self.dir.path().display()
-            );
-            if let Ok(store) = Store::open_readonly(&self.db())
-                && let Ok(state) = store.source_state("sim")
-                && let Some(w) = state.watermark_ms.filter(|w| *w > until_ms)
-            {
+        let what = format!(
+            "the sealed hours archived; logs in {}",
+            self.dir.path().display()
+        );
+        Wait::up_to(limit)
+            .every(Duration::from_millis(200))
+            .until_blocking(&what, || {
+                let store = Store::open_readonly(&self.db()).ok()?;
+                let state = store.source_state("sim").ok()?;
+                let w = state.watermark_ms.filter(|w| *w > until_ms)?;
                 let cursor = store.sink_cursor("arch").unwrap().seq;
                 let conn = rusqlite::Connection::open(self.db()).unwrap();
                 let before_first_unsealed: i64 = conn
@@ -689,12 +634,8 @@ path = "{d}/archive"
                         |r| r.get(0),
                     )
                     .unwrap();
-                if before_first_unsealed == 0 && cursor > 0 {
-                    return w;
-                }
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
+                (before_first_unsealed == 0 && cursor > 0).then_some(w)
+            })
     }
 
     /// Every archived line's activity id, with its count; checks that
@@ -756,7 +697,7 @@ path = "{d}/archive"
         );
         // And nothing of the unsealed hour.
         assert!(archived.len() >= expected.len());
-        let out = Command::new(env!("CARGO_BIN_EXE_claudit"))
+        let out = Command::new(daemon::CLAUDIT)
             .args(["archive", "verify", "--sink", "arch", "--config"])
             .arg(&self.config)
             .env("ARCHIVE_TEST_KEY", API_KEY)
@@ -774,16 +715,15 @@ path = "{d}/archive"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemon_archives_every_sealed_activity_exactly_once() {
     let sim = Simulator::start(sim_config(3)).await.unwrap();
-    let daemon = Daemon::new(&sim);
-    let mut child = daemon.spawn(0);
+    let run = Run::new(&sim);
+    let mut daemon = run.spawn(0);
     let started = chrono::Utc::now().timestamp_millis();
-    let d = &daemon;
+    let r = &run;
     let watermark =
-        tokio::task::block_in_place(|| d.wait_archived(started - 60_000, Duration::from_secs(120)));
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    assert_eq!(child.wait().unwrap().code(), Some(0));
-    tokio::task::block_in_place(|| daemon.assert_archived_exactly_once(&sim, watermark));
+        tokio::task::block_in_place(|| r.wait_archived(started - 60_000, Duration::from_secs(120)));
+    let status = tokio::task::block_in_place(|| daemon.stop(Duration::from_secs(30)));
+    assert_eq!(status.code(), Some(0));
+    tokio::task::block_in_place(|| run.assert_archived_exactly_once(&sim, watermark));
     sim.shutdown().await;
 }
 
@@ -792,26 +732,24 @@ async fn sigkills_during_archiving_lose_nothing_and_duplicate_nothing() {
     let mut cfg = sim_config(5);
     cfg.backlog = 30_000;
     let sim = Simulator::start(cfg).await.unwrap();
-    let daemon = Daemon::new(&sim);
+    let run = Run::new(&sim);
     let mut rng = 0x9E3779B97F4A7C15u64;
     for n in 0..8 {
-        let mut child = daemon.spawn(n);
+        let mut daemon = run.spawn(n);
         rng ^= rng << 13;
         rng ^= rng >> 7;
         rng ^= rng << 17;
         tokio::time::sleep(Duration::from_millis(300 + rng % 1200)).await;
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
+        daemon.kill(); // SIGKILL
     }
-    let mut child = daemon.spawn(99);
+    let mut daemon = run.spawn(99);
     let started = chrono::Utc::now().timestamp_millis();
-    let d = &daemon;
+    let r = &run;
     let watermark =
-        tokio::task::block_in_place(|| d.wait_archived(started - 60_000, Duration::from_secs(120)));
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let manifest = manifest_of(&daemon.dir.path().join("archive"));
+        tokio::task::block_in_place(|| r.wait_archived(started - 60_000, Duration::from_secs(120)));
+    daemon.kill();
+    let manifest = manifest_of(&run.dir.path().join("archive"));
     assert!(manifest.len() >= 3, "{} manifest lines", manifest.len());
-    tokio::task::block_in_place(|| daemon.assert_archived_exactly_once(&sim, watermark));
+    tokio::task::block_in_place(|| run.assert_archived_exactly_once(&sim, watermark));
     sim.shutdown().await;
 }

@@ -8,13 +8,19 @@
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use claudit::archive::verify::{self, Range};
 use claudit::config::{self, Config};
 use claudit::sinks::SinkTask;
-use claudit::store::{JournalRecord, PageCommit, SharedStore, Store, WindowKind, WindowRow};
+use claudit::store::{JournalRecord, SharedStore};
 use tokio_util::sync::CancellationToken;
+
+use crate::support::config::{ConfigFile, sink, source};
+use crate::support::daemon;
+use crate::support::journal::{self, Journal, Page};
+use crate::support::sink_task::SinkTasks;
+use crate::support::wait::Wait;
 
 /// 2026-01-02T00:00:00Z.
 const H0: i64 = 1_767_312_000_000;
@@ -42,8 +48,7 @@ fn venv() -> PathBuf {
 impl Moto {
     fn start() -> Moto {
         // The credentials moto accepts are in the environment from the
-        // start (`support::process_env`), for the in-process S3 client and
-        // the `claudit` processes.
+        // start (support::process_env), for the sink, verify and the binary.
         if let Ok(endpoint) = std::env::var("CLAUDIT_TEST_S3_ENDPOINT") {
             return Moto {
                 endpoint,
@@ -80,14 +85,11 @@ impl Moto {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "moto did not start on port {port}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        Wait::up_to(Duration::from_secs(30))
+            .every(Duration::from_millis(100))
+            .until_blocking(&format!("moto to listen on port {port}"), || {
+                TcpStream::connect(("127.0.0.1", port)).is_ok()
+            });
         Moto {
             endpoint: format!("http://127.0.0.1:{port}"),
             child: Some(child),
@@ -145,37 +147,21 @@ struct Fixture {
 impl Fixture {
     fn new(moto: &Moto, bucket: &str, lock: bool) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("claudit.toml");
-        let lock_keys = if lock {
-            "object_lock_mode = \"governance\"\nretention = \"2d\"\n"
-        } else {
-            ""
-        };
-        std::fs::write(
-            &config,
-            format!(
-                r#"
-[state]
-path = "{d}/state.db"
-
-[[sources]]
-name = "s1"
-api_key = "sk-ant-api01-unused"
-
-[[sinks]]
-name = "arch"
-type = "archive"
-backend = "s3"
-bucket = "{bucket}"
-prefix = "claudit/"
-region = "us-east-1"
-endpoint = "{endpoint}"
-{lock_keys}"#,
-                d = dir.path().display(),
-                endpoint = moto.endpoint
-            ),
-        )
-        .unwrap();
+        let mut archive = sink("arch", "archive")
+            .set("backend", "s3")
+            .set("bucket", bucket)
+            .set("prefix", "claudit/")
+            .set("region", "us-east-1")
+            .set("endpoint", moto.endpoint.as_str());
+        if lock {
+            archive = archive
+                .set("object_lock_mode", "governance")
+                .set("retention", "2d");
+        }
+        let config = ConfigFile::new(&dir.path().join("state.db"))
+            .source(source("s1").set("api_key", "sk-ant-api01-unused"))
+            .sink(archive)
+            .write(&dir.path().join("claudit.toml"));
         Fixture { dir, config }
     }
 
@@ -189,45 +175,26 @@ endpoint = "{endpoint}"
 
     /// Journals `n` records per hour for `hours` hours from H0 and seals them.
     fn journal(&self, hours: i64, n: i64) {
-        let mut store = Store::open(&self.db()).unwrap();
         let records: Vec<JournalRecord> = (0..hours * n)
             .map(|i| {
                 let at = H0 + (i / n) * HOUR + (i % n) * 1000;
-                JournalRecord {
-                    activity_id: format!("act-{i:04}"),
-                    created_at_ms: at,
-                    activity_type: "claude_chat_created".into(),
-                    raw: format!(
-                        r#"{{"id":"act-{i:04}", "created_at":"{}"}}"#,
-                        chrono::DateTime::from_timestamp_millis(at)
-                            .unwrap()
-                            .to_rfc3339()
-                    ),
-                    context: None,
-                    ocsf: None,
-                }
+                let raw = format!(
+                    r#"{{"id":"act-{i:04}", "created_at":"{}"}}"#,
+                    chrono::DateTime::from_timestamp_millis(at)
+                        .unwrap()
+                        .to_rfc3339()
+                );
+                journal::record(&format!("act-{i:04}"), at, raw)
             })
             .collect();
-        let window = WindowRow {
-            kind: WindowKind::Live,
+        let page = Page {
+            source: "s1",
             start_ms: H0,
             end_ms: H0 + hours * HOUR,
-            cursor: None,
-            opened_ms: None,
-            pages: 0,
-            records: 0,
+            now_ms: H0 + hours * HOUR,
+            ..Page::default()
         };
-        store
-            .commit_page(&PageCommit {
-                source: "s1",
-                window: &window,
-                next_cursor: None,
-                done: true,
-                records: &records,
-                request_ids: &[],
-                now_ms: H0 + hours * HOUR,
-            })
-            .unwrap();
+        Journal::at(&self.db()).commit(&page, &records);
     }
 
     fn task(&self) -> SinkTask {
@@ -243,27 +210,21 @@ endpoint = "{endpoint}"
 
     /// Runs the sink until the whole journal is archived.
     async fn archive_all(&self) {
-        let head = Store::open_readonly(&self.db())
-            .unwrap()
-            .head_seq()
-            .unwrap();
-        let cancel = CancellationToken::new();
-        let handle = tokio::spawn(self.task().run(cancel.clone()));
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let cursor = Store::open_readonly(&self.db())
-                .unwrap()
-                .sink_cursor("arch")
-                .unwrap();
-            if cursor.seq >= head {
-                break;
-            }
-            assert!(Instant::now() < deadline, "not archived: {cursor:?}");
-            assert!(!handle.is_finished(), "sink ended: {:?}", handle.await);
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        cancel.cancel();
-        handle.await.unwrap().unwrap();
+        let journal = Journal::at(&self.db());
+        let head = journal.head();
+        let mut task = SinkTasks::start(&journal.shared(), vec![self.config().sinks[0].clone()]);
+        task.until(
+            "the whole journal archived",
+            Wait::up_to(Duration::from_secs(60)),
+            async || {
+                let cursor = journal.cursor("arch");
+                (cursor.seq >= head)
+                    .then_some(())
+                    .ok_or(format!("{cursor:?}"))
+            },
+        )
+        .await;
+        task.stop().await;
     }
 }
 
@@ -354,7 +315,7 @@ async fn objects_are_locked_deletes_refused_and_verify_reads_the_bucket() {
     );
 
     // The binary reads the bucket too.
-    let out = Command::new(env!("CARGO_BIN_EXE_claudit"))
+    let out = Command::new(daemon::CLAUDIT)
         .args(["archive", "verify", "--sink", "arch", "--config"])
         .arg(&f.config)
         .output()

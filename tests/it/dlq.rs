@@ -5,44 +5,29 @@
 //! `claudit replay` re-sends a time range without moving the cursor;
 //! `claudit dlq purge` needs --yes.
 
-use crate::support::elasticsearch as es;
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use claudit::sinks::SinkTask;
-use claudit::store::{SharedStore, Store};
-use tokio_util::sync::CancellationToken;
+use crate::support::config::{ConfigFile, sink, source};
+use crate::support::daemon;
+use crate::support::elasticsearch as es;
+use crate::support::journal::{Journal, Page};
+use crate::support::sink_task::SinkTasks;
+use crate::support::wait::Wait;
 
 const API_KEY: &str = "ZGxxLXRlc3Q6c2VjcmV0LWtleS12YWx1ZQ==";
 
 fn write_config(dir: &Path, url: &str) -> PathBuf {
-    let path = dir.join("claudit.toml");
-    std::fs::write(
-        &path,
-        format!(
-            r#"
-[state]
-path = "{db}"
-
-[[sources]]
-name = "acme"
-api_key = "${{DLQ_TEST_COMPLIANCE_KEY}}"
-
-[[sinks]]
-name = "es"
-type = "elasticsearch"
-url = "{url}"
-index = "{index}"
-api_key = "${{DLQ_TEST_ES_KEY}}"
-batch_linger = "0s"
-"#,
-            db = dir.join("state.db").display(),
-            index = es::INDEX
-        ),
-    )
-    .unwrap();
-    path
+    ConfigFile::new(&dir.join("state.db"))
+        .source(source("acme").set("api_key", "${DLQ_TEST_COMPLIANCE_KEY}"))
+        .sink(
+            sink("es", "elasticsearch")
+                .set("url", url)
+                .set("index", es::INDEX)
+                .set("api_key", "${DLQ_TEST_ES_KEY}")
+                .set("batch_linger", "0s"),
+        )
+        .write(&dir.join("claudit.toml"))
 }
 
 struct Out {
@@ -52,7 +37,7 @@ struct Out {
 }
 
 async fn claudit(config: &Path, args: &[&str]) -> Out {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_claudit"))
+    let out = tokio::process::Command::new(daemon::CLAUDIT)
         .args(["--log-format", "json"])
         .args(args)
         .arg("--config")
@@ -68,7 +53,8 @@ async fn claudit(config: &Path, args: &[&str]) -> Out {
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     };
-    assert!(!out.stdout.contains(API_KEY) && !out.stderr.contains(API_KEY));
+    daemon::assert_no_secret("stdout", &out.stdout, &[API_KEY]);
+    daemon::assert_no_secret("stderr", &out.stderr, &[API_KEY]);
     out
 }
 
@@ -82,11 +68,9 @@ async fn dead_letters_are_listed_counted_replayed_and_purged() {
     }
     let dir = tempfile::tempdir().unwrap();
     let config_path = write_config(dir.path(), &server.uri());
-    let db = dir.path().join("state.db");
-    let mut writer = Store::open(&db).unwrap();
+    let journal = Journal::at(&dir.path().join("state.db"));
     let records: Vec<_> = (0..6).map(es::journal_record).collect();
-    es::journal(&mut writer, &records);
-    drop(writer);
+    journal.commit(&Page::open(), &records);
 
     // The daemon's sink task delivers 4 and dead-letters 2.
     let config = claudit::config::load_str(
@@ -99,25 +83,15 @@ async fn dead_letters_are_listed_counted_replayed_and_purged() {
         },
     )
     .unwrap();
-    let store = SharedStore::open(&db).unwrap();
-    let (_head, rx) = tokio::sync::watch::channel(0u64);
-    let cancel = CancellationToken::new();
-    let task = SinkTask {
-        config: config.sinks[0].clone(),
-        store: store.clone(),
-        journal_head: rx,
-        metrics: Default::default(),
-        mapper: Default::default(),
-    };
-    let handle = tokio::spawn(task.run(cancel.clone()));
-    for _ in 0..600 {
-        if store.call(|s| s.sink_cursor("es")).await.unwrap().seq == 6 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    cancel.cancel();
-    let stats = handle.await.unwrap().unwrap();
+    let store = journal.shared();
+    let mut task = SinkTasks::start(&store, vec![config.sinks[0].clone()]);
+    task.until(
+        "the sink at the journal head",
+        Wait::up_to(Duration::from_secs(30)),
+        async || store.call(|s| s.sink_cursor("es")).await.unwrap().seq == 6,
+    )
+    .await;
+    let stats = task.stop().await.remove(0);
     assert_eq!((stats.delivered, stats.dead_lettered), (4, 2));
     assert_eq!(emulator.stored_ids().len(), 4);
 

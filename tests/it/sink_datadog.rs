@@ -4,8 +4,6 @@
 //! at most 1000 items and 5,000,000 decompressed bytes (413 above), 202 on
 //! success; faults (429, 503, 413) injected in front.
 
-use crate::support::sinks as support;
-
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -18,6 +16,11 @@ use claudit::store::BatchRecord;
 use serde_json::Value;
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+use crate::support::config::{self, Table, sink, sink_config};
+use crate::support::http;
+use crate::support::journal::{self, Journal};
+use crate::support::sink_task::run_until_caught_up;
 
 const KEY: &str = "dd-api-key-0123456789abcdef-secret";
 
@@ -58,7 +61,7 @@ impl Respond for Intake {
             .to_str()
             .unwrap();
         assert_eq!(content_type, "application/json");
-        let body = support::decoded_body(request);
+        let body = http::decoded_body(request);
         let limit = self.max_bytes.lock().unwrap().unwrap_or(5_000_000);
         if body.len() > limit {
             return ResponseTemplate::new(413);
@@ -101,21 +104,18 @@ async fn intake() -> (MockServer, Intake) {
     (server, intake)
 }
 
-fn sink_toml(url: &str, extra: &str) -> String {
-    format!(
-        r#"[[sinks]]
-name = "dd"
-type = "datadog"
-format = "raw"
-url = "{url}"
-api_key = "${{DD_KEY}}"
-batch_linger = "0s"
-{extra}"#
-    )
+/// The Datadog sink of these tests: raw activities to `url`, the key from
+/// `DD_KEY`, no linger.
+fn datadog_sink(url: &str) -> Table {
+    sink("dd", "datadog")
+        .set("format", "raw")
+        .set("url", url)
+        .set("api_key", "${DD_KEY}")
+        .set("batch_linger", "0s")
 }
 
 fn datadog(url: &str, key: &str) -> DatadogSink {
-    let config = support::sink(&sink_toml(url, ""), &[("DD_KEY", key)]);
+    let config = sink_config(datadog_sink(url), &[("DD_KEY", key)]);
     let SinkKind::Datadog(dd) = &config.kind else {
         panic!("not a datadog sink")
     };
@@ -128,7 +128,7 @@ fn records(n: usize, size: usize, created_at_ms: i64) -> Vec<BatchRecord> {
             seq: i as i64 + 1,
             activity_id: format!("activity_{i}"),
             created_at_ms,
-            payload: support::activity(&format!("activity_{i}"), size),
+            payload: journal::activity(&format!("activity_{i}"), size),
         })
         .collect()
 }
@@ -141,20 +141,19 @@ fn no_secret(outcome: &Outcome) {
 #[tokio::test]
 async fn a_journal_is_delivered_through_the_sink_task_and_oversize_events_are_dead_lettered() {
     let (server, intake) = intake().await;
-    let dir = tempfile::tempdir().unwrap();
     let now = claudit::store::now_ms();
     let mut rows: Vec<(String, i64, String)> = (0..40)
         .map(|i| {
             let id = format!("activity_{i:03}");
-            let raw = support::activity(&id, 700);
+            let raw = journal::activity(&id, 700);
             (id, now - i, raw)
         })
         .collect();
     // One activity of 1.2 MB: over Datadog's 1 MB per log.
-    rows[17].2 = support::activity(&rows[17].0, 1_200_000);
-    let store = support::journal(dir.path(), &rows);
-    let config = support::sink(&sink_toml(&server.uri(), ""), &[("DD_KEY", KEY)]);
-    let (seq, head, dead) = support::run_until_caught_up(config, store).await;
+    rows[17].2 = journal::activity(&rows[17].0, 1_200_000);
+    let journal = Journal::with_activities(&rows);
+    let config = sink_config(datadog_sink(&server.uri()), &[("DD_KEY", KEY)]);
+    let (seq, head, dead) = run_until_caught_up(&journal, config).await;
     assert_eq!(seq, head, "the cursor reached the head");
     assert_eq!(dead, 1, "the 1.2 MB event is dead-lettered");
     let received = intake.received.lock().unwrap().clone();
@@ -223,20 +222,19 @@ async fn a_429_is_retried_by_the_sink_task_no_sooner_than_retry_after() {
         .lock()
         .unwrap()
         .push_back(ResponseTemplate::new(429).insert_header("retry-after", "1"));
-    let dir = tempfile::tempdir().unwrap();
     let now = claudit::store::now_ms();
     let rows: Vec<_> = (0..5)
         .map(|i| {
             (
                 format!("activity_{i}"),
                 now,
-                support::activity(&format!("activity_{i}"), 400),
+                journal::activity(&format!("activity_{i}"), 400),
             )
         })
         .collect();
-    let store = support::journal(dir.path(), &rows);
-    let config = support::sink(&sink_toml(&server.uri(), ""), &[("DD_KEY", KEY)]);
-    let (seq, head, dead) = support::run_until_caught_up(config, store).await;
+    let journal = Journal::with_activities(&rows);
+    let config = sink_config(datadog_sink(&server.uri()), &[("DD_KEY", KEY)]);
+    let (seq, head, dead) = run_until_caught_up(&journal, config).await;
     assert_eq!((seq, dead), (head, 0));
     let arrivals = intake.arrivals.lock().unwrap();
     assert_eq!(arrivals.len(), 2);
@@ -341,7 +339,7 @@ async fn stale_events_are_counted_once_per_batch() {
 #[test]
 fn config_maps_sites_and_reports_mistakes() {
     let dd = |extra: &str| {
-        support::load(
+        config::load_with_sink(
             &format!("[[sinks]]\nname = \"dd\"\ntype = \"datadog\"\napi_key = \"${{K}}\"\n{extra}"),
             &[("K", KEY)],
         )

@@ -4,18 +4,19 @@
 //! gzip, basic auth, the health check, the index template, and the secret
 //! never showing up anywhere.
 
-use crate::support::elasticsearch as es;
-
 use std::path::Path;
 use std::time::Duration;
 
 use claudit::config::{self, Config, ElasticsearchAuth, Format, SinkConfig, SinkKind};
-use claudit::sinks::SinkTask;
 use claudit::sinks::elasticsearch::{BulkEncoder, ElasticsearchSink};
 use claudit::sinks::http::Outcome;
-use claudit::store::{BatchRecord, SharedStore, Store};
+use claudit::store::BatchRecord;
 use serde_json::Value;
-use tokio_util::sync::CancellationToken;
+
+use crate::support::elasticsearch as es;
+use crate::support::journal::{Journal, Page};
+use crate::support::sink_task::SinkTasks;
+use crate::support::wait::Wait;
 
 const API_KEY: &str = "VnVhQ2ZHY0JDZGJrUW0tZTVhT3g6dWkybHAyYXhUTm1zeWFrdzl0dk5udw==";
 const PASSWORD: &str = "hunter2-TOPSECRET";
@@ -373,37 +374,23 @@ async fn sink_task_advances_the_cursor_and_dead_letters_rejections() {
     let (server, state) = es::start(&api_key_header()).await;
     state.state().reject_ids.insert("activity_00003".into());
     state.state().busy_ids.insert("activity_00010".into(), 1);
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("state.db");
-    let mut store = Store::open(&db).unwrap();
+    let journal = Journal::temp();
     let journaled: Vec<_> = (0..25).map(es::journal_record).collect();
-    es::journal(&mut store, &journaled);
-    drop(store);
-    let store = SharedStore::open(&db).unwrap();
+    journal.commit(&Page::open(), &journaled);
+    let store = journal.shared();
     let mut sink = sink_config(
         &server.uri(),
         "batch_max_events = 10\nbatch_linger = \"0s\"",
     );
     sink.format = Format::Ocsf;
-    let (_tx, rx) = tokio::sync::watch::channel(0u64);
-    let cancel = CancellationToken::new();
-    let task = SinkTask {
-        config: sink,
-        store: store.clone(),
-        journal_head: rx,
-        metrics: Default::default(),
-        mapper: Default::default(),
-    };
-    let handle = tokio::spawn(task.run(cancel.clone()));
-    loop {
-        let cursor = store.call(|s| s.sink_cursor("es")).await.unwrap();
-        if cursor.seq == 25 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    cancel.cancel();
-    let stats = handle.await.unwrap().unwrap();
+    let mut task = SinkTasks::start(&store, vec![sink]);
+    task.until(
+        "the sink at the journal head",
+        Wait::up_to(Duration::from_secs(30)),
+        async || store.call(|s| s.sink_cursor("es")).await.unwrap().seq == 25,
+    )
+    .await;
+    let stats = task.stop().await.remove(0);
     assert_eq!(stats.delivered, 24);
     assert_eq!(stats.dead_lettered, 1);
     let dead = store.call(|s| s.dead_letter_count("es")).await.unwrap();

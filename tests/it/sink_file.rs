@@ -5,9 +5,11 @@
 
 use std::path::Path;
 
-use crate::support::journal_fixture::{event, journal, sink_config};
 use claudit::config::{FileSinkConfig, SinkKind};
 use claudit::store::Store;
+
+use crate::support::journal::{Journal, ocsf_event};
+use crate::support::sink_task::{run_sink_until, sink_settings};
 
 fn file_sink(path: &Path) -> SinkKind {
     SinkKind::File(FileSinkConfig {
@@ -35,10 +37,10 @@ fn uids(path: &Path) -> Vec<String> {
 /// leaves), then runs the sink to the head of the journal.
 async fn recover_after(whole: usize, torn: usize) -> Vec<String> {
     let records: Vec<(String, String)> = (0..5)
-        .map(|i| (format!("a{i}"), event(&format!("a{i}"), 40 + i * 7)))
+        .map(|i| (format!("a{i}"), ocsf_event(&format!("a{i}"), 40 + i * 7)))
         .collect();
-    let j = journal(&records);
-    let out = j.dir.path().join("events.ndjson");
+    let j = Journal::with_payloads(&records);
+    let out = j.dir().join("events.ndjson");
     let mut bytes = Vec::new();
     for (_, payload) in &records[..whole] {
         bytes.extend_from_slice(payload.as_bytes());
@@ -54,9 +56,11 @@ async fn recover_after(whole: usize, torn: usize) -> Vec<String> {
         .unwrap();
 
     let head = j.head();
-    j.run_sink_until(sink_config("file", file_sink(&out), 2, 1 << 20), |j| {
-        j.cursor("file").seq == head
-    })
+    run_sink_until(
+        &j,
+        sink_settings("file", file_sink(&out), 2, 1 << 20),
+        |j| j.cursor("file").seq == head,
+    )
     .await;
     uids(&out)
 }

@@ -7,93 +7,46 @@
 //!   the wire, and nothing in Elasticsearch (`create` + `_id`: the second
 //!   attempt gets 409 per item, counted as delivered).
 
-use crate::support::elasticsearch as es;
-
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use claudit::config::{self, SinkConfig};
-use claudit::sinks::{SinkStats, SinkTask};
-use claudit::store::{SharedStore, Store};
+use claudit::config::SinkConfig;
+use claudit::store::SharedStore;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
+
+use crate::support::config::{ConfigFile, sink, source};
+use crate::support::elasticsearch as es;
+use crate::support::journal::{Journal, Page};
+use crate::support::sink_task::SinkTasks;
+use crate::support::wait::Wait;
 
 const API_KEY: &str = "c2luay1pbmRlcGVuZGVuY2U6dGVzdC1rZXk=";
 
 fn es_sink(name: &str, url: &str) -> SinkConfig {
-    let text = format!(
-        r#"
-[state]
-path = "/tmp/unused.db"
-
-[[sources]]
-name = "acme"
-api_key = "sk-ant-api01-unused"
-
-[[sinks]]
-name = "{name}"
-type = "elasticsearch"
-url = "{url}"
-index = "{index}"
-api_key = "{API_KEY}"
-batch_max_events = 10
-batch_linger = "0s"
-"#,
-        index = es::INDEX
-    );
-    let config =
-        config::load_str(&text, Path::new("/etc/claudit/claudit.toml"), &|_| None).unwrap();
-    config.sinks[0].clone()
-}
-
-struct Running {
-    cancel: CancellationToken,
-    handles: Vec<tokio::task::JoinHandle<anyhow::Result<SinkStats>>>,
-}
-
-fn start_sinks(store: &SharedStore, sinks: Vec<SinkConfig>, head: &watch::Sender<u64>) -> Running {
-    let cancel = CancellationToken::new();
-    let handles = sinks
-        .into_iter()
-        .map(|config| {
-            let task = SinkTask {
-                config,
-                store: store.clone(),
-                journal_head: head.subscribe(),
-                metrics: Default::default(),
-                mapper: Default::default(),
-            };
-            tokio::spawn(task.run(cancel.clone()))
-        })
-        .collect();
-    Running { cancel, handles }
-}
-
-impl Running {
-    async fn stop(self) -> Vec<SinkStats> {
-        self.cancel.cancel();
-        let mut out = Vec::new();
-        for h in self.handles {
-            out.push(h.await.unwrap().unwrap());
-        }
-        out
-    }
+    ConfigFile::new(std::path::Path::new("/tmp/unused.db"))
+        .source(source("acme").set("api_key", "sk-ant-api01-unused"))
+        .sink(
+            sink(name, "elasticsearch")
+                .set("url", url)
+                .set("index", es::INDEX)
+                .set("api_key", API_KEY)
+                .set("batch_max_events", 10)
+                .set("batch_linger", "0s"),
+        )
+        .load(&[])
+        .unwrap()
+        .sinks
+        .remove(0)
 }
 
 /// Waits (bounded, so a bug fails instead of hanging) until `done` holds.
-async fn wait_until(what: &str, mut done: impl AsyncFnMut() -> bool) {
-    for _ in 0..1200 {
-        if done().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting until {what}");
+async fn wait_until(tasks: &mut SinkTasks, what: &str, done: impl AsyncFnMut() -> bool) {
+    tasks
+        .until(what, Wait::up_to(Duration::from_secs(60)), done)
+        .await
 }
 
 async fn cursor(store: &SharedStore, sink: &'static str) -> i64 {
@@ -112,32 +65,28 @@ async fn a_failing_sink_delays_no_other_and_catches_up_in_order() {
     let (server_c, c) = es::start(&auth).await;
     c.state().down = Some(503);
 
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("state.db");
-    let mut writer = Store::open(&db).unwrap();
+    let journal = Journal::temp();
     let first: Vec<_> = (0..50).map(es::journal_record).collect();
-    es::journal(&mut writer, &first);
-    let store = SharedStore::open(&db).unwrap();
-    let (head, _) = watch::channel(50u64);
-    let running = start_sinks(
+    journal.commit(&Page::open(), &first);
+    let store = journal.shared();
+    let mut running = SinkTasks::start(
         &store,
         vec![
             es_sink("a", &server_a.uri()),
             es_sink("b", &server_b.uri()),
             es_sink("c", &server_c.uri()),
         ],
-        &head,
     );
 
-    wait_until("a and b deliver the first 50", async || {
+    wait_until(&mut running, "a and b deliver the first 50", async || {
         a.stored_ids().len() == 50 && b.stored_ids().len() == 50
     })
     .await;
     // More records arrive while c is still down: a and b take them too.
     let second: Vec<_> = (50..100).map(es::journal_record).collect();
-    es::journal(&mut writer, &second);
-    head.send(100).unwrap();
-    wait_until("a and b deliver all 100", async || {
+    journal.commit(&Page::open(), &second);
+    running.head.send(100).unwrap();
+    wait_until(&mut running, "a and b deliver all 100", async || {
         cursor(&store, "a").await == 100 && cursor(&store, "b").await == 100
     })
     .await;
@@ -153,7 +102,10 @@ async fn a_failing_sink_delays_no_other_and_catches_up_in_order() {
 
     // c recovers: everything, in journal order, exactly once.
     c.state().down = None;
-    wait_until("c catches up", async || cursor(&store, "c").await == 100).await;
+    wait_until(&mut running, "c catches up", async || {
+        cursor(&store, "c").await == 100
+    })
+    .await;
     let stats = running.stop().await;
     assert_eq!(c.stored_ids(), ids(0..100));
     for emulator in [&a, &b, &c] {
@@ -297,15 +249,12 @@ async fn read_request(
 async fn a_lost_answer_duplicates_at_most_one_batch_and_nothing_in_elasticsearch() {
     let state = Arc::new(Mutex::new(Dropping::default()));
     let url = dropping_server(state.clone()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("state.db");
-    let mut writer = Store::open(&db).unwrap();
+    let journal = Journal::temp();
     let records: Vec<_> = (0..30).map(es::journal_record).collect();
-    es::journal(&mut writer, &records);
-    let store = SharedStore::open(&db).unwrap();
-    let (head, _) = watch::channel(30u64);
-    let running = start_sinks(&store, vec![es_sink("es", &url)], &head);
-    wait_until("the sink delivers all 30", async || {
+    journal.commit(&Page::open(), &records);
+    let store = journal.shared();
+    let mut running = SinkTasks::start(&store, vec![es_sink("es", &url)]);
+    wait_until(&mut running, "the sink delivers all 30", async || {
         cursor(&store, "es").await == 30
     })
     .await;

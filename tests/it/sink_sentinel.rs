@@ -7,8 +7,6 @@
 //! success), with 401, 429 and 413 injection. Also checks the sink's rows
 //! against `deploy/sentinel/`.
 
-use crate::support::sinks as support;
-
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -21,6 +19,11 @@ use claudit::store::BatchRecord;
 use serde_json::Value;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+use crate::support::config::{self, Table, sink, sink_config};
+use crate::support::http;
+use crate::support::journal::{self, Journal};
+use crate::support::sink_task::run_until_caught_up;
 
 const TENANT: &str = "11111111-2222-3333-4444-555555555555";
 const CLIENT: &str = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee";
@@ -108,7 +111,7 @@ impl Respond for Ingestion {
             "application/json"
         );
         let limit = self.max_bytes.lock().unwrap().unwrap_or(1_000_000);
-        let body = support::decoded_body(request);
+        let body = http::decoded_body(request);
         if request.body.len() > limit || body.len() > limit {
             return ResponseTemplate::new(413);
         }
@@ -165,28 +168,24 @@ async fn azure(expires_in: u64) -> Azure {
     }
 }
 
-fn sink_toml(az: &Azure, extra: &str) -> String {
-    format!(
-        r#"[[sinks]]
-name = "sentinel"
-type = "sentinel"
-format = "ocsf"
-endpoint = "{}"
-dcr_immutable_id = "{DCR}"
-stream = "{STREAM}"
-tenant_id = "{TENANT}"
-client_id = "{CLIENT}"
-client_secret = "${{AZ_SECRET}}"
-authority = "{}"
-batch_linger = "0s"
-{extra}"#,
-        az.ingest.uri(),
-        az.login_uri
-    )
+/// The Sentinel sink of these tests: OCSF events to the fake ingestion
+/// endpoint, signed in at the fake Entra ID, the secret from `AZ_SECRET`, no
+/// linger.
+fn sentinel_sink(az: &Azure) -> Table {
+    sink("sentinel", "sentinel")
+        .set("format", "ocsf")
+        .set("endpoint", az.ingest.uri())
+        .set("dcr_immutable_id", DCR)
+        .set("stream", STREAM)
+        .set("tenant_id", TENANT)
+        .set("client_id", CLIENT)
+        .set("client_secret", "${AZ_SECRET}")
+        .set("authority", az.login_uri.as_str())
+        .set("batch_linger", "0s")
 }
 
 fn sentinel(az: &Azure, secret: &str) -> SentinelSink {
-    let config = support::sink(&sink_toml(az, ""), &[("AZ_SECRET", secret)]);
+    let config = sink_config(sentinel_sink(az), &[("AZ_SECRET", secret)]);
     let SinkKind::Sentinel(c) = &config.kind else {
         panic!("not a sentinel sink")
     };
@@ -200,7 +199,7 @@ fn records(n: usize, size: usize) -> Vec<BatchRecord> {
             seq: i as i64 + 1,
             activity_id: format!("activity_{i}"),
             created_at_ms: now,
-            payload: support::activity(&format!("activity_{i}"), size),
+            payload: journal::activity(&format!("activity_{i}"), size),
         })
         .collect()
 }
@@ -214,25 +213,26 @@ fn no_secret(outcome: &Outcome) {
 #[tokio::test]
 async fn a_journal_is_delivered_in_calls_of_at_most_1mb_and_big_events_are_dead_lettered() {
     let az = azure(3600).await;
-    let dir = tempfile::tempdir().unwrap();
     let now = claudit::store::now_ms();
     let mut rows: Vec<(String, i64, String)> = (0..1500)
         .map(|i| {
             let id = format!("activity_{i:04}");
-            let raw = support::activity(&id, 2000);
+            let raw = journal::activity(&id, 2000);
             (id, now - 1000 + i, raw)
         })
         .collect();
-    rows[42].2 = support::activity(&rows[42].0, MAX_FIELD_BYTES + 1);
-    let store = support::journal(dir.path(), &rows);
+    rows[42].2 = journal::activity(&rows[42].0, MAX_FIELD_BYTES + 1);
+    let journal = Journal::with_activities(&rows);
     // format = "raw" here, so Event is the activity as received; no gzip,
     // so the 1 MB cut shows on the wire too.
-    let config = support::sink(
-        &sink_toml(&az, "compression = false\nbatch_max_bytes = \"4MB\"")
-            .replace("format = \"ocsf\"", "format = \"raw\""),
+    let config = sink_config(
+        sentinel_sink(&az)
+            .set("compression", false)
+            .set("batch_max_bytes", "4MB")
+            .set("format", "raw"),
         &[("AZ_SECRET", SECRET)],
     );
-    let (seq, head, dead) = support::run_until_caught_up(config, store).await;
+    let (seq, head, dead) = run_until_caught_up(&journal, config).await;
     assert_eq!((seq, dead), (head, 1));
     let received = az.ingestion.rows.lock().unwrap();
     assert_eq!(received.len(), 1499);
@@ -445,20 +445,19 @@ async fn a_429_is_retried_by_the_sink_task_no_sooner_than_retry_after() {
         .lock()
         .unwrap()
         .push_back(ResponseTemplate::new(429).insert_header("retry-after", "1"));
-    let dir = tempfile::tempdir().unwrap();
     let now = claudit::store::now_ms();
     let rows: Vec<_> = (0..5)
         .map(|i| {
             (
                 format!("activity_{i}"),
                 now,
-                support::activity(&format!("activity_{i}"), 400),
+                journal::activity(&format!("activity_{i}"), 400),
             )
         })
         .collect();
-    let store = support::journal(dir.path(), &rows);
-    let config = support::sink(&sink_toml(&az, ""), &[("AZ_SECRET", SECRET)]);
-    let (seq, head, dead) = support::run_until_caught_up(config, store).await;
+    let journal = Journal::with_activities(&rows);
+    let config = sink_config(sentinel_sink(&az), &[("AZ_SECRET", SECRET)]);
+    let (seq, head, dead) = run_until_caught_up(&journal, config).await;
     assert_eq!((seq, dead), (head, 0));
     let calls = az.ingestion.calls.lock().unwrap();
     assert_eq!(calls.len(), 2);
@@ -539,7 +538,7 @@ fn deploy_files_match_the_rows_the_sink_sends() {
 #[test]
 fn config_reports_mistakes_without_the_secret() {
     let load = |extra: &str| {
-        support::load(
+        config::load_with_sink(
             &format!(
                 "[[sinks]]\nname = \"s\"\ntype = \"sentinel\"\nclient_secret = \"${{S}}\"\n{extra}"
             ),

@@ -5,11 +5,9 @@
 //! and answers with HEC's JSON bodies and codes (`spec/sinks.md` section 1).
 
 use std::collections::{HashMap, VecDeque};
-use std::io::Read;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::support::journal_fixture::{Logs, event, journal, sink_config};
 use claudit::config::{HttpSinkConfig, SinkKind, SplunkHecSinkConfig};
 use claudit::sinks::http::Outcome;
 use claudit::sinks::splunk_hec::{MAX_REQUEST_BYTES, SplunkHecSink};
@@ -17,6 +15,11 @@ use claudit::store::BatchRecord;
 use serde_json::{Value, json};
 use wiremock::matchers::any;
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+use crate::support::http;
+use crate::support::journal::{Journal, ocsf_event};
+use crate::support::logs::Logs;
+use crate::support::sink_task::{run_sink_until, sink_settings};
 
 const TOKEN: &str = "5f1c2a9e-7b3d-4e8f-9a10-2b3c4d5e6f70";
 
@@ -117,21 +120,7 @@ impl Hec {
             Some("application/json"),
             "HEC events are JSON"
         );
-        let body = match req
-            .headers
-            .get("content-encoding")
-            .map(|v| v.to_str().unwrap())
-        {
-            Some("gzip") => {
-                let mut out = Vec::new();
-                flate2::read::GzDecoder::new(&req.body[..])
-                    .read_to_end(&mut out)
-                    .expect("Content-Encoding: gzip but the body is not gzip");
-                out
-            }
-            None => req.body.clone(),
-            Some(other) => panic!("unexpected Content-Encoding {other}"),
-        };
+        let body = http::decoded_body(req);
         if body.len() > MAX_REQUEST_BYTES {
             return ResponseTemplate::new(413)
                 .set_body_string("Content-Length exceeds max_content_length");
@@ -301,7 +290,7 @@ fn records(n: usize, pad: usize) -> Vec<BatchRecord> {
             seq: i as i64 + 1,
             activity_id: format!("activity_{i}"),
             created_at_ms: 1_746_864_000_007 + i as i64,
-            payload: event(&format!("activity_{i}"), pad),
+            payload: ocsf_event(&format!("activity_{i}"), pad),
         })
         .collect()
 }
@@ -361,13 +350,13 @@ async fn oversize_batches_split_and_an_oversize_event_is_dead_lettered() {
     let (server, hec) = emulator(HecState::default()).await;
     // 12 events of ~300 KB (about 3 per request) and one of 1.2 MB.
     let mut input: Vec<(String, String)> = (0..12)
-        .map(|i| (format!("act_{i}"), event(&format!("act_{i}"), 300_000)))
+        .map(|i| (format!("act_{i}"), ocsf_event(&format!("act_{i}"), 300_000)))
         .collect();
-    input.insert(5, ("act_huge".into(), event("act_huge", 1_200_000)));
-    let j = journal(&input);
+    input.insert(5, ("act_huge".into(), ocsf_event("act_huge", 1_200_000)));
+    let j = Journal::with_payloads(&input);
     let head = j.head();
     let kind = SinkKind::SplunkHec(config(&server.uri()));
-    j.run_sink_until(sink_config("splunk", kind, 1000, 10_000_000), |j| {
+    run_sink_until(&j, sink_settings("splunk", kind, 1000, 10_000_000), |j| {
         j.cursor("splunk").seq == head
     })
     .await;
@@ -425,12 +414,12 @@ async fn the_sink_task_waits_at_least_retry_after_then_delivers_once() {
         .script
         .push_back(reply(503, 9, "Server is busy").insert_header("Retry-After", "1"));
     let input: Vec<(String, String)> = (0..20)
-        .map(|i| (format!("a{i}"), event(&format!("a{i}"), 50)))
+        .map(|i| (format!("a{i}"), ocsf_event(&format!("a{i}"), 50)))
         .collect();
-    let j = journal(&input);
+    let j = Journal::with_payloads(&input);
     let head = j.head();
     let kind = SinkKind::SplunkHec(config(&server.uri()));
-    j.run_sink_until(sink_config("splunk", kind, 1000, 1_000_000), |j| {
+    run_sink_until(&j, sink_settings("splunk", kind, 1000, 1_000_000), |j| {
         j.cursor("splunk").seq == head
     })
     .await;
@@ -476,9 +465,10 @@ async fn token_and_index_errors_are_fatal_and_discard_nothing() {
         // Through the task: the cursor stays, nothing is dead-lettered.
         let logs = Logs::default();
         let _guard = logs.capture();
-        let j = journal(&[("x1".into(), event("x1", 10))]);
-        j.run_sink_until(
-            sink_config("splunk", SinkKind::SplunkHec(c), 1000, 1_000_000),
+        let j = Journal::with_payloads(&[("x1".into(), ocsf_event("x1", 10))]);
+        run_sink_until(
+            &j,
+            sink_settings("splunk", SinkKind::SplunkHec(c), 1000, 1_000_000),
             |j| j.cursor("splunk").last_error.is_some(),
         )
         .await;
@@ -626,14 +616,16 @@ async fn with_ack_the_cursor_advances_only_after_indexing() {
     c.ack = true;
     c.ack_timeout = Duration::from_millis(50);
     let input: Vec<(String, String)> = (0..3)
-        .map(|i| (format!("k{i}"), event(&format!("k{i}"), 10)))
+        .map(|i| (format!("k{i}"), ocsf_event(&format!("k{i}"), 10)))
         .collect();
-    let j = journal(&input);
+    let j = Journal::with_payloads(&input);
     let head = j.head();
     let kind = SinkKind::SplunkHec(c);
-    j.run_sink_until(sink_config("splunk", kind.clone(), 1000, 1_000_000), |j| {
-        j.cursor("splunk").last_error.is_some()
-    })
+    run_sink_until(
+        &j,
+        sink_settings("splunk", kind.clone(), 1000, 1_000_000),
+        |j| j.cursor("splunk").last_error.is_some(),
+    )
     .await;
     assert_eq!(
         j.cursor("splunk").seq,
@@ -641,7 +633,7 @@ async fn with_ack_the_cursor_advances_only_after_indexing() {
         "accepted but never indexed: not delivered"
     );
     hec.state().ack_lost = false;
-    j.run_sink_until(sink_config("splunk", kind, 1000, 1_000_000), |j| {
+    run_sink_until(&j, sink_settings("splunk", kind, 1000, 1_000_000), |j| {
         j.cursor("splunk").seq == head
     })
     .await;

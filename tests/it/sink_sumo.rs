@@ -5,11 +5,9 @@
 //! the request's data, as the real service does (`spec/sinks.md` section 3).
 
 use std::collections::VecDeque;
-use std::io::Read;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::support::journal_fixture::{Logs, event, journal, sink_config};
 use claudit::config::{HttpSinkConfig, SinkKind, SumoSinkConfig};
 use claudit::sinks::http::Outcome;
 use claudit::sinks::sumo::{MAX_REQUEST_BYTES, SumoSink};
@@ -17,6 +15,11 @@ use claudit::store::BatchRecord;
 use serde_json::Value;
 use wiremock::matchers::any;
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+use crate::support::http;
+use crate::support::journal::{Journal, ocsf_event};
+use crate::support::logs::Logs;
+use crate::support::sink_task::{run_sink_until, sink_settings};
 
 /// The source's code: the secret part of the URL.
 const CODE: &str = "ZaVnC4dhaV3uTKlva1GBWBGxg5Kh7UoGEkfAR7eOvqPFM1JqlUo0sC55eKRJ8sR3sbtKR0lyXCLiT9A0cM2dVyPJzOh3nbHJ5erN2cBkzcs5T4h2qNG6A==";
@@ -48,21 +51,7 @@ impl Respond for Sumo {
         if req.method.as_str() != "POST" || req.url.path() != format!("/receiver/v1/http/{CODE}") {
             return ResponseTemplate::new(401).set_body_string("Unauthorized");
         }
-        let body = match req
-            .headers
-            .get("content-encoding")
-            .map(|v| v.to_str().unwrap())
-        {
-            Some("gzip") => {
-                let mut out = Vec::new();
-                flate2::read::GzDecoder::new(&req.body[..])
-                    .read_to_end(&mut out)
-                    .expect("Content-Encoding: gzip but the body is not gzip");
-                out
-            }
-            None => req.body.clone(),
-            Some(other) => panic!("unexpected Content-Encoding {other}"),
-        };
+        let body = http::decoded_body(req);
         // Strict mode: Sumo asks for at most 1 MB uncompressed per POST.
         assert!(
             body.len() <= MAX_REQUEST_BYTES,
@@ -122,7 +111,7 @@ fn records(n: usize, pad: usize) -> Vec<BatchRecord> {
             seq: i as i64 + 1,
             activity_id: format!("activity_{i}"),
             created_at_ms: 1_746_864_000_000,
-            payload: event(&format!("activity_{i}"), pad),
+            payload: ocsf_event(&format!("activity_{i}"), pad),
         })
         .collect()
 }
@@ -182,13 +171,13 @@ async fn optional_headers_are_left_out_and_compression_can_be_off() {
 async fn large_batches_split_under_1mb_and_an_oversize_event_is_dead_lettered() {
     let (server, sumo) = emulator().await;
     let mut input: Vec<(String, String)> = (0..10)
-        .map(|i| (format!("s{i}"), event(&format!("s{i}"), 250_000)))
+        .map(|i| (format!("s{i}"), ocsf_event(&format!("s{i}"), 250_000)))
         .collect();
-    input.insert(3, ("s_huge".into(), event("s_huge", 1_000_000)));
-    let j = journal(&input);
+    input.insert(3, ("s_huge".into(), ocsf_event("s_huge", 1_000_000)));
+    let j = Journal::with_payloads(&input);
     let head = j.head();
     let kind = SinkKind::Sumo(config(&server));
-    j.run_sink_until(sink_config("sumo", kind, 1000, 20_000_000), |j| {
+    run_sink_until(&j, sink_settings("sumo", kind, 1000, 20_000_000), |j| {
         j.cursor("sumo").seq == head
     })
     .await;
@@ -269,9 +258,10 @@ async fn a_wrong_url_is_fatal_and_the_url_never_appears() {
 
     let logs = Logs::default();
     let _guard = logs.capture();
-    let j = journal(&[("u1".into(), event("u1", 10))]);
-    j.run_sink_until(
-        sink_config("sumo", SinkKind::Sumo(c), 1000, 1_000_000),
+    let j = Journal::with_payloads(&[("u1".into(), ocsf_event("u1", 10))]);
+    run_sink_until(
+        &j,
+        sink_settings("sumo", SinkKind::Sumo(c), 1000, 1_000_000),
         |j| j.cursor("sumo").last_error.is_some(),
     )
     .await;

@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use claudit::config::Config;
+use claudit::config::{Config, SinkConfig};
 
 /// One table's keys, in the order they were set.
 #[derive(Debug, Clone, Default)]
@@ -134,4 +134,36 @@ pub fn load_text(text: &str, env: &[(&str, &str)]) -> Result<Config, String> {
     let lookup = move |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
     claudit::config::load_str(text, Path::new("/etc/claudit/claudit.toml"), &lookup)
         .map_err(|e| e.to_string())
+}
+
+/// The state and the one source of the sink suites' configurations; the
+/// source's key comes from `TEST_SOURCE_KEY`, which [`with_test_key`]
+/// answers.
+fn test_source() -> ConfigFile {
+    ConfigFile::new(Path::new("/tmp/claudit-sink-test.db"))
+        .source(source("test").set("api_key", "${TEST_SOURCE_KEY}"))
+}
+
+fn with_test_key<'a>(env: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    let mut env = env.to_vec();
+    env.push(("TEST_SOURCE_KEY", "sk-ant-admin01-test"));
+    env
+}
+
+/// Loads the test source and `sink_toml` (a `[[sinks]]` table as text, for
+/// tests of a sink's keys), with `env` answering `${VAR}`.
+pub fn load_with_sink(sink_toml: &str, env: &[(&str, &str)]) -> Result<Config, String> {
+    let text = format!("{}{sink_toml}\n", test_source().text());
+    load_text(&text, &with_test_key(env))
+}
+
+/// The settings of `sink`, loaded beside the test source, with `env`
+/// answering `${VAR}`.
+pub fn sink_config(sink: Table, env: &[(&str, &str)]) -> SinkConfig {
+    test_source()
+        .sink(sink)
+        .load(&with_test_key(env))
+        .unwrap_or_else(|e| panic!("the test configuration does not load:\n{e}"))
+        .sinks
+        .remove(0)
 }

@@ -7,13 +7,11 @@
 //! assert there were none. Documents are stored with `create` semantics: a
 //! second `create` of an `_id` answers 409 per item.
 
-#![allow(dead_code)]
-
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::sync::{Arc, Mutex};
 
-use claudit::store::{JournalRecord, PageCommit, Store, WindowKind, WindowRow};
+use claudit::store::JournalRecord;
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
@@ -269,28 +267,4 @@ pub fn journal_record(n: usize) -> JournalRecord {
             1_778_400_000_000 + n as i64 * 1000
         )),
     }
-}
-
-/// Journals `records` as one page of an open live window.
-pub fn journal(store: &mut Store, records: &[JournalRecord]) {
-    let window = WindowRow {
-        kind: WindowKind::Live,
-        start_ms: 0,
-        end_ms: i64::MAX,
-        cursor: None,
-        opened_ms: None,
-        pages: 0,
-        records: 0,
-    };
-    store
-        .commit_page(&PageCommit {
-            source: "test",
-            window: &window,
-            next_cursor: Some("next".into()),
-            done: false,
-            records,
-            request_ids: &[],
-            now_ms: 1,
-        })
-        .unwrap();
 }
