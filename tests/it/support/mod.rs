@@ -30,3 +30,5 @@ pub mod mmdb;
 pub mod process_env;
 pub mod sink_task;
 pub mod wait;
+
+mod tests;
