@@ -94,21 +94,15 @@ path = "{root}"
                 ocsf: None,
             })
             .collect();
-        let window = WindowRow {
-            kind,
-            start_ms: start,
-            end_ms: end,
-            cursor: None,
-            opened_ms: None,
-            pages: 0,
-            records: 0,
-        };
+        let window = WindowRow::fresh(kind, start, end);
         store
             .commit_page(&PageCommit {
                 source: "s1",
                 window: &window,
                 next_cursor: None,
+                read_from_ms: None,
                 done: true,
+                next_span_ms: None,
                 records: &recs,
                 request_ids: &[],
                 now_ms: end,

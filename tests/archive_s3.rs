@@ -212,21 +212,15 @@ endpoint = "{endpoint}"
                 }
             })
             .collect();
-        let window = WindowRow {
-            kind: WindowKind::Live,
-            start_ms: H0,
-            end_ms: H0 + hours * HOUR,
-            cursor: None,
-            opened_ms: None,
-            pages: 0,
-            records: 0,
-        };
+        let window = WindowRow::fresh(WindowKind::Live, H0, H0 + hours * HOUR);
         store
             .commit_page(&PageCommit {
                 source: "s1",
                 window: &window,
                 next_cursor: None,
+                read_from_ms: None,
                 done: true,
+                next_span_ms: None,
                 records: &records,
                 request_ids: &[],
                 now_ms: H0 + hours * HOUR,

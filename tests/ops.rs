@@ -485,6 +485,8 @@ fn alert_rules_name_only_exported_metrics() {
                 watermark_ms: Some(0),
                 last_success_ms: Some(0),
                 last_error: None,
+                windows: Vec::new(),
+                backfills: Vec::new(),
             }],
             sinks: vec![SinkSnapshot {
                 name: "siem".into(),

@@ -46,21 +46,15 @@ pub fn journal(records: &[(String, String)]) -> Journal {
             ocsf: Some(payload.clone()),
         })
         .collect();
-    let window = WindowRow {
-        kind: WindowKind::Live,
-        start_ms: 0,
-        end_ms: 2_000_000_000_000,
-        cursor: None,
-        opened_ms: None,
-        pages: 0,
-        records: 0,
-    };
+    let window = WindowRow::fresh(WindowKind::Live, 0, 2_000_000_000_000);
     store
         .commit_page(&PageCommit {
             source: "test",
             window: &window,
             next_cursor: None,
+            read_from_ms: None,
             done: true,
+            next_span_ms: None,
             records: &recs,
             request_ids: &[],
             now_ms: 1,

@@ -273,21 +273,15 @@ pub fn journal_record(n: usize) -> JournalRecord {
 
 /// Journals `records` as one page of an open live window.
 pub fn journal(store: &mut Store, records: &[JournalRecord]) {
-    let window = WindowRow {
-        kind: WindowKind::Live,
-        start_ms: 0,
-        end_ms: i64::MAX,
-        cursor: None,
-        opened_ms: None,
-        pages: 0,
-        records: 0,
-    };
+    let window = WindowRow::fresh(WindowKind::Live, 0, i64::MAX);
     store
         .commit_page(&PageCommit {
             source: "test",
             window: &window,
             next_cursor: Some("next".into()),
+            read_from_ms: None,
             done: false,
+            next_span_ms: None,
             records,
             request_ids: &[],
             now_ms: 1,

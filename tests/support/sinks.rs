@@ -57,21 +57,15 @@ pub fn journal(dir: &Path, records: &[(String, i64, String)]) -> SharedStore {
             )),
         })
         .collect();
-    let window = WindowRow {
-        kind: WindowKind::Live,
-        start_ms: 0,
-        end_ms: i64::MAX / 2,
-        cursor: None,
-        opened_ms: None,
-        pages: 0,
-        records: 0,
-    };
+    let window = WindowRow::fresh(WindowKind::Live, 0, i64::MAX / 2);
     store
         .commit_page(&PageCommit {
             source: "test",
             window: &window,
             next_cursor: None,
+            read_from_ms: None,
             done: true,
+            next_span_ms: None,
             records: &rows,
             request_ids: &[],
             now_ms: 0,
