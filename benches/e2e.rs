@@ -549,7 +549,6 @@ api_key = "{API_KEY}"
 # Loopback only: lifts the local limiter to measure claudit, not the budget.
 requests_per_minute = 1000000
 window = "1s"
-catchup_window = "6h"
 settle_lag = "1s"
 sweep_interval = "1h"
 initial_lookback = "30h"

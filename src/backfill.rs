@@ -85,13 +85,18 @@ pub async fn run(
     let (since_ms, until_ms) = (since.timestamp_millis(), until.timestamp_millis());
     let store = SharedStore::open(&config.state.path)?;
     let name = source.name.clone();
-    let row = store
-        .call(move |s| s.add_backfill(&name, since_ms, until_ms))
+    let (row, open) = store
+        .call(move |s| -> Result<_, crate::store::StoreError> {
+            let row = s.add_backfill(&name, since_ms, until_ms)?;
+            Ok((row, s.open_window(&name, WindowKind::Backfill)?))
+        })
         .await?;
-    if row.next_ms > since_ms {
+    if row.requests > 0 || row.next_ms > since_ms {
         println!(
-            "resuming backfill of {source_name}: {} already read",
-            fmt_ms(row.next_ms)
+            "resuming backfill of {source_name}: {:.0}% already read ({} new records, {} requests)",
+            (100.0 * row.read_ratio(open.as_ref())).floor(),
+            row.records,
+            row.requests
         );
     }
     let reporter = Reporter {

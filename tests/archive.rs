@@ -623,7 +623,6 @@ base_url = "{url}"
 api_key = "${{ARCHIVE_TEST_KEY}}"
 requests_per_minute = 600
 window = "5s"
-catchup_window = "20m"
 settle_lag = "2s"
 sweep_horizon = "1m"
 sweep_interval = "1h"

@@ -25,7 +25,6 @@ path = "{d}/state.db"
 name = "acme"
 base_url = "{base_url}"
 api_key = "${{BACKFILL_TEST_KEY}}"
-catchup_window = "30m"
 page_size = 100
 
 [[sinks]]

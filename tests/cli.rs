@@ -40,7 +40,6 @@ path = "{d}/state.db"
 name = "acme"
 base_url = "{base_url}"
 api_key = "${{CLI_TEST_KEY}}"
-catchup_window = "30m"
 
 [[sinks]]
 name = "archive"

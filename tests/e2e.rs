@@ -39,7 +39,8 @@ base_url = "{url}"
 api_key = "${{E2E_COMPLIANCE_KEY}}"
 requests_per_minute = 500
 window = "5s"
-catchup_window = "1h"
+# Small windows: the catch-up is split and sized by what it holds.
+max_window_pages = 4
 settle_lag = "{SETTLE_LAG_SECS}s"
 sweep_horizon = "5m"
 sweep_interval = "10s"
