@@ -22,6 +22,9 @@
 //! - `CLAUDIT_BUDGET_BIN`: the claudit binary to measure (default: this
 //!   build's), to measure an earlier build the same way.
 
+#[path = "../tests/support/sdk_walk.rs"]
+mod sdk_walk;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -174,42 +177,6 @@ async fn claudit_first_start(sim: &Simulator, lookback_days: u64, end_ms: i64) -
     (requests, journal(dir.path()))
 }
 
-/// Requests the SDK's walk spends on `[since, until)`: one query, pages of
-/// 5,000, `after_id = last_id` while `has_more`.
-async fn sdk(sim: &Simulator, since: &str, until: &str) -> (usize, usize) {
-    let http = reqwest::Client::new();
-    let before = sim.requests().len();
-    let mut after: Option<String> = None;
-    let mut activities = 0;
-    loop {
-        let mut query = vec![
-            ("created_at.gte", since.to_string()),
-            ("created_at.lt", until.to_string()),
-            ("limit", "5000".to_string()),
-        ];
-        if let Some(a) = &after {
-            query.push(("after_id", a.clone()));
-        }
-        let page: serde_json::Value = http
-            .get(format!("{}/v1/compliance/activities", sim.base_url()))
-            .header("x-api-key", API_KEY)
-            .header("anthropic-version", "2023-06-01")
-            .query(&query)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        activities += page["data"].as_array().map_or(0, Vec::len);
-        match (page["has_more"].as_bool(), page["last_id"].as_str()) {
-            (Some(true), Some(last)) => after = Some(last.to_string()),
-            _ => break,
-        }
-    }
-    (sim.requests().len() - before, activities)
-}
-
 struct Row {
     what: String,
     activities: usize,
@@ -268,8 +235,9 @@ fn main() {
                 let started = Instant::now();
                 let (claudit, journaled) = claudit_backfill(&sim, &since, &until).await;
                 let took = started.elapsed();
-                let (sdk, read) = sdk(&sim, &since, &until).await;
-                assert_eq!(read, n, "the SDK walk reads the whole backlog");
+                let sdk = sdk_walk::sdk_walk(&sim, API_KEY, &since, &until).await;
+                assert_eq!(sdk.activities, n, "the SDK walk reads the whole backlog");
+                let sdk = sdk.requests;
                 assert_eq!(journaled, n, "claudit journals every activity once");
                 let row = Row {
                     what: format!("backfill, {d} days"),
@@ -289,7 +257,9 @@ fn main() {
             let since = claudit::model::format_time(sim.now() - chrono::Duration::days(101));
             let until = claudit::model::format_time(sim.now());
             let (claudit, journaled) = claudit_first_start(&sim, 101, end_ms).await;
-            let (sdk, _) = sdk(&sim, &since, &until).await;
+            let sdk = sdk_walk::sdk_walk(&sim, API_KEY, &since, &until)
+                .await
+                .requests;
             assert_eq!(journaled, n, "claudit journals every activity once");
             let row = Row {
                 what: "first start, 100 days".into(),
