@@ -19,6 +19,10 @@
 //!   and high density (default 20000 and 1000000);
 //! - `CLAUDIT_BUDGET_DAYS`: range lengths in days (default `1,30,400,2191`);
 //! - `CLAUDIT_BUDGET_FIRST_START`: `0` skips the first-start row;
+//! - `CLAUDIT_BUDGET_SPLIT_PAGES`: `max_window_pages` of a last row, the
+//!   six-year range at high density read in windows split that small, to
+//!   show what splitting costs (default 20; `0` skips it, as for a build
+//!   that does not know the key);
 //! - `CLAUDIT_BUDGET_BIN`: the claudit binary to measure (default: this
 //!   build's), to measure an earlier build the same way.
 
@@ -106,10 +110,16 @@ fn journal(dir: &Path) -> usize {
     store.journal_rows().expect("journal rows") as usize
 }
 
-/// Requests `claudit backfill` spends on `[since, until)`.
-async fn claudit_backfill(sim: &Simulator, since: &str, until: &str) -> (usize, usize) {
+/// Requests `claudit backfill` spends on `[since, until)`, with `extra`
+/// source settings.
+async fn claudit_backfill(
+    sim: &Simulator,
+    since: &str,
+    until: &str,
+    extra: &str,
+) -> (usize, usize) {
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), &sim.base_url(), "");
+    let config = write_config(dir.path(), &sim.base_url(), extra);
     let before = sim.requests().len();
     let (since, until) = (since.to_string(), until.to_string());
     let out = tokio::task::spawn_blocking(move || {
@@ -215,6 +225,7 @@ fn main() {
     let high = env_numbers("CLAUDIT_BUDGET_HIGH", "1000000")[0] as usize;
     let days = env_numbers("CLAUDIT_BUDGET_DAYS", "1,30,400,2191");
     let first_start = std::env::var("CLAUDIT_BUDGET_FIRST_START").map_or(true, |v| v != "0");
+    let split_pages = env_numbers("CLAUDIT_BUDGET_SPLIT_PAGES", "20")[0];
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -233,7 +244,7 @@ fn main() {
                     claudit::model::format_time(until),
                 );
                 let started = Instant::now();
-                let (claudit, journaled) = claudit_backfill(&sim, &since, &until).await;
+                let (claudit, journaled) = claudit_backfill(&sim, &since, &until, "").await;
                 let took = started.elapsed();
                 let sdk = sdk_walk::sdk_walk(&sim, API_KEY, &since, &until).await;
                 assert_eq!(sdk.activities, n, "the SDK walk reads the whole backlog");
@@ -249,6 +260,29 @@ fn main() {
                 rows.push(row);
                 sim.shutdown().await;
             }
+        }
+        if split_pages > 0 {
+            let d = *days.last().unwrap();
+            let sim = simulator(high, d).await;
+            let until = sim.now();
+            let since = until - chrono::Duration::seconds((d * DAY) as i64 + 60);
+            let (since, until) = (
+                claudit::model::format_time(since),
+                claudit::model::format_time(until),
+            );
+            let extra = format!("max_window_pages = {split_pages}");
+            let (claudit, journaled) = claudit_backfill(&sim, &since, &until, &extra).await;
+            let sdk = sdk_walk::sdk_walk(&sim, API_KEY, &since, &until).await;
+            assert_eq!(journaled, high, "claudit journals every activity once");
+            let row = Row {
+                what: format!("backfill, {d} days, windows of at most {split_pages} pages"),
+                activities: high,
+                claudit,
+                sdk: sdk.requests,
+            };
+            println!("{}", row.line());
+            rows.push(row);
+            sim.shutdown().await;
         }
         if first_start {
             let n = 30_000;

@@ -10,6 +10,8 @@
 //! catch-up and backfill windows are sized by what they hold (`sizing`).
 
 use super::sizing::MAX_SPAN_MS;
+
+const HOUR_MS: i64 = 3_600_000;
 use crate::store::{BackfillRow, SourceState, WindowKind, WindowRow};
 
 /// The timing settings of a source, in milliseconds.
@@ -84,18 +86,26 @@ pub fn next_step(policy: &WindowPolicy, progress: &Progress, now_ms: i64) -> Ste
     let settled = now_ms - policy.settle_lag_ms;
     let behind = settled - watermark;
     if behind >= policy.poll_ms.min(policy.window_ms) {
+        if behind <= 2 * policy.window_ms {
+            return Step::Read(fresh(
+                WindowKind::Live,
+                watermark,
+                (watermark + policy.window_ms).min(settled),
+            ));
+        }
         // Catching up (first start, after downtime): a window sized by what
-        // the last one held, the whole way to now if that is unknown.
-        let size = if behind > 2 * policy.window_ms {
-            progress.state.catchup_span_ms.unwrap_or(MAX_SPAN_MS)
-        } else {
-            policy.window_ms
-        };
-        return Step::Read(fresh(
-            WindowKind::Live,
-            watermark,
-            watermark.saturating_add(size).min(settled),
-        ));
+        // the last one held, the whole way to now if that is unknown, but
+        // not into the hour still open. A walk journals its window's newest
+        // records first, and an archive seals hours by the watermark: a
+        // window reaching into the open hour would hold back the archiving
+        // of everything it read until that hour is sealed.
+        let size = progress.state.catchup_span_ms.unwrap_or(MAX_SPAN_MS);
+        let mut end = watermark.saturating_add(size).min(settled);
+        let open_hour = settled - settled.rem_euclid(HOUR_MS);
+        if end > open_hour && open_hour > watermark {
+            end = open_hour;
+        }
+        return Step::Read(fresh(WindowKind::Live, watermark, end));
     }
     let next_live_at = watermark + policy.poll_ms.min(policy.window_ms) + policy.settle_lag_ms;
 
@@ -171,12 +181,17 @@ mod tests {
 
     #[test]
     fn catch_up_windows_are_sized_by_what_they_hold_and_never_pass_the_settle_lag() {
-        let now = 100 * 60 * MIN;
-        // Density unknown: the whole way to now - settle_lag.
+        let now = 100 * 60 * MIN + 30 * MIN;
+        // Density unknown: the whole way to the hour now - settle_lag is in.
         let step = next_step(&policy(), &at(now - 24 * 60 * MIN, now), now);
         assert_eq!(
             step,
-            Step::Read(fresh(WindowKind::Live, now - 24 * 60 * MIN, now - 2 * MIN))
+            Step::Read(fresh(WindowKind::Live, now - 24 * 60 * MIN, now - 30 * MIN))
+        );
+        // Then the rest: past that hour's start, up to now - settle_lag.
+        assert_eq!(
+            next_step(&policy(), &at(now - 30 * MIN, now), now),
+            Step::Read(fresh(WindowKind::Live, now - 30 * MIN, now - 2 * MIN))
         );
         // Learned from the last window: that span.
         let mut p = at(now - 24 * 60 * MIN, now);
@@ -196,10 +211,10 @@ mod tests {
             Step::Read(fresh(WindowKind::Live, now - 8 * MIN, now - 3 * MIN))
         );
         // Catch-up windows stop at now - settle_lag.
-        let step = next_step(&policy(), &at(now - 40 * MIN, now), now);
+        let step = next_step(&policy(), &at(now - 25 * MIN, now), now);
         assert_eq!(
             step,
-            Step::Read(fresh(WindowKind::Live, now - 40 * MIN, now - 2 * MIN))
+            Step::Read(fresh(WindowKind::Live, now - 25 * MIN, now - 2 * MIN))
         );
     }
 
