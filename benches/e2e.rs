@@ -554,7 +554,6 @@ fn config_text(
                 // not the budget.
                 .set("requests_per_minute", 1_000_000)
                 .set("window", "1s")
-                .set("catchup_window", "6h")
                 .set("settle_lag", "1s")
                 .set("sweep_interval", "1h")
                 .set("initial_lookback", "30h")

@@ -32,6 +32,9 @@ pub struct Config {
     pub enrich: EnrichConfig,
     pub ocsf: OcsfConfig,
     pub server: ServerConfig,
+    /// Settings accepted but without effect (retired keys), each with what
+    /// to do: `claudit check` prints them, the daemon logs them at start.
+    pub notices: Vec<ConfigError>,
 }
 
 // ---- [server]: /metrics, /healthz, /readyz ---------------------------------
@@ -76,8 +79,9 @@ pub struct SourceConfig {
     pub requests_per_minute: u32,
     /// Steady-state window length.
     pub window: Duration,
-    /// Window length while catching up after downtime or during backfill.
-    pub catchup_window: Duration,
+    /// A catch-up or backfill window whose first page shows it would need
+    /// more pages than this is split (windows are sized by what they hold).
+    pub max_window_pages: u32,
     /// `end` of a window never comes closer to now than this.
     pub settle_lag: Duration,
     /// How far behind the watermark the late-arrival sweep re-reads.
@@ -512,6 +516,8 @@ mod reader {
         text: &'a str,
         env: &'a dyn Fn(&str) -> Option<String>,
         pub errors: Vec<ConfigError>,
+        /// Settings accepted without effect (`Config::notices`).
+        pub notices: Vec<ConfigError>,
         /// Every `CLAUDIT_*` override name looked up, to catch unused ones.
         pub overrides_seen: BTreeSet<String>,
     }
@@ -523,6 +529,7 @@ mod reader {
                 text,
                 env,
                 errors: Vec::new(),
+                notices: Vec::new(),
                 overrides_seen: BTreeSet::new(),
             }
         }
@@ -548,6 +555,21 @@ mod reader {
             message: impl Into<String>,
         ) {
             self.errors.push(ConfigError {
+                file: self.file.to_path_buf(),
+                key: key.into(),
+                message: message.into(),
+                line,
+            });
+        }
+
+        /// A setting accepted without effect, and what to do about it.
+        pub fn notice(
+            &mut self,
+            key: impl Into<String>,
+            line: Option<usize>,
+            message: impl Into<String>,
+        ) {
+            self.notices.push(ConfigError {
                 file: self.file.to_path_buf(),
                 key: key.into(),
                 message: message.into(),
@@ -1664,6 +1686,7 @@ mod schema {
             enrich,
             ocsf,
             server,
+            notices: std::mem::take(&mut cx.notices),
         }
     }
 
@@ -1758,20 +1781,27 @@ mod schema {
 
         let window = t.duration(cx, "window", secs(5 * MINUTE));
         let window = at_least(cx, t, "window", window, secs(1));
-        let catchup_window = t.duration(cx, "catchup_window", secs(HOUR));
-        let catchup_window = at_least(cx, t, "catchup_window", catchup_window, secs(1));
-        if let (Some(w), Some(c)) = (window, catchup_window)
-            && c < w
-        {
+        // Retired: catch-up and backfill windows are sized by what they
+        // hold. Still accepted, so configurations written for earlier
+        // versions keep working; `check` and the daemon say to remove it.
+        if t.has_key("catchup_window") {
             let line = t.line_of_key(cx, "catchup_window");
-            let msg = format!(
-                "catchup_window {} is shorter than window {}; write catchup_window = \"{}\" or more",
-                reader::format_duration(c),
-                reader::format_duration(w),
-                reader::format_duration(w)
+            cx.notice(
+                t.key_path("catchup_window"),
+                line,
+                "retired, and ignored: catch-up and backfill windows are now sized by what they \
+                 hold (about one request per page_size activities, however long the range; \
+                 max_window_pages bounds one window); remove the key",
             );
-            t_error(cx, t, "catchup_window", line, msg);
         }
+        let _ = t.duration(cx, "catchup_window", secs(HOUR));
+        let max_window_pages = t.integer(
+            cx,
+            "max_window_pages",
+            1..=1_000_000,
+            1000,
+            "pages a catch-up or backfill window may need before it is split",
+        );
         let settle_lag = t.duration(cx, "settle_lag", secs(2 * MINUTE));
         let settle_lag = at_least(cx, t, "settle_lag", settle_lag, secs(1));
         let sweep_horizon = t.duration(cx, "sweep_horizon", secs(HOUR));
@@ -1860,7 +1890,7 @@ mod schema {
             anthropic_version: anthropic_version.unwrap_or_default(),
             requests_per_minute: requests_per_minute.unwrap_or_default() as u32,
             window: window.unwrap_or_default(),
-            catchup_window: catchup_window.unwrap_or_default(),
+            max_window_pages: max_window_pages.unwrap_or_default() as u32,
             settle_lag: settle_lag.unwrap_or_default(),
             sweep_horizon: sweep_horizon.unwrap_or_default(),
             sweep_interval: sweep_interval.unwrap_or_default(),

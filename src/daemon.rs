@@ -78,6 +78,9 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
             config.sinks.len()
         );
         info!(sources = config.sources.len(), sinks = config.sinks.len(), state = %config.state.path.display(), "claudit running");
+        for notice in &config.notices {
+            warn!(notice = %notice, "configuration setting without effect");
+        }
         notifier.ready(&summary);
 
         let next = loop {

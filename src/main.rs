@@ -369,6 +369,9 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 config.sources.len(),
                 config.sinks.len()
             );
+            for notice in &config.notices {
+                println!("note: {notice}");
+            }
             if connect {
                 let ok = claudit::check::connect(&config).await;
                 return Ok(if ok {

@@ -17,7 +17,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::health::{StateSnapshot, Targets};
-use crate::store::now_ms;
+use crate::store::{WindowKind, now_ms};
 
 /// The media type of [`Metrics::encode`]'s output (OpenMetrics text, which
 /// Prometheus negotiates and parses).
@@ -26,6 +26,13 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SourceLabels {
     pub source: String,
+}
+
+/// A source and a kind of window (`live`, `sweep`, `backfill`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WindowLabels {
+    pub source: String,
+    pub window: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -91,6 +98,7 @@ impl EncodeLabelValue for StatusClass {
 }
 
 type SecondsGauge = Gauge<f64, AtomicU64>;
+type RatioGauge = Gauge<f64, AtomicU64>;
 
 /// Every metric family of the daemon.
 pub struct Metrics {
@@ -102,7 +110,13 @@ pub struct Metrics {
     source_self_generated: Family<SourceLabels, Counter>,
     logging_disabled: Family<SourceLabels, Counter>,
     source_ratelimit_remaining: Family<SourceLabels, Gauge>,
+    source_pages: Family<WindowLabels, Counter>,
+    source_paging_faults: Family<SourceLabels, Counter>,
     // Sources, state (refreshed at scrape time or by the watchdog).
+    source_window_read: Family<WindowLabels, RatioGauge>,
+    source_window_pages: Family<WindowLabels, Gauge>,
+    backfill_read: Family<SourceLabels, RatioGauge>,
+    backfill_requests: Family<SourceLabels, Gauge>,
     source_watermark_lag: Family<SourceLabels, SecondsGauge>,
     source_since_poll: Family<SourceLabels, SecondsGauge>,
     source_since_event: Family<SourceLabels, SecondsGauge>,
@@ -154,6 +168,12 @@ impl Metrics {
             source_self_generated: Family::default(),
             logging_disabled: Family::default(),
             source_ratelimit_remaining: Family::default(),
+            source_pages: Family::default(),
+            source_paging_faults: Family::default(),
+            source_window_read: Family::default(),
+            source_window_pages: Family::default(),
+            backfill_read: Family::default(),
+            backfill_requests: Family::default(),
             source_watermark_lag: Family::default(),
             source_since_poll: Family::default(),
             source_since_event: Family::default(),
@@ -205,6 +225,36 @@ impl Metrics {
             "claudit_source_ratelimit_remaining",
             "anthropic-ratelimit-requests-remaining of the last response",
             m.source_ratelimit_remaining.clone(),
+        );
+        r.register(
+            "claudit_source_pages",
+            "Pages the Compliance API answered, by the kind of window read (live, sweep, backfill): what reading costs in requests",
+            m.source_pages.clone(),
+        );
+        r.register(
+            "claudit_source_paging_faults",
+            "Answers whose paging could not move a window on (has_more with a repeated or missing last_id); nothing of them is kept and the window is retried after a backoff",
+            m.source_paging_faults.clone(),
+        );
+        r.register(
+            "claudit_source_window_read_ratio",
+            "Part of each open window's span (by created_at) read so far; absent when no window of that kind is open",
+            m.source_window_read.clone(),
+        );
+        r.register(
+            "claudit_source_window_pages",
+            "Pages read so far in each open window",
+            m.source_window_pages.clone(),
+        );
+        r.register(
+            "claudit_backfill_read_ratio",
+            "Part of the span of the unfinished backfill ranges read so far; absent when none is registered",
+            m.backfill_read.clone(),
+        );
+        r.register(
+            "claudit_backfill_requests",
+            "Requests spent so far on the unfinished backfill ranges",
+            m.backfill_requests.clone(),
         );
         r.register_with_unit(
             "claudit_source_watermark_lag",
@@ -324,9 +374,17 @@ impl Metrics {
                 class,
             })
         });
+        let pages = [WindowKind::Live, WindowKind::Sweep, WindowKind::Backfill].map(|kind| {
+            self.source_pages.get_or_create_owned(&WindowLabels {
+                source: name.to_string(),
+                window: kind.as_str().to_string(),
+            })
+        });
         SourceMetrics {
             name: name.to_string(),
             requests: RequestCounters { by_class: requests },
+            pages,
+            paging_faults: self.source_paging_faults.get_or_create_owned(&l),
             journaled: self.source_journaled.get_or_create_owned(&l),
             late: self.source_late.get_or_create_owned(&l),
             self_generated: self.source_self_generated.get_or_create_owned(&l),
@@ -395,10 +453,35 @@ impl Metrics {
         ] {
             family.clear();
         }
+        self.source_window_read.clear();
+        self.source_window_pages.clear();
+        self.backfill_read.clear();
+        self.backfill_requests.clear();
         for s in &snapshot.sources {
             let l = SourceLabels {
                 source: s.name.clone(),
             };
+            for w in &s.windows {
+                let wl = WindowLabels {
+                    source: s.name.clone(),
+                    window: w.kind.as_str().to_string(),
+                };
+                self.source_window_read
+                    .get_or_create(&wl)
+                    .set(w.read_ratio());
+                self.source_window_pages.get_or_create(&wl).set(w.pages);
+            }
+            if !s.backfills.is_empty() {
+                let open = s.windows.iter().find(|w| w.kind == WindowKind::Backfill);
+                let span: i64 = s.backfills.iter().map(|b| b.until_ms - b.since_ms).sum();
+                let read: i64 = s.backfills.iter().map(|b| b.read_ms(open)).sum();
+                self.backfill_read
+                    .get_or_create(&l)
+                    .set(read as f64 / span.max(1) as f64);
+                self.backfill_requests
+                    .get_or_create(&l)
+                    .set(s.backfills.iter().map(|b| b.requests).sum());
+            }
             if let Some(w) = s.watermark_ms {
                 self.source_watermark_lag
                     .get_or_create(&l)
@@ -487,11 +570,26 @@ impl RequestCounters {
 pub struct SourceMetrics {
     pub name: String,
     pub requests: RequestCounters,
+    /// Pages answered, by kind of window: live, sweep, backfill.
+    pub pages: [Counter; 3],
+    pub paging_faults: Counter,
     pub journaled: Counter,
     pub late: Counter,
     pub self_generated: Counter,
     pub logging_disabled: Counter,
     pub ratelimit_remaining: Gauge,
+}
+
+impl SourceMetrics {
+    /// Counts a page answered for a window of `kind`.
+    pub fn page_read(&self, kind: WindowKind) {
+        let i = match kind {
+            WindowKind::Live => 0,
+            WindowKind::Sweep => 1,
+            WindowKind::Backfill => 2,
+        };
+        self.pages[i].inc();
+    }
 }
 
 /// What one sink task updates.
@@ -517,6 +615,8 @@ mod tests {
         s.requests.count(StatusClass::of_status(429));
         s.requests.count(StatusClass::Transport);
         s.journaled.inc_by(3);
+        s.page_read(WindowKind::Backfill);
+        s.paging_faults.inc();
         let k = m.sink("siem");
         k.retries.inc();
         k.dead_lettered.inc();
@@ -527,6 +627,20 @@ mod tests {
                     watermark_ms: Some(1_000),
                     last_success_ms: Some(61_000),
                     last_error: None,
+                    windows: vec![crate::store::WindowRow {
+                        read_from_ms: Some(75),
+                        pages: 3,
+                        ..crate::store::WindowRow::fresh(WindowKind::Backfill, 0, 100)
+                    }],
+                    backfills: vec![crate::store::BackfillRow {
+                        source: "acme".into(),
+                        since_ms: -100,
+                        until_ms: 100,
+                        next_ms: 0,
+                        records: 10,
+                        window_span_ms: None,
+                        requests: 4,
+                    }],
                 }],
                 sinks: vec![SinkSnapshot {
                     name: "siem".into(),
@@ -549,6 +663,13 @@ mod tests {
             "claudit_source_requests_total{source=\"acme\",class=\"error\"} 1",
             "claudit_source_requests_total{source=\"acme\",class=\"5xx\"} 0",
             "claudit_source_events_journaled_total{source=\"acme\"} 3",
+            "claudit_source_pages_total{source=\"acme\",window=\"backfill\"} 1",
+            "claudit_source_pages_total{source=\"acme\",window=\"live\"} 0",
+            "claudit_source_paging_faults_total{source=\"acme\"} 1",
+            "claudit_source_window_read_ratio{source=\"acme\",window=\"backfill\"} 0.25",
+            "claudit_source_window_pages{source=\"acme\",window=\"backfill\"} 3",
+            "claudit_backfill_read_ratio{source=\"acme\"} 0.625",
+            "claudit_backfill_requests{source=\"acme\"} 4",
             "claudit_source_watermark_lag_seconds{source=\"acme\"} 120.0",
             "claudit_source_since_last_poll_seconds{source=\"acme\"} 60.0",
             "claudit_sink_retries_total{sink=\"siem\"} 1",

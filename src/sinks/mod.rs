@@ -618,22 +618,16 @@ mod tests {
                 ocsf: Some(format!(r#"{{"metadata":{{"uid":"{id}"}}}}"#)),
             })
             .collect();
-        let window = WindowRow {
-            kind: WindowKind::Live,
-            start_ms: 0,
-            end_ms: 10_000,
-            cursor: None,
-            opened_ms: None,
-            pages: 0,
-            records: 0,
-        };
+        let window = WindowRow::fresh(WindowKind::Live, 0, 10_000);
         Store::open(path)
             .unwrap()
             .commit_page(&PageCommit {
                 source: "s",
                 window: &window,
                 next_cursor: None,
+                read_from_ms: None,
                 done: true,
+                next_span_ms: None,
                 records: &records,
                 request_ids: &[],
                 now_ms: 1,

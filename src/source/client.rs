@@ -57,7 +57,8 @@ const MAX_MESSAGE_CHARS: usize = 500;
 
 /// Backoff between retries: 1 s doubling to 30 s, each delay plus up to 100 %
 /// jitter, so delays fall between 1 s and 60 s. No cap on the number of tries.
-fn backoff() -> ExponentialBuilder {
+/// (A paging fault is backed off on the same schedule: `paging::backoff`.)
+pub(super) fn backoff() -> ExponentialBuilder {
     ExponentialBuilder::new()
         .with_min_delay(Duration::from_secs(1))
         .with_max_delay(Duration::from_secs(30))

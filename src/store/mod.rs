@@ -66,18 +66,65 @@ impl WindowKind {
 }
 
 /// A window being drained: `[start_ms, end_ms)`, and where the page walk is.
+///
+/// The feed is newest-first, so a walk reads a window from its end down:
+/// after some pages, every record created in `[read_from_ms, end_ms)` has
+/// been read and what is left is `[start_ms, read_from_ms)`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WindowRow {
     pub kind: WindowKind,
     pub start_ms: i64,
+    /// Completing the window moves its position here (watermark, backfill
+    /// progress).
     pub end_ms: i64,
-    /// `after_id` for the next page; `None` = the first page.
+    /// `after_id` for the next page; `None` = the first page of the walk.
     pub cursor: Option<String>,
+    /// `created_at.lt` of the walk's requests (a cursor belongs to its
+    /// query): `end_ms`, or `read_from_ms` after the API refused a cursor
+    /// and the walk started again below what it had read.
+    pub walk_end_ms: i64,
+    /// Every record created in `[read_from_ms, end_ms)` has been read
+    /// (`None`: no record of the window yet).
+    pub read_from_ms: Option<i64>,
     /// When the first page was requested (`None` until a page is committed).
     /// A sweep's is its start, which bounds the next sweep.
     pub opened_ms: Option<i64>,
     pub pages: i64,
     pub records: i64,
+    /// The API's answer to the window's last request broke the paging
+    /// protocol (`source::paging`); cleared by the next page committed.
+    pub fault: Option<String>,
+    /// When the first of the window's consecutive faults happened.
+    pub fault_since_ms: Option<i64>,
+    /// Consecutive faults; sets the backoff before the next attempt.
+    pub faults: i64,
+}
+
+impl WindowRow {
+    /// A window whose walk has not started.
+    pub fn fresh(kind: WindowKind, start_ms: i64, end_ms: i64) -> WindowRow {
+        WindowRow {
+            kind,
+            start_ms,
+            end_ms,
+            cursor: None,
+            walk_end_ms: end_ms,
+            read_from_ms: None,
+            opened_ms: None,
+            pages: 0,
+            records: 0,
+            fault: None,
+            fault_since_ms: None,
+            faults: 0,
+        }
+    }
+
+    /// The part of the window read so far, as a fraction of its span.
+    pub fn read_ratio(&self) -> f64 {
+        let span = (self.end_ms - self.start_ms).max(1) as f64;
+        let read = self.end_ms - self.read_from_ms.unwrap_or(self.end_ms);
+        (read as f64 / span).clamp(0.0, 1.0)
+    }
 }
 
 /// Per-source state.
@@ -92,6 +139,9 @@ pub struct SourceState {
     pub last_error_ms: Option<i64>,
     pub journaled: i64,
     pub late: i64,
+    /// Span of the next catch-up window, learned from the density of the
+    /// last live window (`None`: unknown, the whole remaining range).
+    pub catchup_span_ms: Option<i64>,
 }
 
 /// One activity ready for the journal.
@@ -129,8 +179,14 @@ pub struct PageCommit<'a> {
     pub window: &'a WindowRow,
     /// `after_id` for the next page; ignored when `done`.
     pub next_cursor: Option<String>,
+    /// The window's `read_from_ms` with this page.
+    pub read_from_ms: Option<i64>,
     /// `has_more` was false: the window is drained.
     pub done: bool,
+    /// When `done`: the span of the next window of this kind (a live
+    /// window's sets the next catch-up window's, a backfill window's the
+    /// next of its range), from the density of this one.
+    pub next_span_ms: Option<i64>,
     pub records: &'a [JournalRecord],
     /// Request ids of this page's calls (failed attempts included).
     pub request_ids: &'a [String],
@@ -202,6 +258,32 @@ pub struct BackfillRow {
     /// Everything in `[since_ms, next_ms)` has been read.
     pub next_ms: i64,
     pub records: i64,
+    /// Span of the range's next window, learned from the density of the
+    /// previous one (`None`: unknown, the whole rest of the range).
+    pub window_span_ms: Option<i64>,
+    /// Requests answered for this range so far.
+    pub requests: i64,
+}
+
+impl BackfillRow {
+    /// How much of the range has been read, in milliseconds of created_at:
+    /// everything before `next_ms`, and the part of `open` (the source's open
+    /// backfill window, if it is this range's) that its walk has read.
+    pub fn read_ms(&self, open: Option<&WindowRow>) -> i64 {
+        let mut read = self.next_ms - self.since_ms;
+        if let Some(w) =
+            open.filter(|w| w.kind == WindowKind::Backfill && w.start_ms == self.next_ms)
+        {
+            read += w.end_ms - w.read_from_ms.unwrap_or(w.end_ms);
+        }
+        read.clamp(0, self.until_ms - self.since_ms)
+    }
+
+    /// The part of the range read so far, from 0 to 1.
+    pub fn read_ratio(&self, open: Option<&WindowRow>) -> f64 {
+        let span = (self.until_ms - self.since_ms).max(1);
+        self.read_ms(open) as f64 / span as f64
+    }
 }
 
 /// The page size of a new state database (see `Store::configure`).
@@ -210,9 +292,10 @@ const PAGE_SIZE: i64 = 65_536;
 pub struct Store {
     conn: Connection,
     path: PathBuf,
-    /// The journal has the `context` column (schema 2). Only a read-only
-    /// open of a database the daemon has not migrated yet lacks it.
-    has_context: bool,
+    /// The database's schema version: `SCHEMA_VERSION`, except for a
+    /// read-only open of a database the daemon has not migrated yet (reads
+    /// then stand in defaults for the columns it lacks).
+    version: i64,
 }
 
 impl Store {
@@ -229,7 +312,7 @@ impl Store {
         let mut store = Store {
             conn,
             path: path.to_path_buf(),
-            has_context: true,
+            version: SCHEMA_VERSION,
         };
         store.configure()?;
         schema::migrate(&mut store.conn, path)?;
@@ -256,7 +339,7 @@ impl Store {
         Ok(Store {
             conn,
             path: path.to_path_buf(),
-            has_context: version >= 2,
+            version,
         })
     }
 
@@ -298,24 +381,29 @@ impl Store {
     // ---- sources and windows -------------------------------------------
 
     pub fn source_state(&self, source: &str) -> Result<SourceState, StoreError> {
+        let span = if self.version >= 3 {
+            "catchup_span_ms"
+        } else {
+            "NULL"
+        };
+        let sql = format!(
+            "SELECT watermark_ms, last_sweep_ms, last_success_ms, last_error, last_error_ms, journaled, late, {span}
+             FROM source_state WHERE source = ?1"
+        );
         let state = self
             .conn
-            .query_row(
-                "SELECT watermark_ms, last_sweep_ms, last_success_ms, last_error, last_error_ms, journaled, late
-                 FROM source_state WHERE source = ?1",
-                params![source],
-                |r| {
-                    Ok(SourceState {
-                        watermark_ms: r.get(0)?,
-                        last_sweep_ms: r.get(1)?,
-                        last_success_ms: r.get(2)?,
-                        last_error: r.get(3)?,
-                        last_error_ms: r.get(4)?,
-                        journaled: r.get(5)?,
-                        late: r.get(6)?,
-                    })
-                },
-            )
+            .query_row(&sql, params![source], |r| {
+                Ok(SourceState {
+                    watermark_ms: r.get(0)?,
+                    last_sweep_ms: r.get(1)?,
+                    last_success_ms: r.get(2)?,
+                    last_error: r.get(3)?,
+                    last_error_ms: r.get(4)?,
+                    journaled: r.get(5)?,
+                    late: r.get(6)?,
+                    catchup_span_ms: r.get(7)?,
+                })
+            })
             .optional()?;
         Ok(state.unwrap_or_default())
     }
@@ -327,7 +415,8 @@ impl Store {
         kind: WindowKind,
     ) -> Result<Option<WindowRow>, StoreError> {
         let sql = format!(
-            "SELECT {WINDOW_COLUMNS} FROM windows WHERE source = ?1 AND kind = ?2 ORDER BY start_ms LIMIT 1"
+            "SELECT {} FROM windows WHERE source = ?1 AND kind = ?2 ORDER BY start_ms LIMIT 1",
+            self.window_columns()
         );
         Ok(self
             .conn
@@ -367,14 +456,8 @@ impl Store {
                     outcome.duplicates += 1;
                 }
             }
-            let mut insert_req = tx.prepare_cached(
-                "INSERT INTO request_ids (request_id, source, at_ms) VALUES (?1, ?2, ?3)
-                 ON CONFLICT(request_id) DO NOTHING",
-            )?;
-            for id in page.request_ids {
-                insert_req.execute(params![id, page.source, page.now_ms])?;
-            }
         }
+        insert_request_ids(&tx, page.source, page.request_ids, page.now_ms)?;
         let w = page.window;
         let kind = w.kind.as_str();
         if page.done {
@@ -383,12 +466,16 @@ impl Store {
                 params![page.source, kind, w.start_ms],
             )?;
         } else {
+            // A committed page clears the window's fault: the paging moved.
             tx.execute(
-                "INSERT INTO windows (source, kind, start_ms, end_ms, cursor, opened_ms, pages, records)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                "INSERT INTO windows (source, kind, start_ms, end_ms, cursor, opened_ms, pages, records,
+                   walk_end_ms, read_from_ms, fault, fault_since_ms, faults)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, NULL, NULL, 0)
                  ON CONFLICT(source, kind, start_ms) DO UPDATE SET
                    end_ms = excluded.end_ms, cursor = excluded.cursor,
-                   pages = excluded.pages, records = excluded.records",
+                   pages = excluded.pages, records = excluded.records,
+                   walk_end_ms = excluded.walk_end_ms, read_from_ms = excluded.read_from_ms,
+                   fault = NULL, fault_since_ms = NULL, faults = 0",
                 params![
                     page.source,
                     kind,
@@ -397,7 +484,9 @@ impl Store {
                     page.next_cursor,
                     w.opened_ms.unwrap_or(page.now_ms),
                     w.pages + 1,
-                    w.records + page.records.len() as i64
+                    w.records + page.records.len() as i64,
+                    w.walk_end_ms,
+                    page.read_from_ms
                 ],
             )?;
         }
@@ -416,7 +505,8 @@ impl Store {
         if w.kind == WindowKind::Backfill {
             // The chunk being read always starts at its range's `next_ms`.
             tx.execute(
-                "UPDATE backfills SET records = records + ?2 WHERE source = ?1 AND next_ms = ?3",
+                "UPDATE backfills SET records = records + ?2, requests = requests + 1
+                 WHERE source = ?1 AND next_ms = ?3",
                 params![page.source, outcome.inserted as i64, w.start_ms],
             )?;
         }
@@ -424,8 +514,10 @@ impl Store {
             match w.kind {
                 WindowKind::Live => {
                     tx.execute(
-                        "UPDATE source_state SET watermark_ms = MAX(COALESCE(watermark_ms, ?2), ?2) WHERE source = ?1",
-                        params![page.source, w.end_ms],
+                        "UPDATE source_state SET watermark_ms = MAX(COALESCE(watermark_ms, ?2), ?2),
+                           catchup_span_ms = COALESCE(?3, catchup_span_ms)
+                         WHERE source = ?1",
+                        params![page.source, w.end_ms, page.next_span_ms],
                     )?;
                 }
                 WindowKind::Sweep => {
@@ -438,8 +530,9 @@ impl Store {
                 }
                 WindowKind::Backfill => {
                     tx.execute(
-                        "UPDATE backfills SET next_ms = ?2 WHERE source = ?1 AND next_ms = ?3",
-                        params![page.source, w.end_ms, w.start_ms],
+                        "UPDATE backfills SET next_ms = ?2, window_span_ms = COALESCE(?4, window_span_ms)
+                         WHERE source = ?1 AND next_ms = ?3",
+                        params![page.source, w.end_ms, w.start_ms, page.next_span_ms],
                     )?;
                 }
             }
@@ -448,14 +541,121 @@ impl Store {
         Ok(outcome)
     }
 
-    /// Forgets a window's page walk (a stale cursor): the window restarts
-    /// from its first page. Records already journaled stay (re-reads dedupe).
-    pub fn restart_window(&mut self, source: &str, window: &WindowRow) -> Result<(), StoreError> {
+    /// Forgets a window's cursor (the API refused it): the walk starts
+    /// again without one, below what it has read, `[start, read_from)`
+    /// (the feed is newest-first, so nothing above was left unread). Only
+    /// records of the millisecond `read_from - 1` are read a second time
+    /// (the journal ignores them; pruning keeps them while the window is
+    /// open). With nothing read yet, the walk restarts from the window's end.
+    pub fn restart_walk(&mut self, source: &str, window: &WindowRow) -> Result<(), StoreError> {
         self.conn.execute(
-            "UPDATE windows SET cursor = NULL WHERE source = ?1 AND kind = ?2 AND start_ms = ?3",
+            "UPDATE windows SET cursor = NULL, walk_end_ms = COALESCE(read_from_ms, walk_end_ms, end_ms)
+             WHERE source = ?1 AND kind = ?2 AND start_ms = ?3",
             params![source, window.kind.as_str(), window.start_ms],
         )?;
         Ok(())
+    }
+
+    /// A window's first page showed it holds far more than a window should
+    /// (`source::sizing`): nothing of it is kept, the next window of its
+    /// kind is planned `span_ms` long, and the request is accounted for.
+    pub fn split_window(
+        &mut self,
+        source: &str,
+        window: &WindowRow,
+        span_ms: i64,
+        request_ids: &[String],
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        insert_request_ids(&tx, source, request_ids, now_ms)?;
+        match window.kind {
+            WindowKind::Live => {
+                tx.execute(
+                    "UPDATE source_state SET catchup_span_ms = ?2 WHERE source = ?1",
+                    params![source, span_ms],
+                )?;
+            }
+            WindowKind::Backfill => {
+                tx.execute(
+                    "UPDATE backfills SET window_span_ms = ?2, requests = requests + 1
+                     WHERE source = ?1 AND next_ms = ?3",
+                    params![source, span_ms, window.start_ms],
+                )?;
+            }
+            WindowKind::Sweep => {}
+        }
+        // A row is left only by a fault on the first page.
+        tx.execute(
+            "DELETE FROM windows WHERE source = ?1 AND kind = ?2 AND start_ms = ?3",
+            params![source, window.kind.as_str(), window.start_ms],
+        )?;
+        tx.execute(
+            "UPDATE source_state SET last_success_ms = ?2, last_error = NULL, last_error_ms = NULL
+             WHERE source = ?1",
+            params![source, now_ms],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Records that the answer to a request for `window` broke the paging
+    /// protocol: nothing of it is committed and the window keeps its
+    /// position; the fault stays on the window (shown by `status` and
+    /// `/readyz`) until one of its pages is committed. Returns the window's
+    /// consecutive faults, this one included.
+    pub fn record_paging_fault(
+        &mut self,
+        source: &str,
+        window: &WindowRow,
+        message: &str,
+        request_ids: &[String],
+        now_ms: i64,
+    ) -> Result<i64, StoreError> {
+        let tx = self.conn.transaction()?;
+        insert_request_ids(&tx, source, request_ids, now_ms)?;
+        let kind = window.kind.as_str();
+        tx.execute(
+            "INSERT INTO windows (source, kind, start_ms, end_ms, cursor, opened_ms, pages, records,
+               walk_end_ms, read_from_ms, fault, fault_since_ms, faults)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 1)
+             ON CONFLICT(source, kind, start_ms) DO UPDATE SET
+               fault = excluded.fault,
+               fault_since_ms = COALESCE(windows.fault_since_ms, excluded.fault_since_ms),
+               faults = windows.faults + 1",
+            params![
+                source,
+                kind,
+                window.start_ms,
+                window.end_ms,
+                window.cursor,
+                window.opened_ms.unwrap_or(now_ms),
+                window.pages,
+                window.records,
+                window.walk_end_ms,
+                window.read_from_ms,
+                message,
+                now_ms
+            ],
+        )?;
+        if window.kind == WindowKind::Backfill {
+            tx.execute(
+                "UPDATE backfills SET requests = requests + 1 WHERE source = ?1 AND next_ms = ?2",
+                params![source, window.start_ms],
+            )?;
+        }
+        tx.execute(
+            "INSERT INTO source_state (source, last_error, last_error_ms) VALUES (?1, ?2, ?3)
+             ON CONFLICT(source) DO UPDATE SET last_error = excluded.last_error, last_error_ms = excluded.last_error_ms",
+            params![source, message, now_ms],
+        )?;
+        let faults = tx.query_row(
+            "SELECT faults FROM windows WHERE source = ?1 AND kind = ?2 AND start_ms = ?3",
+            params![source, kind, window.start_ms],
+            |r| r.get(0),
+        )?;
+        tx.commit()?;
+        Ok(faults)
     }
 
     /// Sets the watermark of a source that has never run (initial
@@ -502,7 +702,8 @@ impl Store {
 
     pub fn pending_windows(&self, source: &str) -> Result<Vec<WindowRow>, StoreError> {
         let sql = format!(
-            "SELECT {WINDOW_COLUMNS} FROM windows WHERE source = ?1 ORDER BY kind, start_ms"
+            "SELECT {} FROM windows WHERE source = ?1 ORDER BY kind, start_ms",
+            self.window_columns()
         );
         let mut stmt = self.conn.prepare(&sql)?;
         let rows = stmt.query_map(params![source], window_row)?;
@@ -531,10 +732,11 @@ impl Store {
 
     /// Backfill ranges of a source that are not finished, oldest first.
     pub fn open_backfills(&self, source: &str) -> Result<Vec<BackfillRow>, StoreError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT source, since_ms, until_ms, next_ms, records FROM backfills
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {} FROM backfills
              WHERE source = ?1 AND next_ms < until_ms ORDER BY since_ms",
-        )?;
+            self.backfill_columns()
+        ))?;
         let rows = stmt.query_map(params![source], backfill_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -548,8 +750,10 @@ impl Store {
         Ok(self
             .conn
             .query_row(
-                "SELECT source, since_ms, until_ms, next_ms, records FROM backfills
-                 WHERE source = ?1 AND since_ms = ?2 AND until_ms = ?3",
+                &format!(
+                    "SELECT {} FROM backfills WHERE source = ?1 AND since_ms = ?2 AND until_ms = ?3",
+                    self.backfill_columns()
+                ),
                 params![source, since_ms, until_ms],
                 backfill_row,
             )
@@ -945,7 +1149,9 @@ impl Store {
     /// Deletes journal rows every listed sink has passed and whose
     /// created_at is older than `older_than_ms`, except rows a dead letter
     /// refers to (they stay replayable until the dead letter is replayed or
-    /// purged). Returns rows deleted.
+    /// purged) and rows an open window may read again (those of the
+    /// millisecond just below what its walk has read, which a walk
+    /// restarted after a refused cursor reads again). Returns rows deleted.
     /// Deletes in bounded chunks so a large prune never holds the write lock
     /// for long.
     pub fn prune(&mut self, sinks: &[&str], older_than_ms: i64) -> Result<usize, StoreError> {
@@ -961,7 +1167,11 @@ impl Store {
             let n = self.conn.execute(
                 "DELETE FROM journal WHERE seq IN (
                    SELECT seq FROM journal WHERE seq <= ?1 AND created_at_ms < ?2
-                     AND seq NOT IN (SELECT seq FROM dead_letters) LIMIT 10000)",
+                     AND seq NOT IN (SELECT seq FROM dead_letters)
+                     AND NOT EXISTS (SELECT 1 FROM windows w WHERE w.read_from_ms IS NOT NULL
+                       AND journal.created_at_ms >= w.read_from_ms - 1
+                       AND journal.created_at_ms < w.read_from_ms)
+                   LIMIT 10000)",
                 params![min_seq, older_than_ms],
             )?;
             total += n;
@@ -986,11 +1196,27 @@ pub struct NewDeadLetter {
     pub response: String,
 }
 
-/// The columns `window_row` reads, in its order.
-const WINDOW_COLUMNS: &str = "kind, start_ms, end_ms, cursor, opened_ms, pages, records";
+/// Stores the request ids of a page's calls (Anthropic logs each call as a
+/// `compliance_api_accessed` activity, which is then tagged as the daemon's own).
+fn insert_request_ids(
+    tx: &rusqlite::Transaction,
+    source: &str,
+    ids: &[String],
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO request_ids (request_id, source, at_ms) VALUES (?1, ?2, ?3)
+         ON CONFLICT(request_id) DO NOTHING",
+    )?;
+    for id in ids {
+        insert.execute(params![id, source, now_ms])?;
+    }
+    Ok(())
+}
 
 fn window_row(r: &rusqlite::Row) -> rusqlite::Result<WindowRow> {
     let kind: String = r.get(0)?;
+    let end_ms: i64 = r.get(2)?;
     Ok(WindowRow {
         kind: match kind.as_str() {
             "sweep" => WindowKind::Sweep,
@@ -998,11 +1224,16 @@ fn window_row(r: &rusqlite::Row) -> rusqlite::Result<WindowRow> {
             _ => WindowKind::Live,
         },
         start_ms: r.get(1)?,
-        end_ms: r.get(2)?,
+        end_ms,
         cursor: r.get(3)?,
         opened_ms: r.get(4)?,
         pages: r.get(5)?,
         records: r.get(6)?,
+        walk_end_ms: r.get::<_, Option<i64>>(7)?.unwrap_or(end_ms),
+        read_from_ms: r.get(8)?,
+        fault: r.get(9)?,
+        fault_since_ms: r.get(10)?,
+        faults: r.get(11)?,
     })
 }
 
@@ -1023,13 +1254,34 @@ fn backfill_row(r: &rusqlite::Row) -> rusqlite::Result<BackfillRow> {
         until_ms: r.get(2)?,
         next_ms: r.get(3)?,
         records: r.get(4)?,
+        window_span_ms: r.get(5)?,
+        requests: r.get(6)?,
     })
 }
 
 impl Store {
+    /// The columns `window_row` reads, in its order.
+    fn window_columns(&self) -> &'static str {
+        if self.version >= 3 {
+            "kind, start_ms, end_ms, cursor, opened_ms, pages, records, \
+             walk_end_ms, read_from_ms, fault, fault_since_ms, faults"
+        } else {
+            "kind, start_ms, end_ms, cursor, opened_ms, pages, records, NULL, NULL, NULL, NULL, 0"
+        }
+    }
+
+    /// The columns `backfill_row` reads, in its order.
+    fn backfill_columns(&self) -> &'static str {
+        if self.version >= 3 {
+            "source, since_ms, until_ms, next_ms, records, window_span_ms, requests"
+        } else {
+            "source, since_ms, until_ms, next_ms, records, NULL, 0"
+        }
+    }
+
     /// The columns `payload` reads, after seq, activity_id and created_at_ms.
     fn payload_columns(&self, form: &Payload) -> &'static str {
-        match (form, self.has_context) {
+        match (form, self.version >= 2) {
             (Payload::Raw, _) => "seq, activity_id, created_at_ms, raw",
             (Payload::Ocsf(_), true) => {
                 "seq, activity_id, created_at_ms, raw, ocsf, context, journaled_at_ms"

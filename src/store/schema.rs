@@ -94,6 +94,23 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE journal ADD COLUMN context TEXT;
     "#,
+    // 3: windows sized by what they hold. A window's walk may run on a
+    // lower `created_at.lt` than its end after a cursor was refused
+    // (`walk_end_ms`), and records how far down it has read
+    // (`read_from_ms`) and whether its paging is stuck on a fault. The
+    // span of the next catch-up window and of a backfill range's next
+    // window is learned from the density of the previous one; a backfill
+    // range counts the requests it spent.
+    r#"
+    ALTER TABLE windows ADD COLUMN walk_end_ms INTEGER;
+    ALTER TABLE windows ADD COLUMN read_from_ms INTEGER;
+    ALTER TABLE windows ADD COLUMN fault TEXT;
+    ALTER TABLE windows ADD COLUMN fault_since_ms INTEGER;
+    ALTER TABLE windows ADD COLUMN faults INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE source_state ADD COLUMN catchup_span_ms INTEGER;
+    ALTER TABLE backfills ADD COLUMN window_span_ms INTEGER;
+    ALTER TABLE backfills ADD COLUMN requests INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
 
 /// Creates the database file with mode 0600 if it does not exist, so the

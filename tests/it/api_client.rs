@@ -38,7 +38,7 @@ fn source(base_url: &str, key: &str) -> SourceConfig {
         anthropic_version: "2023-06-01".to_string(),
         requests_per_minute: 600,
         window: Duration::from_secs(300),
-        catchup_window: Duration::from_secs(3600),
+        max_window_pages: 1000,
         settle_lag: Duration::from_secs(120),
         sweep_horizon: Duration::from_secs(3600),
         sweep_interval: Duration::from_secs(600),

@@ -585,7 +585,6 @@ impl Run {
                     .set("api_key", "${ARCHIVE_TEST_KEY}")
                     .set("requests_per_minute", 600)
                     .set("window", "5s")
-                    .set("catchup_window", "20m")
                     .set("settle_lag", "2s")
                     .set("sweep_horizon", "1m")
                     .set("sweep_interval", "1h")

@@ -21,7 +21,6 @@ fn write_config(dir: &std::path::Path, base_url: &str) -> std::path::PathBuf {
             source("acme")
                 .set("base_url", base_url)
                 .set("api_key", "${BACKFILL_TEST_KEY}")
-                .set("catchup_window", "30m")
                 .set("page_size", 100),
         )
         .sink(sink("archive", "file").path("path", &dir.join("events.ndjson")))

@@ -35,8 +35,7 @@ fn write_config(dir: &Path, base_url: &str) -> std::path::PathBuf {
         .source(
             source("acme")
                 .set("base_url", base_url)
-                .set("api_key", "${CLI_TEST_KEY}")
-                .set("catchup_window", "30m"),
+                .set("api_key", "${CLI_TEST_KEY}"),
         )
         .sink(sink("archive", "file").path("path", &dir.join("events.ndjson")))
         .write(&dir.join("claudit.toml"))

@@ -155,7 +155,7 @@ fn example_config_documents_every_key() {
         "anthropic_version",
         "requests_per_minute",
         "window",
-        "catchup_window",
+        "max_window_pages",
         "settle_lag",
         "sweep_horizon",
         "sweep_interval",
@@ -210,7 +210,7 @@ fn defaults_apply() {
     assert_eq!(s.anthropic_version, "2023-06-01");
     assert_eq!(s.requests_per_minute, 500);
     assert_eq!(s.window, min(5));
-    assert_eq!(s.catchup_window, min(60));
+    assert_eq!(s.max_window_pages, 1000);
     assert_eq!(s.settle_lag, min(2));
     assert_eq!(s.sweep_horizon, min(60));
     assert_eq!(s.sweep_interval, min(10));
@@ -241,13 +241,12 @@ fn defaults_apply() {
 
 #[test]
 fn durations_and_sizes_in_every_spelling() {
-    let text =
-        with_source_keys("window = \"1h 30m\"\ncatchup_window = \"2h\"\nsettle_lag = \"90s\"")
-            .replace(
-                "[[sinks]]",
-                "[[sinks]]\nbatch_max_bytes = \"4MiB\"\nmax_bytes = 0\nbatch_linger = \"250ms\"",
-            )
-            .replace("[state]", "[state]\nretention = \"30d\"");
+    let text = with_source_keys("window = \"1h 30m\"\nsettle_lag = \"90s\"")
+        .replace(
+            "[[sinks]]",
+            "[[sinks]]\nbatch_max_bytes = \"4MiB\"\nmax_bytes = 0\nbatch_linger = \"250ms\"",
+        )
+        .replace("[state]", "[state]\nretention = \"30d\"");
     let config = load_ok(&text, &key_env());
     let s = &config.sources[0];
     assert_eq!(s.window, Duration::from_secs(5400));
@@ -954,15 +953,25 @@ fn retention_shorter_than_sweep_horizon_plus_settle_lag() {
 }
 
 #[test]
-fn catchup_window_shorter_than_window() {
-    let errors = load_err(
-        &with_source_keys("window = \"10m\"\ncatchup_window = \"5m\""),
-        &key_env(),
-    );
+fn the_retired_catchup_window_is_accepted_with_a_notice_to_remove_it() {
+    // Configurations written for earlier versions keep working: the key is
+    // ignored (windows are sized by what they hold), and `check` and the
+    // daemon say so, with its line.
+    let text = with_source_keys("window = \"10m\"\ncatchup_window = \"5m\"");
+    let config = load_ok(&text, &key_env());
+    assert_eq!(config.notices.len(), 1, "{:?}", config.notices);
+    let notice = config.notices[0].to_string();
+    assert!(notice.contains("sources[0].catchup_window"), "{notice}");
+    assert!(notice.contains("retired"), "{notice}");
+    assert!(notice.contains("remove the key"), "{notice}");
+    assert!(config.notices[0].line.is_some());
+    assert!(load_ok(MINIMAL, &key_env()).notices.is_empty());
+    // A bad page budget is an error like any other.
+    let errors = load_err(&with_source_keys("max_window_pages = 0"), &key_env());
     problem(
         &errors,
-        "sources[0].catchup_window",
-        &["shorter than window 10m", "catchup_window = \"10m\""],
+        "sources[0].max_window_pages",
+        &["max_window_pages = 1000"],
     );
 }
 

@@ -29,7 +29,6 @@ fn config(dir: &Path, state: &str, base_url: &str, sinks: &[&str]) -> ConfigFile
             .set("base_url", base_url)
             .path("api_key_file", &dir.join("compliance-key"))
             .set("window", "1s")
-            .set("catchup_window", "1h")
             .set("settle_lag", "1s")
             .set("sweep_horizon", "1m")
             .set("sweep_interval", "5s")

@@ -236,19 +236,15 @@ fn logging_off_and_self_generated_events_are_counted_once() {
     };
     let start = (now - chrono::Duration::minutes(10)).timestamp_millis();
     let end = now.timestamp_millis();
-    let window = |kind| WindowRow {
-        kind,
-        start_ms: start,
-        end_ms: end,
-        cursor: None,
-        opened_ms: None,
-        pages: 0,
-        records: 0,
-    };
+    let window = |kind| WindowRow::fresh(kind, start, end);
     let enricher = Enricher::without_geoip();
+    let policy = claudit::source::window::WindowPolicy::from_config(
+        &config(dir.path(), "http://127.0.0.1:1").sources[0],
+    );
     for kind in [WindowKind::Live, WindowKind::Sweep] {
         commit_page(
             &mut store,
+            &policy,
             now,
             "s",
             &window(kind),

@@ -157,22 +157,16 @@ impl Journal {
 
     /// Commits `records` as one page of `page`'s window, as the poller does.
     pub fn commit(&self, page: &Page, records: &[JournalRecord]) {
-        let window = WindowRow {
-            kind: page.kind,
-            start_ms: page.start_ms,
-            end_ms: page.end_ms,
-            cursor: None,
-            opened_ms: None,
-            pages: 0,
-            records: 0,
-        };
+        let window = WindowRow::fresh(page.kind, page.start_ms, page.end_ms);
         Store::open(&self.path)
             .unwrap()
             .commit_page(&PageCommit {
                 source: page.source,
                 window: &window,
                 next_cursor: page.next_cursor.clone(),
+                read_from_ms: None,
                 done: page.done,
+                next_span_ms: None,
                 records,
                 request_ids: &[],
                 now_ms: page.now_ms,

@@ -14,6 +14,8 @@
 //!   awaited;
 //! - [`elasticsearch`], [`http`]: the fake destinations several suites share;
 //! - [`echo_destination`]: a destination that echoes credentials back (secret scans);
+//! - [`faulty_feed`]: a Compliance API whose paging is broken (a cursor that does not advance, more pages without a cursor);
+//! - [`sdk_walk`]: the community SDK's walk of a range (one query, `after_id` paging), the request baseline;
 //! - [`hostile_api`]: a hostile Compliance API in front of the simulator (gzip bombs, endless bodies);
 //! - [`logs`]: log lines written inside this process;
 //! - [`mmdb`]: MaxMind databases written at test time;
@@ -26,12 +28,14 @@ pub mod config;
 pub mod daemon;
 pub mod echo_destination;
 pub mod elasticsearch;
+pub mod faulty_feed;
 pub mod hostile_api;
 pub mod http;
 pub mod journal;
 pub mod logs;
 pub mod mmdb;
 pub mod process_env;
+pub mod sdk_walk;
 pub mod sink_task;
 pub mod wait;
 
