@@ -51,6 +51,7 @@ pub async fn run(
     start: StartOptions,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
+    let descriptors = raise_descriptor_limit();
     // The lock is held across reloads: the process stays the one owner.
     let _lock = InstanceLock::acquire(&config.state.path)?;
     check_state_database(&config.state.path, start.reset_state).await?;
@@ -72,8 +73,9 @@ pub async fn run(
         Some(addr) => {
             let listener = crate::server::bind(addr).await?;
             let (metrics, cancel) = (metrics.clone(), cancel.clone());
+            let limits = crate::server::Limits::for_descriptors(descriptors);
             Some(tokio::spawn(crate::server::serve(
-                listener, metrics, cancel,
+                listener, metrics, limits, cancel,
             )))
         }
         None => None,
@@ -159,6 +161,32 @@ pub async fn run(
     match failure {
         Some(err) => Err(err),
         None => Ok(()),
+    }
+}
+
+/// Raises the soft descriptor limit to the hard one and logs the figure;
+/// returns the soft limit the process has.
+fn raise_descriptor_limit() -> u64 {
+    match crate::fdlimit::raise_to_hard_limit() {
+        Ok(limit) if limit.soft > limit.before => {
+            info!(
+                soft = limit.soft,
+                hard = limit.hard,
+                before = limit.before,
+                "descriptor limit raised to the hard limit"
+            );
+            limit.soft
+        }
+        Ok(limit) => {
+            info!(soft = limit.soft, hard = limit.hard, "descriptor limit");
+            limit.soft
+        }
+        Err((limit, e)) => {
+            warn!(soft = limit.soft, hard = limit.hard, error = %e,
+                "cannot raise the descriptor limit to the hard limit; raise the soft limit \
+                 (systemd LimitNOFILE=, ulimit -n) if connections fail with \"Too many open files\"");
+            limit.soft
+        }
     }
 }
 
