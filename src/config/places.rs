@@ -75,7 +75,8 @@ pub(super) fn of_sink(sink: &SinkConfig, key: String, line: Option<usize>) -> Op
 /// A file someone owns, as the file system resolves it.
 struct Claim {
     path: PathBuf,
-    /// "the state database's write-ahead log", "the file of sink \"a\"".
+    /// What the path is already, after "is already": "the state
+    /// database's write-ahead log (...)", "written by sink \"a\"".
     what: String,
 }
 
@@ -104,7 +105,7 @@ fn file_claims(path: &Path, sink: &str, rotated: u32) -> Vec<Claim> {
     let path = resolve(path);
     let mut claims = vec![Claim {
         path: path.clone(),
-        what: format!("the file of sink {sink:?}"),
+        what: format!("written by sink {sink:?}"),
     }];
     for n in 1..=rotated {
         claims.push(Claim {
@@ -206,12 +207,11 @@ fn file_problem(
                 format!("{p} is already {}", other.what)
             } else {
                 format!(
-                    "this sink's rotated file {} would be {}",
+                    "this sink's rotated file {} is already {}",
                     claim.path.display(),
                     other.what
                 )
             };
-            let whose = whose.replace("is already the file of sink", "is already written by sink");
             return Some(format!("{whose}; two writers cannot share a file: {fix}"));
         }
     }

@@ -17,6 +17,7 @@
 //!   connection is busy with a request, the new one is closed at once.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -92,7 +93,8 @@ struct Slot {
     id: u64,
     evicted: CancellationToken,
     table: Arc<Mutex<Table>>,
-    busy: std::sync::atomic::AtomicBool,
+    /// Counted in `Table::busy` (set once, read on drop).
+    busy: AtomicBool,
 }
 
 impl Slot {
@@ -101,7 +103,7 @@ impl Slot {
         let mut table = lock(&self.table);
         if table.waiting.remove(&self.id).is_some() {
             table.busy += 1;
-            self.busy.store(true, std::sync::atomic::Ordering::Relaxed);
+            self.busy.store(true, Ordering::Relaxed);
         }
     }
 }
@@ -109,9 +111,7 @@ impl Slot {
 impl Drop for Slot {
     fn drop(&mut self) {
         let mut table = lock(&self.table);
-        if table.waiting.remove(&self.id).is_none()
-            && self.busy.load(std::sync::atomic::Ordering::Relaxed)
-        {
+        if table.waiting.remove(&self.id).is_none() && self.busy.load(Ordering::Relaxed) {
             table.busy -= 1;
         }
     }
@@ -139,7 +139,7 @@ fn admit(table: &Arc<Mutex<Table>>, limits: &Limits, metrics: &ServerMetrics) ->
         id,
         evicted,
         table: table.clone(),
-        busy: std::sync::atomic::AtomicBool::new(false),
+        busy: AtomicBool::new(false),
     })
 }
 
