@@ -73,7 +73,11 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
         &raw_path,
     );
     let cancel = CancellationToken::new();
-    let daemon = tokio::spawn(crate::daemon::run(config.clone(), cancel.clone()));
+    let daemon = tokio::spawn(crate::daemon::run(
+        config.clone(),
+        crate::daemon::StartOptions::default(),
+        cancel.clone(),
+    ));
 
     tokio::time::sleep(options.live_for).await;
     sim.stop_live();

@@ -11,6 +11,7 @@ pub mod daemon;
 pub mod demo;
 pub mod dlq;
 pub mod enrich;
+pub mod fdlimit;
 pub mod health;
 pub mod healthcheck;
 pub mod metrics;

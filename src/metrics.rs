@@ -100,6 +100,49 @@ impl EncodeLabelValue for StatusClass {
 type SecondsGauge = Gauge<f64, AtomicU64>;
 type RatioGauge = Gauge<f64, AtomicU64>;
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConnectionCloseLabels {
+    pub reason: ConnectionClose,
+}
+
+/// Why the operations endpoint closed a connection before its request
+/// was answered.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum ConnectionClose {
+    /// At the cap with every connection busy: closed at once.
+    OverCap,
+    /// At the cap: closed to make room, having sent no request headers yet.
+    Evicted,
+    /// No complete request headers within the header read timeout.
+    HeaderTimeout,
+    /// Still open at the connection deadline.
+    Deadline,
+}
+
+impl ConnectionClose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectionClose::OverCap => "over_cap",
+            ConnectionClose::Evicted => "evicted",
+            ConnectionClose::HeaderTimeout => "header_timeout",
+            ConnectionClose::Deadline => "deadline",
+        }
+    }
+
+    const ALL: [ConnectionClose; 4] = [
+        ConnectionClose::OverCap,
+        ConnectionClose::Evicted,
+        ConnectionClose::HeaderTimeout,
+        ConnectionClose::Deadline,
+    ];
+}
+
+impl EncodeLabelValue for ConnectionClose {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        std::fmt::Write::write_str(encoder, self.as_str())
+    }
+}
+
 /// Every metric family of the daemon.
 pub struct Metrics {
     registry: Registry,
@@ -136,6 +179,9 @@ pub struct Metrics {
     journal_rows: Gauge,
     database_bytes: Gauge,
     ready: Gauge,
+    // The operations endpoint.
+    server_connections_open: Gauge,
+    server_connections_closed: Family<ConnectionCloseLabels, Counter>,
     /// When each source last journaled a new event (epoch ms); starts at the
     /// time the source was configured in this process.
     last_event_ms: Mutex<HashMap<String, i64>>,
@@ -190,6 +236,8 @@ impl Metrics {
             journal_rows: Gauge::default(),
             database_bytes: Gauge::default(),
             ready: Gauge::default(),
+            server_connections_open: Gauge::default(),
+            server_connections_closed: Family::default(),
             last_event_ms: Mutex::new(HashMap::new()),
             tasks: Mutex::new(BTreeMap::new()),
             targets: RwLock::new(Targets::default()),
@@ -339,6 +387,17 @@ impl Metrics {
             m.database_bytes.clone(),
         );
         r.register("claudit_ready", "1 when /readyz passes", m.ready.clone());
+        r.register(
+            "claudit_server_connections_open",
+            "Connections to the operations endpoint open now",
+            m.server_connections_open.clone(),
+        );
+        r.register(
+            "claudit_server_connections_closed",
+            "Connections to the operations endpoint closed before their request was answered, by reason \
+             (over_cap, evicted, header_timeout, deadline)",
+            m.server_connections_closed.clone(),
+        );
         Metrics { registry: r, ..m }
     }
 
@@ -390,6 +449,17 @@ impl Metrics {
             self_generated: self.source_self_generated.get_or_create_owned(&l),
             logging_disabled: self.logging_disabled.get_or_create_owned(&l),
             ratelimit_remaining: self.source_ratelimit_remaining.get_or_create_owned(&l),
+        }
+    }
+
+    /// The handles the operations endpoint updates.
+    pub fn server(&self) -> ServerMetrics {
+        ServerMetrics {
+            open: self.server_connections_open.clone(),
+            closed: ConnectionClose::ALL.map(|reason| {
+                self.server_connections_closed
+                    .get_or_create_owned(&ConnectionCloseLabels { reason })
+            }),
         }
     }
 
@@ -589,6 +659,28 @@ impl SourceMetrics {
             WindowKind::Backfill => 2,
         };
         self.pages[i].inc();
+    }
+}
+
+/// The operations endpoint's connection gauge and counters.
+#[derive(Clone, Debug)]
+pub struct ServerMetrics {
+    open: Gauge,
+    /// In the order of `ConnectionClose::ALL`.
+    closed: [Counter; 4],
+}
+
+impl ServerMetrics {
+    pub fn set_open(&self, n: usize) {
+        self.open.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    pub fn closed(&self, reason: ConnectionClose) {
+        let i = ConnectionClose::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .expect("every reason is in ALL");
+        self.closed[i].inc();
     }
 }
 

@@ -27,7 +27,7 @@ use crate::config::{ArchiveBackend, ElasticsearchAuth, Format, SinkConfig, SinkK
 use crate::metrics::Metrics;
 use crate::ocsf::Mapper;
 use crate::redact::Redactor;
-use crate::store::{BatchRecord, NewDeadLetter, Payload, SharedStore, now_ms};
+use crate::store::{BatchRecord, NewDeadLetter, Payload, SharedStore, StoreError, now_ms};
 use datadog::DatadogSink;
 use elasticsearch::ElasticsearchSink;
 use file::{Disk, FileSink, RealDisk};
@@ -87,9 +87,15 @@ impl SinkTask {
         cancel: CancellationToken,
     ) -> anyhow::Result<SinkStats> {
         let redactor = redactor_for(&self.config);
-        self.run_until_cancelled(disk, cancel)
-            .await
-            .map_err(|e| anyhow::anyhow!(redactor.redact(&format!("{e:#}"))))
+        self.run_until_cancelled(disk, cancel).await.map_err(|e| {
+            // A state database error names only the database: kept as it
+            // is, so the daemon's exit code still says what failed.
+            if e.chain().any(|c| c.downcast_ref::<StoreError>().is_some()) {
+                e
+            } else {
+                anyhow::anyhow!(redactor.redact(&format!("{e:#}")))
+            }
+        })
     }
 
     async fn run_until_cancelled(

@@ -7,6 +7,8 @@
 //! Every task opens its own connection; WAL lets readers and the writer
 //! proceed side by side.
 
+mod error;
+pub mod integrity;
 mod lock;
 mod schema;
 
@@ -18,31 +20,11 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use crate::ocsf::Mapper;
 
+pub use error::{Problem, StoreError};
 pub use lock::InstanceLock;
 pub use schema::SCHEMA_VERSION;
 
-/// Why the state database could not be used. Every message says what to do.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error(
-        "state database {path} was written by a newer claudit (schema version {found}, this binary knows up to {known}); run the newer claudit, or point [state] path at a new file"
-    )]
-    NewerSchema {
-        path: PathBuf,
-        found: i64,
-        known: i64,
-    },
-    #[error(
-        "state database {path} is not a usable SQLite database ({reason}); it was not modified. Restore it from a backup, or move it aside to start fresh (the daemon would then re-read `initial_lookback` of history)"
-    )]
-    Corrupt { path: PathBuf, reason: String },
-    #[error(
-        "cannot open state database {path}: {reason}; check that the directory exists and is writable by the claudit user"
-    )]
-    Open { path: PathBuf, reason: String },
-    #[error("state database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-}
+use error::{InDatabase, UnreadableValue};
 
 /// What kind of window a row of `windows` is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -300,15 +282,22 @@ pub struct Store {
 
 impl Store {
     /// Opens (creating if needed, mode 0600) and migrates the state database.
+    /// Refused before anything is written: a database the daemon's user
+    /// cannot write, or one whose content was lost (see [`integrity`]).
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        integrity::check_writable(path)?;
+        integrity::refuse_lost_content(path, integrity::Writer::Unknown)?;
         schema::create_private_file(path).map_err(|e| StoreError::Open {
             path: path.to_path_buf(),
             reason: e.to_string(),
         })?;
-        let conn = Connection::open(path).map_err(|e| StoreError::Open {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
+        let conn = Connection::open(path).in_db(path)?;
+        if conn.is_readonly(rusqlite::MAIN_DB).in_db(path)? {
+            return Err(error::access_problem(
+                path,
+                "SQLite could open it only read-only",
+            ));
+        }
         let mut store = Store {
             conn,
             path: path.to_path_buf(),
@@ -321,20 +310,16 @@ impl Store {
 
     /// Opens an existing database read-only (for `status` while the daemon runs).
     pub fn open_readonly(path: &Path) -> Result<Store, StoreError> {
-        if !path.exists() {
+        integrity::refuse_lost_content(path, integrity::Writer::Unknown)?;
+        if std::fs::metadata(path).map(|m| m.len()).unwrap_or(0) == 0 {
             return Err(StoreError::Open {
                 path: path.to_path_buf(),
-                reason: "no such file (has the daemon run yet?)".into(),
+                reason: "no such file, or an empty one (has the daemon run yet?)".into(),
             });
         }
         let conn =
-            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(|e| {
-                StoreError::Open {
-                    path: path.to_path_buf(),
-                    reason: e.to_string(),
-                }
-            })?;
-        conn.busy_timeout(Duration::from_secs(10))?;
+            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).in_db(path)?;
+        conn.busy_timeout(Duration::from_secs(10)).in_db(path)?;
         let version = schema::check_version(&conn, path)?;
         Ok(Store {
             conn,
@@ -344,21 +329,19 @@ impl Store {
     }
 
     fn configure(&mut self) -> Result<(), StoreError> {
-        let corrupt = |e: rusqlite::Error| StoreError::Corrupt {
-            path: self.path.clone(),
-            reason: e.to_string(),
-        };
         // 64 KiB pages (SQLite's largest) for a new database: journal rows
         // are 2-3 kB each, and every page costs a WAL frame write, a
         // checkpoint read and write, and a checksum; with 4 KiB pages those
         // per-page costs were half of claudit's CPU time at catch-up speed
         // (BENCHMARKS.md, "End to end"). SQLite ignores this for a database
         // that already has tables (its page size stays what it was).
-        self.conn.pragma_update(None, "page_size", PAGE_SIZE)?;
+        self.conn
+            .pragma_update(None, "page_size", PAGE_SIZE)
+            .in_db(&self.path)?;
         let mode: String = self
             .conn
             .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
-            .map_err(corrupt)?;
+            .map_err(|e| integrity::not_a_database(&self.path, e))?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(StoreError::Open {
                 path: self.path.clone(),
@@ -368,9 +351,15 @@ impl Store {
             });
         }
         // FULL: a committed page survives power loss, not just a process crash.
-        self.conn.pragma_update(None, "synchronous", "FULL")?;
-        self.conn.pragma_update(None, "foreign_keys", "ON")?;
-        self.conn.busy_timeout(Duration::from_secs(10))?;
+        self.conn
+            .pragma_update(None, "synchronous", "FULL")
+            .in_db(&self.path)?;
+        self.conn
+            .pragma_update(None, "foreign_keys", "ON")
+            .in_db(&self.path)?;
+        self.conn
+            .busy_timeout(Duration::from_secs(10))
+            .in_db(&self.path)?;
         Ok(())
     }
 
@@ -404,7 +393,8 @@ impl Store {
                     catchup_span_ms: r.get(7)?,
                 })
             })
-            .optional()?;
+            .optional()
+            .in_db(&self.path)?;
         Ok(state.unwrap_or_default())
     }
 
@@ -418,10 +408,10 @@ impl Store {
             "SELECT {} FROM windows WHERE source = ?1 AND kind = ?2 ORDER BY start_ms LIMIT 1",
             self.window_columns()
         );
-        Ok(self
-            .conn
+        self.conn
             .query_row(&sql, params![source, kind.as_str()], window_row)
-            .optional()?)
+            .optional()
+            .in_db(&self.path)
     }
 
     /// Commits one page: its records, its request ids, and the window's new
@@ -429,7 +419,7 @@ impl Store {
     /// (watermark, sweep time, backfill progress) lands in the same
     /// transaction.
     pub fn commit_page(&mut self, page: &PageCommit) -> Result<PageOutcome, StoreError> {
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.transaction().in_db(&self.path)?;
         let mut outcome = PageOutcome::default();
         let late = page.window.kind == WindowKind::Sweep;
         {
@@ -437,19 +427,21 @@ impl Store {
                 "INSERT INTO journal (activity_id, source, created_at_ms, activity_type, raw, ocsf, context, late, journaled_at_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
                  ON CONFLICT(activity_id) DO NOTHING",
-            )?;
+            ).in_db(&self.path)?;
             for r in page.records {
-                let n = insert.execute(params![
-                    r.activity_id,
-                    page.source,
-                    r.created_at_ms,
-                    r.activity_type,
-                    r.raw,
-                    r.ocsf.as_deref().unwrap_or(""),
-                    r.context,
-                    late,
-                    page.now_ms
-                ])?;
+                let n = insert
+                    .execute(params![
+                        r.activity_id,
+                        page.source,
+                        r.created_at_ms,
+                        r.activity_type,
+                        r.raw,
+                        r.ocsf.as_deref().unwrap_or(""),
+                        r.context,
+                        late,
+                        page.now_ms
+                    ])
+                    .in_db(&self.path)?;
                 if n == 1 {
                     outcome.inserted += 1;
                 } else {
@@ -457,14 +449,15 @@ impl Store {
                 }
             }
         }
-        insert_request_ids(&tx, page.source, page.request_ids, page.now_ms)?;
+        insert_request_ids(&tx, page.source, page.request_ids, page.now_ms).in_db(&self.path)?;
         let w = page.window;
         let kind = w.kind.as_str();
         if page.done {
             tx.execute(
                 "DELETE FROM windows WHERE source = ?1 AND kind = ?2 AND start_ms = ?3",
                 params![page.source, kind, w.start_ms],
-            )?;
+            )
+            .in_db(&self.path)?;
         } else {
             // A committed page clears the window's fault: the paging moved.
             tx.execute(
@@ -488,7 +481,7 @@ impl Store {
                     w.walk_end_ms,
                     page.read_from_ms
                 ],
-            )?;
+            ).in_db(&self.path)?;
         }
         tx.execute(
             "INSERT INTO source_state (source, last_success_ms, journaled, late) VALUES (?1, ?2, ?3, ?4)
@@ -501,14 +494,15 @@ impl Store {
                 outcome.inserted as i64,
                 if late { outcome.inserted as i64 } else { 0 }
             ],
-        )?;
+        ).in_db(&self.path)?;
         if w.kind == WindowKind::Backfill {
             // The chunk being read always starts at its range's `next_ms`.
             tx.execute(
                 "UPDATE backfills SET records = records + ?2, requests = requests + 1
                  WHERE source = ?1 AND next_ms = ?3",
                 params![page.source, outcome.inserted as i64, w.start_ms],
-            )?;
+            )
+            .in_db(&self.path)?;
         }
         if page.done {
             match w.kind {
@@ -518,7 +512,7 @@ impl Store {
                            catchup_span_ms = COALESCE(?3, catchup_span_ms)
                          WHERE source = ?1",
                         params![page.source, w.end_ms, page.next_span_ms],
-                    )?;
+                    ).in_db(&self.path)?;
                 }
                 WindowKind::Sweep => {
                     // The sweep's start, not its end: a record that became
@@ -526,18 +520,19 @@ impl Store {
                     tx.execute(
                         "UPDATE source_state SET last_sweep_ms = ?2 WHERE source = ?1",
                         params![page.source, w.opened_ms.unwrap_or(page.now_ms)],
-                    )?;
+                    )
+                    .in_db(&self.path)?;
                 }
                 WindowKind::Backfill => {
                     tx.execute(
                         "UPDATE backfills SET next_ms = ?2, window_span_ms = COALESCE(?4, window_span_ms)
                          WHERE source = ?1 AND next_ms = ?3",
                         params![page.source, w.end_ms, w.start_ms, page.next_span_ms],
-                    )?;
+                    ).in_db(&self.path)?;
                 }
             }
         }
-        tx.commit()?;
+        tx.commit().in_db(&self.path)?;
         Ok(outcome)
     }
 
@@ -552,7 +547,7 @@ impl Store {
             "UPDATE windows SET cursor = NULL, walk_end_ms = COALESCE(read_from_ms, walk_end_ms, end_ms)
              WHERE source = ?1 AND kind = ?2 AND start_ms = ?3",
             params![source, window.kind.as_str(), window.start_ms],
-        )?;
+        ).in_db(&self.path)?;
         Ok(())
     }
 
@@ -567,21 +562,23 @@ impl Store {
         request_ids: &[String],
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        let tx = self.conn.transaction()?;
-        insert_request_ids(&tx, source, request_ids, now_ms)?;
+        let tx = self.conn.transaction().in_db(&self.path)?;
+        insert_request_ids(&tx, source, request_ids, now_ms).in_db(&self.path)?;
         match window.kind {
             WindowKind::Live => {
                 tx.execute(
                     "UPDATE source_state SET catchup_span_ms = ?2 WHERE source = ?1",
                     params![source, span_ms],
-                )?;
+                )
+                .in_db(&self.path)?;
             }
             WindowKind::Backfill => {
                 tx.execute(
                     "UPDATE backfills SET window_span_ms = ?2, requests = requests + 1
                      WHERE source = ?1 AND next_ms = ?3",
                     params![source, span_ms, window.start_ms],
-                )?;
+                )
+                .in_db(&self.path)?;
             }
             WindowKind::Sweep => {}
         }
@@ -589,13 +586,15 @@ impl Store {
         tx.execute(
             "DELETE FROM windows WHERE source = ?1 AND kind = ?2 AND start_ms = ?3",
             params![source, window.kind.as_str(), window.start_ms],
-        )?;
+        )
+        .in_db(&self.path)?;
         tx.execute(
             "UPDATE source_state SET last_success_ms = ?2, last_error = NULL, last_error_ms = NULL
              WHERE source = ?1",
             params![source, now_ms],
-        )?;
-        tx.commit()?;
+        )
+        .in_db(&self.path)?;
+        tx.commit().in_db(&self.path)?;
         Ok(())
     }
 
@@ -612,8 +611,8 @@ impl Store {
         request_ids: &[String],
         now_ms: i64,
     ) -> Result<i64, StoreError> {
-        let tx = self.conn.transaction()?;
-        insert_request_ids(&tx, source, request_ids, now_ms)?;
+        let tx = self.conn.transaction().in_db(&self.path)?;
+        insert_request_ids(&tx, source, request_ids, now_ms).in_db(&self.path)?;
         let kind = window.kind.as_str();
         tx.execute(
             "INSERT INTO windows (source, kind, start_ms, end_ms, cursor, opened_ms, pages, records,
@@ -637,24 +636,27 @@ impl Store {
                 message,
                 now_ms
             ],
-        )?;
+        ).in_db(&self.path)?;
         if window.kind == WindowKind::Backfill {
             tx.execute(
                 "UPDATE backfills SET requests = requests + 1 WHERE source = ?1 AND next_ms = ?2",
                 params![source, window.start_ms],
-            )?;
+            )
+            .in_db(&self.path)?;
         }
         tx.execute(
             "INSERT INTO source_state (source, last_error, last_error_ms) VALUES (?1, ?2, ?3)
              ON CONFLICT(source) DO UPDATE SET last_error = excluded.last_error, last_error_ms = excluded.last_error_ms",
             params![source, message, now_ms],
-        )?;
-        let faults = tx.query_row(
-            "SELECT faults FROM windows WHERE source = ?1 AND kind = ?2 AND start_ms = ?3",
-            params![source, kind, window.start_ms],
-            |r| r.get(0),
-        )?;
-        tx.commit()?;
+        ).in_db(&self.path)?;
+        let faults = tx
+            .query_row(
+                "SELECT faults FROM windows WHERE source = ?1 AND kind = ?2 AND start_ms = ?3",
+                params![source, kind, window.start_ms],
+                |r| r.get(0),
+            )
+            .in_db(&self.path)?;
+        tx.commit().in_db(&self.path)?;
         Ok(faults)
     }
 
@@ -672,7 +674,7 @@ impl Store {
              ON CONFLICT(source) DO UPDATE SET watermark_ms = COALESCE(watermark_ms, excluded.watermark_ms),
                last_sweep_ms = COALESCE(last_sweep_ms, excluded.last_sweep_ms)",
             params![source, watermark_ms, now_ms],
-        )?;
+        ).in_db(&self.path)?;
         Ok(())
     }
 
@@ -686,7 +688,7 @@ impl Store {
             "INSERT INTO source_state (source, last_error, last_error_ms) VALUES (?1, ?2, ?3)
              ON CONFLICT(source) DO UPDATE SET last_error = excluded.last_error, last_error_ms = excluded.last_error_ms",
             params![source, error, now_ms],
-        )?;
+        ).in_db(&self.path)?;
         Ok(())
     }
 
@@ -695,9 +697,12 @@ impl Store {
     pub fn recent_request_ids(&self, since_ms: i64) -> Result<Vec<String>, StoreError> {
         let mut stmt = self
             .conn
-            .prepare("SELECT request_id FROM request_ids WHERE at_ms >= ?1")?;
-        let rows = stmt.query_map(params![since_ms], |r| r.get(0))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            .prepare("SELECT request_id FROM request_ids WHERE at_ms >= ?1")
+            .in_db(&self.path)?;
+        let rows = stmt
+            .query_map(params![since_ms], |r| r.get(0))
+            .in_db(&self.path)?;
+        rows.collect::<rusqlite::Result<_>>().in_db(&self.path)
     }
 
     pub fn pending_windows(&self, source: &str) -> Result<Vec<WindowRow>, StoreError> {
@@ -705,9 +710,11 @@ impl Store {
             "SELECT {} FROM windows WHERE source = ?1 ORDER BY kind, start_ms",
             self.window_columns()
         );
-        let mut stmt = self.conn.prepare(&sql)?;
-        let rows = stmt.query_map(params![source], window_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let mut stmt = self.conn.prepare(&sql).in_db(&self.path)?;
+        let rows = stmt
+            .query_map(params![source], window_row)
+            .in_db(&self.path)?;
+        rows.collect::<rusqlite::Result<_>>().in_db(&self.path)
     }
 
     // ---- backfill ---------------------------------------------------------
@@ -724,7 +731,7 @@ impl Store {
             "INSERT INTO backfills (source, since_ms, until_ms, next_ms, records) VALUES (?1, ?2, ?3, ?2, 0)
              ON CONFLICT(source, since_ms, until_ms) DO NOTHING",
             params![source, since_ms, until_ms],
-        )?;
+        ).in_db(&self.path)?;
         Ok(self
             .backfill(source, since_ms, until_ms)?
             .expect("the range was registered just above"))
@@ -732,13 +739,18 @@ impl Store {
 
     /// Backfill ranges of a source that are not finished, oldest first.
     pub fn open_backfills(&self, source: &str) -> Result<Vec<BackfillRow>, StoreError> {
-        let mut stmt = self.conn.prepare(&format!(
-            "SELECT {} FROM backfills
+        let mut stmt = self
+            .conn
+            .prepare(&format!(
+                "SELECT {} FROM backfills
              WHERE source = ?1 AND next_ms < until_ms ORDER BY since_ms",
-            self.backfill_columns()
-        ))?;
-        let rows = stmt.query_map(params![source], backfill_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+                self.backfill_columns()
+            ))
+            .in_db(&self.path)?;
+        let rows = stmt
+            .query_map(params![source], backfill_row)
+            .in_db(&self.path)?;
+        Ok(rows.collect::<Result<_, _>>().in_db(&self.path)?)
     }
 
     pub fn backfill(
@@ -747,8 +759,7 @@ impl Store {
         since_ms: i64,
         until_ms: i64,
     ) -> Result<Option<BackfillRow>, StoreError> {
-        Ok(self
-            .conn
+        self.conn
             .query_row(
                 &format!(
                     "SELECT {} FROM backfills WHERE source = ?1 AND since_ms = ?2 AND until_ms = ?3",
@@ -757,18 +768,19 @@ impl Store {
                 params![source, since_ms, until_ms],
                 backfill_row,
             )
-            .optional()?)
+            .optional()
+            .in_db(&self.path)
     }
 
     // ---- journal reads (sinks) -------------------------------------------
 
     /// The highest seq in the journal (0 if empty).
     pub fn head_seq(&self) -> Result<i64, StoreError> {
-        Ok(self
-            .conn
+        self.conn
             .query_row("SELECT COALESCE(MAX(seq), 0) FROM journal", [], |r| {
                 r.get(0)
-            })?)
+            })
+            .in_db(&self.path)
     }
 
     /// Whether an activity is already in the journal (the source checks the
@@ -782,14 +794,15 @@ impl Store {
                 params![activity_id],
                 |_| Ok(()),
             )
-            .optional()?
+            .optional()
+            .in_db(&self.path)?
             .is_some())
     }
 
     pub fn journal_rows(&self) -> Result<i64, StoreError> {
-        Ok(self
-            .conn
-            .query_row("SELECT COUNT(*) FROM journal", [], |r| r.get(0))?)
+        self.conn
+            .query_row("SELECT COUNT(*) FROM journal", [], |r| r.get(0))
+            .in_db(&self.path)
     }
 
     /// Up to `max_events` records after `after_seq`, stopping before the
@@ -834,23 +847,18 @@ impl Store {
             "SELECT {} FROM journal WHERE seq > ?1 ORDER BY seq",
             self.payload_columns(form)
         );
-        let mut stmt = self.conn.prepare_cached(&sql)?;
-        let mut rows = stmt.query(params![after_seq])?;
+        let mut stmt = self.conn.prepare_cached(&sql).in_db(&self.path)?;
+        let mut rows = stmt.query(params![after_seq]).in_db(&self.path)?;
         let mut batch = Vec::new();
         let mut bytes = 0usize;
-        while let Some(r) = rows.next()? {
-            let payload = payload(form, r)?;
-            let line = payload.len() + 1;
+        while let Some(r) = rows.next().in_db(&self.path)? {
+            let record = batch_record(form, r).in_db(&self.path)?;
+            let line = record.payload.len() + 1;
             if !more(&batch, bytes, line) {
                 break;
             }
             bytes += line;
-            batch.push(BatchRecord {
-                seq: r.get(0)?,
-                activity_id: r.get(1)?,
-                created_at_ms: r.get(2)?,
-                payload,
-            });
+            batch.push(record);
         }
         Ok(batch)
     }
@@ -869,29 +877,33 @@ impl Store {
              WHERE seq > ?1 AND created_at_ms >= ?2 AND created_at_ms < ?3 ORDER BY seq LIMIT ?4",
             self.payload_columns(form)
         );
-        let mut stmt = self.conn.prepare_cached(&sql)?;
-        let rows = stmt.query_map(params![after_seq, since_ms, until_ms, limit as i64], |r| {
-            batch_record(form, r)
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let mut stmt = self.conn.prepare_cached(&sql).in_db(&self.path)?;
+        let rows = stmt
+            .query_map(params![after_seq, since_ms, until_ms, limit as i64], |r| {
+                batch_record(form, r)
+            })
+            .in_db(&self.path)?;
+        rows.collect::<rusqlite::Result<_>>().in_db(&self.path)
     }
 
     /// Records after `seq` (what a sink still has to deliver).
     pub fn count_after(&self, seq: i64) -> Result<i64, StoreError> {
-        Ok(self.conn.query_row(
-            "SELECT COUNT(*) FROM journal WHERE seq > ?1",
-            params![seq],
-            |r| r.get(0),
-        )?)
+        self.conn
+            .query_row(
+                "SELECT COUNT(*) FROM journal WHERE seq > ?1",
+                params![seq],
+                |r| r.get(0),
+            )
+            .in_db(&self.path)
     }
 
     /// created_at of the oldest record after `seq`, if any.
     pub fn oldest_after(&self, seq: i64) -> Result<Option<i64>, StoreError> {
-        Ok(self.conn.query_row(
+        self.conn.query_row(
             "SELECT MIN(created_at_ms) FROM (SELECT created_at_ms FROM journal WHERE seq > ?1 ORDER BY seq LIMIT 10000)",
             params![seq],
             |r| r.get(0),
-        )?)
+        ).in_db(&self.path)
     }
 
     // ---- archive sink reads -----------------------------------------------
@@ -903,12 +915,17 @@ impl Store {
         after_seq: i64,
         limit: usize,
     ) -> Result<Vec<ArchiveRow>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT seq, activity_id, source, created_at_ms, raw FROM journal
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT seq, activity_id, source, created_at_ms, raw FROM journal
              WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-        )?;
-        let rows = stmt.query_map(params![after_seq, limit as i64], archive_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            )
+            .in_db(&self.path)?;
+        let rows = stmt
+            .query_map(params![after_seq, limit as i64], archive_row)
+            .in_db(&self.path)?;
+        rows.collect::<rusqlite::Result<_>>().in_db(&self.path)
     }
 
     /// Journal rows with `after_seq < seq <= up_to_seq` and created_at in
@@ -922,16 +939,21 @@ impl Store {
         until_ms: i64,
         limit: usize,
     ) -> Result<Vec<ArchiveRow>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT seq, activity_id, source, created_at_ms, raw FROM journal
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT seq, activity_id, source, created_at_ms, raw FROM journal
              WHERE seq > ?1 AND seq <= ?2 AND created_at_ms >= ?3 AND created_at_ms < ?4
              ORDER BY seq LIMIT ?5",
-        )?;
-        let rows = stmt.query_map(
-            params![after_seq, up_to_seq, since_ms, until_ms, limit as i64],
-            archive_row,
-        )?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            )
+            .in_db(&self.path)?;
+        let rows = stmt
+            .query_map(
+                params![after_seq, up_to_seq, since_ms, until_ms, limit as i64],
+                archive_row,
+            )
+            .in_db(&self.path)?;
+        rows.collect::<rusqlite::Result<_>>().in_db(&self.path)
     }
 
     // ---- end of archive sink reads -------------------------------------------
@@ -956,7 +978,8 @@ impl Store {
                     })
                 },
             )
-            .optional()?
+            .optional()
+            .in_db(&self.path)?
             .unwrap_or_default())
     }
 
@@ -973,20 +996,22 @@ impl Store {
         dead: &[NewDeadLetter],
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.transaction().in_db(&self.path)?;
         {
             let mut insert = tx.prepare_cached(
                 "INSERT INTO dead_letters (sink, seq, activity_id, reason, response, at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?;
+            ).in_db(&self.path)?;
             for d in dead {
-                insert.execute(params![
-                    sink,
-                    d.seq,
-                    d.activity_id,
-                    d.reason,
-                    d.response,
-                    now_ms
-                ])?;
+                insert
+                    .execute(params![
+                        sink,
+                        d.seq,
+                        d.activity_id,
+                        d.reason,
+                        d.response,
+                        now_ms
+                    ])
+                    .in_db(&self.path)?;
             }
         }
         tx.execute(
@@ -995,8 +1020,8 @@ impl Store {
                delivered = delivered + excluded.delivered, last_success_ms = excluded.last_success_ms,
                last_error = NULL, last_error_ms = NULL",
             params![sink, seq, file_offset, delivered, now_ms],
-        )?;
-        tx.commit()?;
+        ).in_db(&self.path)?;
+        tx.commit().in_db(&self.path)?;
         Ok(())
     }
 
@@ -1006,11 +1031,13 @@ impl Store {
     /// commit would leave lines recovery cannot tell from someone else's, and
     /// they would be written again), or 0 just after it rotated.
     pub fn record_file_offset(&mut self, sink: &str, offset: i64) -> Result<(), StoreError> {
-        self.conn.execute(
-            "INSERT INTO sink_cursors (sink, seq, file_offset, delivered) VALUES (?1, 0, ?2, 0)
+        self.conn
+            .execute(
+                "INSERT INTO sink_cursors (sink, seq, file_offset, delivered) VALUES (?1, 0, ?2, 0)
              ON CONFLICT(sink) DO UPDATE SET file_offset = excluded.file_offset",
-            params![sink, offset],
-        )?;
+                params![sink, offset],
+            )
+            .in_db(&self.path)?;
         Ok(())
     }
 
@@ -1024,36 +1051,43 @@ impl Store {
             "INSERT INTO sink_cursors (sink, seq, last_error, last_error_ms) VALUES (?1, 0, ?2, ?3)
              ON CONFLICT(sink) DO UPDATE SET last_error = excluded.last_error, last_error_ms = excluded.last_error_ms",
             params![sink, error, now_ms],
-        )?;
+        ).in_db(&self.path)?;
         Ok(())
     }
 
     pub fn dead_letter_count(&self, sink: &str) -> Result<i64, StoreError> {
-        Ok(self.conn.query_row(
-            "SELECT COUNT(*) FROM dead_letters WHERE sink = ?1",
-            params![sink],
-            |r| r.get(0),
-        )?)
+        self.conn
+            .query_row(
+                "SELECT COUNT(*) FROM dead_letters WHERE sink = ?1",
+                params![sink],
+                |r| r.get(0),
+            )
+            .in_db(&self.path)
     }
 
     /// A sink's dead letters, oldest first; only the one with `id` when given.
     pub fn dead_letters(&self, sink: &str, id: Option<i64>) -> Result<Vec<DeadLetter>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT id, sink, seq, activity_id, reason, response, at_ms FROM dead_letters
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, sink, seq, activity_id, reason, response, at_ms FROM dead_letters
              WHERE sink = ?1 AND (?2 IS NULL OR id = ?2) ORDER BY id",
-        )?;
-        let rows = stmt.query_map(params![sink, id], |r| {
-            Ok(DeadLetter {
-                id: r.get(0)?,
-                sink: r.get(1)?,
-                seq: r.get(2)?,
-                activity_id: r.get(3)?,
-                reason: r.get(4)?,
-                response: r.get(5)?,
-                at_ms: r.get(6)?,
+            )
+            .in_db(&self.path)?;
+        let rows = stmt
+            .query_map(params![sink, id], |r| {
+                Ok(DeadLetter {
+                    id: r.get(0)?,
+                    sink: r.get(1)?,
+                    seq: r.get(2)?,
+                    activity_id: r.get(3)?,
+                    reason: r.get(4)?,
+                    response: r.get(5)?,
+                    at_ms: r.get(6)?,
+                })
             })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            .in_db(&self.path)?;
+        rows.collect::<rusqlite::Result<_>>().in_db(&self.path)
     }
 
     /// The journal record at `seq` in a sink's format, unless pruned.
@@ -1066,10 +1100,10 @@ impl Store {
             "SELECT {} FROM journal WHERE seq = ?1",
             self.payload_columns(form)
         );
-        Ok(self
-            .conn
+        self.conn
             .query_row(&sql, params![seq], |r| batch_record(form, r))
-            .optional()?)
+            .optional()
+            .in_db(&self.path)
     }
 
     /// After a dead-letter replay: removes the dead letters the destination
@@ -1082,22 +1116,25 @@ impl Store {
         rejected_again: &[(i64, String, String)],
         now_ms: i64,
     ) -> Result<usize, StoreError> {
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.transaction().in_db(&self.path)?;
         let mut removed = 0;
         {
-            let mut delete =
-                tx.prepare_cached("DELETE FROM dead_letters WHERE sink = ?1 AND id = ?2")?;
+            let mut delete = tx
+                .prepare_cached("DELETE FROM dead_letters WHERE sink = ?1 AND id = ?2")
+                .in_db(&self.path)?;
             for id in delivered {
-                removed += delete.execute(params![sink, id])?;
+                removed += delete.execute(params![sink, id]).in_db(&self.path)?;
             }
             let mut update = tx.prepare_cached(
                 "UPDATE dead_letters SET reason = ?3, response = ?4, at_ms = ?5 WHERE sink = ?1 AND id = ?2",
-            )?;
+            ).in_db(&self.path)?;
             for (id, reason, response) in rejected_again {
-                update.execute(params![sink, id, reason, response, now_ms])?;
+                update
+                    .execute(params![sink, id, reason, response, now_ms])
+                    .in_db(&self.path)?;
             }
         }
-        tx.commit()?;
+        tx.commit().in_db(&self.path)?;
         Ok(removed)
     }
 
@@ -1110,38 +1147,46 @@ impl Store {
         dead: &[NewDeadLetter],
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.transaction().in_db(&self.path)?;
         {
             let mut update = tx.prepare_cached(
                 "UPDATE dead_letters SET reason = ?3, response = ?4, at_ms = ?5 WHERE sink = ?1 AND seq = ?2",
-            )?;
+            ).in_db(&self.path)?;
             let mut insert = tx.prepare_cached(
                 "INSERT INTO dead_letters (sink, seq, activity_id, reason, response, at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?;
+            ).in_db(&self.path)?;
             for d in dead {
-                if update.execute(params![sink, d.seq, d.reason, d.response, now_ms])? == 0 {
-                    insert.execute(params![
-                        sink,
-                        d.seq,
-                        d.activity_id,
-                        d.reason,
-                        d.response,
-                        now_ms
-                    ])?;
+                if update
+                    .execute(params![sink, d.seq, d.reason, d.response, now_ms])
+                    .in_db(&self.path)?
+                    == 0
+                {
+                    insert
+                        .execute(params![
+                            sink,
+                            d.seq,
+                            d.activity_id,
+                            d.reason,
+                            d.response,
+                            now_ms
+                        ])
+                        .in_db(&self.path)?;
                 }
             }
         }
-        tx.commit()?;
+        tx.commit().in_db(&self.path)?;
         Ok(())
     }
 
     /// Deletes a sink's dead letters (all, or the one with `id`). Returns
     /// how many.
     pub fn purge_dead_letters(&mut self, sink: &str, id: Option<i64>) -> Result<usize, StoreError> {
-        Ok(self.conn.execute(
-            "DELETE FROM dead_letters WHERE sink = ?1 AND (?2 IS NULL OR id = ?2)",
-            params![sink, id],
-        )?)
+        self.conn
+            .execute(
+                "DELETE FROM dead_letters WHERE sink = ?1 AND (?2 IS NULL OR id = ?2)",
+                params![sink, id],
+            )
+            .in_db(&self.path)
     }
 
     // ---- pruning ---------------------------------------------------------
@@ -1164,25 +1209,30 @@ impl Store {
         }
         let mut total = 0;
         loop {
-            let n = self.conn.execute(
-                "DELETE FROM journal WHERE seq IN (
+            let n = self
+                .conn
+                .execute(
+                    "DELETE FROM journal WHERE seq IN (
                    SELECT seq FROM journal WHERE seq <= ?1 AND created_at_ms < ?2
                      AND seq NOT IN (SELECT seq FROM dead_letters)
                      AND NOT EXISTS (SELECT 1 FROM windows w WHERE w.read_from_ms IS NOT NULL
                        AND journal.created_at_ms >= w.read_from_ms - 1
                        AND journal.created_at_ms < w.read_from_ms)
                    LIMIT 10000)",
-                params![min_seq, older_than_ms],
-            )?;
+                    params![min_seq, older_than_ms],
+                )
+                .in_db(&self.path)?;
             total += n;
             if n < 10000 {
                 break;
             }
         }
-        self.conn.execute(
-            "DELETE FROM request_ids WHERE at_ms < ?1",
-            params![older_than_ms],
-        )?;
+        self.conn
+            .execute(
+                "DELETE FROM request_ids WHERE at_ms < ?1",
+                params![older_than_ms],
+            )
+            .in_db(&self.path)?;
         Ok(total)
     }
 }
@@ -1203,7 +1253,7 @@ fn insert_request_ids(
     source: &str,
     ids: &[String],
     now_ms: i64,
-) -> Result<(), StoreError> {
+) -> rusqlite::Result<()> {
     let mut insert = tx.prepare_cached(
         "INSERT INTO request_ids (request_id, source, at_ms) VALUES (?1, ?2, ?3)
          ON CONFLICT(request_id) DO NOTHING",
@@ -1238,12 +1288,14 @@ fn window_row(r: &rusqlite::Row) -> rusqlite::Result<WindowRow> {
 }
 
 fn archive_row(r: &rusqlite::Row) -> rusqlite::Result<ArchiveRow> {
-    Ok(ArchiveRow {
-        seq: r.get(0)?,
-        activity_id: r.get(1)?,
-        source: r.get(2)?,
-        created_at_ms: r.get(3)?,
-        raw: r.get(4)?,
+    journal_row(r, |r| {
+        Ok(ArchiveRow {
+            seq: r.get(0)?,
+            activity_id: r.get(1)?,
+            source: r.get(2)?,
+            created_at_ms: r.get(3)?,
+            raw: r.get(4)?,
+        })
     })
 }
 
@@ -1300,13 +1352,13 @@ fn payload(form: &Payload, r: &rusqlite::Row) -> rusqlite::Result<String> {
     match form {
         Payload::Raw => r.get(3),
         Payload::Ocsf(mapper) => {
-            let stored = r.get_ref(4)?.as_str()?;
+            let stored = text(r, 4)?.unwrap_or_default();
             if !stored.is_empty() {
                 return Ok(stored.to_string());
             }
             Ok(mapper.render_journaled(
-                r.get_ref(3)?.as_str()?,
-                r.get_ref(5)?.as_str_or_null()?,
+                text(r, 3)?.unwrap_or_default(),
+                text(r, 5)?,
                 r.get(2)?,
                 r.get(6)?,
             ))
@@ -1314,12 +1366,66 @@ fn payload(form: &Payload, r: &rusqlite::Row) -> rusqlite::Result<String> {
     }
 }
 
+/// Column `i` as text (`None` for NULL). Another type is an
+/// `InvalidColumnType` naming the column, which `journal_row` turns into
+/// the row's damage report (rusqlite's own `as_str` error names nothing).
+fn text<'r>(r: &'r rusqlite::Row, i: usize) -> rusqlite::Result<Option<&'r str>> {
+    match r.get_ref(i)? {
+        rusqlite::types::ValueRef::Null => Ok(None),
+        rusqlite::types::ValueRef::Text(bytes) => std::str::from_utf8(bytes)
+            .map(Some)
+            .map_err(|e| rusqlite::Error::Utf8Error(i, e)),
+        other => Err(rusqlite::Error::InvalidColumnType(
+            i,
+            r.as_ref().column_name(i).unwrap_or("?").to_string(),
+            other.data_type(),
+        )),
+    }
+}
+
+/// Reads a journal row with `read`. A value that is not of its column's
+/// type (what SQLite returns from a damaged record) comes out as an
+/// [`UnreadableValue`] naming the row's seq and the column, which
+/// `StoreError::sqlite` turns into the recovery steps for that row.
+fn journal_row<T>(
+    r: &rusqlite::Row,
+    read: impl FnOnce(&rusqlite::Row) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    read(r).map_err(|e| {
+        let (index, found, not_utf8) = match &e {
+            rusqlite::Error::InvalidColumnType(i, _, found) => (*i, *found, false),
+            rusqlite::Error::Utf8Error(i, _) => (*i, rusqlite::types::Type::Text, true),
+            _ => return e,
+        };
+        let Ok(seq) = r.get::<_, i64>(0) else {
+            return e;
+        };
+        let column = r
+            .as_ref()
+            .column_name(index)
+            .map(str::to_string)
+            .unwrap_or_else(|_| format!("#{index}"));
+        rusqlite::Error::FromSqlConversionFailure(
+            index,
+            found,
+            Box::new(UnreadableValue {
+                seq,
+                column,
+                found,
+                not_utf8,
+            }),
+        )
+    })
+}
+
 fn batch_record(form: &Payload, r: &rusqlite::Row) -> rusqlite::Result<BatchRecord> {
-    Ok(BatchRecord {
-        seq: r.get(0)?,
-        activity_id: r.get(1)?,
-        created_at_ms: r.get(2)?,
-        payload: payload(form, r)?,
+    journal_row(r, |r| {
+        Ok(BatchRecord {
+            seq: r.get(0)?,
+            activity_id: r.get(1)?,
+            created_at_ms: r.get(2)?,
+            payload: payload(form, r)?,
+        })
     })
 }
 

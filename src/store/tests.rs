@@ -628,3 +628,162 @@ fn a_paging_fault_keeps_the_position_until_a_page_is_committed() {
     assert_eq!(moving.cursor.as_deref(), Some("cur2"));
     assert_eq!(store.source_state("s").unwrap().last_error, None);
 }
+
+#[test]
+fn a_database_whose_content_is_gone_is_refused_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    // An empty file with a log beside it: SQLite writes the first page
+    // before any log exists, so its pages were lost.
+    let empty = dir.path().join("empty.db");
+    std::fs::write(&empty, b"").unwrap();
+    std::fs::write(dir.path().join("empty.db-wal"), b"").unwrap();
+    let err = Store::open(&empty).err().unwrap();
+    assert_eq!(err.problem(), Problem::Damaged);
+    let text = err.to_string();
+    assert!(
+        text.contains("has no claudit tables") && text.contains("empty.db-wal (0 bytes)"),
+        "{text}"
+    );
+    assert!(
+        dir.path().join("empty.db-wal").exists(),
+        "the evidence stays"
+    );
+    assert_eq!(std::fs::metadata(&empty).unwrap().len(), 0);
+
+    // A used database without tables (its pages lost another way).
+    let used = dir.path().join("used.db");
+    Connection::open(&used)
+        .unwrap()
+        .pragma_update(None, "user_version", 7)
+        .unwrap();
+    let before = std::fs::read(&used).unwrap();
+    let text = Store::open(&used).err().unwrap().to_string();
+    assert!(
+        text.contains("has no claudit tables, but the file holds"),
+        "{text}"
+    );
+    assert!(text.contains("--reset-state"), "{text}");
+    let text = Store::open_readonly(&used).err().unwrap().to_string();
+    assert!(text.contains("has no claudit tables"), "{text}");
+    assert_eq!(std::fs::read(&used).unwrap(), before);
+
+    // A new database is an empty file with nothing beside it.
+    let new = dir.path().join("new.db");
+    std::fs::write(&new, b"").unwrap();
+    Store::open(&new).unwrap();
+}
+
+#[test]
+fn a_log_shorter_than_its_index_says_is_refused_until_removed_on_purpose() {
+    let running = tempfile::tempdir().unwrap();
+    let db = running.path().join("state.db");
+    let mut store = Store::open(&db).unwrap();
+    let commit = |store: &mut Store, id: &str| {
+        store
+            .commit_page(&PageCommit {
+                source: "s",
+                window: &live(0, 1000),
+                next_cursor: None,
+                read_from_ms: None,
+                done: true,
+                next_span_ms: None,
+                records: &[record(id, 900)],
+                request_ids: &[],
+                now_ms: 1,
+            })
+            .unwrap();
+    };
+    // "a" is checkpointed into the database file, "b" only in the log.
+    commit(&mut store, "a");
+    store
+        .conn
+        .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+        .unwrap();
+    commit(&mut store, "b");
+    // What a crash leaves while the connection is open: the database, its
+    // index, and (here) a log cut off to nothing.
+    let crashed = tempfile::tempdir().unwrap();
+    let copy = crashed.path().join("state.db");
+    std::fs::copy(&db, &copy).unwrap();
+    std::fs::copy(
+        integrity::companion(&db, "-shm"),
+        integrity::companion(&copy, "-shm"),
+    )
+    .unwrap();
+    std::fs::write(integrity::companion(&copy, "-wal"), b"").unwrap();
+    drop(store);
+
+    for attempt in 0..2 {
+        let err = Store::open(&copy).err().unwrap();
+        assert_eq!(err.problem(), Problem::Damaged);
+        let text = err.to_string();
+        assert!(
+            text.contains("lost its most recent transactions")
+                && text.contains("state.db-wal holds 0 bytes")
+                && text.contains("--reset-state"),
+            "attempt {attempt}: {text}"
+        );
+        let text = Store::open_readonly(&copy).err().unwrap().to_string();
+        assert!(text.contains("lost its most recent transactions"), "{text}");
+    }
+    // The operator accepts going on from the last checkpoint.
+    std::fs::remove_file(integrity::companion(&copy, "-wal")).unwrap();
+    std::fs::remove_file(integrity::companion(&copy, "-shm")).unwrap();
+    let store = Store::open(&copy).unwrap();
+    assert!(store.is_journaled("a").unwrap() && !store.is_journaled("b").unwrap());
+}
+
+#[test]
+fn quick_check_passes_a_sound_database_and_stops_at_its_time_bound() {
+    let (_dir, mut store) = open();
+    // Enough cells for SQLite to ask the progress handler.
+    let records: Vec<JournalRecord> = (0..2_000).map(|i| record(&format!("a{i}"), 900)).collect();
+    store
+        .commit_page(&PageCommit {
+            source: "s",
+            window: &live(0, 1000),
+            next_cursor: None,
+            read_from_ms: None,
+            done: true,
+            next_span_ms: None,
+            records: &records,
+            request_ids: &[],
+            now_ms: 1,
+        })
+        .unwrap();
+    assert!(matches!(
+        store.quick_check(Duration::from_secs(60)).unwrap(),
+        integrity::QuickCheck::Passed { .. }
+    ));
+    // A bound already passed: SQLite is told to stop at its first check.
+    assert!(matches!(
+        store.quick_check(Duration::ZERO).unwrap(),
+        integrity::QuickCheck::Unfinished { .. }
+    ));
+    // The connection works normally afterwards.
+    assert_eq!(store.journal_rows().unwrap(), 2_000);
+}
+
+#[test]
+fn every_sqlite_error_names_the_database() {
+    let (dir, store) = open();
+    let err = store
+        .conn
+        .execute("INSERT INTO no_such_table VALUES (1)", [])
+        .in_db(&store.path)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(dir.path().join("state.db").to_str().unwrap()),
+        "{err}"
+    );
+    // The chain printer does not repeat the cause.
+    let chained = format!(
+        "{:#}",
+        anyhow::Error::new(StoreError::sqlite(
+            &store.path,
+            rusqlite::Error::InvalidColumnType(3, "raw".into(), rusqlite::types::Type::Blob),
+        ))
+    );
+    assert_eq!(chained.matches("BLOB").count(), 1, "{chained}");
+}

@@ -313,7 +313,7 @@ fn api_key_file_is_read_and_its_trailing_newline_trimmed() {
     );
     assert_eq!(
         config.state.path,
-        manifest_dir().join("fixtures/config/state/claudit.db")
+        manifest_dir().join("fixtures/config/claudit.db")
     );
     let file = file_sink(config.sink("archive").unwrap());
     assert_eq!(
@@ -1208,4 +1208,329 @@ fn bad_server_and_watchdog_settings_say_what_to_write() {
     problem(&errors, "server.port", &["unknown key"]);
     problem(&errors, "sources[0].no_data_after", &[]);
     assert_eq!(errors.0.len(), 4, "{errors}");
+}
+
+// ------------------------------------------- `check` and `run` agree (binary)
+
+/// Exit code of a configuration error: systemd does not restart on it.
+const EXIT_CONFIG: i32 = 78;
+const BINARY_KEY: &str = "sk-ant-api01-check-run-secret-0123456789";
+
+/// A directory holding `claudit.toml` (state in `state/`, events in `out/`)
+/// for the release binary.
+struct Setup {
+    dir: tempfile::TempDir,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("state")).unwrap();
+        std::fs::create_dir(dir.path().join("out")).unwrap();
+        Setup { dir }
+    }
+
+    fn path(&self, relative: &str) -> PathBuf {
+        self.dir.path().join(relative)
+    }
+
+    /// A config whose state path and sink tables are given; relative paths
+    /// are taken from the config's directory.
+    fn write(&self, state_path: &str, sinks: &str) -> PathBuf {
+        let text = format!(
+            r#"[state]
+path = "{state_path}"
+
+[[sources]]
+name = "acme"
+base_url = "http://127.0.0.1:9"
+api_key = "${{CHECK_RUN_KEY}}"
+{sinks}"#
+        );
+        let config = self.path("claudit.toml");
+        std::fs::write(&config, text).unwrap();
+        config
+    }
+
+    /// The 1-based line of the last line of the config containing `needle`
+    /// (sinks come after the state table).
+    fn line_of(&self, needle: &str) -> usize {
+        let text = std::fs::read_to_string(self.path("claudit.toml")).unwrap();
+        text.lines()
+            .collect::<Vec<_>>()
+            .iter()
+            .rposition(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("{needle:?} is not in the config:\n{text}"))
+            + 1
+    }
+}
+
+/// Runs `claudit <command> --config <config>` and returns (exit code, output).
+/// `run` must exit at once on a configuration error; one that is still
+/// running after 10 s is stopped and reported.
+fn claudit_with(config: &Path, command: &str, key: &str) -> (Option<i32>, String) {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_claudit"))
+        .args(["--log-format", "json", command, "--config"])
+        .arg(config)
+        .env("CHECK_RUN_KEY", key)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "claudit {command} accepted the configuration and kept running: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
+}
+
+/// `check` and `run` both exit 78 with a line naming the config file, the
+/// line, the key and containing every fragment (the problem and its fix).
+fn both_refuse(setup: &Setup, key: &str, line: usize, fragments: &[&str]) {
+    both_refuse_with(setup, BINARY_KEY, key, line, fragments)
+}
+
+fn both_refuse_with(setup: &Setup, api_key: &str, key: &str, line: usize, fragments: &[&str]) {
+    let config = setup.path("claudit.toml");
+    let place = format!("{}:{line}: {key}: ", config.display());
+    for command in ["check", "run"] {
+        let (code, text) = claudit_with(&config, command, api_key);
+        let found = text
+            .lines()
+            .find(|l| l.starts_with(&place))
+            .unwrap_or_else(|| {
+                panic!("claudit {command} did not report {place:?} (exit {code:?}):\n{text}")
+            });
+        for fragment in fragments {
+            assert!(
+                found.contains(fragment),
+                "claudit {command}: {key} lacks {fragment:?}: {found}"
+            );
+        }
+        assert_eq!(code, Some(EXIT_CONFIG), "claudit {command}:\n{text}");
+        assert!(!text.contains(BINARY_KEY), "a secret in the output: {text}");
+    }
+    // Refused before anything was created.
+    assert!(
+        !setup.path("state/state.db").exists(),
+        "run created the state database"
+    );
+}
+
+fn file_sink_table(name: &str, path: &str) -> String {
+    format!("\n[[sinks]]\nname = \"{name}\"\ntype = \"file\"\npath = \"{path}\"\n")
+}
+
+fn archive_sink_table(name: &str, path: &str) -> String {
+    format!(
+        "\n[[sinks]]\nname = \"{name}\"\ntype = \"archive\"\nbackend = \"local\"\npath = \"{path}\"\n"
+    )
+}
+
+#[test]
+fn a_state_path_that_is_a_directory_or_in_a_missing_directory_is_refused_by_check_and_run() {
+    let setup = Setup::new();
+    setup.write("state", &file_sink_table("events", "out/events.ndjson"));
+    let line = setup.line_of("path = \"state\"");
+    both_refuse(
+        &setup,
+        "state.path",
+        line,
+        &["is a directory", "path = \"", "state.db"],
+    );
+
+    setup.write(
+        "missing/state.db",
+        &file_sink_table("events", "out/events.ndjson"),
+    );
+    let missing = setup.path("missing");
+    both_refuse(
+        &setup,
+        "state.path",
+        setup.line_of("missing/state.db"),
+        &[
+            &format!("directory {} does not exist", missing.display()),
+            "create it",
+            "StateDirectory=",
+        ],
+    );
+    assert!(!missing.exists(), "check or run created the directory");
+}
+
+#[test]
+fn an_api_key_with_a_byte_not_allowed_in_a_header_is_refused_by_check_and_run() {
+    let setup = Setup::new();
+    setup.write(
+        "state/state.db",
+        &file_sink_table("events", "out/events.ndjson"),
+    );
+    let line = setup.line_of("api_key = ");
+    for (bad, what) in [
+        ("sk-ant-api01-check-run\nsecret-0123456789", "a line break"),
+        (
+            "sk-ant-api01-check-run\u{7}secret-0123456789",
+            "a control character",
+        ),
+    ] {
+        both_refuse_with(
+            &setup,
+            bad,
+            "sources[0].api_key",
+            line,
+            &[what, "HTTP header", "one line"],
+        );
+        let (_, text) = claudit_with(&setup.path("claudit.toml"), "check", bad);
+        assert!(
+            !text.contains("secret-0123456789"),
+            "the key was shown: {text}"
+        );
+    }
+    // Surrounding whitespace (a trailing newline from `echo`) is not part
+    // of the key: accepted, as the client strips it.
+    let (code, text) = claudit_with(
+        &setup.path("claudit.toml"),
+        "check",
+        "sk-ant-api01-check-run-secret-0123456789\n",
+    );
+    assert_eq!(code, Some(0), "{text}");
+
+    // The same through api_key_file.
+    std::fs::write(setup.path("key"), "sk-ant-api01-check\r\nrun-secret\n").unwrap();
+    let text = std::fs::read_to_string(setup.path("claudit.toml"))
+        .unwrap()
+        .replace("api_key = \"${CHECK_RUN_KEY}\"", "api_key_file = \"key\"");
+    std::fs::write(setup.path("claudit.toml"), text).unwrap();
+    both_refuse(
+        &setup,
+        "sources[0].api_key_file",
+        setup.line_of("api_key_file"),
+        &["a line break", "HTTP header", "key"],
+    );
+}
+
+#[test]
+fn a_sink_writing_over_the_state_database_or_its_companions_is_refused_by_check_and_run() {
+    let setup = Setup::new();
+    for (target, what) in [
+        ("state/state.db", "the state database"),
+        ("state/state.db-wal", "write-ahead log"),
+        ("state/state.db-shm", "shared-memory index"),
+        ("state/state.db-journal", "rollback journal"),
+        ("state/state.db.lock", "lock file"),
+        ("claudit.toml", "configuration file"),
+    ] {
+        setup.write("state/state.db", &file_sink_table("events", target));
+        both_refuse(
+            &setup,
+            "sinks[0].path",
+            setup.line_of(&format!("path = \"{target}\"")),
+            &[what, "give the sink its own path"],
+        );
+    }
+    // Spelled differently, it is still the same file: through a symlinked
+    // directory, and with `..`.
+    std::os::unix::fs::symlink(setup.path("state"), setup.path("link")).unwrap();
+    for target in ["link/state.db-wal", "out/../state/state.db-wal"] {
+        setup.write("state/state.db", &file_sink_table("events", target));
+        both_refuse(
+            &setup,
+            "sinks[0].path",
+            setup.line_of(&format!("path = \"{target}\"")),
+            &["write-ahead log"],
+        );
+    }
+}
+
+#[test]
+fn sinks_writing_the_same_files_are_refused_by_check_and_run() {
+    let setup = Setup::new();
+    std::os::unix::fs::symlink(setup.path("out"), setup.path("also-out")).unwrap();
+    // The same file through a symlinked directory.
+    setup.write(
+        "state/state.db",
+        &format!(
+            "{}{}",
+            file_sink_table("a", "out/events.ndjson"),
+            file_sink_table("b", "also-out/events.ndjson")
+        ),
+    );
+    both_refuse(
+        &setup,
+        "sinks[1].path",
+        setup.line_of("also-out/events.ndjson"),
+        &["sink \"a\"", "give the sink its own path"],
+    );
+    // One sink's path is another's rotated file.
+    setup.write(
+        "state/state.db",
+        &format!(
+            "{}{}",
+            file_sink_table("a", "out/events.ndjson"),
+            file_sink_table("b", "out/events.ndjson.1")
+        ),
+    );
+    both_refuse(
+        &setup,
+        "sinks[1].path",
+        setup.line_of("events.ndjson.1"),
+        &["rotated", "sink \"a\""],
+    );
+    // Two archives in one directory, and a file sink inside an archive.
+    setup.write(
+        "state/state.db",
+        &format!(
+            "{}{}{}",
+            archive_sink_table("evidence", "out/archive"),
+            archive_sink_table("copy", "out/archive/"),
+            file_sink_table("events", "out/archive/manifest.ndjson")
+        ),
+    );
+    both_refuse(
+        &setup,
+        "sinks[1].path",
+        setup.line_of("out/archive/\""),
+        &["archive", "sink \"evidence\""],
+    );
+    both_refuse(
+        &setup,
+        "sinks[2].path",
+        setup.line_of("manifest.ndjson"),
+        &["inside the archive directory of sink \"evidence\""],
+    );
+}
+
+/// The data-loss case: SQLite resets its write-ahead log after each
+/// checkpoint, so events "delivered" into `state.db-wal` vanish. Refused
+/// before the daemon opens anything; the database is never created.
+#[test]
+fn a_file_sink_pointed_at_the_wal_is_refused_before_anything_is_written() {
+    let setup = Setup::new();
+    setup.write(
+        "state/state.db",
+        &file_sink_table("events", "state/state.db-wal"),
+    );
+    let config = setup.path("claudit.toml");
+    let (code, text) = claudit_with(&config, "run", BINARY_KEY);
+    assert_eq!(code, Some(EXIT_CONFIG), "{text}");
+    assert!(text.contains("write-ahead log"), "{text}");
+    for companion in ["state.db", "state.db-wal", "state.db-shm", "state.db.lock"] {
+        assert!(
+            !setup.path("state").join(companion).exists(),
+            "{companion} was created"
+        );
+    }
 }

@@ -283,6 +283,8 @@ fn systemd_unit_notifies_reloads_and_is_hardened() {
         "NoNewPrivileges=yes",
         "CapabilityBoundingSet=",
         "RestartPreventExitStatus=78",
+        "RestartPreventExitStatus=65",
+        "LimitNOFILE=65536",
         "ExecStart=/usr/local/bin/claudit --log-format json run --config /etc/claudit/claudit.toml",
     ] {
         assert!(keys.contains(&expected), "unit lacks {expected}");
