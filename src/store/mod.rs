@@ -750,7 +750,7 @@ impl Store {
         let rows = stmt
             .query_map(params![source], backfill_row)
             .in_db(&self.path)?;
-        Ok(rows.collect::<Result<_, _>>().in_db(&self.path)?)
+        rows.collect::<Result<_, _>>().in_db(&self.path)
     }
 
     pub fn backfill(
