@@ -295,6 +295,16 @@ impl Store {
         &self.path
     }
 
+    /// The connection, for modules that keep their own tables in the state
+    /// database (the directory: `src/directory/store.rs`).
+    pub(crate) fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    pub(crate) fn conn_mut(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+
     // ---- sources and windows -------------------------------------------
 
     pub fn source_state(&self, source: &str) -> Result<SourceState, StoreError> {
