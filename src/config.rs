@@ -21,6 +21,9 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
+mod directory;
+pub use directory::{DEFAULT_ADMIN_ROLES, DirectoryConfig};
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -98,6 +101,8 @@ pub struct SourceConfig {
     /// No-data watchdog: warn (and `claudit_source_no_data` = 1) when the
     /// source has journaled nothing for this long.
     pub no_data_after: Duration,
+    /// `[sources.directory]`: who the actors are (`src/directory/`).
+    pub directory: DirectoryConfig,
 }
 
 /// What a sink writes: the OCSF event or the activity exactly as received.
@@ -1849,6 +1854,8 @@ mod schema {
         let exclude_activity_types = list(exclude_activity_types);
         let organization_ids = list(organization_ids);
 
+        let directory = super::directory::read(cx, t);
+
         let needs = match (sweep_horizon, settle_lag) {
             (Some(h), Some(l)) => Some(h + l),
             _ => None,
@@ -1873,6 +1880,7 @@ mod schema {
             connect_timeout: connect_timeout.unwrap_or_default(),
             request_timeout: request_timeout.unwrap_or_default(),
             no_data_after: no_data_after.unwrap_or_default(),
+            directory,
         };
         (source, needs)
     }

@@ -160,6 +160,7 @@ fn demo_config(base_url: &str, api_key: &str, state_dir: &Path, ocsf: &Path, raw
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(30),
             no_data_after: Duration::from_secs(6 * 3600),
+            directory: Default::default(),
         }],
         sinks: vec![
             file_sink("ocsf", ocsf, Format::Ocsf),

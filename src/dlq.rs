@@ -50,7 +50,13 @@ fn find_sink<'c>(config: &'c Config, name: &str) -> anyhow::Result<&'c SinkConfi
 fn payload_form(config: &Config, sink: &SinkConfig) -> Payload {
     match sink.format {
         Format::Raw => Payload::Raw,
-        Format::Ocsf => Payload::Ocsf(Arc::new(Mapper::new(&config.ocsf))),
+        Format::Ocsf => Payload::Ocsf(Arc::new(
+            Mapper::new(&config.ocsf).with_directory(
+                crate::directory::Directory::open(&config.state.path, config)
+                    .ok()
+                    .flatten(),
+            ),
+        )),
     }
 }
 
@@ -178,8 +184,17 @@ pub async fn replay_dead_letters(
     if pending.is_empty() {
         return Ok(summary);
     }
-    let mut replayer =
-        Replayer::open(&sink, store.clone(), Arc::new(Mapper::new(&config.ocsf))).await?;
+    let mut replayer = Replayer::open(
+        &sink,
+        store.clone(),
+        Arc::new(
+            Mapper::new(&config.ocsf).with_directory(crate::directory::Directory::open(
+                &config.state.path,
+                config,
+            )?),
+        ),
+    )
+    .await?;
     for range in batches(pending.iter().map(|(_, r)| r.payload.len()), &sink) {
         let chunk = &pending[range];
         let records: Vec<BatchRecord> = chunk.iter().map(|(_, r)| r.clone()).collect();
@@ -269,8 +284,17 @@ pub async fn replay_range(
     }
     let store = SharedStore::open(&config.state.path)?;
     let form = payload_form(config, &sink);
-    let mut replayer =
-        Replayer::open(&sink, store.clone(), Arc::new(Mapper::new(&config.ocsf))).await?;
+    let mut replayer = Replayer::open(
+        &sink,
+        store.clone(),
+        Arc::new(
+            Mapper::new(&config.ocsf).with_directory(crate::directory::Directory::open(
+                &config.state.path,
+                config,
+            )?),
+        ),
+    )
+    .await?;
     let (since_ms, until_ms) = (since.timestamp_millis(), until.timestamp_millis());
     let mut after = 0i64;
     let mut summary = RangeReplay::default();

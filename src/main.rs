@@ -94,6 +94,11 @@ enum Command {
         #[arg(long)]
         until: Option<String>,
     },
+    /// What claudit knows of a source's directory (who the actors are), or of one identity, and since when.
+    Directory {
+        #[command(subcommand)]
+        command: DirectoryCommand,
+    },
     /// Verify an archive sink (hashes, hash chain, counts, journal) or export a range of it.
     Archive {
         #[command(subcommand)]
@@ -137,6 +142,23 @@ enum Command {
         /// Requests per minute before 429 (0 = unthrottled).
         #[arg(long, default_value_t = 600)]
         rate_limit: u32,
+    },
+}
+
+// ---- claudit directory ----
+
+#[derive(Subcommand)]
+enum DirectoryCommand {
+    /// Print the source's directory (last sync, counts, last error), and with --user every fact known about one identity: memberships, groups, roles, departure, each with its time span and since when claudit knows it.
+    Show {
+        #[arg(long, short, env = "CLAUDIT_CONFIG")]
+        config: PathBuf,
+        /// The source (its `name` in the configuration).
+        #[arg(long)]
+        source: String,
+        /// A user id (user_...) or an e-mail address.
+        #[arg(long)]
+        user: Option<String>,
     },
 }
 
@@ -410,6 +432,33 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Dlq { command } => dlq(command).await,
+        Command::Directory {
+            command:
+                DirectoryCommand::Show {
+                    config,
+                    source,
+                    user,
+                },
+        } => {
+            let config = match load_config(&config) {
+                Ok(c) => c,
+                Err(code) => return Ok(code),
+            };
+            if config.source(&source).is_none() {
+                let names: Vec<&str> = config.sources.iter().map(|s| s.name.as_str()).collect();
+                eprintln!(
+                    "error: no source named {source:?} in {}; configured sources: {}",
+                    config.file.display(),
+                    names.join(", ")
+                );
+                return Ok(ExitCode::from(EXIT_CONFIG));
+            }
+            print!(
+                "{}",
+                claudit::directory::show::show(&config, &source, user.as_deref())?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Archive { command } => archive(command).await,
         Command::Replay {
             config,

@@ -63,5 +63,15 @@
 //!   the removal already sees it), else from the first sync that no longer
 //!   listed the user.
 
+pub mod client;
+
+pub mod enrich;
+pub mod feed;
+pub mod metrics;
 pub mod model;
+pub mod show;
+
 pub mod store;
+pub mod sync;
+
+pub use enrich::{Directory, DirectoryContext, Identity};

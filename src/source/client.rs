@@ -18,6 +18,7 @@ use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, HeaderMap, HeaderValue};
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 
@@ -239,6 +240,8 @@ fn unauthorized_hint(status: u16, key_kind: KeyKind, message: &str) -> &'static 
 /// The Compliance API client of one source.
 pub struct ComplianceClient {
     source_name: String,
+    /// `base_url`, under which every endpoint's path goes.
+    base_url: reqwest::Url,
     activities_url: reqwest::Url,
     api_key: SecretString,
     key_kind: KeyKind,
@@ -261,6 +264,27 @@ impl std::fmt::Debug for ComplianceClient {
             .field("limiter", &self.limiter)
             .finish_non_exhaustive()
     }
+}
+
+/// A successful answer of an endpoint other than the feed
+/// ([`ComplianceClient::get_json`]).
+#[derive(Debug)]
+pub struct Fetched<T> {
+    pub body: T,
+    /// `request-id` of the successful response.
+    pub request_id: Option<String>,
+    /// Request ids of every attempt, failed ones included.
+    pub attempt_request_ids: Vec<String>,
+}
+
+/// One request as the retry loop makes it.
+struct Call<'a> {
+    url: &'a reqwest::Url,
+    params: &'a [(&'a str, String)],
+    /// Give up on transient failures after this many attempts (`None` = never).
+    max_attempts: Option<u32>,
+    /// A 404 is asked this many times in all before it is reported.
+    not_found_attempts: u32,
 }
 
 /// What one attempt can end with, besides a page.
@@ -396,8 +420,15 @@ impl ComplianceClient {
                 .map(|o| ("organization_ids[]", o.clone())),
         );
 
+        let base_url = reqwest::Url::parse(base).with_context(|| {
+            format!(
+                "source {:?}: base_url {:?} is not a valid URL",
+                source.name, source.base_url
+            )
+        })?;
         Ok(ComplianceClient {
             source_name: source.name.clone(),
+            base_url,
             activities_url,
             api_key: source.api_key.clone(),
             key_kind: KeyKind::of(&source.api_key),
@@ -466,30 +497,77 @@ impl ComplianceClient {
         }
         params.push(("limit", query.limit.to_string()));
         params.extend(self.filters.iter().map(|(k, v)| (*k, v.clone())));
-        self.fetch_retrying(&params, None, cancel).await
+        let call = Call {
+            url: &self.activities_url,
+            params: &params,
+            max_attempts: None,
+            not_found_attempts: NOT_FOUND_ATTEMPTS,
+        };
+        let fetched = self.fetch_retrying::<Envelope>(&call, cancel).await?;
+        Ok(Page {
+            activities: fetched.body.data,
+            has_more: fetched.body.has_more,
+            first_id: fetched.body.first_id,
+            last_id: fetched.body.last_id,
+            request_id: fetched.request_id,
+            attempt_request_ids: fetched.attempt_request_ids,
+        })
+    }
+
+    /// One GET of another Compliance API endpoint (`segments` below
+    /// `base_url`, each percent-encoded), retried like a feed page through
+    /// the same limiter; the body parsed as `T`. A 404 is reported at once:
+    /// on these endpoints it names an unknown organization, group or role.
+    pub async fn get_json<T: DeserializeOwned>(
+        &self,
+        segments: &[&str],
+        params: &[(&str, String)],
+        cancel: &CancellationToken,
+    ) -> Result<Fetched<T>, FetchError> {
+        let mut url = self.base_url.clone();
+        url.path_segments_mut()
+            .map_err(|()| FetchError::BadRequest {
+                message: format!("base_url {} cannot take a path", self.base_url),
+                request_id: None,
+            })?
+            .pop_if_empty()
+            .extend(segments);
+        let call = Call {
+            url: &url,
+            params,
+            max_attempts: None,
+            not_found_attempts: 1,
+        };
+        self.fetch_retrying(&call, cancel).await
     }
 
     /// One cheap request (limit=1) to check the key: used by `claudit check --connect`.
     pub async fn check_key(&self) -> Result<KeyCheck, FetchError> {
         let mut params: Vec<(&str, String)> = vec![("limit", "1".to_string())];
         params.extend(self.filters.iter().map(|(k, v)| (*k, v.clone())));
+        let call = Call {
+            url: &self.activities_url,
+            params: &params,
+            max_attempts: Some(CHECK_KEY_ATTEMPTS),
+            not_found_attempts: NOT_FOUND_ATTEMPTS,
+        };
         let page = self
-            .fetch_retrying(&params, Some(CHECK_KEY_ATTEMPTS), &CancellationToken::new())
+            .fetch_retrying::<Envelope>(&call, &CancellationToken::new())
             .await?;
         Ok(KeyCheck {
             key_kind: self.key_kind,
             request_id: page.request_id,
-            sees_activities: !page.activities.is_empty(),
+            sees_activities: !page.body.data.is_empty(),
             rate: self.rate_state(),
         })
     }
 
-    async fn fetch_retrying(
+    async fn fetch_retrying<T: DeserializeOwned>(
         &self,
-        params: &[(&str, String)],
-        max_attempts: Option<u32>,
+        call: &Call<'_>,
         cancel: &CancellationToken,
-    ) -> Result<Page, FetchError> {
+    ) -> Result<Fetched<T>, FetchError> {
+        let max_attempts = call.max_attempts;
         // Atomics and a mutex rather than cells: the future must stay `Send`.
         let attempt_ids = Mutex::new(Vec::new());
         let attempts = AtomicU32::new(0);
@@ -498,7 +576,7 @@ impl ComplianceClient {
 
         let retrying = (|| async {
             attempts.fetch_add(1, Ordering::Relaxed);
-            self.attempt(params, &attempt_ids).await
+            self.attempt::<T>(call.url, call.params, &attempt_ids).await
         })
         .retry(backoff())
         .sleep(move |d| {
@@ -508,7 +586,7 @@ impl ComplianceClient {
         .when(|failure| match failure {
             Failure::Final(_) => false,
             Failure::NotFound { .. } => {
-                not_found.fetch_add(1, Ordering::Relaxed) + 1 < NOT_FOUND_ATTEMPTS
+                not_found.fetch_add(1, Ordering::Relaxed) + 1 < call.not_found_attempts
             }
             Failure::Transient { .. } => {
                 max_attempts.is_none_or(|max| attempts.load(Ordering::Relaxed) < max)
@@ -554,11 +632,8 @@ impl ComplianceClient {
             outcome = retrying => outcome,
         };
         match outcome {
-            Ok((envelope, request_id)) => Ok(Page {
-                activities: envelope.data,
-                has_more: envelope.has_more,
-                first_id: envelope.first_id,
-                last_id: envelope.last_id,
+            Ok((body, request_id)) => Ok(Fetched {
+                body,
                 request_id,
                 attempt_request_ids: attempt_ids.into_inner().unwrap_or_else(|e| e.into_inner()),
             }),
@@ -584,11 +659,12 @@ impl ComplianceClient {
     }
 
     /// One HTTP request, after waiting for the limiter.
-    async fn attempt(
+    async fn attempt<T: DeserializeOwned>(
         &self,
+        url: &reqwest::Url,
         params: &[(&str, String)],
         attempt_ids: &Mutex<Vec<String>>,
-    ) -> Result<(Envelope, Option<String>), Failure> {
+    ) -> Result<(T, Option<String>), Failure> {
         self.limiter.acquire().await;
 
         let mut key = HeaderValue::from_str(self.api_key.expose_secret().trim())
@@ -596,7 +672,7 @@ impl ComplianceClient {
         key.set_sensitive(true);
         let sent = self
             .http
-            .get(self.activities_url.clone())
+            .get(url.clone())
             .query(params)
             .header("x-api-key", key)
             .header("anthropic-version", self.anthropic_version.clone())
@@ -630,14 +706,15 @@ impl ComplianceClient {
                 retry_after: None,
                 reason: self.redact(&format!("reading the body: {}", describe_reqwest_error(&e))),
             })?;
-            return match serde_json::from_slice::<Envelope>(&body) {
+            return match serde_json::from_slice::<T>(&body) {
                 Ok(envelope) => Ok((envelope, header_request_id)),
                 Err(e) => Err(Failure::Transient {
                     status: Some(status.as_u16()),
                     request_id: header_request_id,
                     retry_after: None,
                     reason: format!(
-                        "the response body is not a complete activity page ({e}; {} bytes)",
+                        "the response body is not a complete answer of {} ({e}; {} bytes)",
+                        url.path(),
                         body.len()
                     ),
                 }),

@@ -1042,10 +1042,10 @@ impl Store {
         match (form, self.has_context) {
             (Payload::Raw, _) => "seq, activity_id, created_at_ms, raw",
             (Payload::Ocsf(_), true) => {
-                "seq, activity_id, created_at_ms, raw, ocsf, context, journaled_at_ms"
+                "seq, activity_id, created_at_ms, raw, ocsf, context, journaled_at_ms, source"
             }
             (Payload::Ocsf(_), false) => {
-                "seq, activity_id, created_at_ms, raw, ocsf, NULL, journaled_at_ms"
+                "seq, activity_id, created_at_ms, raw, ocsf, NULL, journaled_at_ms, source"
             }
         }
     }
@@ -1062,11 +1062,12 @@ fn payload(form: &Payload, r: &rusqlite::Row) -> rusqlite::Result<String> {
             if !stored.is_empty() {
                 return Ok(stored.to_string());
             }
-            Ok(mapper.render_journaled(
+            Ok(mapper.render_journaled_row(
                 r.get_ref(3)?.as_str()?,
                 r.get_ref(5)?.as_str_or_null()?,
                 r.get(2)?,
                 r.get(6)?,
+                Some((r.get_ref(7)?.as_str()?, r.get(0)?)),
             ))
         }
     }

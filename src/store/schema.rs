@@ -98,9 +98,10 @@ const MIGRATIONS: &[&str] = &[
     // with a valid-time interval (when it was true) and the journal seq it
     // became known at (`src/directory/mod.rs` explains the model), the
     // progress of the sync that walks the directory endpoints, and the
-    // refreshes activities asked for.
+    // refreshes activities asked for. Written to run again harmlessly (a
+    // database whose version was set back keeps these tables).
     r#"
-    CREATE TABLE directory_facts (
+    CREATE TABLE IF NOT EXISTS directory_facts (
         id             INTEGER PRIMARY KEY,
         source         TEXT    NOT NULL,
         kind           TEXT    NOT NULL,
@@ -115,16 +116,16 @@ const MIGRATIONS: &[&str] = &[
         superseded_seq INTEGER,
         evidence       TEXT    NOT NULL
     );
-    CREATE INDEX directory_facts_key ON directory_facts (source, kind, scope, entity, item);
-    CREATE INDEX directory_facts_entity ON directory_facts (source, entity);
+    CREATE INDEX IF NOT EXISTS directory_facts_key ON directory_facts (source, kind, scope, entity, item);
+    CREATE INDEX IF NOT EXISTS directory_facts_entity ON directory_facts (source, entity);
 
-    CREATE TABLE directory_version (
+    CREATE TABLE IF NOT EXISTS directory_version (
         id      INTEGER PRIMARY KEY CHECK (id = 1),
         version INTEGER NOT NULL
     );
-    INSERT INTO directory_version (id, version) VALUES (1, 0);
+    INSERT OR IGNORE INTO directory_version (id, version) VALUES (1, 0);
 
-    CREATE TABLE directory_sync (
+    CREATE TABLE IF NOT EXISTS directory_sync (
         source           TEXT PRIMARY KEY,
         run_id           INTEGER NOT NULL DEFAULT 0,
         run_kind         TEXT,
@@ -137,7 +138,7 @@ const MIGRATIONS: &[&str] = &[
         requests         INTEGER NOT NULL DEFAULT 0
     );
 
-    CREATE TABLE directory_sync_lists (
+    CREATE TABLE IF NOT EXISTS directory_sync_lists (
         source     TEXT    NOT NULL,
         run_id     INTEGER NOT NULL,
         position   INTEGER NOT NULL,
@@ -148,7 +149,7 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (source, run_id, position)
     );
 
-    CREATE TABLE directory_sync_seen (
+    CREATE TABLE IF NOT EXISTS directory_sync_seen (
         source     TEXT    NOT NULL,
         run_id     INTEGER NOT NULL,
         list       TEXT    NOT NULL,
@@ -158,7 +159,7 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (source, run_id, list, entity)
     );
 
-    CREATE TABLE directory_refresh_requests (
+    CREATE TABLE IF NOT EXISTS directory_refresh_requests (
         source       TEXT    NOT NULL,
         list         TEXT    NOT NULL,
         reason       TEXT    NOT NULL,
