@@ -53,7 +53,8 @@ const MAX_PAGES_PER_LIST: i64 = 100_000;
 pub enum FirstSync {
     Pending,
     Done,
-    /// The key cannot read the directory.
+    /// The key cannot read the directory (also set when a key that could
+    /// is refused later): nothing is recorded for the source.
     Unavailable,
 }
 
@@ -81,7 +82,13 @@ pub fn start(
     if !dc.enabled {
         return None;
     }
-    let (first_tx, first_rx) = watch::channel(FirstSync::Pending);
+    // An Admin API key never reads the directory: known before any request.
+    let initial = if api.key_kind() == KeyKind::Admin {
+        FirstSync::Unavailable
+    } else {
+        FirstSync::Pending
+    };
+    let (first_tx, first_rx) = watch::channel(initial);
     let task = SyncTask {
         source: config.name.clone(),
         config: dc.clone(),
@@ -131,8 +138,13 @@ impl DirectorySync {
     }
 
     /// Records what a page about to be journaled says about the directory
-    /// (`feed.rs`). Call it before the page is committed.
+    /// (`feed.rs`). Call it before the page is committed. Nothing is
+    /// recorded while the key cannot read the directory: its events are
+    /// delivered without directory context.
     pub async fn observe_page(&self, page: &Page) -> Result<(), StoreError> {
+        if *self.first.borrow() == FirstSync::Unavailable {
+            return Ok(());
+        }
         let notes = PageNotes::read(&page.activities, Utc::now());
         if notes.is_empty() {
             return Ok(());
