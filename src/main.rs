@@ -160,6 +160,19 @@ enum DirectoryCommand {
         #[arg(long)]
         user: Option<String>,
     },
+    /// Print the source's directory as OCSF User Inventory Info events (NDJSON on stdout): every member at --at, preceded by who joined, left or changed since --changes-since.
+    Snapshot {
+        #[arg(long, short, env = "CLAUDIT_CONFIG")]
+        config: PathBuf,
+        #[arg(long)]
+        source: String,
+        /// The time the snapshot describes: RFC 3339 time, date, or duration ago (default: now).
+        #[arg(long)]
+        at: Option<String>,
+        /// Also the changes since this time (RFC 3339 time, date, or duration ago).
+        #[arg(long)]
+        changes_since: Option<String>,
+    },
 }
 
 // ---- claudit archive ----
@@ -432,6 +445,54 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Dlq { command } => dlq(command).await,
+        Command::Directory {
+            command:
+                DirectoryCommand::Snapshot {
+                    config,
+                    source,
+                    at,
+                    changes_since,
+                },
+        } => {
+            let config = match load_config(&config) {
+                Ok(c) => c,
+                Err(code) => return Ok(code),
+            };
+            let now = chrono::Utc::now();
+            let time = |flag: &str, arg: Option<String>| -> Result<Option<i64>, String> {
+                arg.map(|a| {
+                    claudit::backfill::parse_time_arg(&a, now)
+                        .map(|t| t.timestamp_millis())
+                        .map_err(|e| format!("{flag}: {e}"))
+                })
+                .transpose()
+            };
+            let (at, since) = match (time("--at", at), time("--changes-since", changes_since)) {
+                (Ok(at), Ok(since)) => (at.unwrap_or(now.timestamp_millis()), since),
+                (Err(e), _) | (_, Err(e)) => {
+                    eprintln!("error: {e}");
+                    return Ok(ExitCode::from(EXIT_CONFIG));
+                }
+            };
+            let directory = config
+                .source(&source)
+                .filter(|s| s.directory.enabled)
+                .map(|_| claudit::directory::Directory::open(&config.state.path, &config))
+                .transpose()?
+                .flatten();
+            let Some(directory) = directory else {
+                eprintln!(
+                    "error: source {source:?} has no directory context in {}; add a [sources.directory] table to it",
+                    config.file.display()
+                );
+                return Ok(ExitCode::from(EXIT_CONFIG));
+            };
+            let mut out = std::io::stdout().lock();
+            for line in claudit::directory::snapshot::events(&directory, &source, since, at) {
+                writeln!(out, "{line}")?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Directory {
             command:
                 DirectoryCommand::Show {

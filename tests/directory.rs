@@ -386,6 +386,43 @@ async fn groups_on_every_event_departed_after_a_removal_and_re_reads_unchanged()
         assert_eq!(&row.payload, line, "row {} renders differently", row.seq);
     }
     validate_ocsf(&daemon.ocsf_path());
+
+    // The directory as a stream: a snapshot now, with the changes since
+    // before the removal, as valid OCSF User Inventory Info events.
+    let since = (removed_at - chrono::Duration::seconds(1)).to_rfc3339();
+    let snapshot = Command::new(env!("CARGO_BIN_EXE_claudit"))
+        .args([
+            "directory",
+            "snapshot",
+            "--source",
+            "acme",
+            "--changes-since",
+        ])
+        .arg(&since)
+        .arg("--config")
+        .arg(&daemon.config)
+        .env("DIRECTORY_TEST_KEY", KEY)
+        .output()
+        .unwrap();
+    assert!(snapshot.status.success(), "{snapshot:?}");
+    let path = daemon.dir.path().join("snapshot.ndjson");
+    std::fs::write(&path, &snapshot.stdout).unwrap();
+    validate_ocsf(&path);
+    let inventory: Vec<Value> = String::from_utf8(snapshot.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let left = inventory
+        .iter()
+        .find(|e| e["user"]["uid"] == leaver.user_id.as_str())
+        .expect("the removed user is in the changes");
+    assert_eq!(left["unmapped"]["claudit"]["directory"]["change"], "left");
+    let entry = inventory
+        .iter()
+        .find(|e| e["user"]["uid"] == in_two.user_id.as_str() && e["activity_id"] == 2)
+        .expect("the user in two groups is in the snapshot");
+    assert!(entry["user"]["groups"].as_array().unwrap().len() >= 2);
     sim.shutdown().await;
 }
 

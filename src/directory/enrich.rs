@@ -453,6 +453,100 @@ impl Directory {
     }
 }
 
+/// How a user's entry changed between two times (the inventory stream).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Joined,
+    Left,
+    /// Name, e-mail, roles, groups or admin-class changed.
+    Changed,
+}
+
+impl Change {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Change::Joined => "joined",
+            Change::Left => "left",
+            Change::Changed => "changed",
+        }
+    }
+}
+
+impl Directory {
+    /// Every user who was a member in `source` at `t`, as known now,
+    /// ordered by user id (the inventory snapshot).
+    pub fn members_at(&self, source: &str, t: i64) -> Vec<Identity> {
+        self.now(source, |users, at| {
+            users
+                .iter()
+                .filter_map(|u| at(u, t))
+                .filter(|id| !id.departed)
+                .collect()
+        })
+    }
+
+    /// The users whose entry changed after `from` up to `to`, as known now,
+    /// with their entry at `to` (a departed one for those who left).
+    pub fn changes_between(&self, source: &str, from: i64, to: i64) -> Vec<(Change, Identity)> {
+        self.now(source, |users, at| {
+            let mut out = Vec::new();
+            for user in users {
+                let before = at(user, from).filter(|id| !id.departed);
+                let after = at(user, to);
+                let change = match (&before, &after) {
+                    (None, Some(a)) if !a.departed => Change::Joined,
+                    (Some(_), Some(a)) if a.departed => Change::Left,
+                    (Some(b), Some(a)) if !same_entry(b, a) => Change::Changed,
+                    _ => continue,
+                };
+                if let Some(a) = after {
+                    out.push((change, a));
+                }
+            }
+            out
+        })
+    }
+
+    /// Runs `f` over the users of `source` (sorted) and a function giving a
+    /// user's entry at a time, with everything known now.
+    fn now<R: Default>(
+        &self,
+        source: &str,
+        f: impl FnOnce(&[Arc<str>], &dyn Fn(&str, i64) -> Option<Identity>) -> R,
+    ) -> R {
+        let index = self.index_for(i64::MAX);
+        let (Some(policy), Some(source_index)) =
+            (self.policies.get(source), index.sources.get(source))
+        else {
+            return R::default();
+        };
+        let mut users: Vec<Arc<str>> = source_index.member_orgs.keys().cloned().collect();
+        users.sort();
+        let at = |user: &str, t: i64| {
+            Lookup {
+                index: source_index,
+                policy,
+                seq: i64::MAX,
+                t,
+                org_hints: [None, None],
+            }
+            .identity(user)
+        };
+        f(&users, &at)
+    }
+}
+
+/// Two entries of the same user say the same (ignoring `member_since`).
+fn same_entry(a: &Identity, b: &Identity) -> bool {
+    a.name == b.name
+        && a.email == b.email
+        && a.org == b.org
+        && a.organization_role == b.organization_role
+        && a.admin == b.admin
+        && a.groups == b.groups
+        && a.roles == b.roles
+}
+
 /// The user an activity is about, besides its actor.
 enum Subject<'a> {
     Id(&'a str),

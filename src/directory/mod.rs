@@ -64,12 +64,14 @@
 //!   listed the user.
 
 pub mod client;
+pub mod detect;
 
 pub mod enrich;
 pub mod feed;
 pub mod metrics;
 pub mod model;
 pub mod show;
+pub mod snapshot;
 
 pub mod store;
 pub mod sync;

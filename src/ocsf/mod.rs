@@ -32,6 +32,7 @@ use crate::enrich::Enrichment;
 use crate::model::Activity;
 
 pub use classes::Class;
+pub use envelope::is_email;
 pub use rules::{RULES, Rule, rule_for};
 pub use severity::{may_turn_compliance_logging_off, turns_compliance_logging_off};
 
