@@ -110,6 +110,9 @@ pub struct SourceConfig {
 pub enum Format {
     Ocsf,
     Raw,
+    /// `raw+claudit`: the activity as received, with a top-level `claudit`
+    /// object (its directory context) added after its own fields.
+    RawWithContext,
 }
 
 #[derive(Debug, Clone)]
@@ -1925,10 +1928,12 @@ mod schema {
             Got::Value(text) => match text.value.as_str() {
                 "ocsf" => Some(Format::Ocsf),
                 "raw" => Some(Format::Raw),
+                "raw+claudit" => Some(Format::RawWithContext),
                 _ => {
                     let msg = format!(
-                        "unknown format {}; write format = \"ocsf\" (OCSF 1.8.0 events) or \
-                         format = \"raw\" (activities as received)",
+                        "unknown format {}; write format = \"ocsf\" (OCSF 1.8.0 events), \
+                         format = \"raw\" (activities as received) or format = \"raw+claudit\" \
+                         (activities as received plus a claudit object with their directory context)",
                         text.shown()
                     );
                     text_error(cx, t, "format", &text, msg);

@@ -48,15 +48,19 @@ fn find_sink<'c>(config: &'c Config, name: &str) -> anyhow::Result<&'c SinkConfi
 /// The form `sink` reads journal records in, rendered with `config`'s
 /// `[ocsf]` settings as the daemon would.
 fn payload_form(config: &Config, sink: &SinkConfig) -> Payload {
-    match sink.format {
-        Format::Raw => Payload::Raw,
-        Format::Ocsf => Payload::Ocsf(Arc::new(
+    let mapper = || {
+        Arc::new(
             Mapper::new(&config.ocsf).with_directory(
                 crate::directory::Directory::open(&config.state.path, config)
                     .ok()
                     .flatten(),
             ),
-        )),
+        )
+    };
+    match sink.format {
+        Format::Raw => Payload::Raw,
+        Format::Ocsf => Payload::Ocsf(mapper()),
+        Format::RawWithContext => Payload::RawWithContext(mapper()),
     }
 }
 

@@ -453,6 +453,38 @@ impl Directory {
     }
 }
 
+/// A raw activity with its directory context added as a top-level
+/// `claudit` object (`{"directory": {"actor": ..., "user": ...}}`) after
+/// its own fields, for `raw+claudit` sinks; the activity's bytes are kept
+/// as they are, and an activity without context (or that is not a JSON
+/// object, or already has a `claudit` field) is returned unchanged. A pure
+/// function of the row, like the OCSF rendering.
+pub fn raw_with_context(
+    directory: Option<&Directory>,
+    raw: &str,
+    created_at_ms: i64,
+    (source, seq): (&str, i64),
+) -> String {
+    let Some(directory) = directory.filter(|d| d.covers(source)) else {
+        return raw.to_string();
+    };
+    let now = chrono::DateTime::from_timestamp_millis(created_at_ms).unwrap_or_default();
+    let activity = Activity::parse_journaled(raw, now);
+    let context = match directory.context(source, seq, &activity) {
+        Some(c) if !activity.fields.contains_key("claudit") => c,
+        _ => return raw.to_string(),
+    };
+    let body = raw.trim_end();
+    let Some(open) = body.strip_suffix('}') else {
+        return raw.to_string();
+    };
+    let open = open.trim_end();
+    let separator = if open.ends_with('{') { "" } else { "," };
+    // Strings, booleans and numbers: serializing cannot fail.
+    let context = serde_json::to_string(&context).unwrap_or_else(|_| "{}".to_string());
+    format!("{open}{separator}\"claudit\":{{\"directory\":{context}}}}}")
+}
+
 /// How a user's entry changed between two times (the inventory stream).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change {
@@ -927,5 +959,62 @@ path = "{}/out.ndjson"
             d.context("other", later, &activity(500, "user_jon", "")),
             None
         );
+    }
+
+    #[test]
+    fn raw_with_context_appends_a_claudit_object_and_keeps_the_activity_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path());
+        let mut store = Store::open(&cfg.state.path).unwrap();
+        let raw = r#"{"id":"a1","type":"claude_chat_created","created_at":"1970-01-01T00:00:00.500Z","organization_uuid":"org-1","actor":{"type":"user_actor","user_id":"user_jon"},"extra":{"b":2,"a":1}}"#;
+        let before = journal(&mut store, "before");
+        let mut w = Writer::begin(store.conn_mut(), "src", 0).unwrap();
+        let jon = attrs_text(&MemberAttrs {
+            name: Some("Jon Snow".into()),
+            email: Some("jon@stark.example".into()),
+            role: Some("owner".into()),
+        });
+        w.present(&Key::member("org-1", "user_jon"), &jon, Some(0), 1000, "sync")
+            .unwrap();
+        w.commit().unwrap();
+        let row = journal(&mut store, "row");
+        let d = Directory::open(&cfg.state.path, &cfg).unwrap().unwrap();
+
+        let out = raw_with_context(Some(&d), raw, 500, ("src", row));
+        // The activity's own bytes, in their order, then the claudit object.
+        let open = &raw[..raw.len() - 1];
+        assert!(out.starts_with(open), "{out}");
+        assert!(out[open.len()..].starts_with(r#","claudit":{"directory":{"actor":"#));
+        let v: Value = serde_json::from_str(&out).unwrap();
+        let actor = &v["claudit"]["directory"]["actor"];
+        assert_eq!(actor["name"], "Jon Snow");
+        assert_eq!(actor["email"], "jon@stark.example");
+        assert_eq!(actor["admin"], true, "owner is admin-class by default");
+        assert_eq!(actor["org"]["uid"], "org-1");
+
+        // Without context, the raw activity exactly: a row journaled before
+        // anything was known, another source, no directory at all, an
+        // activity that has its own `claudit` field, and one that is not an
+        // object.
+        assert_eq!(raw_with_context(Some(&d), raw, 500, ("src", before)), raw);
+        assert_eq!(raw_with_context(Some(&d), raw, 500, ("other", row)), raw);
+        assert_eq!(raw_with_context(None, raw, 500, ("src", row)), raw);
+        let own = r#"{"id":"a2","actor":{"type":"user_actor","user_id":"user_jon"},"claudit":1}"#;
+        assert_eq!(raw_with_context(Some(&d), own, 500, ("src", row)), own);
+        let list = r#"[{"actor":{"type":"user_actor","user_id":"user_jon"}}]"#;
+        assert_eq!(raw_with_context(Some(&d), list, 500, ("src", row)), list);
+
+        // Jon leaves; the row keeps rendering the bytes it rendered (the
+        // file sink's recovery compares them), a later row knows.
+        let mut w = Writer::begin(store.conn_mut(), "src", 0).unwrap();
+        w.ended_at(&Key::member("org-1", "user_jon"), 400, "{}", "a9")
+            .unwrap();
+        w.commit().unwrap();
+        let later = journal(&mut store, "later");
+        assert_eq!(raw_with_context(Some(&d), raw, 500, ("src", row)), out);
+        let gone: Value =
+            serde_json::from_str(&raw_with_context(Some(&d), raw, 500, ("src", later))).unwrap();
+        assert_eq!(gone["claudit"]["directory"]["actor"]["departed"], true);
+        assert_eq!(gone["claudit"]["directory"]["actor"]["departed_time"], 400);
     }
 }

@@ -119,6 +119,9 @@ pub enum Payload {
     Raw,
     /// The OCSF event, rendered by this mapper unless the row stores one.
     Ocsf(Arc<Mapper>),
+    /// The activity as received plus a `claudit` object with its
+    /// directory context (from this mapper's directory), when it has one.
+    RawWithContext(Arc<Mapper>),
 }
 
 /// A page to commit: its records and the window position it justifies, in
@@ -1041,6 +1044,9 @@ impl Store {
     fn payload_columns(&self, form: &Payload) -> &'static str {
         match (form, self.has_context) {
             (Payload::Raw, _) => "seq, activity_id, created_at_ms, raw",
+            (Payload::RawWithContext(_), _) => {
+                "seq, activity_id, created_at_ms, raw, NULL, NULL, journaled_at_ms, source"
+            }
             (Payload::Ocsf(_), true) => {
                 "seq, activity_id, created_at_ms, raw, ocsf, context, journaled_at_ms, source"
             }
@@ -1057,6 +1063,12 @@ impl Store {
 fn payload(form: &Payload, r: &rusqlite::Row) -> rusqlite::Result<String> {
     match form {
         Payload::Raw => r.get(3),
+        Payload::RawWithContext(mapper) => Ok(crate::directory::enrich::raw_with_context(
+            mapper.directory().map(|d| &**d),
+            r.get_ref(3)?.as_str()?,
+            r.get(2)?,
+            (r.get_ref(7)?.as_str()?, r.get(0)?),
+        )),
         Payload::Ocsf(mapper) => {
             let stored = r.get_ref(4)?.as_str()?;
             if !stored.is_empty() {
