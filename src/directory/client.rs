@@ -3,9 +3,14 @@
 //! HTTP client, retries, request-id log and rate limiter as the feed (the
 //! 600/min budget is shared by every endpoint).
 //!
-//! Answers are read leniently and bounded: an item without an id is
-//! skipped, text fields are cut to a few hundred characters, a page holds
-//! at most twice the asked `limit` of items.
+//! Answers are read leniently and bounded: the body under the feed's cap
+//! ([`MAX_PAGE_BYTES`], counted while it streams, decompressed), an item
+//! without an id skipped, text fields cut to a few hundred characters and
+//! cleared of the source's key (the redactor of the source's client: a
+//! hostile or broken answer never puts the key in the state database or an
+//! event), at most twice the asked `limit` of items per page. A page is
+//! asked at most [`PAGE_ATTEMPTS`] times; then the sync records the error
+//! (`status`) and backs off.
 
 use std::sync::Arc;
 
@@ -16,12 +21,19 @@ use tokio_util::sync::CancellationToken;
 
 use super::model::{GroupAttrs, List, MemberAttrs, NoAttrs, OrgAttrs, RoleAttrs, attrs_text};
 use super::store::SeenItem;
+#[cfg(doc)]
+use crate::source::client::MAX_PAGE_BYTES;
 use crate::source::client::{ComplianceClient, FetchError, KeyKind};
 
 /// The longest name, e-mail or role kept from an answer.
 const MAX_TEXT_CHARS: usize = 256;
 /// The longest description kept.
 const MAX_DESCRIPTION_CHARS: usize = 1024;
+/// Attempts of one page (transient failures: 5xx, 429, a cut or oversized
+/// body) before the sync gives up for now and backs off (`sync.rs`).
+pub const PAGE_ATTEMPTS: u32 = 4;
+/// The longest `next_page` token followed (and stored).
+const MAX_TOKEN_CHARS: usize = 1024;
 
 /// One page of a list.
 #[derive(Debug)]
@@ -55,6 +67,14 @@ pub enum DirectoryError {
     /// 400 about the page token: the walk of the list starts over.
     #[error("{endpoint} refused the page token: {message}")]
     BadToken { endpoint: String, message: String },
+    /// The answer's `next_page` cannot be followed: nothing of the page is
+    /// kept, and the list is asked again after a backoff.
+    #[error("{endpoint} answered a next_page token claudit cannot follow: {problem}{}; the page is asked again later", rid(.request_id))]
+    BadNextPage {
+        endpoint: String,
+        problem: &'static str,
+        request_id: Option<String>,
+    },
     #[error("{endpoint}: {source}")]
     Api {
         endpoint: String,
@@ -115,20 +135,48 @@ impl DirectoryClient {
         }
         let fetched = self
             .api
-            .get_json::<Envelope>(&list.path_segments(), &params, cancel)
+            .get_json::<Envelope>(
+                &list.describe(),
+                &list.path_segments(),
+                &params,
+                PAGE_ATTEMPTS,
+                cancel,
+            )
             .await
             .map_err(|e| self.error(list, token.is_some(), e))?;
         let envelope = fetched.body;
         let mut items = Vec::with_capacity(envelope.data.len());
         let cap = 2 * self.page_size as usize;
+        let redact = |text: &str| self.api.redact(text);
         for value in envelope.data.iter().take(cap) {
-            items.extend(item(list, value));
+            items.extend(item(list, value, &redact));
         }
         let next_page = envelope
             .next_page
-            .filter(|t| !t.is_empty() && envelope.has_more != Some(false))
-            // A token that names the page just read would loop forever.
-            .filter(|t| Some(t.as_str()) != token);
+            .filter(|t| !t.is_empty() && envelope.has_more != Some(false));
+        if let Some(next) = &next_page {
+            // The token is stored and sent back: it must be one. One that
+            // names the page just read would walk it forever; taking it as
+            // the end would end everyone not listed yet.
+            let problem = if Some(next.as_str()) == token {
+                Some("it repeats the token of the page it answers")
+            } else if next.len() > MAX_TOKEN_CHARS {
+                Some("it is longer than 1024 characters")
+            } else if !next.chars().all(|c| c.is_ascii_graphic()) {
+                Some("it holds characters a token never has")
+            } else if self.api.redact(next) != *next {
+                Some("it holds a secret")
+            } else {
+                None
+            };
+            if let Some(problem) = problem {
+                return Err(DirectoryError::BadNextPage {
+                    endpoint: list.describe(),
+                    problem,
+                    request_id: fetched.request_id,
+                });
+            }
+        }
         Ok(ListPage {
             items,
             next_page,
@@ -171,13 +219,18 @@ impl DirectoryClient {
     }
 }
 
-/// A string field, cut to `max` characters; `None` when absent or empty.
-fn text(value: &Value, key: &str, max: usize) -> Option<String> {
+/// Removes the source's key from text of an answer.
+type Redact<'a> = &'a dyn Fn(&str) -> String;
+
+/// A string field, cut to `max` characters and redacted; `None` when absent
+/// or empty.
+fn text(value: &Value, key: &str, max: usize, redact: Redact) -> Option<String> {
     let s = value.get(key)?.as_str()?.trim();
     if s.is_empty() {
         return None;
     }
-    Some(s.chars().take(max).collect())
+    let cut: String = s.chars().take(max).collect();
+    Some(redact(&cut))
 }
 
 fn time_ms(value: &Value, key: &str) -> Option<i64> {
@@ -188,12 +241,14 @@ fn time_ms(value: &Value, key: &str) -> Option<i64> {
 }
 
 /// An id: a short string without control characters.
-fn id(value: &Value, key: &str) -> Option<String> {
-    text(value, key, MAX_TEXT_CHARS).filter(|s| !s.chars().any(char::is_control))
+fn id(value: &Value, key: &str, redact: Redact) -> Option<String> {
+    text(value, key, MAX_TEXT_CHARS, redact).filter(|s| !s.chars().any(char::is_control))
 }
 
 /// The staged item of one element of a list's `data`, if it has an id.
-fn item(list: &List, v: &Value) -> Option<SeenItem> {
+fn item(list: &List, v: &Value, redact: Redact) -> Option<SeenItem> {
+    let text = |v: &Value, key: &str, max: usize| text(v, key, max, redact);
+    let id = |v: &Value, key: &str| id(v, key, redact);
     let (entity, attrs, created_ms) = match list {
         List::Orgs => (
             id(v, "uuid").or_else(|| id(v, "id"))?,
@@ -240,7 +295,9 @@ fn item(list: &List, v: &Value) -> Option<SeenItem> {
                         .iter()
                         .take(100)
                         .filter_map(|r| match r {
-                            Value::String(s) => Some(s.chars().take(MAX_TEXT_CHARS).collect()),
+                            Value::String(s) => {
+                                Some(redact(&s.chars().take(MAX_TEXT_CHARS).collect::<String>()))
+                            }
                             Value::Object(_) => id(r, "id").or_else(|| id(r, "name")),
                             _ => None,
                         })
@@ -277,16 +334,27 @@ fn item(list: &List, v: &Value) -> Option<SeenItem> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::redact::Redactor;
     use serde_json::json;
 
+    const KEY: &str = "sk-ant-api01-directory-client-test-key";
+
+    fn redactor() -> impl Fn(&str) -> String {
+        let mut r = Redactor::new();
+        r.add(KEY);
+        move |text: &str| r.redact(text)
+    }
+
     #[test]
-    fn items_are_read_leniently_and_bounded() {
+    fn items_are_read_leniently_bounded_and_redacted() {
+        let redact = redactor();
         let users = List::Users("org".into());
         let it = item(
             &users,
             &json!({"id": "user_1", "full_name": "Jon Snow", "email": "jon@stark.example",
                     "organization_role": "owner", "created_at": "2026-01-02T03:04:05Z",
                     "extra": [1, 2]}),
+            &redact,
         )
         .unwrap();
         assert_eq!(it.entity, "user_1");
@@ -295,16 +363,28 @@ mod tests {
             r#"{"name":"Jon Snow","email":"jon@stark.example","role":"owner"}"#
         );
         assert_eq!(it.created_ms, Some(1_767_323_045_000));
-        assert!(item(&users, &json!({"full_name": "no id"})).is_none());
-        assert!(item(&users, &json!({"id": "bad\nid"})).is_none());
+        assert!(item(&users, &json!({"full_name": "no id"}), &redact).is_none());
+        assert!(item(&users, &json!({"id": "bad\nid"}), &redact).is_none());
         let long = "x".repeat(10_000);
-        let it = item(&users, &json!({"id": "u", "full_name": long})).unwrap();
+        let it = item(&users, &json!({"id": "u", "full_name": long}), &redact).unwrap();
         assert!(it.attrs.len() < 400);
+        // An answer that echoes the key (whole, or cut by the length cap)
+        // stores and delivers none of it.
+        let echoed = format!("{}{KEY}", "n".repeat(MAX_TEXT_CHARS - 20));
+        let it = item(
+            &users,
+            &json!({"id": "u", "full_name": format!("Eve {KEY}"), "email": echoed}),
+            &redact,
+        )
+        .unwrap();
+        assert!(!it.attrs.contains(&KEY[..12]), "{}", it.attrs);
+        assert!(it.attrs.contains("Eve [REDACTED]"), "{}", it.attrs);
 
         let g = item(
             &List::Groups,
             &json!({"id": "group_1", "name": "Admins", "source_type": "scim",
                     "roles": ["role_2", {"id": "role_1", "name": "x"}, {"name": "owner"}, 7]}),
+            &redact,
         )
         .unwrap();
         assert_eq!(
@@ -314,6 +394,7 @@ mod tests {
         let p = item(
             &List::Permissions("org".into(), "role_1".into()),
             &json!({"action": "manage", "resource_type": "project"}),
+            &redact,
         )
         .unwrap();
         assert_eq!(p.entity, "manage project:*");

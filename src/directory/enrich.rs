@@ -12,7 +12,7 @@
 //! are invisible to it anyway, so an index newer than a row is harmless.
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -26,6 +26,7 @@ use super::model::{
 use super::store::{Fact, all_facts, version_and_sequence};
 use crate::config::Config;
 use crate::model::Activity;
+use crate::store::{InDatabase, StoreError};
 
 /// Who someone was at the time of an activity.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -294,6 +295,8 @@ struct Index {
 /// sink (through the OCSF mapper).
 pub struct Directory {
     policies: HashMap<String, Policy>,
+    /// The state database, for errors.
+    path: PathBuf,
     conn: Mutex<Connection>,
     index: ArcSwap<Index>,
     /// A failed read was logged (once per process).
@@ -311,7 +314,7 @@ impl std::fmt::Debug for Directory {
 impl Directory {
     /// The directory of the sources of `config` that have it enabled, read
     /// from the state database at `path`; `None` when none has.
-    pub fn open(path: &Path, config: &Config) -> anyhow::Result<Option<Arc<Directory>>> {
+    pub fn open(path: &Path, config: &Config) -> Result<Option<Arc<Directory>>, StoreError> {
         let policies: HashMap<String, Policy> = config
             .sources
             .iter()
@@ -333,10 +336,13 @@ impl Directory {
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        )
+        .in_db(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .in_db(path)?;
         let directory = Directory {
             policies,
+            path: path.to_path_buf(),
             conn: Mutex::new(conn),
             index: ArcSwap::from_pointee(Index {
                 version: -1,
@@ -359,13 +365,13 @@ impl Directory {
         if seq <= index.complete_through {
             return index;
         }
-        if let Err(e) = self.refresh(seq)
+        if let Err(e) = self.refresh(seq).in_db(&self.path)
             && !self.warned.swap(true, std::sync::atomic::Ordering::Relaxed)
         {
             // Only a damaged database, or one the daemon has not migrated
             // yet, gets here; events are delivered with the directory as
             // last read.
-            tracing::warn!(error = %e, "cannot read the directory from the state database; events keep the directory as last read (start the daemon once to migrate the database, or check it with sqlite3 STATE_DB 'PRAGMA integrity_check')");
+            tracing::warn!(error = %e, "cannot read the directory from the state database; events keep the directory as last read (start the daemon once to migrate the database)");
         }
         self.index.load_full()
     }
@@ -822,7 +828,7 @@ path = "{}/out.ndjson"
         let cfg = config(dir.path());
         let mut store = Store::open(&cfg.state.path).unwrap();
         let before = journal(&mut store, "before");
-        let mut w = Writer::begin(store.conn_mut(), "src", 0).unwrap();
+        let mut w = Writer::begin(&mut store, "src", 0).unwrap();
         w.present(
             &Key::org("org-1"),
             r#"{"name":"House Stark"}"#,
@@ -916,7 +922,7 @@ path = "{}/out.ndjson"
         assert_eq!(d.context("src", after, &activity(50, "user_jon", "")), None);
 
         // Jon is removed at 2000 (the feed says so); rows after that know.
-        let mut w = Writer::begin(store.conn_mut(), "src", 0).unwrap();
+        let mut w = Writer::begin(&mut store, "src", 0).unwrap();
         w.ended_at(&Key::member("org-1", "user_jon"), 2000, "{}", "a1")
             .unwrap();
         w.commit().unwrap();
@@ -968,14 +974,20 @@ path = "{}/out.ndjson"
         let mut store = Store::open(&cfg.state.path).unwrap();
         let raw = r#"{"id":"a1","type":"claude_chat_created","created_at":"1970-01-01T00:00:00.500Z","organization_uuid":"org-1","actor":{"type":"user_actor","user_id":"user_jon"},"extra":{"b":2,"a":1}}"#;
         let before = journal(&mut store, "before");
-        let mut w = Writer::begin(store.conn_mut(), "src", 0).unwrap();
+        let mut w = Writer::begin(&mut store, "src", 0).unwrap();
         let jon = attrs_text(&MemberAttrs {
             name: Some("Jon Snow".into()),
             email: Some("jon@stark.example".into()),
             role: Some("owner".into()),
         });
-        w.present(&Key::member("org-1", "user_jon"), &jon, Some(0), 1000, "sync")
-            .unwrap();
+        w.present(
+            &Key::member("org-1", "user_jon"),
+            &jon,
+            Some(0),
+            1000,
+            "sync",
+        )
+        .unwrap();
         w.commit().unwrap();
         let row = journal(&mut store, "row");
         let d = Directory::open(&cfg.state.path, &cfg).unwrap().unwrap();
@@ -1006,7 +1018,7 @@ path = "{}/out.ndjson"
 
         // Jon leaves; the row keeps rendering the bytes it rendered (the
         // file sink's recovery compares them), a later row knows.
-        let mut w = Writer::begin(store.conn_mut(), "src", 0).unwrap();
+        let mut w = Writer::begin(&mut store, "src", 0).unwrap();
         w.ended_at(&Key::member("org-1", "user_jon"), 400, "{}", "a9")
             .unwrap();
         w.commit().unwrap();

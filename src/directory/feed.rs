@@ -22,7 +22,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use super::model::{Key, Kind, List, MemberAttrs, NoAttrs, attrs_text, parse_attrs};
-use super::store::{self, Writer};
+use super::store::Writer;
 use crate::model::Activity;
 use crate::store::{Store, StoreError};
 
@@ -177,27 +177,19 @@ pub fn record(
         return Ok(recorded);
     }
     let mut refresh: Vec<(List, String)> = Vec::new();
-    let mut w = Writer::begin(store.conn_mut(), source, now_ms)?;
-    let known_orgs: Vec<String> = w
-        .tx()
-        .prepare_cached(
-            "SELECT DISTINCT entity FROM directory_facts WHERE source = ?1 AND kind = 'org'
-             AND superseded_seq IS NULL AND valid_to_ms IS NULL",
-        )?
-        .query_map([source], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
+    let mut w = Writer::begin(store, source, now_ms)?;
+    let mut known_orgs: Vec<String> = w
+        .open_in_scope(Kind::Org, "")?
+        .into_iter()
+        .map(|f| f.key.entity)
+        .collect();
+    known_orgs.dedup();
     for activity in &notes.changes {
         apply(&mut w, activity, &known_orgs, &mut refresh)?;
     }
     if !known_orgs.is_empty() {
         for user in &notes.actors {
-            let listed: bool = w
-                .tx()
-                .prepare_cached(
-                    "SELECT EXISTS (SELECT 1 FROM directory_facts WHERE source = ?1 AND entity = ?2 AND kind = 'member')",
-                )?
-                .query_row(rusqlite::params![source, user], |r| r.get(0))?;
-            if !listed && unknown.should_ask(user, now_ms, recheck_ms) {
+            if !w.knows_member(user)? && unknown.should_ask(user, now_ms, recheck_ms) {
                 for org in &known_orgs {
                     refresh.push((List::Users(org.clone()), "unknown actor".to_string()));
                 }
@@ -205,7 +197,7 @@ pub fn record(
         }
     }
     for (list, reason) in &refresh {
-        store::request_refresh(w.tx(), source, list, reason, now_ms)?;
+        w.request_refresh(list, reason)?;
     }
     recorded.refreshes = refresh.len();
     recorded.changed = w.commit()?;
@@ -434,7 +426,7 @@ fn apply(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::directory::store::all_facts;
+    use crate::directory::store::{self, all_facts};
 
     fn activity(json: &str) -> Box<RawValue> {
         RawValue::from_string(json.to_string()).unwrap()
@@ -443,7 +435,7 @@ mod tests {
     fn store_with_org() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
         let mut store = Store::open(&dir.path().join("s.db")).unwrap();
-        let mut w = Writer::begin(store.conn_mut(), "src", 0).unwrap();
+        let mut w = Writer::begin(&mut store, "src", 0).unwrap();
         w.present(&Key::org("uuid-1"), "{}", Some(0), 10, "sync")
             .unwrap();
         w.present(
@@ -516,7 +508,7 @@ mod tests {
         );
         // Refreshes: the org's users (removal), the group's members, and the
         // users again for the unknown actor user_admin (deduplicated).
-        let taken = store::take_refresh_requests(s.conn_mut(), "src", 10).unwrap();
+        let taken = store::take_refresh_requests(&mut s, "src", 10).unwrap();
         let lists: Vec<List> = taken.into_iter().map(|(l, _)| l).collect();
         assert_eq!(
             lists,

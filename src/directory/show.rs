@@ -8,7 +8,7 @@ use super::model::{GroupAttrs, Kind, MemberAttrs, OrgAttrs, RoleAttrs, parse_att
 use super::store::{self, Fact};
 use crate::config::Config;
 use crate::source::fmt_ms;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 /// A source's directory, for `claudit status`.
 #[derive(Debug, Serialize)]
@@ -31,13 +31,19 @@ pub struct DirectoryStatus {
 
 /// The directory of `source` as the state database has it; `None` when the
 /// directory is off and nothing was ever synced (or the database predates
-/// the directory).
-pub fn status(store: &Store, source: &str, enabled: bool) -> Option<DirectoryStatus> {
-    let conn = store.conn();
-    let state = store::sync_state(conn, source).ok()?;
-    let counts = store::current_counts(conn, source).ok()?;
+/// the directory: a new binary's `status` while the old daemon runs).
+pub fn status(
+    store: &Store,
+    source: &str,
+    enabled: bool,
+) -> Result<Option<DirectoryStatus>, StoreError> {
+    if store.schema_version() < store::SINCE_SCHEMA {
+        return Ok(None);
+    }
+    let state = store::sync_state(store, source)?;
+    let counts = store::current_counts(store, source)?;
     if !enabled && state == store::SyncState::default() && counts.is_empty() {
-        return None;
+        return Ok(None);
     }
     let count = |kind: Kind| {
         counts
@@ -45,7 +51,7 @@ pub fn status(store: &Store, source: &str, enabled: bool) -> Option<DirectorySta
             .find(|c| c.0 == kind)
             .map_or((0, 0), |c| (c.1, c.2))
     };
-    Some(DirectoryStatus {
+    Ok(Some(DirectoryStatus {
         enabled,
         last_full_sync: state.last_full_ms.map(fmt_ms),
         last_full_sync_seconds: state.last_full_duration_ms.map(|ms| ms as f64 / 1000.0),
@@ -59,7 +65,7 @@ pub fn status(store: &Store, source: &str, enabled: bool) -> Option<DirectorySta
         requests: state.requests,
         last_error: state.last_error,
         last_error_at: state.last_error_ms.map(fmt_ms),
-    })
+    }))
 }
 
 impl std::fmt::Display for DirectoryStatus {
@@ -117,7 +123,7 @@ pub fn show(config: &Config, source: &str, user: Option<&str>) -> anyhow::Result
     let store = Store::open_readonly(&config.state.path)?;
     let mut out = String::new();
     let enabled = source_config.directory.enabled;
-    match status(&store, source, enabled) {
+    match status(&store, source, enabled)? {
         None => {
             out.push_str(&format!(
                 "source {source}: directory context is off and nothing was synced; add a [sources.directory] table to the source to turn it on\n"
@@ -131,32 +137,27 @@ pub fn show(config: &Config, source: &str, user: Option<&str>) -> anyhow::Result
     let Some(user) = user else {
         return Ok(out);
     };
-    let conn = store.conn();
-    let ids = resolve_user(conn, source, user)?;
+    let ids = resolve_user(&store, source, user)?;
     if ids.is_empty() {
         out.push_str(&format!(
             "\nno member {user:?} is known in source {source} (ids look like user_...; e-mail addresses match case-insensitively)\n"
         ));
         return Ok(out);
     }
-    let names = Names::load(conn, source)?;
+    let names = Names::load(&store, source)?;
     for id in ids {
         out.push('\n');
-        out.push_str(&describe_user(conn, source, &id, &names)?);
+        out.push_str(&describe_user(&store, source, &id, &names)?);
     }
     Ok(out)
 }
 
 /// User ids matching an id or an e-mail address.
-fn resolve_user(
-    conn: &rusqlite::Connection,
-    source: &str,
-    query: &str,
-) -> anyhow::Result<Vec<String>> {
+fn resolve_user(store: &Store, source: &str, query: &str) -> Result<Vec<String>, StoreError> {
     if !query.contains('@') {
         return Ok(vec![query.to_string()]);
     }
-    let mut ids: Vec<String> = store::current_of_kind(conn, source, Kind::Member)?
+    let mut ids: Vec<String> = store::current_of_kind(store, source, Kind::Member)?
         .into_iter()
         .filter(|f| {
             parse_attrs::<MemberAttrs>(&f.attrs)
@@ -178,12 +179,12 @@ struct Names {
 }
 
 impl Names {
-    fn load(conn: &rusqlite::Connection, source: &str) -> anyhow::Result<Names> {
+    fn load(store: &Store, source: &str) -> Result<Names, StoreError> {
         let latest = |kind: Kind,
                       name: fn(&str) -> Option<String>|
-         -> anyhow::Result<Vec<(String, String)>> {
+         -> Result<Vec<(String, String)>, StoreError> {
             let mut out = Vec::new();
-            for f in store::current_of_kind(conn, source, kind)? {
+            for f in store::current_of_kind(store, source, kind)? {
                 if let Some(n) = name(&f.attrs) {
                     out.push((f.key.entity, n));
                 }
@@ -222,13 +223,13 @@ fn interval(f: &Fact) -> String {
 }
 
 fn describe_user(
-    conn: &rusqlite::Connection,
+    store: &Store,
     source: &str,
     user: &str,
     names: &Names,
-) -> anyhow::Result<String> {
+) -> Result<String, StoreError> {
     // What is known now: the versions nothing has superseded.
-    let facts: Vec<Fact> = store::facts_about(conn, source, user)?
+    let facts: Vec<Fact> = store::facts_about(store, source, user)?
         .into_iter()
         .filter(|f| f.superseded_seq.is_none())
         .collect();

@@ -204,7 +204,7 @@ mod tests {
                 role: Some(role.into()),
             })
         };
-        let mut w = Writer::begin(store.conn_mut(), "src", 0).unwrap();
+        let mut w = Writer::begin(&mut store, "src", 0).unwrap();
         w.present(&Key::org("org"), r#"{"name":"Acme"}"#, Some(0), 10, "sync")
             .unwrap();
         w.present(

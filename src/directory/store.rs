@@ -10,12 +10,23 @@
 //! write goes through one [`Writer`] (an IMMEDIATE transaction), which
 //! reads `learned_seq` inside the transaction: no journal row can be
 //! inserted between that read and the commit, so a row never sees a fact
-//! that was committed after it was.
+//! that was committed after it was. The sync's own bookkeeping (its run,
+//! lists, staged pages, refresh requests) is written through a `Writer` too,
+//! in the same transaction as the facts a page yields.
+//!
+//! Every SQLite error leaves this module as a [`StoreError`] naming the
+//! database (`.in_db(path)`), as in the rest of the store.
+
+use std::path::PathBuf;
 
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
 use super::model::{Key, Kind, List};
-use crate::store::StoreError;
+use crate::store::{InDatabase, Store, StoreError};
+
+/// The state database's schema version that added the directory's tables
+/// (`store/schema.rs`, migration 4).
+pub const SINCE_SCHEMA: i64 = 4;
 
 /// One stored version of what is known about an entity.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,7 +112,8 @@ pub fn version_and_sequence(conn: &Connection) -> rusqlite::Result<(i64, i64)> {
     )
 }
 
-/// Every fact, for building the in-memory index.
+/// Every fact, for building the in-memory index (on the index's own
+/// connection; its caller names the database in errors).
 pub fn all_facts(conn: &Connection) -> rusqlite::Result<Vec<Fact>> {
     let mut stmt = conn.prepare(&format!(
         "SELECT {FACT_COLUMNS} FROM directory_facts ORDER BY id"
@@ -112,29 +124,37 @@ pub fn all_facts(conn: &Connection) -> rusqlite::Result<Vec<Fact>> {
 
 /// Every version of the entities of `source` whose entity id is `entity`
 /// (any kind), oldest first: what `claudit directory show --user` prints.
-pub fn facts_about(conn: &Connection, source: &str, entity: &str) -> rusqlite::Result<Vec<Fact>> {
-    let mut stmt = conn.prepare(&format!(
-        "SELECT {FACT_COLUMNS} FROM directory_facts WHERE source = ?1 AND (entity = ?2 OR item = ?2)
-         ORDER BY kind, scope, entity, item, id"
-    ))?;
-    let rows = stmt.query_map(params![source, entity], fact_row)?;
-    rows.collect()
+pub fn facts_about(store: &Store, source: &str, entity: &str) -> Result<Vec<Fact>, StoreError> {
+    let query = || -> rusqlite::Result<Vec<Fact>> {
+        let mut stmt = store.conn().prepare(&format!(
+            "SELECT {FACT_COLUMNS} FROM directory_facts WHERE source = ?1 AND (entity = ?2 OR item = ?2)
+             ORDER BY kind, scope, entity, item, id"
+        ))?;
+        let rows = stmt.query_map(params![source, entity], fact_row)?;
+        rows.collect()
+    };
+    query().in_db(store.path())
 }
 
 /// The current (not superseded) versions of one kind in a source.
-pub fn current_of_kind(conn: &Connection, source: &str, kind: Kind) -> rusqlite::Result<Vec<Fact>> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {FACT_COLUMNS} FROM directory_facts
-         WHERE source = ?1 AND kind = ?2 AND superseded_seq IS NULL ORDER BY id"
-    ))?;
-    let rows = stmt.query_map(params![source, kind.as_str()], fact_row)?;
-    rows.collect()
+pub fn current_of_kind(store: &Store, source: &str, kind: Kind) -> Result<Vec<Fact>, StoreError> {
+    let query = || -> rusqlite::Result<Vec<Fact>> {
+        let mut stmt = store.conn().prepare_cached(&format!(
+            "SELECT {FACT_COLUMNS} FROM directory_facts
+             WHERE source = ?1 AND kind = ?2 AND superseded_seq IS NULL ORDER BY id"
+        ))?;
+        let rows = stmt.query_map(params![source, kind.as_str()], fact_row)?;
+        rows.collect()
+    };
+    query().in_db(store.path())
 }
 
 /// A write to the directory of one source: every version it writes becomes
 /// known to journal rows journaled after it commits.
 pub struct Writer<'c> {
     tx: Transaction<'c>,
+    /// The database, for errors.
+    path: PathBuf,
     source: String,
     learned_seq: i64,
     now_ms: i64,
@@ -144,24 +164,24 @@ pub struct Writer<'c> {
 impl<'c> Writer<'c> {
     /// Starts the write (takes the database's write lock).
     pub fn begin(
-        conn: &'c mut Connection,
+        store: &'c mut Store,
         source: &str,
         now_ms: i64,
     ) -> Result<Writer<'c>, StoreError> {
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let learned_seq = journal_sequence(&tx)?;
+        let path = store.path().to_path_buf();
+        let tx = store
+            .conn_mut()
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .in_db(&path)?;
+        let learned_seq = journal_sequence(&tx).in_db(&path)?;
         Ok(Writer {
             tx,
+            path,
             source: source.to_string(),
             learned_seq,
             now_ms,
             changed: false,
         })
-    }
-
-    /// The transaction, for the sync's own bookkeeping in the same commit.
-    pub fn tx(&self) -> &Transaction<'c> {
-        &self.tx
     }
 
     pub fn learned_seq(&self) -> i64 {
@@ -171,24 +191,41 @@ impl<'c> Writer<'c> {
     /// Commits; returns whether any fact changed.
     pub fn commit(self) -> Result<bool, StoreError> {
         if self.changed {
-            self.tx.execute(
-                "UPDATE directory_version SET version = version + 1 WHERE id = 1",
-                [],
-            )?;
+            self.tx
+                .execute(
+                    "UPDATE directory_version SET version = version + 1 WHERE id = 1",
+                    [],
+                )
+                .in_db(&self.path)?;
         }
-        self.tx.commit()?;
+        self.tx.commit().in_db(&self.path)?;
         Ok(self.changed)
+    }
+
+    /// Runs `sql` with `params`, naming the database in an error.
+    fn execute(&self, sql: &str, params: impl rusqlite::Params) -> Result<usize, StoreError> {
+        self.tx.execute(sql, params).in_db(&self.path)
+    }
+
+    /// The facts `sql` selects (it selects `FACT_COLUMNS`).
+    fn facts(&self, sql: &str, params: impl rusqlite::Params) -> Result<Vec<Fact>, StoreError> {
+        let query = || -> rusqlite::Result<Vec<Fact>> {
+            let mut stmt = self.tx.prepare_cached(sql)?;
+            let rows = stmt.query_map(params, fact_row)?;
+            rows.collect()
+        };
+        query().in_db(&self.path)
     }
 
     /// The current versions of one entity, earliest first (unknown start first).
     pub fn current(&self, key: &Key) -> Result<Vec<Fact>, StoreError> {
-        let mut stmt = self.tx.prepare_cached(&format!(
-            "SELECT {FACT_COLUMNS} FROM directory_facts
-             WHERE source = ?1 AND kind = ?2 AND scope = ?3 AND entity = ?4 AND item = ?5
-               AND superseded_seq IS NULL
-             ORDER BY COALESCE(valid_from_ms, -9223372036854775807), id"
-        ))?;
-        let rows = stmt.query_map(
+        self.facts(
+            &format!(
+                "SELECT {FACT_COLUMNS} FROM directory_facts
+                 WHERE source = ?1 AND kind = ?2 AND scope = ?3 AND entity = ?4 AND item = ?5
+                   AND superseded_seq IS NULL
+                 ORDER BY COALESCE(valid_from_ms, -9223372036854775807), id"
+            ),
             params![
                 self.source,
                 key.kind.as_str(),
@@ -196,38 +233,50 @@ impl<'c> Writer<'c> {
                 key.entity,
                 key.item
             ],
-            fact_row,
-        )?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        )
     }
 
     /// The current open versions (still true) of one kind within a scope.
     pub fn open_in_scope(&self, kind: Kind, scope: &str) -> Result<Vec<Fact>, StoreError> {
-        let mut stmt = self.tx.prepare_cached(&format!(
-            "SELECT {FACT_COLUMNS} FROM directory_facts
-             WHERE source = ?1 AND kind = ?2 AND scope = ?3
-               AND superseded_seq IS NULL AND valid_to_ms IS NULL
-             ORDER BY entity, item"
-        ))?;
-        let rows = stmt.query_map(params![self.source, kind.as_str(), scope], fact_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.facts(
+            &format!(
+                "SELECT {FACT_COLUMNS} FROM directory_facts
+                 WHERE source = ?1 AND kind = ?2 AND scope = ?3
+                   AND superseded_seq IS NULL AND valid_to_ms IS NULL
+                 ORDER BY entity, item"
+            ),
+            params![self.source, kind.as_str(), scope],
+        )
     }
 
     /// The current open versions of one kind whose entity is `entity`, in
     /// any scope (a user's group memberships, an org's...).
     pub fn open_of_entity(&self, kind: Kind, entity: &str) -> Result<Vec<Fact>, StoreError> {
-        let mut stmt = self.tx.prepare_cached(&format!(
-            "SELECT {FACT_COLUMNS} FROM directory_facts
-             WHERE source = ?1 AND kind = ?2 AND entity = ?3
-               AND superseded_seq IS NULL AND valid_to_ms IS NULL
-             ORDER BY scope, item"
-        ))?;
-        let rows = stmt.query_map(params![self.source, kind.as_str(), entity], fact_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.facts(
+            &format!(
+                "SELECT {FACT_COLUMNS} FROM directory_facts
+                 WHERE source = ?1 AND kind = ?2 AND entity = ?3
+                   AND superseded_seq IS NULL AND valid_to_ms IS NULL
+                 ORDER BY scope, item"
+            ),
+            params![self.source, kind.as_str(), entity],
+        )
+    }
+
+    /// Whether the source has ever had `user` as a member of any
+    /// organization (any version, current or not).
+    pub fn knows_member(&self, user: &str) -> Result<bool, StoreError> {
+        self.tx
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM directory_facts
+                 WHERE source = ?1 AND entity = ?2 AND kind = 'member')",
+            )
+            .and_then(|mut stmt| stmt.query_row(params![self.source, user], |r| r.get(0)))
+            .in_db(&self.path)
     }
 
     fn supersede(&mut self, fact: &Fact) -> Result<(), StoreError> {
-        self.tx.execute(
+        self.execute(
             "UPDATE directory_facts SET superseded_seq = ?2 WHERE id = ?1",
             params![fact.id, self.learned_seq],
         )?;
@@ -249,7 +298,7 @@ impl<'c> Writer<'c> {
             // An empty interval says nothing.
             return Ok(());
         }
-        self.tx.execute(
+        self.execute(
             "INSERT INTO directory_facts (source, kind, scope, entity, item, attrs, valid_from_ms,
                valid_to_ms, learned_seq, learned_ms, evidence)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
@@ -420,7 +469,12 @@ impl<'c> Writer<'c> {
 /// version: it says the user left, which later activities still need).
 /// Returns the number of facts deleted. Bumps the directory's version so
 /// every process reloads its index.
-pub fn prune(conn: &mut Connection) -> Result<usize, StoreError> {
+pub fn prune(store: &mut Store) -> Result<usize, StoreError> {
+    let path = store.path().to_path_buf();
+    prune_facts(store.conn_mut()).in_db(&path)
+}
+
+fn prune_facts(conn: &mut Connection) -> rusqlite::Result<usize> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let (min_seq, min_created): (Option<i64>, Option<i64>) = tx.query_row(
         "SELECT MIN(seq), MIN(created_at_ms) FROM journal",
@@ -481,8 +535,9 @@ pub struct SyncState {
     pub requests: i64,
 }
 
-pub fn sync_state(conn: &Connection, source: &str) -> rusqlite::Result<SyncState> {
-    Ok(conn
+pub fn sync_state(store: &Store, source: &str) -> Result<SyncState, StoreError> {
+    let state = store
+        .conn()
         .query_row(
             "SELECT run_id, run_kind, run_started_ms, last_full_ms, last_full_duration_ms,
                     last_run_ms, last_error, last_error_ms, requests
@@ -502,8 +557,9 @@ pub fn sync_state(conn: &Connection, source: &str) -> rusqlite::Result<SyncState
                 })
             },
         )
-        .optional()?
-        .unwrap_or_default())
+        .optional()
+        .in_db(store.path())?;
+    Ok(state.unwrap_or_default())
 }
 
 /// One list of a run and how far its walk got.
@@ -517,108 +573,65 @@ pub struct ListRow {
 }
 
 /// The lists of a run still to walk, in order.
-pub fn pending_lists(
-    conn: &Connection,
-    source: &str,
-    run_id: i64,
-) -> rusqlite::Result<Vec<ListRow>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT position, list, page_token, pages FROM directory_sync_lists
-         WHERE source = ?1 AND run_id = ?2 AND done = 0 ORDER BY position",
-    )?;
-    let rows = stmt.query_map(params![source, run_id], |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, Option<String>>(2)?,
-            r.get::<_, i64>(3)?,
-        ))
-    })?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (position, list, page_token, pages) = row?;
-        // A list name this binary cannot read is skipped, not fatal.
-        if let Some(list) = List::parse(&list) {
-            out.push(ListRow {
-                position,
-                list,
-                page_token,
-                pages,
-            });
-        }
-    }
-    Ok(out)
+pub fn pending_lists(store: &Store, source: &str, run_id: i64) -> Result<Vec<ListRow>, StoreError> {
+    let query = || -> rusqlite::Result<Vec<Option<ListRow>>> {
+        let mut stmt = store.conn().prepare_cached(
+            "SELECT position, list, page_token, pages FROM directory_sync_lists
+             WHERE source = ?1 AND run_id = ?2 AND done = 0 ORDER BY position",
+        )?;
+        let rows = stmt.query_map(params![source, run_id], |r| {
+            let list: String = r.get(1)?;
+            let row = ListRow {
+                position: r.get(0)?,
+                list: List::Orgs,
+                page_token: r.get(2)?,
+                pages: r.get(3)?,
+            };
+            // A list name this binary cannot read is skipped, not fatal.
+            Ok(List::parse(&list).map(|list| ListRow { list, ..row }))
+        })?;
+        rows.collect()
+    };
+    Ok(query().in_db(store.path())?.into_iter().flatten().collect())
 }
 
 /// Starts a run of `kind` over `lists`; returns its id. A run in progress
 /// is abandoned (its staged items are deleted).
 pub fn begin_run(
-    conn: &mut Connection,
+    store: &mut Store,
     source: &str,
     kind: &str,
     lists: &[List],
     now_ms: i64,
 ) -> Result<i64, StoreError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let previous: i64 = tx
-        .query_row(
+    let w = Writer::begin(store, source, now_ms)?;
+    let previous: i64 =
+        w.tx.query_row(
             "SELECT run_id FROM directory_sync WHERE source = ?1",
             params![source],
             |r| r.get(0),
         )
-        .optional()?
+        .optional()
+        .in_db(&w.path)?
         .unwrap_or(0);
     let run_id = previous + 1;
-    tx.execute(
+    w.execute(
         "DELETE FROM directory_sync_lists WHERE source = ?1",
         params![source],
     )?;
-    tx.execute(
+    w.execute(
         "DELETE FROM directory_sync_seen WHERE source = ?1",
         params![source],
     )?;
-    tx.execute(
+    w.execute(
         "INSERT INTO directory_sync (source, run_id, run_kind, run_started_ms) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT(source) DO UPDATE SET run_id = excluded.run_id, run_kind = excluded.run_kind,
            run_started_ms = excluded.run_started_ms",
         params![source, run_id, kind, now_ms],
     )?;
-    append_lists(&tx, source, run_id, lists)?;
-    tx.commit()?;
+    w.append_lists(run_id, lists)?;
+    w.commit()?;
     Ok(run_id)
-}
-
-/// Adds lists at the end of a run (those already in it are not added twice).
-pub fn append_lists(
-    tx: &Transaction,
-    source: &str,
-    run_id: i64,
-    lists: &[List],
-) -> Result<(), StoreError> {
-    let mut next: i64 = tx.query_row(
-        "SELECT COALESCE(MAX(position), -1) + 1 FROM directory_sync_lists WHERE source = ?1 AND run_id = ?2",
-        params![source, run_id],
-        |r| r.get(0),
-    )?;
-    for list in lists {
-        let text = list.to_text();
-        let exists: bool = tx
-            .query_row(
-                "SELECT 1 FROM directory_sync_lists WHERE source = ?1 AND run_id = ?2 AND list = ?3",
-                params![source, run_id, text],
-                |_| Ok(()),
-            )
-            .optional()?
-            .is_some();
-        if !exists {
-            tx.execute(
-                "INSERT INTO directory_sync_lists (source, run_id, position, list) VALUES (?1, ?2, ?3, ?4)",
-                params![source, run_id, next, text],
-            )?;
-            next += 1;
-        }
-    }
-    Ok(())
 }
 
 /// One item of a list page, staged until its list is complete.
@@ -630,12 +643,112 @@ pub struct SeenItem {
     pub created_ms: Option<i64>,
 }
 
+/// The sync's bookkeeping, in the transaction of a [`Writer`] (so a list's
+/// last page, the facts it yields and the lists it leads to commit
+/// together).
+impl Writer<'_> {
+    /// Adds lists at the end of a run (those already in it are not added twice).
+    pub fn append_lists(&self, run_id: i64, lists: &[List]) -> Result<(), StoreError> {
+        let source = &self.source;
+        let mut next: i64 = self
+            .tx
+            .query_row(
+                "SELECT COALESCE(MAX(position), -1) + 1 FROM directory_sync_lists WHERE source = ?1 AND run_id = ?2",
+                params![source, run_id],
+                |r| r.get(0),
+            )
+            .in_db(&self.path)?;
+        for list in lists {
+            let text = list.to_text();
+            let exists = self
+                .tx
+                .query_row(
+                    "SELECT 1 FROM directory_sync_lists WHERE source = ?1 AND run_id = ?2 AND list = ?3",
+                    params![source, run_id, text],
+                    |_| Ok(()),
+                )
+                .optional()
+                .in_db(&self.path)?
+                .is_some();
+            if !exists {
+                self.execute(
+                    "INSERT INTO directory_sync_lists (source, run_id, position, list) VALUES (?1, ?2, ?3, ?4)",
+                    params![source, run_id, next, text],
+                )?;
+                next += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts directory requests and keeps their request ids (so the
+    /// activities they cause are tagged as claudit's own).
+    pub fn record_requests(&self, request_ids: &[String]) -> Result<(), StoreError> {
+        for id in request_ids {
+            self.execute(
+                "INSERT INTO request_ids (request_id, source, at_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(request_id) DO NOTHING",
+                params![id, self.source, self.now_ms],
+            )?;
+        }
+        self.execute(
+            "INSERT INTO directory_sync (source, requests) VALUES (?1, ?2)
+             ON CONFLICT(source) DO UPDATE SET requests = requests + excluded.requests",
+            params![self.source, request_ids.len().max(1) as i64],
+        )?;
+        Ok(())
+    }
+
+    /// The staged items of a list.
+    pub fn seen_items(&self, run_id: i64, list: &List) -> Result<Vec<SeenItem>, StoreError> {
+        let query = || -> rusqlite::Result<Vec<SeenItem>> {
+            let mut stmt = self.tx.prepare_cached(
+                "SELECT entity, attrs, created_ms FROM directory_sync_seen
+                 WHERE source = ?1 AND run_id = ?2 AND list = ?3 ORDER BY entity",
+            )?;
+            let rows = stmt.query_map(params![self.source, run_id, list.to_text()], |r| {
+                Ok(SeenItem {
+                    entity: r.get(0)?,
+                    attrs: r.get(1)?,
+                    created_ms: r.get(2)?,
+                })
+            })?;
+            rows.collect()
+        };
+        query().in_db(&self.path)
+    }
+
+    /// Marks a list walked and drops its staged items.
+    pub fn finish_list(&self, run_id: i64, row: &ListRow) -> Result<(), StoreError> {
+        self.execute(
+            "UPDATE directory_sync_lists SET done = 1, page_token = NULL
+             WHERE source = ?1 AND run_id = ?2 AND position = ?3",
+            params![self.source, run_id, row.position],
+        )?;
+        self.execute(
+            "DELETE FROM directory_sync_seen WHERE source = ?1 AND run_id = ?2 AND list = ?3",
+            params![self.source, run_id, row.list.to_text()],
+        )?;
+        Ok(())
+    }
+
+    /// Asks the sync to walk `list` again soon (an activity said it changed).
+    pub fn request_refresh(&self, list: &List, reason: &str) -> Result<(), StoreError> {
+        self.execute(
+            "INSERT INTO directory_refresh_requests (source, list, reason, requested_ms) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(source, list) DO NOTHING",
+            params![self.source, list.to_text(), reason, self.now_ms],
+        )?;
+        Ok(())
+    }
+}
+
 /// Stores one page of a list: its items, the token of the next page, and
-/// the request ids of the calls (so the activities they cause are tagged as
-/// claudit's own), in one transaction. A restart resumes from `next_token`.
+/// the request ids of the calls, in one transaction. A restart resumes
+/// from `next_token`.
 #[allow(clippy::too_many_arguments)]
 pub fn record_page(
-    conn: &mut Connection,
+    store: &mut Store,
     source: &str,
     run_id: i64,
     row: &ListRow,
@@ -644,123 +757,60 @@ pub fn record_page(
     request_ids: &[String],
     now_ms: i64,
 ) -> Result<(), StoreError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let w = Writer::begin(store, source, now_ms)?;
     let list = row.list.to_text();
-    {
-        let mut insert = tx.prepare_cached(
+    for item in items {
+        w.execute(
             "INSERT INTO directory_sync_seen (source, run_id, list, entity, attrs, created_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)
              ON CONFLICT(source, run_id, list, entity) DO UPDATE SET attrs = excluded.attrs,
                created_ms = excluded.created_ms",
-        )?;
-        for item in items {
-            insert.execute(params![
+            params![
                 source,
                 run_id,
                 list,
                 item.entity,
                 item.attrs,
                 item.created_ms
-            ])?;
-        }
+            ],
+        )?;
     }
-    tx.execute(
+    w.execute(
         "UPDATE directory_sync_lists SET page_token = ?4, pages = pages + 1
          WHERE source = ?1 AND run_id = ?2 AND position = ?3",
         params![source, run_id, row.position, next_token],
     )?;
-    record_requests(&tx, source, request_ids, now_ms)?;
-    tx.commit()?;
-    Ok(())
-}
-
-/// Counts directory requests and keeps their request ids.
-pub fn record_requests(
-    tx: &Transaction,
-    source: &str,
-    request_ids: &[String],
-    now_ms: i64,
-) -> Result<(), StoreError> {
-    let mut insert = tx.prepare_cached(
-        "INSERT INTO request_ids (request_id, source, at_ms) VALUES (?1, ?2, ?3)
-         ON CONFLICT(request_id) DO NOTHING",
-    )?;
-    for id in request_ids {
-        insert.execute(params![id, source, now_ms])?;
-    }
-    tx.execute(
-        "INSERT INTO directory_sync (source, requests) VALUES (?1, ?2)
-         ON CONFLICT(source) DO UPDATE SET requests = requests + excluded.requests",
-        params![source, request_ids.len().max(1) as i64],
-    )?;
-    Ok(())
-}
-
-/// The staged items of a list.
-pub fn seen_items(
-    tx: &Transaction,
-    source: &str,
-    run_id: i64,
-    list: &List,
-) -> Result<Vec<SeenItem>, StoreError> {
-    let mut stmt = tx.prepare_cached(
-        "SELECT entity, attrs, created_ms FROM directory_sync_seen
-         WHERE source = ?1 AND run_id = ?2 AND list = ?3 ORDER BY entity",
-    )?;
-    let rows = stmt.query_map(params![source, run_id, list.to_text()], |r| {
-        Ok(SeenItem {
-            entity: r.get(0)?,
-            attrs: r.get(1)?,
-            created_ms: r.get(2)?,
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
-}
-
-/// Marks a list walked and drops its staged items.
-pub fn finish_list(
-    tx: &Transaction,
-    source: &str,
-    run_id: i64,
-    row: &ListRow,
-) -> Result<(), StoreError> {
-    tx.execute(
-        "UPDATE directory_sync_lists SET done = 1, page_token = NULL
-         WHERE source = ?1 AND run_id = ?2 AND position = ?3",
-        params![source, run_id, row.position],
-    )?;
-    tx.execute(
-        "DELETE FROM directory_sync_seen WHERE source = ?1 AND run_id = ?2 AND list = ?3",
-        params![source, run_id, row.list.to_text()],
-    )?;
+    w.record_requests(request_ids)?;
+    w.commit()?;
     Ok(())
 }
 
 /// Forgets a list's walk (its page token was refused): it starts again
 /// from its first page.
 pub fn restart_list(
-    conn: &mut Connection,
+    store: &mut Store,
     source: &str,
     run_id: i64,
     row: &ListRow,
 ) -> Result<(), StoreError> {
-    let tx = conn.transaction()?;
-    tx.execute(
+    let w = Writer::begin(store, source, 0)?;
+    w.execute(
         "UPDATE directory_sync_lists SET page_token = NULL, pages = 0
          WHERE source = ?1 AND run_id = ?2 AND position = ?3",
         params![source, run_id, row.position],
     )?;
-    tx.execute(
+    w.execute(
         "DELETE FROM directory_sync_seen WHERE source = ?1 AND run_id = ?2 AND list = ?3",
         params![source, run_id, row.list.to_text()],
     )?;
-    tx.commit()?;
+    w.commit()?;
     Ok(())
 }
 
 /// Ends the current run.
-pub fn finish_run(conn: &Connection, source: &str, now_ms: i64) -> Result<(), StoreError> {
-    conn.execute(
+pub fn finish_run(store: &mut Store, source: &str, now_ms: i64) -> Result<(), StoreError> {
+    let w = Writer::begin(store, source, now_ms)?;
+    w.execute(
         "UPDATE directory_sync SET
            last_full_ms = CASE WHEN run_kind = 'full' THEN ?2 ELSE last_full_ms END,
            last_full_duration_ms = CASE WHEN run_kind = 'full' THEN ?2 - run_started_ms ELSE last_full_duration_ms END,
@@ -768,106 +818,89 @@ pub fn finish_run(conn: &Connection, source: &str, now_ms: i64) -> Result<(), St
          WHERE source = ?1",
         params![source, now_ms],
     )?;
-    conn.execute(
+    w.execute(
         "DELETE FROM directory_sync_lists WHERE source = ?1",
         params![source],
     )?;
+    w.commit()?;
     Ok(())
 }
 
 pub fn record_error(
-    conn: &Connection,
+    store: &Store,
     source: &str,
     error: &str,
     now_ms: i64,
 ) -> Result<(), StoreError> {
-    conn.execute(
-        "INSERT INTO directory_sync (source, last_error, last_error_ms) VALUES (?1, ?2, ?3)
-         ON CONFLICT(source) DO UPDATE SET last_error = excluded.last_error, last_error_ms = excluded.last_error_ms",
-        params![source, error, now_ms],
-    )?;
-    Ok(())
-}
-
-/// Asks the sync to walk `list` again soon (an activity said it changed).
-pub fn request_refresh(
-    tx: &Connection,
-    source: &str,
-    list: &List,
-    reason: &str,
-    now_ms: i64,
-) -> Result<(), StoreError> {
-    tx.execute(
-        "INSERT INTO directory_refresh_requests (source, list, reason, requested_ms) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT(source, list) DO NOTHING",
-        params![source, list.to_text(), reason, now_ms],
-    )?;
+    store
+        .conn()
+        .execute(
+            "INSERT INTO directory_sync (source, last_error, last_error_ms) VALUES (?1, ?2, ?3)
+             ON CONFLICT(source) DO UPDATE SET last_error = excluded.last_error, last_error_ms = excluded.last_error_ms",
+            params![source, error, now_ms],
+        )
+        .in_db(store.path())?;
     Ok(())
 }
 
 /// Takes the refresh requests made at or before `until_ms`.
 pub fn take_refresh_requests(
-    conn: &mut Connection,
+    store: &mut Store,
     source: &str,
     until_ms: i64,
 ) -> Result<Vec<(List, String)>, StoreError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let mut out = Vec::new();
-    {
-        let mut stmt = tx.prepare(
+    let w = Writer::begin(store, source, until_ms)?;
+    let query = || -> rusqlite::Result<Vec<(String, String)>> {
+        let mut stmt = w.tx.prepare(
             "SELECT list, reason FROM directory_refresh_requests
              WHERE source = ?1 AND requested_ms <= ?2 ORDER BY requested_ms, list",
         )?;
-        let rows = stmt.query_map(params![source, until_ms], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-        })?;
-        for row in rows {
-            let (list, reason) = row?;
-            if let Some(list) = List::parse(&list) {
-                out.push((list, reason));
-            }
-        }
-    }
-    tx.execute(
+        let rows = stmt.query_map(params![source, until_ms], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect()
+    };
+    let out = query()
+        .in_db(&w.path)?
+        .into_iter()
+        .filter_map(|(list, reason)| Some((List::parse(&list)?, reason)))
+        .collect();
+    w.execute(
         "DELETE FROM directory_refresh_requests WHERE source = ?1 AND requested_ms <= ?2",
         params![source, until_ms],
     )?;
-    tx.commit()?;
+    w.commit()?;
     Ok(out)
 }
 
-/// Whether refresh requests are waiting, and the oldest one's time.
-pub fn oldest_refresh_request(conn: &Connection, source: &str) -> rusqlite::Result<Option<i64>> {
-    conn.query_row(
-        "SELECT MIN(requested_ms) FROM directory_refresh_requests WHERE source = ?1",
-        params![source],
-        |r| r.get(0),
-    )
+/// The time of the oldest refresh request waiting, if any.
+pub fn oldest_refresh_request(store: &Store, source: &str) -> Result<Option<i64>, StoreError> {
+    store
+        .conn()
+        .query_row(
+            "SELECT MIN(requested_ms) FROM directory_refresh_requests WHERE source = ?1",
+            params![source],
+            |r| r.get(0),
+        )
+        .in_db(store.path())
 }
 
-/// Counts of what is true now, per kind (for `status` and metrics).
-pub fn current_counts(conn: &Connection, source: &str) -> rusqlite::Result<Vec<(Kind, i64, i64)>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT kind,
-                SUM(CASE WHEN valid_to_ms IS NULL THEN 1 ELSE 0 END),
-                COUNT(DISTINCT CASE WHEN valid_to_ms IS NOT NULL THEN scope || char(31) || entity || char(31) || item END)
-         FROM directory_facts WHERE source = ?1 AND superseded_seq IS NULL GROUP BY kind",
-    )?;
-    let rows = stmt.query_map(params![source], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, i64>(1)?,
-            r.get::<_, i64>(2)?,
-        ))
-    })?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (kind, open, ended) = row?;
-        if let Some(kind) = Kind::parse(&kind) {
-            out.push((kind, open, ended));
-        }
-    }
-    Ok(out)
+/// Counts per kind: entities true now, and entities no version of which
+/// is (a departed member, a deleted group), for `status` and metrics.
+pub fn current_counts(store: &Store, source: &str) -> Result<Vec<(Kind, i64, i64)>, StoreError> {
+    let query = || -> rusqlite::Result<Vec<(String, i64, i64)>> {
+        let mut stmt = store.conn().prepare_cached(
+            "SELECT kind, SUM(open > 0), SUM(open = 0) FROM (
+               SELECT kind, SUM(valid_to_ms IS NULL) AS open FROM directory_facts
+               WHERE source = ?1 AND superseded_seq IS NULL GROUP BY kind, scope, entity, item)
+             GROUP BY kind",
+        )?;
+        let rows = stmt.query_map(params![source], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        rows.collect()
+    };
+    Ok(query()
+        .in_db(store.path())?
+        .into_iter()
+        .filter_map(|(kind, open, ended)| Some((Kind::parse(&kind)?, open, ended)))
+        .collect())
 }
 
 #[cfg(test)]
@@ -915,7 +948,7 @@ mod tests {
         let (_d, mut s) = store();
         let k = Key::member("org", "user_1");
         journal(&mut s, 3); // rows 1..=3 exist before anything is known
-        let mut w = Writer::begin(s.conn_mut(), "src", 1_000).unwrap();
+        let mut w = Writer::begin(&mut s, "src", 1_000).unwrap();
         assert_eq!(w.learned_seq(), 3);
         // First seen at t=100 with a join date of 50.
         w.present(&k, "{\"role\":\"user\"}", Some(50), 100, "sync")
@@ -927,18 +960,18 @@ mod tests {
         assert_eq!(known(&s, &k, 4, 40), None, "before the join date");
 
         // The same observation again changes nothing.
-        let mut w = Writer::begin(s.conn_mut(), "src", 2_000).unwrap();
+        let mut w = Writer::begin(&mut s, "src", 2_000).unwrap();
         w.present(&k, "{\"role\":\"user\"}", Some(50), 200, "sync")
             .unwrap();
         assert!(!w.commit().unwrap());
 
         // A role change observed at t=300, then the user gone at t=400.
-        let mut w = Writer::begin(s.conn_mut(), "src", 3_000).unwrap();
+        let mut w = Writer::begin(&mut s, "src", 3_000).unwrap();
         w.present(&k, "{\"role\":\"admin\"}", Some(50), 300, "sync")
             .unwrap();
         w.commit().unwrap();
         journal(&mut s, 1); // row 6
-        let mut w = Writer::begin(s.conn_mut(), "src", 4_000).unwrap();
+        let mut w = Writer::begin(&mut s, "src", 4_000).unwrap();
         w.absent(&k, 400).unwrap();
         w.commit().unwrap();
         journal(&mut s, 1); // row 7
@@ -973,15 +1006,15 @@ mod tests {
     fn a_removal_from_the_feed_is_dated_by_the_activity_and_refines_the_sync() {
         let (_d, mut s) = store();
         let k = Key::member("org", "user_1");
-        let mut w = Writer::begin(s.conn_mut(), "src", 0).unwrap();
+        let mut w = Writer::begin(&mut s, "src", 0).unwrap();
         w.present(&k, "{}", Some(10), 100, "sync").unwrap();
         w.commit().unwrap();
         // The sync notices the absence at 500 before the feed's activity arrives.
-        let mut w = Writer::begin(s.conn_mut(), "src", 0).unwrap();
+        let mut w = Writer::begin(&mut s, "src", 0).unwrap();
         w.absent(&k, 500).unwrap();
         w.commit().unwrap();
         // The feed then says the removal happened at 420.
-        let mut w = Writer::begin(s.conn_mut(), "src", 0).unwrap();
+        let mut w = Writer::begin(&mut s, "src", 0).unwrap();
         w.ended_at(&k, 420, "{}", "activity_1").unwrap();
         w.commit().unwrap();
         journal(&mut s, 1);
@@ -998,7 +1031,7 @@ mod tests {
 
         // A removal of a user claudit never saw: known to have ended then.
         let unknown = Key::member("org", "user_2");
-        let mut w = Writer::begin(s.conn_mut(), "src", 0).unwrap();
+        let mut w = Writer::begin(&mut s, "src", 0).unwrap();
         w.ended_at(&unknown, 300, "{\"email\":\"x@y.z\"}", "activity_2")
             .unwrap();
         w.commit().unwrap();
@@ -1011,17 +1044,17 @@ mod tests {
         let (_d, mut s) = store();
         let k = Key::group_member("group_1", "user_1");
         // The feed: added at 200, removed at 300.
-        let mut w = Writer::begin(s.conn_mut(), "src", 0).unwrap();
+        let mut w = Writer::begin(&mut s, "src", 0).unwrap();
         w.started_at(&k, 200, "{}", "a1").unwrap();
         w.ended_at(&k, 300, "{}", "a2").unwrap();
         w.commit().unwrap();
         // A members page read at 250 (before the removal) is applied later.
-        let mut w = Writer::begin(s.conn_mut(), "src", 0).unwrap();
+        let mut w = Writer::begin(&mut s, "src", 0).unwrap();
         w.present(&k, "{}", None, 250, "sync").unwrap();
         assert!(!w.commit().unwrap());
         // The sync observed a membership from 500; the feed says it began at 450.
         let k2 = Key::group_member("group_1", "user_2");
-        let mut w = Writer::begin(s.conn_mut(), "src", 0).unwrap();
+        let mut w = Writer::begin(&mut s, "src", 0).unwrap();
         w.present(&k2, "{}", None, 500, "sync").unwrap();
         w.started_at(&k2, 450, "{}", "a3").unwrap();
         w.commit().unwrap();
@@ -1034,7 +1067,7 @@ mod tests {
     fn a_role_change_splits_the_version_at_its_time() {
         let (_d, mut s) = store();
         let k = Key::member("org", "user_1");
-        let mut w = Writer::begin(s.conn_mut(), "src", 0).unwrap();
+        let mut w = Writer::begin(&mut s, "src", 0).unwrap();
         w.present(&k, "{\"role\":\"user\"}", Some(0), 100, "sync")
             .unwrap();
         w.changed_at(&k, 150, |_| "{\"role\":\"owner\"}".to_string(), "a1")
@@ -1050,7 +1083,7 @@ mod tests {
             Some("{\"role\":\"owner\"}")
         );
         // The sync then sees the new role: nothing to change.
-        let mut w = Writer::begin(s.conn_mut(), "src", 0).unwrap();
+        let mut w = Writer::begin(&mut s, "src", 0).unwrap();
         w.present(&k, "{\"role\":\"owner\"}", Some(0), 200, "sync")
             .unwrap();
         assert!(!w.commit().unwrap());
@@ -1061,12 +1094,12 @@ mod tests {
         let (_d, mut s) = store();
         let member = Key::member("org", "gone");
         let group = Key::group_member("g", "gone");
-        let mut w = Writer::begin(s.conn_mut(), "src", 0).unwrap();
+        let mut w = Writer::begin(&mut s, "src", 0).unwrap();
         w.present(&member, "{\"role\":\"user\"}", Some(0), 10, "sync")
             .unwrap();
         w.present(&group, "{}", Some(0), 10, "sync").unwrap();
         w.commit().unwrap();
-        let mut w = Writer::begin(s.conn_mut(), "src", 0).unwrap();
+        let mut w = Writer::begin(&mut s, "src", 0).unwrap();
         w.absent(&member, 50).unwrap();
         w.absent(&group, 50).unwrap();
         w.commit().unwrap();
@@ -1079,7 +1112,7 @@ mod tests {
             )
             .unwrap();
         let (v0, _) = version_and_sequence(s.conn()).unwrap();
-        let deleted = prune(s.conn_mut()).unwrap();
+        let deleted = prune(&mut s).unwrap();
         // The superseded open versions (2) and the group membership that
         // ended before the oldest row (1) go; the member's end stays.
         assert_eq!(deleted, 3);
@@ -1092,11 +1125,11 @@ mod tests {
     #[test]
     fn runs_stage_pages_and_resume_where_they_stopped() {
         let (_d, mut s) = store();
-        let run = begin_run(s.conn_mut(), "src", "full", &[List::Orgs, List::Groups], 5).unwrap();
-        let lists = pending_lists(s.conn(), "src", run).unwrap();
+        let run = begin_run(&mut s, "src", "full", &[List::Orgs, List::Groups], 5).unwrap();
+        let lists = pending_lists(&s, "src", run).unwrap();
         assert_eq!(lists.len(), 2);
         record_page(
-            s.conn_mut(),
+            &mut s,
             "src",
             run,
             &lists[0],
@@ -1111,66 +1144,126 @@ mod tests {
         )
         .unwrap();
         // What a restart finds.
-        let state = sync_state(s.conn(), "src").unwrap();
+        let state = sync_state(&s, "src").unwrap();
         assert_eq!(
             (state.run_id, state.run_kind.as_deref()),
             (run, Some("full"))
         );
         assert_eq!(state.requests, 1);
-        let lists = pending_lists(s.conn(), "src", run).unwrap();
+        let lists = pending_lists(&s, "src", run).unwrap();
         assert_eq!(lists[0].page_token.as_deref(), Some("page_2"));
         assert_eq!(lists[0].pages, 1);
         assert_eq!(s.recent_request_ids(0).unwrap(), vec!["req_1".to_string()]);
-        let mut w = Writer::begin(s.conn_mut(), "src", 7).unwrap();
-        assert_eq!(
-            seen_items(w.tx(), "src", run, &List::Orgs).unwrap().len(),
-            1
-        );
-        append_lists(
-            w.tx(),
-            "src",
-            run,
-            &[List::Users("org_a".into()), List::Groups],
-        )
-        .unwrap();
-        finish_list(w.tx(), "src", run, &lists[0]).unwrap();
+        let mut w = Writer::begin(&mut s, "src", 7).unwrap();
+        assert_eq!(w.seen_items(run, &List::Orgs).unwrap().len(), 1);
+        w.append_lists(run, &[List::Users("org_a".into()), List::Groups])
+            .unwrap();
+        w.finish_list(run, &lists[0]).unwrap();
         w.present(&Key::org("org_a"), "{}", Some(1), 7, "sync")
             .unwrap();
         w.commit().unwrap();
-        let lists = pending_lists(s.conn(), "src", run).unwrap();
+        let lists = pending_lists(&s, "src", run).unwrap();
         assert_eq!(
             lists.iter().map(|l| l.list.clone()).collect::<Vec<_>>(),
             vec![List::Groups, List::Users("org_a".into())]
         );
-        finish_run(s.conn(), "src", 20).unwrap();
-        let state = sync_state(s.conn(), "src").unwrap();
+        finish_run(&mut s, "src", 20).unwrap();
+        let state = sync_state(&s, "src").unwrap();
         assert_eq!(state.run_kind, None);
         assert_eq!(
             (state.last_full_ms, state.last_full_duration_ms),
             (Some(20), Some(15))
         );
-        assert!(pending_lists(s.conn(), "src", run).unwrap().is_empty());
+        assert!(pending_lists(&s, "src", run).unwrap().is_empty());
     }
 
     #[test]
     fn refresh_requests_are_deduplicated_and_taken_once() {
         let (_d, mut s) = store();
         let users = List::Users("org".into());
-        request_refresh(s.conn(), "src", &users, "org_user_invite_accepted", 10).unwrap();
-        request_refresh(s.conn(), "src", &users, "scim_user_created", 11).unwrap();
-        request_refresh(s.conn(), "src", &List::Groups, "group_created", 30).unwrap();
-        assert_eq!(oldest_refresh_request(s.conn(), "src").unwrap(), Some(10));
-        let taken = take_refresh_requests(s.conn_mut(), "src", 20).unwrap();
+        let request = |s: &mut Store, list: &List, reason: &str, at: i64| {
+            let w = Writer::begin(s, "src", at).unwrap();
+            w.request_refresh(list, reason).unwrap();
+            w.commit().unwrap();
+        };
+        request(&mut s, &users, "org_user_invite_accepted", 10);
+        request(&mut s, &users, "scim_user_created", 11);
+        request(&mut s, &List::Groups, "group_created", 30);
+        assert_eq!(oldest_refresh_request(&s, "src").unwrap(), Some(10));
+        let taken = take_refresh_requests(&mut s, "src", 20).unwrap();
         assert_eq!(taken, vec![(users, "org_user_invite_accepted".to_string())]);
-        assert_eq!(
-            take_refresh_requests(s.conn_mut(), "src", 20).unwrap(),
-            vec![]
-        );
-        assert_eq!(
-            take_refresh_requests(s.conn_mut(), "src", 40)
+        assert_eq!(take_refresh_requests(&mut s, "src", 20).unwrap(), vec![]);
+        assert_eq!(take_refresh_requests(&mut s, "src", 40).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_schema_3_database_is_read_without_a_directory_and_migrates() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let config = crate::config::load_str(
+            &format!(
+                "[state]\npath = {path:?}\n[[sources]]\nname = \"src\"\napi_key = \"sk-ant-api01-x\"\n\
+                 [sources.directory]\n[[sinks]]\nname = \"f\"\ntype = \"file\"\npath = {:?}\n",
+                dir.path().join("out.ndjson")
+            ),
+            &dir.path().join("c.toml"),
+            &|_| None,
+        )
+        .unwrap();
+        // A database as the release before the directory left it.
+        {
+            let mut s = Store::open(&path).unwrap();
+            journal(&mut s, 1);
+            s.conn()
+                .execute_batch(
+                    "DROP TABLE directory_facts; DROP TABLE directory_version;
+                     DROP TABLE directory_sync; DROP TABLE directory_sync_lists;
+                     DROP TABLE directory_sync_seen; DROP TABLE directory_refresh_requests;
+                     PRAGMA user_version = 3;",
+                )
+                .unwrap();
+        }
+        let raw = r#"{"id":"a","actor":{"type":"user_actor","user_id":"u1"}}"#;
+        let activity = crate::model::Activity::from_json(raw).unwrap();
+        // `status` of a new binary while the old daemon runs: no directory
+        // yet, and no error; rendering goes on without context.
+        let old = Store::open_readonly(&path).unwrap();
+        assert_eq!(old.schema_version(), 3);
+        assert!(
+            crate::directory::show::status(&old, "src", true)
                 .unwrap()
-                .len(),
-            1
+                .is_none()
+        );
+        let d = crate::directory::Directory::open(&path, &config)
+            .unwrap()
+            .unwrap();
+        assert_eq!(d.context("src", 2, &activity), None);
+        drop(old);
+        // The daemon's open migrates; the directory then works.
+        let mut s = Store::open(&path).unwrap();
+        assert_eq!(s.schema_version(), crate::store::SCHEMA_VERSION);
+        const { assert!(SINCE_SCHEMA <= crate::store::SCHEMA_VERSION) };
+        let mut w = Writer::begin(&mut s, "src", 0).unwrap();
+        w.present(
+            &Key::member("org", "u1"),
+            r#"{"name":"Ada"}"#,
+            None,
+            0,
+            "sync",
+        )
+        .unwrap();
+        w.commit().unwrap();
+        journal(&mut s, 1);
+        let d = crate::directory::Directory::open(&path, &config)
+            .unwrap()
+            .unwrap();
+        assert_eq!(d.context("src", 1, &activity), None, "journaled before");
+        let context = d.context("src", 2, &activity).unwrap();
+        assert_eq!(context.actor.unwrap().name.as_deref(), Some("Ada"));
+        assert!(
+            crate::directory::show::status(&s, "src", true)
+                .unwrap()
+                .is_some()
         );
     }
 }

@@ -44,8 +44,9 @@ pub const DEBOUNCE: Duration = Duration::from_secs(10);
 const IDLE_CHECK: Duration = Duration::from_secs(5);
 /// Backoff after a failed page: doubles from the first to the last.
 const ERROR_BACKOFF: (Duration, Duration) = (Duration::from_secs(5), Duration::from_secs(600));
-/// A list longer than this many pages is taken as complete (a server that
-/// never stops paging).
+/// A list longer than this many pages (100 million items at the largest
+/// page) is a server that never stops paging: the walk fails rather than
+/// take a partial list as complete (which would end everyone not listed).
 const MAX_PAGES_PER_LIST: i64 = 100_000;
 
 /// Where the first full sync of a source is.
@@ -117,7 +118,7 @@ impl DirectorySync {
         let source = self.source.clone();
         let state = self
             .store
-            .call(move |s| store::sync_state(s.conn(), &source))
+            .call(move |s| store::sync_state(s, &source))
             .await?;
         if state.last_full_ms.is_some() || self.initial_wait.is_zero() {
             return Ok(());
@@ -186,12 +187,6 @@ impl From<StoreError> for Stop {
     }
 }
 
-impl From<rusqlite::Error> for Stop {
-    fn from(e: rusqlite::Error) -> Stop {
-        Stop::from(StoreError::from(e))
-    }
-}
-
 impl SyncTask {
     async fn run(self, cancel: CancellationToken) {
         if self.client.key_kind() == KeyKind::Admin {
@@ -244,7 +239,7 @@ impl SyncTask {
         let source = self.source.clone();
         let result = self
             .store
-            .call(move |s| store::record_error(s.conn(), &source, &message, now_ms()))
+            .call(move |s| store::record_error(s, &source, &message, now_ms()))
             .await;
         if let Err(e) = result {
             warn!(source = %self.source, error = %e, "cannot record the directory sync's error");
@@ -256,7 +251,7 @@ impl SyncTask {
         let source = self.source.clone();
         let state = self
             .store
-            .call(move |s| store::sync_state(s.conn(), &source))
+            .call(move |s| store::sync_state(s, &source))
             .await?;
         let now = now_ms();
         let refresh_ms = self.config.refresh.as_millis() as i64;
@@ -270,13 +265,7 @@ impl SyncTask {
             let run = self
                 .store
                 .call(move |s| {
-                    store::begin_run(
-                        s.conn_mut(),
-                        &source,
-                        "full",
-                        &[List::Orgs, List::Groups],
-                        now,
-                    )
+                    store::begin_run(s, &source, "full", &[List::Orgs, List::Groups], now)
                 })
                 .await?;
             (run, true)
@@ -285,9 +274,8 @@ impl SyncTask {
             let source = self.source.clone();
             let oldest = self
                 .store
-                .call(move |s| store::oldest_refresh_request(s.conn(), &source))
-                .await
-                .map_err(StoreError::from)?;
+                .call(move |s| store::oldest_refresh_request(s, &source))
+                .await?;
             let due = oldest.filter(|t| *t <= now - debounce);
             if due.is_none() {
                 let until_full = state
@@ -300,8 +288,7 @@ impl SyncTask {
             let run = self
                 .store
                 .call(move |s| -> Result<Option<i64>, StoreError> {
-                    let requests =
-                        store::take_refresh_requests(s.conn_mut(), &source, now - debounce)?;
+                    let requests = store::take_refresh_requests(s, &source, now - debounce)?;
                     if requests.is_empty() {
                         return Ok(None);
                     }
@@ -309,7 +296,7 @@ impl SyncTask {
                     let reasons: Vec<&str> = requests.iter().map(|(_, r)| r.as_str()).collect();
                     info!(source = %source, lists = lists.len(), reasons = %reasons.join(","),
                         "directory refresh started");
-                    store::begin_run(s.conn_mut(), &source, "targeted", &lists, now).map(Some)
+                    store::begin_run(s, &source, "targeted", &lists, now).map(Some)
                 })
                 .await?;
             match run {
@@ -322,9 +309,8 @@ impl SyncTask {
             let source = self.source.clone();
             let next = self
                 .store
-                .call(move |s| store::pending_lists(s.conn(), &source, run_id))
-                .await
-                .map_err(StoreError::from)?
+                .call(move |s| store::pending_lists(s, &source, run_id))
+                .await?
                 .into_iter()
                 .next();
             let Some(row) = next else { break };
@@ -334,8 +320,8 @@ impl SyncTask {
         let counts = self
             .store
             .call(move |s| -> Result<_, StoreError> {
-                store::finish_run(s.conn(), &source, now_ms())?;
-                Ok(store::current_counts(s.conn(), &source)?)
+                store::finish_run(s, &source, now_ms())?;
+                store::current_counts(s, &source)
             })
             .await?;
         self.metrics.run_completed(full, started.elapsed(), &counts);
@@ -394,7 +380,7 @@ impl SyncTask {
                     warn!(source = %self.source, error = %e, "restarting the directory list from its first page");
                     let (source, r) = (self.source.clone(), row.clone());
                     self.store
-                        .call(move |s| store::restart_list(s.conn_mut(), &source, run_id, &r))
+                        .call(move |s| store::restart_list(s, &source, run_id, &r))
                         .await?;
                     row.page_token = None;
                     row.pages = 0;
@@ -412,7 +398,13 @@ impl SyncTask {
                     own.insert(id.clone());
                 }
             }
-            let last = page.next_page.is_none() || row.pages + 1 >= MAX_PAGES_PER_LIST;
+            if page.next_page.is_some() && row.pages + 1 >= MAX_PAGES_PER_LIST {
+                return Err(Stop::Failed(format!(
+                    "{} still has more after {MAX_PAGES_PER_LIST} pages; the list is not taken as complete",
+                    row.list.describe()
+                )));
+            }
+            let last = page.next_page.is_none();
             let (source, r) = (self.source.clone(), row.clone());
             let now = now_ms();
             if last {
@@ -436,7 +428,7 @@ impl SyncTask {
             self.store
                 .call(move |s| {
                     store::record_page(
-                        s.conn_mut(),
+                        s,
                         &source,
                         run_id,
                         &r,
@@ -455,8 +447,8 @@ impl SyncTask {
 
 /// Marks a list done without facts (its parent vanished meanwhile).
 fn skip_list(s: &mut Store, source: &str, run_id: i64, row: &ListRow) -> Result<(), StoreError> {
-    let w = Writer::begin(s.conn_mut(), source, now_ms())?;
-    store::finish_list(w.tx(), source, run_id, row)?;
+    let w = Writer::begin(s, source, now_ms())?;
+    w.finish_list(run_id, row)?;
     w.commit()?;
     Ok(())
 }
@@ -474,15 +466,15 @@ pub fn complete_list(
     full: bool,
     t: i64,
 ) -> Result<(), StoreError> {
-    let mut w = Writer::begin(s.conn_mut(), source, t)?;
-    let mut items = store::seen_items(w.tx(), source, run_id, &row.list)?;
+    let mut w = Writer::begin(s, source, t)?;
+    let mut items = w.seen_items(run_id, &row.list)?;
     items.extend(last_items.iter().cloned());
     items.sort_by(|a, b| a.entity.cmp(&b.entity));
     items.dedup_by(|later, earlier| later.entity == earlier.entity);
-    store::record_requests(w.tx(), source, request_ids, t)?;
+    w.record_requests(request_ids)?;
     let next = apply_list(&mut w, &row.list, &items, full, t)?;
-    store::finish_list(w.tx(), source, run_id, row)?;
-    store::append_lists(w.tx(), source, run_id, &next)?;
+    w.finish_list(run_id, row)?;
+    w.append_lists(run_id, &next)?;
     w.commit()?;
     Ok(())
 }
@@ -640,8 +632,8 @@ mod tests {
     fn a_full_run_walks_orgs_then_their_lists_and_ends_what_is_gone() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::open(&dir.path().join("s.db")).unwrap();
-        let run = begin_run(s.conn_mut(), "src", "full", &[List::Orgs, List::Groups], 0).unwrap();
-        let rows = pending_lists(s.conn(), "src", run).unwrap();
+        let run = begin_run(&mut s, "src", "full", &[List::Orgs, List::Groups], 0).unwrap();
+        let rows = pending_lists(&s, "src", run).unwrap();
         complete_list(
             &mut s,
             "src",
@@ -653,7 +645,7 @@ mod tests {
             100,
         )
         .unwrap();
-        let lists: Vec<List> = pending_lists(s.conn(), "src", run)
+        let lists: Vec<List> = pending_lists(&s, "src", run)
             .unwrap()
             .into_iter()
             .map(|r| r.list)
@@ -666,14 +658,14 @@ mod tests {
                 List::Roles("org_a".into())
             ]
         );
-        let users = pending_lists(s.conn(), "src", run).unwrap()[1].clone();
+        let users = pending_lists(&s, "src", run).unwrap()[1].clone();
         let ada = attrs_text(&MemberAttrs {
             name: Some("Ada".into()),
             ..MemberAttrs::default()
         });
         // The first page staged, the last one completes the list.
         store::record_page(
-            s.conn_mut(),
+            &mut s,
             "src",
             run,
             &users,
@@ -706,8 +698,8 @@ mod tests {
         );
 
         // A second run no longer lists org_a: it and its members end.
-        let run = begin_run(s.conn_mut(), "src", "full", &[List::Orgs], 200).unwrap();
-        let rows = pending_lists(s.conn(), "src", run).unwrap();
+        let run = begin_run(&mut s, "src", "full", &[List::Orgs], 200).unwrap();
+        let rows = pending_lists(&s, "src", run).unwrap();
         complete_list(&mut s, "src", run, &rows[0], &[], &[], true, 300).unwrap();
         let open: Vec<String> = all_facts(s.conn())
             .unwrap()
@@ -723,8 +715,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::open(&dir.path().join("s.db")).unwrap();
         let list = List::Permissions("org".into(), "role_1".into());
-        let run = begin_run(s.conn_mut(), "src", "targeted", &[list], 0).unwrap();
-        let row = pending_lists(s.conn(), "src", run).unwrap()[0].clone();
+        let run = begin_run(&mut s, "src", "targeted", &[list], 0).unwrap();
+        let row = pending_lists(&s, "src", run).unwrap()[0].clone();
         complete_list(
             &mut s,
             "src",

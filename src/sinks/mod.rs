@@ -18,14 +18,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
+use secrecy::ExposeSecret as _;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use crate::config::{Format, SinkConfig, SinkKind};
+use crate::config::{ArchiveBackend, ElasticsearchAuth, Format, SinkConfig, SinkKind};
 use crate::metrics::Metrics;
 use crate::ocsf::Mapper;
-use crate::store::{BatchRecord, NewDeadLetter, Payload, SharedStore, now_ms};
+use crate::redact::Redactor;
+use crate::store::{BatchRecord, NewDeadLetter, Payload, SharedStore, StoreError, now_ms};
 use datadog::DatadogSink;
 use elasticsearch::ElasticsearchSink;
 use file::{Disk, FileSink, RealDisk};
@@ -72,13 +74,31 @@ pub struct SinkTask {
 }
 
 impl SinkTask {
-    /// Runs until `cancel`; a batch in flight is finished first.
+    /// Runs until `cancel`; a batch in flight is finished first. An error
+    /// that stops the task has the sink's secrets removed.
     pub async fn run(self, cancel: CancellationToken) -> anyhow::Result<SinkStats> {
         self.run_on(Arc::new(RealDisk), cancel).await
     }
 
     /// `run`, with a file sink's file operations going through `disk`.
     async fn run_on(
+        self,
+        disk: Arc<dyn Disk>,
+        cancel: CancellationToken,
+    ) -> anyhow::Result<SinkStats> {
+        let redactor = redactor_for(&self.config);
+        self.run_until_cancelled(disk, cancel).await.map_err(|e| {
+            // A state database error names only the database: kept as it
+            // is, so the daemon's exit code still says what failed.
+            if e.chain().any(|c| c.downcast_ref::<StoreError>().is_some()) {
+                e
+            } else {
+                anyhow::anyhow!(redactor.redact(&format!("{e:#}")))
+            }
+        })
+    }
+
+    async fn run_until_cancelled(
         mut self,
         disk: Arc<dyn Disk>,
         cancel: CancellationToken,
@@ -89,6 +109,7 @@ impl SinkTask {
             let counters = self.metrics.sink(&self.config.name);
             let task = archive::ArchiveTask {
                 archive: archive.clone(),
+                redactor: redactor_for(&self.config),
                 config: self.config,
                 store: self.store,
                 journal_head: self.journal_head,
@@ -97,6 +118,7 @@ impl SinkTask {
             return task.run(cancel).await;
         }
         let name = self.config.name.clone();
+        let mut redactor = redactor_for(&self.config);
         let form = self.payload_form();
         let batch = self.config.batch.clone();
         let mut stats = SinkStats::default();
@@ -160,7 +182,7 @@ impl SinkTask {
             let outcome = match self.prepare_file(&mut destination, &records).await? {
                 // Records of the batch were found in the file: read it again.
                 Ok(true) => continue,
-                Ok(false) => deliver(&mut destination, &records).await,
+                Ok(false) => deliver(&mut destination, &mut redactor, &records).await,
                 Err(failed) => failed,
             };
             let wait = match outcome {
@@ -371,6 +393,7 @@ impl SinkTask {
 /// committed length, and a second writer would break crash recovery.
 pub struct Replayer {
     destination: Destination,
+    redactor: Redactor,
 }
 
 impl Replayer {
@@ -397,16 +420,110 @@ impl Replayer {
         };
         Ok(Replayer {
             destination: task.open_destination(Arc::new(RealDisk)).await?,
+            redactor: redactor_for(config),
         })
     }
 
     /// Sends one batch through the destination, as the sink task would.
     pub async fn send(&mut self, records: &[BatchRecord]) -> Outcome {
-        deliver(&mut self.destination, records).await
+        deliver(&mut self.destination, &mut self.redactor, records).await
     }
 }
 
+/// `claudit check --connect` for a sink that talks to a service: one cheap
+/// request that checks the address and the credentials, in one line, with
+/// the sink's secrets removed. `None` for a file sink (nothing to connect to).
+pub async fn check_connection(config: &SinkConfig) -> Option<Result<String, String>> {
+    let mut redactor = redactor_for(config);
+    let (checked, session) = match &config.kind {
+        SinkKind::File(_) => return None,
+        SinkKind::Datadog(cfg) => match DatadogSink::new(cfg) {
+            Ok(sink) => (sink.healthcheck().await, Vec::new()),
+            Err(e) => (Err(format!("{e:#}")), Vec::new()),
+        },
+        SinkKind::Sentinel(cfg) => match SentinelSink::new(cfg) {
+            Ok(mut sink) => {
+                let checked = sink.healthcheck().await;
+                (checked, sink.session_secrets())
+            }
+            Err(e) => (Err(format!("{e:#}")), Vec::new()),
+        },
+        SinkKind::SplunkHec(cfg) => match SplunkHecSink::new(cfg) {
+            Ok(sink) => (sink.healthcheck().await, Vec::new()),
+            Err(e) => (Err(format!("{e:#}")), Vec::new()),
+        },
+        SinkKind::Sumo(cfg) => match SumoSink::new(cfg) {
+            Ok(sink) => (sink.healthcheck().await, Vec::new()),
+            Err(e) => (Err(format!("{e:#}")), Vec::new()),
+        },
+        SinkKind::Elasticsearch(cfg) => match ElasticsearchSink::new(cfg) {
+            Ok(sink) => (sink.healthcheck().await, Vec::new()),
+            Err(e) => (Err(format!("{e:#}")), Vec::new()),
+        },
+        SinkKind::Archive(cfg) => archive::check(&config.name, cfg).await,
+    };
+    redactor.learn_session_secrets(session);
+    Some(match checked {
+        Ok(text) => Ok(redactor.redact(&text)),
+        Err(text) => Err(redactor.redact(&text)),
+    })
+}
+
+/// The redaction of everything `config`'s destination answers: every secret
+/// the sink is configured with, in the forms it can be echoed in (see
+/// `redact`). Each sink type lists its secrets here; the compiler asks a new
+/// type to do the same.
+pub fn redactor_for(config: &SinkConfig) -> Redactor {
+    let mut r = Redactor::new();
+    match &config.kind {
+        SinkKind::File(_) => {}
+        SinkKind::SplunkHec(c) => r.add(c.token.expose_secret()),
+        SinkKind::Datadog(c) => r.add(c.api_key.expose_secret()),
+        SinkKind::Sumo(c) => r.add_secret_url(c.url.expose_secret()),
+        SinkKind::Sentinel(c) => r.add(c.client_secret.expose_secret()),
+        SinkKind::Elasticsearch(c) => {
+            match &c.auth {
+                ElasticsearchAuth::ApiKey(key) => r.add_base64_credential(key.expose_secret()),
+                ElasticsearchAuth::Basic { username, password } => {
+                    r.add_basic_auth(username, password.expose_secret())
+                }
+            }
+            if let Some(password) = reqwest::Url::parse(&c.url)
+                .ok()
+                .and_then(|u| u.password().map(str::to_string))
+            {
+                r.add(&password);
+            }
+        }
+        SinkKind::Archive(c) => match &c.backend {
+            ArchiveBackend::Local { .. } => {}
+            // Credentials come from the environment or a credentials
+            // service; the backend adds the ones it signs with
+            // (`S3Backend::session_secrets`).
+            ArchiveBackend::S3(_) => {
+                for name in ["AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"] {
+                    if let Ok(value) = std::env::var(name) {
+                        r.add(&value);
+                    }
+                }
+            }
+        },
+    }
+    r
+}
+
 impl Destination {
+    /// Secrets the destination obtained at run time (an access token).
+    fn session_secrets(&self) -> Vec<String> {
+        match self {
+            Destination::Sentinel(sink) => sink.session_secrets(),
+            Destination::File(_) | Destination::Datadog(_) | Destination::SplunkHec(_) => {
+                Vec::new()
+            }
+            Destination::Sumo(_) | Destination::Elasticsearch(_) => Vec::new(),
+        }
+    }
+
     /// The file length to commit with the cursor (file sinks only).
     fn offset(&self) -> Option<i64> {
         match self {
@@ -418,8 +535,21 @@ impl Destination {
     }
 }
 
-/// Sends one batch and says what became of it.
-async fn deliver(destination: &mut Destination, records: &[BatchRecord]) -> Outcome {
+/// Sends one batch and says what became of it. Every text of the outcome
+/// (reasons, the destination's answers for dead letters) passes through
+/// the sink's `redactor` here, before anything logs, stores or prints it:
+/// this is the one way an outcome leaves a destination.
+async fn deliver(
+    destination: &mut Destination,
+    redactor: &mut Redactor,
+    records: &[BatchRecord],
+) -> Outcome {
+    let outcome = send_batch(destination, records).await;
+    redactor.learn_session_secrets(destination.session_secrets());
+    outcome.redacted(redactor)
+}
+
+async fn send_batch(destination: &mut Destination, records: &[BatchRecord]) -> Outcome {
     match destination {
         Destination::File(sink) => {
             match sink.write_batch(records) {
@@ -495,22 +625,16 @@ mod tests {
                 ocsf: Some(format!(r#"{{"metadata":{{"uid":"{id}"}}}}"#)),
             })
             .collect();
-        let window = WindowRow {
-            kind: WindowKind::Live,
-            start_ms: 0,
-            end_ms: 10_000,
-            cursor: None,
-            opened_ms: None,
-            pages: 0,
-            records: 0,
-        };
+        let window = WindowRow::fresh(WindowKind::Live, 0, 10_000);
         Store::open(path)
             .unwrap()
             .commit_page(&PageCommit {
                 source: "s",
                 window: &window,
                 next_cursor: None,
+                read_from_ms: None,
                 done: true,
+                next_span_ms: None,
                 records: &records,
                 request_ids: &[],
                 now_ms: 1,
