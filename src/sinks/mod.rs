@@ -344,6 +344,7 @@ impl SinkTask {
         match self.config.format {
             Format::Raw => Payload::Raw,
             Format::Ocsf => Payload::Ocsf(self.mapper.clone()),
+            Format::RawWithContext => Payload::RawWithContext(self.mapper.clone()),
         }
     }
 

@@ -181,6 +181,15 @@ fn example_config_documents_every_key() {
         "no_data_after",
         "listen",
         "ready_max_sink_delay",
+        // [sources.directory]
+        "enabled",
+        "refresh",
+        "initial_sync_wait",
+        "admin_roles",
+        "admin_groups",
+        "verified_domains",
+        "snapshot",
+        "snapshot_interval",
     ];
     let lines: Vec<&str> = text.lines().collect();
     for key in keys {
