@@ -32,6 +32,8 @@ pub struct Config {
     pub enrich: EnrichConfig,
     pub ocsf: OcsfConfig,
     pub server: ServerConfig,
+    /// `[detections]`: rules over every activity (`src/detect/settings.rs`).
+    pub detections: crate::detect::DetectionSettings,
 }
 
 // ---- [server]: /metrics, /healthz, /readyz ---------------------------------
@@ -500,14 +502,14 @@ fn load_inner(
 
 /// Reading a spanned TOML document key by key, collecting every problem with
 /// its key path and line.
-mod reader {
+pub(crate) mod reader {
     use super::*;
     use toml::Spanned;
     use toml::de::{DeTable, DeValue};
 
     /// Shared state of one load: where problems go, and what the environment
     /// answered.
-    pub(super) struct Ctx<'a> {
+    pub(crate) struct Ctx<'a> {
         file: &'a Path,
         text: &'a str,
         env: &'a dyn Fn(&str) -> Option<String>,
@@ -570,7 +572,7 @@ mod reader {
     }
 
     /// A string value after `${VAR}` expansion. Not `Debug`: it may be a secret.
-    pub(super) struct Text {
+    pub(crate) struct Text {
         pub value: String,
         pub line: Option<usize>,
         /// Some part of the value came from the environment.
@@ -594,7 +596,7 @@ mod reader {
 
     /// A value that may be absent, present, or present but wrong (already
     /// reported).
-    pub(super) enum Got<T> {
+    pub(crate) enum Got<T> {
         Absent,
         Value(T),
         Invalid,
@@ -608,7 +610,7 @@ mod reader {
 
     /// One TOML table being read. Remembers the keys asked for, so that what
     /// is left over is reported as unknown.
-    pub(super) struct Table<'t, 'i> {
+    pub(crate) struct Table<'t, 'i> {
         entries: Option<&'t DeTable<'i>>,
         /// Key path of this table: "", "state", "sources[0]".
         pub path: String,
@@ -1379,7 +1381,7 @@ mod reader {
     }
 
     /// A duration as it is written in the file: "7d", "1h 30m", "250ms".
-    pub(super) fn format_duration(d: Duration) -> String {
+    pub(crate) fn format_duration(d: Duration) -> String {
         let secs = d.as_secs();
         let parts = [
             (secs / 86_400, "d"),
@@ -1420,7 +1422,7 @@ mod reader {
 
     /// The candidate closest to `name` by edit distance, if close enough to
     /// be a likely typo.
-    pub(super) fn closest<'c>(
+    pub(crate) fn closest<'c>(
         name: &str,
         candidates: impl Iterator<Item = &'c str>,
     ) -> Option<&'c str> {
@@ -1627,6 +1629,7 @@ mod schema {
         let enrich = read_enrich(cx, &mut root);
         let ocsf = read_ocsf(cx, &mut root);
         let server = read_server(cx, &mut root);
+        let detections = crate::detect::settings::read(cx, &mut root);
         root.finish(cx);
 
         // Dedup of late re-reads needs the journal rows still present when the
@@ -1664,6 +1667,7 @@ mod schema {
             enrich,
             ocsf,
             server,
+            detections,
         }
     }
 

@@ -171,6 +171,7 @@ fn demo_config(base_url: &str, api_key: &str, state_dir: &Path, ocsf: &Path, raw
         },
         ocsf: OcsfConfig::default(),
         server: Default::default(),
+        detections: Default::default(),
     }
 }
 

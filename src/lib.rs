@@ -8,6 +8,7 @@ pub mod check;
 pub mod config;
 pub mod daemon;
 pub mod demo;
+pub mod detect;
 pub mod dlq;
 pub mod enrich;
 pub mod health;
