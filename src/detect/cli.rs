@@ -202,6 +202,7 @@ pub fn run(
             context: &context,
             journaled_at_ms,
             backfill: false,
+            replay: false,
         });
         run.activities += 1;
         if let Some((_, _, _, got)) = case.as_mut() {

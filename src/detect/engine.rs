@@ -39,6 +39,11 @@ pub struct Input<'a> {
     pub journaled_at_ms: i64,
     /// It came from a backfill: its findings are retrospective.
     pub backfill: bool,
+    /// Re-fed at start-up to rebuild the windows (the activity was
+    /// evaluated before the restart): it fills windows, fires nothing and
+    /// records no suppression (the journal's findings, given to
+    /// [`Engine::restore`], are the suppression state).
+    pub replay: bool,
 }
 
 /// A rule as the engine runs it, and how `claudit rules list` shows it.
@@ -308,7 +313,12 @@ impl Engine {
             let group_state = rule.groups.entry(key).or_default();
             let fires = if kind == Kind::Single {
                 group_state
-                    .single(Arc::clone(&activity), input.journaled_at_ms, reach)
+                    .single(
+                        Arc::clone(&activity),
+                        input.journaled_at_ms,
+                        reach,
+                        input.replay,
+                    )
                     .into_iter()
                     .collect()
             } else {
@@ -326,6 +336,7 @@ impl Engine {
                     },
                     &rule.logic,
                     reach,
+                    input.replay,
                 )
             };
             for fire in fires {

@@ -19,9 +19,9 @@
 //! How a detection task of the daemon uses it: build an [`Engine`] from
 //! [`DetectionSettings::load_rules`] and the settings; at start-up re-feed
 //! the journal's findings ([`Engine::restore`], from
-//! [`FiredAnchor::from_plain_json`]) and activities ([`Engine::evaluate`],
-//! discarding what it returns) from [`Engine::rebuild_horizon`] before the
-//! task's cursor; then evaluate each activity after the cursor and journal
+//! [`FiredAnchor::from_plain_json`]) and activities ([`Engine::evaluate`]
+//! with `replay: true`) from [`Engine::rebuild_horizon`] before the task's
+//! cursor; then evaluate each activity after the cursor and journal
 //! the findings (unique id = [`Finding::uid`]) in the transaction that
 //! advances the cursor. A crash between the two re-evaluates: same inputs in
 //! the same order give the same findings with the same uids.

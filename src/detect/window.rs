@@ -124,9 +124,10 @@ impl Group {
         activity: Arc<ActivityRef>,
         arrived_ms: i64,
         reach: Reach,
+        replay: bool,
     ) -> Option<Fire> {
         let key = activity.key();
-        if !self.may_fire(&key, reach.suppress_ms) {
+        if replay || !self.may_fire(&key, reach.suppress_ms) {
             return None;
         }
         if reach.suppress_ms > 0 {
@@ -143,7 +144,10 @@ impl Group {
     /// A stateful rule: inserts the activity and fires wherever that
     /// completes a window (see the module docs). Returns nothing for a
     /// duplicate.
-    pub fn insert(&mut self, entry: Entry, logic: &Logic, reach: Reach) -> Vec<Fire> {
+    /// With `replay` (re-feeding history at start-up) the activity only
+    /// fills the window: nothing fires and no anchor is recorded, so the
+    /// suppression state is exactly the journal's findings.
+    pub fn insert(&mut self, entry: Entry, logic: &Logic, reach: Reach, replay: bool) -> Vec<Fire> {
         let key = entry.activity.key();
         if self.entries.contains_key(&key) {
             return Vec::new();
@@ -152,6 +156,10 @@ impl Group {
         self.newest_ms = self.newest_ms.max(key.0);
         self.entries.insert(key.clone(), entry);
         let mut fires = Vec::new();
+        if replay {
+            self.evict(reach, arrived_ms);
+            return fires;
+        }
         let candidates: Vec<Key> = match logic {
             // Only the new activity can be first in its history.
             Logic::FirstSeen { .. } => vec![key.clone()],
