@@ -316,8 +316,9 @@ pub fn load_text(origin: Origin, text: &str) -> Result<Vec<RuleDef>, Vec<LoadErr
         match parse_document(&doc) {
             Ok(parsed) => parsed_docs.push(ParsedDoc { doc, parsed }),
             Err(problems) => {
+                let id = written_id(&doc);
                 for (line, msg) in problems {
-                    error(&mut errors, line, None, msg);
+                    error(&mut errors, line, id.as_deref(), msg);
                 }
             }
         }
@@ -493,6 +494,15 @@ fn yaml_error_line(doc: &Document, message: &str) -> Option<usize> {
         .parse::<usize>()
         .ok()
         .map(|n| doc.first_line + n.saturating_sub(1))
+}
+
+/// The `id:` a document that did not parse says it has (for messages).
+fn written_id(doc: &Document) -> Option<String> {
+    doc.text
+        .lines()
+        .find_map(|l| l.strip_prefix("id:"))
+        .map(|v| v.trim().trim_matches(['"', '\'']).to_string())
+        .filter(|v| !v.is_empty())
 }
 
 /// The first line of the document containing `token`.
