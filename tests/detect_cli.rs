@@ -212,3 +212,45 @@ fn rules_test_prints_findings_and_checks_case_expectations() {
         stderr(&out)
     );
 }
+
+/// The example configuration's `[detections]` loads and documents each key
+/// with a comment above it.
+#[test]
+fn the_example_configuration_documents_detections() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/claudit.example.toml");
+    let out = Command::new(env!("CARGO_BIN_EXE_claudit"))
+        .args(["--log-format", "text", "rules", "list", "--config"])
+        .arg(&example)
+        .env("ANTHROPIC_COMPLIANCE_API_KEY", "sk-ant-api01-example")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("auth-failure-burst "));
+    let text = std::fs::read_to_string(&example).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines.iter().position(|l| *l == "[detections]").unwrap();
+    for key in [
+        "enabled",
+        "rule_dirs",
+        "embargoed_countries",
+        "late_arrival_allowance",
+        "identities",
+        "networks",
+        "user_agents",
+        "id",
+        "severity",
+        "threshold",
+        "window",
+        "suppress",
+    ] {
+        let at = lines[start..]
+            .iter()
+            .position(|l| l.trim_start_matches("# ").starts_with(&format!("{key} = ")))
+            .unwrap_or_else(|| panic!("{key} is not in the example's [detections]"))
+            + start;
+        assert!(
+            lines[at - 1].starts_with('#'),
+            "{key} has no comment above it"
+        );
+    }
+}

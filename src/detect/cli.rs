@@ -90,6 +90,42 @@ pub fn only_rule(set: &mut RuleSet, id: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// How the README names a vendor of a rule's `vendors`.
+fn vendor_name(vendor: &str) -> &str {
+    match vendor {
+        "elastic" => "Elastic",
+        "panther" => "Panther",
+        "datadog" => "Datadog",
+        "sumo_logic" => "Sumo Logic",
+        "splunk" => "Splunk",
+        "claude_audit_dashboard" => "claude-audit-dashboard",
+        other => other,
+    }
+}
+
+/// The README's table of the built-in rules (README, Detections; a test
+/// keeps it current).
+pub fn markdown_table(set: &RuleSet) -> String {
+    let mut out = String::from(
+        "| id | title | severity | kind | logic | vendors |\n|---|---|---|---|---|---|\n",
+    );
+    for rule in set.iter() {
+        let m = &rule.meta;
+        let vendors: Vec<&str> = m.vendors.iter().map(|v| vendor_name(v)).collect();
+        let _ = writeln!(
+            out,
+            "| `{}` | {} | {} | {} | {} | {} |",
+            m.id,
+            m.title.replace('|', "\\|"),
+            m.severity,
+            m.kind,
+            m.logic.replace('|', "\\|"),
+            vendors.join(", ")
+        );
+    }
+    out
+}
+
 /// What `rules test` prints for each finding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Output {
