@@ -90,7 +90,7 @@ fn add_attack_sequences(store: &mut Store, generator: &Generator, config: &SimCo
     let span = duration_micros(config.backlog_span);
     let attacks = super::generate::attacks::attack_sequences(world, start, span);
     for (i, attack) in attacks.into_iter().enumerate() {
-        let mut rng = Rng::for_item(config.seed ^ 0xa77a_c4, STREAM_ID, i as u64);
+        let mut rng = Rng::for_item(config.seed ^ 0x00a7_7ac4, STREAM_ID, i as u64);
         let rec = Rec {
             created: attack.created,
             suffix: rng.next_u64(),
