@@ -8,7 +8,7 @@
 //! generator (every catalogued type, all actor variants), 37 ms apart, so
 //! windows hold realistic numbers of activities.
 
-#[path = "../tests/enrich/mmdb.rs"]
+#[path = "../tests/it/support/mmdb.rs"]
 #[allow(dead_code)]
 mod mmdb;
 

@@ -34,9 +34,14 @@
 //!   600 pages of 5,000 a minute (50,000 activities/s), and what is measured
 //!   here is how far above that ceiling claudit can go.
 
-#[path = "../tests/enrich/mmdb.rs"]
+#[path = "../tests/it/support/mmdb.rs"]
 #[allow(dead_code)]
 mod mmdb;
+
+// The integration tests' configuration builder.
+#[path = "../tests/it/support/config.rs"]
+#[allow(dead_code)]
+mod config_file;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::CommandExt;
@@ -55,6 +60,7 @@ use claudit::enrich::Enricher;
 use claudit::model::Activity;
 use claudit::ocsf::{JournalContext, MapContext, Mapper};
 use claudit::store::Store;
+use config_file::{ConfigFile, Table};
 
 const CLAUDIT: &str = env!("CARGO_BIN_EXE_claudit");
 const API_KEY: &str = "sk-ant-api01-simulator";
@@ -529,43 +535,39 @@ fn config_text(
     hec_url: &str,
     geoip: &(PathBuf, PathBuf),
 ) -> String {
-    let sink_toml = match sink {
-        Sink::File => format!(
-            "[[sinks]]\nname = \"out\"\ntype = \"file\"\npath = \"{}\"\nmax_bytes = \"0\"\nbatch_linger = \"0s\"\n",
-            run_dir.join("events.ndjson").display()
-        ),
-        Sink::Hec => format!(
-            "[[sinks]]\nname = \"out\"\ntype = \"splunk_hec\"\nurl = \"{hec_url}\"\ntoken = \"{HEC_TOKEN}\"\nbatch_linger = \"0s\"\n"
-        ),
+    let out = match sink {
+        Sink::File => config_file::sink("out", "file")
+            .path("path", &run_dir.join("events.ndjson"))
+            .set("max_bytes", "0")
+            .set("batch_linger", "0s"),
+        Sink::Hec => config_file::sink("out", "splunk_hec")
+            .set("url", hec_url)
+            .set("token", HEC_TOKEN)
+            .set("batch_linger", "0s"),
     };
-    format!(
-        r#"[state]
-path = "{state}"
-
-[[sources]]
-name = "bench"
-base_url = "{base_url}"
-api_key = "{API_KEY}"
-# Loopback only: lifts the local limiter to measure claudit, not the budget.
-requests_per_minute = 1000000
-window = "1s"
-catchup_window = "6h"
-settle_lag = "1s"
-sweep_interval = "1h"
-initial_lookback = "30h"
-poll_interval = "1s"
-page_size = {PAGE}
-
-{sink_toml}
-[enrich]
-geoip_city_db = "{city}"
-geoip_asn_db = "{asn}"
-"#,
-        state = state.display(),
-        base_url = sim.base_url,
-        city = geoip.0.display(),
-        asn = geoip.1.display(),
-    )
+    ConfigFile::new(state)
+        .source(
+            config_file::source("bench")
+                .set("base_url", sim.base_url.as_str())
+                .set("api_key", API_KEY)
+                // Loopback only: lifts the local limiter to measure claudit,
+                // not the budget.
+                .set("requests_per_minute", 1_000_000)
+                .set("window", "1s")
+                .set("settle_lag", "1s")
+                .set("sweep_interval", "1h")
+                .set("initial_lookback", "30h")
+                .set("poll_interval", "1s")
+                .set("page_size", PAGE as i64),
+        )
+        .sink(out)
+        .table(
+            "enrich",
+            Table::default()
+                .path("geoip_city_db", &geoip.0)
+                .path("geoip_asn_db", &geoip.1),
+        )
+        .text()
 }
 
 /// One `claudit run` from spawn to caught up. `state` may hold a pre-filled

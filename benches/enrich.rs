@@ -3,9 +3,9 @@
 //! parsing with and without the cache.
 //!
 //! `cargo bench --bench enrich`. The databases are built here with the same
-//! test-support code as `tests/enrich.rs`; the user agents are the fixtures.
+//! test-support code as `tests/it/enrich.rs`; the user agents are the fixtures.
 
-#[path = "../tests/enrich/mmdb.rs"]
+#[path = "../tests/it/support/mmdb.rs"]
 #[allow(dead_code)]
 mod mmdb;
 

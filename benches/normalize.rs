@@ -7,7 +7,7 @@
 //! generator (every catalogued type, all actor variants); the GeoIP
 //! databases are built here and cover the IPv4 /24s those records use.
 
-#[path = "../tests/enrich/mmdb.rs"]
+#[path = "../tests/it/support/mmdb.rs"]
 #[allow(dead_code)]
 mod mmdb;
 

@@ -2,9 +2,11 @@
 //! fixtures' activities through the mapper) to request bodies.
 //! `cargo bench --bench sink_datadog`; target at least 200,000 events/s.
 
-#[path = "../tests/support/sinks.rs"]
+// The integration tests' configuration builder (it uses nothing else of
+// their support module).
+#[path = "../tests/it/support/config.rs"]
 #[allow(dead_code)]
-mod support;
+mod config_file;
 
 use std::hint::black_box;
 
@@ -34,8 +36,10 @@ fn batch() -> Vec<BatchRecord> {
 }
 
 fn bench(c: &mut Criterion) {
-    let config = support::sink(
-        "[[sinks]]\nname = \"dd\"\ntype = \"datadog\"\nsite = \"US1\"\napi_key = \"${K}\"",
+    let config = config_file::sink_config(
+        config_file::sink("dd", "datadog")
+            .set("site", "US1")
+            .set("api_key", "${K}"),
         &[("K", "bench-key")],
     );
     let SinkKind::Datadog(cfg) = &config.kind else {

@@ -2,9 +2,11 @@
 //! fixtures' activities through the mapper) to request bodies.
 //! `cargo bench --bench sink_sentinel`; target at least 200,000 events/s.
 
-#[path = "../tests/support/sinks.rs"]
+// The integration tests' configuration builder (it uses nothing else of
+// their support module).
+#[path = "../tests/it/support/config.rs"]
 #[allow(dead_code)]
-mod support;
+mod config_file;
 
 use std::hint::black_box;
 
@@ -34,8 +36,14 @@ fn batch() -> Vec<BatchRecord> {
 }
 
 fn bench(c: &mut Criterion) {
-    let config = support::sink(
-        "[[sinks]]\nname = \"s\"\ntype = \"sentinel\"\nendpoint = \"https://dce.eastus-1.ingest.monitor.azure.com\"\ndcr_immutable_id = \"dcr-0\"\nstream = \"Custom-ClaudeCompliance_CL\"\ntenant_id = \"t\"\nclient_id = \"c\"\nclient_secret = \"${K}\"",
+    let config = config_file::sink_config(
+        config_file::sink("s", "sentinel")
+            .set("endpoint", "https://dce.eastus-1.ingest.monitor.azure.com")
+            .set("dcr_immutable_id", "dcr-0")
+            .set("stream", "Custom-ClaudeCompliance_CL")
+            .set("tenant_id", "t")
+            .set("client_id", "c")
+            .set("client_secret", "${K}"),
         &[("K", "bench-key")],
     );
     let SinkKind::Sentinel(cfg) = &config.kind else {

@@ -9,8 +9,13 @@
 //! this command reports progress.
 //!
 //! Progress: a bar with ETA (indicatif) when stderr is a terminal, a log
-//! line every `--progress-every` otherwise. Ctrl-C stops after the page in
-//! flight and prints the command that resumes the same range.
+//! line every `--progress-every` otherwise. Windows are sized by what they
+//! hold, so one window may span most of the range; the walk reads it newest
+//! first, and the progress counts what it has read so far (from the oldest
+//! created_at read in the open window up to its end) on top of the windows
+//! completed, with the requests spent. Ctrl-C stops after the page in
+//! flight and prints the command that resumes the same range (from the
+//! open window's cursor).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,7 +29,7 @@ use tracing::info;
 use crate::config::Config;
 use crate::enrich::Enricher;
 use crate::source::{SourceTask, fmt_ms};
-use crate::store::{InstanceLock, SharedStore, Store};
+use crate::store::{InstanceLock, SharedStore, Store, WindowKind};
 
 /// Parses `--since`/`--until`: RFC 3339 (`2026-01-01T00:00:00Z`), a date
 /// (`2026-01-01`, midnight UTC), or a duration meaning that long ago (`7d`).
@@ -80,13 +85,18 @@ pub async fn run(
     let (since_ms, until_ms) = (since.timestamp_millis(), until.timestamp_millis());
     let store = SharedStore::open(&config.state.path)?;
     let name = source.name.clone();
-    let row = store
-        .call(move |s| s.add_backfill(&name, since_ms, until_ms))
+    let (row, open) = store
+        .call(move |s| -> Result<_, crate::store::StoreError> {
+            let row = s.add_backfill(&name, since_ms, until_ms)?;
+            Ok((row, s.open_window(&name, WindowKind::Backfill)?))
+        })
         .await?;
-    if row.next_ms > since_ms {
+    if row.requests > 0 || row.next_ms > since_ms {
         println!(
-            "resuming backfill of {source_name}: {} already read",
-            fmt_ms(row.next_ms)
+            "resuming backfill of {source_name}: {:.0}% already read ({} new records, {} requests)",
+            (100.0 * row.read_ratio(open.as_ref())).floor(),
+            row.records,
+            row.requests
         );
     }
     let reporter = Reporter {
@@ -129,21 +139,23 @@ pub async fn run(
             true
         }
     };
-    let row = Store::open_readonly(&config.state.path)?
+    let store = Store::open_readonly(&config.state.path)?;
+    let row = store
         .backfill(source_name, since_ms, until_ms)?
         .expect("registered above");
+    let open = store.open_window(source_name, WindowKind::Backfill)?;
+    let percent = (100.0 * row.read_ratio(open.as_ref())).floor();
     if row.next_ms >= until_ms {
         println!(
-            "backfill complete: {} new records journaled; the sinks deliver them",
-            row.records
+            "backfill complete: {} new records journaled with {} requests; the sinks deliver them",
+            row.records, row.requests
         );
         Ok(Outcome::Complete {
             records: row.records,
         })
     } else if daemon_reads {
         println!(
-            "stopped following at {}; the daemon keeps reading the range (claudit status shows it)",
-            fmt_ms(row.next_ms)
+            "stopped following at {percent}% read; the daemon keeps reading the range (claudit status shows it)"
         );
         Ok(Outcome::Interrupted {
             read_up_to_ms: row.next_ms,
@@ -152,8 +164,9 @@ pub async fn run(
         // The same range, in absolute times: a relative `--since 7d` given
         // again later would be another range and start over.
         println!(
-            "backfill stopped at {}; to resume, run: claudit backfill --config {} --source {source_name} --since {} --until {}",
-            fmt_ms(row.next_ms),
+            "backfill stopped with {percent}% read ({} new records, {} requests; a window in progress resumes from its cursor); to resume, run: claudit backfill --config {} --source {source_name} --since {} --until {}",
+            row.records,
+            row.requests,
             config.file.display(),
             fmt_ms(since_ms),
             fmt_ms(until_ms)
@@ -202,22 +215,33 @@ impl Reporter {
         let started = std::time::Instant::now();
         let mut first_ms = None;
         loop {
-            let row = Store::open_readonly(&self.path)?.backfill(
-                &self.source,
-                self.since_ms,
-                self.until_ms,
-            )?;
+            let store = Store::open_readonly(&self.path)?;
+            let row = store.backfill(&self.source, self.since_ms, self.until_ms)?;
+            let open = store.open_window(&self.source, WindowKind::Backfill)?;
+            drop(store);
             let finished = stop.is_cancelled();
             if let Some(row) = &row {
-                let done = (row.next_ms - self.since_ms).clamp(0, total as i64) as u64;
+                let done = row.read_ms(open.as_ref()).clamp(0, total as i64) as u64;
                 let first = *first_ms.get_or_insert(done);
+                // The window being read, and how far down its walk is.
+                let reading = open
+                    .as_ref()
+                    .filter(|w| w.start_ms == row.next_ms && row.next_ms < row.until_ms);
+                let position = match reading {
+                    Some(w) => format!(
+                        "reading {}..{} down to {}",
+                        fmt_ms(w.start_ms),
+                        fmt_ms(w.end_ms),
+                        fmt_ms(w.read_from_ms.unwrap_or(w.end_ms))
+                    ),
+                    None => format!("read up to {}", fmt_ms(row.next_ms.min(self.until_ms))),
+                };
                 match &bar {
                     Some(bar) => {
                         bar.set_position(done);
                         bar.set_message(format!(
-                            "read up to {}, {} new records",
-                            fmt_ms(row.next_ms.min(self.until_ms)),
-                            row.records
+                            "{position}, {} new records, {} requests",
+                            row.records, row.requests
                         ));
                     }
                     None => {
@@ -226,7 +250,14 @@ impl Reporter {
                             source = %self.source,
                             percent = 100 * done / total,
                             read_up_to = %fmt_ms(row.next_ms.min(self.until_ms)),
+                            reading = %reading.map_or(String::new(), |w| format!(
+                                "{}..{} down to {}",
+                                fmt_ms(w.start_ms),
+                                fmt_ms(w.end_ms),
+                                fmt_ms(w.read_from_ms.unwrap_or(w.end_ms))
+                            )),
                             records = row.records,
+                            requests = row.requests,
                             eta = %eta.map_or("unknown".to_string(), |d| humantime::format_duration(d).to_string()),
                             "backfill progress"
                         );

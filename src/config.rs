@@ -21,6 +21,8 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
+mod places;
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -34,6 +36,9 @@ pub struct Config {
     pub server: ServerConfig,
     /// `[detections]`: rules over every activity (`src/detect/settings.rs`).
     pub detections: crate::detect::DetectionSettings,
+    /// Settings accepted but without effect (retired keys), each with what
+    /// to do: `claudit check` prints them, the daemon logs them at start.
+    pub notices: Vec<ConfigError>,
 }
 
 // ---- [server]: /metrics, /healthz, /readyz ---------------------------------
@@ -78,8 +83,9 @@ pub struct SourceConfig {
     pub requests_per_minute: u32,
     /// Steady-state window length.
     pub window: Duration,
-    /// Window length while catching up after downtime or during backfill.
-    pub catchup_window: Duration,
+    /// A catch-up or backfill window whose first page shows it would need
+    /// more pages than this is split (windows are sized by what they hold).
+    pub max_window_pages: u32,
     /// `end` of a window never comes closer to now than this.
     pub settle_lag: Duration,
     /// How far behind the watermark the late-arrival sweep re-reads.
@@ -438,27 +444,34 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         .filter_map(|(name, _)| name.into_string().ok())
         .filter(|name| name.starts_with(ENV_PREFIX) && name.contains("__"))
         .collect();
-    load_inner(&text, path, &env, &override_names)
+    load_inner(&text, path, &env, &override_names, true)
 }
 
 /// Loads and validates configuration text, as if read from `file`, with an
 /// explicit environment (`env` answers `${VAR}` and `CLAUDIT_*` look-ups).
-/// Hermetic: it reads nothing but the `*_file` secrets the text names.
+/// Hermetic: it reads nothing but the `*_file` secrets the text names, and
+/// does not check that the state directory exists (`load` does; see
+/// `places`). Paths are still compared after resolving what exists of them.
 pub fn load_str(
     text: &str,
     file: &Path,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigErrors> {
-    load_inner(text, file, env, &[])
+    load_inner(text, file, env, &[], false)
 }
 
+/// `probe_files`: also check what the paths are on this machine (the state
+/// directory exists, the state path is not a directory, ...): what `run`
+/// would otherwise find out at start-up.
 fn load_inner(
     text: &str,
     file: &Path,
     env: &dyn Fn(&str) -> Option<String>,
     override_names: &[String],
+    probe_files: bool,
 ) -> Result<Config, ConfigErrors> {
     let mut cx = reader::Ctx::new(file, text, env);
+    cx.probe_files = probe_files;
     let (doc, syntax_errors) = toml::de::DeTable::parse_recoverable(text);
     if !syntax_errors.is_empty() {
         // Every syntax error, but no validation of a document the parser had
@@ -514,8 +527,12 @@ pub(crate) mod reader {
         text: &'a str,
         env: &'a dyn Fn(&str) -> Option<String>,
         pub errors: Vec<ConfigError>,
+        /// Settings accepted without effect (`Config::notices`).
+        pub notices: Vec<ConfigError>,
         /// Every `CLAUDIT_*` override name looked up, to catch unused ones.
         pub overrides_seen: BTreeSet<String>,
+        /// Check the paths against the file system (see `load_inner`).
+        pub probe_files: bool,
     }
 
     impl<'a> Ctx<'a> {
@@ -525,7 +542,9 @@ pub(crate) mod reader {
                 text,
                 env,
                 errors: Vec::new(),
+                notices: Vec::new(),
                 overrides_seen: BTreeSet::new(),
+                probe_files: false,
             }
         }
 
@@ -550,6 +569,21 @@ pub(crate) mod reader {
             message: impl Into<String>,
         ) {
             self.errors.push(ConfigError {
+                file: self.file.to_path_buf(),
+                key: key.into(),
+                message: message.into(),
+                line,
+            });
+        }
+
+        /// A setting accepted without effect, and what to do about it.
+        pub fn notice(
+            &mut self,
+            key: impl Into<String>,
+            line: Option<usize>,
+            message: impl Into<String>,
+        ) {
+            self.notices.push(ConfigError {
                 file: self.file.to_path_buf(),
                 key: key.into(),
                 message: message.into(),
@@ -592,6 +626,30 @@ pub(crate) mod reader {
                 format!("{:?}", self.value)
             }
         }
+    }
+
+    /// A secret as read, with where it came from (for messages about it).
+    /// Not `Debug`: it holds the secret.
+    pub(super) struct FoundSecret {
+        /// `api_key` or `api_key_file`: the key that gave it.
+        pub key: String,
+        pub line: Option<usize>,
+        /// Some of it came from the environment.
+        pub uses_env: bool,
+        /// The file it was read from (`<key>_file`).
+        pub file: Option<PathBuf>,
+        pub secret: SecretString,
+    }
+
+    /// What makes `value` impossible as an HTTP header value, if anything:
+    /// a byte below 0x20 other than tab, or DEL (RFC 9110 field values).
+    pub(super) fn header_value_problem(value: &str) -> Option<&'static str> {
+        value.bytes().find_map(|b| match b {
+            b'\n' | b'\r' => Some("a line break"),
+            b'\t' => None,
+            0..=31 | 127 => Some("a control character"),
+            _ => None,
+        })
     }
 
     /// A value that may be absent, present, or present but wrong (already
@@ -1061,6 +1119,49 @@ pub(crate) mod reader {
             env_example: &str,
             file_example: &str,
         ) -> Option<SecretString> {
+            self.secret_from(cx, key, env_example, file_example)
+                .map(|found| found.secret)
+        }
+
+        /// A secret sent as an HTTP header value (an API key, a token),
+        /// read like [`Table::secret`]. Surrounding whitespace (a trailing
+        /// newline from `echo` or an editor) is removed, as the clients do;
+        /// a line break or another control character inside it is an error
+        /// naming the key it came from, since no header can carry it and
+        /// every request would fail.
+        pub fn header_secret(
+            &mut self,
+            cx: &mut Ctx,
+            key: &str,
+            env_example: &str,
+            file_example: &str,
+        ) -> Option<SecretString> {
+            use secrecy::ExposeSecret;
+            let found = self.secret_from(cx, key, env_example, file_example)?;
+            let value = found.secret.expose_secret().trim();
+            let Some(what) = header_value_problem(value) else {
+                return Some(SecretString::from(value.to_string()));
+            };
+            let origin = match (&found.file, found.uses_env) {
+                (Some(file), _) => format!("the file {}", file.display()),
+                (None, true) => "the environment variable's value".to_string(),
+                (None, false) => "the value".to_string(),
+            };
+            let msg = format!(
+                "contains {what}, which an HTTP header cannot carry, so every request would fail; \
+                 the key is one line of printable characters: remove the {what} from {origin}"
+            );
+            self.problem(cx, &found.key, found.line, None, msg);
+            None
+        }
+
+        fn secret_from(
+            &mut self,
+            cx: &mut Ctx,
+            key: &str,
+            env_example: &str,
+            file_example: &str,
+        ) -> Option<FoundSecret> {
             let file_key = format!("{key}_file");
             let inline = self.text(cx, key);
             let from_file = self.text(cx, &file_key);
@@ -1089,7 +1190,13 @@ pub(crate) mod reader {
                         self.problem(cx, key, t.line, None, msg);
                         None
                     } else {
-                        Some(SecretString::from(t.value))
+                        Some(FoundSecret {
+                            key: key.to_string(),
+                            line: t.line,
+                            uses_env: t.uses_env,
+                            file: None,
+                            secret: SecretString::from(t.value),
+                        })
                     }
                 }
                 (Got::Absent, Got::Value(t)) => {
@@ -1119,7 +1226,13 @@ pub(crate) mod reader {
                         },
                     };
                     match secret {
-                        Ok(s) => Some(s),
+                        Ok(secret) => Some(FoundSecret {
+                            key: file_key,
+                            line: t.line,
+                            uses_env: false,
+                            file: Some(path),
+                            secret,
+                        }),
                         Err(msg) => {
                             self.problem(cx, &file_key, t.line, None, msg);
                             None
@@ -1543,6 +1656,15 @@ mod schema {
 
         let mut state_table = root.subtable(cx, "state");
         let state_path = state_table.required_path(cx, "path", "\"/var/lib/claudit/state.db\"");
+        let mut places = Vec::new();
+        if let Some(path) = &state_path {
+            places.push(places::Place {
+                key: state_table.key_path("path"),
+                line: state_table.line_of_key(cx, "path"),
+                path: path.clone(),
+                kind: places::Kind::State,
+            });
+        }
         let retention = state_table.duration(cx, "retention", DEFAULT_RETENTION);
         let retention_line = state_table.line_of_key(cx, "retention");
         let retention_key = state_table.key_path("retention");
@@ -1601,26 +1723,11 @@ mod schema {
                     format!("duplicate sink name {name:?} (also sinks[{first}]); give each sink a unique name"),
                 );
             }
-            if let Some(SinkConfig {
-                kind: SinkKind::File(file),
-                ..
-            }) = &sink
+            if let Some(sink) = &sink
+                && let Some(place) =
+                    places::of_sink(sink, t.key_path("path"), t.line_of_key(cx, "path"))
             {
-                let other = sinks
-                    .iter()
-                    .position(|s| matches!(&s.kind, SinkKind::File(f) if f.path == file.path));
-                if let Some(other) = other {
-                    let line = t.line_of_key(cx, "path");
-                    cx.error(
-                        t.key_path("path"),
-                        line,
-                        format!(
-                            "{} is already written by sink {:?}; two sinks cannot share a file, give this one its own path",
-                            file.path.display(),
-                            sinks[other].name
-                        ),
-                    );
-                }
+                places.push(place);
             }
             sink_names.push(name);
             sinks.extend(sink);
@@ -1631,6 +1738,7 @@ mod schema {
         let server = read_server(cx, &mut root);
         let detections = crate::detect::settings::read(cx, &mut root);
         root.finish(cx);
+        places::check(cx, &places);
 
         // Dedup of late re-reads needs the journal rows still present when the
         // sweep reads them again.
@@ -1668,6 +1776,7 @@ mod schema {
             ocsf,
             server,
             detections,
+            notices: std::mem::take(&mut cx.notices),
         }
     }
 
@@ -1716,7 +1825,7 @@ mod schema {
                 .map_err(|msg| text_error(cx, t, "base_url", &text, msg))
                 .ok(),
         };
-        let api_key = t.secret(
+        let api_key = t.header_secret(
             cx,
             "api_key",
             "ANTHROPIC_COMPLIANCE_API_KEY",
@@ -1762,20 +1871,27 @@ mod schema {
 
         let window = t.duration(cx, "window", secs(5 * MINUTE));
         let window = at_least(cx, t, "window", window, secs(1));
-        let catchup_window = t.duration(cx, "catchup_window", secs(HOUR));
-        let catchup_window = at_least(cx, t, "catchup_window", catchup_window, secs(1));
-        if let (Some(w), Some(c)) = (window, catchup_window)
-            && c < w
-        {
+        // Retired: catch-up and backfill windows are sized by what they
+        // hold. Still accepted, so configurations written for earlier
+        // versions keep working; `check` and the daemon say to remove it.
+        if t.has_key("catchup_window") {
             let line = t.line_of_key(cx, "catchup_window");
-            let msg = format!(
-                "catchup_window {} is shorter than window {}; write catchup_window = \"{}\" or more",
-                reader::format_duration(c),
-                reader::format_duration(w),
-                reader::format_duration(w)
+            cx.notice(
+                t.key_path("catchup_window"),
+                line,
+                "retired, and ignored: catch-up and backfill windows are now sized by what they \
+                 hold (about one request per page_size activities, however long the range; \
+                 max_window_pages bounds one window); remove the key",
             );
-            t_error(cx, t, "catchup_window", line, msg);
         }
+        let _ = t.duration(cx, "catchup_window", secs(HOUR));
+        let max_window_pages = t.integer(
+            cx,
+            "max_window_pages",
+            1..=1_000_000,
+            1000,
+            "pages a catch-up or backfill window may need before it is split",
+        );
         let settle_lag = t.duration(cx, "settle_lag", secs(2 * MINUTE));
         let settle_lag = at_least(cx, t, "settle_lag", settle_lag, secs(1));
         let sweep_horizon = t.duration(cx, "sweep_horizon", secs(HOUR));
@@ -1864,7 +1980,7 @@ mod schema {
             anthropic_version: anthropic_version.unwrap_or_default(),
             requests_per_minute: requests_per_minute.unwrap_or_default() as u32,
             window: window.unwrap_or_default(),
-            catchup_window: catchup_window.unwrap_or_default(),
+            max_window_pages: max_window_pages.unwrap_or_default() as u32,
             settle_lag: settle_lag.unwrap_or_default(),
             sweep_horizon: sweep_horizon.unwrap_or_default(),
             sweep_interval: sweep_interval.unwrap_or_default(),
@@ -2214,7 +2330,7 @@ mod schema {
                 }
             }
         };
-        let api_key = t.secret(cx, "api_key", "DD_API_KEY", "/run/secrets/datadog_api_key");
+        let api_key = t.header_secret(cx, "api_key", "DD_API_KEY", "/run/secrets/datadog_api_key");
         let ddsource = optional_text(cx, t, "ddsource", "claude-compliance-logs");
         let service = optional_text(cx, t, "service", "claudit");
         let ddtags = optional_text(cx, t, "ddtags", "");
@@ -2381,7 +2497,7 @@ mod schema {
                         None
                     }
                 });
-        let token = t.secret(
+        let token = t.header_secret(
             cx,
             "token",
             "SPLUNK_HEC_TOKEN",
@@ -2638,7 +2754,7 @@ mod schema {
                 }
             }
             Got::Absent => t
-                .secret(
+                .header_secret(
                     cx,
                     "api_key",
                     "ELASTICSEARCH_API_KEY",
@@ -3029,7 +3145,7 @@ path = "/tmp/e.ndjson"
             "CLAUDIT_SINKS__NOPE__FORMAT".to_string(),
         ];
         let env = |name: &str| (name == "CLAUDIT_SOURCES__ACME__WINDOW").then(|| "10m".to_string());
-        let errors = load_inner(MINIMAL, Path::new("c.toml"), &env, &names).unwrap_err();
+        let errors = load_inner(MINIMAL, Path::new("c.toml"), &env, &names, false).unwrap_err();
         let printed = errors.to_string();
         assert_eq!(errors.0.len(), 2, "{printed}");
         assert_eq!(errors.0[0].key, "CLAUDIT_STATE__RETENTON");
@@ -3046,7 +3162,7 @@ path = "/tmp/e.ndjson"
         );
 
         let names = vec!["CLAUDIT_SOURCES__ACME__WINDOW".to_string()];
-        let config = load_inner(MINIMAL, Path::new("c.toml"), &env, &names).unwrap();
+        let config = load_inner(MINIMAL, Path::new("c.toml"), &env, &names, false).unwrap();
         assert_eq!(config.sources[0].window, Duration::from_secs(600));
     }
 

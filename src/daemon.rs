@@ -25,7 +25,7 @@ use crate::ocsf::Mapper;
 use crate::service::{self, Notifier};
 use crate::sinks::SinkTask;
 use crate::source::SourceTask;
-use crate::store::{InstanceLock, SharedStore, now_ms};
+use crate::store::{InstanceLock, SharedStore, integrity, now_ms};
 
 /// The longest a shutdown waits for in-flight work before giving up.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(25);
@@ -35,12 +35,26 @@ const PRUNE_EVERY: Duration = Duration::from_secs(600);
 /// (geoipupdate renames a new file over the old one).
 const GEOIP_CHECK_EVERY: Duration = Duration::from_secs(60);
 
+/// How `claudit run` starts.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StartOptions {
+    /// `--reset-state`: set a damaged or emptied state database aside and
+    /// start over (see [`integrity::open_at_startup`]).
+    pub reset_state: bool,
+}
+
 /// Runs until `cancel` fires (SIGTERM/SIGINT) or a task fails for good.
 /// SIGHUP reloads the configuration (see [`reload`]) without a restart;
 /// the service manager hears of each step through `$NOTIFY_SOCKET`.
-pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    config: Config,
+    start: StartOptions,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    let descriptors = raise_descriptor_limit();
     // The lock is held across reloads: the process stays the one owner.
     let _lock = InstanceLock::acquire(&config.state.path)?;
+    check_state_database(&config.state.path, start.reset_state).await?;
     let notifier = Arc::new(Notifier::from_env());
     let mut hangups = service::reload_signals()?;
     if let Some(every) = service::watchdog_interval_from_env() {
@@ -59,8 +73,9 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
         Some(addr) => {
             let listener = crate::server::bind(addr).await?;
             let (metrics, cancel) = (metrics.clone(), cancel.clone());
+            let limits = crate::server::Limits::for_descriptors(descriptors);
             Some(tokio::spawn(crate::server::serve(
-                listener, metrics, cancel,
+                listener, metrics, limits, cancel,
             )))
         }
         None => None,
@@ -78,6 +93,9 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
             config.sinks.len()
         );
         info!(sources = config.sources.len(), sinks = config.sinks.len(), state = %config.state.path.display(), "claudit running");
+        for notice in &config.notices {
+            warn!(notice = %notice, "configuration setting without effect");
+        }
         notifier.ready(&summary);
 
         let next = loop {
@@ -147,6 +165,69 @@ pub async fn run(config: Config, cancel: CancellationToken) -> anyhow::Result<()
         Some(err) => Err(err),
         None => Ok(()),
     }
+}
+
+/// Raises the soft descriptor limit to the hard one and logs the figure;
+/// returns the soft limit the process has.
+fn raise_descriptor_limit() -> u64 {
+    match crate::fdlimit::raise_to_hard_limit() {
+        Ok(limit) if limit.soft > limit.before => {
+            info!(
+                soft = limit.soft,
+                hard = limit.hard,
+                before = limit.before,
+                "descriptor limit raised to the hard limit"
+            );
+            limit.soft
+        }
+        Ok(limit) => {
+            info!(soft = limit.soft, hard = limit.hard, "descriptor limit");
+            limit.soft
+        }
+        Err((limit, e)) => {
+            warn!(soft = limit.soft, hard = limit.hard, error = %e,
+                "cannot raise the descriptor limit to the hard limit; raise the soft limit \
+                 (systemd LimitNOFILE=, ulimit -n) if connections fail with \"Too many open files\"");
+            limit.soft
+        }
+    }
+}
+
+/// Opens and checks the state database before anything runs (see
+/// [`integrity::open_at_startup`]): a damaged or emptied database stops
+/// start-up with its recovery steps, unless `reset` sets it aside.
+async fn check_state_database(path: &std::path::Path, reset: bool) -> anyhow::Result<()> {
+    let path = path.to_path_buf();
+    let startup = tokio::task::spawn_blocking(move || {
+        integrity::open_at_startup(&path, reset, integrity::QUICK_CHECK_BUDGET)
+    })
+    .await??;
+    let state = startup.store.path().display().to_string();
+    if let Some((refusal, moved)) = &startup.set_aside {
+        let moved: Vec<String> = moved
+            .iter()
+            .map(|(from, to)| format!("{} -> {}", from.display(), to.display()))
+            .collect();
+        warn!(%state, refusal = %refusal, moved = %moved.join(", "),
+            "--reset-state: the state database was set aside and a new one created; every source \
+             re-reads its initial_lookback and every sink receives those events again");
+    }
+    if startup.reset_not_needed {
+        warn!(%state, "--reset-state: the state database passed its checks, nothing was set aside; \
+            remove the flag from the command line");
+    }
+    match startup.quick_check {
+        integrity::QuickCheck::Passed { took } => {
+            info!(%state, took_ms = took.as_millis() as u64, "state database checked (quick_check)");
+        }
+        integrity::QuickCheck::Unfinished { after } => {
+            warn!(%state, after_secs = after.as_secs(),
+                "quick_check of the state database did not finish within its time bound; start-up \
+                 goes on. Check it offline when convenient: stop claudit, then \
+                 sqlite3 <state.db> \"PRAGMA quick_check\"");
+        }
+    }
+    Ok(())
 }
 
 /// Re-reads and validates the configuration file, re-reading the `*_file`

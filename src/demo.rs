@@ -74,7 +74,11 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
         &raw_path,
     );
     let cancel = CancellationToken::new();
-    let daemon = tokio::spawn(crate::daemon::run(config.clone(), cancel.clone()));
+    let daemon = tokio::spawn(crate::daemon::run(
+        config.clone(),
+        crate::daemon::StartOptions::default(),
+        cancel.clone(),
+    ));
 
     tokio::time::sleep(options.live_for).await;
     sim.stop_live();
@@ -148,7 +152,7 @@ fn demo_config(base_url: &str, api_key: &str, state_dir: &Path, ocsf: &Path, raw
             anthropic_version: "2023-06-01".into(),
             requests_per_minute: 500,
             window: Duration::from_secs(2),
-            catchup_window: Duration::from_secs(3600),
+            max_window_pages: 1000,
             settle_lag: DEMO_SETTLE_LAG,
             sweep_horizon: Duration::from_secs(120),
             sweep_interval: Duration::from_secs(3),
@@ -173,6 +177,7 @@ fn demo_config(base_url: &str, api_key: &str, state_dir: &Path, ocsf: &Path, raw
         ocsf: OcsfConfig::default(),
         server: Default::default(),
         detections: Default::default(),
+        notices: Vec::new(),
     }
 }
 

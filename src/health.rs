@@ -2,7 +2,9 @@
 //! state database and the clock (the HTTP side is `server.rs`).
 //!
 //! Ready means the data flows: every source polled the Compliance API
-//! successfully within the time its schedule allows, and no sink is stuck
+//! successfully within the time its schedule allows and none of its windows
+//! is stuck on a paging fault (an answer that cannot move it on), and no
+//! sink is stuck
 //! (undelivered records older than `ready_max_sink_delay` and no successful
 //! delivery for as long). A sink that is working through a backlog is not
 //! stuck; its lag shows in `claudit_sink_behind_seconds` instead.
@@ -13,7 +15,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::store::{Store, StoreError};
+use crate::store::{BackfillRow, Store, StoreError, WindowRow};
 
 /// What the checks need from the configuration.
 #[derive(Debug, Clone, Default)]
@@ -98,6 +100,10 @@ pub struct SourceSnapshot {
     pub watermark_ms: Option<i64>,
     pub last_success_ms: Option<i64>,
     pub last_error: Option<String>,
+    /// Open windows: how far their walks have read, and their faults.
+    pub windows: Vec<WindowRow>,
+    /// Unfinished backfill ranges.
+    pub backfills: Vec<BackfillRow>,
 }
 
 #[derive(Debug, Clone)]
@@ -124,6 +130,8 @@ impl StateSnapshot {
                 watermark_ms: state.watermark_ms,
                 last_success_ms: state.last_success_ms,
                 last_error: state.last_error,
+                windows: store.pending_windows(&s.name)?,
+                backfills: store.open_backfills(&s.name)?,
             });
         }
         for target in &targets.sinks {
@@ -214,7 +222,8 @@ pub fn readiness(snapshot: &StateSnapshot, targets: &Targets, now_ms: i64) -> Re
             .unwrap_or(i64::MIN)
             .max(targets.started_ms);
         let age = now_ms - since;
-        let ok = age <= allowed;
+        let stuck = s.windows.iter().find(|w| w.fault.is_some());
+        let ok = age <= allowed && stuck.is_none();
         let mut detail = match s.last_success_ms {
             Some(t) => format!(
                 "last successful poll {} ago (allowed {})",
@@ -227,7 +236,9 @@ pub fn readiness(snapshot: &StateSnapshot, targets: &Targets, now_ms: i64) -> Re
                 human(allowed)
             ),
         };
-        if !ok && let Some(e) = &s.last_error {
+        if let Some(w) = stuck {
+            detail.push_str(&format!("; {}", fault_text(w, now_ms)));
+        } else if !ok && let Some(e) = &s.last_error {
             detail.push_str(&format!("; last error: {e}"));
         }
         checks.push(Check {
@@ -278,6 +289,18 @@ pub fn readiness(snapshot: &StateSnapshot, targets: &Targets, now_ms: i64) -> Re
     Report::new(checks)
 }
 
+/// "paging fault on the live window for 3m (5 attempts): ..." for a
+/// window stuck on a fault (`status` says the same).
+pub fn fault_text(w: &WindowRow, now_ms: i64) -> String {
+    format!(
+        "paging fault on the {} window for {} ({} attempts): {}",
+        w.kind.as_str(),
+        human(now_ms - w.fault_since_ms.unwrap_or(now_ms)),
+        w.faults,
+        w.fault.as_deref().unwrap_or("")
+    )
+}
+
 /// "95s", "12m", "3h" for details.
 fn human(ms: i64) -> String {
     let s = ms.max(0) / 1000;
@@ -318,6 +341,8 @@ mod tests {
                 watermark_ms: None,
                 last_success_ms: poll,
                 last_error: Some("HTTP 403: scope".into()),
+                windows: Vec::new(),
+                backfills: Vec::new(),
             }],
             sinks: vec![SinkSnapshot {
                 name: "siem".into(),
@@ -352,6 +377,29 @@ mod tests {
         let mut t = targets();
         t.started_ms = now - MIN;
         assert!(readiness(&snapshot(Some(now - 13 * MIN), None, None), &t, now).ok());
+    }
+
+    #[test]
+    fn a_window_stuck_on_a_paging_fault_fails_at_once_and_names_it() {
+        let now = 100 * MIN;
+        let mut state = snapshot(Some(now - MIN), None, Some(0));
+        state.sources[0].windows = vec![crate::store::WindowRow {
+            fault: Some("has_more without a cursor (request-id req_9)".into()),
+            fault_since_ms: Some(now - 3 * MIN),
+            faults: 5,
+            ..crate::store::WindowRow::fresh(crate::store::WindowKind::Backfill, 0, MIN)
+        }];
+        let r = readiness(&state, &targets(), now);
+        assert!(!r.checks[0].ok, "{r:?}");
+        assert!(
+            r.checks[0]
+                .detail
+                .contains("paging fault on the backfill window for 3m (5 attempts): has_more without a cursor (request-id req_9)"),
+            "{r:?}"
+        );
+        // The fault cleared: ready again.
+        state.sources[0].windows[0].fault = None;
+        assert!(readiness(&state, &targets(), now).ok());
     }
 
     #[test]

@@ -6,6 +6,9 @@ use std::time::Duration;
 
 /// The daemon's health endpoint with the default `[server] listen`.
 pub const DEFAULT_URL: &str = "http://127.0.0.1:9464/healthz";
+/// The daemon answers `/healthz` with a few lines per source and sink; a
+/// longer answer is not its own.
+const MAX_BODY_BYTES: usize = 64 << 10;
 
 /// `Ok` on a 200 answer from `url` within `timeout`; otherwise the reason
 /// in one line (status and the start of the body, or the connection error).
@@ -26,7 +29,9 @@ pub async fn check(url: &str, timeout: Duration) -> Result<(), String> {
     if status == reqwest::StatusCode::OK {
         return Ok(());
     }
-    let body = response.text().await.unwrap_or_default();
+    let body = crate::body_limit::read_capped_text(response, MAX_BODY_BYTES, "GET /healthz")
+        .await
+        .unwrap_or_else(|e| e.to_string());
     let body: String = body.split_whitespace().collect::<Vec<_>>().join(" ");
     let body: String = body.chars().take(200).collect();
     if body.is_empty() {

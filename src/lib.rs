@@ -4,6 +4,7 @@
 
 pub mod archive;
 pub mod backfill;
+pub mod body_limit;
 pub mod check;
 pub mod config;
 pub mod daemon;
@@ -11,11 +12,13 @@ pub mod demo;
 pub mod detect;
 pub mod dlq;
 pub mod enrich;
+pub mod fdlimit;
 pub mod health;
 pub mod healthcheck;
 pub mod metrics;
 pub mod model;
 pub mod ocsf;
+pub mod redact;
 pub mod server;
 pub mod service;
 pub mod sim;

@@ -16,8 +16,12 @@ use tokio_util::sync::CancellationToken;
 use claudit::config::{self, Config};
 use claudit::telemetry::{self, LogFormat};
 
-/// Exit code for a configuration error (sysexits EX_CONFIG).
+/// Exit code for a configuration error, or a state the daemon's user may
+/// not write (sysexits EX_CONFIG): restarting will not help.
 const EXIT_CONFIG: u8 = 78;
+/// Exit code for a damaged state database (sysexits EX_DATAERR): restarting
+/// will not help either; the message says how to recover.
+const EXIT_DAMAGED: u8 = 65;
 
 #[derive(Parser)]
 #[command(
@@ -41,6 +45,11 @@ enum Command {
         /// Configuration file (TOML).
         #[arg(long, short, env = "CLAUDIT_CONFIG")]
         config: PathBuf,
+        /// If the state database is damaged or its content was lost, set its files aside
+        /// (renamed with a timestamp, never deleted) and start over, re-reading every source's
+        /// initial_lookback. Does nothing to a sound database.
+        #[arg(long)]
+        reset_state: bool,
     },
     /// Validate the configuration without network access; exit 0 if valid, 78 listing every problem otherwise.
     Check {
@@ -433,7 +442,24 @@ enum DlqCommand {
     },
 }
 
+/// Blocks of 4 MiB and more (an unusually large answer or record, a bomb
+/// stopped at its cap) get a mapping of their own, given back to the
+/// system when freed. By default glibc raises that threshold to the largest
+/// block freed so far (up to 32 MiB), after which such blocks are carved
+/// from per-thread arenas and stay resident: a burst of large answers would
+/// keep the process at its peak, and peaks of different threads would add
+/// up. Everyday blocks (a 3 MB page, a batch) stay below it.
+fn return_large_blocks_to_the_system() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; no thread has
+    // started yet.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
+    }
+}
+
 fn main() -> ExitCode {
+    return_large_blocks_to_the_system();
     let cli = Cli::parse();
     let json_logs = telemetry::init(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -453,12 +479,28 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) if daemon_json => {
             tracing::error!(error = %format!("{e:#}"), "claudit stopped");
-            ExitCode::FAILURE
+            exit_code_of(&e)
         }
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            exit_code_of(&e)
         }
+    }
+}
+
+/// The exit code of a failure: 65 for a damaged state database and 78 for
+/// a state the daemon's user may not write (systemd's unit does not restart
+/// on either: the same start would fail the same way), 1 otherwise.
+fn exit_code_of(error: &anyhow::Error) -> ExitCode {
+    use claudit::store::{Problem, StoreError};
+    let problem = error
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<StoreError>())
+        .map(StoreError::problem);
+    match problem {
+        Some(Problem::Damaged) => ExitCode::from(EXIT_DAMAGED),
+        Some(Problem::Access) => ExitCode::from(EXIT_CONFIG),
+        Some(Problem::Other) | None => ExitCode::FAILURE,
     }
 }
 
@@ -471,13 +513,17 @@ fn load_config(path: &std::path::Path) -> Result<Config, ExitCode> {
 
 async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Run { config } => {
+        Command::Run {
+            config,
+            reset_state,
+        } => {
             let config = match load_config(&config) {
                 Ok(c) => c,
                 Err(code) => return Ok(code),
             };
             let cancel = shutdown_on_signals();
-            claudit::daemon::run(config, cancel).await?;
+            let start = claudit::daemon::StartOptions { reset_state };
+            claudit::daemon::run(config, start, cancel).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { config, connect } => {
@@ -491,6 +537,9 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 config.sources.len(),
                 config.sinks.len()
             );
+            for notice in &config.notices {
+                println!("note: {notice}");
+            }
             if connect {
                 let ok = claudit::check::connect(&config).await;
                 return Ok(if ok {

@@ -17,7 +17,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::health::{StateSnapshot, Targets};
-use crate::store::now_ms;
+use crate::store::{WindowKind, now_ms};
 
 /// The media type of [`Metrics::encode`]'s output (OpenMetrics text, which
 /// Prometheus negotiates and parses).
@@ -26,6 +26,13 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SourceLabels {
     pub source: String,
+}
+
+/// A source and a kind of window (`live`, `sweep`, `backfill`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WindowLabels {
+    pub source: String,
+    pub window: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -48,6 +55,9 @@ pub enum StatusClass {
     ServerError,
     /// No HTTP answer: connection, TLS or timeout.
     Transport,
+    /// An answer whose body passed the size cap (`body_limit`): refused
+    /// unread, whatever its status.
+    TooLarge,
 }
 
 impl StatusClass {
@@ -67,15 +77,17 @@ impl StatusClass {
             StatusClass::RateLimited => "429",
             StatusClass::ServerError => "5xx",
             StatusClass::Transport => "error",
+            StatusClass::TooLarge => "too_large",
         }
     }
 
-    const ALL: [StatusClass; 5] = [
+    const ALL: [StatusClass; 6] = [
         StatusClass::Success,
         StatusClass::ClientError,
         StatusClass::RateLimited,
         StatusClass::ServerError,
         StatusClass::Transport,
+        StatusClass::TooLarge,
     ];
 }
 
@@ -86,6 +98,50 @@ impl EncodeLabelValue for StatusClass {
 }
 
 type SecondsGauge = Gauge<f64, AtomicU64>;
+type RatioGauge = Gauge<f64, AtomicU64>;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConnectionCloseLabels {
+    pub reason: ConnectionClose,
+}
+
+/// Why the operations endpoint closed a connection before its request
+/// was answered.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum ConnectionClose {
+    /// At the cap with every connection busy: closed at once.
+    OverCap,
+    /// At the cap: closed to make room, having sent no request headers yet.
+    Evicted,
+    /// No complete request headers within the header read timeout.
+    HeaderTimeout,
+    /// Still open at the connection deadline.
+    Deadline,
+}
+
+impl ConnectionClose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectionClose::OverCap => "over_cap",
+            ConnectionClose::Evicted => "evicted",
+            ConnectionClose::HeaderTimeout => "header_timeout",
+            ConnectionClose::Deadline => "deadline",
+        }
+    }
+
+    const ALL: [ConnectionClose; 4] = [
+        ConnectionClose::OverCap,
+        ConnectionClose::Evicted,
+        ConnectionClose::HeaderTimeout,
+        ConnectionClose::Deadline,
+    ];
+}
+
+impl EncodeLabelValue for ConnectionClose {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        std::fmt::Write::write_str(encoder, self.as_str())
+    }
+}
 
 /// Every metric family of the daemon.
 pub struct Metrics {
@@ -97,7 +153,13 @@ pub struct Metrics {
     source_self_generated: Family<SourceLabels, Counter>,
     logging_disabled: Family<SourceLabels, Counter>,
     source_ratelimit_remaining: Family<SourceLabels, Gauge>,
+    source_pages: Family<WindowLabels, Counter>,
+    source_paging_faults: Family<SourceLabels, Counter>,
     // Sources, state (refreshed at scrape time or by the watchdog).
+    source_window_read: Family<WindowLabels, RatioGauge>,
+    source_window_pages: Family<WindowLabels, Gauge>,
+    backfill_read: Family<SourceLabels, RatioGauge>,
+    backfill_requests: Family<SourceLabels, Gauge>,
     source_watermark_lag: Family<SourceLabels, SecondsGauge>,
     source_since_poll: Family<SourceLabels, SecondsGauge>,
     source_since_event: Family<SourceLabels, SecondsGauge>,
@@ -117,6 +179,9 @@ pub struct Metrics {
     journal_rows: Gauge,
     database_bytes: Gauge,
     ready: Gauge,
+    // The operations endpoint.
+    server_connections_open: Gauge,
+    server_connections_closed: Family<ConnectionCloseLabels, Counter>,
     /// When each source last journaled a new event (epoch ms); starts at the
     /// time the source was configured in this process.
     last_event_ms: Mutex<HashMap<String, i64>>,
@@ -149,6 +214,12 @@ impl Metrics {
             source_self_generated: Family::default(),
             logging_disabled: Family::default(),
             source_ratelimit_remaining: Family::default(),
+            source_pages: Family::default(),
+            source_paging_faults: Family::default(),
+            source_window_read: Family::default(),
+            source_window_pages: Family::default(),
+            backfill_read: Family::default(),
+            backfill_requests: Family::default(),
             source_watermark_lag: Family::default(),
             source_since_poll: Family::default(),
             source_since_event: Family::default(),
@@ -165,6 +236,8 @@ impl Metrics {
             journal_rows: Gauge::default(),
             database_bytes: Gauge::default(),
             ready: Gauge::default(),
+            server_connections_open: Gauge::default(),
+            server_connections_closed: Family::default(),
             last_event_ms: Mutex::new(HashMap::new()),
             tasks: Mutex::new(BTreeMap::new()),
             targets: RwLock::new(Targets::default()),
@@ -173,7 +246,7 @@ impl Metrics {
         // Counters get their `_total` suffix from the encoder.
         r.register(
             "claudit_source_requests",
-            "Compliance API requests by status class (2xx, 4xx, 429, 5xx, error = no answer)",
+            "Compliance API requests by status class (2xx, 4xx, 429, 5xx, error = no answer, too_large = body over the size cap, refused)",
             m.source_requests.clone(),
         );
         r.register(
@@ -200,6 +273,36 @@ impl Metrics {
             "claudit_source_ratelimit_remaining",
             "anthropic-ratelimit-requests-remaining of the last response",
             m.source_ratelimit_remaining.clone(),
+        );
+        r.register(
+            "claudit_source_pages",
+            "Pages the Compliance API answered, by the kind of window read (live, sweep, backfill): what reading costs in requests",
+            m.source_pages.clone(),
+        );
+        r.register(
+            "claudit_source_paging_faults",
+            "Answers whose paging could not move a window on (has_more with a repeated or missing last_id); nothing of them is kept and the window is retried after a backoff",
+            m.source_paging_faults.clone(),
+        );
+        r.register(
+            "claudit_source_window_read_ratio",
+            "Part of each open window's span (by created_at) read so far; absent when no window of that kind is open",
+            m.source_window_read.clone(),
+        );
+        r.register(
+            "claudit_source_window_pages",
+            "Pages read so far in each open window",
+            m.source_window_pages.clone(),
+        );
+        r.register(
+            "claudit_backfill_read_ratio",
+            "Part of the span of the unfinished backfill ranges read so far; absent when none is registered",
+            m.backfill_read.clone(),
+        );
+        r.register(
+            "claudit_backfill_requests",
+            "Requests spent so far on the unfinished backfill ranges",
+            m.backfill_requests.clone(),
         );
         r.register_with_unit(
             "claudit_source_watermark_lag",
@@ -284,6 +387,17 @@ impl Metrics {
             m.database_bytes.clone(),
         );
         r.register("claudit_ready", "1 when /readyz passes", m.ready.clone());
+        r.register(
+            "claudit_server_connections_open",
+            "Connections to the operations endpoint open now",
+            m.server_connections_open.clone(),
+        );
+        r.register(
+            "claudit_server_connections_closed",
+            "Connections to the operations endpoint closed before their request was answered, by reason \
+             (over_cap, evicted, header_timeout, deadline)",
+            m.server_connections_closed.clone(),
+        );
         Metrics { registry: r, ..m }
     }
 
@@ -319,14 +433,33 @@ impl Metrics {
                 class,
             })
         });
+        let pages = [WindowKind::Live, WindowKind::Sweep, WindowKind::Backfill].map(|kind| {
+            self.source_pages.get_or_create_owned(&WindowLabels {
+                source: name.to_string(),
+                window: kind.as_str().to_string(),
+            })
+        });
         SourceMetrics {
             name: name.to_string(),
             requests: RequestCounters { by_class: requests },
+            pages,
+            paging_faults: self.source_paging_faults.get_or_create_owned(&l),
             journaled: self.source_journaled.get_or_create_owned(&l),
             late: self.source_late.get_or_create_owned(&l),
             self_generated: self.source_self_generated.get_or_create_owned(&l),
             logging_disabled: self.logging_disabled.get_or_create_owned(&l),
             ratelimit_remaining: self.source_ratelimit_remaining.get_or_create_owned(&l),
+        }
+    }
+
+    /// The handles the operations endpoint updates.
+    pub fn server(&self) -> ServerMetrics {
+        ServerMetrics {
+            open: self.server_connections_open.clone(),
+            closed: ConnectionClose::ALL.map(|reason| {
+                self.server_connections_closed
+                    .get_or_create_owned(&ConnectionCloseLabels { reason })
+            }),
         }
     }
 
@@ -390,10 +523,35 @@ impl Metrics {
         ] {
             family.clear();
         }
+        self.source_window_read.clear();
+        self.source_window_pages.clear();
+        self.backfill_read.clear();
+        self.backfill_requests.clear();
         for s in &snapshot.sources {
             let l = SourceLabels {
                 source: s.name.clone(),
             };
+            for w in &s.windows {
+                let wl = WindowLabels {
+                    source: s.name.clone(),
+                    window: w.kind.as_str().to_string(),
+                };
+                self.source_window_read
+                    .get_or_create(&wl)
+                    .set(w.read_ratio());
+                self.source_window_pages.get_or_create(&wl).set(w.pages);
+            }
+            if !s.backfills.is_empty() {
+                let open = s.windows.iter().find(|w| w.kind == WindowKind::Backfill);
+                let span: i64 = s.backfills.iter().map(|b| b.until_ms - b.since_ms).sum();
+                let read: i64 = s.backfills.iter().map(|b| b.read_ms(open)).sum();
+                self.backfill_read
+                    .get_or_create(&l)
+                    .set(read as f64 / span.max(1) as f64);
+                self.backfill_requests
+                    .get_or_create(&l)
+                    .set(s.backfills.iter().map(|b| b.requests).sum());
+            }
             if let Some(w) = s.watermark_ms {
                 self.source_watermark_lag
                     .get_or_create(&l)
@@ -464,7 +622,7 @@ impl Drop for TaskAlive {
 /// Compliance API requests of one source, by status class.
 #[derive(Clone, Debug, Default)]
 pub struct RequestCounters {
-    by_class: [Counter; 5],
+    by_class: [Counter; 6],
 }
 
 impl RequestCounters {
@@ -482,11 +640,48 @@ impl RequestCounters {
 pub struct SourceMetrics {
     pub name: String,
     pub requests: RequestCounters,
+    /// Pages answered, by kind of window: live, sweep, backfill.
+    pub pages: [Counter; 3],
+    pub paging_faults: Counter,
     pub journaled: Counter,
     pub late: Counter,
     pub self_generated: Counter,
     pub logging_disabled: Counter,
     pub ratelimit_remaining: Gauge,
+}
+
+impl SourceMetrics {
+    /// Counts a page answered for a window of `kind`.
+    pub fn page_read(&self, kind: WindowKind) {
+        let i = match kind {
+            WindowKind::Live => 0,
+            WindowKind::Sweep => 1,
+            WindowKind::Backfill => 2,
+        };
+        self.pages[i].inc();
+    }
+}
+
+/// The operations endpoint's connection gauge and counters.
+#[derive(Clone, Debug)]
+pub struct ServerMetrics {
+    open: Gauge,
+    /// In the order of `ConnectionClose::ALL`.
+    closed: [Counter; 4],
+}
+
+impl ServerMetrics {
+    pub fn set_open(&self, n: usize) {
+        self.open.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    pub fn closed(&self, reason: ConnectionClose) {
+        let i = ConnectionClose::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .expect("every reason is in ALL");
+        self.closed[i].inc();
+    }
 }
 
 /// What one sink task updates.
@@ -512,6 +707,8 @@ mod tests {
         s.requests.count(StatusClass::of_status(429));
         s.requests.count(StatusClass::Transport);
         s.journaled.inc_by(3);
+        s.page_read(WindowKind::Backfill);
+        s.paging_faults.inc();
         let k = m.sink("siem");
         k.retries.inc();
         k.dead_lettered.inc();
@@ -522,6 +719,20 @@ mod tests {
                     watermark_ms: Some(1_000),
                     last_success_ms: Some(61_000),
                     last_error: None,
+                    windows: vec![crate::store::WindowRow {
+                        read_from_ms: Some(75),
+                        pages: 3,
+                        ..crate::store::WindowRow::fresh(WindowKind::Backfill, 0, 100)
+                    }],
+                    backfills: vec![crate::store::BackfillRow {
+                        source: "acme".into(),
+                        since_ms: -100,
+                        until_ms: 100,
+                        next_ms: 0,
+                        records: 10,
+                        window_span_ms: None,
+                        requests: 4,
+                    }],
                 }],
                 sinks: vec![SinkSnapshot {
                     name: "siem".into(),
@@ -544,6 +755,13 @@ mod tests {
             "claudit_source_requests_total{source=\"acme\",class=\"error\"} 1",
             "claudit_source_requests_total{source=\"acme\",class=\"5xx\"} 0",
             "claudit_source_events_journaled_total{source=\"acme\"} 3",
+            "claudit_source_pages_total{source=\"acme\",window=\"backfill\"} 1",
+            "claudit_source_pages_total{source=\"acme\",window=\"live\"} 0",
+            "claudit_source_paging_faults_total{source=\"acme\"} 1",
+            "claudit_source_window_read_ratio{source=\"acme\",window=\"backfill\"} 0.25",
+            "claudit_source_window_pages{source=\"acme\",window=\"backfill\"} 3",
+            "claudit_backfill_read_ratio{source=\"acme\"} 0.625",
+            "claudit_backfill_requests{source=\"acme\"} 4",
             "claudit_source_watermark_lag_seconds{source=\"acme\"} 120.0",
             "claudit_source_since_last_poll_seconds{source=\"acme\"} 60.0",
             "claudit_sink_retries_total{sink=\"siem\"} 1",

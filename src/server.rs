@@ -2,6 +2,10 @@
 //! `/healthz` (the pipeline's tasks run) and `/readyz` (sources poll, sinks
 //! deliver). Each request reads the state database through its own
 //! read-only connection, so it never waits on the journal writer.
+//! Connections are accepted within limits (`connections`): capped, timed
+//! out, one request each.
+
+mod connections;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -14,6 +18,8 @@ use axum::routing::get;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
+
+pub use connections::{CONNECTION_DEADLINE, HEADER_READ_TIMEOUT, Limits, MAX_CONNECTIONS};
 
 use crate::health::{self, Check, Report, StateSnapshot};
 use crate::metrics::{CONTENT_TYPE, Metrics};
@@ -40,9 +46,11 @@ struct Shared {
 pub async fn serve(
     listener: TcpListener,
     metrics: Arc<Metrics>,
+    limits: Limits,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     let address = listener.local_addr()?;
+    let server_metrics = metrics.server();
     let shared = Arc::new(Shared {
         metrics,
         store: Mutex::new(None),
@@ -52,10 +60,14 @@ pub async fn serve(
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(shared);
-    info!(%address, "serving /metrics, /healthz and /readyz");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(cancel.cancelled_owned())
-        .await?;
+    info!(
+        %address,
+        max_connections = limits.max_connections,
+        header_read_timeout_secs = limits.header_read_timeout.as_secs(),
+        connection_deadline_secs = limits.connection_deadline.as_secs(),
+        "serving /metrics, /healthz and /readyz"
+    );
+    connections::serve(listener, app, limits, server_metrics, cancel).await;
     Ok(())
 }
 

@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::source::{fmt_ms, load_progress};
-use crate::store::Store;
+use crate::store::{Store, WindowRow};
 
 #[derive(Debug, Serialize)]
 pub struct StatusReport {
@@ -24,8 +24,13 @@ pub struct SourceStatus {
     pub lag_seconds: Option<i64>,
     pub journaled: i64,
     pub late_arrivals: i64,
-    /// Windows whose page walk is in progress: "live 2026-...Z..2026-...Z (3 pages)".
+    /// Windows whose page walk is in progress, with how far down the walk
+    /// has read: "live 2026-...Z..2026-...Z: 3 pages read, down to 2026-...Z (40%)".
     pub pending_windows: Vec<String>,
+    /// A window stuck on a paging fault (the API's answers cannot move it
+    /// on): which, since when, how many attempts, and the last answer.
+    pub paging_fault: Option<String>,
+    /// Unfinished backfill ranges: how much is read and what it cost.
     pub backfills: Vec<String>,
     pub last_success: Option<String>,
     pub last_error: Option<String>,
@@ -41,8 +46,30 @@ pub struct SinkStatus {
     pub oldest_undelivered: Option<String>,
     pub delivered: i64,
     pub last_success: Option<String>,
+    /// The error of the last failed attempt, cleared by the next success.
     pub last_error: Option<String>,
+    pub last_error_at: Option<String>,
     pub dead_letters: i64,
+}
+
+/// "live 2026-...Z..2026-...Z: 3 pages read, down to 2026-...Z (40%)": a
+/// window's walk reads newest first, so what is left is below `read_from`.
+fn window_line(w: &WindowRow) -> String {
+    let read = match w.read_from_ms {
+        Some(from) => format!(
+            ", down to {} ({:.0}%)",
+            fmt_ms(from),
+            (100.0 * w.read_ratio()).floor()
+        ),
+        None => String::new(),
+    };
+    format!(
+        "{} {}..{}: {} pages read{read}",
+        w.kind.as_str(),
+        fmt_ms(w.start_ms),
+        fmt_ms(w.end_ms),
+        w.pages
+    )
 }
 
 pub fn report(config: &Config, now_ms: i64) -> anyhow::Result<StatusReport> {
@@ -57,28 +84,22 @@ pub fn report(config: &Config, now_ms: i64) -> anyhow::Result<StatusReport> {
             lag_seconds: p.state.watermark_ms.map(|w| (now_ms - w) / 1000),
             journaled: p.state.journaled,
             late_arrivals: p.state.late,
-            pending_windows: windows
+            pending_windows: windows.iter().map(window_line).collect(),
+            paging_fault: windows
                 .iter()
-                .map(|w| {
-                    format!(
-                        "{} {}..{} ({} pages read)",
-                        w.kind.as_str(),
-                        fmt_ms(w.start_ms),
-                        fmt_ms(w.end_ms),
-                        w.pages
-                    )
-                })
-                .collect(),
+                .find(|w| w.fault.is_some())
+                .map(|w| crate::health::fault_text(w, now_ms)),
             backfills: p
                 .backfills
                 .iter()
                 .map(|b| {
-                    let pct = 100 * (b.next_ms - b.since_ms) / (b.until_ms - b.since_ms).max(1);
+                    let pct = (100.0 * b.read_ratio(p.open_backfill.as_ref())).floor();
                     format!(
-                        "{}..{}: {pct}% ({} records)",
+                        "{}..{}: {pct}% read, {} records, {} requests",
                         fmt_ms(b.since_ms),
                         fmt_ms(b.until_ms),
-                        b.records
+                        b.records,
+                        b.requests
                     )
                 })
                 .collect(),
@@ -98,6 +119,7 @@ pub fn report(config: &Config, now_ms: i64) -> anyhow::Result<StatusReport> {
             delivered: c.delivered,
             last_success: c.last_success_ms.map(fmt_ms),
             last_error: c.last_error,
+            last_error_at: c.last_error_ms.map(fmt_ms),
             dead_letters: store.dead_letter_count(&sink.name)?,
         });
     }
@@ -138,6 +160,9 @@ impl std::fmt::Display for StatusReport {
             for w in &s.pending_windows {
                 writeln!(f, "  pending window:  {w}")?;
             }
+            if let Some(fault) = &s.paging_fault {
+                writeln!(f, "  stuck:           {fault}")?;
+            }
             for b in &s.backfills {
                 writeln!(f, "  backfill:        {b}")?;
             }
@@ -159,7 +184,7 @@ impl std::fmt::Display for StatusReport {
             writeln!(f, "  last success:    {}", or(&s.last_success, "never"))?;
             writeln!(f, "  dead letters:    {}", s.dead_letters)?;
             if let Some(e) = &s.last_error {
-                writeln!(f, "  last error:      {e}")?;
+                writeln!(f, "  last error:      {} ({e})", or(&s.last_error_at, "?"))?;
             }
         }
         Ok(())

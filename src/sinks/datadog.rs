@@ -19,8 +19,8 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use reqwest::StatusCode;
-use secrecy::{ExposeSecret, SecretString};
+use reqwest::header::HeaderValue;
+use secrecy::ExposeSecret;
 use tracing::warn;
 
 use super::http::{self, Outcome, Rejected};
@@ -34,6 +34,8 @@ pub const MAX_ITEMS_PER_REQUEST: usize = 1000;
 pub const MAX_REQUEST_BYTES: usize = 5_000_000;
 /// At most this many bytes per log item; Datadog truncates larger ones.
 pub const MAX_ITEM_BYTES: usize = 1_000_000;
+/// The header that carries the API key.
+const API_KEY_HEADER: &str = "DD-API-KEY";
 /// Datadog does not index logs whose timestamp is older than this.
 pub const STALE_AFTER_MS: i64 = 18 * 3600 * 1000;
 
@@ -41,7 +43,9 @@ pub struct DatadogSink {
     client: reqwest::Client,
     intake_url: String,
     validate_url: String,
-    api_key: SecretString,
+    /// The `DD-API-KEY` header value, marked sensitive so it never shows in
+    /// `Debug` output (and HTTP/2 never indexes it).
+    api_key: HeaderValue,
     compression: bool,
     /// The part every item shares: `{"ddsource":..,"service":..,` etc.
     item_prefix: String,
@@ -71,11 +75,19 @@ impl DatadogSink {
         if let Some(host) = &config.hostname {
             field("hostname", host);
         }
+        let mut api_key =
+            HeaderValue::from_str(config.api_key.expose_secret().trim()).map_err(|_| {
+                anyhow::anyhow!(
+                    "the Datadog api_key contains characters not allowed in an HTTP header; \
+                     copy the key (32 hexadecimal characters) again"
+                )
+            })?;
+        api_key.set_sensitive(true);
         Ok(DatadogSink {
             client: http::client(&config.http)?,
             intake_url: config.intake_url.clone(),
             validate_url: config.validate_url.clone(),
-            api_key: config.api_key.clone(),
+            api_key,
             compression: config.http.compression,
             item_prefix: prefix,
             progress: BatchProgress::default(),
@@ -179,7 +191,11 @@ impl DatadogSink {
         }
         let mut queue: VecDeque<Request> = encoded.requests.into();
         while let Some(request) = queue.pop_front() {
-            let (status, headers, body) = match self.post(&request).await {
+            let http::Answer {
+                status,
+                headers,
+                text: body,
+            } = match self.post(&request).await {
                 Ok(answer) => answer,
                 Err(e) => {
                     return Outcome::Retry {
@@ -227,19 +243,16 @@ impl DatadogSink {
         self.progress.finish()
     }
 
-    async fn post(
-        &self,
-        request: &Request<'_>,
-    ) -> Result<(StatusCode, reqwest::header::HeaderMap, String), reqwest::Error> {
+    async fn post(&self, request: &Request<'_>) -> Result<http::Answer, String> {
         let body = request.body();
         let builder = self
             .client
             .post(&self.intake_url)
-            .header("DD-API-KEY", self.api_key.expose_secret())
+            .header(API_KEY_HEADER, self.api_key.clone())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header("DD-EVP-ORIGIN", "claudit")
             .header("DD-EVP-ORIGIN-VERSION", env!("CARGO_PKG_VERSION"));
-        http::send_body(builder, &body, self.compression).await
+        http::send_body(builder, &body, self.compression, "POST /api/v2/logs").await
     }
 
     /// `GET /api/v1/validate`: is the API key valid for this site?
@@ -247,12 +260,14 @@ impl DatadogSink {
         let response = self
             .client
             .get(&self.validate_url)
-            .header("DD-API-KEY", self.api_key.expose_secret())
+            .header(API_KEY_HEADER, self.api_key.clone())
             .send()
             .await
-            .map_err(|e| format!("cannot reach {}: {e}", self.validate_url))?;
-        let status = response.status().as_u16();
-        let body = response.text().await.unwrap_or_default();
+            .map_err(|e| format!("cannot reach {}: {}", self.validate_url, http::describe(e)))?;
+        let answer = http::read_answer(response, http::MAX_ANSWER_BYTES, "GET /api/v1/validate")
+            .await
+            .map_err(|e| format!("{}: {e}", self.validate_url))?;
+        let (status, body) = (answer.status.as_u16(), answer.text);
         match status {
             200..=299 => Ok(format!(
                 "API key accepted by {}; logs go to {}",
@@ -313,6 +328,7 @@ fn push_json_string(out: &mut Vec<u8>, text: &str) {
 mod tests {
     use super::*;
     use crate::config::HttpSinkConfig;
+    use secrecy::SecretString;
     use std::time::Duration;
 
     fn sink() -> DatadogSink {

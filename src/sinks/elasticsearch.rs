@@ -249,6 +249,8 @@ pub struct ElasticsearchSink {
     authorization: HeaderValue,
     compression: bool,
     encoder: BulkEncoder,
+    /// The largest `_bulk` answer read (see [`answer_limit`]).
+    answer_limit: usize,
     progress: Progress,
 }
 
@@ -278,6 +280,7 @@ impl ElasticsearchSink {
             authorization,
             compression: config.http.compression,
             encoder: BulkEncoder::new(&config.index, config.max_request_bytes),
+            answer_limit: answer_limit(config.max_request_bytes),
             progress: Progress::default(),
         })
     }
@@ -378,18 +381,18 @@ impl ElasticsearchSink {
         };
         let response = request.send().await.map_err(|e| Outcome::Retry {
             after: None,
-            reason: format!("POST {}: {}", self.bulk_url, error_chain(&e)),
+            reason: format!("POST {}: {}", self.bulk_url, http::describe(e)),
         })?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let text = response.text().await.map_err(|e| Outcome::Retry {
-            after: None,
-            reason: format!(
-                "reading the answer of POST {}: {}",
-                self.bulk_url,
-                error_chain(&e)
-            ),
-        })?;
+        let http::Answer {
+            status,
+            headers,
+            text,
+        } = http::read_answer(response, self.answer_limit, "POST /_bulk")
+            .await
+            .map_err(|reason| Outcome::Retry {
+                after: None,
+                reason: format!("{reason}; the batch is sent again"),
+            })?;
         if !status.is_success() {
             return Err(classify_request(status, &headers, &text, body.len()));
         }
@@ -422,9 +425,9 @@ impl ElasticsearchSink {
             .header(AUTHORIZATION, self.authorization.clone())
             .send()
             .await
-            .map_err(|e| format!("GET {url}: {}", error_chain(&e)))?;
-        let status = response.status();
-        let text = response.text().await.unwrap_or_default();
+            .map_err(|e| format!("GET {url}: {}", http::describe(e)))?;
+        let http::Answer { status, text, .. } =
+            http::read_answer(response, http::MAX_ANSWER_BYTES, "GET /").await?;
         match status.as_u16() {
             200..=299 => {
                 let info: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
@@ -464,6 +467,14 @@ impl ElasticsearchSink {
     }
 }
 
+/// The largest `_bulk` answer read: [`http::MAX_ANSWER_BYTES`], or three
+/// times the largest request when that is more. An answer has one result
+/// per document sent, at most about 700 bytes (an error with its reason),
+/// and the smallest document line with its action line is about 250 bytes.
+fn answer_limit(max_request_bytes: usize) -> usize {
+    http::MAX_ANSWER_BYTES.max(max_request_bytes.saturating_mul(3))
+}
+
 /// A whole `_bulk` request that was not answered with 2xx.
 fn classify_request(
     status: StatusCode,
@@ -488,18 +499,6 @@ fn classify_request(
         },
         _ => http::classify(status, headers, body),
     }
-}
-
-/// An error with its causes ("connection closed before message completed").
-fn error_chain(e: &reqwest::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]

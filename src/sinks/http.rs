@@ -15,7 +15,9 @@ use flate2::write::GzEncoder;
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 
+use crate::body_limit::read_capped_text;
 use crate::config::HttpSinkConfig;
+use crate::redact::Redactor;
 use crate::store::BatchRecord;
 
 /// What became of one batch.
@@ -54,6 +56,30 @@ impl Outcome {
     pub fn delivered() -> Outcome {
         Outcome::Delivered {
             rejected: Vec::new(),
+        }
+    }
+
+    /// The outcome with every text in it (reasons, the destination's
+    /// answers) passed through `redactor`.
+    pub fn redacted(self, redactor: &Redactor) -> Outcome {
+        match self {
+            Outcome::Delivered { rejected } => Outcome::Delivered {
+                rejected: rejected
+                    .into_iter()
+                    .map(|r| Rejected {
+                        reason: redactor.redact(&r.reason),
+                        response: redactor.redact(&r.response),
+                        ..r
+                    })
+                    .collect(),
+            },
+            Outcome::Retry { after, reason } => Outcome::Retry {
+                after,
+                reason: redactor.redact(&reason),
+            },
+            Outcome::Fatal { reason } => Outcome::Fatal {
+                reason: redactor.redact(&reason),
+            },
         }
     }
 }
@@ -151,14 +177,53 @@ pub fn client(config: &HttpSinkConfig) -> anyhow::Result<reqwest::Client> {
     Ok(builder.build()?)
 }
 
+/// The largest answer read from a destination, decompressed, in bytes.
+/// The largest legitimate one is an Elasticsearch `_bulk` answer, one
+/// result per document: 244 bytes for a document created in a data stream,
+/// 450 to 700 with a mapping error, so a full batch of 5,000 documents
+/// answers 1.2 to 3.5 MB (the Elasticsearch sink raises the cap with its
+/// `max_request_bytes`). The others answer a few hundred bytes. An answer
+/// over the cap is not read further and the batch is retried: it never
+/// counts as an acknowledgement.
+pub const MAX_ANSWER_BYTES: usize = 16 << 20;
+
+/// A destination's answer, read whole.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub text: String,
+}
+
+/// Reads `response` under `limit` bytes. `Err` says, in words, why there is
+/// no whole answer (too large, connection broken): the caller retries, as
+/// an answer it could not read acknowledges nothing.
+pub async fn read_answer(
+    response: reqwest::Response,
+    limit: usize,
+    endpoint: &str,
+) -> Result<Answer, String> {
+    let status = response.status();
+    let headers = response.headers().clone();
+    let text = read_capped_text(response, limit, endpoint)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(Answer {
+        status,
+        headers,
+        text,
+    })
+}
+
 /// Sends `body` (gzipped, with `Content-Encoding: gzip`, when `compress`)
-/// and reads the whole answer. A body that cannot be read counts as empty:
-/// the status decides.
+/// and reads the whole answer under [`MAX_ANSWER_BYTES`]. `Err` is a
+/// transport failure or an unreadable answer, in words, without the URL.
 pub async fn send_body(
     request: reqwest::RequestBuilder,
     body: &[u8],
     compress: bool,
-) -> Result<(StatusCode, HeaderMap, String), reqwest::Error> {
+    endpoint: &str,
+) -> Result<Answer, String> {
     let request = if compress {
         request
             .header(reqwest::header::CONTENT_ENCODING, "gzip")
@@ -166,11 +231,11 @@ pub async fn send_body(
     } else {
         request.body(body.to_vec())
     };
-    let response = request.send().await?;
-    let status = response.status();
-    let headers = response.headers().clone();
-    let text = response.text().await.unwrap_or_default();
-    Ok((status, headers, text))
+    let response = request
+        .send()
+        .await
+        .map_err(|e| format!("{endpoint}: {}", describe(e)))?;
+    read_answer(response, MAX_ANSWER_BYTES, endpoint).await
 }
 
 /// A transport error in words, with its causes ("connection refused") but

@@ -18,17 +18,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
+use secrecy::ExposeSecret as _;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use crate::config::{Format, SinkConfig, SinkKind};
+use crate::config::{ArchiveBackend, ElasticsearchAuth, Format, SinkConfig, SinkKind};
 use crate::metrics::Metrics;
 use crate::ocsf::Mapper;
-use crate::store::{BatchRecord, NewDeadLetter, Payload, SharedStore, now_ms};
+use crate::redact::Redactor;
+use crate::store::{BatchRecord, NewDeadLetter, Payload, SharedStore, StoreError, now_ms};
 use datadog::DatadogSink;
 use elasticsearch::ElasticsearchSink;
-use file::FileSink;
+use file::{Disk, FileSink, RealDisk};
 use http::Outcome;
 use sentinel::SentinelSink;
 use splunk_hec::SplunkHecSink;
@@ -72,14 +74,42 @@ pub struct SinkTask {
 }
 
 impl SinkTask {
-    /// Runs until `cancel`; a batch in flight is finished first.
-    pub async fn run(mut self, cancel: CancellationToken) -> anyhow::Result<SinkStats> {
+    /// Runs until `cancel`; a batch in flight is finished first. An error
+    /// that stops the task has the sink's secrets removed.
+    pub async fn run(self, cancel: CancellationToken) -> anyhow::Result<SinkStats> {
+        self.run_on(Arc::new(RealDisk), cancel).await
+    }
+
+    /// `run`, with a file sink's file operations going through `disk`.
+    async fn run_on(
+        self,
+        disk: Arc<dyn Disk>,
+        cancel: CancellationToken,
+    ) -> anyhow::Result<SinkStats> {
+        let redactor = redactor_for(&self.config);
+        self.run_until_cancelled(disk, cancel).await.map_err(|e| {
+            // A state database error names only the database: kept as it
+            // is, so the daemon's exit code still says what failed.
+            if e.chain().any(|c| c.downcast_ref::<StoreError>().is_some()) {
+                e
+            } else {
+                anyhow::anyhow!(redactor.redact(&format!("{e:#}")))
+            }
+        })
+    }
+
+    async fn run_until_cancelled(
+        mut self,
+        disk: Arc<dyn Disk>,
+        cancel: CancellationToken,
+    ) -> anyhow::Result<SinkStats> {
         // An archive moves its cursor over whole sealed hours, not batches:
         // it has its own loop (sinks/archive/mod.rs).
         if let SinkKind::Archive(archive) = &self.config.kind {
             let counters = self.metrics.sink(&self.config.name);
             let task = archive::ArchiveTask {
                 archive: archive.clone(),
+                redactor: redactor_for(&self.config),
                 config: self.config,
                 store: self.store,
                 journal_head: self.journal_head,
@@ -88,13 +118,14 @@ impl SinkTask {
             return task.run(cancel).await;
         }
         let name = self.config.name.clone();
+        let mut redactor = redactor_for(&self.config);
         let form = self.payload_form();
         let batch = self.config.batch.clone();
         let mut stats = SinkStats::default();
         // Counts when the sink last caught up, for the summary line.
         let mut cycle_start = stats;
         let counters = self.metrics.sink(&name);
-        let mut destination = self.open_destination().await?;
+        let mut destination = self.open_destination(disk).await?;
         info!(sink = %name, "sink started");
         let mut backoff = retry_policy().build();
         let mut fatal_wait = FATAL_RECHECK;
@@ -148,8 +179,10 @@ impl SinkTask {
             }
             lingered = false;
             let last_seq = records.last().map(|r| r.seq).unwrap_or(cursor.seq);
-            let outcome = match self.rotate_if_needed(&mut destination, &records).await? {
-                Ok(()) => deliver(&mut destination, &records).await,
+            let outcome = match self.prepare_file(&mut destination, &records).await? {
+                // Records of the batch were found in the file: read it again.
+                Ok(true) => continue,
+                Ok(false) => deliver(&mut destination, &mut redactor, &records).await,
                 Err(failed) => failed,
             };
             let wait = match outcome {
@@ -223,37 +256,89 @@ impl SinkTask {
         Ok(stats)
     }
 
-    /// A file sink rotates before a batch that would take the file past
+    /// Before each batch a file sink brings its file in line with its cursor
+    /// (after a start, and after a failed write, fsync or rotation: see
+    /// `sinks/file`), then rotates if the batch would take the file past
     /// `max_bytes`, and commits the new file's length (0) before writing
     /// into it: after a crash, recovery then compares the new file's bytes
-    /// with the batch, never with the old file's length.
-    async fn rotate_if_needed(
+    /// with the batch, never with the old file's length. Returns whether
+    /// records were found already written (the batch must be read again),
+    /// or the outcome to wait on when the file could not be reconciled or
+    /// rotated.
+    async fn prepare_file(
         &self,
         destination: &mut Destination,
         records: &[BatchRecord],
-    ) -> anyhow::Result<Result<(), Outcome>> {
+    ) -> anyhow::Result<Result<bool, Outcome>> {
         let Destination::File(sink) = destination else {
-            return Ok(Ok(()));
+            return Ok(Ok(false));
         };
+        match self.reconcile_file(sink).await? {
+            Ok(0) => {}
+            Ok(_) => return Ok(Ok(true)),
+            Err(failed) => return Ok(Err(failed)),
+        }
         let bytes: u64 = records.iter().map(|r| r.payload.len() as u64 + 1).sum();
         match sink.rotate_if_needed(bytes) {
-            Ok(false) => Ok(Ok(())),
-            Ok(true) => {
-                let name = self.config.name.clone();
-                self.store
-                    .call(move |s| s.record_file_offset(&name, 0))
-                    .await?;
-                Ok(Ok(()))
-            }
-            Err(e) => Ok(Err(Outcome::Retry {
-                after: None,
-                reason: format!("rotating {}: {e}", sink.path().display()),
-            })),
+            Ok(false) => Ok(Ok(false)),
+            Ok(true) => Ok(self.reconcile_file(sink).await?.map(|found| found > 0)),
+            Err(e) => Ok(Err(file_retry("rotating", sink.path(), &e))),
         }
     }
 
-    /// Opens the destination and, for a file, reconciles what a crash left
-    /// past the committed offset.
+    /// Reconciles a file sink's file with the cursor until it is ready for
+    /// the next batch, committing what each step found: the records already
+    /// written and the file's new length. Returns how many records were
+    /// found written, or the outcome to wait on.
+    async fn reconcile_file(&self, sink: &mut FileSink) -> anyhow::Result<Result<usize, Outcome>> {
+        let name = self.config.name.clone();
+        let mut found = 0;
+        loop {
+            let tail = match sink.unreconciled() {
+                Ok(None) => return Ok(Ok(found)),
+                Ok(Some(tail)) => tail,
+                Err(e) => return Ok(Err(file_retry("opening", sink.path(), &e))),
+            };
+            let cursor = {
+                let name = name.clone();
+                self.store.call(move |s| s.sink_cursor(&name)).await?
+            };
+            // A tail longer than a batch is reconciled a batch at a time.
+            let covering = tail.min(self.config.batch.max_bytes as u64) as usize;
+            let next = if tail == 0 {
+                Vec::new()
+            } else {
+                let (form, seq) = (self.payload_form(), cursor.seq);
+                self.store
+                    .call(move |s| s.read_covering(seq, covering, &form))
+                    .await?
+            };
+            let recovery = match sink.reconcile(&next) {
+                Ok(recovery) => recovery,
+                Err(e) => return Ok(Err(file_retry("reconciling", sink.path(), &e))),
+            };
+            let offset = sink.offset() as i64;
+            let (n, now) = (name.clone(), now_ms());
+            if recovery.already_written > 0 {
+                let last = next[recovery.already_written - 1].seq;
+                let count = recovery.already_written as i64;
+                self.store
+                    .call(move |s| s.advance_sink(&n, last, Some(offset), count, &[], now))
+                    .await?;
+            } else if cursor.file_offset != Some(offset) {
+                self.store
+                    .call(move |s| s.record_file_offset(&n, offset))
+                    .await?;
+            }
+            if recovery.already_written > 0 || recovery.truncated_bytes > 0 {
+                warn!(sink = %name, already_written = recovery.already_written,
+                    truncated_bytes = recovery.truncated_bytes,
+                    "reconciled the file with the cursor after an interrupted batch: whole lines kept, a torn or unsynced tail cut off");
+            }
+            found += recovery.already_written;
+        }
+    }
+
     /// What the sink's `format` asks the journal for.
     fn payload_form(&self) -> Payload {
         match self.config.format {
@@ -262,14 +347,17 @@ impl SinkTask {
         }
     }
 
-    async fn open_destination(&mut self) -> anyhow::Result<Destination> {
+    /// Opens the destination. A file is reconciled with the cursor before
+    /// the first batch (`prepare_file`); a new file sink commits where it
+    /// starts in the file first, so that a batch written before a crash is
+    /// recognised as its own.
+    async fn open_destination(&mut self, disk: Arc<dyn Disk>) -> anyhow::Result<Destination> {
         let name = self.config.name.clone();
-        let form = self.payload_form();
         match &self.config.kind {
             SinkKind::File(cfg) => {
                 let n = name.clone();
                 let cursor = self.store.call(move |s| s.sink_cursor(&n)).await?;
-                let mut sink = FileSink::open(cfg, cursor.file_offset).map_err(|e| {
+                let sink = FileSink::open_on(disk, cfg, cursor.file_offset).map_err(|e| {
                     anyhow::anyhow!(
                         "sink {name}: cannot open {}: {e}; check that the directory exists and is writable",
                         cfg.path.display()
@@ -280,36 +368,6 @@ impl SinkTask {
                     self.store
                         .call(move |s| s.record_file_offset(&n, off))
                         .await?;
-                }
-                let tail = std::fs::metadata(&cfg.path)
-                    .map(|m| m.len())
-                    .unwrap_or(0)
-                    .saturating_sub(sink.offset());
-                if tail > 0 {
-                    let seq = cursor.seq;
-                    let next = self
-                        .store
-                        .call(move |s| s.read_covering(seq, tail as usize, &form))
-                        .await?;
-                    let recovery = sink.recover(&next)?;
-                    if recovery.already_written > 0 || recovery.truncated_bytes > 0 {
-                        let last = next[..recovery.already_written]
-                            .last()
-                            .map(|r| r.seq)
-                            .unwrap_or(seq);
-                        let (n, off, count, now) = (
-                            name.clone(),
-                            sink.offset() as i64,
-                            recovery.already_written as i64,
-                            now_ms(),
-                        );
-                        self.store
-                            .call(move |s| s.advance_sink(&n, last, Some(off), count, &[], now))
-                            .await?;
-                        warn!(sink = %name, already_written = recovery.already_written,
-                            truncated_bytes = recovery.truncated_bytes,
-                            "recovered from an interrupted batch: whole lines kept, a torn line cut off");
-                    }
                 }
                 Ok(Destination::File(sink))
             }
@@ -334,6 +392,7 @@ impl SinkTask {
 /// committed length, and a second writer would break crash recovery.
 pub struct Replayer {
     destination: Destination,
+    redactor: Redactor,
 }
 
 impl Replayer {
@@ -359,17 +418,111 @@ impl Replayer {
             mapper,
         };
         Ok(Replayer {
-            destination: task.open_destination().await?,
+            destination: task.open_destination(Arc::new(RealDisk)).await?,
+            redactor: redactor_for(config),
         })
     }
 
     /// Sends one batch through the destination, as the sink task would.
     pub async fn send(&mut self, records: &[BatchRecord]) -> Outcome {
-        deliver(&mut self.destination, records).await
+        deliver(&mut self.destination, &mut self.redactor, records).await
     }
 }
 
+/// `claudit check --connect` for a sink that talks to a service: one cheap
+/// request that checks the address and the credentials, in one line, with
+/// the sink's secrets removed. `None` for a file sink (nothing to connect to).
+pub async fn check_connection(config: &SinkConfig) -> Option<Result<String, String>> {
+    let mut redactor = redactor_for(config);
+    let (checked, session) = match &config.kind {
+        SinkKind::File(_) => return None,
+        SinkKind::Datadog(cfg) => match DatadogSink::new(cfg) {
+            Ok(sink) => (sink.healthcheck().await, Vec::new()),
+            Err(e) => (Err(format!("{e:#}")), Vec::new()),
+        },
+        SinkKind::Sentinel(cfg) => match SentinelSink::new(cfg) {
+            Ok(mut sink) => {
+                let checked = sink.healthcheck().await;
+                (checked, sink.session_secrets())
+            }
+            Err(e) => (Err(format!("{e:#}")), Vec::new()),
+        },
+        SinkKind::SplunkHec(cfg) => match SplunkHecSink::new(cfg) {
+            Ok(sink) => (sink.healthcheck().await, Vec::new()),
+            Err(e) => (Err(format!("{e:#}")), Vec::new()),
+        },
+        SinkKind::Sumo(cfg) => match SumoSink::new(cfg) {
+            Ok(sink) => (sink.healthcheck().await, Vec::new()),
+            Err(e) => (Err(format!("{e:#}")), Vec::new()),
+        },
+        SinkKind::Elasticsearch(cfg) => match ElasticsearchSink::new(cfg) {
+            Ok(sink) => (sink.healthcheck().await, Vec::new()),
+            Err(e) => (Err(format!("{e:#}")), Vec::new()),
+        },
+        SinkKind::Archive(cfg) => archive::check(&config.name, cfg).await,
+    };
+    redactor.learn_session_secrets(session);
+    Some(match checked {
+        Ok(text) => Ok(redactor.redact(&text)),
+        Err(text) => Err(redactor.redact(&text)),
+    })
+}
+
+/// The redaction of everything `config`'s destination answers: every secret
+/// the sink is configured with, in the forms it can be echoed in (see
+/// `redact`). Each sink type lists its secrets here; the compiler asks a new
+/// type to do the same.
+pub fn redactor_for(config: &SinkConfig) -> Redactor {
+    let mut r = Redactor::new();
+    match &config.kind {
+        SinkKind::File(_) => {}
+        SinkKind::SplunkHec(c) => r.add(c.token.expose_secret()),
+        SinkKind::Datadog(c) => r.add(c.api_key.expose_secret()),
+        SinkKind::Sumo(c) => r.add_secret_url(c.url.expose_secret()),
+        SinkKind::Sentinel(c) => r.add(c.client_secret.expose_secret()),
+        SinkKind::Elasticsearch(c) => {
+            match &c.auth {
+                ElasticsearchAuth::ApiKey(key) => r.add_base64_credential(key.expose_secret()),
+                ElasticsearchAuth::Basic { username, password } => {
+                    r.add_basic_auth(username, password.expose_secret())
+                }
+            }
+            if let Some(password) = reqwest::Url::parse(&c.url)
+                .ok()
+                .and_then(|u| u.password().map(str::to_string))
+            {
+                r.add(&password);
+            }
+        }
+        SinkKind::Archive(c) => match &c.backend {
+            ArchiveBackend::Local { .. } => {}
+            // Credentials come from the environment or a credentials
+            // service; the backend adds the ones it signs with
+            // (`S3Backend::session_secrets`).
+            ArchiveBackend::S3(_) => {
+                for name in ["AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"] {
+                    if let Ok(value) = std::env::var(name) {
+                        r.add(&value);
+                    }
+                }
+            }
+        },
+    }
+    r
+}
+
 impl Destination {
+    /// Secrets the destination obtained at run time (an access token).
+    fn session_secrets(&self) -> Vec<String> {
+        match self {
+            Destination::Sentinel(sink) => sink.session_secrets(),
+            Destination::File(_) | Destination::Datadog(_) | Destination::SplunkHec(_) => {
+                Vec::new()
+            }
+            Destination::Sumo(_) | Destination::Elasticsearch(_) => Vec::new(),
+        }
+    }
+
     /// The file length to commit with the cursor (file sinks only).
     fn offset(&self) -> Option<i64> {
         match self {
@@ -381,18 +534,29 @@ impl Destination {
     }
 }
 
-/// Sends one batch and says what became of it.
-async fn deliver(destination: &mut Destination, records: &[BatchRecord]) -> Outcome {
+/// Sends one batch and says what became of it. Every text of the outcome
+/// (reasons, the destination's answers for dead letters) passes through
+/// the sink's `redactor` here, before anything logs, stores or prints it:
+/// this is the one way an outcome leaves a destination.
+async fn deliver(
+    destination: &mut Destination,
+    redactor: &mut Redactor,
+    records: &[BatchRecord],
+) -> Outcome {
+    let outcome = send_batch(destination, records).await;
+    redactor.learn_session_secrets(destination.session_secrets());
+    outcome.redacted(redactor)
+}
+
+async fn send_batch(destination: &mut Destination, records: &[BatchRecord]) -> Outcome {
     match destination {
         Destination::File(sink) => {
             match sink.write_batch(records) {
                 Ok(_) => Outcome::delivered(),
                 // Disk full, permissions, I/O errors: the operator can fix
-                // them, and the journal keeps the batch until then.
-                Err(e) => Outcome::Retry {
-                    after: None,
-                    reason: format!("writing {}: {e}", sink.path().display()),
-                },
+                // them, and the journal keeps the batch until then. The
+                // file is reconciled before the retry (`prepare_file`).
+                Err(e) => file_retry("writing", sink.path(), &e),
             }
         }
         Destination::Datadog(sink) => sink.send(records).await,
@@ -400,6 +564,14 @@ async fn deliver(destination: &mut Destination, records: &[BatchRecord]) -> Outc
         Destination::SplunkHec(sink) => sink.send(records).await,
         Destination::Sumo(sink) => sink.send(records).await,
         Destination::Elasticsearch(sink) => sink.send(records).await,
+    }
+}
+
+/// A failed file operation: retried with backoff, reconciled first.
+fn file_retry(action: &str, path: &std::path::Path, e: &std::io::Error) -> Outcome {
+    Outcome::Retry {
+        after: None,
+        reason: file::describe_error(action, path, e),
     }
 }
 
@@ -452,22 +624,16 @@ mod tests {
                 ocsf: Some(format!(r#"{{"metadata":{{"uid":"{id}"}}}}"#)),
             })
             .collect();
-        let window = WindowRow {
-            kind: WindowKind::Live,
-            start_ms: 0,
-            end_ms: 10_000,
-            cursor: None,
-            opened_ms: None,
-            pages: 0,
-            records: 0,
-        };
+        let window = WindowRow::fresh(WindowKind::Live, 0, 10_000);
         Store::open(path)
             .unwrap()
             .commit_page(&PageCommit {
                 source: "s",
                 window: &window,
                 next_cursor: None,
+                read_from_ms: None,
                 done: true,
+                next_span_ms: None,
                 records: &records,
                 request_ids: &[],
                 now_ms: 1,
@@ -510,7 +676,7 @@ mod tests {
         std::fs::write(&out, "{\"someone\":\"else\"}\n").unwrap();
 
         let mut first = task(&db, &out);
-        let destination = first.open_destination().await.unwrap();
+        let destination = first.open_destination(Arc::new(RealDisk)).await.unwrap();
         let cursor = Store::open(&db).unwrap().sink_cursor("file").unwrap();
         assert_eq!((cursor.seq, cursor.file_offset), (0, Some(19)));
         // The first batch reaches the file, then the process dies.
@@ -543,27 +709,107 @@ mod tests {
             cfg.max_bytes = 20;
             cfg.max_files = 1;
         }
-        let mut destination = t.open_destination().await.unwrap();
-        let Destination::File(sink) = &mut destination else {
-            unreachable!()
-        };
+        let mut destination = t.open_destination(Arc::new(RealDisk)).await.unwrap();
         let line = BatchRecord {
             seq: 1,
             activity_id: "a".into(),
             created_at_ms: 1,
             payload: "0123456789abcdef".into(),
         };
-        sink.write_batch(std::slice::from_ref(&line)).unwrap();
+        let batch = std::slice::from_ref(&line);
+        assert!(
+            !t.prepare_file(&mut destination, batch)
+                .await
+                .unwrap()
+                .unwrap()
+        );
+        let Destination::File(sink) = &mut destination else {
+            unreachable!()
+        };
+        sink.write_batch(batch).unwrap();
         Store::open(&db)
             .unwrap()
             .advance_sink("file", 1, Some(17), 1, &[], 1)
             .unwrap();
-        t.rotate_if_needed(&mut destination, std::slice::from_ref(&line))
-            .await
-            .unwrap()
-            .unwrap();
+        assert!(
+            !t.prepare_file(&mut destination, batch)
+                .await
+                .unwrap()
+                .unwrap()
+        );
         let cursor = Store::open(&db).unwrap().sink_cursor("file").unwrap();
         assert_eq!((cursor.seq, cursor.file_offset), (1, Some(0)));
         assert!(dir.path().join("out.ndjson.1").exists());
+    }
+
+    /// The sink task over a disk that fills up in the middle of a batch:
+    /// while it is full the error is on the cursor row (`status`, `/readyz`)
+    /// and counted as a retry; once there is room again, and through a few
+    /// more failures (an fsync that loses its pages among them), every record
+    /// is in the file once, in order, whole, and the committed length is the
+    /// file's length.
+    /// Time is paused (it moves on whenever the runtime idles), so the
+    /// backoff between retries takes no real time.
+    #[tokio::test(start_paused = true)]
+    async fn a_full_disk_is_reported_and_leaves_every_record_once_and_whole() {
+        use file::faults::{Fault, FaultyDisk, Schedule};
+
+        let dir = tempfile::tempdir().unwrap();
+        let (db, out) = (dir.path().join("state.db"), dir.path().join("out.ndjson"));
+        let ids: Vec<String> = (0..12).map(|i| format!("a{i:02}")).collect();
+        journal(&db, &ids.iter().map(String::as_str).collect::<Vec<_>>());
+        let mut t = task(&db, &out);
+        t.config.batch.max_events = 4;
+        let metrics = t.metrics.clone();
+        // Each line is 13 bytes: the first batch fits, the second is cut
+        // after one line and two bytes.
+        let disk = FaultyDisk::new(Schedule::default());
+        disk.set_room(Some(4 * 13 + 15));
+        let cancel = CancellationToken::new();
+        let run = tokio::spawn(t.run_on(Arc::new(disk.clone()), cancel.clone()));
+
+        let store = Store::open(&db).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let error = loop {
+            assert!(std::time::Instant::now() < deadline, "no error recorded");
+            if let Some(e) = store.sink_cursor("file").unwrap().last_error {
+                break e;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        assert!(error.contains("No space left on device"), "{error}");
+        assert!(error.contains("free space"), "{error}");
+        assert!(error.contains(&out.display().to_string()), "{error}");
+        assert!(metrics.sink("file").retries.get() >= 1);
+        // The first batch, and the whole line of the second once a retry
+        // reconciled the file.
+        let seq = store.sink_cursor("file").unwrap().seq;
+        assert!(seq == 4 || seq == 5, "{seq}");
+
+        // Room again, and three more failures on whatever the sink does next.
+        disk.set_room(None);
+        disk.fail_in(2, Fault::SyncLosesPages);
+        disk.fail_in(7, Fault::SyncLosesPages);
+        disk.fail_in(12, Fault::Io);
+        while store.sink_cursor("file").unwrap().seq < 12 {
+            let cursor = store.sink_cursor("file").unwrap();
+            assert!(
+                std::time::Instant::now() < deadline,
+                "not caught up: {cursor:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        cancel.cancel();
+        run.await.unwrap().unwrap();
+        assert_eq!(disk.injected(), 3, "every scheduled failure happened");
+        let expected: String = ids
+            .iter()
+            .map(|id| format!("{{\"id\":\"{id}\"}}\n"))
+            .collect();
+        let text = std::fs::read_to_string(&out).unwrap();
+        assert_eq!(text, expected);
+        let cursor = store.sink_cursor("file").unwrap();
+        assert_eq!(cursor.file_offset, Some(text.len() as i64));
+        assert_eq!(cursor.last_error, None);
     }
 }

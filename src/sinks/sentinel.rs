@@ -52,6 +52,10 @@ pub const MAX_FIELD_BYTES: usize = 64 * 1024;
 /// Azure replaces older `TimeGenerated` values with the ingestion time.
 pub const STALE_AFTER_MS: i64 = 2 * 86_400 * 1000;
 
+/// How errors about an answer name the request (the URLs are long).
+const INGEST_ENDPOINT: &str = "POST the Logs Ingestion stream";
+const TOKEN_ENDPOINT: &str = "POST the Entra token endpoint";
+
 /// Where the sink reads the time for token expiry (injectable for tests).
 pub type Clock = Arc<dyn Fn() -> Instant + Send + Sync>;
 
@@ -127,6 +131,15 @@ impl SentinelSink {
             progress: BatchProgress::default(),
             stale_events: Arc::default(),
         })
+    }
+
+    /// The access token in use, if any: a secret obtained at run time,
+    /// which the sink's redaction must learn (a destination may echo it).
+    pub fn session_secrets(&self) -> Vec<String> {
+        self.token
+            .iter()
+            .map(|t| t.value.expose_secret().to_string())
+            .collect()
     }
 
     /// Replaces the clock that decides when the token needs refreshing.
@@ -210,7 +223,11 @@ impl SentinelSink {
         }
         let mut queue: VecDeque<Request> = encoded.requests.into();
         while let Some(request) = queue.pop_front() {
-            let (status, headers, body) = match self.post_refreshing(&request).await {
+            let http::Answer {
+                status,
+                headers,
+                text: body,
+            } = match self.post_refreshing(&request).await {
                 Ok(answer) => answer,
                 Err(outcome) => return outcome,
             };
@@ -230,10 +247,7 @@ impl SentinelSink {
     }
 
     /// Posts one call; on a 401 gets a new token and posts once more.
-    async fn post_refreshing(
-        &mut self,
-        request: &Request<'_>,
-    ) -> Result<(StatusCode, HeaderMap, String), Outcome> {
+    async fn post_refreshing(&mut self, request: &Request<'_>) -> Result<http::Answer, Outcome> {
         let body = request.body();
         let body = if self.compression {
             http::gzip(&body)
@@ -257,18 +271,21 @@ impl SentinelSink {
                 .await
                 .map_err(|e| Outcome::Retry {
                     after: None,
-                    reason: format!("sending to {}: {e}", self.ingest_url),
+                    reason: format!("sending to {}: {}", self.ingest_url, http::describe(e)),
                 })?;
-            let status = response.status();
-            let headers = response.headers().clone();
-            let text = response.text().await.unwrap_or_default();
-            if status == StatusCode::UNAUTHORIZED && !refreshed {
+            let answer = http::read_answer(response, http::MAX_ANSWER_BYTES, INGEST_ENDPOINT)
+                .await
+                .map_err(|reason| Outcome::Retry {
+                    after: None,
+                    reason,
+                })?;
+            if answer.status == StatusCode::UNAUTHORIZED && !refreshed {
                 info!("Azure Monitor answered 401; getting a new token and trying once more");
                 self.token = None;
                 refreshed = true;
                 continue;
             }
-            return Ok((status, headers, text));
+            return Ok(answer);
         }
     }
 
@@ -310,11 +327,22 @@ impl SentinelSink {
             .await
             .map_err(|e| Outcome::Retry {
                 after: None,
-                reason: format!("getting a token from {}: {e}", self.token_url),
+                reason: format!(
+                    "getting a token from {}: {}",
+                    self.token_url,
+                    http::describe(e)
+                ),
             })?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let text = response.text().await.unwrap_or_default();
+        let http::Answer {
+            status,
+            headers,
+            text,
+        } = http::read_answer(response, http::MAX_ANSWER_BYTES, TOKEN_ENDPOINT)
+            .await
+            .map_err(|reason| Outcome::Retry {
+                after: None,
+                reason,
+            })?;
         let json: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
         if !status.is_success() {
             let code = status.as_u16();
@@ -379,7 +407,11 @@ impl SentinelSink {
             records: Vec::new(),
             items: Vec::new(),
         };
-        let (status, headers, body) = self.post_refreshing(&empty).await.map_err(describe)?;
+        let http::Answer {
+            status,
+            headers,
+            text: body,
+        } = self.post_refreshing(&empty).await.map_err(describe)?;
         match status.as_u16() {
             200..=299 => Ok(format!(
                 "token issued and the stream accepts data at {}",

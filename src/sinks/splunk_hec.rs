@@ -222,7 +222,7 @@ impl SplunkHecSink {
         let mut queue: VecDeque<Request> = encoded.requests.into();
         while let Some(request) = queue.pop_front() {
             let reply = match self.post_event(&request.body).await {
-                Ok((status, headers, text)) => classify(status, &headers, &text),
+                Ok(answer) => classify(answer.status, &answer.headers, &answer.text),
                 Err(reason) => {
                     return Outcome::Retry {
                         after: None,
@@ -350,9 +350,16 @@ impl SplunkHecSink {
             .send()
             .await
             .map_err(|e| format!("querying HEC acknowledgements: {}", http::describe(e)))?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let text = response.text().await.unwrap_or_default();
+        let http::Answer {
+            status,
+            headers,
+            text,
+        } = http::read_answer(
+            response,
+            http::MAX_ANSWER_BYTES,
+            &format!("POST {ACK_PATH}"),
+        )
+        .await?;
         if status.is_success() {
             #[derive(Deserialize)]
             struct Acks {
@@ -382,16 +389,21 @@ impl SplunkHecSink {
 
     /// POSTs one body to `/services/collector/event`; `Err` is a transport
     /// failure (retryable), in words.
-    async fn post_event(&self, body: &[u8]) -> Result<(StatusCode, HeaderMap, String), String> {
+    async fn post_event(&self, body: &[u8]) -> Result<http::Answer, String> {
         let request = self
             .client
             .post(format!("{}{EVENT_PATH}", self.base_url))
             .header(AUTHORIZATION, self.authorization.clone())
             .header(CHANNEL_HEADER, self.channel.clone())
             .header(CONTENT_TYPE, "application/json");
-        http::send_body(request, body, self.compression)
-            .await
-            .map_err(|e| format!("sending to Splunk HEC: {}", http::describe(e)))
+        http::send_body(
+            request,
+            body,
+            self.compression,
+            &format!("POST {EVENT_PATH}"),
+        )
+        .await
+        .map_err(|e| format!("sending to Splunk HEC: {e}"))
     }
 
     /// `claudit check --connect`: HEC's health endpoint, then an empty POST
@@ -411,16 +423,26 @@ impl SplunkHecSink {
                     http::describe(e)
                 )
             })?;
-        let status = response.status();
-        let text = response.text().await.unwrap_or_default();
-        if !status.is_success() {
+        let health = http::read_answer(
+            response,
+            http::MAX_ANSWER_BYTES,
+            &format!("GET {HEALTH_PATH}"),
+        )
+        .await
+        .map_err(|e| format!("HEC health at {}: {e}", self.base_url))?;
+        if !health.status.is_success() {
             return Err(format!(
-                "HEC health at {} answered {status}: {}",
+                "HEC health at {} answered {}: {}",
                 self.base_url,
-                http::truncate(&text, 256)
+                health.status,
+                http::truncate(&health.text, 256)
             ));
         }
-        let (status, headers, text) = self.post_event(b"").await?;
+        let http::Answer {
+            status,
+            headers,
+            text,
+        } = self.post_event(b"").await?;
         let parsed: HecBody = serde_json::from_str(&text).unwrap_or_default();
         if parsed.code == Some(5) || status.is_success() {
             return Ok(format!(

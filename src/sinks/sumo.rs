@@ -133,7 +133,7 @@ impl SumoSink {
         let encoded = self.encode(records.iter().filter(|r| !self.accepted.contains(&r.seq)));
         for request in &encoded.requests {
             let outcome = match self.post(&request.body).await {
-                Ok((status, headers, text)) => classify(status, &headers, &text),
+                Ok(answer) => classify(answer.status, &answer.headers, &answer.text),
                 Err(reason) => Outcome::Retry {
                     after: None,
                     reason,
@@ -153,21 +153,21 @@ impl SumoSink {
     }
 
     /// POSTs one body; `Err` is a transport failure, described without the URL.
-    async fn post(&self, body: &[u8]) -> Result<(StatusCode, HeaderMap, String), String> {
+    async fn post(&self, body: &[u8]) -> Result<http::Answer, String> {
         let request = self
             .client
             .post(self.url.expose_secret())
             .headers(self.headers.clone());
-        http::send_body(request, body, self.compression)
+        http::send_body(request, body, self.compression, "POST the sumo URL")
             .await
-            .map_err(|e| format!("sending to the sumo URL: {}", http::describe(e)))
+            .map_err(|e| format!("sending to the sumo URL: {e}"))
     }
 
     /// `claudit check --connect`: an empty POST, which Sumo answers like any
     /// other (200, or 401 for a wrong URL) and which holds no message to ingest.
     pub async fn healthcheck(&self) -> Result<String, String> {
-        let (status, headers, text) = self.post(b"").await?;
-        match classify(status, &headers, &text) {
+        let answer = self.post(b"").await?;
+        match classify(answer.status, &answer.headers, &answer.text) {
             Outcome::Delivered { .. } => {
                 Ok("the sumo URL accepted an empty test request".to_string())
             }

@@ -21,8 +21,10 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 
+use crate::body_limit::{self, BodyError};
 use crate::config::SourceConfig;
 use crate::model::format_time;
+use crate::redact::Redactor;
 
 pub use super::limiter::RateState;
 use super::limiter::{Clock, RateHeaders, RateLimiter};
@@ -30,8 +32,20 @@ use crate::metrics::{RequestCounters, StatusClass};
 
 /// The feed's path under `base_url`.
 const ACTIVITIES_PATH: &str = "/v1/compliance/activities";
+/// How errors about a page's body name the request (no query: it is long).
+const FEED_ENDPOINT: &str = "GET /v1/compliance/activities";
 /// The feed's largest page.
 pub const MAX_PAGE_SIZE: u32 = 5000;
+/// The largest answer read from the feed, decompressed, in bytes. The
+/// largest legitimate page is 5,000 records: 2.9 MB with the simulator's
+/// mix of activity types (records of 0.26 to 0.87 KB, median 0.6 KB,
+/// measured), and records are metadata, not content, so even records
+/// three times larger make a page of about 10 MB. 32 MiB is three times
+/// that, eleven times the measured page, and leaves a single odd record of
+/// up to about 30 MB readable. An answer that passes it is refused unread
+/// and the page is asked again after a backoff: the cap, not the network,
+/// decides how much memory a page can take.
+pub const MAX_PAGE_BYTES: usize = 32 << 20;
 /// A 404 on the feed itself is retried this many times in all, then reported.
 const NOT_FOUND_ATTEMPTS: u32 = 3;
 /// `check_key` gives up on transient failures after this many attempts.
@@ -43,7 +57,8 @@ const MAX_MESSAGE_CHARS: usize = 500;
 
 /// Backoff between retries: 1 s doubling to 30 s, each delay plus up to 100 %
 /// jitter, so delays fall between 1 s and 60 s. No cap on the number of tries.
-fn backoff() -> ExponentialBuilder {
+/// (A paging fault is backed off on the same schedule: `paging::backoff`.)
+pub(super) fn backoff() -> ExponentialBuilder {
     ExponentialBuilder::new()
         .with_min_delay(Duration::from_secs(1))
         .with_max_delay(Duration::from_secs(30))
@@ -241,6 +256,8 @@ pub struct ComplianceClient {
     source_name: String,
     activities_url: reqwest::Url,
     api_key: SecretString,
+    /// Removes the key, in every encoding, from text that came from the network.
+    redactor: Redactor,
     key_kind: KeyKind,
     anthropic_version: HeaderValue,
     /// Filters sent with every page request, in order.
@@ -400,6 +417,11 @@ impl ComplianceClient {
             source_name: source.name.clone(),
             activities_url,
             api_key: source.api_key.clone(),
+            redactor: {
+                let mut redactor = Redactor::new();
+                redactor.add(source.api_key.expose_secret());
+                redactor
+            },
             key_kind: KeyKind::of(&source.api_key),
             anthropic_version,
             filters,
@@ -616,11 +638,24 @@ impl ComplianceClient {
         };
 
         let status = response.status();
-        self.requests.count(StatusClass::of_status(status.as_u16()));
         let headers = response.headers().clone();
         self.limiter.observe(&RateHeaders::from_headers(&headers));
-        let header_request_id = request_id_from_headers(&headers);
-        let body = response.bytes().await;
+        // Network text that goes into messages and the journal: redacted too.
+        let header_request_id = body_limit::request_id(&headers).map(|id| self.redact(&id));
+        let body = body_limit::read_capped(response, MAX_PAGE_BYTES, FEED_ENDPOINT).await;
+        if let Err(too_large @ BodyError::TooLarge { .. }) = &body {
+            // Retried like any unreadable page: nothing of it is kept, and
+            // nothing advances until a page is read whole.
+            self.requests.count(StatusClass::TooLarge);
+            self.record_request_id(header_request_id.as_deref(), attempt_ids);
+            return Err(Failure::Transient {
+                status: Some(status.as_u16()),
+                request_id: header_request_id,
+                retry_after: retry_after(&headers, self.limiter.clock().utc_now()),
+                reason: self.redact(&too_large.to_string()),
+            });
+        }
+        self.requests.count(StatusClass::of_status(status.as_u16()));
 
         if status.is_success() {
             self.record_request_id(header_request_id.as_deref(), attempt_ids);
@@ -628,7 +663,7 @@ impl ComplianceClient {
                 status: Some(status.as_u16()),
                 request_id: header_request_id.clone(),
                 retry_after: None,
-                reason: self.redact(&format!("reading the body: {}", describe_reqwest_error(&e))),
+                reason: self.redact(&e.to_string()),
             })?;
             return match serde_json::from_slice::<Envelope>(&body) {
                 Ok(envelope) => Ok((envelope, header_request_id)),
@@ -754,8 +789,10 @@ impl ComplianceClient {
         log.push_back(id.to_string());
     }
 
-    /// Removes the configured key, and anything shaped like an Anthropic key,
-    /// from text that came from the network.
+    /// Removes the configured key, anything shaped like an Anthropic key,
+    /// then the configured key in its other encodings, from text that came
+    /// from the network. The redactor comes last: it recognises the key by
+    /// its first characters, which other Anthropic keys share.
     fn redact(&self, text: &str) -> String {
         let key = self.api_key.expose_secret().trim();
         let text = if key.len() >= 8 {
@@ -763,7 +800,7 @@ impl ComplianceClient {
         } else {
             text.to_string()
         };
-        redact_anthropic_keys(&text)
+        self.redactor.redact(&redact_anthropic_keys(&text))
     }
 }
 
@@ -776,18 +813,6 @@ impl ErrorEnvelope {
 /// 408, 409, 429 and every 5xx (529 is "overloaded") are worth retrying.
 fn is_retryable_status(code: u16) -> bool {
     matches!(code, 408 | 409 | 429 | 500..=599)
-}
-
-/// `request-id`, else `x-request-id`.
-fn request_id_from_headers(headers: &HeaderMap) -> Option<String> {
-    ["request-id", "x-request-id"].iter().find_map(|name| {
-        headers
-            .get(*name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-            .map(str::to_string)
-    })
 }
 
 /// The longer of `retry-after` (seconds or an HTTP date) and `retry-after-ms`.
@@ -981,23 +1006,6 @@ mod tests {
         assert_eq!(retry_after(&headers(&[("retry-after", "soon")]), now), None);
         assert_eq!(retry_after(&headers(&[("retry-after", "-3")]), now), None);
         assert_eq!(retry_after(&HeaderMap::new(), now), None);
-    }
-
-    #[test]
-    fn request_id_prefers_request_id_header() {
-        assert_eq!(
-            request_id_from_headers(&headers(&[
-                ("request-id", "req_1"),
-                ("x-request-id", "req_2")
-            ]))
-            .as_deref(),
-            Some("req_1")
-        );
-        assert_eq!(
-            request_id_from_headers(&headers(&[("x-request-id", "req_2")])).as_deref(),
-            Some("req_2")
-        );
-        assert_eq!(request_id_from_headers(&HeaderMap::new()), None);
     }
 
     #[test]

@@ -5,6 +5,8 @@
 
 pub mod client;
 pub mod limiter;
+pub mod paging;
+pub mod sizing;
 pub mod window;
 
 use std::collections::{HashSet, VecDeque};
@@ -63,11 +65,21 @@ impl SourceTask {
         let policy = WindowPolicy::from_config(&self.config);
         let name = self.config.name.clone();
         let own_requests = {
-            let since =
-                now_ms() - 2 * (policy.sweep_horizon_ms + policy.catchup_window_ms + 3_600_000);
+            // The daemon's own calls whose activities a coming read may
+            // journal: those since the oldest created_at still to read
+            // (the watermark, or the next sweep's start), with an hour's margin.
+            let (n, horizon) = (name.clone(), policy.sweep_horizon_ms);
             let ids = self
                 .store
-                .call(move |s| s.recent_request_ids(since))
+                .call(move |s| -> Result<_, StoreError> {
+                    let state = s.source_state(&n)?;
+                    let unread = state
+                        .watermark_ms
+                        .into_iter()
+                        .chain(state.last_sweep_ms.map(|t| t - horizon))
+                        .min();
+                    s.recent_request_ids(unread.map_or(i64::MIN, |t| t - 3_600_000))
+                })
                 .await?;
             Arc::new(std::sync::Mutex::new(OwnRequests::new(ids)))
         };
@@ -129,7 +141,7 @@ impl SourceTask {
 
             let query = PageQuery {
                 created_gte: utc(window.start_ms),
-                created_lt: utc(window.end_ms),
+                created_lt: utc(window.walk_end_ms),
                 after_id: window.cursor.clone(),
                 limit: self.config.page_size,
             };
@@ -154,12 +166,7 @@ impl SourceTask {
                 counters.ratelimit_remaining.set(remaining.into());
             }
             let page = match fetched {
-                Ok(page) => {
-                    if let Some(since) = unhealthy_since.take() {
-                        info!(source = %name, unhealthy_since = %since, "source healthy again");
-                    }
-                    page
-                }
+                Ok(page) => page,
                 Err(FetchError::Cancelled) => break,
                 Err(err) => {
                     let wait = self.handle_fetch_error(&err, &window).await?;
@@ -177,9 +184,13 @@ impl SourceTask {
             // one is normalized and committed, so the API's time to answer
             // overlaps claudit's work. It is used only if the planner asks
             // for exactly that page next (this commit stores its cursor);
-            // positions still advance one committed page at a time.
+            // positions still advance one committed page at a time. Not
+            // after a page that cannot move the window on (a paging fault),
+            // nor after the first page of a window it may split.
             if page.has_more
                 && let Some(last_id) = &page.last_id
+                && paging::check(query.after_id.as_deref(), &page).is_ok()
+                && !sizing::may_split(&policy, &window)
             {
                 let next = PageQuery {
                     after_id: Some(last_id.clone()),
@@ -196,7 +207,7 @@ impl SourceTask {
             let request_id = page.request_id.clone().unwrap_or_default();
             // Parse, enrich and commit on the blocking pool: a 5,000-record
             // page is CPU work that must not stall the runtime.
-            let outcome = {
+            let result = {
                 let store = self.store.clone();
                 let enricher = self.enricher.clone();
                 let own = own_requests.clone();
@@ -207,6 +218,7 @@ impl SourceTask {
                     .call(move |s| {
                         commit_page(
                             s,
+                            &policy,
                             requested_at,
                             &name,
                             &window,
@@ -218,6 +230,39 @@ impl SourceTask {
                     })
                     .await?
             };
+            counters.page_read(window.kind);
+            let outcome = match result {
+                PageResult::Committed(outcome) => outcome,
+                PageResult::Split { span_ms } => {
+                    info!(source = %name, kind = window.kind.as_str(), window_start = %fmt_ms(window.start_ms),
+                        window_end = %fmt_ms(window.end_ms), next_window_secs = span_ms / 1000,
+                        max_window_pages = policy.max_window_pages, request_id = %request_id,
+                        "window split: its first page shows it holds more than max_window_pages pages; reading it in shorter windows");
+                    if let Some(since) = unhealthy_since.take() {
+                        info!(source = %name, unhealthy_since = %since, "source healthy again");
+                    }
+                    continue;
+                }
+                PageResult::Fault { fault, faults } => {
+                    counters.paging_faults.inc();
+                    let wait = paging::backoff(faults);
+                    error!(source = %name, request_id = %fault.request_id().unwrap_or(""),
+                        kind = window.kind.as_str(), window_start = %fmt_ms(window.start_ms),
+                        window_end = %fmt_ms(window.end_ms), attempts = faults,
+                        retry_in_ms = wait.as_millis() as u64, error = %fault,
+                        "paging fault: nothing of the page is kept; the window is asked again from its last committed page after a backoff");
+                    if unhealthy_since.is_none() {
+                        unhealthy_since = Some(Utc::now());
+                    }
+                    tokio::select! {
+                        _ = cancel.cancelled() => break,
+                        _ = tokio::time::sleep(wait) => continue,
+                    }
+                }
+            };
+            if let Some(since) = unhealthy_since.take() {
+                info!(source = %name, unhealthy_since = %since, "source healthy again");
+            }
             counters.journaled.inc_by(outcome.inserted as u64);
             stats.pages += 1;
             stats.journaled += outcome.inserted as u64;
@@ -267,9 +312,10 @@ impl SourceTask {
             }
             FetchError::BadCursor { .. } => {
                 warn!(source = %name, error = %text, window_start = %fmt_ms(window.start_ms),
-                    "the API rejected the saved cursor; restarting this window from its first page (re-read records are deduplicated)");
+                    read_from = %window.read_from_ms.map_or("nothing yet".to_string(), fmt_ms),
+                    "the API rejected the saved cursor; reading on without it, below what this window has read (records read again are deduplicated)");
                 let (n, w) = (name.clone(), window.clone());
-                self.store.call(move |s| s.restart_window(&n, &w)).await?;
+                self.store.call(move |s| s.restart_walk(&n, &w)).await?;
                 Duration::ZERO
             }
             FetchError::NotFound { .. } => {
@@ -313,12 +359,30 @@ pub struct CommitOutcome {
     pub done: bool,
 }
 
-/// Maps a page's records and commits them with the window's next position.
-/// `now` is the clock reading for this commit (the time of a completed
-/// sweep, and the stand-in for a record without `created_at`).
+/// What became of a page.
+#[derive(Debug, Clone)]
+pub enum PageResult {
+    /// Its records and the window's new position were committed.
+    Committed(CommitOutcome),
+    /// The window's first page showed it holds more than a window should:
+    /// nothing was kept, the next window of its kind is `span_ms` long.
+    Split { span_ms: i64 },
+    /// The page's paging fields cannot move the window on: nothing was
+    /// kept, the fault is recorded on the window (its `faults`-th in a row).
+    Fault {
+        fault: paging::PagingFault,
+        faults: i64,
+    },
+}
+
+/// Checks a page's paging, maps its records and commits them with the
+/// window's next position (or splits the window, or records a paging
+/// fault). `now` is the clock reading for this commit (the time of a
+/// completed sweep, and the stand-in for a record without `created_at`).
 #[allow(clippy::too_many_arguments)]
 pub fn commit_page(
     store: &mut Store,
+    policy: &WindowPolicy,
     now: DateTime<Utc>,
     source: &str,
     window: &WindowRow,
@@ -326,10 +390,21 @@ pub fn commit_page(
     enricher: &Enricher,
     own: &std::sync::Mutex<OwnRequests>,
     counters: &SourceMetrics,
-) -> Result<CommitOutcome, StoreError> {
+) -> Result<PageResult, StoreError> {
     let mut own = own.lock().unwrap_or_else(|p| p.into_inner());
     for id in &page.attempt_request_ids {
         own.insert(id.clone());
+    }
+    if let Err(fault) = paging::check(window.cursor.as_deref(), &page) {
+        drop(own);
+        let faults = store.record_paging_fault(
+            source,
+            window,
+            &fault.to_string(),
+            &page.attempt_request_ids,
+            now.timestamp_millis(),
+        )?;
+        return Ok(PageResult::Fault { fault, faults });
     }
     // Records counted or alerted on once they are journaled: (self-generated,
     // a logging-off notice) for the few new ones.
@@ -382,8 +457,36 @@ pub fn commit_page(
         })
         .collect();
     drop(own);
-    // `has_more` false, or a page with no cursor to continue from, ends the window.
-    let done = !page.has_more || page.last_id.is_none();
+    // The walk reads newest first: after this page, everything of the
+    // window created from the oldest record read (its millisecond may hold
+    // more, unread) up to the window's end has been read.
+    let in_window: Vec<i64> = records
+        .iter()
+        .map(|r| r.created_at_ms)
+        .filter(|t| (window.start_ms..window.end_ms).contains(t))
+        .collect();
+    let oldest = in_window.iter().min().copied();
+    if page.has_more
+        && let Some(span_ms) = sizing::split(policy, window, in_window.len() as i64, oldest)
+    {
+        store.split_window(
+            source,
+            window,
+            span_ms,
+            &page.attempt_request_ids,
+            now.timestamp_millis(),
+        )?;
+        return Ok(PageResult::Split { span_ms });
+    }
+    let read_from_ms = match (window.read_from_ms, oldest.map(|t| t + 1)) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    // `paging::check` passed: `has_more` false is the only end of a window.
+    let done = !page.has_more;
+    let next_span_ms = done
+        .then(|| sizing::next_span(policy, window, window.records + records.len() as i64))
+        .flatten();
     // Only records new to the journal count: a sweep re-reads many.
     let mut new_notable = Vec::new();
     for (id, self_generated, notice) in notable {
@@ -395,7 +498,9 @@ pub fn commit_page(
         source,
         window,
         next_cursor: page.last_id.clone(),
+        read_from_ms,
         done,
+        next_span_ms,
         records: &records,
         request_ids: &page.attempt_request_ids,
         now_ms: now.timestamp_millis(),
@@ -409,11 +514,11 @@ pub fn commit_page(
             error!(source = %counters.name, "{notice}");
         }
     }
-    Ok(CommitOutcome {
+    Ok(PageResult::Committed(CommitOutcome {
         inserted: outcome.inserted,
         duplicates: outcome.duplicates,
         done,
-    })
+    }))
 }
 
 /// The error line for an activity that turned the Compliance API or its

@@ -3,9 +3,15 @@
 //!
 //! Priorities: an open live window first (its cursor is bound to its bounds,
 //! so it is always resumed exactly), then a new live window when one is due,
-//! then the late-arrival sweep, then backfill chunks. The source reads one
+//! then the late-arrival sweep, then backfill windows. The source reads one
 //! page per step, so a sweep or backfill yields to live polling between pages.
+//!
+//! Steady-state live windows are `poll_interval` long (at most `window`);
+//! catch-up and backfill windows are sized by what they hold (`sizing`).
 
+use super::sizing::MAX_SPAN_MS;
+
+const HOUR_MS: i64 = 3_600_000;
 use crate::store::{BackfillRow, SourceState, WindowKind, WindowRow};
 
 /// The timing settings of a source, in milliseconds.
@@ -16,11 +22,15 @@ pub struct WindowPolicy {
     pub poll_ms: i64,
     /// The longest steady-state window.
     pub window_ms: i64,
-    pub catchup_window_ms: i64,
     pub settle_lag_ms: i64,
     pub sweep_horizon_ms: i64,
     pub sweep_interval_ms: i64,
     pub initial_lookback_ms: i64,
+    /// Records per page (`page_size`).
+    pub page_size: i64,
+    /// A catch-up or backfill window found to need more pages than this is
+    /// split (`max_window_pages`).
+    pub max_window_pages: i64,
 }
 
 impl WindowPolicy {
@@ -29,11 +39,12 @@ impl WindowPolicy {
         WindowPolicy {
             poll_ms: ms(c.poll_interval).min(ms(c.window)).max(1),
             window_ms: ms(c.window).max(1),
-            catchup_window_ms: ms(c.catchup_window).max(ms(c.window)).max(1),
             settle_lag_ms: ms(c.settle_lag),
             sweep_horizon_ms: ms(c.sweep_horizon),
             sweep_interval_ms: ms(c.sweep_interval).max(1),
             initial_lookback_ms: ms(c.initial_lookback),
+            page_size: i64::from(c.page_size).max(1),
+            max_window_pages: i64::from(c.max_window_pages).max(1),
         }
     }
 }
@@ -60,15 +71,7 @@ pub enum Step {
 }
 
 fn fresh(kind: WindowKind, start_ms: i64, end_ms: i64) -> WindowRow {
-    WindowRow {
-        kind,
-        start_ms,
-        end_ms,
-        cursor: None,
-        opened_ms: None,
-        pages: 0,
-        records: 0,
-    }
+    WindowRow::fresh(kind, start_ms, end_ms)
 }
 
 /// The next step for a source at `now_ms`.
@@ -83,17 +86,26 @@ pub fn next_step(policy: &WindowPolicy, progress: &Progress, now_ms: i64) -> Ste
     let settled = now_ms - policy.settle_lag_ms;
     let behind = settled - watermark;
     if behind >= policy.poll_ms.min(policy.window_ms) {
-        // Catching up after downtime: larger windows, fewer requests.
-        let size = if behind > 2 * policy.window_ms {
-            policy.catchup_window_ms
-        } else {
-            policy.window_ms
-        };
-        return Step::Read(fresh(
-            WindowKind::Live,
-            watermark,
-            (watermark + size).min(settled),
-        ));
+        if behind <= 2 * policy.window_ms {
+            return Step::Read(fresh(
+                WindowKind::Live,
+                watermark,
+                (watermark + policy.window_ms).min(settled),
+            ));
+        }
+        // Catching up (first start, after downtime): a window sized by what
+        // the last one held, the whole way to now if that is unknown, but
+        // not into the hour still open. A walk journals its window's newest
+        // records first, and an archive seals hours by the watermark: a
+        // window reaching into the open hour would hold back the archiving
+        // of everything it read until that hour is sealed.
+        let size = progress.state.catchup_span_ms.unwrap_or(MAX_SPAN_MS);
+        let mut end = watermark.saturating_add(size).min(settled);
+        let open_hour = settled - settled.rem_euclid(HOUR_MS);
+        if end > open_hour && open_hour > watermark {
+            end = open_hour;
+        }
+        return Step::Read(fresh(WindowKind::Live, watermark, end));
     }
     let next_live_at = watermark + policy.poll_ms.min(policy.window_ms) + policy.settle_lag_ms;
 
@@ -116,7 +128,8 @@ pub fn next_step(policy: &WindowPolicy, progress: &Progress, now_ms: i64) -> Ste
         return Step::Read(open.clone());
     }
     if let Some(range) = progress.backfills.first() {
-        let end = (range.next_ms + policy.catchup_window_ms).min(range.until_ms);
+        let span = range.window_span_ms.unwrap_or(MAX_SPAN_MS);
+        let end = range.next_ms.saturating_add(span).min(range.until_ms);
         return Step::Read(fresh(WindowKind::Backfill, range.next_ms, end));
     }
 
@@ -137,11 +150,12 @@ mod tests {
         WindowPolicy {
             poll_ms: 5 * MIN,
             window_ms: 5 * MIN,
-            catchup_window_ms: 60 * MIN,
             settle_lag_ms: 2 * MIN,
             sweep_horizon_ms: 60 * MIN,
             sweep_interval_ms: 10 * MIN,
             initial_lookback_ms: 24 * 60 * MIN,
+            page_size: 5_000,
+            max_window_pages: 1_000,
         }
     }
 
@@ -166,11 +180,24 @@ mod tests {
     }
 
     #[test]
-    fn catch_up_uses_large_windows_and_never_passes_the_settle_lag() {
-        let now = 100 * 60 * MIN;
+    fn catch_up_windows_are_sized_by_what_they_hold_and_never_pass_the_settle_lag() {
+        let now = 100 * 60 * MIN + 30 * MIN;
+        // Density unknown: the whole way to the hour now - settle_lag is in.
         let step = next_step(&policy(), &at(now - 24 * 60 * MIN, now), now);
         assert_eq!(
             step,
+            Step::Read(fresh(WindowKind::Live, now - 24 * 60 * MIN, now - 30 * MIN))
+        );
+        // Then the rest: past that hour's start, up to now - settle_lag.
+        assert_eq!(
+            next_step(&policy(), &at(now - 30 * MIN, now), now),
+            Step::Read(fresh(WindowKind::Live, now - 30 * MIN, now - 2 * MIN))
+        );
+        // Learned from the last window: that span.
+        let mut p = at(now - 24 * 60 * MIN, now);
+        p.state.catchup_span_ms = Some(60 * MIN);
+        assert_eq!(
+            next_step(&policy(), &p, now),
             Step::Read(fresh(
                 WindowKind::Live,
                 now - 24 * 60 * MIN,
@@ -184,10 +211,10 @@ mod tests {
             Step::Read(fresh(WindowKind::Live, now - 8 * MIN, now - 3 * MIN))
         );
         // Catch-up windows stop at now - settle_lag.
-        let step = next_step(&policy(), &at(now - 40 * MIN, now), now);
+        let step = next_step(&policy(), &at(now - 25 * MIN, now), now);
         assert_eq!(
             step,
-            Step::Read(fresh(WindowKind::Live, now - 40 * MIN, now - 2 * MIN))
+            Step::Read(fresh(WindowKind::Live, now - 25 * MIN, now - 2 * MIN))
         );
     }
 
@@ -288,19 +315,42 @@ mod tests {
     }
 
     #[test]
-    fn backfill_chunks_come_last() {
+    fn backfill_windows_come_last_and_are_sized_by_what_they_hold() {
         let now = 100 * 60 * MIN;
         let mut p = at(now - 3 * MIN, now);
-        p.backfills = vec![BackfillRow {
+        let range = BackfillRow {
             source: "s".into(),
             since_ms: 0,
             until_ms: 90 * MIN,
             next_ms: 60 * MIN,
             records: 0,
-        }];
+            window_span_ms: None,
+            requests: 0,
+        };
+        // Density unknown: the rest of the range.
+        p.backfills = vec![range.clone()];
         assert_eq!(
             next_step(&policy(), &p, now),
             Step::Read(fresh(WindowKind::Backfill, 60 * MIN, 90 * MIN))
         );
+        // Learned: that span.
+        p.backfills = vec![BackfillRow {
+            window_span_ms: Some(10 * MIN),
+            ..range
+        }];
+        assert_eq!(
+            next_step(&policy(), &p, now),
+            Step::Read(fresh(WindowKind::Backfill, 60 * MIN, 70 * MIN))
+        );
+        // A live window due comes first.
+        let mut due = p.clone();
+        due.state.watermark_ms = Some(now - 8 * MIN);
+        assert!(matches!(
+            next_step(&policy(), &due, now),
+            Step::Read(WindowRow {
+                kind: WindowKind::Live,
+                ..
+            })
+        ));
     }
 }

@@ -27,7 +27,12 @@ impl InstanceLock {
             .truncate(false)
             .mode(0o600)
             .open(&path)
-            .map_err(|e| anyhow::anyhow!("cannot open lock file {}: {e}", path.display()))?;
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::EACCES | libc::EPERM | libc::EROFS) => {
+                    anyhow::Error::new(super::error::access_problem(&path, &e.to_string()))
+                }
+                _ => anyhow::anyhow!("cannot open lock file {}: {e}", path.display()),
+            })?;
         // SAFETY: flock on a file descriptor we own; no memory is involved.
         let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
         if rc != 0 {

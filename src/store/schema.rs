@@ -7,6 +7,8 @@ use std::path::Path;
 use rusqlite::Connection;
 
 use super::StoreError;
+use super::error::InDatabase;
+use super::integrity::not_a_database;
 
 /// The schema version this binary writes. Each entry of `MIGRATIONS` moves
 /// the database from version `i` to `i + 1`.
@@ -94,6 +96,23 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE journal ADD COLUMN context TEXT;
     "#,
+    // 3: windows sized by what they hold. A window's walk may run on a
+    // lower `created_at.lt` than its end after a cursor was refused
+    // (`walk_end_ms`), and records how far down it has read
+    // (`read_from_ms`) and whether its paging is stuck on a fault. The
+    // span of the next catch-up window and of a backfill range's next
+    // window is learned from the density of the previous one; a backfill
+    // range counts the requests it spent.
+    r#"
+    ALTER TABLE windows ADD COLUMN walk_end_ms INTEGER;
+    ALTER TABLE windows ADD COLUMN read_from_ms INTEGER;
+    ALTER TABLE windows ADD COLUMN fault TEXT;
+    ALTER TABLE windows ADD COLUMN fault_since_ms INTEGER;
+    ALTER TABLE windows ADD COLUMN faults INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE source_state ADD COLUMN catchup_span_ms INTEGER;
+    ALTER TABLE backfills ADD COLUMN window_span_ms INTEGER;
+    ALTER TABLE backfills ADD COLUMN requests INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
 
 /// Creates the database file with mode 0600 if it does not exist, so the
@@ -114,10 +133,7 @@ pub fn create_private_file(path: &Path) -> std::io::Result<()> {
 
 /// Reads the schema version, mapping "not a database" to a clear error.
 fn read_version(conn: &Connection, path: &Path) -> Result<i64, StoreError> {
-    let corrupt = |e: rusqlite::Error| StoreError::Corrupt {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    };
+    let corrupt = |e: rusqlite::Error| not_a_database(path, e);
     // Touching sqlite_master is what detects a file that is not SQLite.
     conn.query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| {
         r.get::<_, i64>(0)
@@ -144,10 +160,11 @@ pub fn check_version(conn: &Connection, path: &Path) -> Result<i64, StoreError> 
 pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     let version = check_version(conn, path)?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-        let tx = conn.transaction()?;
-        tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
-        tx.commit()?;
+        let tx = conn.transaction().in_db(path)?;
+        tx.execute_batch(sql).in_db(path)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)
+            .in_db(path)?;
+        tx.commit().in_db(path)?;
     }
     Ok(())
 }

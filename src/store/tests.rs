@@ -12,15 +12,7 @@ fn record(id: &str, created_at_ms: i64) -> JournalRecord {
 }
 
 fn live(start_ms: i64, end_ms: i64) -> WindowRow {
-    WindowRow {
-        kind: WindowKind::Live,
-        start_ms,
-        end_ms,
-        cursor: None,
-        opened_ms: None,
-        pages: 0,
-        records: 0,
-    }
+    WindowRow::fresh(WindowKind::Live, start_ms, end_ms)
 }
 
 fn open() -> (tempfile::TempDir, Store) {
@@ -60,7 +52,9 @@ fn page_commit_is_atomic_with_window_position_and_dedupes() {
             source: "s",
             window: &w,
             next_cursor: Some("cur1".into()),
+            read_from_ms: None,
             done: false,
+            next_span_ms: None,
             records: &recs,
             request_ids: &["req_1".into()],
             now_ms: 5,
@@ -85,7 +79,9 @@ fn page_commit_is_atomic_with_window_position_and_dedupes() {
             source: "s",
             window: &open,
             next_cursor: None,
+            read_from_ms: None,
             done: true,
+            next_span_ms: None,
             records: &recs2,
             request_ids: &["req_2".into()],
             now_ms: 6,
@@ -117,7 +113,9 @@ fn sweep_counts_only_new_records_as_late() {
             source: "s",
             window: &w,
             next_cursor: None,
+            read_from_ms: None,
             done: true,
+            next_span_ms: None,
             records: &[record("a", 10)],
             request_ids: &[],
             now_ms: 1,
@@ -132,7 +130,9 @@ fn sweep_counts_only_new_records_as_late() {
             source: "s",
             window: &sweep,
             next_cursor: None,
+            read_from_ms: None,
             done: true,
+            next_span_ms: None,
             records: &[record("a", 10), record("late", 20)],
             request_ids: &[],
             now_ms: 2,
@@ -163,7 +163,9 @@ fn sink_cursor_batches_dead_letters_and_prune() {
             source: "s",
             window: &w,
             next_cursor: None,
+            read_from_ms: None,
             done: true,
+            next_span_ms: None,
             records: &recs,
             request_ids: &[],
             now_ms: 1,
@@ -233,7 +235,9 @@ fn backfill_progress_resumes() {
             source: "s",
             window: &chunk,
             next_cursor: None,
+            read_from_ms: None,
             done: true,
+            next_span_ms: None,
             records: &[record("x", 5)],
             request_ids: &[],
             now_ms: 1,
@@ -306,7 +310,9 @@ fn new_databases_get_large_pages_and_old_ones_keep_theirs() {
             source: "s",
             window: &window,
             next_cursor: None,
+            read_from_ms: None,
             done: true,
+            next_span_ms: None,
             records: &records,
             request_ids: &[],
             now_ms: 5,
@@ -341,7 +347,9 @@ fn journal_both_forms(store: &mut Store) -> (JournalRecord, JournalRecord) {
             source: "s",
             window: &live(0, 2_000_000_000_000),
             next_cursor: None,
+            read_from_ms: None,
             done: true,
+            next_span_ms: None,
             records: &[new.clone(), legacy.clone()],
             request_ids: &[],
             now_ms: 1_778_000_000_500,
@@ -409,12 +417,26 @@ fn a_schema_1_database_is_readable_before_and_after_its_migration() {
         let conn = Connection::open(&path).unwrap();
         conn.execute("DELETE FROM journal WHERE ocsf = ''", [])
             .unwrap();
-        conn.execute_batch("ALTER TABLE journal DROP COLUMN context; PRAGMA user_version = 1;")
-            .unwrap();
+        conn.execute_batch(
+            "ALTER TABLE journal DROP COLUMN context;
+             ALTER TABLE windows DROP COLUMN walk_end_ms;
+             ALTER TABLE windows DROP COLUMN read_from_ms;
+             ALTER TABLE windows DROP COLUMN fault;
+             ALTER TABLE windows DROP COLUMN fault_since_ms;
+             ALTER TABLE windows DROP COLUMN faults;
+             ALTER TABLE source_state DROP COLUMN catchup_span_ms;
+             ALTER TABLE backfills DROP COLUMN window_span_ms;
+             ALTER TABLE backfills DROP COLUMN requests;
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
     }
     let ocsf = Payload::Ocsf(Arc::new(Mapper::default()));
     // `status` or `dlq show` from a new binary while the old daemon runs.
     let readonly = Store::open_readonly(&path).unwrap();
+    assert_eq!(readonly.source_state("s").unwrap().catchup_span_ms, None);
+    assert!(readonly.pending_windows("s").unwrap().is_empty());
+    assert!(readonly.open_backfills("s").unwrap().is_empty());
     let batch = readonly.read_batch(0, 10, 1 << 20, &ocsf).unwrap();
     assert_eq!(batch.len(), 1);
     assert_eq!(
@@ -433,4 +455,335 @@ fn a_schema_1_database_is_readable_before_and_after_its_migration() {
         store.read_batch(0, 10, 1 << 20, &ocsf).unwrap()[0].payload,
         batch[0].payload
     );
+}
+
+#[test]
+fn a_refused_cursor_restarts_the_walk_below_what_the_window_has_read() {
+    let (_dir, mut store) = open();
+    let w = WindowRow::fresh(WindowKind::Backfill, 0, 1000);
+    store.add_backfill("s", 0, 1000).unwrap();
+    store
+        .commit_page(&PageCommit {
+            source: "s",
+            window: &w,
+            next_cursor: Some("cur1".into()),
+            read_from_ms: Some(701),
+            done: false,
+            next_span_ms: None,
+            records: &[record("a", 900), record("b", 700)],
+            request_ids: &[],
+            now_ms: 5,
+        })
+        .unwrap();
+    let open = store
+        .open_window("s", WindowKind::Backfill)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (open.cursor.as_deref(), open.walk_end_ms, open.read_from_ms),
+        (Some("cur1"), 1000, Some(701))
+    );
+    // What a progress report shows: the window's top 30% read.
+    assert!((open.read_ratio() - 0.299).abs() < 1e-9);
+    let range = store.backfill("s", 0, 1000).unwrap().unwrap();
+    assert_eq!((range.read_ms(Some(&open)), range.requests), (299, 1));
+
+    store.restart_walk("s", &open).unwrap();
+    let restarted = store
+        .open_window("s", WindowKind::Backfill)
+        .unwrap()
+        .unwrap();
+    assert_eq!(restarted.cursor, None);
+    // Only [0, 701) is asked for again; the window still ends at 1000.
+    assert_eq!(
+        (
+            restarted.walk_end_ms,
+            restarted.end_ms,
+            restarted.read_from_ms
+        ),
+        (701, 1000, Some(701))
+    );
+
+    // Pruning keeps the records of the millisecond below `read_from`,
+    // which the restarted walk reads again, and nothing else.
+    store.advance_sink("f", 2, None, 2, &[], 6).unwrap();
+    assert_eq!(store.prune(&["f"], i64::MAX).unwrap(), 1);
+    assert!(store.is_journaled("b").unwrap());
+    assert!(!store.is_journaled("a").unwrap());
+}
+
+#[test]
+fn a_split_keeps_nothing_and_sizes_the_next_window() {
+    let (_dir, mut store) = open();
+    store.init_watermark("s", 0, 1).unwrap();
+    store.add_backfill("s", 0, 1000).unwrap();
+    // A fault on the first page left a row; the split removes it.
+    let first = WindowRow::fresh(WindowKind::Backfill, 0, 1000);
+    let faults = store
+        .record_paging_fault("s", &first, "no cursor", &["req_f".into()], 2)
+        .unwrap();
+    assert_eq!(faults, 1);
+    store
+        .split_window("s", &first, 100, &["req_s".into()], 3)
+        .unwrap();
+    assert!(
+        store
+            .open_window("s", WindowKind::Backfill)
+            .unwrap()
+            .is_none()
+    );
+    let range = store.backfill("s", 0, 1000).unwrap().unwrap();
+    assert_eq!(
+        (range.next_ms, range.window_span_ms, range.requests),
+        (0, Some(100), 2)
+    );
+    assert_eq!(store.journal_rows().unwrap(), 0);
+    let live = WindowRow::fresh(WindowKind::Live, 0, 1000);
+    store.split_window("s", &live, 250, &[], 4).unwrap();
+    let state = store.source_state("s").unwrap();
+    assert_eq!(state.catchup_span_ms, Some(250));
+    assert_eq!(state.last_success_ms, Some(4));
+    let mut ids = store.recent_request_ids(0).unwrap();
+    ids.sort();
+    assert_eq!(ids, vec!["req_f", "req_s"]);
+
+    // A completed window sets the next window's span.
+    store
+        .commit_page(&PageCommit {
+            source: "s",
+            window: &WindowRow::fresh(WindowKind::Backfill, 0, 100),
+            next_cursor: None,
+            read_from_ms: Some(51),
+            done: true,
+            next_span_ms: Some(400),
+            records: &[record("x", 50)],
+            request_ids: &[],
+            now_ms: 5,
+        })
+        .unwrap();
+    let range = store.backfill("s", 0, 1000).unwrap().unwrap();
+    assert_eq!(
+        (range.next_ms, range.window_span_ms, range.requests),
+        (100, Some(400), 3)
+    );
+}
+
+#[test]
+fn a_paging_fault_keeps_the_position_until_a_page_is_committed() {
+    let (_dir, mut store) = open();
+    let w = live(0, 1000);
+    store
+        .commit_page(&PageCommit {
+            source: "s",
+            window: &w,
+            next_cursor: Some("cur1".into()),
+            read_from_ms: Some(901),
+            done: false,
+            next_span_ms: None,
+            records: &[record("a", 900)],
+            request_ids: &[],
+            now_ms: 5,
+        })
+        .unwrap();
+    let open = store.open_window("s", WindowKind::Live).unwrap().unwrap();
+    for (attempt, now) in [(1, 10), (2, 20)] {
+        let faults = store
+            .record_paging_fault("s", &open, "last_id repeats the cursor", &[], now)
+            .unwrap();
+        assert_eq!(faults, attempt);
+    }
+    let stuck = store.open_window("s", WindowKind::Live).unwrap().unwrap();
+    assert_eq!(stuck.cursor.as_deref(), Some("cur1"));
+    assert_eq!(
+        (stuck.fault.as_deref(), stuck.fault_since_ms, stuck.faults),
+        (Some("last_id repeats the cursor"), Some(10), 2)
+    );
+    assert_eq!((stuck.pages, stuck.records), (1, 1));
+    let state = store.source_state("s").unwrap();
+    assert_eq!(
+        state.last_error.as_deref(),
+        Some("last_id repeats the cursor")
+    );
+    assert_eq!(state.watermark_ms, None);
+
+    // The next page that moves on clears it.
+    store
+        .commit_page(&PageCommit {
+            source: "s",
+            window: &stuck,
+            next_cursor: Some("cur2".into()),
+            read_from_ms: Some(801),
+            done: false,
+            next_span_ms: None,
+            records: &[record("b", 800)],
+            request_ids: &[],
+            now_ms: 30,
+        })
+        .unwrap();
+    let moving = store.open_window("s", WindowKind::Live).unwrap().unwrap();
+    assert_eq!(
+        (moving.fault, moving.fault_since_ms, moving.faults),
+        (None, None, 0)
+    );
+    assert_eq!(moving.cursor.as_deref(), Some("cur2"));
+    assert_eq!(store.source_state("s").unwrap().last_error, None);
+}
+
+#[test]
+fn a_database_whose_content_is_gone_is_refused_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    // An empty file with a log beside it: SQLite writes the first page
+    // before any log exists, so its pages were lost.
+    let empty = dir.path().join("empty.db");
+    std::fs::write(&empty, b"").unwrap();
+    std::fs::write(dir.path().join("empty.db-wal"), b"").unwrap();
+    let err = Store::open(&empty).err().unwrap();
+    assert_eq!(err.problem(), Problem::Damaged);
+    let text = err.to_string();
+    assert!(
+        text.contains("has no claudit tables") && text.contains("empty.db-wal (0 bytes)"),
+        "{text}"
+    );
+    assert!(
+        dir.path().join("empty.db-wal").exists(),
+        "the evidence stays"
+    );
+    assert_eq!(std::fs::metadata(&empty).unwrap().len(), 0);
+
+    // A used database without tables (its pages lost another way).
+    let used = dir.path().join("used.db");
+    Connection::open(&used)
+        .unwrap()
+        .pragma_update(None, "user_version", 7)
+        .unwrap();
+    let before = std::fs::read(&used).unwrap();
+    let text = Store::open(&used).err().unwrap().to_string();
+    assert!(
+        text.contains("has no claudit tables, but the file holds"),
+        "{text}"
+    );
+    assert!(text.contains("--reset-state"), "{text}");
+    let text = Store::open_readonly(&used).err().unwrap().to_string();
+    assert!(text.contains("has no claudit tables"), "{text}");
+    assert_eq!(std::fs::read(&used).unwrap(), before);
+
+    // A new database is an empty file with nothing beside it.
+    let new = dir.path().join("new.db");
+    std::fs::write(&new, b"").unwrap();
+    Store::open(&new).unwrap();
+}
+
+#[test]
+fn a_log_shorter_than_its_index_says_is_refused_until_removed_on_purpose() {
+    let running = tempfile::tempdir().unwrap();
+    let db = running.path().join("state.db");
+    let mut store = Store::open(&db).unwrap();
+    let commit = |store: &mut Store, id: &str| {
+        store
+            .commit_page(&PageCommit {
+                source: "s",
+                window: &live(0, 1000),
+                next_cursor: None,
+                read_from_ms: None,
+                done: true,
+                next_span_ms: None,
+                records: &[record(id, 900)],
+                request_ids: &[],
+                now_ms: 1,
+            })
+            .unwrap();
+    };
+    // "a" is checkpointed into the database file, "b" only in the log.
+    commit(&mut store, "a");
+    store
+        .conn
+        .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+        .unwrap();
+    commit(&mut store, "b");
+    // What a crash leaves while the connection is open: the database, its
+    // index, and (here) a log cut off to nothing.
+    let crashed = tempfile::tempdir().unwrap();
+    let copy = crashed.path().join("state.db");
+    std::fs::copy(&db, &copy).unwrap();
+    std::fs::copy(
+        integrity::companion(&db, "-shm"),
+        integrity::companion(&copy, "-shm"),
+    )
+    .unwrap();
+    std::fs::write(integrity::companion(&copy, "-wal"), b"").unwrap();
+    drop(store);
+
+    for attempt in 0..2 {
+        let err = Store::open(&copy).err().unwrap();
+        assert_eq!(err.problem(), Problem::Damaged);
+        let text = err.to_string();
+        assert!(
+            text.contains("lost its most recent transactions")
+                && text.contains("state.db-wal holds 0 bytes")
+                && text.contains("--reset-state"),
+            "attempt {attempt}: {text}"
+        );
+        let text = Store::open_readonly(&copy).err().unwrap().to_string();
+        assert!(text.contains("lost its most recent transactions"), "{text}");
+    }
+    // The operator accepts going on from the last checkpoint.
+    std::fs::remove_file(integrity::companion(&copy, "-wal")).unwrap();
+    std::fs::remove_file(integrity::companion(&copy, "-shm")).unwrap();
+    let store = Store::open(&copy).unwrap();
+    assert!(store.is_journaled("a").unwrap() && !store.is_journaled("b").unwrap());
+}
+
+#[test]
+fn quick_check_passes_a_sound_database_and_stops_at_its_time_bound() {
+    let (_dir, mut store) = open();
+    // Enough cells for SQLite to ask the progress handler.
+    let records: Vec<JournalRecord> = (0..2_000).map(|i| record(&format!("a{i}"), 900)).collect();
+    store
+        .commit_page(&PageCommit {
+            source: "s",
+            window: &live(0, 1000),
+            next_cursor: None,
+            read_from_ms: None,
+            done: true,
+            next_span_ms: None,
+            records: &records,
+            request_ids: &[],
+            now_ms: 1,
+        })
+        .unwrap();
+    assert!(matches!(
+        store.quick_check(Duration::from_secs(60)).unwrap(),
+        integrity::QuickCheck::Passed { .. }
+    ));
+    // A bound already passed: SQLite is told to stop at its first check.
+    assert!(matches!(
+        store.quick_check(Duration::ZERO).unwrap(),
+        integrity::QuickCheck::Unfinished { .. }
+    ));
+    // The connection works normally afterwards.
+    assert_eq!(store.journal_rows().unwrap(), 2_000);
+}
+
+#[test]
+fn every_sqlite_error_names_the_database() {
+    let (dir, store) = open();
+    let err = store
+        .conn
+        .execute("INSERT INTO no_such_table VALUES (1)", [])
+        .in_db(&store.path)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(dir.path().join("state.db").to_str().unwrap()),
+        "{err}"
+    );
+    // The chain printer does not repeat the cause.
+    let chained = format!(
+        "{:#}",
+        anyhow::Error::new(StoreError::sqlite(
+            &store.path,
+            rusqlite::Error::InvalidColumnType(3, "raw".into(), rusqlite::types::Type::Blob),
+        ))
+    );
+    assert_eq!(chained.matches("BLOB").count(), 1, "{chained}");
 }

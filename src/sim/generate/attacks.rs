@@ -64,12 +64,10 @@ pub(crate) fn attack_sequences(world: &World, start: i64, span: i64) -> Vec<Atta
     }
 
     // 2. Compliance logging off, then an Admin API key created 35 minutes
-    // later, at 03:00 UTC (off hours) of the last full night in the span.
-    let day = 24 * HOUR;
-    let mut night = (start - 6 * HOUR).div_euclid(day) * day + 3 * HOUR;
-    if night > start - 2 * HOUR {
-        night -= day;
-    }
+    // later, in the small hours (01:00-04:00 UTC): the latest such minute
+    // at least two hours before the end, which is less than 23 hours
+    // before it, so inside any span of 24 hours.
+    let night = small_hours_before(start - 2 * HOUR);
     let admin_actor = json!({
         "type": "user_actor",
         "email_address": admin.email,
@@ -124,4 +122,35 @@ pub(crate) fn attack_sequences(world: &World, start: i64, span: i64) -> Vec<Atta
         });
     }
     out
+}
+
+/// The latest minute at or before `t` whose time of day is within
+/// 01:00-04:00 UTC (at most 21 hours before `t`).
+fn small_hours_before(t: i64) -> i64 {
+    let day = 24 * HOUR;
+    let midnight = t.div_euclid(day) * day;
+    let latest = match t - midnight {
+        tod if tod < HOUR => midnight - day + 4 * HOUR,
+        tod if tod <= 4 * HOUR => t,
+        _ => midnight + 4 * HOUR,
+    };
+    latest.div_euclid(MINUTE) * MINUTE
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_small_hours_are_within_21_hours_before_any_time() {
+        let day = 24 * HOUR;
+        let base = 1_796_083_200_000_000; // 2026-12-01T00:00:00Z, µs
+        for minute in 0..(day / MINUTE) {
+            let t = base + minute * MINUTE + 17_000_000;
+            let night = small_hours_before(t);
+            let tod = night.rem_euclid(day);
+            assert!((HOUR..=4 * HOUR).contains(&tod), "{minute}");
+            assert!(night <= t && t - night <= 21 * HOUR, "{minute}");
+        }
+    }
 }

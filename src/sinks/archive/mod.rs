@@ -187,6 +187,9 @@ pub struct ArchiveTask {
     /// The sink's Prometheus counters: a flush counts as a batch, its
     /// records as delivered, a failed flush as a retry.
     pub counters: crate::metrics::SinkMetrics,
+    /// Removes the sink's secrets from every error before it is logged or
+    /// stored (`sinks::redactor_for`).
+    pub redactor: crate::redact::Redactor,
 }
 
 /// What the last flushes saw of the journal past the cursor (in memory;
@@ -256,7 +259,9 @@ impl ArchiveTask {
                     scan = Scan::default();
                     self.counters.retries.inc();
                     let delay = backoff.next().unwrap_or(Duration::from_secs(60));
-                    let reason = format!("{e:#}");
+                    self.redactor
+                        .learn_session_secrets(backend.session_secrets());
+                    let reason = self.redactor.redact(&format!("{e:#}"));
                     warn!(sink = %name, error = %reason, retry_in_ms = delay.as_millis() as u64,
                         "archiving failed; the records stay in the journal and the flush is redone");
                     if record_error_and_wait(&self.store, &name, reason, delay, &cancel).await? {
@@ -568,7 +573,11 @@ impl Backend {
                 let backend = S3Backend::open(cfg, sink, state_dir)
                     .await
                     .map_err(|e| anyhow::anyhow!("sink {sink}: {e:#}"))?;
-                let lines = backend.manifest_lines().await?;
+                let lines = backend.manifest_lines().await.map_err(|e| {
+                    let mut redactor = crate::redact::Redactor::new();
+                    redactor.learn_session_secrets(backend.session_secrets());
+                    anyhow::anyhow!(redactor.redact(&format!("{e:#}")))
+                })?;
                 Ok((Backend::S3(Box::new(backend)), lines))
             }
         }
@@ -578,6 +587,14 @@ impl Backend {
         match self {
             Backend::Local(b) => b.tmp_dir(),
             Backend::S3(b) => b.tmp_dir(),
+        }
+    }
+
+    /// Credentials obtained at run time (S3's), for the redaction.
+    fn session_secrets(&self) -> Vec<String> {
+        match self {
+            Backend::Local(_) => Vec::new(),
+            Backend::S3(b) => b.session_secrets(),
         }
     }
 
@@ -640,8 +657,12 @@ fn retry_policy() -> ExponentialBuilder {
 }
 
 /// `claudit check --connect`: the directory is writable, or the bucket is
-/// reachable (and has Object Lock when the sink asks for it).
-pub async fn check(sink: &str, config: &ArchiveSinkConfig) -> Result<String, String> {
+/// reachable (and has Object Lock when the sink asks for it). Also returns
+/// the credentials the check signed with, for the redaction of its text.
+pub async fn check(
+    sink: &str,
+    config: &ArchiveSinkConfig,
+) -> (Result<String, String>, Vec<String>) {
     match &config.backend {
         ArchiveBackend::Local { path } => {
             let probe = || -> std::io::Result<()> {
@@ -650,37 +671,46 @@ pub async fn check(sink: &str, config: &ArchiveSinkConfig) -> Result<String, Str
                 std::fs::write(&file, b"")?;
                 std::fs::remove_file(&file)
             };
-            probe()
+            let checked = probe()
                 .map(|_| format!("{} is writable", path.display()))
                 .map_err(|e| {
                     format!(
                         "cannot write in {}: {e}; create it and give the claudit user write access",
                         path.display()
                     )
-                })
+                });
+            (checked, Vec::new())
         }
         ArchiveBackend::S3(cfg) => {
-            let backend = S3Backend::connect(cfg, None).map_err(|e| format!("{e:#}"))?;
-            if cfg.object_lock.is_some() {
-                backend
-                    .check_object_lock()
-                    .await
-                    .map_err(|e| format!("{e:#}"))?;
-            }
-            let lines = backend
-                .manifest_lines()
-                .await
-                .map_err(|e| format!("sink {sink}: {e:#}"))?;
-            Ok(format!(
-                "bucket {} reachable{}, {} manifest lines",
-                cfg.bucket,
+            let backend = match S3Backend::connect(cfg, None) {
+                Ok(backend) => backend,
+                Err(e) => return (Err(format!("{e:#}")), Vec::new()),
+            };
+            backend.learn_credentials().await;
+            let checked = async {
                 if cfg.object_lock.is_some() {
-                    ", Object Lock enabled"
-                } else {
-                    ""
-                },
-                lines.len()
-            ))
+                    backend
+                        .check_object_lock()
+                        .await
+                        .map_err(|e| format!("{e:#}"))?;
+                }
+                let lines = backend
+                    .manifest_lines()
+                    .await
+                    .map_err(|e| format!("sink {sink}: {e:#}"))?;
+                Ok(format!(
+                    "bucket {} reachable{}, {} manifest lines",
+                    cfg.bucket,
+                    if cfg.object_lock.is_some() {
+                        ", Object Lock enabled"
+                    } else {
+                        ""
+                    },
+                    lines.len()
+                ))
+            }
+            .await;
+            (checked, backend.session_secrets())
         }
     }
 }

@@ -44,7 +44,9 @@ use sha2::{Digest, Sha256};
 
 use super::ManifestLine;
 use super::segment::FinishedSegment;
+use crate::body_limit::read_capped_text;
 use crate::config::ArchiveS3Config;
+use crate::sinks::http::MAX_ANSWER_BYTES;
 
 /// Segments larger than this are sent as a multipart upload in parts of
 /// this size (S3 allows at most 5 GiB in one PUT, and a part is read into
@@ -58,6 +60,10 @@ pub struct S3Backend {
     /// `https://<bucket>.s3.<region>.amazonaws.com` or `<endpoint>/<bucket>`.
     base_url: String,
     tmp_dir: PathBuf,
+    /// The secret parts of the credentials last used to sign (secret key,
+    /// session token): what the sink's redaction must learn, as they come
+    /// from the environment or a credentials service, not the configuration.
+    credential_secrets: std::sync::Mutex<Vec<String>>,
 }
 
 impl S3Backend {
@@ -69,8 +75,15 @@ impl S3Backend {
         state_dir: &Path,
     ) -> anyhow::Result<S3Backend> {
         let backend = S3Backend::connect(config, Some((sink, state_dir)))?;
-        if config.object_lock.is_some() {
-            backend.check_object_lock().await?;
+        backend.learn_credentials().await;
+        if config.object_lock.is_some()
+            && let Err(e) = backend.check_object_lock().await
+        {
+            // The backend is dropped with the credentials it learned: the
+            // error leaves without them.
+            let mut redactor = crate::redact::Redactor::new();
+            redactor.learn_session_secrets(backend.session_secrets());
+            anyhow::bail!(redactor.redact(&format!("{e:#}")));
         }
         Ok(backend)
     }
@@ -126,6 +139,8 @@ impl S3Backend {
         let http = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(10))
             .timeout(std::time::Duration::from_secs(600))
+            // A redirect would carry the session token to another host.
+            .redirect(reqwest::redirect::Policy::none())
             .build()?;
         Ok(S3Backend {
             store,
@@ -133,7 +148,35 @@ impl S3Backend {
             config: config.clone(),
             base_url,
             tmp_dir,
+            credential_secrets: Default::default(),
         })
+    }
+
+    /// Fetches the credentials (environment, credentials file or service)
+    /// and remembers their secret parts, so an error of a request made
+    /// before any of ours is signed is redacted too.
+    pub async fn learn_credentials(&self) {
+        if let Ok(credential) = self.store.credentials().get_credential().await {
+            self.remember_credential(&credential);
+        }
+    }
+
+    fn remember_credential(&self, credential: &object_store::aws::AwsCredential) {
+        let mut secrets = self
+            .credential_secrets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        secrets.clear();
+        secrets.push(credential.secret_key.clone());
+        secrets.extend(credential.token.clone());
+    }
+
+    /// The secret key and session token of the credentials last used.
+    pub fn session_secrets(&self) -> Vec<String> {
+        self.credential_secrets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn tmp_dir(&self) -> PathBuf {
@@ -153,7 +196,7 @@ impl S3Backend {
                 )
             })?;
         let status = response.status();
-        let body = response.text().await.unwrap_or_default();
+        let body = read_capped_text(response, MAX_ANSWER_BYTES, "GET ?object-lock").await?;
         let enabled = status.is_success()
             && xml_tag(&body, "ObjectLockEnabled").is_some_and(|v| v == "Enabled");
         if enabled {
@@ -353,7 +396,9 @@ impl S3Backend {
                     .get("etag")
                     .and_then(|v| v.to_str().ok())
                     .map(str::to_string);
-                let answer = response.text().await.unwrap_or_default();
+                let answer =
+                    read_capped_text(response, MAX_ANSWER_BYTES, &format!("UploadPart {number}"))
+                        .await?;
                 let etag = match (status.is_success(), etag) {
                     (true, Some(etag)) => etag,
                     _ => anyhow::bail!("UploadPart {number} of {key}: HTTP {status}: {answer}"),
@@ -409,6 +454,7 @@ impl S3Backend {
             .get_credential()
             .await
             .map_err(|e| anyhow::anyhow!("no AWS credentials: {e}"))?;
+        self.remember_credential(&credential);
         let mut signed = HttpRequest::new(HttpRequestBody::from(Vec::new()));
         *signed.method_mut() = method.clone();
         *signed.uri_mut() = url
@@ -423,10 +469,16 @@ impl S3Backend {
         AwsAuthorizer::new(&credential, "s3", &self.config.region)
             .try_authorize(&mut signed, Some(&digest))
             .map_err(|e| anyhow::anyhow!("signing the request: {e}"))?;
+        let mut signed_headers = signed.headers().clone();
+        for name in ["authorization", "x-amz-security-token"] {
+            if let Some(value) = signed_headers.get_mut(name) {
+                value.set_sensitive(true);
+            }
+        }
         let response = self
             .http
             .request(method, url)
-            .headers(signed.headers().clone())
+            .headers(signed_headers)
             .body(body)
             .send()
             .await?;
@@ -454,7 +506,7 @@ async fn expect_success(
     what: &str,
 ) -> anyhow::Result<String> {
     let status = response.status();
-    let body = response.text().await.unwrap_or_default();
+    let body = read_capped_text(response, MAX_ANSWER_BYTES, &format!("{what} {key}")).await?;
     if status.is_success() {
         return Ok(body);
     }
