@@ -13,6 +13,8 @@ pub mod progress;
 pub mod sentinel;
 pub mod splunk_hec;
 pub mod sumo;
+pub mod syslog;
+pub mod webhook;
 
 use std::sync::Arc;
 use std::time::Duration;
