@@ -206,6 +206,7 @@ pub async fn replay_dead_letters(
             }
         }
     }
+    replayer.close().await;
     Ok(summary)
 }
 
@@ -349,5 +350,6 @@ pub async fn replay_range(
             }
         }
     }
+    replayer.close().await;
     Ok(summary)
 }

@@ -112,8 +112,8 @@ pub struct SyslogConfig {
     pub tls: TlsFiles,
     pub facility: u8,
     pub severity: u8,
-    /// HOSTNAME: this machine's name unless set.
-    pub hostname: String,
+    /// HOSTNAME; `None` = this machine's name.
+    pub hostname: Option<String>,
     /// APP-NAME, default `claudit`.
     pub app_name: String,
     /// The SD-ID of the element carrying `id` and `seq`; `None` = no
@@ -253,9 +253,10 @@ impl Formatter {
     /// `msgid` names the body's shape (`ocsf`, `raw`).
     pub fn new(config: &SyslogConfig, msgid: &str) -> Formatter {
         let pri = u16::from(config.facility) * 8 + u16::from(config.severity);
+        let hostname = config.hostname.clone().unwrap_or_else(local_hostname);
         Formatter {
             head: format!("<{pri}>1"),
-            middle: format!(" {} {} - {msgid} ", config.hostname, config.app_name),
+            middle: format!(" {hostname} {} - {msgid} ", config.app_name),
             sd_id: config.structured_data_id.clone(),
         }
     }
@@ -282,6 +283,16 @@ impl Formatter {
         out.push(b' ');
         out.extend_from_slice(record.payload.as_bytes());
         out
+    }
+}
+
+/// This machine's name as RFC 5424 allows it, or the NILVALUE.
+fn local_hostname() -> String {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let name = name.trim();
+    match header_field_problem(name, MAX_HOSTNAME) {
+        None => name.to_string(),
+        Some(_) => "-".to_string(),
     }
 }
 
@@ -324,8 +335,8 @@ pub struct Encoded {
 }
 
 /// The stream under a connection: TLS or plain TCP.
-trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
-impl<T: AsyncRead + AsyncWrite + Send + Unpin> Stream for T {}
+trait Stream: AsyncRead + AsyncWrite + Send + Sync + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Sync + Unpin> Stream for T {}
 
 /// How the receiver ended a connection, as its reader saw it.
 #[derive(Debug, Clone)]
@@ -884,7 +895,7 @@ mod tests {
             tls: TlsFiles::default(),
             facility: 13,
             severity: 6,
-            hostname: "collector-01".into(),
+            hostname: Some("collector-01".into()),
             app_name: "claudit".into(),
             structured_data_id: Some("claudit@32473".into()),
             max_message_bytes: 8192,
