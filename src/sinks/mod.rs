@@ -573,7 +573,8 @@ impl Destination {
     /// Ends the destination's connection the way its protocol asks.
     async fn close(&mut self) {
         if let Destination::Syslog(sink) = self {
-            sink.close().await;
+            // A receiver that did not close cleanly is logged by the sink.
+            let _ = sink.close().await;
         }
     }
 

@@ -41,19 +41,21 @@
 //!    send queue is empty (`SIOCOUTQ`), so every byte is on the receiving
 //!    host. A receiver that does not acknowledge within `write_timeout`
 //!    fails the batch, which is sent again.
-//! 2. Bytes the receiving host acknowledged can still be lost if its
-//!    application never reads them (it restarts or crashes with data in its
-//!    socket buffer). So the sink keeps the frames it delivered last, up to
-//!    `resend_window` bytes, on the connection. When that connection is lost
-//!    (reset, TLS alert, closed while a batch was in flight, a failed write,
-//!    no acknowledgement in time), the next connection sends them again
-//!    before anything new. A window at least as large as the receiver's
-//!    socket receive buffer (Linux: at most `net.ipv4.tcp_rmem`'s third
-//!    value, 6 MiB by default) covers everything such a receiver can lose.
-//! 3. A receiver that closes an idle connection cleanly (close_notify or
-//!    FIN, no reset, after every byte was acknowledged) has read everything:
-//!    a socket closed with unread data answers with a reset instead. Nothing
-//!    is sent again then.
+//! 2. Bytes the receiving host acknowledged can still be lost: its
+//!    application restarts or crashes with them unread in its socket buffer
+//!    or unwritten in its memory. So the sink keeps the frames it delivered
+//!    last, up to `resend_window` bytes. When a connection ends in any way
+//!    but the sink's own close (a reset, a TLS alert, the receiver's close,
+//!    a failed write, no acknowledgement in time), the frames it delivered
+//!    in the [`RESEND_AGE`] before that moment are sent again, first thing
+//!    on the next connection, until a connection acknowledges them. A window at least as large as the
+//!    receiver's socket receive buffer (Linux: at most `net.ipv4.tcp_rmem`'s
+//!    third value, 6 MiB by default) covers what such a receiver can lose
+//!    unread; the minute covers what it had read but not yet written.
+//! 3. Frames older than that minute at the loss are taken as processed: a
+//!    receiver or load balancer closing idle connections after more than a
+//!    minute costs no duplicates (a shorter idle timeout: the last minute's
+//!    frames before each idle close come again once).
 //! 4. The sink closes its connections itself with a TLS `close_notify`
 //!    (RFC 5425 §4.4) and waits for the receiver's close. It reads
 //!    everything the receiver sends for the whole life of the connection
@@ -61,19 +63,21 @@
 //!    with unread data would make this kernel reset the connection, and the
 //!    receiver's kernel then discards what its application had not read yet.
 //!
-//! Duplicates are bounded: at most `resend_window` bytes of frames per lost
-//! connection, and at most one batch per crash of claudit (a batch
-//! acknowledged by TCP whose cursor was not yet committed). Each carries the
-//! activity id in its structured data and body to deduplicate on. What
-//! remains possible is a loss that needs two failures at once: claudit
-//! killed (the window lives in memory) while the receiver loses data its TCP
-//! had acknowledged.
+//! Duplicates are bounded: at most `resend_window` bytes (and a minute) of
+//! frames per lost connection, and at most one batch per crash of claudit (a
+//! batch acknowledged by TCP whose cursor was not yet committed). Each
+//! carries the activity id in its structured data and body to deduplicate
+//! on. What remains possible is a loss that needs two failures at once:
+//! claudit killed (the window lives in memory) while the receiver loses data
+//! its TCP had acknowledged; the receiver losing the same frames again right
+//! after they were sent again; or a receiver holding more than
+//! `resend_window` bytes, or more than a minute of data, unprocessed.
 
 use std::collections::VecDeque;
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{
     AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, ReadHalf, WriteHalf,
@@ -84,10 +88,14 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::pem::PemObject as _;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use tracing::{info, warn};
+use tracing::warn;
 
 use super::http::{Outcome, Rejected};
 use crate::store::BatchRecord;
+
+/// Frames delivered this long before a connection was lost are sent again
+/// on the next one; older ones are taken as processed by the receiver.
+pub const RESEND_AGE: Duration = Duration::from_secs(60);
 
 /// How long a close waits for the receiver's own close (its `close_notify`
 /// or FIN) after claudit's.
@@ -341,7 +349,9 @@ impl<T: AsyncRead + AsyncWrite + Send + Sync + Unpin> Stream for T {}
 /// How the receiver ended a connection, as its reader saw it.
 #[derive(Debug, Clone)]
 struct PeerClose {
-    /// A close_notify or a FIN: the receiver's socket had nothing unread.
+    /// When the reader saw it.
+    at: Instant,
+    /// A close_notify or a FIN (no reset, no TLS alert).
     clean: bool,
     what: String,
 }
@@ -365,32 +375,6 @@ impl Drop for Connection {
 impl Connection {
     fn peer_close(&self) -> Option<PeerClose> {
         self.closed.borrow().clone()
-    }
-
-    /// Whether the socket has a pending error (a reset that arrived after
-    /// the receiver's close_notify).
-    fn has_socket_error(&self) -> bool {
-        #[cfg(target_os = "linux")]
-        {
-            let mut err: libc::c_int = 0;
-            let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-            // SAFETY: `fd` is the connection's open socket (it lives as long
-            // as `self`), and `err`/`len` are valid for writes of their size.
-            let rc = unsafe {
-                libc::getsockopt(
-                    self.fd,
-                    libc::SOL_SOCKET,
-                    libc::SO_ERROR,
-                    (&mut err as *mut libc::c_int).cast(),
-                    &mut len,
-                )
-            };
-            rc != 0 || err != 0
-        }
-        #[cfg(not(target_os = "linux"))]
-        {
-            false
-        }
     }
 
     /// Bytes written that the receiver's TCP has not acknowledged yet.
@@ -452,6 +436,7 @@ async fn read_until_closed(
         match reader.read(&mut buf).await {
             Ok(0) => {
                 break PeerClose {
+                    at: Instant::now(),
                     clean: true,
                     what: "the receiver closed the connection".to_string(),
                 };
@@ -460,6 +445,7 @@ async fn read_until_closed(
             // TLS: a FIN without close_notify. Still no reset.
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
                 break PeerClose {
+                    at: Instant::now(),
                     clean: true,
                     what: "the receiver closed the connection without a TLS close_notify"
                         .to_string(),
@@ -467,8 +453,9 @@ async fn read_until_closed(
             }
             Err(e) => {
                 break PeerClose {
+                    at: Instant::now(),
                     clean: false,
-                    what: format!("the connection broke: {e}"),
+                    what: broken(&e),
                 };
             }
         }
@@ -476,24 +463,52 @@ async fn read_until_closed(
     closed.send_replace(Some(close));
 }
 
-/// Frames delivered on connections whose reading the receiver has not
-/// confirmed, newest last, at most `limit` bytes.
+/// A broken connection in words; a TLS alert from the receiver with what
+/// usually causes it (TLS 1.3 refuses a missing client certificate only
+/// after the client finished its handshake, so it shows up here).
+fn broken(e: &io::Error) -> String {
+    let alert = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+    match alert {
+        Some(rustls::Error::AlertReceived(alert)) => format!(
+            "the receiver ended the TLS session with the alert {alert:?}; if it requires a \
+             client certificate, set tls_client_cert_file and tls_client_key_file (signed by a \
+             CA it trusts)"
+        ),
+        _ => format!("the connection broke: {e}"),
+    }
+}
+
+/// The frames delivered last, with when the receiver's TCP acknowledged
+/// them, newest last, at most `limit` bytes.
 #[derive(Debug, Default)]
 struct ResendWindow {
-    frames: VecDeque<Vec<u8>>,
+    frames: VecDeque<(Instant, Vec<u8>)>,
     bytes: usize,
     limit: usize,
 }
 
 impl ResendWindow {
-    fn push(&mut self, frame: Vec<u8>) {
+    fn push(&mut self, acknowledged: Instant, frame: Vec<u8>) {
         self.bytes += frame.len();
-        self.frames.push_back(frame);
+        self.frames.push_back((acknowledged, frame));
         while self.bytes > self.limit {
             match self.frames.pop_front() {
-                Some(old) => self.bytes -= old.len(),
+                Some((_, old)) => self.bytes -= old.len(),
                 None => break,
             }
+        }
+    }
+
+    /// Forgets the frames acknowledged before `time`.
+    fn forget_before(&mut self, time: Instant) {
+        while let Some((at, frame)) = self.frames.front() {
+            if *at >= time {
+                break;
+            }
+            self.bytes -= frame.len();
+            self.frames.pop_front();
         }
     }
 
@@ -510,7 +525,8 @@ pub struct SyslogSink {
     connection: Option<Connection>,
     window: ResendWindow,
     /// The window must go out again before anything new: the connection it
-    /// was sent on was lost.
+    /// was sent on was lost. Only the frames of the minute before the loss
+    /// are kept then, however long it takes to reconnect.
     resend_pending: bool,
     /// Frames sent again after lost connections, since the sink started.
     resent: u64,
@@ -584,17 +600,18 @@ impl SyslogSink {
         }
         match self.write(&encoded.frames).await {
             Ok(()) => {
+                let now = Instant::now();
                 for frame in encoded.frames {
-                    self.window.push(frame);
+                    self.window.push(now, frame);
                 }
                 Outcome::Delivered {
                     rejected: encoded.rejected,
                 }
             }
             Err(outcome) => {
-                // Whatever the receiver read of this connection is unknown.
+                // Whatever the receiver kept of this connection is unknown.
                 self.connection = None;
-                self.resend_pending = !self.window.frames.is_empty();
+                self.lost(Instant::now());
                 outcome
             }
         }
@@ -606,7 +623,12 @@ impl SyslogSink {
             self.connection = Some(self.connect().await?);
         }
         let resend: Vec<u8> = if self.resend_pending {
-            self.window.frames.iter().flatten().copied().collect()
+            self.window
+                .frames
+                .iter()
+                .flat_map(|(_, frame)| frame)
+                .copied()
+                .collect()
         } else {
             Vec::new()
         };
@@ -649,29 +671,28 @@ impl SyslogSink {
         Ok(())
     }
 
-    /// Drops a connection the receiver has closed. A clean close of an idle
-    /// connection (every byte acknowledged before, no reset) means the
-    /// receiver read everything: the window is confirmed and emptied.
-    /// Anything else leaves the window to be sent again.
-    fn retire_closed_connection(&mut self) {
-        let Some(connection) = &self.connection else {
-            return;
-        };
-        let Some(close) = connection.peer_close() else {
-            return;
-        };
-        let confirmed = close.clean
-            && !connection.has_socket_error()
-            && connection.unacknowledged().is_ok_and(|n| n == 0);
-        if confirmed {
-            info!(address = %self.config.address, "{}; everything sent on it had been read (clean close), reconnecting", close.what);
-            self.window.clear();
-            self.resend_pending = false;
-        } else {
-            warn!(address = %self.config.address, "{}; reconnecting and sending the last frames again", close.what);
+    /// The connection the window went out on was lost at `at`: the frames
+    /// of the minute before go out again first on the next connection. A
+    /// loss while a resend is pending keeps what the first loss kept.
+    fn lost(&mut self, at: Instant) {
+        if !self.resend_pending {
+            if let Some(since) = at.checked_sub(RESEND_AGE) {
+                self.window.forget_before(since);
+            }
             self.resend_pending = !self.window.frames.is_empty();
         }
+    }
+
+    /// Drops a connection the receiver has ended; its last minute's frames
+    /// go out again (a clean close says the receiver read them, not that
+    /// it wrote them anywhere).
+    fn retire_closed_connection(&mut self) {
+        let Some(close) = self.connection.as_ref().and_then(Connection::peer_close) else {
+            return;
+        };
+        warn!(address = %self.config.address, "{}; reconnecting", close.what);
         self.connection = None;
+        self.lost(close.at);
     }
 
     async fn connect(&self) -> Result<Connection, Outcome> {
@@ -726,12 +747,12 @@ impl SyslogSink {
     }
 
     /// Closes the connection the way RFC 5425 §4.4 asks: `close_notify`,
-    /// then the receiver's close awaited (reading meanwhile). Returns
-    /// whether the receiver closed cleanly, which confirms it read
-    /// everything; the window is emptied then.
-    pub async fn close(&mut self) -> bool {
+    /// then the receiver's close awaited (reading meanwhile). A clean close
+    /// by the receiver confirms it read everything: the window is emptied.
+    /// `Err` says how the receiver ended it otherwise.
+    pub async fn close(&mut self) -> Result<(), String> {
         let Some(mut connection) = self.connection.take() else {
-            return true;
+            return Ok(());
         };
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, connection.writer.shutdown()).await;
         let mut closed = connection.closed.clone();
@@ -739,22 +760,27 @@ impl SyslogSink {
             .await
             .ok()
             .and_then(|r| r.ok().and_then(|c| c.clone()));
-        let clean = close
-            .as_ref()
-            .is_some_and(|c| c.clean && !connection.has_socket_error());
+        let clean = close.as_ref().is_some_and(|c| c.clean);
         if clean {
             self.window.clear();
             self.resend_pending = false;
+            Ok(())
         } else {
             // Unconfirmed: a next connection sends the window again.
-            self.resend_pending = !self.window.frames.is_empty();
+            self.lost(Instant::now());
             let what = close.map_or_else(
-                || "the receiver did not close its side in time".to_string(),
+                || {
+                    format!(
+                        "the receiver did not answer claudit's close_notify with its own close \
+                         within {}s (RFC 5425 §4.4)",
+                        CLOSE_TIMEOUT.as_secs()
+                    )
+                },
                 |c| c.what,
             );
             warn!(address = %self.config.address, "closing the syslog connection: {what}");
+            Err(what)
         }
-        clean
     }
 
     /// `claudit check --connect`: a connection (and TLS handshake with the
@@ -765,23 +791,20 @@ impl SyslogSink {
             Outcome::Delivered { .. } => unreachable!("connect never delivers"),
         })?;
         self.connection = Some(connection);
-        let clean = self.close().await;
+        let closed = self.close().await;
         let how = match self.config.transport {
             Transport::Tls => "over TLS (certificate verified)",
             Transport::Tcp => "over plain TCP",
         };
-        if clean {
-            Ok(format!(
+        match closed {
+            Ok(()) => Ok(format!(
                 "connected to {} {how}; the receiver answered the close cleanly",
                 self.config.address
-            ))
-        } else {
-            Err(format!(
-                "connected to {} {how}, but the receiver did not answer claudit's close_notify \
-                 with its own close within {}s (RFC 5425 §4.4)",
-                self.config.address,
-                CLOSE_TIMEOUT.as_secs()
-            ))
+            )),
+            Err(what) => Err(format!(
+                "connected to {} {how}, then: {what}",
+                self.config.address
+            )),
         }
     }
 }
@@ -992,13 +1015,22 @@ mod tests {
             limit: 10,
             ..ResendWindow::default()
         };
-        for frame in ["aaaa", "bbbb", "cccc"] {
-            w.push(frame.as_bytes().to_vec());
+        let t0 = Instant::now();
+        for (i, frame) in ["aaaa", "bbbb", "cccc"].into_iter().enumerate() {
+            w.push(
+                t0 + Duration::from_secs(i as u64),
+                frame.as_bytes().to_vec(),
+            );
         }
         assert_eq!(w.bytes, 8);
-        assert_eq!(w.frames, [b"bbbb".to_vec(), b"cccc".to_vec()]);
+        let frames = |w: &ResendWindow| -> Vec<Vec<u8>> {
+            w.frames.iter().map(|(_, f)| f.clone()).collect()
+        };
+        assert_eq!(frames(&w), [b"bbbb".to_vec(), b"cccc".to_vec()]);
+        w.forget_before(t0 + Duration::from_secs(2));
+        assert_eq!((frames(&w), w.bytes), (vec![b"cccc".to_vec()], 4));
         let mut none = ResendWindow::default();
-        none.push(b"x".to_vec());
+        none.push(t0, b"x".to_vec());
         assert!(none.frames.is_empty());
     }
 
