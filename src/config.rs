@@ -21,7 +21,9 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
+mod directory;
 mod places;
+pub use directory::{DEFAULT_ADMIN_ROLES, DirectoryConfig};
 
 /// The validated configuration.
 #[derive(Debug, Clone)]
@@ -104,6 +106,8 @@ pub struct SourceConfig {
     /// No-data watchdog: warn (and `claudit_source_no_data` = 1) when the
     /// source has journaled nothing for this long.
     pub no_data_after: Duration,
+    /// `[sources.directory]`: who the actors are (`src/directory/`).
+    pub directory: DirectoryConfig,
 }
 
 /// What a sink writes: the OCSF event or the activity exactly as received.
@@ -111,6 +115,9 @@ pub struct SourceConfig {
 pub enum Format {
     Ocsf,
     Raw,
+    /// `raw+claudit`: the activity as received, with a top-level `claudit`
+    /// object (its directory context) added after its own fields.
+    RawWithContext,
 }
 
 #[derive(Debug, Clone)]
@@ -1980,6 +1987,8 @@ mod schema {
         let exclude_activity_types = list(exclude_activity_types);
         let organization_ids = list(organization_ids);
 
+        let directory = super::directory::read(cx, t);
+
         let needs = match (sweep_horizon, settle_lag) {
             (Some(h), Some(l)) => Some(h + l),
             _ => None,
@@ -2004,6 +2013,7 @@ mod schema {
             connect_timeout: connect_timeout.unwrap_or_default(),
             request_timeout: request_timeout.unwrap_or_default(),
             no_data_after: no_data_after.unwrap_or_default(),
+            directory,
         };
         (source, needs)
     }
@@ -2048,10 +2058,12 @@ mod schema {
             Got::Value(text) => match text.value.as_str() {
                 "ocsf" => Some(Format::Ocsf),
                 "raw" => Some(Format::Raw),
+                "raw+claudit" => Some(Format::RawWithContext),
                 _ => {
                     let msg = format!(
-                        "unknown format {}; write format = \"ocsf\" (OCSF 1.8.0 events) or \
-                         format = \"raw\" (activities as received)",
+                        "unknown format {}; write format = \"ocsf\" (OCSF 1.8.0 events), \
+                         format = \"raw\" (activities as received) or format = \"raw+claudit\" \
+                         (activities as received plus a claudit object with their directory context)",
                         text.shown()
                     );
                     text_error(cx, t, "format", &text, msg);

@@ -269,7 +269,8 @@ pub fn start_pipeline(
     cancel: CancellationToken,
 ) -> anyhow::Result<JoinSet<(String, anyhow::Result<()>)>> {
     let store = SharedStore::open(&config.state.path)?;
-    let mapper = Arc::new(Mapper::new(&config.ocsf));
+    let directory = crate::directory::Directory::open(&config.state.path, config)?;
+    let mapper = Arc::new(Mapper::new(&config.ocsf).with_directory(directory));
     let (head_tx, head_rx) = watch::channel(0u64);
 
     let mut tasks: JoinSet<(String, anyhow::Result<()>)> = JoinSet::new();
@@ -378,10 +379,13 @@ async fn prune_loop(
                         cutoff = cutoff.min(last_sweep - horizon);
                     }
                 }
-                s.prune(
+                let rows = s.prune(
                     &sinks.iter().map(String::as_str).collect::<Vec<_>>(),
                     cutoff,
-                )
+                )?;
+                // The directory keeps what the remaining rows can see.
+                crate::directory::store::prune(s)?;
+                Ok(rows)
             })
             .await?;
         if pruned > 0 {

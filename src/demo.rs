@@ -11,8 +11,8 @@ use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{
-    BatchConfig, Config, EnrichConfig, FileSinkConfig, Format, OcsfConfig, SinkConfig, SinkKind,
-    SourceConfig, StateConfig,
+    BatchConfig, Config, DirectoryConfig, EnrichConfig, FileSinkConfig, Format, OcsfConfig,
+    SinkConfig, SinkKind, SourceConfig, StateConfig,
 };
 use crate::sim::{SimActivity, SimConfig, Simulator};
 use crate::store::Store;
@@ -164,6 +164,11 @@ fn demo_config(base_url: &str, api_key: &str, state_dir: &Path, ocsf: &Path, raw
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(30),
             no_data_after: Duration::from_secs(6 * 3600),
+            // Who the actors are, from the simulator's directory.
+            directory: DirectoryConfig {
+                enabled: true,
+                ..DirectoryConfig::default()
+            },
         }],
         sinks: vec![
             file_sink("ocsf", ocsf, Format::Ocsf),
@@ -199,8 +204,22 @@ fn print_summary(
     }
     let mut by_class: BTreeMap<(i64, String), usize> = BTreeMap::new();
     let mut ocsf_count = 0;
+    // Events of user actors, and those with their directory context.
+    let (mut user_events, mut with_directory, mut departed) = (0, 0, 0);
     for line in std::io::BufReader::new(std::fs::File::open(ocsf_path)?).lines() {
         let v: serde_json::Value = serde_json::from_str(&line?)?;
+        if v["actor"]["user"]["type_id"]
+            .as_i64()
+            .is_some_and(|t| t == 1 || t == 2)
+        {
+            user_events += 1;
+            if v["actor"]["user"]["full_name"].is_string() {
+                with_directory += 1;
+            }
+            if v["unmapped"]["claudit"]["directory"]["actor"]["departed"] == true {
+                departed += 1;
+            }
+        }
         let class = v["class_uid"].as_i64().unwrap_or(-1);
         *by_class
             .entry((class, class_name(class).to_string()))
@@ -237,6 +256,9 @@ fn print_summary(
     }
     println!();
     println!("late arrivals caught by the sweep: {late}");
+    println!(
+        "directory context: {with_directory} of {user_events} events of users carry the actor's name, groups and organization ({departed} by users who had left)"
+    );
     println!(
         "check: {} activities created before live generation stopped; missing {missing}, delivered more than once {duplicated}",
         expected.len()

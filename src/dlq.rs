@@ -25,10 +25,13 @@ use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Format, SinkConfig};
+use crate::directory::Directory;
 use crate::ocsf::Mapper;
 use crate::sinks::Replayer;
 use crate::sinks::http::Outcome;
-use crate::store::{BatchRecord, DeadLetter, NewDeadLetter, Payload, SharedStore, Store, now_ms};
+use crate::store::{
+    BatchRecord, DeadLetter, NewDeadLetter, Payload, SharedStore, Store, StoreError, now_ms,
+};
 
 /// Attempts per batch in `claudit replay` before giving up on a retryable
 /// failure (the run can simply be started again).
@@ -45,12 +48,22 @@ fn find_sink<'c>(config: &'c Config, name: &str) -> anyhow::Result<&'c SinkConfi
     })
 }
 
-/// The form `sink` reads journal records in, rendered with `config`'s
-/// `[ocsf]` settings as the daemon would.
-fn payload_form(config: &Config, sink: &SinkConfig) -> Payload {
+/// The mapper the daemon renders with: `config`'s `[ocsf]` settings and
+/// the directory of the sources that have one.
+fn mapper(config: &Config) -> Result<Arc<Mapper>, StoreError> {
+    let directory = Directory::open(&config.state.path, config)?;
+    Ok(Arc::new(
+        Mapper::new(&config.ocsf).with_directory(directory),
+    ))
+}
+
+/// The form `sink` reads journal records in, rendered by `mapper` as the
+/// daemon would.
+fn payload_form(sink: &SinkConfig, mapper: &Arc<Mapper>) -> Payload {
     match sink.format {
         Format::Raw => Payload::Raw,
-        Format::Ocsf => Payload::Ocsf(Arc::new(Mapper::new(&config.ocsf))),
+        Format::Ocsf => Payload::Ocsf(mapper.clone()),
+        Format::RawWithContext => Payload::RawWithContext(mapper.clone()),
     }
 }
 
@@ -109,7 +122,7 @@ pub fn show(config: &Config, sink: &str, id: i64) -> anyhow::Result<String> {
     writeln!(out, "rejected at: {}", fmt_ms(d.at_ms))?;
     writeln!(out, "reason:      {}", d.reason)?;
     writeln!(out, "response:    {}", d.response)?;
-    match store.journal_record(d.seq, &payload_form(config, sink))? {
+    match store.journal_record(d.seq, &payload_form(sink, &mapper(config)?))? {
         Some(r) => writeln!(out, "payload:     {}", r.payload)?,
         None => writeln!(
             out,
@@ -161,7 +174,8 @@ pub async fn replay_dead_letters(
             sink.name
         );
     }
-    let form = payload_form(config, &sink);
+    let mapper = mapper(config)?;
+    let form = payload_form(&sink, &mapper);
     let mut summary = DlqReplay::default();
     // Payloads from the journal; one dead letter per record (the oldest id
     // wins if a record was dead-lettered twice).
@@ -178,8 +192,7 @@ pub async fn replay_dead_letters(
     if pending.is_empty() {
         return Ok(summary);
     }
-    let mut replayer =
-        Replayer::open(&sink, store.clone(), Arc::new(Mapper::new(&config.ocsf))).await?;
+    let mut replayer = Replayer::open(&sink, store.clone(), mapper).await?;
     for range in batches(pending.iter().map(|(_, r)| r.payload.len()), &sink) {
         let chunk = &pending[range];
         let records: Vec<BatchRecord> = chunk.iter().map(|(_, r)| r.clone()).collect();
@@ -269,9 +282,9 @@ pub async fn replay_range(
         anyhow::bail!("--until ({until}) must be after --since ({since})");
     }
     let store = SharedStore::open(&config.state.path)?;
-    let form = payload_form(config, &sink);
-    let mut replayer =
-        Replayer::open(&sink, store.clone(), Arc::new(Mapper::new(&config.ocsf))).await?;
+    let mapper = mapper(config)?;
+    let form = payload_form(&sink, &mapper);
+    let mut replayer = Replayer::open(&sink, store.clone(), mapper).await?;
     let (since_ms, until_ms) = (since.timestamp_millis(), until.timestamp_millis());
     let mut after = 0i64;
     let mut summary = RangeReplay::default();

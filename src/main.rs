@@ -103,6 +103,11 @@ enum Command {
         #[arg(long)]
         until: Option<String>,
     },
+    /// What claudit knows of a source's directory (who the actors are), or of one identity, and since when.
+    Directory {
+        #[command(subcommand)]
+        command: DirectoryCommand,
+    },
     /// Verify an archive sink (hashes, hash chain, counts, journal) or export a range of it.
     Archive {
         #[command(subcommand)]
@@ -146,6 +151,36 @@ enum Command {
         /// Requests per minute before 429 (0 = unthrottled).
         #[arg(long, default_value_t = 600)]
         rate_limit: u32,
+    },
+}
+
+// ---- claudit directory ----
+
+#[derive(Subcommand)]
+enum DirectoryCommand {
+    /// Print the source's directory (last sync, counts, last error), and with --user every fact known about one identity: memberships, groups, roles, departure, each with its time span and since when claudit knows it.
+    Show {
+        #[arg(long, short, env = "CLAUDIT_CONFIG")]
+        config: PathBuf,
+        /// The source (its `name` in the configuration).
+        #[arg(long)]
+        source: String,
+        /// A user id (user_...) or an e-mail address.
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Print the source's directory as OCSF User Inventory Info events (NDJSON on stdout): every member at --at, preceded by who joined, left or changed since --changes-since.
+    Snapshot {
+        #[arg(long, short, env = "CLAUDIT_CONFIG")]
+        config: PathBuf,
+        #[arg(long)]
+        source: String,
+        /// The time the snapshot describes: RFC 3339 time, date, or duration ago (default: now).
+        #[arg(long)]
+        at: Option<String>,
+        /// Also the changes since this time (RFC 3339 time, date, or duration ago).
+        #[arg(long)]
+        changes_since: Option<String>,
     },
 }
 
@@ -459,6 +494,81 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Dlq { command } => dlq(command).await,
+        Command::Directory {
+            command:
+                DirectoryCommand::Snapshot {
+                    config,
+                    source,
+                    at,
+                    changes_since,
+                },
+        } => {
+            let config = match load_config(&config) {
+                Ok(c) => c,
+                Err(code) => return Ok(code),
+            };
+            let now = chrono::Utc::now();
+            let time = |flag: &str, arg: Option<String>| -> Result<Option<i64>, String> {
+                arg.map(|a| {
+                    claudit::backfill::parse_time_arg(&a, now)
+                        .map(|t| t.timestamp_millis())
+                        .map_err(|e| format!("{flag}: {e}"))
+                })
+                .transpose()
+            };
+            let (at, since) = match (time("--at", at), time("--changes-since", changes_since)) {
+                (Ok(at), Ok(since)) => (at.unwrap_or(now.timestamp_millis()), since),
+                (Err(e), _) | (_, Err(e)) => {
+                    eprintln!("error: {e}");
+                    return Ok(ExitCode::from(EXIT_CONFIG));
+                }
+            };
+            let directory = config
+                .source(&source)
+                .filter(|s| s.directory.enabled)
+                .map(|_| claudit::directory::Directory::open(&config.state.path, &config))
+                .transpose()?
+                .flatten();
+            let Some(directory) = directory else {
+                eprintln!(
+                    "error: source {source:?} has no directory context in {}; add a [sources.directory] table to it",
+                    config.file.display()
+                );
+                return Ok(ExitCode::from(EXIT_CONFIG));
+            };
+            let mut out = std::io::stdout().lock();
+            for line in claudit::directory::snapshot::events(&directory, &source, since, at) {
+                writeln!(out, "{line}")?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Directory {
+            command:
+                DirectoryCommand::Show {
+                    config,
+                    source,
+                    user,
+                },
+        } => {
+            let config = match load_config(&config) {
+                Ok(c) => c,
+                Err(code) => return Ok(code),
+            };
+            if config.source(&source).is_none() {
+                let names: Vec<&str> = config.sources.iter().map(|s| s.name.as_str()).collect();
+                eprintln!(
+                    "error: no source named {source:?} in {}; configured sources: {}",
+                    config.file.display(),
+                    names.join(", ")
+                );
+                return Ok(ExitCode::from(EXIT_CONFIG));
+            }
+            print!(
+                "{}",
+                claudit::directory::show::show(&config, &source, user.as_deref())?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Archive { command } => archive(command).await,
         Command::Replay {
             config,

@@ -189,6 +189,8 @@ pub struct Metrics {
     tasks: Mutex<BTreeMap<String, bool>>,
     /// What /readyz checks, set from the configuration at each pipeline start.
     targets: RwLock<Targets>,
+    /// The directory sync's families (`src/directory/metrics.rs`).
+    directory: crate::directory::metrics::DirectoryFamilies,
 }
 
 impl Default for Metrics {
@@ -241,8 +243,10 @@ impl Metrics {
             last_event_ms: Mutex::new(HashMap::new()),
             tasks: Mutex::new(BTreeMap::new()),
             targets: RwLock::new(Targets::default()),
+            directory: Default::default(),
             registry: Registry::default(),
         };
+        m.directory.register(&mut r);
         // Counters get their `_total` suffix from the encoder.
         r.register(
             "claudit_source_requests",
@@ -450,6 +454,11 @@ impl Metrics {
             logging_disabled: self.logging_disabled.get_or_create_owned(&l),
             ratelimit_remaining: self.source_ratelimit_remaining.get_or_create_owned(&l),
         }
+    }
+
+    /// The handles one source's directory sync updates.
+    pub fn directory(&self, source: &str) -> crate::directory::metrics::DirectoryMetrics {
+        self.directory.source(source)
     }
 
     /// The handles the operations endpoint updates.

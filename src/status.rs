@@ -35,6 +35,9 @@ pub struct SourceStatus {
     pub last_success: Option<String>,
     pub last_error: Option<String>,
     pub last_error_at: Option<String>,
+    /// The source's directory context (`[sources.directory]`), when on or synced.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub directory: Option<crate::directory::show::DirectoryStatus>,
 }
 
 #[derive(Debug, Serialize)]
@@ -106,6 +109,11 @@ pub fn report(config: &Config, now_ms: i64) -> anyhow::Result<StatusReport> {
             last_success: p.state.last_success_ms.map(fmt_ms),
             last_error: p.state.last_error,
             last_error_at: p.state.last_error_ms.map(fmt_ms),
+            directory: crate::directory::show::status(
+                &store,
+                &source.name,
+                source.directory.enabled,
+            )?,
         });
     }
     let mut sinks = Vec::new();
@@ -168,6 +176,9 @@ impl std::fmt::Display for StatusReport {
             }
             if let Some(e) = &s.last_error {
                 writeln!(f, "  last error:      {} ({e})", or(&s.last_error_at, "?"))?;
+            }
+            if let Some(d) = &s.directory {
+                write!(f, "{d}")?;
             }
         }
         for s in &self.sinks {

@@ -13,6 +13,7 @@
 
 mod builders;
 pub mod classes;
+mod directory;
 mod envelope;
 mod node;
 pub mod rules;
@@ -26,10 +27,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::config::OcsfConfig;
+use crate::directory::{Directory, DirectoryContext};
 use crate::enrich::Enrichment;
 use crate::model::Activity;
 
 pub use classes::Class;
+pub use envelope::is_email;
 pub use rules::{RULES, Rule, rule_for};
 pub use severity::{may_turn_compliance_logging_off, turns_compliance_logging_off};
 
@@ -132,6 +135,9 @@ pub struct Mapper {
     include_raw_data: bool,
     rules: Arc<rules::RuleCache>,
     contexts: Arc<ContextCache>,
+    /// Who the actors are, for sources that sync their directory
+    /// (`src/directory/`); placed by `directory.rs`.
+    directory: Option<Arc<Directory>>,
 }
 
 impl Mapper {
@@ -155,13 +161,25 @@ impl Mapper {
             include_raw_data: config.include_raw_data,
             rules: Arc::default(),
             contexts: Arc::default(),
+            directory: None,
         }
+    }
+
+    /// This mapper, rendering journal rows with directory context.
+    pub fn with_directory(mut self, directory: Option<Arc<Directory>>) -> Mapper {
+        self.directory = directory;
+        self
+    }
+
+    /// The directory this mapper renders with, if any.
+    pub fn directory(&self) -> Option<&Arc<Directory>> {
+        self.directory.as_ref()
     }
 
     /// The OCSF event for one activity. Never fails: anything the mapping
     /// does not understand degrades to the fallback, tagged.
     pub fn map(&self, activity: &Activity, ctx: &MapContext) -> Value {
-        self.event(activity, ctx).into_value()
+        self.event(activity, ctx, None).into_value()
     }
 
     /// The OCSF event for one activity, serialized as JSON: the event `map`
@@ -188,26 +206,52 @@ impl Mapper {
         created_at_ms: i64,
         journaled_at_ms: i64,
     ) -> String {
+        self.render_journaled_row(raw, context, created_at_ms, journaled_at_ms, None)
+    }
+
+    /// [`Mapper::render_journaled`] for the row `seq` of `source` (`origin`),
+    /// with its directory context when the mapper has a directory: the
+    /// directory as it was at the activity's `created_at`, as known when the
+    /// row was journaled, so this too is a pure function of the row.
+    pub fn render_journaled_row(
+        &self,
+        raw: &str,
+        context: Option<&str>,
+        created_at_ms: i64,
+        journaled_at_ms: i64,
+        origin: Option<(&str, i64)>,
+    ) -> String {
         let context = context.map(|text| self.contexts.parse(text));
         let context = context.as_deref();
         let now = chrono::DateTime::from_timestamp_millis(created_at_ms).unwrap_or_default();
         let activity = Activity::parse_journaled(raw, now);
-        self.map_json(
-            &activity,
-            &MapContext {
-                enrichment: context.and_then(|c| c.enrichment.as_ref()),
-                self_generated: context.is_some_and(|c| c.self_generated),
-                processed_ms: journaled_at_ms,
-            },
-        )
+        let directory = match (&self.directory, origin) {
+            (Some(d), Some((source, seq))) => d.context(source, seq, &activity),
+            _ => None,
+        };
+        let ctx = MapContext {
+            enrichment: context.and_then(|c| c.enrichment.as_ref()),
+            self_generated: context.is_some_and(|c| c.self_generated),
+            processed_ms: journaled_at_ms,
+        };
+        let mut out = Vec::with_capacity(activity.raw.len() * 3);
+        self.event(&activity, &ctx, directory.as_ref())
+            .write_json(&mut out);
+        String::from_utf8(out)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
     }
 
     /// Appends the OCSF event for one activity, as JSON, to `out`.
     pub fn write_json(&self, activity: &Activity, ctx: &MapContext, out: &mut Vec<u8>) {
-        self.event(activity, ctx).write_json(out);
+        self.event(activity, ctx, None).write_json(out);
     }
 
-    fn event<'a>(&self, activity: &'a Activity, ctx: &MapContext<'a>) -> Node<'a> {
+    fn event<'a>(
+        &self,
+        activity: &'a Activity,
+        ctx: &MapContext<'a>,
+        directory: Option<&'a DirectoryContext>,
+    ) -> Node<'a> {
         let fields = &activity.fields;
         let t = activity.activity_type.as_str();
         let mut src = Source::new(fields);
@@ -333,7 +377,19 @@ impl Mapper {
         event.set("status_id", draft.status_id);
         event.set("status", status_caption(draft.status_id));
         event.set_opt("status_detail", draft.status_detail);
-        event.extend(draft.objects);
+        let mut objects = draft.objects;
+        if let Some(context) = directory {
+            let actor_user = match actor.as_mut().map(|a| &mut a.object) {
+                Some(object) if object.contains_key("user") => Some(object.object_mut("user")),
+                _ => None,
+            };
+            let event_user = match objects.get("user") {
+                Some(Node::Object(_)) => Some(objects.object_mut("user")),
+                _ => None,
+            };
+            directory::place(context, actor_user, event_user, &mut claudit);
+        }
+        event.extend(objects);
 
         let mut metadata = Obj::with_capacity(14)
             .with("version", OCSF_VERSION)

@@ -18,12 +18,16 @@
 //!   and `retry-after` on 429;
 //! - every authenticated call logs its own `compliance_api_accessed`
 //!   activity carrying the response's `request-id`;
-//! - injected faults for the next requests (`Simulator::inject`).
+//! - injected faults for the next requests (`Simulator::inject`);
+//! - the directory endpoints (organizations, users, roles, permissions,
+//!   groups, members), consistent with the feed's directory changes
+//!   (`directory.rs`).
 //!
 //! Records are rendered on demand from `(seed, index)` (see `generate`), so
 //! a million-record backlog costs about 40 MB.
 
 mod clock;
+mod directory;
 pub mod generate;
 mod ids;
 mod json;
@@ -42,6 +46,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+pub use directory::{SimDirectory, SimGroup, SimMember, SimRole};
 
 use clock::SimClock;
 use generate::Generator;
@@ -179,6 +185,8 @@ pub struct SimActivity {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SimRequest {
     pub at: DateTime<Utc>,
+    /// The path (`/v1/compliance/activities`, `/v1/compliance/groups`, ...).
+    pub path: String,
     /// The raw query string (still percent-encoded).
     pub query: String,
     pub status: u16,
@@ -338,6 +346,54 @@ impl Simulator {
     /// Every request served so far, in arrival order.
     pub fn requests(&self) -> Vec<SimRequest> {
         lock(&self.shared.requests).clone()
+    }
+
+    /// The directory as the directory endpoints answer it now.
+    pub fn directory(&self) -> SimDirectory {
+        directory::at(&self.shared, self.shared.clock.now_micros())
+    }
+
+    /// Appends an activity created now and visible at once: `fields` holds
+    /// its `type`, `actor`, `organization_id`/`organization_uuid` and
+    /// type-specific fields (`id` and `created_at` are set). A
+    /// directory-change activity changes the directory too (a removal, a
+    /// group membership). Returns its id.
+    pub fn append_activity(&self, fields: serde_json::Value) -> String {
+        directory::append(&self.shared, self.shared.clock.now_micros(), fields)
+    }
+
+    /// Removes `user_id` from its organization now, as an admin would: an
+    /// `org_user_deleted` activity (by the organization's primary owner)
+    /// that the directory follows. Their activities stay in the feed.
+    pub fn remove_user(&self, user_id: &str) -> Option<String> {
+        let world = self.shared.generator.world();
+        let user = &world.users[world.user_index(user_id)? as usize];
+        let org = &world.orgs[user.org as usize];
+        let owner = world.users.iter().find(|u| u.org == user.org)?;
+        Some(self.append_activity(serde_json::json!({
+            "type": "org_user_deleted",
+            "organization_id": org.id,
+            "organization_uuid": org.uuid,
+            "actor": {"type": "user_actor", "email_address": owner.email, "user_id": owner.id,
+                      "ip_address": owner.ip, "user_agent": owner.user_agent},
+            "deleted_user_id": user.id,
+            "deleted_user_email": user.email,
+        })))
+    }
+
+    /// An activity of `user_id` (a `claude_chat_created`) created now.
+    pub fn act_as(&self, user_id: &str) -> Option<String> {
+        let world = self.shared.generator.world();
+        let user = &world.users[world.user_index(user_id)? as usize];
+        let org = &world.orgs[user.org as usize];
+        Some(self.append_activity(serde_json::json!({
+            "type": "claude_chat_created",
+            "organization_id": org.id,
+            "organization_uuid": org.uuid,
+            "actor": {"type": "user_actor", "email_address": user.email, "user_id": user.id,
+                      "ip_address": user.ip, "user_agent": user.user_agent},
+            "claude_chat_id": world.entity_id("claude_chat_", 7),
+        })))
     }
 
     /// The simulator's current time (wall clock plus `advance_clock`).

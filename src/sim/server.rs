@@ -143,11 +143,11 @@ pub(crate) fn activities(shared: &Shared) -> Vec<SimActivity> {
 }
 
 /// An answer before faults are applied.
-struct Answer {
-    status: StatusCode,
-    body: String,
-    retry_after: Option<u64>,
-    should_retry: Option<bool>,
+pub(super) struct Answer {
+    pub status: StatusCode,
+    pub body: String,
+    pub retry_after: Option<u64>,
+    pub should_retry: Option<bool>,
 }
 
 fn error_type(status: StatusCode) -> &'static str {
@@ -179,7 +179,7 @@ fn default_message(status: StatusCode) -> &'static str {
     }
 }
 
-fn error_answer(status: StatusCode, message: &str, request_id: &str) -> Answer {
+pub(super) fn error_answer(status: StatusCode, message: &str, request_id: &str) -> Answer {
     let mut body = String::with_capacity(160 + message.len());
     let mut w = ObjWriter::new(&mut body);
     w.str("type", "error");
@@ -245,6 +245,7 @@ async fn handle(
     }
     lock(&shared.requests).push(SimRequest {
         at: to_datetime(now),
+        path: uri.path().to_string(),
         query: uri.query().unwrap_or("").to_string(),
         status: answer.status.as_u16(),
         request_id: request_id.clone(),
@@ -299,11 +300,12 @@ fn serve(
     request_id: &str,
     now: i64,
 ) -> Answer {
-    if uri.path() != FEED_PATH {
+    let directory = super::directory::is_directory_path(uri.path());
+    if uri.path() != FEED_PATH && !directory {
         return error_answer(StatusCode::NOT_FOUND, "Not found", request_id);
     }
     if method != Method::GET {
-        let msg = format!("Method {method} is not allowed on {FEED_PATH}; use GET.");
+        let msg = format!("Method {method} is not allowed on {}; use GET.", uri.path());
         return error_answer(StatusCode::METHOD_NOT_ALLOWED, &msg, request_id);
     }
     let config = &shared.config;
@@ -324,7 +326,7 @@ fn serve(
             request_id,
         );
     }
-    let answer = serve_authenticated(shared, uri, headers, request_id, now, forbidden);
+    let answer = serve_authenticated(shared, uri, headers, request_id, now, forbidden, key);
     if config.self_activity {
         record_self_activity(shared, uri, headers, request_id, now, key, answer.status);
     }
@@ -338,6 +340,7 @@ fn serve_authenticated(
     request_id: &str,
     now: i64,
     forbidden: bool,
+    key: &str,
 ) -> Answer {
     let config = &shared.config;
     if let Some(limiter) = &shared.limiter
@@ -373,6 +376,12 @@ fn serve_authenticated(
             return error_answer(StatusCode::BAD_REQUEST, &msg, request_id);
         }
         Some(_) => {}
+    }
+    if uri.path() != FEED_PATH {
+        // Admin API keys read the feed only (spec §1.1).
+        let admin_key = key.starts_with("sk-ant-admin01-");
+        let query = uri.query().unwrap_or("");
+        return super::directory::answer(shared, uri.path(), query, admin_key, request_id, now);
     }
     let query = match parse_feed_query(uri.query().unwrap_or(""), config.max_limit) {
         Ok(q) => q,

@@ -351,6 +351,7 @@ impl SinkTask {
         match self.config.format {
             Format::Raw => Payload::Raw,
             Format::Ocsf => Payload::Ocsf(self.mapper.clone()),
+            Format::RawWithContext => Payload::RawWithContext(self.mapper.clone()),
         }
     }
 
@@ -454,6 +455,7 @@ fn msgid(format: Format) -> &'static str {
     match format {
         Format::Ocsf => "ocsf",
         Format::Raw => "raw",
+        Format::RawWithContext => "raw+claudit",
     }
 }
 

@@ -15,7 +15,7 @@
 //!   the time of sending, so a replay or a backfill keeps event times.
 //! - PROCID is the NILVALUE `-`: the daemon's process id says nothing about
 //!   the event.
-//! - MSGID names the body's shape, `ocsf` or `raw`, so a collector can route
+//! - MSGID names the body's shape, `ocsf`, `raw` or `raw+claudit`, so a collector can route
 //!   on it without parsing the body.
 //! - One SD-ELEMENT (unless `structured_data_id` is empty) carries the
 //!   activity id (`id`, the key to deduplicate on) and the journal sequence

@@ -18,6 +18,7 @@ use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, HeaderMap, HeaderValue};
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 
@@ -254,6 +255,8 @@ fn unauthorized_hint(status: u16, key_kind: KeyKind, message: &str) -> &'static 
 /// The Compliance API client of one source.
 pub struct ComplianceClient {
     source_name: String,
+    /// `base_url`, under which every endpoint's path goes.
+    base_url: reqwest::Url,
     activities_url: reqwest::Url,
     api_key: SecretString,
     /// Removes the key, in every encoding, from text that came from the network.
@@ -278,6 +281,29 @@ impl std::fmt::Debug for ComplianceClient {
             .field("limiter", &self.limiter)
             .finish_non_exhaustive()
     }
+}
+
+/// A successful answer of an endpoint other than the feed
+/// ([`ComplianceClient::get_json`]).
+#[derive(Debug)]
+pub struct Fetched<T> {
+    pub body: T,
+    /// `request-id` of the successful response.
+    pub request_id: Option<String>,
+    /// Request ids of every attempt, failed ones included.
+    pub attempt_request_ids: Vec<String>,
+}
+
+/// One request as the retry loop makes it.
+struct Call<'a> {
+    url: &'a reqwest::Url,
+    /// What errors name: "GET /v1/compliance/activities" (no query).
+    endpoint: &'a str,
+    params: &'a [(&'a str, String)],
+    /// Give up on transient failures after this many attempts (`None` = never).
+    max_attempts: Option<u32>,
+    /// A 404 is asked this many times in all before it is reported.
+    not_found_attempts: u32,
 }
 
 /// What one attempt can end with, besides a page.
@@ -413,8 +439,15 @@ impl ComplianceClient {
                 .map(|o| ("organization_ids[]", o.clone())),
         );
 
+        let base_url = reqwest::Url::parse(base).with_context(|| {
+            format!(
+                "source {:?}: base_url {:?} is not a valid URL",
+                source.name, source.base_url
+            )
+        })?;
         Ok(ComplianceClient {
             source_name: source.name.clone(),
+            base_url,
             activities_url,
             api_key: source.api_key.clone(),
             redactor: {
@@ -488,30 +521,84 @@ impl ComplianceClient {
         }
         params.push(("limit", query.limit.to_string()));
         params.extend(self.filters.iter().map(|(k, v)| (*k, v.clone())));
-        self.fetch_retrying(&params, None, cancel).await
+        let call = Call {
+            url: &self.activities_url,
+            endpoint: FEED_ENDPOINT,
+            params: &params,
+            max_attempts: None,
+            not_found_attempts: NOT_FOUND_ATTEMPTS,
+        };
+        let fetched = self.fetch_retrying::<Envelope>(&call, cancel).await?;
+        Ok(Page {
+            activities: fetched.body.data,
+            has_more: fetched.body.has_more,
+            first_id: fetched.body.first_id,
+            last_id: fetched.body.last_id,
+            request_id: fetched.request_id,
+            attempt_request_ids: fetched.attempt_request_ids,
+        })
+    }
+
+    /// One GET of another Compliance API endpoint (`segments` below
+    /// `base_url`, each percent-encoded; `endpoint` names it in errors),
+    /// retried like a feed page through the same limiter, at most
+    /// `max_attempts` times; the body read under the same cap
+    /// ([`MAX_PAGE_BYTES`]) and parsed as `T`. A 404 is reported at once:
+    /// on these endpoints it names an unknown organization, group or role.
+    pub async fn get_json<T: DeserializeOwned>(
+        &self,
+        endpoint: &str,
+        segments: &[&str],
+        params: &[(&str, String)],
+        max_attempts: u32,
+        cancel: &CancellationToken,
+    ) -> Result<Fetched<T>, FetchError> {
+        let mut url = self.base_url.clone();
+        url.path_segments_mut()
+            .map_err(|()| FetchError::BadRequest {
+                message: format!("base_url {} cannot take a path", self.base_url),
+                request_id: None,
+            })?
+            .pop_if_empty()
+            .extend(segments);
+        let call = Call {
+            url: &url,
+            endpoint,
+            params,
+            max_attempts: Some(max_attempts),
+            not_found_attempts: 1,
+        };
+        self.fetch_retrying(&call, cancel).await
     }
 
     /// One cheap request (limit=1) to check the key: used by `claudit check --connect`.
     pub async fn check_key(&self) -> Result<KeyCheck, FetchError> {
         let mut params: Vec<(&str, String)> = vec![("limit", "1".to_string())];
         params.extend(self.filters.iter().map(|(k, v)| (*k, v.clone())));
+        let call = Call {
+            url: &self.activities_url,
+            endpoint: FEED_ENDPOINT,
+            params: &params,
+            max_attempts: Some(CHECK_KEY_ATTEMPTS),
+            not_found_attempts: NOT_FOUND_ATTEMPTS,
+        };
         let page = self
-            .fetch_retrying(&params, Some(CHECK_KEY_ATTEMPTS), &CancellationToken::new())
+            .fetch_retrying::<Envelope>(&call, &CancellationToken::new())
             .await?;
         Ok(KeyCheck {
             key_kind: self.key_kind,
             request_id: page.request_id,
-            sees_activities: !page.activities.is_empty(),
+            sees_activities: !page.body.data.is_empty(),
             rate: self.rate_state(),
         })
     }
 
-    async fn fetch_retrying(
+    async fn fetch_retrying<T: DeserializeOwned>(
         &self,
-        params: &[(&str, String)],
-        max_attempts: Option<u32>,
+        call: &Call<'_>,
         cancel: &CancellationToken,
-    ) -> Result<Page, FetchError> {
+    ) -> Result<Fetched<T>, FetchError> {
+        let max_attempts = call.max_attempts;
         // Atomics and a mutex rather than cells: the future must stay `Send`.
         let attempt_ids = Mutex::new(Vec::new());
         let attempts = AtomicU32::new(0);
@@ -520,7 +607,7 @@ impl ComplianceClient {
 
         let retrying = (|| async {
             attempts.fetch_add(1, Ordering::Relaxed);
-            self.attempt(params, &attempt_ids).await
+            self.attempt::<T>(call, &attempt_ids).await
         })
         .retry(backoff())
         .sleep(move |d| {
@@ -530,7 +617,7 @@ impl ComplianceClient {
         .when(|failure| match failure {
             Failure::Final(_) => false,
             Failure::NotFound { .. } => {
-                not_found.fetch_add(1, Ordering::Relaxed) + 1 < NOT_FOUND_ATTEMPTS
+                not_found.fetch_add(1, Ordering::Relaxed) + 1 < call.not_found_attempts
             }
             Failure::Transient { .. } => {
                 max_attempts.is_none_or(|max| attempts.load(Ordering::Relaxed) < max)
@@ -552,15 +639,14 @@ impl ComplianceClient {
                     reason,
                     ..
                 } => (*status, request_id.as_deref(), reason.as_str()),
-                Failure::NotFound { request_id } => (
-                    Some(404),
-                    request_id.as_deref(),
-                    "404 Not Found on the feed",
-                ),
+                Failure::NotFound { request_id } => {
+                    (Some(404), request_id.as_deref(), "404 Not Found")
+                }
                 Failure::Final(_) => (None, None, ""),
             };
             tracing::warn!(
                 source = %self.source_name,
+                endpoint = call.endpoint,
                 status,
                 request_id,
                 attempt = attempts.load(Ordering::Relaxed),
@@ -576,11 +662,8 @@ impl ComplianceClient {
             outcome = retrying => outcome,
         };
         match outcome {
-            Ok((envelope, request_id)) => Ok(Page {
-                activities: envelope.data,
-                has_more: envelope.has_more,
-                first_id: envelope.first_id,
-                last_id: envelope.last_id,
+            Ok((body, request_id)) => Ok(Fetched {
+                body,
                 request_id,
                 attempt_request_ids: attempt_ids.into_inner().unwrap_or_else(|e| e.into_inner()),
             }),
@@ -606,11 +689,11 @@ impl ComplianceClient {
     }
 
     /// One HTTP request, after waiting for the limiter.
-    async fn attempt(
+    async fn attempt<T: DeserializeOwned>(
         &self,
-        params: &[(&str, String)],
+        call: &Call<'_>,
         attempt_ids: &Mutex<Vec<String>>,
-    ) -> Result<(Envelope, Option<String>), Failure> {
+    ) -> Result<(T, Option<String>), Failure> {
         self.limiter.acquire().await;
 
         let mut key = HeaderValue::from_str(self.api_key.expose_secret().trim())
@@ -618,8 +701,8 @@ impl ComplianceClient {
         key.set_sensitive(true);
         let sent = self
             .http
-            .get(self.activities_url.clone())
-            .query(params)
+            .get(call.url.clone())
+            .query(call.params)
             .header("x-api-key", key)
             .header("anthropic-version", self.anthropic_version.clone())
             .send()
@@ -642,7 +725,7 @@ impl ComplianceClient {
         self.limiter.observe(&RateHeaders::from_headers(&headers));
         // Network text that goes into messages and the journal: redacted too.
         let header_request_id = body_limit::request_id(&headers).map(|id| self.redact(&id));
-        let body = body_limit::read_capped(response, MAX_PAGE_BYTES, FEED_ENDPOINT).await;
+        let body = body_limit::read_capped(response, MAX_PAGE_BYTES, call.endpoint).await;
         if let Err(too_large @ BodyError::TooLarge { .. }) = &body {
             // Retried like any unreadable page: nothing of it is kept, and
             // nothing advances until a page is read whole.
@@ -665,14 +748,15 @@ impl ComplianceClient {
                 retry_after: None,
                 reason: self.redact(&e.to_string()),
             })?;
-            return match serde_json::from_slice::<Envelope>(&body) {
+            return match serde_json::from_slice::<T>(&body) {
                 Ok(envelope) => Ok((envelope, header_request_id)),
                 Err(e) => Err(Failure::Transient {
                     status: Some(status.as_u16()),
                     request_id: header_request_id,
                     retry_after: None,
                     reason: format!(
-                        "the response body is not a complete activity page ({e}; {} bytes)",
+                        "the answer of {} is not a complete page ({e}; {} bytes)",
+                        call.endpoint,
                         body.len()
                     ),
                 }),
@@ -793,7 +877,7 @@ impl ComplianceClient {
     /// then the configured key in its other encodings, from text that came
     /// from the network. The redactor comes last: it recognises the key by
     /// its first characters, which other Anthropic keys share.
-    fn redact(&self, text: &str) -> String {
+    pub(crate) fn redact(&self, text: &str) -> String {
         let key = self.api_key.expose_secret().trim();
         let text = if key.len() >= 8 {
             text.replace(key, "[REDACTED]")

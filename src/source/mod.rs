@@ -83,6 +83,22 @@ impl SourceTask {
                 .await?;
             Arc::new(std::sync::Mutex::new(OwnRequests::new(ids)))
         };
+        // The directory sync draws on this source's client and limiter.
+        let directory = if self.backfill_only {
+            None
+        } else {
+            crate::directory::sync::start(
+                &self.config,
+                client.clone(),
+                self.store.clone(),
+                &self.metrics,
+                own_requests.clone(),
+                cancel.clone(),
+            )
+        };
+        if let Some(directory) = &directory {
+            directory.wait_for_first_sync(&cancel).await?;
+        }
         let mut stats = SourceStats::default();
         // Counts at the end of the previous poll cycle, for the summary line.
         let mut cycle_start = stats;
@@ -205,6 +221,14 @@ impl SourceTask {
             }
 
             let request_id = page.request_id.clone().unwrap_or_default();
+            // What the page says about the directory is known before its
+            // records are journaled (`directory/feed.rs`); not from a page
+            // that breaks the paging protocol (nothing of it is kept).
+            if let Some(directory) = &directory
+                && paging::check(query.after_id.as_deref(), &page).is_ok()
+            {
+                directory.observe_page(&page).await?;
+            }
             // Parse, enrich and commit on the blocking pool: a 5,000-record
             // page is CPU work that must not stall the runtime.
             let result = {
@@ -574,7 +598,7 @@ impl OwnRequests {
         own
     }
 
-    fn insert(&mut self, id: String) {
+    pub(crate) fn insert(&mut self, id: String) {
         if self.set.insert(id.clone()) {
             self.order.push_back(id);
             if self.order.len() > Self::CAPACITY

@@ -24,7 +24,8 @@ pub use error::{Problem, StoreError};
 pub use lock::InstanceLock;
 pub use schema::SCHEMA_VERSION;
 
-use error::{InDatabase, UnreadableValue};
+pub(crate) use error::InDatabase;
+use error::UnreadableValue;
 
 /// What kind of window a row of `windows` is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,6 +152,9 @@ pub enum Payload {
     Raw,
     /// The OCSF event, rendered by this mapper unless the row stores one.
     Ocsf(Arc<Mapper>),
+    /// The activity as received plus a `claudit` object with its
+    /// directory context (from this mapper's directory), when it has one.
+    RawWithContext(Arc<Mapper>),
 }
 
 /// A page to commit: its records and the window position it justifies, in
@@ -365,6 +369,22 @@ impl Store {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The connection, for modules that keep their own tables in the state
+    /// database (the directory: `src/directory/store.rs`).
+    pub(crate) fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    pub(crate) fn conn_mut(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+
+    /// The database's schema version (below [`SCHEMA_VERSION`] only for a
+    /// read-only open of a database the daemon has not migrated yet).
+    pub fn schema_version(&self) -> i64 {
+        self.version
     }
 
     // ---- sources and windows -------------------------------------------
@@ -1335,11 +1355,14 @@ impl Store {
     fn payload_columns(&self, form: &Payload) -> &'static str {
         match (form, self.version >= 2) {
             (Payload::Raw, _) => "seq, activity_id, created_at_ms, raw",
+            (Payload::RawWithContext(_), _) => {
+                "seq, activity_id, created_at_ms, raw, NULL, NULL, journaled_at_ms, source"
+            }
             (Payload::Ocsf(_), true) => {
-                "seq, activity_id, created_at_ms, raw, ocsf, context, journaled_at_ms"
+                "seq, activity_id, created_at_ms, raw, ocsf, context, journaled_at_ms, source"
             }
             (Payload::Ocsf(_), false) => {
-                "seq, activity_id, created_at_ms, raw, ocsf, NULL, journaled_at_ms"
+                "seq, activity_id, created_at_ms, raw, ocsf, NULL, journaled_at_ms, source"
             }
         }
     }
@@ -1351,16 +1374,23 @@ impl Store {
 fn payload(form: &Payload, r: &rusqlite::Row) -> rusqlite::Result<String> {
     match form {
         Payload::Raw => r.get(3),
+        Payload::RawWithContext(mapper) => Ok(crate::directory::enrich::raw_with_context(
+            mapper.directory().map(|d| &**d),
+            text(r, 3)?.unwrap_or_default(),
+            r.get(2)?,
+            (text(r, 7)?.unwrap_or_default(), r.get(0)?),
+        )),
         Payload::Ocsf(mapper) => {
             let stored = text(r, 4)?.unwrap_or_default();
             if !stored.is_empty() {
                 return Ok(stored.to_string());
             }
-            Ok(mapper.render_journaled(
+            Ok(mapper.render_journaled_row(
                 text(r, 3)?.unwrap_or_default(),
                 text(r, 5)?,
                 r.get(2)?,
                 r.get(6)?,
+                Some((text(r, 7)?.unwrap_or_default(), r.get(0)?)),
             ))
         }
     }

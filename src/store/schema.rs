@@ -113,6 +113,79 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE backfills ADD COLUMN window_span_ms INTEGER;
     ALTER TABLE backfills ADD COLUMN requests INTEGER NOT NULL DEFAULT 0;
     "#,
+    // 4: the directory (organizations, members, groups, roles) as facts
+    // with a valid-time interval (when it was true) and the journal seq it
+    // became known at (`src/directory/mod.rs` explains the model), the
+    // progress of the sync that walks the directory endpoints, and the
+    // refreshes activities asked for. Written to run again harmlessly (a
+    // database whose version was set back keeps these tables).
+    r#"
+    CREATE TABLE IF NOT EXISTS directory_facts (
+        id             INTEGER PRIMARY KEY,
+        source         TEXT    NOT NULL,
+        kind           TEXT    NOT NULL,
+        scope          TEXT    NOT NULL,
+        entity         TEXT    NOT NULL,
+        item           TEXT    NOT NULL DEFAULT '',
+        attrs          TEXT    NOT NULL,
+        valid_from_ms  INTEGER,
+        valid_to_ms    INTEGER,
+        learned_seq    INTEGER NOT NULL,
+        learned_ms     INTEGER NOT NULL,
+        superseded_seq INTEGER,
+        evidence       TEXT    NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS directory_facts_key ON directory_facts (source, kind, scope, entity, item);
+    CREATE INDEX IF NOT EXISTS directory_facts_entity ON directory_facts (source, entity);
+
+    CREATE TABLE IF NOT EXISTS directory_version (
+        id      INTEGER PRIMARY KEY CHECK (id = 1),
+        version INTEGER NOT NULL
+    );
+    INSERT OR IGNORE INTO directory_version (id, version) VALUES (1, 0);
+
+    CREATE TABLE IF NOT EXISTS directory_sync (
+        source           TEXT PRIMARY KEY,
+        run_id           INTEGER NOT NULL DEFAULT 0,
+        run_kind         TEXT,
+        run_started_ms   INTEGER,
+        last_full_ms     INTEGER,
+        last_full_duration_ms INTEGER,
+        last_run_ms      INTEGER,
+        last_error       TEXT,
+        last_error_ms    INTEGER,
+        requests         INTEGER NOT NULL DEFAULT 0
+    );
+
+    CREATE TABLE IF NOT EXISTS directory_sync_lists (
+        source     TEXT    NOT NULL,
+        run_id     INTEGER NOT NULL,
+        position   INTEGER NOT NULL,
+        list       TEXT    NOT NULL,
+        page_token TEXT,
+        pages      INTEGER NOT NULL DEFAULT 0,
+        done       INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (source, run_id, position)
+    );
+
+    CREATE TABLE IF NOT EXISTS directory_sync_seen (
+        source     TEXT    NOT NULL,
+        run_id     INTEGER NOT NULL,
+        list       TEXT    NOT NULL,
+        entity     TEXT    NOT NULL,
+        attrs      TEXT    NOT NULL,
+        created_ms INTEGER,
+        PRIMARY KEY (source, run_id, list, entity)
+    );
+
+    CREATE TABLE IF NOT EXISTS directory_refresh_requests (
+        source       TEXT    NOT NULL,
+        list         TEXT    NOT NULL,
+        reason       TEXT    NOT NULL,
+        requested_ms INTEGER NOT NULL,
+        PRIMARY KEY (source, list)
+    );
+    "#,
 ];
 
 /// Creates the database file with mode 0600 if it does not exist, so the

@@ -51,6 +51,7 @@ fn source(base_url: &str, key: &str) -> SourceConfig {
         connect_timeout: Duration::from_secs(5),
         request_timeout: Duration::from_secs(30),
         no_data_after: Duration::from_secs(6 * 3600),
+        directory: Default::default(),
     }
 }
 

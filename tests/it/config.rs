@@ -204,6 +204,15 @@ fn example_config_documents_every_key() {
         "id_prefix",
         "max_request_bytes",
         "compression",
+        // [sources.directory]
+        "enabled",
+        "refresh",
+        "initial_sync_wait",
+        "admin_roles",
+        "admin_groups",
+        "verified_domains",
+        "snapshot",
+        "snapshot_interval",
     ];
     let lines: Vec<&str> = text.lines().collect();
     for key in keys {

@@ -15,6 +15,7 @@ mod budget;
 mod cli;
 mod config;
 mod deploy;
+mod directory;
 mod dlq;
 mod e2e;
 mod enrich;

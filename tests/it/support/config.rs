@@ -31,6 +31,12 @@ impl Table {
         self.set(key, path.to_str().expect("a UTF-8 path"))
     }
 
+    /// The table as an inline table value, for a sub-table of a source or
+    /// sink: `directory = { ... }` reads as `[sources.directory]`.
+    pub fn inline(&self) -> toml::Value {
+        toml::Value::Table(self.0.iter().cloned().collect())
+    }
+
     fn render(&self, header: &str, out: &mut String) {
         out.push_str(header);
         out.push('\n');

@@ -1,0 +1,235 @@
+//! `[sources.directory]`: the directory context of one source (who an
+//! actor is, as of the time it acted; `src/directory/`). Writing the table
+//! turns it on; `enabled = false` in it turns it off again.
+
+use std::time::Duration;
+
+use super::reader::{Ctx, Got, Table, Text};
+
+/// The organization roles (and custom role names) that make a user an
+/// admin by default: the privileged roles of the detection catalogue.
+pub const DEFAULT_ADMIN_ROLES: &[&str] = &["admin", "owner", "primary_owner", "membership_admin"];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectoryConfig {
+    /// Sync the directory and put it on events. Off unless the source has
+    /// a `[sources.directory]` table.
+    pub enabled: bool,
+    /// A full sync runs at start and this long after the previous one.
+    pub refresh: Duration,
+    /// `limit` of each directory page, 1..=1000.
+    pub page_size: u32,
+    /// On a source's first start, the poller waits at most this long for
+    /// the first full sync, so the initial lookback is enriched.
+    pub initial_sync_wait: Duration,
+    /// Organization roles and custom role names that are admin-class
+    /// (compared case-insensitively).
+    pub admin_roles: Vec<String>,
+    /// Group names whose members are admin-class.
+    pub admin_groups: Vec<String>,
+    /// E-mail domains of the organization, besides those the feed reports
+    /// verified (`org_domain_verified`): an invite to any other domain is
+    /// outside the organization.
+    pub verified_domains: Vec<String>,
+    /// Produce the directory as a stream of inventory events (a snapshot
+    /// every `snapshot_interval`, and the changes between snapshots).
+    pub snapshot: bool,
+    pub snapshot_interval: Duration,
+}
+
+impl Default for DirectoryConfig {
+    fn default() -> Self {
+        DirectoryConfig {
+            enabled: false,
+            refresh: Duration::from_secs(4 * 3600),
+            page_size: 1000,
+            initial_sync_wait: Duration::from_secs(120),
+            admin_roles: DEFAULT_ADMIN_ROLES.iter().map(|r| r.to_string()).collect(),
+            admin_groups: Vec::new(),
+            verified_domains: Vec::new(),
+            snapshot: false,
+            snapshot_interval: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// Reads `[sources.directory]` of one source table.
+pub(super) fn read(cx: &mut Ctx, source: &mut Table) -> DirectoryConfig {
+    let defaults = DirectoryConfig::default();
+    let mut t = source.subtable(cx, "directory");
+    let present = t.line.is_some();
+    let enabled = t.boolean(cx, "enabled", present).unwrap_or(false);
+    let refresh = t.duration(cx, "refresh", defaults.refresh);
+    let refresh = at_least(cx, &t, "refresh", refresh, Duration::from_secs(60));
+    let page_size = t.integer(
+        cx,
+        "page_size",
+        1..=1000,
+        1000,
+        "the directory endpoints' limit per page",
+    );
+    let initial_sync_wait = t.duration(cx, "initial_sync_wait", defaults.initial_sync_wait);
+    let name_example = "[\"admin\", \"owner\"]";
+    let list = |got: Got<Vec<String>>, default: Vec<String>| match got {
+        Got::Value(list) => list,
+        _ => default,
+    };
+    let admin_roles = t.string_list(cx, "admin_roles", name_example, not_blank);
+    let admin_groups = t.string_list(cx, "admin_groups", "[\"Security admins\"]", not_blank);
+    let verified_domains = t.string_list(cx, "verified_domains", "[\"example.com\"]", check_domain);
+    let snapshot = t.boolean(cx, "snapshot", false).unwrap_or(false);
+    let snapshot_interval = t.duration(cx, "snapshot_interval", defaults.snapshot_interval);
+    let snapshot_interval = at_least(
+        cx,
+        &t,
+        "snapshot_interval",
+        snapshot_interval,
+        Duration::from_secs(3600),
+    );
+    t.finish(cx);
+    DirectoryConfig {
+        enabled,
+        refresh: refresh.unwrap_or(defaults.refresh),
+        page_size: page_size.unwrap_or(1000) as u32,
+        initial_sync_wait: initial_sync_wait.unwrap_or(defaults.initial_sync_wait),
+        admin_roles: list(admin_roles, defaults.admin_roles),
+        admin_groups: list(admin_groups, Vec::new()),
+        verified_domains: list(verified_domains, Vec::new())
+            .into_iter()
+            .map(|d| d.trim().trim_start_matches('@').to_ascii_lowercase())
+            .collect(),
+        snapshot,
+        snapshot_interval: snapshot_interval.unwrap_or(defaults.snapshot_interval),
+    }
+}
+
+fn not_blank(item: &Text) -> Option<String> {
+    item.value
+        .trim()
+        .is_empty()
+        .then(|| "is empty; write a name, or remove the entry".to_string())
+}
+
+fn check_domain(item: &Text) -> Option<String> {
+    let d = item.value.trim().trim_start_matches('@');
+    let ok = !d.is_empty()
+        && d.contains('.')
+        && !d.starts_with('.')
+        && !d.ends_with('.')
+        && !d.contains(char::is_whitespace)
+        && !d.contains(['@', '/', ':']);
+    (!ok).then(|| {
+        format!(
+            "{} is not a domain; write a domain like \"example.com\"",
+            item.shown()
+        )
+    })
+}
+
+fn at_least(
+    cx: &mut Ctx,
+    t: &Table,
+    key: &str,
+    value: Option<Duration>,
+    min: Duration,
+) -> Option<Duration> {
+    let value = value?;
+    if value >= min {
+        return Some(value);
+    }
+    let line = t.line_of_key(cx, key);
+    cx.error(
+        t.key_path(key),
+        line,
+        format!(
+            "{} is too short; write at least {key} = \"{}\"",
+            super::reader::format_duration(value),
+            super::reader::format_duration(min)
+        ),
+    );
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{ConfigErrors, load_str};
+    use super::*;
+
+    fn load(extra: &str) -> Result<super::super::Config, ConfigErrors> {
+        let text = format!(
+            r#"
+[state]
+path = "/tmp/claudit-test.db"
+
+[[sources]]
+name = "acme"
+api_key = "sk-ant-api01-x"
+{extra}
+
+[[sinks]]
+name = "f"
+type = "file"
+path = "/tmp/claudit-test.ndjson"
+"#
+        );
+        load_str(&text, std::path::Path::new("/etc/claudit.toml"), &|_| None)
+    }
+
+    #[test]
+    fn off_unless_the_table_is_written() {
+        let c = load("").unwrap();
+        assert_eq!(c.sources[0].directory, DirectoryConfig::default());
+        assert!(!c.sources[0].directory.enabled);
+        let c = load("[sources.directory]\n").unwrap();
+        assert!(c.sources[0].directory.enabled);
+        let c = load("[sources.directory]\nenabled = false\n").unwrap();
+        assert!(!c.sources[0].directory.enabled);
+    }
+
+    #[test]
+    fn every_key_is_read_and_checked() {
+        let c = load(
+            r#"[sources.directory]
+refresh = "6h"
+page_size = 200
+initial_sync_wait = "30s"
+admin_roles = ["owner", "Security Admin"]
+admin_groups = ["Admins"]
+verified_domains = ["Example.com", "@eu.example.com"]
+snapshot = true
+snapshot_interval = "12h"
+"#,
+        )
+        .unwrap();
+        let d = &c.sources[0].directory;
+        assert_eq!(d.refresh, Duration::from_secs(6 * 3600));
+        assert_eq!(d.page_size, 200);
+        assert_eq!(d.initial_sync_wait, Duration::from_secs(30));
+        assert_eq!(d.admin_roles, vec!["owner", "Security Admin"]);
+        assert_eq!(d.admin_groups, vec!["Admins"]);
+        assert_eq!(d.verified_domains, vec!["example.com", "eu.example.com"]);
+        assert!(d.snapshot);
+
+        let errors = load(
+            r#"[sources.directory]
+refresh = "10s"
+page_size = 5000
+verified_domains = ["not a domain"]
+admin_group = ["typo"]
+"#,
+        )
+        .unwrap_err()
+        .to_string();
+        for expected in [
+            "sources[0].directory.refresh: 10s is too short",
+            "sources[0].directory.page_size",
+            "sources[0].directory.verified_domains[0]",
+            "sources[0].directory.admin_group: unknown key; did you mean admin_groups?",
+        ] {
+            assert!(
+                errors.contains(expected),
+                "{expected} missing from:\n{errors}"
+            );
+        }
+    }
+}

@@ -1,0 +1,311 @@
+//! The directory as a stream of OCSF events, for SIEMs that want a join
+//! table rather than (or besides) the context on every event.
+//!
+//! Class: **User Inventory Info (5003)**. It is OCSF's class for "a user's
+//! record as an inventory source reports it", with `user` as its required
+//! object, so the same `user` attributes the activity events carry
+//! (`full_name`, `email_addr`, `groups`, `type_id`, `org`) land where a
+//! SIEM's identity tables already read them. Account Change (3001) would
+//! say a change was *made* at that time by an actor, which a snapshot is not;
+//! Entity Management (3004) has no `user`. A snapshot is activity 2
+//! Collect (every member at the snapshot time), each change since the
+//! previous snapshot activity 1 Log (`unmapped.claudit.directory.change` =
+//! `joined`, `left` or `changed`).
+//!
+//! Every event's `metadata.uid` is a function of the source, the user, the
+//! kind and the time it describes, so a snapshot produced again (after a
+//! crash, or later with more known) replaces rather than duplicates it in a
+//! SIEM that keys on it. The events are built from the directory as known
+//! when they are built.
+
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+
+use super::enrich::{Change, Directory, Identity};
+use crate::model::format_time;
+use crate::ocsf::OCSF_VERSION;
+
+const LOG_NAME: &str = "claude_compliance_directory";
+
+/// When the next snapshot of a source is due: at once if none was made,
+/// else `interval` after the last.
+pub fn next_due(last_snapshot_ms: Option<i64>, interval: Duration) -> i64 {
+    match last_snapshot_ms {
+        None => i64::MIN,
+        Some(last) => last + interval.as_millis() as i64,
+    }
+}
+
+/// The events of a snapshot of `source` at `at_ms`, preceded by those of
+/// the changes since the previous snapshot (`previous_ms`), one JSON text
+/// each: what the daemon journals when a snapshot is due.
+pub fn events(
+    directory: &Directory,
+    source: &str,
+    previous_ms: Option<i64>,
+    at_ms: i64,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(previous) = previous_ms.filter(|p| *p < at_ms) {
+        for (change, id) in directory.changes_between(source, previous, at_ms) {
+            out.push(event(source, &id, Kind::Change(change), at_ms).to_string());
+        }
+    }
+    for id in directory.members_at(source, at_ms) {
+        out.push(event(source, &id, Kind::Snapshot, at_ms).to_string());
+    }
+    out
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Snapshot,
+    Change(Change),
+}
+
+/// The stable uid of one entry of the stream.
+pub fn uid(source: &str, user_id: &str, kind: &str, at_ms: i64) -> String {
+    let mut h = Sha256::new();
+    h.update(b"claudit directory v1\0");
+    for part in [source, user_id, kind] {
+        h.update(part.as_bytes());
+        h.update(b"\0");
+    }
+    h.update(at_ms.to_be_bytes());
+    let hex: String = h
+        .finalize()
+        .iter()
+        .take(16)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("claudit_directory_{hex}")
+}
+
+fn event(source: &str, id: &Identity, kind: Kind, at_ms: i64) -> Value {
+    let (activity_id, activity_name, kind_name) = match kind {
+        Kind::Snapshot => (2, "Collect", "snapshot"),
+        Kind::Change(c) => (1, "Log", c.as_str()),
+    };
+    let mut user = Map::new();
+    user.insert("uid".into(), json!(&*id.user_id));
+    if let Some(email) = &id.email {
+        user.insert("name".into(), json!(&**email));
+        if crate::ocsf::is_email(email) {
+            user.insert("email_addr".into(), json!(&**email));
+        }
+    }
+    if let Some(name) = &id.name {
+        user.insert("full_name".into(), json!(&**name));
+    }
+    let (type_id, type_name) = if id.admin { (2, "Admin") } else { (1, "User") };
+    user.insert("type_id".into(), json!(type_id));
+    user.insert("type".into(), json!(type_name));
+    if !id.groups.is_empty() {
+        let groups: Vec<Value> = id
+            .groups
+            .iter()
+            .map(|g| {
+                let mut o = Map::new();
+                o.insert("uid".into(), json!(&*g.uid));
+                if let Some(n) = &g.name {
+                    o.insert("name".into(), json!(&**n));
+                }
+                if let Some(t) = &g.source_type {
+                    o.insert("type".into(), json!(&**t));
+                }
+                Value::Object(o)
+            })
+            .collect();
+        user.insert("groups".into(), Value::Array(groups));
+    }
+    if let Some(org) = &id.org {
+        let mut o = Map::new();
+        o.insert("uid".into(), json!(&*org.uid));
+        if let Some(n) = &org.name {
+            o.insert("name".into(), json!(&**n));
+        }
+        user.insert("org".into(), Value::Object(o));
+    }
+    let mut extras = Map::new();
+    extras.insert("source".into(), json!(source));
+    extras.insert("kind".into(), json!(kind_name));
+    if let Kind::Change(c) = kind {
+        extras.insert("change".into(), json!(c.as_str()));
+    }
+    extras.insert("snapshot_time".into(), json!(at_ms));
+    if let Some(role) = &id.organization_role {
+        extras.insert("organization_role".into(), json!(&**role));
+    }
+    if !id.roles.is_empty() {
+        extras.insert("roles".into(), json!(id.roles));
+    }
+    if let Some(since) = id.member_since {
+        extras.insert("member_since".into(), json!(since));
+    }
+    if id.departed {
+        extras.insert("departed".into(), json!(true));
+        extras.insert("departed_time".into(), json!(id.departed_time));
+    }
+    let mut metadata = json!({
+        "version": OCSF_VERSION,
+        "product": {"name": "Claude", "vendor_name": "Anthropic", "feature": {"name": "Compliance API"}},
+        "uid": uid(source, &id.user_id, kind_name, at_ms),
+        "log_name": LOG_NAME,
+        "log_provider": "Anthropic Compliance API",
+        "original_time": chrono::DateTime::from_timestamp_millis(at_ms).map(format_time),
+    });
+    if let Some(org) = &id.org {
+        metadata["tenant_uid"] = json!(&*org.uid);
+    }
+    let mut event = json!({
+        "class_uid": 5003,
+        "category_uid": 5,
+        "activity_id": activity_id,
+        "activity_name": activity_name,
+        "type_uid": 500_300 + activity_id,
+        "time": at_ms,
+        "timezone_offset": 0,
+        "severity_id": 1,
+        "severity": "Informational",
+        "status_id": 1,
+        "status": "Success",
+        "metadata": metadata,
+        "user": Value::Object(user),
+        "unmapped": {"claudit": {"directory": Value::Object(extras)}},
+    });
+    if let Some(email) = id.email.as_deref().filter(|e| crate::ocsf::is_email(e)) {
+        event["observables"] = json!([{"name": "user.email_addr", "type_id": 5, "value": email}]);
+    }
+    event
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::directory::model::{GroupAttrs, Key, MemberAttrs, attrs_text};
+    use crate::directory::store::Writer;
+    use crate::store::Store;
+
+    #[test]
+    fn snapshots_list_members_and_changes_with_stable_uids() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "[state]\npath = \"{d}/s.db\"\n[[sources]]\nname = \"src\"\napi_key = \"sk-ant-api01-x\"\n[sources.directory]\n[[sinks]]\nname = \"f\"\ntype = \"file\"\npath = \"{d}/o\"\n",
+            d = dir.path().display()
+        );
+        let cfg = crate::config::load_str(&text, &dir.path().join("c.toml"), &|_| None).unwrap();
+        let mut store = Store::open(&cfg.state.path).unwrap();
+        let member = |name: &str, role: &str| {
+            attrs_text(&MemberAttrs {
+                name: Some(name.into()),
+                email: Some(format!("{}@acme.example", name.to_lowercase())),
+                role: Some(role.into()),
+            })
+        };
+        let mut w = Writer::begin(&mut store, "src", 0).unwrap();
+        w.present(&Key::org("org"), r#"{"name":"Acme"}"#, Some(0), 10, "sync")
+            .unwrap();
+        w.present(
+            &Key::member("org", "user_a"),
+            &member("Ada", "owner"),
+            Some(0),
+            10,
+            "sync",
+        )
+        .unwrap();
+        w.present(
+            &Key::member("org", "user_b"),
+            &member("Bob", "user"),
+            Some(0),
+            10,
+            "sync",
+        )
+        .unwrap();
+        let admins = attrs_text(&GroupAttrs {
+            name: Some("Admins".into()),
+            ..GroupAttrs::default()
+        });
+        w.present(&Key::group("g"), &admins, Some(0), 10, "sync")
+            .unwrap();
+        w.present(&Key::group_member("g", "user_a"), "{}", Some(0), 10, "sync")
+            .unwrap();
+        // Bob leaves at 150; Cy joins at 120.
+        w.ended_at(&Key::member("org", "user_b"), 150, "{}", "a1")
+            .unwrap();
+        w.present(
+            &Key::member("org", "user_c"),
+            &member("Cy", "user"),
+            Some(120),
+            200,
+            "sync",
+        )
+        .unwrap();
+        w.commit().unwrap();
+        let d = Directory::open(&cfg.state.path, &cfg).unwrap().unwrap();
+
+        let first = events(&d, "src", None, 100);
+        let users: Vec<Value> = first
+            .iter()
+            .map(|e| serde_json::from_str(e).unwrap())
+            .collect();
+        assert_eq!(users.len(), 2);
+        assert!(
+            users
+                .iter()
+                .all(|e| e["class_uid"] == 5003 && e["activity_id"] == 2)
+        );
+        assert_eq!(users[0]["user"]["full_name"], "Ada");
+        assert_eq!(users[0]["user"]["type_id"], 2);
+        assert_eq!(users[0]["user"]["groups"][0]["name"], "Admins");
+        assert_eq!(users[1]["user"]["type_id"], 1);
+
+        let second = events(&d, "src", Some(100), 300);
+        let second: Vec<Value> = second
+            .iter()
+            .map(|e| serde_json::from_str(e).unwrap())
+            .collect();
+        let changes: Vec<(String, String)> = second
+            .iter()
+            .filter(|e| e["activity_id"] == 1)
+            .map(|e| {
+                (
+                    e["user"]["uid"].as_str().unwrap().to_string(),
+                    e["unmapped"]["claudit"]["directory"]["change"]
+                        .as_str()
+                        .unwrap()
+                        .to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            changes,
+            [
+                ("user_b".into(), "left".into()),
+                ("user_c".into(), "joined".into())
+            ]
+        );
+        let left = second
+            .iter()
+            .find(|e| e["user"]["uid"] == "user_b")
+            .unwrap();
+        assert_eq!(
+            left["unmapped"]["claudit"]["directory"]["departed_time"],
+            150
+        );
+        assert_eq!(second.iter().filter(|e| e["activity_id"] == 2).count(), 2);
+        // The same snapshot built again has the same uids.
+        assert_eq!(events(&d, "src", Some(100), 300).len(), second.len());
+        assert_eq!(
+            serde_json::from_str::<Value>(&events(&d, "src", None, 100)[0]).unwrap()["metadata"]["uid"],
+            users[0]["metadata"]["uid"]
+        );
+        assert_ne!(
+            uid("src", "user_a", "snapshot", 100),
+            uid("src", "user_a", "snapshot", 101)
+        );
+        assert_eq!(next_due(None, Duration::from_secs(1)), i64::MIN);
+        assert_eq!(next_due(Some(5), Duration::from_secs(1)), 1005);
+    }
+}
