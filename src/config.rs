@@ -149,6 +149,8 @@ pub enum SinkKind {
     Sentinel(SentinelSinkConfig),
     Elasticsearch(ElasticsearchSinkConfig),
     Archive(ArchiveSinkConfig),
+    Syslog(crate::sinks::syslog::SyslogConfig),
+    Webhook(crate::sinks::webhook::WebhookConfig),
 }
 
 /// Settings every HTTP sink shares (`tls_ca_file`, timeouts, compression).
@@ -1649,6 +1651,19 @@ mod schema {
             batch: (1000, 5_000_000, secs(1)),
             read: read_elasticsearch_sink,
         },
+        // Syslog: one write of frames per batch, acknowledged by the
+        // receiver's TCP before the cursor moves.
+        SinkType {
+            name: "syslog",
+            batch: (1000, 1_000_000, secs(1)),
+            read: read_syslog_sink,
+        },
+        // Webhook: one signed request per batch up to max_request_bytes.
+        SinkType {
+            name: "webhook",
+            batch: (1000, 1_000_000, secs(1)),
+            read: read_webhook_sink,
+        },
         // Archive: batches are the journal reads of a flush (it streams
         // whole sealed hours into segments; these only size the reads).
         SinkType {
@@ -2625,6 +2640,343 @@ mod schema {
         }))
     }
 
+    /// The keys of `type = "syslog"`.
+    fn read_syslog_sink(cx: &mut Ctx, t: &mut Table) -> Option<SinkKind> {
+        use crate::sinks::syslog::{self, SyslogConfig, TlsFiles, Transport};
+        let address = t
+            .required_text(cx, "address", "\"collector.example.com:6514\"")
+            .and_then(|text| match check_syslog_address(&text.value) {
+                Ok(host) => Some((text.value.trim().to_string(), host)),
+                Err(msg) => {
+                    text_error(cx, t, "address", &text, msg);
+                    None
+                }
+            });
+        let transport = match t.text(cx, "transport") {
+            Got::Absent => Some(Transport::Tls),
+            Got::Invalid => None,
+            Got::Value(text) => match text.value.as_str() {
+                "tls" => Some(Transport::Tls),
+                "tcp" => Some(Transport::Tcp),
+                _ => {
+                    let msg = format!(
+                        "unknown transport {}; write transport = \"tls\" (RFC 5425, the \
+                         default) or transport = \"tcp\" (plain, readable on the network)",
+                        text.shown()
+                    );
+                    text_error(cx, t, "transport", &text, msg);
+                    None
+                }
+            },
+        };
+        let path = |cx: &mut Ctx, t: &mut Table, key: &str| match t.path(cx, key) {
+            Got::Value(p) => Some(Some(p)),
+            Got::Absent => Some(None),
+            Got::Invalid => None,
+        };
+        let ca_file = path(cx, t, "tls_ca_file");
+        let client_cert_file = path(cx, t, "tls_client_cert_file");
+        let client_key_file = path(cx, t, "tls_client_key_file");
+        let server_name = optional_label(cx, t, "tls_server_name");
+        let tls = match (ca_file, client_cert_file, client_key_file, server_name) {
+            (Some(ca_file), Some(client_cert_file), Some(client_key_file), Some(server_name)) => {
+                let mut ok = true;
+                if client_cert_file.is_some() != client_key_file.is_some() {
+                    let key = if client_cert_file.is_some() {
+                        "tls_client_key_file"
+                    } else {
+                        "tls_client_cert_file"
+                    };
+                    let line = t.line_of_key(cx, "tls_client_cert_file");
+                    let msg = "missing: tls_client_cert_file and tls_client_key_file go \
+                               together (the certificate chain and its private key, PEM)"
+                        .to_string();
+                    t_error(cx, t, key, line, msg);
+                    ok = false;
+                }
+                let tls = TlsFiles {
+                    ca_file,
+                    client_cert_file,
+                    client_key_file,
+                    server_name,
+                };
+                let set = [
+                    ("tls_ca_file", tls.ca_file.is_some()),
+                    ("tls_client_cert_file", tls.client_cert_file.is_some()),
+                    ("tls_client_key_file", tls.client_key_file.is_some()),
+                    ("tls_server_name", tls.server_name.is_some()),
+                ];
+                if transport == Some(Transport::Tcp)
+                    && let Some((key, _)) = set.iter().find(|(_, on)| *on)
+                {
+                    let line = t.line_of_key(cx, key);
+                    let msg =
+                        format!("{key} applies only to transport = \"tls\"; remove it or use TLS");
+                    t_error(cx, t, key, line, msg);
+                    ok = false;
+                }
+                ok.then_some(tls)
+            }
+            _ => None,
+        };
+        let facility = syslog_code(cx, t, "facility", syslog::FACILITIES, "audit");
+        let severity = syslog_code(cx, t, "severity", syslog::SEVERITIES, "info");
+        let hostname = optional_label(cx, t, "hostname").and_then(|h| match h {
+            Some(name) => match syslog::header_field_problem(&name, syslog::MAX_HOSTNAME) {
+                None => Some(Some(name)),
+                Some(problem) => {
+                    let line = t.line_of_key(cx, "hostname");
+                    t_error(
+                        cx,
+                        t,
+                        "hostname",
+                        line,
+                        format!("{problem}; write e.g. hostname = \"claudit-01\""),
+                    );
+                    None
+                }
+            },
+            None => Some(None),
+        });
+        let app_name = optional_label(cx, t, "app_name").and_then(|a| {
+            let name = a.unwrap_or_else(|| "claudit".to_string());
+            match syslog::header_field_problem(&name, syslog::MAX_APP_NAME) {
+                None => Some(name),
+                Some(problem) => {
+                    let line = t.line_of_key(cx, "app_name");
+                    t_error(
+                        cx,
+                        t,
+                        "app_name",
+                        line,
+                        format!("{problem}; write e.g. app_name = \"claudit\""),
+                    );
+                    None
+                }
+            }
+        });
+        let structured_data_id = match t.text(cx, "structured_data_id") {
+            Got::Absent => Some(Some("claudit@32473".to_string())),
+            Got::Invalid => None,
+            Got::Value(text) if text.value.is_empty() => Some(None),
+            Got::Value(text) => match syslog::sd_id_problem(&text.value) {
+                None => Some(Some(text.value)),
+                Some(problem) => {
+                    let msg = format!(
+                        "{problem}; write e.g. structured_data_id = \"claudit@32473\", or \"\" for \
+                         no structured data"
+                    );
+                    text_error(cx, t, "structured_data_id", &text, msg);
+                    None
+                }
+            },
+        };
+        let max_message_bytes = sized(
+            cx,
+            t,
+            "max_message_bytes",
+            8192,
+            syslog::MIN_MESSAGE_BYTES as u64..=64 << 20,
+        );
+        let resend_window = sized(cx, t, "resend_window", 8 << 20, 0..=1 << 30);
+        let connect_timeout = t.duration(cx, "connect_timeout", secs(10));
+        let connect_timeout = at_least(
+            cx,
+            t,
+            "connect_timeout",
+            connect_timeout,
+            Duration::from_millis(1),
+        );
+        let write_timeout = t.duration(cx, "write_timeout", secs(30));
+        let write_timeout = at_least(
+            cx,
+            t,
+            "write_timeout",
+            write_timeout,
+            Duration::from_millis(1),
+        );
+        let (address, host) = address?;
+        Some(SinkKind::Syslog(SyslogConfig {
+            address,
+            host,
+            transport: transport?,
+            tls: tls?,
+            facility: facility?,
+            severity: severity?,
+            hostname: hostname?,
+            app_name: app_name?,
+            structured_data_id: structured_data_id?,
+            max_message_bytes: max_message_bytes? as usize,
+            resend_window: resend_window? as usize,
+            connect_timeout: connect_timeout?,
+            write_timeout: write_timeout?,
+        }))
+    }
+
+    /// `host:port` (`[v6]:port`) of a syslog collector: the host part, or
+    /// what is wrong.
+    fn check_syslog_address(value: &str) -> Result<String, String> {
+        let fix = "write host:port, e.g. address = \"collector.example.com:6514\" (6514 is \
+                   syslog over TLS, RFC 5425)";
+        let value = value.trim();
+        let Some((host, port)) = value.rsplit_once(':') else {
+            return Err(format!("has no port; {fix}"));
+        };
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        if host.is_empty()
+            || host.contains(['/', ' '])
+            || (host.contains(':') && !value.starts_with('['))
+        {
+            return Err(format!("is not a host and a port; {fix}"));
+        }
+        match port.parse::<u16>() {
+            Ok(p) if p > 0 => Ok(host.to_string()),
+            _ => Err(format!("{port:?} is not a port number; {fix}")),
+        }
+    }
+
+    /// A facility or severity by its name, `default` when absent.
+    fn syslog_code(
+        cx: &mut Ctx,
+        t: &mut Table,
+        key: &str,
+        names: &[(&str, u8)],
+        default: &str,
+    ) -> Option<u8> {
+        let find = |name: &str| names.iter().find(|(n, _)| *n == name).map(|&(_, c)| c);
+        match t.text(cx, key) {
+            Got::Absent => find(default),
+            Got::Invalid => None,
+            Got::Value(text) => match find(&text.value) {
+                Some(code) => Some(code),
+                None => {
+                    let valid: Vec<&str> = names.iter().map(|(n, _)| *n).collect();
+                    let msg = format!(
+                        "unknown {key} {}; write one of {} (e.g. {key} = \"{default}\")",
+                        text.shown(),
+                        valid.join(", ")
+                    );
+                    text_error(cx, t, key, &text, msg);
+                    None
+                }
+            },
+        }
+    }
+
+    /// A size in `range`, `default` when absent.
+    fn sized(
+        cx: &mut Ctx,
+        t: &mut Table,
+        key: &str,
+        default: u64,
+        range: RangeInclusive<u64>,
+    ) -> Option<u64> {
+        match t.size(cx, key, default) {
+            Some(n) if !range.contains(&n) => {
+                let line = t.line_of_key(cx, key);
+                let msg = format!(
+                    "{} is out of range; write a size from {} to {}, e.g. {key} = \"{}\"",
+                    reader::format_size(n),
+                    reader::format_size(*range.start()),
+                    reader::format_size(*range.end()),
+                    reader::format_size(default)
+                );
+                t_error(cx, t, key, line, msg);
+                None
+            }
+            other => other,
+        }
+    }
+
+    /// The keys of `type = "webhook"`.
+    fn read_webhook_sink(cx: &mut Ctx, t: &mut Table) -> Option<SinkKind> {
+        use crate::sinks::webhook::{self, WebhookConfig};
+        use secrecy::ExposeSecret;
+        let url = t.secret(cx, "url", "WEBHOOK_URL", "/run/secrets/webhook_url");
+        let url = url.and_then(|url| match check_webhook_url(url.expose_secret()) {
+            Ok(()) => Some(url),
+            Err(msg) => {
+                // The URL can be a credential: the message never shows it.
+                let line = t.line_of_key(cx, "url");
+                t_error(cx, t, "url", line, msg);
+                None
+            }
+        });
+        let secret = t.secret(
+            cx,
+            "secret",
+            "WEBHOOK_SECRET",
+            "/run/secrets/webhook_secret",
+        );
+        let secret = secret.and_then(|s| match webhook::decode_secret(s.expose_secret()) {
+            Ok(_) => Some(secrecy::SecretString::from(
+                s.expose_secret().trim().to_string(),
+            )),
+            Err(msg) => {
+                let line = t.line_of_key(cx, "secret");
+                t_error(cx, t, "secret", line, msg);
+                None
+            }
+        });
+        // The sink's name keeps two sinks' ids apart at one receiver.
+        let name = match t.text(cx, "name") {
+            Got::Value(text) => text.value,
+            _ => String::new(),
+        };
+        let id_prefix = match t.text(cx, "id_prefix") {
+            Got::Absent => Some(format!("claudit-{name}")),
+            Got::Invalid => None,
+            Got::Value(text) => {
+                let ok = !text.value.is_empty()
+                    && text.value.len() <= 64
+                    && text
+                        .value
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+                if ok {
+                    Some(text.value)
+                } else {
+                    let msg = "must be 1 to 64 of A-Z, a-z, 0-9, _, - and .; write e.g. \
+                               id_prefix = \"claudit-eu1\""
+                        .to_string();
+                    text_error(cx, t, "id_prefix", &text, msg);
+                    None
+                }
+            }
+        };
+        let max_request_bytes = sized(cx, t, "max_request_bytes", 1_000_000, 1_000..=1 << 30);
+        let http = read_http_with(cx, t, false);
+        Some(SinkKind::Webhook(WebhookConfig {
+            url: url?,
+            secret: secret?,
+            id_prefix: id_prefix?,
+            max_request_bytes: max_request_bytes? as usize,
+            http: http?,
+        }))
+    }
+
+    /// What is wrong with a webhook URL, in words that never quote it.
+    fn check_webhook_url(url: &str) -> Result<(), String> {
+        let fix = "write the receiver's https URL, e.g. url = \"${WEBHOOK_URL}\"";
+        let parsed = reqwest::Url::parse(url.trim())
+            .map_err(|_| format!("the webhook URL is not a valid URL; {fix}"))?;
+        let local = matches!(
+            parsed.host_str().unwrap_or_default(),
+            "127.0.0.1" | "localhost" | "[::1]"
+        );
+        match parsed.scheme() {
+            "https" => Ok(()),
+            "http" if local => Ok(()),
+            _ => Err(format!(
+                "the webhook URL must use https (plain http only to 127.0.0.1 or localhost): \
+                 the events and their signatures would cross the network readable; {fix}"
+            )),
+        }
+    }
+
     /// A base URL on this machine (127.0.0.1, localhost, [::1]): the simulator.
     fn is_loopback_url(url: &str) -> bool {
         reqwest::Url::parse(url).is_ok_and(|u| {
@@ -2700,10 +3052,19 @@ mod schema {
     /// The keys every HTTP sink shares: `tls_ca_file`, `connect_timeout`,
     /// `request_timeout`, `compression`.
     fn read_http(cx: &mut Ctx, t: &mut Table) -> Option<HttpSinkConfig> {
+        read_http_with(cx, t, true)
+    }
+
+    /// [`read_http`] with the sink type's default for `compression`.
+    fn read_http_with(
+        cx: &mut Ctx,
+        t: &mut Table,
+        compression_default: bool,
+    ) -> Option<HttpSinkConfig> {
         let tls_ca_file = t.path(cx, "tls_ca_file");
         let connect_timeout = t.duration(cx, "connect_timeout", secs(10));
         let request_timeout = t.duration(cx, "request_timeout", secs(30));
-        let compression = t.boolean(cx, "compression", true);
+        let compression = t.boolean(cx, "compression", compression_default);
         Some(HttpSinkConfig {
             tls_ca_file: match tls_ca_file {
                 Got::Value(p) => Some(p),

@@ -219,6 +219,7 @@ pub async fn replay_dead_letters(
             }
         }
     }
+    replayer.close().await;
     Ok(summary)
 }
 
@@ -362,5 +363,6 @@ pub async fn replay_range(
             }
         }
     }
+    replayer.close().await;
     Ok(summary)
 }

@@ -13,6 +13,8 @@ pub mod progress;
 pub mod sentinel;
 pub mod splunk_hec;
 pub mod sumo;
+pub mod syslog;
+pub mod webhook;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +37,8 @@ use http::Outcome;
 use sentinel::SentinelSink;
 use splunk_hec::SplunkHecSink;
 use sumo::SumoSink;
+use syslog::SyslogSink;
+use webhook::WebhookSink;
 
 /// How often a sink with nothing to do re-reads the journal even without a
 /// wake-up (a `claudit backfill` in another process writes it too).
@@ -60,6 +64,8 @@ enum Destination {
     SplunkHec(SplunkHecSink),
     Sumo(SumoSink),
     Elasticsearch(ElasticsearchSink),
+    Syslog(Box<SyslogSink>),
+    Webhook(WebhookSink),
 }
 
 pub struct SinkTask {
@@ -252,6 +258,7 @@ impl SinkTask {
                 break;
             }
         }
+        destination.close().await;
         info!(sink = %name, batches = stats.batches, delivered = stats.delivered, "sink stopped");
         Ok(stats)
     }
@@ -379,6 +386,13 @@ impl SinkTask {
             SinkKind::Elasticsearch(cfg) => Ok(Destination::Elasticsearch(
                 ElasticsearchSink::new(cfg).map_err(|e| anyhow::anyhow!("sink {name}: {e:#}"))?,
             )),
+            SinkKind::Syslog(cfg) => Ok(Destination::Syslog(Box::new(
+                SyslogSink::new(cfg, msgid(self.config.format))
+                    .map_err(|e| anyhow::anyhow!("sink {name}: {e:#}"))?,
+            ))),
+            SinkKind::Webhook(cfg) => Ok(Destination::Webhook(
+                WebhookSink::new(cfg).map_err(|e| anyhow::anyhow!("sink {name}: {e:#}"))?,
+            )),
             SinkKind::Archive(_) => anyhow::bail!(
                 "sink {name} is an archive sink, which replay does not write to: its segments hold \
                  sealed hours once each. Use `claudit archive export` to read a range from it"
@@ -428,6 +442,21 @@ impl Replayer {
     pub async fn send(&mut self, records: &[BatchRecord]) -> Outcome {
         deliver(&mut self.destination, &mut self.redactor, records).await
     }
+
+    /// Closes the destination's connection the way its protocol asks
+    /// (a syslog receiver gets its TLS close_notify).
+    pub async fn close(mut self) {
+        self.destination.close().await;
+    }
+}
+
+/// The syslog MSGID of a sink's events: the shape of the body.
+fn msgid(format: Format) -> &'static str {
+    match format {
+        Format::Ocsf => "ocsf",
+        Format::Raw => "raw",
+        Format::RawWithContext => "raw+claudit",
+    }
 }
 
 /// `claudit check --connect` for a sink that talks to a service: one cheap
@@ -457,6 +486,14 @@ pub async fn check_connection(config: &SinkConfig) -> Option<Result<String, Stri
             Err(e) => (Err(format!("{e:#}")), Vec::new()),
         },
         SinkKind::Elasticsearch(cfg) => match ElasticsearchSink::new(cfg) {
+            Ok(sink) => (sink.healthcheck().await, Vec::new()),
+            Err(e) => (Err(format!("{e:#}")), Vec::new()),
+        },
+        SinkKind::Syslog(cfg) => match SyslogSink::new(cfg, msgid(config.format)) {
+            Ok(mut sink) => (sink.healthcheck().await, Vec::new()),
+            Err(e) => (Err(format!("{e:#}")), Vec::new()),
+        },
+        SinkKind::Webhook(cfg) => match WebhookSink::new(cfg) {
             Ok(sink) => (sink.healthcheck().await, Vec::new()),
             Err(e) => (Err(format!("{e:#}")), Vec::new()),
         },
@@ -495,6 +532,16 @@ pub fn redactor_for(config: &SinkConfig) -> Redactor {
                 r.add(&password);
             }
         }
+        // The client key stays in its file; nothing of it reaches a message.
+        SinkKind::Syslog(_) => {}
+        SinkKind::Webhook(c) => {
+            let secret = c.secret.expose_secret();
+            r.add(secret);
+            if let Some(key) = secret.trim().strip_prefix(webhook::SECRET_PREFIX) {
+                r.add_base64_credential(key);
+            }
+            r.add_secret_url(c.url.expose_secret());
+        }
         SinkKind::Archive(c) => match &c.backend {
             ArchiveBackend::Local { .. } => {}
             // Credentials come from the environment or a credentials
@@ -521,6 +568,15 @@ impl Destination {
                 Vec::new()
             }
             Destination::Sumo(_) | Destination::Elasticsearch(_) => Vec::new(),
+            Destination::Syslog(_) | Destination::Webhook(_) => Vec::new(),
+        }
+    }
+
+    /// Ends the destination's connection the way its protocol asks.
+    async fn close(&mut self) {
+        if let Destination::Syslog(sink) = self {
+            // A receiver that did not close cleanly is logged by the sink.
+            let _ = sink.close().await;
         }
     }
 
@@ -531,6 +587,7 @@ impl Destination {
             Destination::Datadog(_) | Destination::Sentinel(_) => None,
             Destination::SplunkHec(_) | Destination::Sumo(_) => None,
             Destination::Elasticsearch(_) => None,
+            Destination::Syslog(_) | Destination::Webhook(_) => None,
         }
     }
 }
@@ -565,6 +622,8 @@ async fn send_batch(destination: &mut Destination, records: &[BatchRecord]) -> O
         Destination::SplunkHec(sink) => sink.send(records).await,
         Destination::Sumo(sink) => sink.send(records).await,
         Destination::Elasticsearch(sink) => sink.send(records).await,
+        Destination::Syslog(sink) => sink.send(records).await,
+        Destination::Webhook(sink) => sink.send(records).await,
     }
 }
 

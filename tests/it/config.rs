@@ -181,6 +181,29 @@ fn example_config_documents_every_key() {
         "no_data_after",
         "listen",
         "ready_max_sink_delay",
+        // syslog
+        "address",
+        "transport",
+        "tls_ca_file",
+        "tls_client_cert_file",
+        "tls_client_key_file",
+        "tls_server_name",
+        "facility",
+        "severity",
+        "hostname",
+        "app_name",
+        "structured_data_id",
+        "max_message_bytes",
+        "resend_window",
+        "write_timeout",
+        // webhook
+        "url",
+        "url_file",
+        "secret",
+        "secret_file",
+        "id_prefix",
+        "max_request_bytes",
+        "compression",
         // [sources.directory]
         "enabled",
         "refresh",
@@ -1542,4 +1565,120 @@ fn a_file_sink_pointed_at_the_wal_is_refused_before_anything_is_written() {
             "{companion} was created"
         );
     }
+}
+
+/// A second sink, `[[sinks]]` of `kind` named "extra", with `keys`.
+fn with_extra_sink(kind: &str, keys: &str) -> String {
+    format!("{MINIMAL}\n[[sinks]]\nname = \"extra\"\ntype = \"{kind}\"\n{keys}\n")
+}
+
+#[test]
+fn syslog_and_webhook_sinks_load_with_their_defaults() {
+    let text = with_extra_sink("syslog", "address = \"collector.example.com:6514\"");
+    let config = load_ok(&text, &key_env());
+    let SinkKind::Syslog(s) = &config.sink("extra").unwrap().kind else {
+        panic!("not a syslog sink")
+    };
+    assert_eq!(
+        (s.address.as_str(), s.host.as_str()),
+        ("collector.example.com:6514", "collector.example.com")
+    );
+    assert_eq!((s.facility, s.severity), (13, 6));
+    assert_eq!(s.structured_data_id.as_deref(), Some("claudit@32473"));
+    assert_eq!((s.max_message_bytes, s.resend_window), (8192, 8 << 20));
+    let v6 = load_ok(
+        &with_extra_sink("syslog", "address = \"[::1]:6514\""),
+        &key_env(),
+    );
+    let SinkKind::Syslog(s) = &v6.sink("extra").unwrap().kind else {
+        panic!("not a syslog sink")
+    };
+    assert_eq!(s.host, "::1");
+
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let text = with_extra_sink(
+        "webhook",
+        "url = \"${HOOK_URL}\"\nsecret = \"${HOOK_SECRET}\"",
+    );
+    let mut env = key_env();
+    env.extend([
+        ("HOOK_URL", "https://hooks.example.com/in/t0ken"),
+        ("HOOK_SECRET", secret),
+    ]);
+    let config = load_ok(&text, &env);
+    let SinkKind::Webhook(w) = &config.sink("extra").unwrap().kind else {
+        panic!("not a webhook sink")
+    };
+    assert_eq!(w.id_prefix, "claudit-extra");
+    assert_eq!(w.max_request_bytes, 1_000_000);
+    assert!(!w.http.compression);
+    assert!(!format!("{config:?}").contains("t0ken") && !format!("{config:?}").contains(secret));
+}
+
+#[test]
+fn syslog_and_webhook_keys_are_checked_with_their_fix() {
+    let syslog = |keys: &str| load_err(&with_extra_sink("syslog", keys), &key_env());
+    let key = |k: &str| format!("sinks[1].{k}");
+    let ok_address = "address = \"c.example.com:6514\"";
+    problem(
+        &syslog("address = \"c.example.com\""),
+        &key("address"),
+        &["has no port", "6514"],
+    );
+    problem(
+        &syslog(&format!("{ok_address}\ntransport = \"udp\"")),
+        &key("transport"),
+        &["\"tls\"", "\"tcp\""],
+    );
+    problem(
+        &syslog(&format!(
+            "{ok_address}\ntransport = \"tcp\"\ntls_ca_file = \"/ca.pem\""
+        )),
+        &key("tls_ca_file"),
+        &["only to transport = \"tls\""],
+    );
+    problem(
+        &syslog(&format!("{ok_address}\ntls_client_cert_file = \"/c.pem\"")),
+        &key("tls_client_key_file"),
+        &["go together"],
+    );
+    problem(
+        &syslog(&format!("{ok_address}\nfacility = \"local9\"")),
+        &key("facility"),
+        &["local7"],
+    );
+    problem(
+        &syslog(&format!("{ok_address}\napp_name = \"two words\"")),
+        &key("app_name"),
+        &["printable ASCII"],
+    );
+    problem(
+        &syslog(&format!("{ok_address}\nstructured_data_id = \"claudit\"")),
+        &key("structured_data_id"),
+        &["enterprise number"],
+    );
+    problem(
+        &syslog(&format!("{ok_address}\nmax_message_bytes = \"100\"")),
+        &key("max_message_bytes"),
+        &["out of range"],
+    );
+
+    let hidden = "http://hooks.example.com/in/t0ken";
+    let mut env = key_env();
+    env.extend([("HOOK_URL", hidden), ("HOOK_SECRET", "not-whsec-t0psecret")]);
+    let errors = load_err(
+        &with_extra_sink(
+            "webhook",
+            "url = \"${HOOK_URL}\"\nsecret = \"${HOOK_SECRET}\"\nid_prefix = \"a b\"",
+        ),
+        &env,
+    );
+    problem(&errors, &key("url"), &["must use https"]);
+    problem(&errors, &key("secret"), &["whsec_"]);
+    problem(&errors, &key("id_prefix"), &["claudit-eu1"]);
+    let printed = errors.to_string();
+    assert!(
+        !printed.contains("t0ken") && !printed.contains("t0psecret"),
+        "{printed}"
+    );
 }

@@ -37,6 +37,8 @@ mod sink_secrets;
 mod sink_sentinel;
 mod sink_splunk_hec;
 mod sink_sumo;
+mod sink_syslog;
+mod sink_webhook;
 mod source;
 mod state_damage;
 mod window_model;

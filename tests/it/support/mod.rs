@@ -16,6 +16,7 @@
 //! - [`echo_destination`]: a destination that echoes credentials back (secret scans);
 //! - [`faulty_feed`]: a Compliance API whose paging is broken (a cursor that does not advance, more pages without a cursor);
 //! - [`sdk_walk`]: the community SDK's walk of a range (one query, `after_id` paging), the request baseline;
+//! - [`syslog`]: rsyslogd or an in-process octet-counting TLS receiver, and the certificates they use;
 //! - [`hostile_api`]: a hostile Compliance API in front of the simulator (gzip bombs, endless bodies);
 //! - [`logs`]: log lines written inside this process;
 //! - [`mmdb`]: MaxMind databases written at test time;
@@ -37,6 +38,7 @@ pub mod mmdb;
 pub mod process_env;
 pub mod sdk_walk;
 pub mod sink_task;
+pub mod syslog;
 pub mod wait;
 
 mod tests;
