@@ -36,6 +36,8 @@ pub struct Config {
     pub enrich: EnrichConfig,
     pub ocsf: OcsfConfig,
     pub server: ServerConfig,
+    /// `[detections]`: rules over every activity (`src/detect/settings.rs`).
+    pub detections: crate::detect::DetectionSettings,
     /// Settings accepted but without effect (retired keys), each with what
     /// to do: `claudit check` prints them, the daemon logs them at start.
     pub notices: Vec<ConfigError>,
@@ -522,14 +524,14 @@ fn load_inner(
 
 /// Reading a spanned TOML document key by key, collecting every problem with
 /// its key path and line.
-mod reader {
+pub(crate) mod reader {
     use super::*;
     use toml::Spanned;
     use toml::de::{DeTable, DeValue};
 
     /// Shared state of one load: where problems go, and what the environment
     /// answered.
-    pub(super) struct Ctx<'a> {
+    pub(crate) struct Ctx<'a> {
         file: &'a Path,
         text: &'a str,
         env: &'a dyn Fn(&str) -> Option<String>,
@@ -613,7 +615,7 @@ mod reader {
     }
 
     /// A string value after `${VAR}` expansion. Not `Debug`: it may be a secret.
-    pub(super) struct Text {
+    pub(crate) struct Text {
         pub value: String,
         pub line: Option<usize>,
         /// Some part of the value came from the environment.
@@ -661,7 +663,7 @@ mod reader {
 
     /// A value that may be absent, present, or present but wrong (already
     /// reported).
-    pub(super) enum Got<T> {
+    pub(crate) enum Got<T> {
         Absent,
         Value(T),
         Invalid,
@@ -675,7 +677,7 @@ mod reader {
 
     /// One TOML table being read. Remembers the keys asked for, so that what
     /// is left over is reported as unknown.
-    pub(super) struct Table<'t, 'i> {
+    pub(crate) struct Table<'t, 'i> {
         entries: Option<&'t DeTable<'i>>,
         /// Key path of this table: "", "state", "sources[0]".
         pub path: String,
@@ -1501,7 +1503,7 @@ mod reader {
     }
 
     /// A duration as it is written in the file: "7d", "1h 30m", "250ms".
-    pub(super) fn format_duration(d: Duration) -> String {
+    pub(crate) fn format_duration(d: Duration) -> String {
         let secs = d.as_secs();
         let parts = [
             (secs / 86_400, "d"),
@@ -1542,7 +1544,7 @@ mod reader {
 
     /// The candidate closest to `name` by edit distance, if close enough to
     /// be a likely typo.
-    pub(super) fn closest<'c>(
+    pub(crate) fn closest<'c>(
         name: &str,
         candidates: impl Iterator<Item = &'c str>,
     ) -> Option<&'c str> {
@@ -1756,6 +1758,7 @@ mod schema {
         let enrich = read_enrich(cx, &mut root);
         let ocsf = read_ocsf(cx, &mut root);
         let server = read_server(cx, &mut root);
+        let detections = crate::detect::settings::read(cx, &mut root);
         root.finish(cx);
         places::check(cx, &places);
 
@@ -1794,6 +1797,7 @@ mod schema {
             enrich,
             ocsf,
             server,
+            detections,
             notices: std::mem::take(&mut cx.notices),
         }
     }

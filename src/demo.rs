@@ -56,6 +56,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
         visibility_delay: Duration::from_secs(1),
         late_fraction: 0.02,
         late_max_delay: DEMO_LATE_MAX,
+        attack_sequences: true,
         ..SimConfig::default()
     })
     .await?;
@@ -180,6 +181,7 @@ fn demo_config(base_url: &str, api_key: &str, state_dir: &Path, ocsf: &Path, raw
         },
         ocsf: OcsfConfig::default(),
         server: Default::default(),
+        detections: Default::default(),
         notices: Vec::new(),
     }
 }

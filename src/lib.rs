@@ -9,6 +9,7 @@ pub mod check;
 pub mod config;
 pub mod daemon;
 pub mod demo;
+pub mod detect;
 pub mod directory;
 pub mod dlq;
 pub mod enrich;

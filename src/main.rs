@@ -125,6 +125,11 @@ enum Command {
         #[arg(long, default_value_t = 6)]
         live_secs: u64,
     },
+    /// List the detection rules, or run them over raw activities offline.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
     /// Normalize raw activities (NDJSON files, or stdin) to OCSF NDJSON on stdout.
     Map {
         /// NDJSON files of activities as the API serves them; none = stdin.
@@ -296,6 +301,140 @@ async fn archive(command: ArchiveCommand) -> anyhow::Result<ExitCode> {
 }
 
 // ---- end of claudit archive ----
+
+// ---- claudit rules ----
+
+#[derive(Subcommand)]
+enum RulesCommand {
+    /// Every rule (built-in and from [detections] rule_dirs) with its state, severity, kind and source.
+    List {
+        /// Apply this configuration's [detections] (rule directories, tuning); default: the built-in pack as shipped.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Run the rules over raw activities (NDJSON files, or stdin) and print the findings as NDJSON.
+    Test {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Only this rule.
+        #[arg(long)]
+        rule: Option<String>,
+        /// ocsf (Detection Findings, as an OCSF sink receives them) or plain (as a raw sink receives them).
+        #[arg(long, value_enum, default_value = "ocsf")]
+        format: FindingFormat,
+        /// NDJSON files of activities as the API serves them (see README, Detections); none = stdin.
+        inputs: Vec<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum FindingFormat {
+    Ocsf,
+    Plain,
+}
+
+/// `claudit rules ...`: 0 done, 1 a case's expectation failed or an input
+/// is unreadable, 78 a configuration or rule problem.
+fn rules(command: RulesCommand) -> anyhow::Result<ExitCode> {
+    use claudit::detect::{DetectionSettings, cli};
+    let config_path = match &command {
+        RulesCommand::List { config } | RulesCommand::Test { config, .. } => config.clone(),
+    };
+    let (settings, enrich) = match config_path {
+        Some(path) => match load_config(&path) {
+            Ok(c) => (c.detections, Some(c.enrich)),
+            Err(code) => return Ok(code),
+        },
+        None => (DetectionSettings::default(), None),
+    };
+    let mut set = match settings.load_rules() {
+        Ok(set) => set,
+        Err(errors) => {
+            for e in errors {
+                eprintln!("{e}");
+            }
+            return Ok(ExitCode::from(EXIT_CONFIG));
+        }
+    };
+    match command {
+        RulesCommand::List { .. } => {
+            print!(
+                "{}",
+                cli::list(&set, &settings).map_err(anyhow::Error::msg)?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        RulesCommand::Test {
+            rule,
+            format,
+            inputs,
+            ..
+        } => {
+            if let Some(id) = &rule
+                && let Err(e) = cli::only_rule(&mut set, id)
+            {
+                eprintln!("error: --rule {id}: {e}");
+                return Ok(ExitCode::from(EXIT_CONFIG));
+            }
+            let enricher = match &enrich {
+                Some(e) => claudit::enrich::Enricher::new(e)?,
+                None => claudit::enrich::Enricher::without_geoip(),
+            };
+            let output = match format {
+                FindingFormat::Ocsf => cli::Output::Ocsf,
+                FindingFormat::Plain => cli::Output::Plain,
+            };
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            let mut failed = false;
+            let mut total = Vec::new();
+            let mut run_one = |name: &str, reader: Box<dyn BufRead>| -> anyhow::Result<()> {
+                let run = cli::run(name, reader, &set, &settings, &enricher, rule.as_deref())
+                    .map_err(anyhow::Error::msg)?;
+                for finding in &run.findings {
+                    writeln!(out, "{}", cli::render(finding, output))?;
+                }
+                for m in &run.mismatches {
+                    failed = true;
+                    eprintln!(
+                        "{name}:{}: case {:?}: expected {} finding(s), got {}",
+                        m.line, m.case, m.expected, m.got
+                    );
+                }
+                if run.cases > 0 {
+                    eprintln!(
+                        "{name}: {} cases, {} passed, {} failed",
+                        run.cases,
+                        run.cases - run.mismatches.len(),
+                        run.mismatches.len()
+                    );
+                }
+                total.extend(run.findings);
+                Ok(())
+            };
+            if inputs.is_empty() {
+                run_one("stdin", Box::new(std::io::BufReader::new(std::io::stdin())))?;
+            }
+            for path in &inputs {
+                let file = std::fs::File::open(path)
+                    .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+                run_one(
+                    &path.display().to_string(),
+                    Box::new(std::io::BufReader::new(file)),
+                )?;
+            }
+            out.flush()?;
+            eprintln!("{} findings ({})", total.len(), cli::summary(&total));
+            Ok(if failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+    }
+}
+
+// ---- end of claudit rules ----
 
 #[derive(Subcommand)]
 enum DlqCommand {
@@ -612,6 +751,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             .await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Rules { command } => rules(command),
         Command::Map { inputs } => {
             map_files(&inputs)?;
             Ok(ExitCode::SUCCESS)

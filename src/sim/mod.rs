@@ -85,6 +85,10 @@ pub struct SimConfig {
     pub cursor_ttl: Option<Duration>,
     /// Every authenticated call creates its own `compliance_api_accessed`.
     pub self_activity: bool,
+    /// Add the attack sequences of `generate/attacks.rs` (a brute force, an
+    /// off-hours Admin API key after logging was turned off, an impossible
+    /// journey) to a backlog of at least 12 hours.
+    pub attack_sequences: bool,
     pub seed: u64,
 }
 
@@ -104,6 +108,7 @@ impl Default for SimConfig {
             max_limit: 5000,
             cursor_ttl: None,
             self_activity: true,
+            attack_sequences: false,
             seed: 1,
         }
     }
@@ -132,6 +137,7 @@ impl std::fmt::Debug for SimConfig {
             .field("max_limit", &self.max_limit)
             .field("cursor_ttl", &self.cursor_ttl)
             .field("self_activity", &self.self_activity)
+            .field("attack_sequences", &self.attack_sequences)
             .field("seed", &self.seed)
             .finish()
     }

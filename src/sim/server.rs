@@ -77,7 +77,56 @@ pub(crate) fn build_backlog(generator: &Generator, config: &SimConfig, start: i6
             generated_rec(generator, config, i, created.min(start))
         })
         .collect();
-    Store::from_records(recs)
+    let mut store = Store::from_records(recs);
+    if config.attack_sequences {
+        add_attack_sequences(&mut store, generator, config, start);
+    }
+    store
+}
+
+/// The attack sequences (`generate/attacks.rs`), stored whole.
+fn add_attack_sequences(store: &mut Store, generator: &Generator, config: &SimConfig, start: i64) {
+    let world = generator.world();
+    let span = duration_micros(config.backlog_span);
+    let attacks = super::generate::attacks::attack_sequences(world, start, span);
+    for (i, attack) in attacks.into_iter().enumerate() {
+        let mut rng = Rng::for_item(config.seed ^ 0x00a7_7ac4, STREAM_ID, i as u64);
+        let rec = Rec {
+            created: attack.created,
+            suffix: rng.next_u64(),
+            // Visible at once: the backlog's attacks are history.
+            visible: attack.created,
+            payload: 0,
+            stored: true,
+            type_idx: type_table().index_of(attack.type_name).unwrap_or(0),
+            org: attack.org.unwrap_or(NO_ORG),
+            user: attack.user.unwrap_or(NO_USER),
+        };
+        let org = attack.org.map(|o| &world.orgs[o as usize]);
+        let body = |key: Key| {
+            let mut record = serde_json::Map::new();
+            record.insert("id".into(), activity_id(key).into());
+            record.insert(
+                "created_at".into(),
+                to_datetime(key.created)
+                    .to_rfc3339_opts(SecondsFormat::Micros, true)
+                    .into(),
+            );
+            record.insert(
+                "organization_id".into(),
+                org.map_or(serde_json::Value::Null, |o| o.id.clone().into()),
+            );
+            record.insert(
+                "organization_uuid".into(),
+                org.map_or(serde_json::Value::Null, |o| o.uuid.clone().into()),
+            );
+            if let serde_json::Value::Object(fields) = attack.fields {
+                record.extend(fields);
+            }
+            serde_json::Value::Object(record).to_string()
+        };
+        store.insert_stored(rec, body);
+    }
 }
 
 /// Adds live records at `live_per_second` until stopped: record `j` is

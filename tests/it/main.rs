@@ -15,6 +15,8 @@ mod budget;
 mod cli;
 mod config;
 mod deploy;
+mod detect_cli;
+mod detect_sim;
 mod directory;
 mod dlq;
 mod e2e;

@@ -10,6 +10,7 @@
 //! plus an unknown future actor type, unknown extra fields, public and
 //! private IPv4, IPv6, real user agents, Unicode names and addresses.
 
+pub(crate) mod attacks;
 mod catalogue;
 mod fields;
 pub(crate) mod pools;

@@ -1,0 +1,52 @@
+//! Detections: Sigma rules over every activity, producing findings.
+//!
+//! - `rule.rs`: what a rule is (id, title, severity, ATT&CK, vendors, kind).
+//! - `load.rs`: the built-in pack (`rules/`, compiled in by `pack.rs`) and
+//!   the operator's `rule_dirs`, parsed with rsigma-parser and checked.
+//! - `event.rs`: what a rule sees of an activity: the raw fields and the
+//!   `claudit.*` namespace built from the journal's enrichment context.
+//! - `engine.rs`: one rsigma-eval engine for every enabled rule's
+//!   detections; a match goes through the allow-lists to its rule.
+//! - `window.rs`: correlation (counts, distinct counts, sequences) and the
+//!   claudit stages (geo-velocity, first-seen) over `created_at`, with
+//!   suppression; why not rsigma-eval's correlation engine is explained
+//!   there.
+//! - `finding.rs`: the finding, its deterministic uid, its OCSF Detection
+//!   Finding and plain JSON forms.
+//! - `settings.rs`, `allow.rs`: `[detections]`.
+//! - `cli.rs`: `claudit rules list` and `claudit rules test`.
+//!
+//! How a detection task of the daemon uses it: build an [`Engine`] from
+//! [`DetectionSettings::load_rules`] and the settings; at start-up re-feed
+//! the journal's findings ([`Engine::restore`], from
+//! [`FiredAnchor::from_plain_json`]) and activities ([`Engine::evaluate`]
+//! with `replay: true`) from [`Engine::rebuild_horizon`] before the task's
+//! cursor; then evaluate each activity after the cursor and journal
+//! the findings (unique id = [`Finding::uid`]) in the transaction that
+//! advances the cursor. A crash between the two re-evaluates: same inputs in
+//! the same order give the same findings with the same uids.
+
+pub mod allow;
+pub mod cli;
+pub mod engine;
+pub mod event;
+pub mod finding;
+pub mod load;
+mod pack;
+pub mod rule;
+pub mod settings;
+pub mod window;
+
+pub use engine::{Engine, Input, RuleState};
+pub use finding::{Finding, FiredAnchor};
+pub use load::{LoadError, RuleSet};
+pub use rule::{Kind, Severity};
+pub use settings::DetectionSettings;
+
+/// The built-in rule files (name, YAML), for documentation and tests.
+pub fn builtin_files() -> &'static [(&'static str, &'static str)] {
+    pack::PACK
+}
+
+#[cfg(test)]
+mod tests;
