@@ -1,5 +1,5 @@
 //! Destination answers never leak a sink's credentials. The release daemon
-//! runs every HTTP sink type against a destination that echoes the request
+//! runs every HTTP sink type (the webhook's too) against a destination that echoes the request
 //! (credential headers, path, query, body) in its error answers: 400, 401,
 //! 403, 413, 500, per-item refusals, a failing token endpoint
 //! (`support/echo_destination.rs`). Each secret is a canary; the daemon's
@@ -29,6 +29,9 @@ const ES_USER: &str = "elastic";
 const ES_PASSWORD: &str = "es-Canary/pa55+word\"q";
 /// Base64 of `canaryKeyId:canaryApiKeySecret123`, as Elasticsearch issues it.
 const ES_API_KEY_DECODED: &str = "canaryKeyId:canaryApiKeySecret123";
+/// A webhook URL's secret path segment, and the signing secret (never sent).
+const WEBHOOK_TOKEN: &str = "HookCanaryT0ken9f8e7d6c5b4a3";
+const WEBHOOK_SECRET: &str = "whsec_Q2FuYXJ5V2ViaG9va1NlY3JldEtleTEyMzQ1Njc4";
 const AWS_SECRET: &str = "awsCanarySecret/Key+wJalrXUtnFEMIK7MDENG";
 const AWS_SESSION_TOKEN: &str = "awsCanarySessionToken//FwoGZXIvYXdzEBYaDH+abc=";
 
@@ -58,6 +61,8 @@ fn canaries() -> Vec<Canary> {
             &STANDARD.encode(ES_API_KEY_DECODED),
         ),
         c("elasticsearch", "api_key secret", "canaryApiKeySecret123"),
+        c("webhook", "url token", WEBHOOK_TOKEN),
+        c("webhook", "secret", WEBHOOK_SECRET),
         c("archive (s3)", "secret access key", AWS_SECRET),
         c("archive (s3)", "session token", AWS_SESSION_TOKEN),
     ]
@@ -144,6 +149,13 @@ fn sinks(echo: &str) -> Vec<(String, String)> {
         );
         add(name.clone(), sink(&name, "sentinel", &keys));
     }
+    for mode in ["s400", "s401", "s413", "s500"] {
+        let name = format!("hook_{mode}");
+        let keys = format!(
+            "url = \"{echo}/{mode}/hook/${{WEBHOOK_TOKEN}}\"\nsecret = \"${{WEBHOOK_SECRET}}\""
+        );
+        add(name.clone(), sink(&name, "webhook", &keys));
+    }
     for mode in ["s401", "item", "s500"] {
         let name = format!("es_basic_{mode}");
         let keys = format!(
@@ -193,6 +205,8 @@ fn claudit() -> Command {
         .env("DD_KEY", DD_API_KEY)
         .env("SUMO_CODE", SUMO_CODE)
         .env("SENTINEL_SECRET", SENTINEL_SECRET)
+        .env("WEBHOOK_TOKEN", WEBHOOK_TOKEN)
+        .env("WEBHOOK_SECRET", WEBHOOK_SECRET)
         .env("ES_PASSWORD", ES_PASSWORD)
         .env("ES_API_KEY", STANDARD.encode(ES_API_KEY_DECODED))
         .env("AWS_ACCESS_KEY_ID", "AKIACANARYKEYID00000")
@@ -403,6 +417,7 @@ async fn echoed_credentials_never_reach_logs_output_or_the_database() {
         "sentinel_s413",
         "es_basic_item",
         "es_key_item",
+        "hook_s413",
     ] {
         assert!(
             dead.iter().any(|(_, sink)| sink == kind),
