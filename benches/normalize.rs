@@ -11,7 +11,6 @@
 #[allow(dead_code)]
 mod mmdb;
 
-use std::collections::BTreeSet;
 use std::hint::black_box;
 
 use chrono::{Duration, TimeZone, Utc};
@@ -40,19 +39,7 @@ fn records() -> Vec<String> {
 }
 
 fn geoip_for(records: &[String], dir: &std::path::Path) -> Enricher {
-    let mut nets = BTreeSet::new();
-    for r in records {
-        let v: serde_json::Value = serde_json::from_str(r).unwrap();
-        if let Some(ip) = v["actor"]["ip_address"]
-            .as_str()
-            .and_then(|s| s.parse::<std::net::Ipv4Addr>().ok())
-        {
-            let o = ip.octets();
-            nets.insert(format!("{}.{}.{}.0/24", o[0], o[1], o[2]));
-        }
-    }
-    let nets: Vec<String> = nets.into_iter().collect();
-    let (city_path, asn_path) = mmdb::write_uniform_dbs(&nets, dir);
+    let (city_path, asn_path) = mmdb::write_uniform_dbs(&mmdb::networks_of(records), dir);
     Enricher::new(&EnrichConfig {
         geoip_city_db: Some(city_path),
         geoip_asn_db: Some(asn_path),

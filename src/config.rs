@@ -112,7 +112,8 @@ pub struct SourceConfig {
     pub directory: DirectoryConfig,
 }
 
-/// What a sink writes: the OCSF event or the activity exactly as received.
+/// What a sink writes: the OCSF event, the activity exactly as received, or
+/// that with its directory context added.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     Ocsf,
@@ -1750,6 +1751,9 @@ mod schema {
                     places::of_sink(sink, t.key_path("path"), t.line_of_key(cx, "path"))
             {
                 places.push(place);
+            }
+            if let Some(sink) = &sink {
+                super::directory::check_sink_format(cx, &t, sink.format, &sources);
             }
             sink_names.push(name);
             sinks.extend(sink);

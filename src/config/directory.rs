@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use super::reader::{Ctx, Got, Table, Text};
+use super::{Format, SourceConfig};
 
 /// The organization roles (and custom role names) that make a user an
 /// admin by default: the privileged roles of the detection catalogue.
@@ -31,10 +32,6 @@ pub struct DirectoryConfig {
     /// verified (`org_domain_verified`): an invite to any other domain is
     /// outside the organization.
     pub verified_domains: Vec<String>,
-    /// Produce the directory as a stream of inventory events (a snapshot
-    /// every `snapshot_interval`, and the changes between snapshots).
-    pub snapshot: bool,
-    pub snapshot_interval: Duration,
 }
 
 impl Default for DirectoryConfig {
@@ -47,8 +44,6 @@ impl Default for DirectoryConfig {
             admin_roles: DEFAULT_ADMIN_ROLES.iter().map(|r| r.to_string()).collect(),
             admin_groups: Vec::new(),
             verified_domains: Vec::new(),
-            snapshot: false,
-            snapshot_interval: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -77,15 +72,6 @@ pub(super) fn read(cx: &mut Ctx, source: &mut Table) -> DirectoryConfig {
     let admin_roles = t.string_list(cx, "admin_roles", name_example, not_blank);
     let admin_groups = t.string_list(cx, "admin_groups", "[\"Security admins\"]", not_blank);
     let verified_domains = t.string_list(cx, "verified_domains", "[\"example.com\"]", check_domain);
-    let snapshot = t.boolean(cx, "snapshot", false).unwrap_or(false);
-    let snapshot_interval = t.duration(cx, "snapshot_interval", defaults.snapshot_interval);
-    let snapshot_interval = at_least(
-        cx,
-        &t,
-        "snapshot_interval",
-        snapshot_interval,
-        Duration::from_secs(3600),
-    );
     t.finish(cx);
     DirectoryConfig {
         enabled,
@@ -98,9 +84,28 @@ pub(super) fn read(cx: &mut Ctx, source: &mut Table) -> DirectoryConfig {
             .into_iter()
             .map(|d| d.trim().trim_start_matches('@').to_ascii_lowercase())
             .collect(),
-        snapshot,
-        snapshot_interval: snapshot_interval.unwrap_or(defaults.snapshot_interval),
     }
+}
+
+/// A `raw+claudit` sink needs a source with directory context: without
+/// one it would deliver the activities exactly as `raw` does.
+pub(super) fn check_sink_format(
+    cx: &mut Ctx,
+    sink: &Table,
+    format: Format,
+    sources: &[SourceConfig],
+) {
+    if format != Format::RawWithContext || sources.iter().any(|s| s.directory.enabled) {
+        return;
+    }
+    let line = sink.line_of_key(cx, "format");
+    cx.error(
+        sink.key_path("format"),
+        line,
+        "format \"raw+claudit\" adds each activity's directory context, but no source has a \
+         [sources.directory] table; add one to a source (README \"Directory context\"), or write \
+         format = \"raw\"",
+    );
 }
 
 fn not_blank(item: &Text) -> Option<String> {
@@ -155,7 +160,9 @@ mod tests {
     use super::super::{ConfigErrors, load_str};
     use super::*;
 
-    fn load(extra: &str) -> Result<super::super::Config, ConfigErrors> {
+    /// One source with `extra` after its keys, and one file sink with
+    /// `format`.
+    fn load_with(extra: &str, format: &str) -> Result<super::super::Config, ConfigErrors> {
         let text = format!(
             r#"
 [state]
@@ -169,10 +176,15 @@ api_key = "sk-ant-api01-x"
 [[sinks]]
 name = "f"
 type = "file"
+format = "{format}"
 path = "/tmp/claudit-test.ndjson"
 "#
         );
         load_str(&text, std::path::Path::new("/etc/claudit.toml"), &|_| None)
+    }
+
+    fn load(extra: &str) -> Result<super::super::Config, ConfigErrors> {
+        load_with(extra, "ocsf")
     }
 
     #[test]
@@ -196,8 +208,6 @@ initial_sync_wait = "30s"
 admin_roles = ["owner", "Security Admin"]
 admin_groups = ["Admins"]
 verified_domains = ["Example.com", "@eu.example.com"]
-snapshot = true
-snapshot_interval = "12h"
 "#,
         )
         .unwrap();
@@ -208,7 +218,6 @@ snapshot_interval = "12h"
         assert_eq!(d.admin_roles, vec!["owner", "Security Admin"]);
         assert_eq!(d.admin_groups, vec!["Admins"]);
         assert_eq!(d.verified_domains, vec!["example.com", "eu.example.com"]);
-        assert!(d.snapshot);
 
         let errors = load(
             r#"[sources.directory]
@@ -229,6 +238,21 @@ admin_group = ["typo"]
             assert!(
                 errors.contains(expected),
                 "{expected} missing from:\n{errors}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_raw_claudit_sink_needs_a_source_with_directory_context() {
+        let c = load_with("[sources.directory]", "raw+claudit").unwrap();
+        assert_eq!(c.sinks[0].format, Format::RawWithContext);
+        for without in ["", "[sources.directory]\nenabled = false"] {
+            let error = load_with(without, "raw+claudit").unwrap_err().to_string();
+            assert!(
+                error.contains("sinks[0].format")
+                    && error.contains("no source has a [sources.directory] table")
+                    && error.contains("format = \"raw\""),
+                "{error}"
             );
         }
     }

@@ -129,3 +129,37 @@ impl DirectoryMetrics {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::metrics::Metrics;
+
+    use super::*;
+
+    #[test]
+    fn requests_runs_and_entities_are_exported_per_source() {
+        let metrics = Metrics::new();
+        let acme = metrics.directory("acme");
+        acme.request(true);
+        acme.request(true);
+        acme.request(false);
+        acme.run_completed(
+            true,
+            Duration::from_millis(1500),
+            &[(Kind::Member, 10_000, 3), (Kind::Group, 500, 0)],
+        );
+        let text = metrics.encode();
+        for line in [
+            r#"claudit_directory_requests_total{source="acme",outcome="ok"} 2"#,
+            r#"claudit_directory_requests_total{source="acme",outcome="error"} 1"#,
+            r#"claudit_directory_syncs_total{source="acme",kind="full"} 1"#,
+            r#"claudit_directory_sync_duration_seconds{source="acme",kind="full"} 1.5"#,
+            r#"claudit_directory_entities{source="acme",kind="member",state="current"} 10000"#,
+            r#"claudit_directory_entities{source="acme",kind="member",state="ended"} 3"#,
+            r#"claudit_directory_entities{source="acme",kind="group",state="current"} 500"#,
+            r#"claudit_directory_entities{source="acme",kind="role",state="current"} 0"#,
+        ] {
+            assert!(text.contains(line), "{line} missing from:\n{text}");
+        }
+    }
+}

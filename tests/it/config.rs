@@ -211,8 +211,6 @@ fn example_config_documents_every_key() {
         "admin_roles",
         "admin_groups",
         "verified_domains",
-        "snapshot",
-        "snapshot_interval",
     ];
     let lines: Vec<&str> = text.lines().collect();
     for key in keys {

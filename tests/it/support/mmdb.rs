@@ -270,3 +270,22 @@ pub fn write_uniform_dbs(
     std::fs::write(&asn_path, asn_db(&asn)).unwrap();
     (city_path, asn_path)
 }
+
+/// The IPv4 /24 networks of the `actor.ip_address` of `records` (activity
+/// JSON), for [`write_uniform_dbs`]: databases on which every lookup of
+/// those records hits.
+#[allow(dead_code)] // not every including crate uses it
+pub fn networks_of(records: &[String]) -> Vec<String> {
+    let mut nets = std::collections::BTreeSet::new();
+    for r in records {
+        let v: serde_json::Value = serde_json::from_str(r).unwrap();
+        if let Some(ip) = v["actor"]["ip_address"]
+            .as_str()
+            .and_then(|s| s.parse::<std::net::Ipv4Addr>().ok())
+        {
+            let o = ip.octets();
+            nets.insert(format!("{}.{}.{}.0/24", o[0], o[1], o[2]));
+        }
+    }
+    nets.into_iter().collect()
+}

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use super::config::{ConfigFile, sink, source};
+use super::config::{ConfigFile, Table, sink, source};
 use super::daemon::assert_no_secret;
 use super::wait::Wait;
 
@@ -62,7 +62,14 @@ fn the_builders_text_loads_with_every_value_as_written() {
             source("acme")
                 .set("api_key", "${KEY}")
                 .set("page_size", 100)
-                .set("page_size", 200),
+                .set("page_size", 200)
+                .set(
+                    "directory",
+                    Table::default()
+                        .set("refresh", "6h")
+                        .set("admin_groups", vec!["Admins"])
+                        .inline(),
+                ),
         )
         .sink(
             sink("out", "file")
@@ -77,6 +84,11 @@ fn the_builders_text_loads_with_every_value_as_written() {
     assert_eq!(loaded.state.path, path);
     assert_eq!(loaded.state.retention, Duration::from_secs(7 * 86_400));
     assert_eq!(loaded.sources[0].page_size, 200);
+    // An inline table reads as the sub-table `[sources.directory]`.
+    let directory = &loaded.sources[0].directory;
+    assert!(directory.enabled);
+    assert_eq!(directory.refresh, Duration::from_secs(6 * 3600));
+    assert_eq!(directory.admin_groups, vec!["Admins"]);
     assert_eq!(loaded.sinks[0].format, claudit::config::Format::Raw);
     let claudit::config::SinkKind::File(file) = &loaded.sinks[0].kind else {
         panic!("not a file sink: {:?}", loaded.sinks[0].kind)
