@@ -21,7 +21,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::model::{
-    GroupAttrs, Key, Kind, MemberAttrs, OrgAttrs, PermissionsAttrs, RoleAttrs, parse_attrs,
+    GroupAttrs, Kind, MemberAttrs, OrgAttrs, PermissionsAttrs, RoleAttrs, parse_attrs,
 };
 use super::store::{Fact, all_facts, version_and_sequence};
 use crate::config::Config;
@@ -103,11 +103,32 @@ impl DirectoryContext {
     }
 }
 
-/// What makes a user admin-class, per source.
+/// What makes a user admin-class, per source: names compared without
+/// case (the sets hold them lower-cased).
 #[derive(Debug, Clone, Default)]
 struct Policy {
     admin_roles: HashSet<String>,
     admin_groups: HashSet<String>,
+}
+
+impl Policy {
+    fn is_admin_role(&self, name: &str) -> bool {
+        contains_caseless(&self.admin_roles, name)
+    }
+
+    fn is_admin_group(&self, name: &str) -> bool {
+        contains_caseless(&self.admin_groups, name)
+    }
+}
+
+/// Whether the lower-cased `set` holds `name` in any case; without
+/// allocating for the ASCII names roles and groups mostly have.
+fn contains_caseless(set: &HashSet<String>, name: &str) -> bool {
+    if name.is_ascii() {
+        set.iter().any(|n| n.eq_ignore_ascii_case(name))
+    } else {
+        set.contains(&name.to_lowercase())
+    }
 }
 
 /// One version of an entity, as the index keeps it.
@@ -192,85 +213,133 @@ impl Attrs {
     }
 }
 
-/// The facts of one source, indexed for the questions rendering asks.
+/// The versions of one entity, as known to some journal rows.
+type Versions = Vec<Version>;
+
+/// The version holding at `t`, as known to row `seq`.
+fn holding(versions: &[Version], seq: i64, t: i64) -> Option<&Version> {
+    versions.iter().find(|v| v.visible(seq, t))
+}
+
+/// The entry of `key` in a short list of `(key, versions)`, added if missing.
+fn entry<'v>(list: &'v mut Vec<(Arc<str>, Versions)>, key: &str) -> &'v mut Versions {
+    let i = match list.iter().position(|(k, _)| &**k == key) {
+        Some(i) => i,
+        None => {
+            list.push((key.into(), Vec::new()));
+            list.len() - 1
+        }
+    };
+    &mut list[i].1
+}
+
+/// The facts of one source, indexed for the questions rendering asks. Every
+/// lookup goes by borrowed ids (no key is built per event): the maps are
+/// keyed by the id a question starts from, and a user's memberships are a
+/// short list beside it.
 #[derive(Debug, Default)]
 struct SourceIndex {
-    versions: HashMap<Key, Vec<Version>>,
-    /// user → organizations they have member facts in.
-    member_orgs: HashMap<Arc<str>, Vec<Arc<str>>>,
-    /// user → groups they have membership facts in.
-    user_groups: HashMap<Arc<str>, Vec<Arc<str>>>,
-    /// user → (org, role) of direct role assignments.
-    user_roles: HashMap<Arc<str>, Vec<OrgRole>>,
+    /// org → its versions.
+    orgs: HashMap<Arc<str>, Versions>,
+    /// user → (org, their membership's versions).
+    members: HashMap<Arc<str>, Vec<(Arc<str>, Versions)>>,
+    /// group → its versions.
+    groups: HashMap<Arc<str>, Versions>,
+    /// user → (group, their membership's versions).
+    group_members: HashMap<Arc<str>, Vec<(Arc<str>, Versions)>>,
+    /// org → role → the role's versions.
+    roles: HashMap<Arc<str>, HashMap<Arc<str>, Versions>>,
+    /// org → role → the versions of its permissions.
+    permissions: HashMap<Arc<str>, HashMap<Arc<str>, Versions>>,
+    /// user → ((org, role), versions) of roles assigned to them directly.
+    user_roles: HashMap<Arc<str>, Vec<(OrgRole, Versions)>>,
     /// lower-cased e-mail → users that had it.
     by_email: HashMap<String, Vec<Arc<str>>>,
-    /// org → verified domains (any time).
-    domains: HashMap<Arc<str>, Vec<Arc<str>>>,
+    /// org → (verified domain, versions).
+    domains: HashMap<Arc<str>, Vec<(Arc<str>, Versions)>>,
 }
 
 impl SourceIndex {
     fn add(&mut self, fact: &Fact) {
         let key = &fact.key;
         let attrs = Attrs::parse(key.kind, &fact.attrs);
-        match key.kind {
-            Kind::Member => {
-                push_unique(
-                    self.member_orgs
-                        .entry(key.entity.as_str().into())
-                        .or_default(),
-                    key.scope.as_str().into(),
-                );
-                if let Attrs::Member {
-                    email: Some(email), ..
-                } = &attrs
-                {
-                    push_unique(
-                        self.by_email.entry(email.to_lowercase()).or_default(),
-                        key.entity.as_str().into(),
-                    );
-                }
-            }
-            Kind::GroupMember => push_unique(
-                self.user_groups
-                    .entry(key.entity.as_str().into())
-                    .or_default(),
-                key.scope.as_str().into(),
-            ),
-            Kind::UserRole => push_unique(
-                self.user_roles
-                    .entry(key.entity.as_str().into())
-                    .or_default(),
-                (key.scope.as_str().into(), key.item.as_str().into()),
-            ),
-            Kind::Domain => push_unique(
-                self.domains.entry(key.scope.as_str().into()).or_default(),
+        if let (
+            Kind::Member,
+            Attrs::Member {
+                email: Some(email), ..
+            },
+        ) = (key.kind, &attrs)
+        {
+            push_unique(
+                self.by_email.entry(email.to_lowercase()).or_default(),
                 key.entity.as_str().into(),
-            ),
-            _ => {}
+            );
         }
-        self.versions.entry(key.clone()).or_default().push(Version {
+        let version = Version {
             attrs,
             from: fact.valid_from_ms,
             to: fact.valid_to_ms,
             learned_seq: fact.learned_seq,
             superseded_seq: fact.superseded_seq,
-        });
+        };
+        let (scope, entity) = (key.scope.as_str(), key.entity.as_str());
+        let versions = match key.kind {
+            Kind::Org => self.orgs.entry(entity.into()).or_default(),
+            Kind::Member => entry(self.members.entry(entity.into()).or_default(), scope),
+            Kind::Group => self.groups.entry(entity.into()).or_default(),
+            Kind::GroupMember => entry(self.group_members.entry(entity.into()).or_default(), scope),
+            Kind::Role => self
+                .roles
+                .entry(scope.into())
+                .or_default()
+                .entry(entity.into())
+                .or_default(),
+            Kind::RolePermissions => self
+                .permissions
+                .entry(scope.into())
+                .or_default()
+                .entry(entity.into())
+                .or_default(),
+            Kind::UserRole => {
+                let list = self.user_roles.entry(entity.into()).or_default();
+                let role: OrgRole = (scope.into(), key.item.as_str().into());
+                let i = match list.iter().position(|(r, _)| *r == role) {
+                    Some(i) => i,
+                    None => {
+                        list.push((role, Vec::new()));
+                        list.len() - 1
+                    }
+                };
+                &mut list[i].1
+            }
+            Kind::Domain => entry(self.domains.entry(scope.into()).or_default(), entity),
+        };
+        versions.push(version);
     }
 
-    /// The version of `key` holding at `t`, as known to row `seq`.
-    fn at(&self, key: &Key, seq: i64, t: i64) -> Option<&Version> {
-        self.versions.get(key)?.iter().find(|v| v.visible(seq, t))
+    fn org(&self, org: &str, seq: i64, t: i64) -> Option<&Version> {
+        holding(self.orgs.get(org)?, seq, t)
     }
 
-    /// The latest version of `key` that ended at or before `t`, as known
-    /// to row `seq`.
-    fn ended_before(&self, key: &Key, seq: i64, t: i64) -> Option<&Version> {
-        self.versions
-            .get(key)?
-            .iter()
-            .filter(|v| v.known_to(seq) && v.to.is_some_and(|to| to <= t))
-            .max_by_key(|v| v.to)
+    fn group(&self, group: &str, seq: i64, t: i64) -> Option<&Version> {
+        holding(self.groups.get(group)?, seq, t)
     }
+
+    fn role(&self, org: &str, role: &str, seq: i64, t: i64) -> Option<&Version> {
+        holding(self.roles.get(org)?.get(role)?, seq, t)
+    }
+
+    fn permissions(&self, org: &str, role: &str, seq: i64, t: i64) -> Option<&Version> {
+        holding(self.permissions.get(org)?.get(role)?, seq, t)
+    }
+}
+
+/// The latest version that ended at or before `t`, as known to row `seq`.
+fn ended_before(versions: &[Version], seq: i64, t: i64) -> Option<&Version> {
+    versions
+        .iter()
+        .filter(|v| v.known_to(seq) && v.to.is_some_and(|to| to <= t))
+        .max_by_key(|v| v.to)
 }
 
 /// A role id within its organization.
@@ -446,10 +515,10 @@ impl Directory {
             return Vec::new();
         };
         let mut out = Vec::new();
-        for (org, domains) in &s.domains {
-            for d in domains {
-                if s.at(&Key::domain(org, d), seq, t).is_some() {
-                    out.push(d.to_string());
+        for domains in s.domains.values() {
+            for (domain, versions) in domains {
+                if holding(versions, seq, t).is_some() {
+                    out.push(domain.to_string());
                 }
             }
         }
@@ -558,7 +627,7 @@ impl Directory {
         else {
             return R::default();
         };
-        let mut users: Vec<Arc<str>> = source_index.member_orgs.keys().cloned().collect();
+        let mut users: Vec<Arc<str>> = source_index.members.keys().cloned().collect();
         users.sort();
         let at = |user: &str, t: i64| {
             Lookup {
@@ -656,30 +725,24 @@ impl Lookup<'_> {
     fn identity(&self, user: &str) -> Option<Identity> {
         let ix = self.index;
         let (seq, t) = (self.seq, self.t);
-        let orgs = ix.member_orgs.get(user)?;
+        let memberships = ix.members.get(user)?;
         // The activity's own organization first, then any other.
-        let hinted = |o: &Arc<str>| {
+        let hinted = |o: &str| {
             self.org_hints
                 .iter()
                 .flatten()
                 .any(|h| h.eq_ignore_ascii_case(o))
         };
-        let ordered: Vec<&Arc<str>> = orgs
-            .iter()
-            .filter(|o| hinted(o))
-            .chain(orgs.iter().filter(|o| !hinted(o)))
-            .collect();
-        let present = ordered
-            .iter()
-            .find_map(|org| Some((*org, ix.at(&Key::member(org, user), seq, t)?)));
+        let ordered = || {
+            let first = memberships.iter().filter(|(o, _)| hinted(o));
+            first.chain(memberships.iter().filter(|(o, _)| !hinted(o)))
+        };
+        let present = ordered().find_map(|(org, vs)| Some((org, holding(vs, seq, t)?)));
         let (org, version, departed_time) = match present {
             Some((org, v)) => (org, v, None),
             None => {
-                let (org, v) = ordered
-                    .iter()
-                    .filter_map(|org| {
-                        Some((*org, ix.ended_before(&Key::member(org, user), seq, t)?))
-                    })
+                let (org, v) = ordered()
+                    .filter_map(|(org, vs)| Some((org, ended_before(vs, seq, t)?)))
                     .max_by_key(|(_, v)| v.to)?;
                 (org, v, v.to)
             }
@@ -687,25 +750,24 @@ impl Lookup<'_> {
         let Attrs::Member { name, email, role } = &version.attrs else {
             return None;
         };
-        let org_name = match ix.at(&Key::org(org), seq, t).map(|v| &v.attrs) {
+        let org_name = match ix.org(org, seq, t).map(|v| &v.attrs) {
             Some(Attrs::Org { name }) => name.clone(),
             _ => None,
         };
         let mut groups = Vec::new();
         let mut role_ids: Vec<OrgRole> = Vec::new();
-        for group in ix.user_groups.get(user).into_iter().flatten() {
-            if ix.at(&Key::group_member(group, user), seq, t).is_none() {
+        for (group, vs) in ix.group_members.get(user).into_iter().flatten() {
+            if holding(vs, seq, t).is_none() {
                 continue;
             }
-            let (name, source_type, roles) =
-                match ix.at(&Key::group(group), seq, t).map(|v| &v.attrs) {
-                    Some(Attrs::Group {
-                        name,
-                        source_type,
-                        roles,
-                    }) => (name.clone(), source_type.clone(), roles.as_slice()),
-                    _ => (None, None, &[][..]),
-                };
+            let (name, source_type, roles) = match ix.group(group, seq, t).map(|v| &v.attrs) {
+                Some(Attrs::Group {
+                    name,
+                    source_type,
+                    roles,
+                }) => (name.clone(), source_type.clone(), roles.as_slice()),
+                _ => (None, None, &[][..]),
+            };
             for r in roles {
                 push_unique(&mut role_ids, (org.clone(), r.clone()));
             }
@@ -716,22 +778,19 @@ impl Lookup<'_> {
             });
         }
         groups.sort_by(|a, b| a.uid.cmp(&b.uid));
-        for (role_org, r) in ix.user_roles.get(user).into_iter().flatten() {
-            if ix.at(&Key::user_role(role_org, user, r), seq, t).is_some() {
-                push_unique(&mut role_ids, (role_org.clone(), r.clone()));
+        for (role, vs) in ix.user_roles.get(user).into_iter().flatten() {
+            if holding(vs, seq, t).is_some() {
+                push_unique(&mut role_ids, role.clone());
             }
         }
         let mut roles: Vec<RoleRef> = role_ids
             .into_iter()
             .map(|(role_org, r)| {
-                let name = match ix.at(&Key::role(&role_org, &r), seq, t).map(|v| &v.attrs) {
+                let name = match ix.role(&role_org, &r, seq, t).map(|v| &v.attrs) {
                     Some(Attrs::Role { name }) => name.clone(),
                     _ => None,
                 };
-                let permissions = match ix
-                    .at(&Key::role_permissions(&role_org, &r), seq, t)
-                    .map(|v| &v.attrs)
-                {
+                let permissions = match ix.permissions(&role_org, &r, seq, t).map(|v| &v.attrs) {
                     Some(Attrs::Permissions(p)) => p.clone(),
                     _ => Vec::new(),
                 };
@@ -743,15 +802,19 @@ impl Lookup<'_> {
             })
             .collect();
         roles.sort_by(|a, b| a.uid.cmp(&b.uid));
-        let admin_name = |n: &str| self.policy.admin_roles.contains(&n.to_lowercase());
-        let admin = role.as_deref().is_some_and(admin_name)
-            || roles
-                .iter()
-                .any(|r| admin_name(&r.uid) || r.name.as_deref().is_some_and(admin_name))
+        let admin = role
+            .as_deref()
+            .is_some_and(|r| self.policy.is_admin_role(r))
+            || roles.iter().any(|r| {
+                self.policy.is_admin_role(&r.uid)
+                    || r.name
+                        .as_deref()
+                        .is_some_and(|n| self.policy.is_admin_role(n))
+            })
             || groups.iter().any(|g| {
                 g.name
                     .as_deref()
-                    .is_some_and(|n| self.policy.admin_groups.contains(&n.to_lowercase()))
+                    .is_some_and(|n| self.policy.is_admin_group(n))
             });
         Some(Identity {
             user_id: user.into(),
@@ -775,7 +838,7 @@ impl Lookup<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::directory::model::{GroupAttrs, MemberAttrs, attrs_text};
+    use crate::directory::model::{GroupAttrs, Key, MemberAttrs, attrs_text};
     use crate::directory::store::Writer;
     use crate::store::Store;
 

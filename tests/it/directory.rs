@@ -133,12 +133,12 @@ impl Setup {
         self.dir.path().join(format!("out/events.{sink}.ndjson"))
     }
 
+    /// The sink's whole lines (a line the daemon is still writing is left
+    /// for the next look).
     fn lines(&self, sink: &str) -> Vec<String> {
-        std::fs::read_to_string(self.out(sink))
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_string)
-            .collect()
+        let text = std::fs::read_to_string(self.out(sink)).unwrap_or_default();
+        let whole = text.rfind('\n').map_or("", |end| &text[..end]);
+        whole.lines().map(str::to_string).collect()
     }
 
     fn events(&self) -> Vec<Value> {
