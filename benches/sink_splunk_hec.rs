@@ -51,6 +51,7 @@ fn bench(c: &mut Criterion) {
         ack: false,
         ack_poll_interval: Duration::from_secs(5),
         ack_timeout: Duration::from_secs(300),
+        layout: None,
         http: HttpSinkConfig {
             tls_ca_file: None,
             connect_timeout: Duration::from_secs(10),

@@ -177,6 +177,9 @@ pub struct ElasticsearchSinkConfig {
     pub auth: ElasticsearchAuth,
     /// Uncompressed bytes per `_bulk` request; a batch above it is split.
     pub max_request_bytes: usize,
+    /// `layout = "elastic_integration"`: documents for Elastic's `anthropic`
+    /// integration (`sinks::layout`); `None` = the event as it is.
+    pub layout: Option<crate::sinks::layout::Layout>,
     pub http: HttpSinkConfig,
 }
 
@@ -304,6 +307,9 @@ pub struct SentinelSinkConfig {
     pub authority: String,
     /// Token scope; default `https://monitor.azure.com//.default`.
     pub scope: String,
+    /// `layout = "sentinel_bluevoyant"`: rows for BlueVoyant's DCR
+    /// (`sinks::layout`); `None` = claudit's four columns.
+    pub layout: Option<crate::sinks::layout::Layout>,
     pub http: HttpSinkConfig,
 }
 
@@ -332,6 +338,9 @@ pub struct SplunkHecSinkConfig {
     pub ack_poll_interval: Duration,
     /// A request not acknowledged within this long is sent again.
     pub ack_timeout: Duration,
+    /// `layout = "splunk_app"`: the Splunk add-on's flattened object
+    /// (`sinks::layout`); `None` = the event as it is.
+    pub layout: Option<crate::sinks::layout::Layout>,
     pub http: HttpSinkConfig,
 }
 
@@ -2111,7 +2120,19 @@ mod schema {
             );
             t_error(cx, t, "batch_linger", line, msg);
         }
+        let format_line = t.has_key("format").then(|| t.line_of_key(cx, "format"));
         let kind = (sink_type.read)(cx, t);
+        // A vendor layout is made from the raw activity (sinks::layout).
+        let layout = kind.as_ref().and_then(crate::sinks::layout::of);
+        let format = match (layout, format, format_line) {
+            (Some(_), Some(_), None) => Some(Format::Raw),
+            (Some(l), Some(f), Some(line)) => l
+                .check_format(f)
+                .map_err(|msg| t_error(cx, t, "format", line, msg))
+                .ok()
+                .map(|()| f),
+            (_, format, _) => format,
+        };
         t.finish(cx);
         let sink = match (name.clone(), format, max_events, max_bytes, linger, kind) {
             (
@@ -2403,12 +2424,26 @@ mod schema {
             "dcr_immutable_id",
             "\"dcr-000a00a000a00000a000000aa000a0aa\" (the DCR's immutableId, in its JSON view)",
         );
-        let stream = required_word(
-            cx,
-            t,
-            "stream",
-            "\"Custom-ClaudeCompliance_CL\" (a streamDeclarations name of the DCR)",
-        );
+        let layout = read_layout(cx, t, "sentinel");
+        let stream = match layout {
+            Some(Some(_)) if !t.has_key("stream") => {
+                Some(crate::sinks::layout::sentinel_bluevoyant::STREAM.to_string())
+            }
+            _ => required_word(
+                cx,
+                t,
+                "stream",
+                "\"Custom-ClaudeCompliance_CL\" (a streamDeclarations name of the DCR)",
+            ),
+        };
+        let stream = match (layout, stream) {
+            (Some(Some(_)), Some(s)) => {
+                let checked = crate::sinks::layout::sentinel_bluevoyant::check_stream(&s);
+                let line = t.line_of_key(cx, "stream");
+                checked.map_err(|msg| t_error(cx, t, "stream", line, msg)).ok().map(|()| s)
+            }
+            (_, stream) => stream,
+        };
         let tenant_id = required_word(
             cx,
             t,
@@ -2447,8 +2482,28 @@ mod schema {
             client_secret: client_secret?,
             authority: authority?,
             scope: scope?,
+            layout: layout?,
             http: http?,
         }))
+    }
+
+    /// The optional `layout` key of a sink of `sink_type` (`sinks::layout`).
+    fn read_layout(
+        cx: &mut Ctx,
+        t: &mut Table,
+        sink_type: &str,
+    ) -> Option<Option<crate::sinks::layout::Layout>> {
+        match t.text(cx, "layout") {
+            Got::Absent => Some(None),
+            Got::Invalid => None,
+            Got::Value(v) => match crate::sinks::layout::Layout::parse(sink_type, &v.value) {
+                Ok(layout) => Some(Some(layout)),
+                Err(msg) => {
+                    text_error(cx, t, "layout", &v, msg);
+                    None
+                }
+            },
+        }
     }
 
     /// An optional string; `default` when absent.
@@ -2535,8 +2590,22 @@ mod schema {
             "/run/secrets/splunk_hec_token",
         );
         let host = optional_label(cx, t, "host");
+        let layout = read_layout(cx, t, "splunk_hec");
         let source = optional_label(cx, t, "source");
         let sourcetype = optional_label(cx, t, "sourcetype");
+        let sourcetype = match (layout, sourcetype) {
+            (Some(Some(_)), Some(Some(s))) => {
+                let checked = crate::sinks::layout::splunk_app::check_sourcetype(&s);
+                let line = t.line_of_key(cx, "sourcetype");
+                checked.map_err(|msg| t_error(cx, t, "sourcetype", line, msg)).ok().map(|()| Some(s))
+            }
+            (Some(Some(_)), Some(None)) => Some(Some(crate::sinks::layout::splunk_app::SOURCETYPE.to_string())),
+            (_, sourcetype) => sourcetype,
+        };
+        let source = match (layout, source) {
+            (Some(Some(_)), Some(None)) => Some(Some(crate::sinks::layout::splunk_app::DEFAULT_SOURCE.to_string())),
+            (_, source) => source,
+        };
         let index = optional_label(cx, t, "index");
         let fields = read_string_fields(cx, t, |_| None);
         let ack = t.boolean(cx, "ack", false);
@@ -2562,6 +2631,7 @@ mod schema {
             ack: ack?,
             ack_poll_interval: ack_poll_interval?,
             ack_timeout: ack_timeout?,
+            layout: layout?,
             http: http?,
         }))
     }
@@ -3089,7 +3159,24 @@ mod schema {
                 .map_err(|msg| text_error(cx, t, "url", &text, msg))
                 .ok()
         });
-        let index = t
+        let layout = read_layout(cx, t, "elasticsearch");
+        let index = match layout {
+            Some(Some(_)) => match t.text(cx, "index") {
+                Got::Absent => {
+                    Some(crate::sinks::layout::elastic_integration::DEFAULT_INDEX.to_string())
+                }
+                Got::Invalid => None,
+                Got::Value(text) => {
+                    match crate::sinks::layout::elastic_integration::namespace_of(&text.value) {
+                        Ok(_) => Some(text.value),
+                        Err(msg) => {
+                            text_error(cx, t, "index", &text, msg);
+                            None
+                        }
+                    }
+                }
+            },
+            _ => t
             .required_text(cx, "index", "\"logs-claudit.ocsf-default\"")
             .and_then(|text| match check_index_name(&text.value) {
                 None => Some(text.value),
@@ -3097,7 +3184,8 @@ mod schema {
                     text_error(cx, t, "index", &text, msg);
                     None
                 }
-            });
+            }),
+        };
         // Basic auth when a username is given, an API key otherwise; never both.
         let auth = match t.text(cx, "username") {
             Got::Invalid => None,
@@ -3159,6 +3247,7 @@ mod schema {
             index: index?,
             auth: auth?,
             max_request_bytes: max_request_bytes? as usize,
+            layout: layout?,
             http: http?,
         }))
     }

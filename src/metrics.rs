@@ -40,6 +40,16 @@ pub struct SinkLabels {
     pub sink: String,
 }
 
+/// A field a sink's vendor layout changed, and what it did
+/// (`sinks::layout::FieldAction`). `field` is bounded per sink
+/// (`sinks::layout::MAX_REPORTED_FIELDS`, then `(other)`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FieldLabels {
+    pub sink: String,
+    pub field: String,
+    pub action: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     pub source: String,
@@ -170,6 +180,7 @@ pub struct Metrics {
     sink_bytes: Family<SinkLabels, Counter>,
     sink_retries: Family<SinkLabels, Counter>,
     sink_dead_lettered: Family<SinkLabels, Counter>,
+    sink_layout_fields: Family<FieldLabels, Counter>,
     // Sinks, state.
     sink_dead_letters: Family<SinkLabels, Gauge>,
     sink_behind: Family<SinkLabels, Gauge>,
@@ -231,6 +242,7 @@ impl Metrics {
             sink_bytes: Family::default(),
             sink_retries: Family::default(),
             sink_dead_lettered: Family::default(),
+            sink_layout_fields: Family::default(),
             sink_dead_letters: Family::default(),
             sink_behind: Family::default(),
             sink_seconds_behind: Family::default(),
@@ -356,6 +368,12 @@ impl Metrics {
             "claudit_sink_dead_lettered",
             "Events the destination rejected, moved to the dead-letter table",
             m.sink_dead_lettered.clone(),
+        );
+        r.register(
+            "claudit_sink_layout_fields",
+            "Events whose field a vendor layout had to change to fit the vendor's schema, by field \
+             and action (stringified, to_integer, moved, undeclared); nothing is dropped",
+            m.sink_layout_fields.clone(),
         );
         r.register(
             "claudit_sink_dead_letters",
@@ -484,6 +502,11 @@ impl Metrics {
             retries: self.sink_retries.get_or_create_owned(&l),
             dead_lettered: self.sink_dead_lettered.get_or_create_owned(&l),
         }
+    }
+
+    /// The family a sink's vendor layout reports its field changes in.
+    pub fn sink_layout_fields(&self) -> Family<FieldLabels, Counter> {
+        self.sink_layout_fields.clone()
     }
 
     /// Records that `source` journaled new events now.

@@ -29,6 +29,7 @@ use secrecy::ExposeSecret;
 use serde_json::Value;
 
 use super::http::{self, Outcome, Rejected};
+use super::layout::{Layout, elastic_integration};
 use crate::config::{ElasticsearchAuth, ElasticsearchSinkConfig};
 use crate::store::BatchRecord;
 
@@ -42,6 +43,9 @@ pub struct BulkEncoder {
     /// `{"create":{"_index":"<index>","_id":` — everything before the id.
     action_prefix: Vec<u8>,
     max_request_bytes: usize,
+    /// `layout = "elastic_integration"`: the data stream's namespace; each
+    /// document is the integration's (`sinks::layout::elastic_integration`).
+    integration_namespace: Option<String>,
 }
 
 /// One `_bulk` request body and the records it carries, in order.
@@ -68,7 +72,18 @@ impl BulkEncoder {
         BulkEncoder {
             action_prefix,
             max_request_bytes,
+            integration_namespace: None,
         }
+    }
+
+    /// An encoder of documents for Elastic's `anthropic` integration in
+    /// `index` (`logs-anthropic.audit-<namespace>`).
+    pub fn for_integration(index: &str, max_request_bytes: usize) -> Result<BulkEncoder, String> {
+        let namespace = elastic_integration::namespace_of(index)?.to_string();
+        Ok(BulkEncoder {
+            integration_namespace: Some(namespace),
+            ..BulkEncoder::new(index, max_request_bytes)
+        })
     }
 
     /// Splits `records` into requests within the size limit, in order. A
@@ -135,7 +150,13 @@ impl BulkEncoder {
             .expect("writing to a Vec cannot fail");
         out.extend_from_slice(b"}}\n");
         let start = out.len();
-        if has_top_level_timestamp(doc) {
+        if let Some(namespace) = &self.integration_namespace {
+            let mut timestamp = Vec::with_capacity(24);
+            write_timestamp(record.created_at_ms, &mut timestamp);
+            let timestamp = String::from_utf8(timestamp).expect("an RFC 3339 time is ASCII");
+            // The activity exactly as journaled, as the integration's input sends it.
+            elastic_integration::document(&record.payload, &timestamp, namespace, out);
+        } else if has_top_level_timestamp(doc) {
             out.extend_from_slice(doc.as_bytes());
         } else {
             out.extend_from_slice(b"{\"@timestamp\":\"");
@@ -279,7 +300,13 @@ impl ElasticsearchSink {
             bulk_url: format!("{}/_bulk", config.url),
             authorization,
             compression: config.http.compression,
-            encoder: BulkEncoder::new(&config.index, config.max_request_bytes),
+            encoder: match config.layout {
+                Some(Layout::ElasticIntegration) => {
+                    BulkEncoder::for_integration(&config.index, config.max_request_bytes)
+                        .map_err(|e| anyhow::anyhow!(e))?
+                }
+                _ => BulkEncoder::new(&config.index, config.max_request_bytes),
+            },
             answer_limit: answer_limit(config.max_request_bytes),
             progress: Progress::default(),
         })
@@ -521,6 +548,41 @@ mod tests {
             .split_terminator('\n')
             .map(|l| serde_json::from_str(l).unwrap())
             .collect()
+    }
+
+    /// `layout = "elastic_integration"` on the published sample
+    /// activities: each pair is a `create` in the integration's data stream
+    /// with the activity id, and a document carrying the activity, byte for
+    /// byte, as a string in `message`.
+    #[test]
+    fn integration_documents_carry_each_sample_activity_in_message() {
+        let samples = include_str!("../../fixtures/samples/activities.ndjson");
+        let records: Vec<BatchRecord> = samples
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .enumerate()
+            .map(|(i, l)| record(i as i64 + 1, &format!("activity_{i}"), l))
+            .collect();
+        let refs: Vec<&BatchRecord> = records.iter().collect();
+        let enc = BulkEncoder::for_integration("logs-anthropic.audit-prod", 100_000_000).unwrap();
+        let out = enc.encode(&refs);
+        assert!(out.rejected.is_empty());
+        let lines = lines(&out.requests[0].body);
+        assert_eq!(lines.len(), 2 * records.len());
+        for (pair, r) in lines.chunks(2).zip(&records) {
+            assert_eq!(
+                pair[0],
+                json!({"create":{"_index":"logs-anthropic.audit-prod","_id":r.activity_id}})
+            );
+            let doc = &pair[1];
+            assert_eq!(doc["message"], r.payload.as_str());
+            assert_eq!(doc["@timestamp"], "2026-05-10T08:00:00.123Z");
+            assert_eq!(doc["data_stream"]["namespace"], "prod");
+            assert_eq!(doc["data_stream"]["dataset"], "anthropic.audit");
+            assert_eq!(doc["event"]["dataset"], "anthropic.audit");
+            assert!(doc.get("id").is_none(), "nothing pre-parsed");
+        }
+        assert!(BulkEncoder::for_integration("logs-claudit.ocsf-default", 10_000).is_err());
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod datadog;
 pub mod elasticsearch;
 pub mod file;
 pub mod http;
+pub mod layout;
 pub mod progress;
 pub mod sentinel;
 pub mod splunk_hec;
@@ -380,7 +381,12 @@ impl SinkTask {
                 Ok(Destination::File(sink))
             }
             SinkKind::Datadog(cfg) => Ok(Destination::Datadog(DatadogSink::new(cfg)?)),
-            SinkKind::Sentinel(cfg) => Ok(Destination::Sentinel(SentinelSink::new(cfg)?)),
+            SinkKind::Sentinel(cfg) => Ok(Destination::Sentinel(
+                SentinelSink::new(cfg)?.with_field_report(layout::FieldReport::new(
+                    &name,
+                    self.metrics.sink_layout_fields(),
+                )),
+            )),
             SinkKind::SplunkHec(cfg) => Ok(Destination::SplunkHec(SplunkHecSink::new(cfg)?)),
             SinkKind::Sumo(cfg) => Ok(Destination::Sumo(SumoSink::new(cfg)?)),
             SinkKind::Elasticsearch(cfg) => Ok(Destination::Elasticsearch(

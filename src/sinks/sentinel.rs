@@ -32,6 +32,7 @@ use serde::Deserialize;
 use tracing::{info, warn};
 
 use super::http::{self, Outcome, Rejected};
+use super::layout::{FieldReport, Layout, sentinel_bluevoyant};
 use super::progress::BatchProgress;
 use crate::config::SentinelSinkConfig;
 use crate::store::{BatchRecord, now_ms};
@@ -76,6 +77,10 @@ pub struct SentinelSink {
     clock: Clock,
     progress: BatchProgress,
     stale_events: Arc<AtomicU64>,
+    /// `layout = "sentinel_bluevoyant"`: rows for BlueVoyant's DCR.
+    layout: Option<Layout>,
+    /// What the layout had to change to fit the DCR's columns.
+    field_report: FieldReport,
 }
 
 /// One call's worth of rows: a JSON array of rows.
@@ -130,7 +135,20 @@ impl SentinelSink {
             clock: Arc::new(Instant::now),
             progress: BatchProgress::default(),
             stale_events: Arc::default(),
+            layout: config.layout,
+            field_report: FieldReport::unscraped(""),
         })
+    }
+
+    /// Where the layout reports the fields it changed (the sink's metric).
+    pub fn with_field_report(mut self, report: FieldReport) -> SentinelSink {
+        self.field_report = report;
+        self
+    }
+
+    /// What the layout changed so far (tests).
+    pub fn field_report(&self) -> &FieldReport {
+        &self.field_report
     }
 
     /// The access token in use, if any: a secret obtained at run time,
@@ -155,60 +173,20 @@ impl SentinelSink {
 
     /// Encodes records into calls of at most 1 MB.
     pub fn encode<'r>(&self, records: &[&'r BatchRecord], now_ms: i64) -> Encoded<'r> {
-        let mut out = Encoded {
-            requests: Vec::new(),
-            rejected: Vec::new(),
-            stale: 0,
-        };
-        let mut current = Request {
-            records: Vec::new(),
-            items: Vec::new(),
-        };
-        let mut current_bytes = 2;
-        for &record in records {
-            if now_ms - record.created_at_ms > STALE_AFTER_MS {
-                out.stale += 1;
-            }
-            if record.payload.len() > MAX_FIELD_BYTES {
-                out.rejected.push(Rejected {
-                    seq: record.seq,
-                    activity_id: record.activity_id.clone(),
-                    reason: format!(
-                        "the event is {} bytes, over Azure Monitor's limit of {MAX_FIELD_BYTES} bytes \
-                         per field value (Azure would truncate it); not sent",
-                        record.payload.len()
-                    ),
-                    response: String::new(),
-                });
-                continue;
-            }
-            let row = row(record);
-            let added = row.len() + usize::from(!current.items.is_empty());
-            if !current.items.is_empty() && current_bytes + added > MAX_REQUEST_BYTES {
-                out.requests.push(std::mem::replace(
-                    &mut current,
-                    Request {
-                        records: Vec::new(),
-                        items: Vec::new(),
-                    },
-                ));
-                current_bytes = 2;
-            }
-            current_bytes += row.len() + usize::from(!current.items.is_empty());
-            current.records.push(record);
-            current.items.push(row);
-        }
-        if !current.items.is_empty() {
-            out.requests.push(current);
-        }
-        out
+        encode_rows(self.layout, records, now_ms, None)
     }
 
     /// Sends one batch, as several calls when it exceeds 1 MB.
     pub async fn send(&mut self, records: &[BatchRecord]) -> Outcome {
         let first_attempt = self.progress.begin(records);
         let pending = self.progress.pending(records);
-        let encoded = self.encode(&pending, now_ms());
+        // Field changes are counted once per event, not per attempt.
+        let report = first_attempt.then_some(&mut self.field_report);
+        let encoded = encode_rows(self.layout, &pending, now_ms(), report);
+        self.send_encoded(first_attempt, encoded).await
+    }
+
+    async fn send_encoded(&mut self, first_attempt: bool, encoded: Encoded<'_>) -> Outcome {
         if first_attempt && encoded.stale > 0 {
             self.stale_events
                 .fetch_add(encoded.stale as u64, Ordering::Relaxed);
@@ -240,7 +218,16 @@ impl SentinelSink {
                 413 => {
                     request.halve_or_reject(&mut queue, &mut self.progress, "Azure Monitor", &body)
                 }
-                code => return ingestion_failure(code, status, &headers, &body, &self.ingest_url),
+                code => {
+                    return ingestion_failure(
+                        code,
+                        status,
+                        &headers,
+                        &body,
+                        &self.ingest_url,
+                        self.layout,
+                    );
+                }
             }
         }
         self.progress.finish()
@@ -423,9 +410,85 @@ impl SentinelSink {
                 &headers,
                 &body,
                 &self.ingest_url,
+                self.layout,
             ))),
         }
     }
+}
+
+/// Encodes records into calls of at most 1 MB: claudit's four columns, or
+/// with `layout = "sentinel_bluevoyant"` the activity typed to BlueVoyant's
+/// DCR (its field changes reported to `report` when given).
+fn encode_rows<'r>(
+    layout: Option<Layout>,
+    records: &[&'r BatchRecord],
+    now_ms: i64,
+    mut report: Option<&mut FieldReport>,
+) -> Encoded<'r> {
+    let now = chrono::DateTime::from_timestamp_millis(now_ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let mut out = Encoded {
+        requests: Vec::new(),
+        rejected: Vec::new(),
+        stale: 0,
+    };
+    let mut current = Request {
+        records: Vec::new(),
+        items: Vec::new(),
+    };
+    let mut current_bytes = 2;
+    for &record in records {
+        let reject = |reason: String| Rejected {
+            seq: record.seq,
+            activity_id: record.activity_id.clone(),
+            reason,
+            response: String::new(),
+        };
+        let row = match layout {
+            // TimeGenerated is the time sent, so nothing is stale.
+            Some(_) => match sentinel_bluevoyant::row(&record.payload, &now, report.as_deref_mut())
+            {
+                Ok(row) => row,
+                Err(reason) => {
+                    out.rejected.push(reject(reason));
+                    continue;
+                }
+            },
+            None => {
+                if now_ms - record.created_at_ms > STALE_AFTER_MS {
+                    out.stale += 1;
+                }
+                if record.payload.len() > MAX_FIELD_BYTES {
+                    out.rejected.push(reject(format!(
+                        "the event is {} bytes, over Azure Monitor's limit of {MAX_FIELD_BYTES} \
+                         bytes per field value (Azure would truncate it); not sent",
+                        record.payload.len()
+                    )));
+                    continue;
+                }
+                row(record)
+            }
+        };
+        let added = row.len() + usize::from(!current.items.is_empty());
+        if !current.items.is_empty() && current_bytes + added > MAX_REQUEST_BYTES {
+            out.requests.push(std::mem::replace(
+                &mut current,
+                Request {
+                    records: Vec::new(),
+                    items: Vec::new(),
+                },
+            ));
+            current_bytes = 2;
+        }
+        current_bytes += row.len() + usize::from(!current.items.is_empty());
+        current.records.push(record);
+        current.items.push(row);
+    }
+    if !current.items.is_empty() {
+        out.requests.push(current);
+    }
+    out
 }
 
 /// Refresh this long before expiry: a tenth of the lifetime, at least a
@@ -443,8 +506,19 @@ fn ingestion_failure(
     headers: &HeaderMap,
     body: &str,
     url: &str,
+    layout: Option<Layout>,
 ) -> Outcome {
     let body = http::truncate(body, 512);
+    let columns = match layout {
+        Some(_) => {
+            "the DCR must be BlueVoyant's, with the stream declaration of its solution (3.0.1), \
+             whose columns the layout sends"
+        }
+        None => {
+            "the DCR's stream declaration must have exactly the columns TimeGenerated, \
+             ActivityId, ActivityType, Event (see deploy/sentinel/)"
+        }
+    };
     match code {
         401 => Outcome::Fatal {
             reason: format!(
@@ -468,8 +542,7 @@ fn ingestion_failure(
         },
         400 => Outcome::Fatal {
             reason: format!(
-                "HTTP 400 from {url}: {body}; the DCR's stream declaration must have exactly the \
-                 columns TimeGenerated, ActivityId, ActivityType, Event (see deploy/sentinel/)"
+                "HTTP 400 from {url}: {body}; {columns}"
             ),
         },
         _ => http::classify(status, headers, &body),

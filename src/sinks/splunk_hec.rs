@@ -19,6 +19,7 @@ use serde::Deserialize;
 use tracing::warn;
 
 use super::http::{self, Outcome, Rejected};
+use super::layout::{Layout, splunk_app};
 use crate::config::SplunkHecSinkConfig;
 use crate::store::BatchRecord;
 
@@ -43,6 +44,8 @@ pub struct SplunkHecSink {
     /// Everything of an envelope after `"time":<t>` up to the event:
     /// `,"host":..,"source":..,"sourcetype":..[,"index":..][,"fields":{..}],"event":`.
     envelope: Vec<u8>,
+    /// `layout = "splunk_app"`: the event is the add-on's flattened object.
+    layout: Option<Layout>,
     /// Records of the batch in progress that HEC acknowledged.
     acknowledged: HashSet<i64>,
     /// Records of the batch in progress that HEC (or the size limit) rejected.
@@ -142,6 +145,7 @@ impl SplunkHecSink {
                 timeout: config.ack_timeout,
             }),
             envelope,
+            layout: config.layout,
             acknowledged: HashSet::new(),
             rejected: Vec::new(),
             ack_unavailable: false,
@@ -153,15 +157,22 @@ impl SplunkHecSink {
         self.channel.to_str().unwrap_or_default()
     }
 
-    /// Appends the envelope of one record, followed by a newline.
-    fn write_event(&self, record: &BatchRecord, out: &mut Vec<u8>) {
+    /// Appends the envelope of one record, followed by a newline; `Err`
+    /// when the record cannot take the sink's layout (nothing appended).
+    fn write_event(&self, record: &BatchRecord, out: &mut Vec<u8>) -> Result<(), String> {
+        let flattened = match self.layout {
+            Some(Layout::SplunkApp) => Some(splunk_app::event(&record.payload)?),
+            _ => None,
+        };
+        let event = flattened.as_deref().unwrap_or(&record.payload);
         let ms = record.created_at_ms;
         out.extend_from_slice(b"{\"time\":");
         // Epoch seconds with millisecond precision, as Splunk's `time` takes it.
         let _ = write!(out, "{}.{:03}", ms.div_euclid(1000), ms.rem_euclid(1000));
         out.extend_from_slice(&self.envelope);
-        out.extend_from_slice(record.payload.as_bytes());
+        out.extend_from_slice(event.as_bytes());
         out.extend_from_slice(b"}\n");
+        Ok(())
     }
 
     /// Encodes records into requests of at most [`MAX_REQUEST_BYTES`]; a
@@ -173,7 +184,15 @@ impl SplunkHecSink {
         let mut current: Vec<&'a BatchRecord> = Vec::new();
         for record in records {
             let start = body.len();
-            self.write_event(record, &mut body);
+            if let Err(reason) = self.write_event(record, &mut body) {
+                rejected.push(Rejected {
+                    seq: record.seq,
+                    activity_id: record.activity_id.clone(),
+                    reason,
+                    response: String::new(),
+                });
+                continue;
+            }
             let len = body.len() - start;
             if len > MAX_REQUEST_BYTES {
                 body.truncate(start);
@@ -579,6 +598,7 @@ mod tests {
             ack: false,
             ack_poll_interval: Duration::from_millis(10),
             ack_timeout: Duration::from_secs(1),
+            layout: None,
             http: HttpSinkConfig {
                 tls_ca_file: None,
                 connect_timeout: Duration::from_secs(1),
@@ -612,6 +632,32 @@ mod tests {
         );
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(v["time"].as_f64(), Some(1746864000.007));
+    }
+
+    #[test]
+    fn the_splunk_app_layout_sends_the_add_ons_object() {
+        let mut c = config();
+        c.layout = Some(Layout::SplunkApp);
+        c.sourcetype = splunk_app::SOURCETYPE.into();
+        c.source = splunk_app::DEFAULT_SOURCE.into();
+        c.fields.clear();
+        let sink = SplunkHecSink::new(&c).unwrap();
+        let raw = record(
+            1,
+            r#"{"id":"activity_1","type":"org_data_export_started","created_at":"2026-05-10T08:00:00.007Z","actor":{"type":"user_actor","email_address":"a@example.com"}}"#.into(),
+        );
+        let not_json = record(2, "[]".into());
+        let encoded = sink.encode([&raw, &not_json]);
+        assert_eq!(encoded.rejected.len(), 1);
+        assert_eq!(encoded.rejected[0].seq, 2);
+        let body = String::from_utf8(encoded.requests[0].body.clone()).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["sourcetype"], "anthropic:compliance:activity");
+        assert_eq!(v["source"], "anthropic:compliance:activities:claudit");
+        assert_eq!(v["event"]["event_type"], "org_data_export_started");
+        assert_eq!(v["event"]["actor_email"], "a@example.com");
+        assert_eq!(v["event"]["is_change_event"], true);
+        assert!(v["event"].get("actor").is_none());
     }
 
     #[test]

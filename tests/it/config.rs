@@ -204,6 +204,8 @@ fn example_config_documents_every_key() {
         "id_prefix",
         "max_request_bytes",
         "compression",
+        // vendor layouts (splunk_hec, sentinel, elasticsearch)
+        "layout",
         // [sources.directory]
         "enabled",
         "refresh",

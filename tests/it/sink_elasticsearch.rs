@@ -583,3 +583,166 @@ fn fits(ty: &str, value: &Value) -> bool {
         _ => false,
     }
 }
+
+/// The top-level fields of the activity that the `anthropic` integration's
+/// ingest pipeline reads out of `message` (`spec/vendor-content.md`
+/// section 3), and the `actor` fields it reads.
+const PIPELINE_READS: &[&str] = &[
+    "id",
+    "type",
+    "created_at",
+    "organization_id",
+    "actor",
+    "request_method",
+    "request_id",
+    "status_code",
+    "url",
+    "invited_email",
+    "deleted_user_email",
+    "user_email",
+    "invitee_email",
+    "user_id",
+    "deleted_user_id",
+    "requester_user_id",
+    "principal_id",
+    "principal_type",
+    "target_id",
+    "target_type",
+    "filename",
+    "reason",
+    "organization_name",
+    "role",
+];
+const PIPELINE_ACTOR_READS: &[&str] = &[
+    "ip_address",
+    "user_agent",
+    "email_address",
+    "user_id",
+    "unauthenticated_email_address",
+    "type",
+];
+
+/// What Elastic's `anthropic` integration needs of one `_bulk` document
+/// (`spec/vendor-content.md` section 3): the data stream's constant
+/// `data_stream.*` fields matching its name, `event.dataset` and the
+/// saved search's `data_stream.dataset`, the Agent's tags, and the raw
+/// activity as a JSON string in `message` (the pipeline parses nothing
+/// else; fields already parsed at the top level would collide with the
+/// ECS fields it writes). Returns the problems found.
+fn integration_problems(doc: &Value, namespace: &str, raw: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    let obj = doc.as_object().unwrap();
+    let mut keys: Vec<&str> = obj.keys().map(String::as_str).collect();
+    keys.sort();
+    if keys != ["@timestamp", "data_stream", "event", "message", "tags"] {
+        problems.push(format!("top-level fields {keys:?}"));
+    }
+    if doc["data_stream"]
+        != serde_json::json!({"type": "logs", "dataset": "anthropic.audit", "namespace": namespace})
+    {
+        problems.push(format!("data_stream {}", doc["data_stream"]));
+    }
+    if doc["event"]["dataset"] != "anthropic.audit" {
+        problems.push("event.dataset".into());
+    }
+    if doc["tags"] != serde_json::json!(["forwarded", "anthropic-audit"]) {
+        problems.push(format!("tags {}", doc["tags"]));
+    }
+    let Some(message) = doc["message"].as_str() else {
+        return vec!["message is not a string".into()];
+    };
+    if message != raw {
+        problems.push("message is not the activity as received".into());
+    }
+    let (parsed, raw): (Value, Value) = (
+        serde_json::from_str(message).unwrap_or_default(),
+        serde_json::from_str(raw).unwrap(),
+    );
+    for k in PIPELINE_READS {
+        if parsed[*k] != raw[*k] {
+            problems.push(format!("message.{k}"));
+        }
+    }
+    for k in PIPELINE_ACTOR_READS {
+        if parsed["actor"][*k] != raw["actor"][*k] {
+            problems.push(format!("message.actor.{k}"));
+        }
+    }
+    problems
+}
+
+/// `layout = "elastic_integration"` from the configuration file, through
+/// the sink task, on every published sample activity: each is created once
+/// in `logs-anthropic.audit-<namespace>` with its activity id, as the
+/// integration's pipeline expects it; a second run creates nothing new.
+#[tokio::test]
+async fn the_elastic_integration_layout_feeds_the_anthropic_data_stream() {
+    let (server, state) = es::start(&api_key_header()).await;
+    state.state().index = Some("logs-anthropic.audit-prod".into());
+    let samples = crate::support::journal::sample_activities();
+    let journal = Journal::with_activities(&samples);
+    let text = format!(
+        r#"
+[state]
+path = "/tmp/claudit-es-test.db"
+
+[[sources]]
+name = "acme"
+api_key = "${{ANTHROPIC_COMPLIANCE_API_KEY}}"
+
+[[sinks]]
+name = "es"
+type = "elasticsearch"
+url = "{}"
+layout = "elastic_integration"
+index = "logs-anthropic.audit-prod"
+api_key = "${{ES_KEY}}"
+batch_linger = "0s"
+"#,
+        server.uri()
+    );
+    let sink = load(&text).unwrap().sinks.remove(0);
+    assert_eq!(sink.format, Format::Raw);
+    // A second sink over the same journal resends everything: the
+    // integration's data stream keeps one document per activity.
+    let again = SinkConfig {
+        name: "es_again".into(),
+        ..sink.clone()
+    };
+    for config in [sink, again] {
+        let (seq, head, dead) =
+            crate::support::sink_task::run_until_caught_up(&journal, config).await;
+        assert_eq!((seq, dead), (head, 0));
+    }
+    let st = state.state();
+    assert_eq!(st.conflicts, samples.len());
+    assert!(st.violations.is_empty(), "{:?}", st.violations);
+    assert_eq!(st.docs.len(), samples.len());
+    for ((id, doc), (want_id, at, raw)) in st.docs.iter().zip(&samples) {
+        assert_eq!(id, want_id, "_id is the activity id");
+        let problems = integration_problems(doc, "prod", raw);
+        assert!(problems.is_empty(), "{problems:?} in {doc}");
+        let ts = chrono::DateTime::parse_from_rfc3339(doc["@timestamp"].as_str().unwrap())
+            .unwrap()
+            .timestamp_millis();
+        assert_eq!(ts, *at);
+    }
+}
+
+#[test]
+fn the_elastic_integration_layout_refuses_other_indexes_and_formats() {
+    let text = |extra: &str| {
+        format!(
+            "[state]\npath = \"/tmp/claudit-es-test.db\"\n\n[[sources]]\nname = \"acme\"\n\
+             api_key = \"${{ANTHROPIC_COMPLIANCE_API_KEY}}\"\n\n[[sinks]]\nname = \"es\"\n\
+             type = \"elasticsearch\"\nurl = \"https://es.example.com:9200\"\n\
+             layout = \"elastic_integration\"\napi_key = \"${{ES_KEY}}\"\n{extra}"
+        )
+    };
+    let ok = load(&text("")).unwrap();
+    assert_eq!(es_config(&ok.sinks[0]).index, "logs-anthropic.audit-default");
+    let err = load(&text("index = \"logs-claudit.ocsf-default\"")).unwrap_err();
+    assert!(err.contains("sinks[0].index") && err.contains("logs-anthropic.audit-"), "{err}");
+    let err = load(&text("format = \"ocsf\"")).unwrap_err();
+    assert!(err.contains("sinks[0].format"), "{err}");
+}

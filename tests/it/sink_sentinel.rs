@@ -578,3 +578,307 @@ fn config_reports_mistakes_without_the_secret() {
         "{err}"
     );
 }
+
+/// BlueVoyant's stream (`spec/vendor-content.md` section 2).
+const BV_STREAM: &str = "Custom-BV_ClaudeCompliance_ComplianceActivities_CL";
+
+/// The stream's columns that are not `string`, as the solution's DCR
+/// (3.0.1) declares them (`spec/vendor-content.md` section 2).
+const BV_TYPED: &[(&str, &str)] = &[
+    ("TimeGenerated", "datetime"),
+    ("created_at", "datetime"),
+    ("actor", "dynamic"),
+    ("status_code", "int"),
+    ("member_ids", "dynamic"),
+    ("scopes", "dynamic"),
+    ("updates", "dynamic"),
+    ("updated_fields", "dynamic"),
+    ("audience", "dynamic"),
+    ("approved", "boolean"),
+    ("enabled", "boolean"),
+    ("is_enabled", "boolean"),
+    ("magic_link_enabled", "boolean"),
+    ("magic_link_toggled", "boolean"),
+    ("idp_saml_config_updated", "boolean"),
+    ("is_service_created", "boolean"),
+    ("current_value", "boolean"),
+    ("previous_value", "boolean"),
+    ("compliance_api_enabled", "boolean"),
+    ("compliance_api_logging_enabled", "boolean"),
+    ("previous_enabled", "boolean"),
+    ("limit_usd", "long"),
+    ("new_limit_usd", "long"),
+    ("github_webhook_id", "long"),
+    ("resolved_count", "long"),
+    ("scans_cancelled", "long"),
+];
+
+/// A strict stand-in for BlueVoyant's DCR behind the Logs Ingestion API:
+/// the bearer token, the stream in the path, a JSON array of rows, each
+/// with a `TimeGenerated` datetime, every column declared and every value
+/// of its declared type (a violation is recorded and answered 400, where
+/// Azure would drop the field silently); then the DCR's transform
+/// (`project-rename id_CF = id, type_CF = type, title_CF = title`) and the
+/// rows stored as the table holds them.
+#[derive(Clone, Default)]
+struct BlueVoyantDcr {
+    entra: Entra,
+    table: Arc<Mutex<Vec<serde_json::Map<String, Value>>>>,
+    violations: Arc<Mutex<Vec<String>>>,
+}
+
+fn bv_type(column: &str) -> Option<&'static str> {
+    if let Some((_, t)) = BV_TYPED.iter().find(|(n, _)| *n == column) {
+        return Some(t);
+    }
+    claudit::sinks::layout::sentinel_bluevoyant::column(column).map(|_| "string")
+}
+
+fn fits(value: &Value, ty: &str) -> bool {
+    match ty {
+        _ if value.is_null() => true,
+        "datetime" => value
+            .as_str()
+            .is_some_and(|s| chrono::DateTime::parse_from_rfc3339(s).is_ok()),
+        "dynamic" => true,
+        "boolean" => value.is_boolean(),
+        "int" => value.as_i64().is_some_and(|n| i32::try_from(n).is_ok()),
+        "long" => value.is_i64(),
+        _ => value.is_string(),
+    }
+}
+
+impl Respond for BlueVoyantDcr {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let token = request
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !self.entra.issued.lock().unwrap().iter().any(|t| t == token) {
+            return ResponseTemplate::new(401);
+        }
+        let body = http::decoded_body(request);
+        let Ok(Value::Array(rows)) = serde_json::from_slice::<Value>(&body) else {
+            return ResponseTemplate::new(400).set_body_string("body must be a JSON array");
+        };
+        let mut violations = Vec::new();
+        let mut table = Vec::new();
+        for row in rows {
+            let Value::Object(mut row) = row else {
+                violations.push("a row that is not an object".to_string());
+                continue;
+            };
+            if !row.contains_key("TimeGenerated") {
+                violations.push("a row without TimeGenerated".to_string());
+            }
+            for (column, value) in &row {
+                match bv_type(column) {
+                    None => violations.push(format!("{column} is not declared: dropped")),
+                    Some(ty) if !fits(value, ty) => {
+                        violations.push(format!("{column} = {value} does not fit {ty}"))
+                    }
+                    Some(_) => {}
+                }
+            }
+            for name in ["id", "type", "title"] {
+                if let Some(v) = row.remove(name) {
+                    row.insert(format!("{name}_CF"), v);
+                }
+            }
+            table.push(row);
+        }
+        if !violations.is_empty() {
+            self.violations.lock().unwrap().extend(violations);
+            return ResponseTemplate::new(400).set_body_string("rows do not match the stream");
+        }
+        self.table.lock().unwrap().extend(table);
+        ResponseTemplate::new(204)
+    }
+}
+
+/// The table columns the solution's ASIM AgentEvent parser reads
+/// (`spec/vendor-content.md` section 2), and where each comes from in the
+/// activity.
+const ASIM_READS: &[(&str, &str)] = &[
+    ("type_CF", "type"),
+    ("id_CF", "id"),
+    ("created_at", "created_at"),
+    ("user_id", "user_id"),
+    ("claude_project_id", "claude_project_id"),
+    ("claude_chat_id", "claude_chat_id"),
+    ("claude_file_id", "claude_file_id"),
+    ("claude_artifact_id", "claude_artifact_id"),
+    ("mcp_server_name", "mcp_server_name"),
+    ("plugin_name", "plugin_name"),
+    ("skill_name", "skill_name"),
+    ("group_name", "group_name"),
+    ("service_name", "service_name"),
+    ("url", "url"),
+    ("status_code", "status_code"),
+    ("request_id", "request_id"),
+    ("request_method", "request_method"),
+    ("organization_id", "organization_id"),
+    ("organization_uuid", "organization_uuid"),
+    ("workspace_id", "workspace_id"),
+    ("group_id", "group_id"),
+    ("role_id", "role_id"),
+    ("session_id", "session_id"),
+    ("action", "action"),
+    ("decision", "decision"),
+    ("reason", "reason"),
+];
+
+const ASIM_ACTOR_READS: &[&str] = &[
+    "ip_address",
+    "type",
+    "user_agent",
+    "api_key_id",
+    "user_id",
+    "email_address",
+    "unauthenticated_email_address",
+    "service_account_id",
+];
+
+/// `layout = "sentinel_bluevoyant"` from the configuration file, through
+/// the sink task, on every published sample activity and on one with each
+/// known disagreement between the DCR's types and the data: every row fits
+/// the stream, the table has every column the ASIM parser reads with the
+/// activity's value, nothing of an activity is lost, and each change is
+/// counted per field.
+#[tokio::test]
+async fn the_bluevoyant_layout_fills_the_solutions_table() {
+    let az = azure(3600).await;
+    let dcr = BlueVoyantDcr {
+        entra: az.entra.clone(),
+        ..BlueVoyantDcr::default()
+    };
+    Mock::given(method("POST"))
+        .and(path(format!("/dataCollectionRules/{DCR}/streams/{BV_STREAM}")))
+        .respond_with(dcr.clone())
+        .mount(&az.ingest)
+        .await;
+    let mut samples = crate::support::journal::sample_activities();
+    let odd = serde_json::json!({
+        "id": "odd_1", "type": "platform_spend_limit_updated",
+        "created_at": "2026-05-22T15:21:54.358426Z", "organization_id": "org_1",
+        "actor": {"type": "user_actor", "email_address": "u@example.com",
+                  "unauthenticated_email_address": "x@example.com"},
+        "limit_usd": 12.5, "new_limit_usd": 100, "per_review_limit_usd": 7.25,
+        "current_value": "active", "previous_value": "archived",
+        "a_field_the_dcr_lacks": {"nested": [1, 2]}
+    });
+    samples.push(("odd_1".into(), 1_779_463_314_358, odd.to_string()));
+    let journal = crate::support::journal::Journal::with_activities(&samples);
+    let config = sink_config(
+        sink("sentinel", "sentinel")
+            .set("layout", "sentinel_bluevoyant")
+            .set("endpoint", az.ingest.uri())
+            .set("dcr_immutable_id", DCR)
+            .set("tenant_id", TENANT)
+            .set("client_id", CLIENT)
+            .set("client_secret", "${AZ_SECRET}")
+            .set("authority", az.login_uri.as_str())
+            .set("batch_linger", "0s"),
+        &[("AZ_SECRET", SECRET)],
+    );
+    assert_eq!(config.format, claudit::config::Format::Raw);
+    let metrics = std::sync::Arc::new(claudit::metrics::Metrics::new());
+    let head = journal.head();
+    let mut tasks = crate::support::sink_task::SinkTasks::start_with_metrics(
+        &journal.shared(),
+        vec![config],
+        metrics.clone(),
+    );
+    tasks
+        .until(
+            "the sentinel sink to reach the journal head",
+            crate::support::wait::Wait::up_to(Duration::from_secs(60)),
+            async || {
+                let seq = journal.cursor("sentinel").seq;
+                (seq >= head).then_some(()).ok_or(format!("cursor at {seq}"))
+            },
+        )
+        .await;
+    tasks.stop().await;
+    assert_eq!(journal.dead_letter_count("sentinel"), 0);
+    assert!(dcr.violations.lock().unwrap().is_empty(), "{:?}", dcr.violations);
+    let table = dcr.table.lock().unwrap();
+    assert_eq!(table.len(), samples.len());
+    for (row, (_, _, raw)) in table.iter().zip(&samples) {
+        let raw: Value = serde_json::from_str(raw).unwrap();
+        let overflow = row["actor"]
+            .get("claudit_overflow")
+            .cloned()
+            .unwrap_or_default();
+        for (column, field) in ASIM_READS {
+            let want = &raw[*field];
+            let got = row.get(*column).unwrap_or(&Value::Null);
+            assert!(
+                got == want || (got.is_null() && overflow.get(*field) == Some(want)),
+                "{column}: {got} for {want} in {raw}"
+            );
+        }
+        for key in ASIM_ACTOR_READS {
+            assert_eq!(row["actor"][*key], raw["actor"][*key], "actor.{key}");
+        }
+        assert!(chrono::DateTime::parse_from_rfc3339(row["TimeGenerated"].as_str().unwrap()).is_ok());
+        // Nothing of the activity is lost.
+        for (k, v) in raw.as_object().unwrap() {
+            let table_name = match k.as_str() {
+                "id" | "type" | "title" => format!("{k}_CF"),
+                _ => k.clone(),
+            };
+            let kept = k == "actor"
+                || row.get(&table_name) == Some(v)
+                || overflow.get(k) == Some(v)
+                || (k == "per_review_limit_usd" && row[k] == v.to_string());
+            assert!(kept, "{k} = {v} lost");
+        }
+    }
+    let odd = table.last().unwrap();
+    assert_eq!(odd["actor"]["claudit_overflow"]["limit_usd"], 12.5);
+    assert_eq!(odd["actor"]["claudit_overflow"]["current_value"], "active");
+    assert_eq!(odd["per_review_limit_usd"], "7.25");
+    assert_eq!(odd["new_limit_usd"], 100);
+    let text = metrics.encode();
+    for (field, action) in [
+        ("limit_usd", "moved"),
+        ("current_value", "moved"),
+        ("previous_value", "moved"),
+        ("per_review_limit_usd", "stringified"),
+        ("a_field_the_dcr_lacks", "undeclared"),
+    ] {
+        // The samples hold some of these too: at least the odd activity's.
+        let series = format!(
+            "claudit_sink_layout_fields_total{{sink=\"sentinel\",field=\"{field}\",action=\"{action}\"}} "
+        );
+        assert!(text.contains(&series), "{series} not in\n{text}");
+    }
+}
+
+#[test]
+fn the_bluevoyant_layout_refuses_what_would_miss_the_solutions_table() {
+    let load = |extra: &str| {
+        config::load_with_sink(
+            &format!(
+                "[[sinks]]\nname = \"s\"\ntype = \"sentinel\"\nlayout = \"sentinel_bluevoyant\"\n\
+                 endpoint = \"https://dce.eastus-1.ingest.monitor.azure.com\"\n\
+                 dcr_immutable_id = \"{DCR}\"\ntenant_id = \"{TENANT}\"\nclient_id = \"{CLIENT}\"\n\
+                 client_secret = \"${{S}}\"\n{extra}"
+            ),
+            &[("S", SECRET)],
+        )
+    };
+    let ok = load("").unwrap();
+    let SinkKind::Sentinel(c) = &ok.sinks[0].kind else {
+        unreachable!()
+    };
+    assert_eq!(c.stream, BV_STREAM);
+    assert_eq!(ok.sinks[0].format, claudit::config::Format::Raw);
+    let err = load(&format!("stream = \"{STREAM}\"")).unwrap_err();
+    assert!(err.contains("sinks[0].stream") && err.contains(BV_STREAM), "{err}");
+    let err = load("format = \"raw+claudit\"").unwrap_err();
+    assert!(err.contains("sinks[0].format"), "{err}");
+}

@@ -275,6 +275,7 @@ fn config(url: &str) -> SplunkHecSinkConfig {
         ack: false,
         ack_poll_interval: Duration::from_millis(10),
         ack_timeout: Duration::from_secs(2),
+        layout: None,
         http: HttpSinkConfig {
             tls_ca_file: None,
             connect_timeout: Duration::from_secs(5),
@@ -844,4 +845,174 @@ fields = { org = "acme", region = "eu" }"#,
         let e = errors("url = \"https://s:8088\"\ntoken = \"${SPLUNK_HEC_TOKEN}\"\nacks = true");
         assert!(e.contains("did you mean ack"), "{e}");
     }
+}
+
+/// What the Splunk add-on's content reads of one indexed activity
+/// (`spec/vendor-content.md` section 1): its event types, tags and searches
+/// key on the sourcetype and `event_type`; props.conf parses the event as
+/// JSON (`KV_MODE = json`, cut at `TRUNCATE = 65536`) and takes `_time`
+/// after `"created_at":"`; the field aliases read `actor_email`,
+/// `actor_ip_address`, `actor_user_agent`; the dashboards read `event_type,
+/// actor_type, actor_email, target_email, actor_ip_address, actor_user_id,
+/// actor_api_key_id, claude_chat_id, claude_project_id, organization_id`.
+/// Returns every way the envelope would fail that content.
+fn splunk_app_problems(envelope: &Value, raw: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut check = |ok: bool, what: String| {
+        if !ok {
+            problems.push(what);
+        }
+    };
+    check(
+        envelope["sourcetype"] == "anthropic:compliance:activity",
+        format!("sourcetype {}", envelope["sourcetype"]),
+    );
+    let Some(event) = envelope["event"].as_object() else {
+        return vec![format!("event is not an object: {}", envelope["event"])];
+    };
+    let text = serde_json::to_string(event).unwrap();
+    check(text.len() <= 65_536, format!("event of {} bytes", text.len()));
+    let created = raw["created_at"].as_str().unwrap_or_default();
+    check(
+        text.contains(&format!("\"created_at\":\"{created}\"")),
+        "no created_at for TIME_PREFIX".into(),
+    );
+    let created_ms = chrono::DateTime::parse_from_rfc3339(created)
+        .unwrap()
+        .timestamp_millis();
+    check(
+        envelope["time"].as_f64() == Some(created_ms as f64 / 1000.0),
+        format!("time {} for created_at {created}", envelope["time"]),
+    );
+    check(
+        event.values().all(|v| !v.is_null()),
+        "a null value (KV_MODE would index \"null\")".into(),
+    );
+    let field = |k: &str| event.get(k).cloned().unwrap_or(Value::Null);
+    check(field("event_type") == raw["type"], "event_type".into());
+    check(field("type") == raw["type"], "type".into());
+    check(field("activity_id") == raw["id"], "activity_id".into());
+    let actor = &raw["actor"];
+    for (flat, nested) in [
+        ("actor_type", "type"),
+        ("actor_user_id", "user_id"),
+        ("actor_ip_address", "ip_address"),
+        ("actor_user_agent", "user_agent"),
+    ] {
+        check(field(flat) == actor[nested], format!("{flat} vs actor.{nested}"));
+    }
+    let email = ["email_address", "email", "invited_email", "invitee_email"]
+        .iter()
+        .filter_map(|k| actor[*k].as_str())
+        .map(str::trim)
+        .find(|s| !s.is_empty());
+    match email {
+        Some(e) => check(field("actor_email") == e, format!("actor_email, expected {e}")),
+        None => {
+            let top = ["email_address", "email"]
+                .iter()
+                .filter_map(|k| raw[*k].as_str())
+                .find(|s| !s.is_empty());
+            check(
+                field("actor_email") == field("target_email")
+                    && field("target_email") == top.map_or(Value::Null, Value::from),
+                "actor_email / target_email from the top-level address".into(),
+            );
+        }
+    }
+    let api_key = (actor["type"] == "api_actor")
+        .then(|| actor["api_key_id"].clone())
+        .unwrap_or(Value::Null);
+    check(field("actor_api_key_id") == api_key, "actor_api_key_id".into());
+    for k in ["claude_chat_id", "claude_project_id", "organization_id", "file_id"] {
+        check(field(k) == raw[k], k.to_string());
+    }
+    for k in ["is_authentication_event", "is_change_event"] {
+        check(field(k).is_boolean(), format!("{k} not a boolean"));
+    }
+    check(
+        field("vendor") == "anthropic"
+            && field("product") == "claude_enterprise"
+            && field("source_type_category") == "compliance_activity",
+        "vendor / product / source_type_category".into(),
+    );
+    problems
+}
+
+/// `layout = "splunk_app"` from the configuration file, through the sink
+/// task, on every published sample activity: each event is what the
+/// Splunk add-on would have indexed itself.
+#[tokio::test]
+async fn the_splunk_app_layout_feeds_the_add_ons_content() {
+    let (server, hec) = emulator(HecState::default()).await;
+    let samples = crate::support::journal::sample_activities();
+    let journal = crate::support::journal::Journal::with_activities(&samples);
+    let config = crate::support::config::sink_config(
+        crate::support::config::sink("splunk", "splunk_hec")
+            .set("url", server.uri())
+            .set("token", "${HEC}")
+            .set("layout", "splunk_app")
+            .set("batch_linger", "0s"),
+        &[("HEC", TOKEN)],
+    );
+    assert_eq!(config.format, claudit::config::Format::Raw);
+    let (seq, head, dead) =
+        crate::support::sink_task::run_until_caught_up(&journal, config).await;
+    assert_eq!((seq, dead), (head, 0));
+    let state = hec.state();
+    assert_eq!(state.events.len(), samples.len());
+    for (envelope, (_, _, raw)) in state.events.iter().zip(&samples) {
+        let raw: Value = serde_json::from_str(raw).unwrap();
+        let problems = splunk_app_problems(envelope, &raw);
+        assert!(problems.is_empty(), "{problems:?} in {envelope}");
+        assert_eq!(
+            envelope["source"],
+            "anthropic:compliance:activities:claudit"
+        );
+    }
+    // The add-on's saved searches find what they look for.
+    let types: Vec<&str> = state
+        .events
+        .iter()
+        .filter_map(|e| e["event"]["event_type"].as_str())
+        .collect();
+    assert!(types.contains(&"claude_chat_created"));
+    assert!(state.events.iter().any(|e| e["event"]["is_change_event"] == true));
+}
+
+#[test]
+fn the_splunk_app_layout_refuses_what_would_break_the_add_on() {
+    let load = |extra: &str| {
+        crate::support::config::load_with_sink(
+            &format!(
+                "[[sinks]]\nname = \"s\"\ntype = \"splunk_hec\"\nurl = \"https://splunk.example.com:8088\"\n\
+                 token = \"${{HEC}}\"\nlayout = \"splunk_app\"\n{extra}"
+            ),
+            &[("HEC", TOKEN)],
+        )
+    };
+    let err = load("format = \"ocsf\"").unwrap_err();
+    assert!(
+        err.contains("sinks[0].format") && err.contains("remove format"),
+        "{err}"
+    );
+    let err = load("sourcetype = \"anthropic:claude:compliance\"").unwrap_err();
+    assert!(
+        err.contains("sinks[0].sourcetype") && err.contains("anthropic:compliance:activity"),
+        "{err}"
+    );
+    assert!(load("").is_ok());
+    let ok = load("format = \"raw\"\nsource = \"anthropic:compliance:activities:acme\"").unwrap();
+    let SinkKind::SplunkHec(c) = &ok.sinks[0].kind else {
+        unreachable!()
+    };
+    assert_eq!(c.sourcetype, "anthropic:compliance:activity");
+    assert_eq!(c.source, "anthropic:compliance:activities:acme");
+    let err = crate::support::config::load_with_sink(
+        "[[sinks]]\nname = \"s\"\ntype = \"splunk_hec\"\nurl = \"https://splunk.example.com:8088\"\n\
+         token = \"t\"\nlayout = \"sentinel_bluevoyant\"",
+        &[],
+    )
+    .unwrap_err();
+    assert!(err.contains("splunk_app"), "{err}");
 }

@@ -43,6 +43,8 @@ pub struct EsState {
     pub violations: Vec<String>,
     /// Authorization headers that were refused.
     pub refused_auth: usize,
+    /// The `_index` every action must name; `None` = [`INDEX`].
+    pub index: Option<String>,
 }
 
 #[derive(Clone)]
@@ -129,6 +131,7 @@ impl Respond for Es {
             return self.violation("the bulk body must end with a newline".into());
         }
         let lines: Vec<&str> = text.split_terminator('\n').collect();
+        let index = self.state().index.clone().unwrap_or_else(|| INDEX.to_string());
         if !lines.len().is_multiple_of(2) {
             return self.violation("bulk body lines must come in action/document pairs".into());
         }
@@ -140,7 +143,7 @@ impl Respond for Es {
             let Some(create) = action.get("create").and_then(Value::as_object) else {
                 return self.violation(format!("action must be create: {}", pair[0]));
             };
-            if create.get("_index").and_then(Value::as_str) != Some(INDEX) {
+            if create.get("_index").and_then(Value::as_str) != Some(index.as_str()) {
                 return self.violation(format!("wrong or missing _index: {}", pair[0]));
             }
             let Some(id) = create.get("_id").and_then(Value::as_str) else {
@@ -156,7 +159,7 @@ impl Respond for Es {
         for (id, doc) in pairs {
             st.received.push(id.clone());
             let item = |status: u16, error: Option<(&str, &str)>| {
-                let mut body = json!({"_index": INDEX, "_id": id, "status": status});
+                let mut body = json!({"_index": index, "_id": id, "status": status});
                 if let Some((ty, reason)) = error {
                     body["error"] = json!({"type": ty, "reason": reason});
                 }

@@ -80,6 +80,31 @@ pub fn ocsf_event(id: &str, pad: usize) -> String {
     )
 }
 
+/// The published sample activities (`fixtures/samples/activities.ndjson`)
+/// as `(activity_id, created_at_ms, raw activity)`, for
+/// [`Journal::with_activities`]. The samples share one placeholder id, so
+/// each gets its own (`sample_<n>`); every other field is as published.
+pub fn sample_activities() -> Vec<(String, i64, String)> {
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/samples/activities.ndjson"),
+    )
+    .unwrap();
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .enumerate()
+        .map(|(i, line)| {
+            let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let id = format!("sample_{i}");
+            v["id"] = serde_json::Value::String(id.clone());
+            let at = v["created_at"]
+                .as_str()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .map_or(1_746_864_000_007, |t| t.timestamp_millis());
+            (id, at, v.to_string())
+        })
+        .collect()
+}
+
 /// A raw activity of about `size` bytes.
 pub fn activity(id: &str, size: usize) -> String {
     let pad = size.saturating_sub(120);
