@@ -277,3 +277,49 @@ fn map_turns_activities_into_ocsf_and_names_bad_lines() {
     assert!(!out.status.success());
     assert!(text(&out).contains("in.ndjson:2"), "{}", text(&out));
 }
+
+/// A vendor layout combined with what would break the vendor's content:
+/// `claudit check` names each key with its fix and exits 78.
+#[test]
+fn check_refuses_a_vendor_layout_the_vendors_content_cannot_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = ConfigFile::new(&dir.path().join("state.db"))
+        .source(source("acme").set("api_key", "${CLI_TEST_KEY}"))
+        .sink(
+            sink("splunk", "splunk_hec")
+                .set("url", "https://splunk.example.com:8088")
+                .set("token", "t")
+                .set("layout", "splunk_app")
+                .set("format", "ocsf"),
+        )
+        .sink(
+            sink("sentinel", "sentinel")
+                .set("layout", "sentinel_bluevoyant")
+                .set("endpoint", "https://dce.eastus-1.ingest.monitor.azure.com")
+                .set("dcr_immutable_id", "dcr-0")
+                .set("stream", "Custom-ClaudeCompliance_CL")
+                .set("tenant_id", "t")
+                .set("client_id", "c")
+                .set("client_secret", "s"),
+        )
+        .sink(
+            sink("elastic", "elasticsearch")
+                .set("url", "https://es.example.com:9200")
+                .set("api_key", "k")
+                .set("layout", "elastic_integration")
+                .set("index", "logs-claudit.ocsf-default"),
+        )
+        .write(&dir.path().join("claudit.toml"));
+    let out = claudit(&["check", "--config", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(78), "{}", text(&out));
+    let msg = text(&out);
+    for expected in [
+        "sinks[0].format",
+        "sinks[1].stream",
+        "Custom-BV_ClaudeCompliance_ComplianceActivities_CL",
+        "sinks[2].index",
+        "logs-anthropic.audit-",
+    ] {
+        assert!(msg.contains(expected), "check output names {expected}: {msg}");
+    }
+}
