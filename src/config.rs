@@ -2440,7 +2440,10 @@ mod schema {
             (Some(Some(_)), Some(s)) => {
                 let checked = crate::sinks::layout::sentinel_bluevoyant::check_stream(&s);
                 let line = t.line_of_key(cx, "stream");
-                checked.map_err(|msg| t_error(cx, t, "stream", line, msg)).ok().map(|()| s)
+                checked
+                    .map_err(|msg| t_error(cx, t, "stream", line, msg))
+                    .ok()
+                    .map(|()| s)
             }
             (_, stream) => stream,
         };
@@ -2597,13 +2600,20 @@ mod schema {
             (Some(Some(_)), Some(Some(s))) => {
                 let checked = crate::sinks::layout::splunk_app::check_sourcetype(&s);
                 let line = t.line_of_key(cx, "sourcetype");
-                checked.map_err(|msg| t_error(cx, t, "sourcetype", line, msg)).ok().map(|()| Some(s))
+                checked
+                    .map_err(|msg| t_error(cx, t, "sourcetype", line, msg))
+                    .ok()
+                    .map(|()| Some(s))
             }
-            (Some(Some(_)), Some(None)) => Some(Some(crate::sinks::layout::splunk_app::SOURCETYPE.to_string())),
+            (Some(Some(_)), Some(None)) => Some(Some(
+                crate::sinks::layout::splunk_app::SOURCETYPE.to_string(),
+            )),
             (_, sourcetype) => sourcetype,
         };
         let source = match (layout, source) {
-            (Some(Some(_)), Some(None)) => Some(Some(crate::sinks::layout::splunk_app::DEFAULT_SOURCE.to_string())),
+            (Some(Some(_)), Some(None)) => Some(Some(
+                crate::sinks::layout::splunk_app::DEFAULT_SOURCE.to_string(),
+            )),
             (_, source) => source,
         };
         let index = optional_label(cx, t, "index");
@@ -3177,14 +3187,14 @@ mod schema {
                 }
             },
             _ => t
-            .required_text(cx, "index", "\"logs-claudit.ocsf-default\"")
-            .and_then(|text| match check_index_name(&text.value) {
-                None => Some(text.value),
-                Some(msg) => {
-                    text_error(cx, t, "index", &text, msg);
-                    None
-                }
-            }),
+                .required_text(cx, "index", "\"logs-claudit.ocsf-default\"")
+                .and_then(|text| match check_index_name(&text.value) {
+                    None => Some(text.value),
+                    Some(msg) => {
+                        text_error(cx, t, "index", &text, msg);
+                        None
+                    }
+                }),
         };
         // Basic auth when a username is given, an API key otherwise; never both.
         let auth = match t.text(cx, "username") {

@@ -541,9 +541,7 @@ fn ingestion_failure(
             ),
         },
         400 => Outcome::Fatal {
-            reason: format!(
-                "HTTP 400 from {url}: {body}; {columns}"
-            ),
+            reason: format!("HTTP 400 from {url}: {body}; {columns}"),
         },
         _ => http::classify(status, headers, &body),
     }

@@ -320,6 +320,9 @@ fn check_refuses_a_vendor_layout_the_vendors_content_cannot_read() {
         "sinks[2].index",
         "logs-anthropic.audit-",
     ] {
-        assert!(msg.contains(expected), "check output names {expected}: {msg}");
+        assert!(
+            msg.contains(expected),
+            "check output names {expected}: {msg}"
+        );
     }
 }

@@ -740,9 +740,15 @@ fn the_elastic_integration_layout_refuses_other_indexes_and_formats() {
         )
     };
     let ok = load(&text("")).unwrap();
-    assert_eq!(es_config(&ok.sinks[0]).index, "logs-anthropic.audit-default");
+    assert_eq!(
+        es_config(&ok.sinks[0]).index,
+        "logs-anthropic.audit-default"
+    );
     let err = load(&text("index = \"logs-claudit.ocsf-default\"")).unwrap_err();
-    assert!(err.contains("sinks[0].index") && err.contains("logs-anthropic.audit-"), "{err}");
+    assert!(
+        err.contains("sinks[0].index") && err.contains("logs-anthropic.audit-"),
+        "{err}"
+    );
     let err = load(&text("format = \"ocsf\"")).unwrap_err();
     assert!(err.contains("sinks[0].format"), "{err}");
 }

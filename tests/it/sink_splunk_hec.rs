@@ -871,7 +871,10 @@ fn splunk_app_problems(envelope: &Value, raw: &Value) -> Vec<String> {
         return vec![format!("event is not an object: {}", envelope["event"])];
     };
     let text = serde_json::to_string(event).unwrap();
-    check(text.len() <= 65_536, format!("event of {} bytes", text.len()));
+    check(
+        text.len() <= 65_536,
+        format!("event of {} bytes", text.len()),
+    );
     let created = raw["created_at"].as_str().unwrap_or_default();
     check(
         text.contains(&format!("\"created_at\":\"{created}\"")),
@@ -899,7 +902,10 @@ fn splunk_app_problems(envelope: &Value, raw: &Value) -> Vec<String> {
         ("actor_ip_address", "ip_address"),
         ("actor_user_agent", "user_agent"),
     ] {
-        check(field(flat) == actor[nested], format!("{flat} vs actor.{nested}"));
+        check(
+            field(flat) == actor[nested],
+            format!("{flat} vs actor.{nested}"),
+        );
     }
     let email = ["email_address", "email", "invited_email", "invitee_email"]
         .iter()
@@ -907,7 +913,10 @@ fn splunk_app_problems(envelope: &Value, raw: &Value) -> Vec<String> {
         .map(str::trim)
         .find(|s| !s.is_empty());
     match email {
-        Some(e) => check(field("actor_email") == e, format!("actor_email, expected {e}")),
+        Some(e) => check(
+            field("actor_email") == e,
+            format!("actor_email, expected {e}"),
+        ),
         None => {
             let top = ["email_address", "email"]
                 .iter()
@@ -920,11 +929,21 @@ fn splunk_app_problems(envelope: &Value, raw: &Value) -> Vec<String> {
             );
         }
     }
-    let api_key = (actor["type"] == "api_actor")
-        .then(|| actor["api_key_id"].clone())
-        .unwrap_or(Value::Null);
-    check(field("actor_api_key_id") == api_key, "actor_api_key_id".into());
-    for k in ["claude_chat_id", "claude_project_id", "organization_id", "file_id"] {
+    let api_key = if actor["type"] == "api_actor" {
+        actor["api_key_id"].clone()
+    } else {
+        Value::Null
+    };
+    check(
+        field("actor_api_key_id") == api_key,
+        "actor_api_key_id".into(),
+    );
+    for k in [
+        "claude_chat_id",
+        "claude_project_id",
+        "organization_id",
+        "file_id",
+    ] {
         check(field(k) == raw[k], k.to_string());
     }
     for k in ["is_authentication_event", "is_change_event"] {
@@ -956,8 +975,7 @@ async fn the_splunk_app_layout_feeds_the_add_ons_content() {
         &[("HEC", TOKEN)],
     );
     assert_eq!(config.format, claudit::config::Format::Raw);
-    let (seq, head, dead) =
-        crate::support::sink_task::run_until_caught_up(&journal, config).await;
+    let (seq, head, dead) = crate::support::sink_task::run_until_caught_up(&journal, config).await;
     assert_eq!((seq, dead), (head, 0));
     let state = hec.state();
     assert_eq!(state.events.len(), samples.len());
@@ -977,7 +995,12 @@ async fn the_splunk_app_layout_feeds_the_add_ons_content() {
         .filter_map(|e| e["event"]["event_type"].as_str())
         .collect();
     assert!(types.contains(&"claude_chat_created"));
-    assert!(state.events.iter().any(|e| e["event"]["is_change_event"] == true));
+    assert!(
+        state
+            .events
+            .iter()
+            .any(|e| e["event"]["is_change_event"] == true)
+    );
 }
 
 #[test]

@@ -46,9 +46,9 @@ pub fn namespace_of(index: &str) -> Result<&str, String> {
     };
     let valid = !namespace.is_empty()
         && namespace.len() <= 100
-        && namespace.chars().all(|c| {
-            !c.is_uppercase() && !c.is_whitespace() && !"-\\/*?\"<>|,#:".contains(c)
-        });
+        && namespace
+            .chars()
+            .all(|c| !c.is_uppercase() && !c.is_whitespace() && !"-\\/*?\"<>|,#:".contains(c));
     if valid {
         Ok(namespace)
     } else {
@@ -97,7 +97,10 @@ mod tests {
             serde_json::json!({"type":"logs","dataset":"anthropic.audit","namespace":"default"})
         );
         assert_eq!(v["event"], serde_json::json!({"dataset":"anthropic.audit"}));
-        assert_eq!(v["tags"], serde_json::json!(["forwarded", "anthropic-audit"]));
+        assert_eq!(
+            v["tags"],
+            serde_json::json!(["forwarded", "anthropic-audit"])
+        );
         assert_eq!(v.as_object().unwrap().len(), 5);
     }
 

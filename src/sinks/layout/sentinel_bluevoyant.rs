@@ -299,11 +299,7 @@ fn fit(raw: &RawValue, column: Column) -> Fit<'_> {
 /// and what the columns cannot hold in `actor.claudit_overflow`. Field
 /// changes are reported to `report` when given (the first attempt at a
 /// batch), so that a retry does not count them twice.
-pub fn row(
-    raw: &str,
-    now: &str,
-    mut report: Option<&mut FieldReport>,
-) -> Result<String, String> {
+pub fn row(raw: &str, now: &str, mut report: Option<&mut FieldReport>) -> Result<String, String> {
     let fields: BTreeMap<String, &RawValue> = serde_json::from_str(raw)
         .map_err(|e| format!("the activity is not a JSON object ({e}); not sent"))?;
     let mut out = String::with_capacity(raw.len() + 64);
@@ -388,7 +384,10 @@ fn actor_with_overflow(
                     .map_err(|e| format!("the activity's actor is not JSON ({e})"))?,
             );
             note("actor", FieldAction::Moved);
-            members.insert("value".to_string(), owned_actor.as_deref().expect("just set"));
+            members.insert(
+                "value".to_string(),
+                owned_actor.as_deref().expect("just set"),
+            );
         }
     }
     let mut object = String::from("{");
@@ -411,7 +410,9 @@ fn actor_with_overflow(
     object.push_str(&serde_json::to_string(OVERFLOW_KEY).expect("a string serializes"));
     object.push_str(":{");
     let mut first = true;
-    let own = members.get(OVERFLOW_KEY).map(|v| ("actor.claudit_overflow", v.get()));
+    let own = members
+        .get(OVERFLOW_KEY)
+        .map(|v| ("actor.claudit_overflow", v.get()));
     for (name, value) in overflow.iter().copied().chain(own) {
         if !first {
             object.push(',');
@@ -464,7 +465,10 @@ mod tests {
             "deleted_user_email":"d@example.com","not_declared":{"x":[1,2]}}"#;
         let v = row_of(raw, &mut report);
         let o = v.as_object().unwrap();
-        assert!(!o.contains_key("limit_usd"), "a long column cannot hold 12.5");
+        assert!(
+            !o.contains_key("limit_usd"),
+            "a long column cannot hold 12.5"
+        );
         assert_eq!(o["new_limit_usd"], 100);
         assert_eq!(o["per_review_limit_usd"], "7.25");
         assert!(!o.contains_key("current_value") && !o.contains_key("not_declared"));
@@ -509,7 +513,10 @@ mod tests {
         assert_eq!(v["actor"][OVERFLOW_KEY]["actor.claudit_overflow"], 5);
         assert_eq!(v["actor"][OVERFLOW_KEY]["x"], 1);
         assert!(row("[]", NOW, None).is_err());
-        let big = format!(r#"{{"id":"a","filename":"{}"}}"#, "x".repeat(MAX_VALUE_BYTES));
+        let big = format!(
+            r#"{{"id":"a","filename":"{}"}}"#,
+            "x".repeat(MAX_VALUE_BYTES)
+        );
         assert!(row(&big, NOW, None).unwrap_err().contains("filename"));
     }
 

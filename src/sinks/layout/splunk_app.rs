@@ -95,8 +95,8 @@ pub fn check_sourcetype(sourcetype: &str) -> Result<(), String> {
 pub fn event(raw: &str) -> Result<String, String> {
     let activity: Map<String, Value> = serde_json::from_str(raw)
         .map_err(|e| format!("the activity is not a JSON object ({e}); not sent"))?;
-    let text = serde_json::to_string(&Flattened(flatten(&activity)))
-        .expect("JSON values serialize");
+    let text =
+        serde_json::to_string(&Flattened(flatten(&activity))).expect("JSON values serialize");
     if text.len() > MAX_EVENT_BYTES {
         return Err(format!(
             "the flattened event is {} bytes, over the {MAX_EVENT_BYTES}-byte TRUNCATE of \
@@ -146,13 +146,19 @@ fn flatten(activity: &Map<String, Value>) -> Vec<(&'static str, Value)> {
         ("organization_uuid", get("organization_uuid")),
         ("actor_type", actor_get("type")),
         ("actor_user_id", actor_get("user_id")),
-        ("actor_email", extract_email(actor).map_or(Value::Null, Value::String)),
+        (
+            "actor_email",
+            extract_email(actor).map_or(Value::Null, Value::String),
+        ),
         ("actor_ip_address", actor_get("ip_address")),
         ("actor_user_agent", actor_get("user_agent")),
         ("claude_chat_id", get("claude_chat_id")),
         ("claude_project_id", get("claude_project_id")),
         ("file_id", get("file_id")),
-        ("is_authentication_event", Value::Bool(is_in(AUTH_EVENT_TYPES))),
+        (
+            "is_authentication_event",
+            Value::Bool(is_in(AUTH_EVENT_TYPES)),
+        ),
         ("is_change_event", Value::Bool(is_in(CHANGE_EVENT_TYPES))),
         ("vendor", Value::from("anthropic")),
         ("product", Value::from("claude_enterprise")),
@@ -185,8 +191,7 @@ fn flatten(activity: &Map<String, Value>) -> Vec<(&'static str, Value)> {
 }
 
 fn actor_email_set(out: &[(&'static str, Value)]) -> bool {
-    out.iter()
-        .any(|(k, v)| *k == "actor_email" && truthy(v))
+    out.iter().any(|(k, v)| *k == "actor_email" && truthy(v))
 }
 
 /// `if not normalized.get("actor_email"): normalized["actor_email"] = ...`

@@ -131,7 +131,11 @@ impl Respond for Es {
             return self.violation("the bulk body must end with a newline".into());
         }
         let lines: Vec<&str> = text.split_terminator('\n').collect();
-        let index = self.state().index.clone().unwrap_or_else(|| INDEX.to_string());
+        let index = self
+            .state()
+            .index
+            .clone()
+            .unwrap_or_else(|| INDEX.to_string());
         if !lines.len().is_multiple_of(2) {
             return self.violation("bulk body lines must come in action/document pairs".into());
         }
