@@ -18,8 +18,6 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
-use crate::ocsf::Mapper;
-
 pub use error::{Problem, StoreError};
 pub use lock::InstanceLock;
 pub use schema::SCHEMA_VERSION;
@@ -145,16 +143,42 @@ pub struct JournalRecord {
     pub ocsf: Option<String>,
 }
 
-/// The form a sink reads journal records in (its `format`).
-#[derive(Debug, Clone)]
-pub enum Payload {
-    /// The activity as received.
+/// The columns of the journal a reader renders its payloads from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Columns {
+    /// The activity as received, nothing else.
     Raw,
-    /// The OCSF event, rendered by this mapper unless the row stores one.
-    Ocsf(Arc<Mapper>),
-    /// The activity as received plus a `claudit` object with its
-    /// directory context (from this mapper's directory), when it has one.
-    RawWithContext(Arc<Mapper>),
+    /// The activity, when it was journaled and its source.
+    RawAndOrigin,
+    /// Besides those, the OCSF event stored with the row (journals written
+    /// before schema 2) and the enrichment context found at ingest.
+    All,
+}
+
+/// One journal row as a reader sees it: the columns its [`Columns`] asked
+/// for (the others empty). A row whose OCSF event was stored with it
+/// (journals written before schema 2) carries only that event.
+#[derive(Debug, Clone, Copy)]
+pub struct JournalRow<'r> {
+    pub seq: i64,
+    pub created_at_ms: i64,
+    /// The activity exactly as the API sent it.
+    pub raw: &'r str,
+    /// The OCSF event stored with the row, or "".
+    pub stored_ocsf: &'r str,
+    /// JSON of the enrichment context found at ingest, if any.
+    pub context: Option<&'r str>,
+    pub journaled_at_ms: i64,
+    /// The source that journaled the row.
+    pub source: &'r str,
+}
+
+/// What a reader of the journal makes of each row: which columns it needs
+/// and the payload it renders from them. The store knows rows, not events:
+/// the sinks' formats (raw, OCSF, raw+claudit) are in `sinks::render`.
+pub trait RowRenderer: Send + Sync {
+    fn columns(&self) -> Columns;
+    fn render(&self, row: &JournalRow<'_>) -> String;
 }
 
 /// A page to commit: its records and the window position it justifies, in
@@ -189,15 +213,7 @@ pub struct PageOutcome {
     pub duplicates: usize,
 }
 
-/// A journal row as a sink reads it.
-#[derive(Debug, Clone)]
-pub struct BatchRecord {
-    pub seq: i64,
-    pub activity_id: String,
-    pub created_at_ms: i64,
-    /// The OCSF event or the raw activity, as the sink's format asks.
-    pub payload: String,
-}
+pub use crate::model::BatchRecord;
 
 /// A journal row as the archive sink reads it: the raw activity and the
 /// source it came from.
@@ -832,7 +848,7 @@ impl Store {
         after_seq: i64,
         max_events: usize,
         max_bytes: usize,
-        form: &Payload,
+        form: &dyn RowRenderer,
     ) -> Result<Vec<BatchRecord>, StoreError> {
         self.read_after(after_seq, form, |batch, bytes, next| {
             batch.len() < max_events && (batch.is_empty() || bytes + next <= max_bytes)
@@ -849,7 +865,7 @@ impl Store {
         &self,
         after_seq: i64,
         min_bytes: usize,
-        form: &Payload,
+        form: &dyn RowRenderer,
     ) -> Result<Vec<BatchRecord>, StoreError> {
         self.read_after(after_seq, form, |_, bytes, _| bytes < min_bytes)
     }
@@ -860,7 +876,7 @@ impl Store {
     fn read_after(
         &self,
         after_seq: i64,
-        form: &Payload,
+        form: &dyn RowRenderer,
         mut more: impl FnMut(&[BatchRecord], usize, usize) -> bool,
     ) -> Result<Vec<BatchRecord>, StoreError> {
         let sql = format!(
@@ -890,7 +906,7 @@ impl Store {
         until_ms: i64,
         after_seq: i64,
         limit: usize,
-        form: &Payload,
+        form: &dyn RowRenderer,
     ) -> Result<Vec<BatchRecord>, StoreError> {
         let sql = format!(
             "SELECT {} FROM journal
@@ -1114,7 +1130,7 @@ impl Store {
     pub fn journal_record(
         &self,
         seq: i64,
-        form: &Payload,
+        form: &dyn RowRenderer,
     ) -> Result<Option<BatchRecord>, StoreError> {
         let sql = format!(
             "SELECT {} FROM journal WHERE seq = ?1",
@@ -1352,48 +1368,69 @@ impl Store {
     }
 
     /// The columns `payload` reads, after seq, activity_id and created_at_ms.
-    fn payload_columns(&self, form: &Payload) -> &'static str {
-        match (form, self.version >= 2) {
-            (Payload::Raw, _) => "seq, activity_id, created_at_ms, raw",
-            (Payload::RawWithContext(_), _) => {
+    fn payload_columns(&self, form: &dyn RowRenderer) -> &'static str {
+        match (form.columns(), self.version >= 2) {
+            (Columns::Raw, _) => "seq, activity_id, created_at_ms, raw",
+            (Columns::RawAndOrigin, _) => {
                 "seq, activity_id, created_at_ms, raw, NULL, NULL, journaled_at_ms, source"
             }
-            (Payload::Ocsf(_), true) => {
+            (Columns::All, true) => {
                 "seq, activity_id, created_at_ms, raw, ocsf, context, journaled_at_ms, source"
             }
-            (Payload::Ocsf(_), false) => {
+            (Columns::All, false) => {
                 "seq, activity_id, created_at_ms, raw, ocsf, NULL, journaled_at_ms, source"
             }
         }
     }
 }
 
-/// A row's payload in `form`, from the columns `payload_columns` selects:
-/// the raw activity, the stored OCSF event (rows written before schema 2),
-/// or the OCSF event rendered from the raw activity and its context.
-fn payload(form: &Payload, r: &rusqlite::Row) -> rusqlite::Result<String> {
-    match form {
-        Payload::Raw => r.get(3),
-        Payload::RawWithContext(mapper) => Ok(crate::directory::enrich::raw_with_context(
-            mapper.directory().map(|d| &**d),
-            text(r, 3)?.unwrap_or_default(),
-            r.get(2)?,
-            (text(r, 7)?.unwrap_or_default(), r.get(0)?),
-        )),
-        Payload::Ocsf(mapper) => {
-            let stored = text(r, 4)?.unwrap_or_default();
-            if !stored.is_empty() {
-                return Ok(stored.to_string());
-            }
-            Ok(mapper.render_journaled_row(
-                text(r, 3)?.unwrap_or_default(),
-                text(r, 5)?,
-                r.get(2)?,
-                r.get(6)?,
-                Some((text(r, 7)?.unwrap_or_default(), r.get(0)?)),
-            ))
-        }
+/// A row's payload as `form` renders it, from the columns `payload_columns`
+/// selects.
+fn payload(form: &dyn RowRenderer, r: &rusqlite::Row) -> rusqlite::Result<String> {
+    let (seq, created_at_ms) = (r.get(0)?, r.get(2)?);
+    if form.columns() == Columns::Raw {
+        let raw: String = r.get(3)?;
+        return Ok(form.render(&JournalRow {
+            seq,
+            created_at_ms,
+            raw: &raw,
+            stored_ocsf: "",
+            context: None,
+            journaled_at_ms: 0,
+            source: "",
+        }));
     }
+    let stored_ocsf = if form.columns() == Columns::All {
+        text(r, 4)?.unwrap_or_default()
+    } else {
+        ""
+    };
+    if !stored_ocsf.is_empty() {
+        // A row with its event stored is served as stored: nothing else of
+        // it is read.
+        return Ok(form.render(&JournalRow {
+            seq,
+            created_at_ms,
+            raw: "",
+            stored_ocsf,
+            context: None,
+            journaled_at_ms: 0,
+            source: "",
+        }));
+    }
+    let all = form.columns() == Columns::All;
+    let raw = text(r, 3)?.unwrap_or_default();
+    let context = if all { text(r, 5)? } else { None };
+    let journaled_at_ms = if all { r.get(6)? } else { 0 };
+    Ok(form.render(&JournalRow {
+        seq,
+        created_at_ms,
+        raw,
+        stored_ocsf,
+        context,
+        journaled_at_ms,
+        source: text(r, 7)?.unwrap_or_default(),
+    }))
 }
 
 /// Column `i` as text (`None` for NULL). Another type is an
@@ -1448,7 +1485,7 @@ fn journal_row<T>(
     })
 }
 
-fn batch_record(form: &Payload, r: &rusqlite::Row) -> rusqlite::Result<BatchRecord> {
+fn batch_record(form: &dyn RowRenderer, r: &rusqlite::Row) -> rusqlite::Result<BatchRecord> {
     journal_row(r, |r| {
         Ok(BatchRecord {
             seq: r.get(0)?,
