@@ -25,7 +25,7 @@ use tracing::warn;
 
 use super::contract::{BatchProgress, BoxFuture, Destination, Outcome, Rejected};
 use super::http;
-use super::registry::{OpenContext, SinkSettings, SinkType};
+use super::registry::{OpenContext, SinkSettings, SinkType, opened};
 use crate::config::HttpSinkConfig;
 use crate::model::BatchRecord;
 use crate::redact::Redactor;
@@ -384,12 +384,10 @@ impl SinkSettings for DatadogSinkConfig {
         &'a self,
         cx: OpenContext<'a>,
     ) -> BoxFuture<'a, anyhow::Result<Box<dyn Destination>>> {
-        Box::pin(async move {
-            let _ = &cx;
-            Ok(Box::new(
-                DatadogSink::new(self)?.counting_stale_events_in(cx.counters.stale_events.clone()),
-            ) as Box<dyn Destination>)
-        })
+        opened(
+            DatadogSink::new(self)
+                .map(|sink| sink.counting_stale_events_in(cx.counters.stale_events.clone())),
+        )
     }
 }
 
@@ -398,9 +396,7 @@ impl SinkSettings for DatadogSinkConfig {
 mod keys {
     use super::*;
     use crate::config::SinkKind;
-    #[allow(unused_imports)]
-    use crate::config::reader::{self, Ctx, Got, Table, Text};
-    #[allow(unused_imports)]
+    use crate::config::reader::{Ctx, Got, Table};
     use crate::config::schema::*;
 
     /// Datadog sites and their domain (`DD_SITE`); intake is

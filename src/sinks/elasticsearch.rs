@@ -31,7 +31,7 @@ use serde_json::Value;
 
 use super::contract::{BatchProgress, BoxFuture, Destination, Outcome, Rejected};
 use super::http;
-use super::registry::{OpenContext, SinkSettings, SinkType};
+use super::registry::{OpenContext, SinkSettings, SinkType, opened};
 use crate::config::HttpSinkConfig;
 use crate::model::BatchRecord;
 use crate::redact::Redactor;
@@ -542,13 +542,10 @@ impl SinkSettings for ElasticsearchSinkConfig {
         &'a self,
         cx: OpenContext<'a>,
     ) -> BoxFuture<'a, anyhow::Result<Box<dyn Destination>>> {
-        Box::pin(async move {
-            let _ = &cx;
-            Ok(Box::new(
-                ElasticsearchSink::new(self)
-                    .map_err(|e| anyhow::anyhow!("sink {}: {e:#}", cx.sink.name))?,
-            ) as Box<dyn Destination>)
-        })
+        opened(
+            ElasticsearchSink::new(self)
+                .map_err(|e| anyhow::anyhow!("sink {}: {e:#}", cx.sink.name)),
+        )
     }
 }
 
@@ -557,9 +554,7 @@ impl SinkSettings for ElasticsearchSinkConfig {
 mod keys {
     use super::*;
     use crate::config::SinkKind;
-    #[allow(unused_imports)]
-    use crate::config::reader::{self, Ctx, Got, Table, Text};
-    #[allow(unused_imports)]
+    use crate::config::reader::{self, Ctx, Got, Table};
     use crate::config::schema::*;
 
     /// The keys of `type = "elasticsearch"`.

@@ -129,6 +129,16 @@ pub trait SinkSettings: Any + Debug + Send + Sync {
     }
 }
 
+/// A destination made without waiting (most types: from their settings
+/// alone), as `SinkSettings::open` returns it.
+pub fn opened<D: Destination + 'static>(
+    made: anyhow::Result<D>,
+) -> BoxFuture<'static, anyhow::Result<Box<dyn Destination>>> {
+    Box::pin(std::future::ready(
+        made.map(|d| Box::new(d) as Box<dyn Destination>),
+    ))
+}
+
 /// What a destination is opened with.
 pub struct OpenContext<'a> {
     pub sink: &'a SinkConfig,

@@ -33,7 +33,7 @@ use tracing::{info, warn};
 
 use super::contract::{BatchProgress, BoxFuture, Destination, Outcome, Rejected};
 use super::http;
-use super::registry::{OpenContext, SinkSettings, SinkType};
+use super::registry::{OpenContext, SinkSettings, SinkType, opened};
 use crate::config::HttpSinkConfig;
 use crate::model::BatchRecord;
 use crate::redact::Redactor;
@@ -561,12 +561,10 @@ impl SinkSettings for SentinelSinkConfig {
         &'a self,
         cx: OpenContext<'a>,
     ) -> BoxFuture<'a, anyhow::Result<Box<dyn Destination>>> {
-        Box::pin(async move {
-            let _ = &cx;
-            Ok(Box::new(
-                SentinelSink::new(self)?.counting_stale_events_in(cx.counters.stale_events.clone()),
-            ) as Box<dyn Destination>)
-        })
+        opened(
+            SentinelSink::new(self)
+                .map(|sink| sink.counting_stale_events_in(cx.counters.stale_events.clone())),
+        )
     }
 }
 
@@ -575,9 +573,7 @@ impl SinkSettings for SentinelSinkConfig {
 mod keys {
     use super::*;
     use crate::config::SinkKind;
-    #[allow(unused_imports)]
-    use crate::config::reader::{self, Ctx, Got, Table, Text};
-    #[allow(unused_imports)]
+    use crate::config::reader::{Ctx, Got, Table};
     use crate::config::schema::*;
 
     /// The keys of `type = "sentinel"`.

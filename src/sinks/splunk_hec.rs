@@ -20,7 +20,7 @@ use tracing::warn;
 
 use super::contract::{BatchProgress, BoxFuture, Destination, Outcome, Rejected};
 use super::http;
-use super::registry::{OpenContext, SinkSettings, SinkType};
+use super::registry::{OpenContext, SinkSettings, SinkType, opened};
 use crate::config::HttpSinkConfig;
 use crate::model::BatchRecord;
 use crate::redact::Redactor;
@@ -604,12 +604,9 @@ impl SinkSettings for SplunkHecSinkConfig {
 
     fn open<'a>(
         &'a self,
-        cx: OpenContext<'a>,
+        _cx: OpenContext<'a>,
     ) -> BoxFuture<'a, anyhow::Result<Box<dyn Destination>>> {
-        Box::pin(async move {
-            let _ = &cx;
-            Ok(Box::new(SplunkHecSink::new(self)?) as Box<dyn Destination>)
-        })
+        opened(SplunkHecSink::new(self))
     }
 }
 
@@ -618,9 +615,7 @@ impl SinkSettings for SplunkHecSinkConfig {
 mod keys {
     use super::*;
     use crate::config::SinkKind;
-    #[allow(unused_imports)]
-    use crate::config::reader::{self, Ctx, Got, Table, Text};
-    #[allow(unused_imports)]
+    use crate::config::reader::{Ctx, Table, Text};
     use crate::config::schema::*;
 
     /// The keys of `type = "splunk_hec"`.

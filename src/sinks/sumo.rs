@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use super::contract::{BatchProgress, BoxFuture, Destination, Outcome, Rejected};
 use super::http;
-use super::registry::{OpenContext, SinkSettings, SinkType};
+use super::registry::{OpenContext, SinkSettings, SinkType, opened};
 use crate::config::HttpSinkConfig;
 use crate::model::BatchRecord;
 use crate::redact::Redactor;
@@ -247,12 +247,9 @@ impl SinkSettings for SumoSinkConfig {
 
     fn open<'a>(
         &'a self,
-        cx: OpenContext<'a>,
+        _cx: OpenContext<'a>,
     ) -> BoxFuture<'a, anyhow::Result<Box<dyn Destination>>> {
-        Box::pin(async move {
-            let _ = &cx;
-            Ok(Box::new(SumoSink::new(self)?) as Box<dyn Destination>)
-        })
+        opened(SumoSink::new(self))
     }
 }
 
@@ -261,9 +258,7 @@ impl SinkSettings for SumoSinkConfig {
 mod keys {
     use super::*;
     use crate::config::SinkKind;
-    #[allow(unused_imports)]
-    use crate::config::reader::{self, Ctx, Got, Table, Text};
-    #[allow(unused_imports)]
+    use crate::config::reader::{Ctx, Table};
     use crate::config::schema::*;
 
     /// The keys of `type = "sumo"`.

@@ -42,7 +42,7 @@ use sha2::Sha256;
 
 use super::contract::{BoxFuture, Destination, Outcome, Rejected};
 use super::http;
-use super::registry::{OpenContext, SinkSettings, SinkType};
+use super::registry::{OpenContext, SinkSettings, SinkType, opened};
 use crate::config::HttpSinkConfig;
 use crate::model::BatchRecord;
 use crate::redact::Redactor;
@@ -395,13 +395,7 @@ impl SinkSettings for WebhookConfig {
         &'a self,
         cx: OpenContext<'a>,
     ) -> BoxFuture<'a, anyhow::Result<Box<dyn Destination>>> {
-        Box::pin(async move {
-            let _ = &cx;
-            Ok(Box::new(
-                WebhookSink::new(self)
-                    .map_err(|e| anyhow::anyhow!("sink {}: {e:#}", cx.sink.name))?,
-            ) as Box<dyn Destination>)
-        })
+        opened(WebhookSink::new(self).map_err(|e| anyhow::anyhow!("sink {}: {e:#}", cx.sink.name)))
     }
 }
 
@@ -409,9 +403,7 @@ impl SinkSettings for WebhookConfig {
 /// and the fix.
 mod keys {
     use crate::config::SinkKind;
-    #[allow(unused_imports)]
-    use crate::config::reader::{self, Ctx, Got, Table, Text};
-    #[allow(unused_imports)]
+    use crate::config::reader::{Ctx, Got, Table};
     use crate::config::schema::*;
 
     /// The keys of `type = "webhook"`.

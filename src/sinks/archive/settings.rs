@@ -148,9 +148,7 @@ impl SinkSettings for ArchiveSinkConfig {
 mod keys {
     use super::*;
     use crate::config::SinkKind;
-    #[allow(unused_imports)]
-    use crate::config::reader::{self, Ctx, Got, Table, Text};
-    #[allow(unused_imports)]
+    use crate::config::reader::{Ctx, Got, Table};
     use crate::config::schema::*;
 
     /// The keys of `type = "archive"`.

@@ -48,9 +48,7 @@ mod keys {
     use std::time::Duration;
 
     use crate::config::SinkKind;
-    #[allow(unused_imports)]
-    use crate::config::reader::{self, Ctx, Got, Table, Text};
-    #[allow(unused_imports)]
+    use crate::config::reader::{Ctx, Got, Table};
     use crate::config::schema::*;
 
     /// The keys of `type = "syslog"`.
