@@ -36,9 +36,9 @@ pub fn init(format: LogFormat) -> bool {
 }
 
 /// JSON lines with the fields of the spans an event is in (`sink = ...`,
-/// `source = ...` of a task's span) among the event's own, at the top
-/// level: `{"level":..,"message":..,"sink":"siem",..}`. A field of the
-/// event wins over a span's of the same name.
+/// `source = ...` of a task's span) after the event's own, at the top
+/// level: `{"timestamp":..,"level":..,"message":..,"sink":"siem"}`. A field
+/// of the event wins over a span's of the same name.
 struct FlatJson {
     inner: tracing_subscriber::fmt::format::Format<tracing_subscriber::fmt::format::Json>,
 }
@@ -73,25 +73,37 @@ where
             tracing_subscriber::fmt::format::Writer::new(&mut line),
             event,
         )?;
-        let (Some(scope), Ok(Value::Object(mut fields))) = (
+        let line = line.trim_end();
+        let (Some(scope), Ok(Value::Object(mut seen)), Some(body)) = (
             ctx.event_scope(),
-            serde_json::from_str::<Value>(line.trim_end()),
+            serde_json::from_str::<Value>(line),
+            line.strip_suffix('}'),
         ) else {
-            return writer.write_str(&line);
+            return writeln!(writer, "{line}");
         };
+        // The spans' fields go after the event's own, which keep their
+        // place and win over a span's field of the same name.
+        let mut added = String::new();
         for span in scope.from_root() {
             let extensions = span.extensions();
             let Some(formatted) = extensions.get::<tracing_subscriber::fmt::FormattedFields<N>>()
             else {
                 continue;
             };
-            if let Ok(Value::Object(own)) = serde_json::from_str::<Value>(formatted) {
-                for (key, value) in own {
-                    fields.entry(key).or_insert(value);
+            let Ok(Value::Object(own)) = serde_json::from_str::<Value>(formatted) else {
+                continue;
+            };
+            for (key, value) in own {
+                if !seen.contains_key(&key) {
+                    added.push(',');
+                    added.push_str(&Value::String(key.clone()).to_string());
+                    added.push(':');
+                    added.push_str(&value.to_string());
+                    seen.insert(key, value);
                 }
             }
         }
-        writeln!(writer, "{}", Value::Object(fields))
+        writeln!(writer, "{body}{added}}}")
     }
 }
 
@@ -156,5 +168,9 @@ mod tests {
         assert_eq!(lines[1]["sink"], "other");
         assert_eq!(lines[2]["message"], "outside any span");
         assert!(lines[2].get("sink").is_none());
+        // The event's own fields keep their order; the span's come last.
+        let first = text.lines().next().unwrap();
+        assert!(first.starts_with(r#"{"timestamp":"#), "{first}");
+        assert!(first.ends_with(r#","sink":"siem"}"#), "{first}");
     }
 }
