@@ -170,6 +170,7 @@ pub struct Metrics {
     sink_bytes: Family<SinkLabels, Counter>,
     sink_retries: Family<SinkLabels, Counter>,
     sink_dead_lettered: Family<SinkLabels, Counter>,
+    sink_stale_events: Family<SinkLabels, Counter>,
     // Sinks, state.
     sink_dead_letters: Family<SinkLabels, Gauge>,
     sink_behind: Family<SinkLabels, Gauge>,
@@ -231,6 +232,7 @@ impl Metrics {
             sink_bytes: Family::default(),
             sink_retries: Family::default(),
             sink_dead_lettered: Family::default(),
+            sink_stale_events: Family::default(),
             sink_dead_letters: Family::default(),
             sink_behind: Family::default(),
             sink_seconds_behind: Family::default(),
@@ -358,6 +360,12 @@ impl Metrics {
             m.sink_dead_lettered.clone(),
         );
         r.register(
+            "claudit_sink_stale_events",
+            "Events delivered although older than the destination indexes normally \
+             (Datadog: 18 hours; Azure Monitor: 2 days): sent anyway, but may not be searchable",
+            m.sink_stale_events.clone(),
+        );
+        r.register(
             "claudit_sink_dead_letters",
             "Events in the dead-letter table now (claudit dlq list)",
             m.sink_dead_letters.clone(),
@@ -483,6 +491,7 @@ impl Metrics {
             bytes: self.sink_bytes.get_or_create_owned(&l),
             retries: self.sink_retries.get_or_create_owned(&l),
             dead_lettered: self.sink_dead_lettered.get_or_create_owned(&l),
+            stale_events: self.sink_stale_events.get_or_create_owned(&l),
         }
     }
 
@@ -701,6 +710,9 @@ pub struct SinkMetrics {
     pub bytes: Counter,
     pub retries: Counter,
     pub dead_lettered: Counter,
+    /// Events older than the destination indexes normally, counted by the
+    /// destinations that know such a limit (Datadog, Sentinel).
+    pub stale_events: Counter,
 }
 
 #[cfg(test)]
