@@ -29,7 +29,8 @@ use claudit::enrich::Enricher;
 use claudit::model::ActivityHead;
 use claudit::ocsf::{JournalContext, Mapper};
 use claudit::sim::generate::Generator;
-use claudit::store::{JournalRecord, PageCommit, Payload, Store, WindowKind, WindowRow};
+use claudit::sinks::render::Payload;
+use claudit::store::{JournalRecord, PageCommit, Store, WindowKind, WindowRow};
 
 const RECORDS: usize = 10_000;
 const USERS: usize = 10_000;

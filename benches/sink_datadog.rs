@@ -10,7 +10,6 @@ mod config_file;
 
 use std::hint::black_box;
 
-use claudit::config::SinkKind;
 use claudit::model::Activity;
 use claudit::ocsf::{MapContext, Mapper};
 use claudit::sinks::datadog::DatadogSink;
@@ -42,7 +41,7 @@ fn bench(c: &mut Criterion) {
             .set("api_key", "${K}"),
         &[("K", "bench-key")],
     );
-    let SinkKind::Datadog(cfg) = &config.kind else {
+    let Some(cfg) = config.kind.get::<claudit::config::DatadogSinkConfig>() else {
         unreachable!()
     };
     let sink = DatadogSink::new(cfg).unwrap();

@@ -10,7 +10,6 @@ mod config_file;
 
 use std::hint::black_box;
 
-use claudit::config::SinkKind;
 use claudit::model::Activity;
 use claudit::ocsf::{MapContext, Mapper};
 use claudit::sinks::sentinel::SentinelSink;
@@ -46,7 +45,7 @@ fn bench(c: &mut Criterion) {
             .set("client_secret", "${K}"),
         &[("K", "bench-key")],
     );
-    let SinkKind::Sentinel(cfg) = &config.kind else {
+    let Some(cfg) = config.kind.get::<claudit::config::SentinelSinkConfig>() else {
         unreachable!()
     };
     let sink = SentinelSink::new(cfg).unwrap();

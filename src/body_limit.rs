@@ -178,14 +178,7 @@ fn describe(e: reqwest::Error) -> String {
         "connection broken"
     };
     let e = e.without_url();
-    let mut out = format!("{kind}: {e}");
-    let mut cause = std::error::Error::source(&e);
-    while let Some(c) = cause {
-        out.push_str(": ");
-        out.push_str(&c.to_string());
-        cause = c.source();
-    }
-    out
+    crate::http_text::with_causes(format!("{kind}: {e}"), &e)
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! against the API, and a writability check per file sink. One line each,
 //! in plain words; the key itself is never printed.
 
-use crate::config::{Config, SinkKind};
+use crate::config::Config;
 use crate::source::client::{ComplianceClient, FetchError};
 
 /// Returns true if every source and sink checked out.
@@ -48,32 +48,10 @@ pub async fn connect(config: &Config) -> bool {
         }
     }
     for sink in &config.sinks {
-        match &sink.kind {
-            SinkKind::File(f) => {
-                let dir = f
-                    .path
-                    .parent()
-                    .filter(|d| !d.as_os_str().is_empty())
-                    .unwrap_or(std::path::Path::new("."));
-                match writable(dir) {
-                    Ok(()) => println!("sink {}: ok: {} is writable", sink.name, dir.display()),
-                    Err(e) => {
-                        println!(
-                            "sink {}: FAILED: cannot write in {}: {e}; create it and give the claudit user write access",
-                            sink.name,
-                            dir.display()
-                        );
-                        ok = false;
-                    }
-                }
-            }
-            _ => {
-                // Every other sink talks to a service: one request, its
-                // answer passed through the sink's redaction.
-                if let Some(checked) = crate::sinks::check_connection(sink).await {
-                    ok &= report_sink(&sink.name, checked);
-                }
-            }
+        // A file sink checks that its directory is writable; the others
+        // send one request, its answer passed through the sink's redaction.
+        if let Some(checked) = crate::sinks::check_connection(sink).await {
+            ok &= report_sink(&sink.name, checked);
         }
     }
     ok
@@ -91,11 +69,4 @@ fn report_sink(name: &str, result: Result<String, String>) -> bool {
             false
         }
     }
-}
-
-fn writable(dir: &std::path::Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    let probe = dir.join(format!(".claudit-check-{}", std::process::id()));
-    std::fs::write(&probe, b"")?;
-    std::fs::remove_file(&probe)
 }

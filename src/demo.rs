@@ -133,7 +133,7 @@ fn demo_config(base_url: &str, api_key: &str, state_dir: &Path, ocsf: &Path, raw
             max_bytes: 8 << 20,
             linger: Duration::from_millis(100),
         },
-        kind: SinkKind::File(FileSinkConfig {
+        kind: SinkKind::new(FileSinkConfig {
             path: path.to_path_buf(),
             max_bytes: 0,
             max_files: 0,

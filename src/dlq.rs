@@ -24,13 +24,14 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, Format, SinkConfig};
+use crate::config::{Config, SinkConfig};
 use crate::directory::Directory;
 use crate::ocsf::Mapper;
 use crate::sinks::Replayer;
-use crate::sinks::http::Outcome;
+use crate::sinks::contract::Outcome;
+use crate::sinks::render::Payload;
 use crate::store::{
-    BatchRecord, DeadLetter, NewDeadLetter, Payload, SharedStore, Store, StoreError, now_ms,
+    BatchRecord, DeadLetter, NewDeadLetter, SharedStore, Store, StoreError, now_ms,
 };
 
 /// Attempts per batch in `claudit replay` before giving up on a retryable
@@ -60,11 +61,7 @@ fn mapper(config: &Config) -> Result<Arc<Mapper>, StoreError> {
 /// The form `sink` reads journal records in, rendered by `mapper` as the
 /// daemon would.
 fn payload_form(sink: &SinkConfig, mapper: &Arc<Mapper>) -> Payload {
-    match sink.format {
-        Format::Raw => Payload::Raw,
-        Format::Ocsf => Payload::Ocsf(mapper.clone()),
-        Format::RawWithContext => Payload::RawWithContext(mapper.clone()),
-    }
+    Payload::of(sink.format, mapper)
 }
 
 fn fmt_ms(ms: i64) -> String {
@@ -192,7 +189,7 @@ pub async fn replay_dead_letters(
     if pending.is_empty() {
         return Ok(summary);
     }
-    let mut replayer = Replayer::open(&sink, store.clone(), mapper).await?;
+    let mut replayer = Replayer::open(&sink).await?;
     for range in batches(pending.iter().map(|(_, r)| r.payload.len()), &sink) {
         let chunk = &pending[range];
         let records: Vec<BatchRecord> = chunk.iter().map(|(_, r)| r.clone()).collect();
@@ -284,7 +281,7 @@ pub async fn replay_range(
     let store = SharedStore::open(&config.state.path)?;
     let mapper = mapper(config)?;
     let form = payload_form(&sink, &mapper);
-    let mut replayer = Replayer::open(&sink, store.clone(), mapper).await?;
+    let mut replayer = Replayer::open(&sink).await?;
     let (since_ms, until_ms) = (since.timestamp_millis(), until.timestamp_millis());
     let mut after = 0i64;
     let mut summary = RangeReplay::default();

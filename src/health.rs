@@ -63,12 +63,11 @@ impl Targets {
                 .iter()
                 .map(|s| SinkTarget {
                     name: s.name.clone(),
-                    holds_back: match s.kind {
-                        crate::config::SinkKind::Archive(_) => {
-                            let settle = config.sources.iter().map(|s| s.settle_lag + s.window);
-                            Duration::from_secs(3600) + settle.max().unwrap_or_default()
-                        }
-                        _ => Duration::ZERO,
+                    holds_back: if s.kind.settings().seals_hours() {
+                        let settle = config.sources.iter().map(|s| s.settle_lag + s.window);
+                        Duration::from_secs(3600) + settle.max().unwrap_or_default()
+                    } else {
+                        Duration::ZERO
                     },
                 })
                 .collect(),

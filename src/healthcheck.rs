@@ -53,12 +53,7 @@ fn describe(err: &reqwest::Error) -> String {
     } else {
         "request failed"
     };
-    let mut causes = Vec::new();
-    let mut source = std::error::Error::source(err);
-    while let Some(cause) = source {
-        causes.push(cause.to_string());
-        source = cause.source();
-    }
+    let causes = crate::http_text::causes(err);
     match causes.last() {
         Some(root) => format!("{kind}: {root}"),
         None => kind.to_string(),

@@ -5,6 +5,7 @@
 pub mod archive;
 pub mod backfill;
 pub mod body_limit;
+pub mod catalogue;
 pub mod check;
 pub mod config;
 pub mod daemon;
@@ -16,6 +17,7 @@ pub mod enrich;
 pub mod fdlimit;
 pub mod health;
 pub mod healthcheck;
+pub mod http_text;
 pub mod metrics;
 pub mod model;
 pub mod ocsf;

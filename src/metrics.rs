@@ -181,6 +181,7 @@ pub struct Metrics {
     sink_retries: Family<SinkLabels, Counter>,
     sink_dead_lettered: Family<SinkLabels, Counter>,
     sink_layout_fields: Family<FieldLabels, Counter>,
+    sink_stale_events: Family<SinkLabels, Counter>,
     // Sinks, state.
     sink_dead_letters: Family<SinkLabels, Gauge>,
     sink_behind: Family<SinkLabels, Gauge>,
@@ -243,6 +244,7 @@ impl Metrics {
             sink_retries: Family::default(),
             sink_dead_lettered: Family::default(),
             sink_layout_fields: Family::default(),
+            sink_stale_events: Family::default(),
             sink_dead_letters: Family::default(),
             sink_behind: Family::default(),
             sink_seconds_behind: Family::default(),
@@ -376,6 +378,12 @@ impl Metrics {
             m.sink_layout_fields.clone(),
         );
         r.register(
+            "claudit_sink_stale_events",
+            "Events delivered although older than the destination indexes normally \
+             (Datadog: 18 hours; Azure Monitor: 2 days): sent anyway, but may not be searchable",
+            m.sink_stale_events.clone(),
+        );
+        r.register(
             "claudit_sink_dead_letters",
             "Events in the dead-letter table now (claudit dlq list)",
             m.sink_dead_letters.clone(),
@@ -501,12 +509,9 @@ impl Metrics {
             bytes: self.sink_bytes.get_or_create_owned(&l),
             retries: self.sink_retries.get_or_create_owned(&l),
             dead_lettered: self.sink_dead_lettered.get_or_create_owned(&l),
+            stale_events: self.sink_stale_events.get_or_create_owned(&l),
+            layout_fields: self.sink_layout_fields.clone(),
         }
-    }
-
-    /// The family a sink's vendor layout reports its field changes in.
-    pub fn sink_layout_fields(&self) -> Family<FieldLabels, Counter> {
-        self.sink_layout_fields.clone()
     }
 
     /// Records that `source` journaled new events now.
@@ -724,6 +729,12 @@ pub struct SinkMetrics {
     pub bytes: Counter,
     pub retries: Counter,
     pub dead_lettered: Counter,
+    /// Events older than the destination indexes normally, counted by the
+    /// destinations that know such a limit (Datadog, Sentinel).
+    pub stale_events: Counter,
+    /// The family a vendor layout reports the fields it changed in
+    /// (`sinks::layout::FieldReport`, labelled with the sink's name).
+    pub layout_fields: Family<FieldLabels, Counter>,
 }
 
 #[cfg(test)]

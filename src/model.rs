@@ -10,6 +10,17 @@ use chrono::{DateTime, Utc};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+/// A journal record as a destination receives it: rendered in the sink's
+/// format, with what the delivery contract needs to settle it.
+#[derive(Debug, Clone)]
+pub struct BatchRecord {
+    pub seq: i64,
+    pub activity_id: String,
+    pub created_at_ms: i64,
+    /// The OCSF event or the raw activity, as the sink's format asks.
+    pub payload: String,
+}
+
 /// One activity from the feed.
 #[derive(Debug, Clone)]
 pub struct Activity {

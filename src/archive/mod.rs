@@ -8,7 +8,7 @@ pub mod verify;
 
 use std::path::PathBuf;
 
-use crate::config::{ArchiveBackend, ArchiveSinkConfig, Config, SinkKind};
+use crate::config::{ArchiveBackend, ArchiveSinkConfig, Config};
 use crate::sinks::archive::s3::S3Backend;
 use crate::sinks::archive::{ManifestLine, local, local_manifest_lines};
 
@@ -32,11 +32,11 @@ pub fn archive_sink<'c>(
     let archives: Vec<&str> = config
         .sinks
         .iter()
-        .filter(|s| matches!(s.kind, SinkKind::Archive(_)))
+        .filter(|s| s.kind.get::<ArchiveSinkConfig>().is_some())
         .map(|s| s.name.as_str())
         .collect();
-    match config.sink(sink).map(|s| &s.kind) {
-        Some(SinkKind::Archive(a)) => Ok(a),
+    match config.sink(sink).map(|s| s.kind.get::<ArchiveSinkConfig>()) {
+        Some(Some(a)) => Ok(a),
         Some(_) => Err(UsageError(format!(
             "sink {sink} is not an archive sink (type = \"archive\"); archive sinks in {}: {}",
             config.file.display(),

@@ -18,8 +18,9 @@
 
 use std::path::{Component, Path, PathBuf};
 
+use super::SinkConfig;
 use super::reader::Ctx;
-use super::{ArchiveBackend, SinkConfig, SinkKind};
+use crate::sinks::registry::LocalPlace;
 
 /// A path the configuration gives, with where it gives it.
 pub(super) struct Place {
@@ -45,24 +46,20 @@ pub(super) enum Kind {
 
 /// The place a sink writes to, if it writes to the local file system.
 pub(super) fn of_sink(sink: &SinkConfig, key: String, line: Option<usize>) -> Option<Place> {
-    let (path, kind) = match &sink.kind {
-        SinkKind::File(f) => (
-            f.path.clone(),
+    let (path, kind) = match sink.kind.settings().local_place()? {
+        LocalPlace::File { path, rotated } => (
+            path,
             Kind::File {
                 sink: sink.name.clone(),
-                rotated: if f.max_bytes == 0 { 0 } else { f.max_files },
+                rotated,
             },
         ),
-        SinkKind::Archive(a) => match &a.backend {
-            ArchiveBackend::Local { path } => (
-                path.clone(),
-                Kind::Archive {
-                    sink: sink.name.clone(),
-                },
-            ),
-            ArchiveBackend::S3(_) => return None,
-        },
-        _ => return None,
+        LocalPlace::Directory { path } => (
+            path,
+            Kind::Archive {
+                sink: sink.name.clone(),
+            },
+        ),
     };
     Some(Place {
         key,

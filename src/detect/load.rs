@@ -1041,7 +1041,7 @@ fn catalogue_fields() -> &'static HashSet<String> {
     static FIELDS: OnceLock<HashSet<String>> = OnceLock::new();
     FIELDS.get_or_init(|| {
         let mut fields: HashSet<String> = COMMON_FIELDS.iter().map(|s| s.to_string()).collect();
-        for t in crate::sim::generate::Generator::catalogue() {
+        for t in crate::catalogue::catalogue() {
             fields.extend(t.fields.iter().map(|f| f.name.clone()));
         }
         fields

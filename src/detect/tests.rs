@@ -118,7 +118,7 @@ fn the_readme_table_of_rules_is_current() {
 /// would never match), but for the one the catalogue lists as Elastic-only.
 #[test]
 fn built_in_rules_name_catalogued_activity_types() {
-    let known: std::collections::HashSet<&str> = crate::sim::generate::Generator::catalogue()
+    let known: std::collections::HashSet<&str> = crate::catalogue::catalogue()
         .iter()
         .map(|t| t.name.as_str())
         .collect();

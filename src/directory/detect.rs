@@ -312,9 +312,7 @@ mod tests {
         assert!(evaluate(&activity("org_sso_toggled", 5, ""), None, &[]).is_empty());
         for t in PRIVILEGED_TYPES {
             assert!(
-                crate::sim::generate::Generator::catalogue()
-                    .iter()
-                    .any(|c| c.name == *t),
+                crate::catalogue::catalogue().iter().any(|c| c.name == *t),
                 "{t} is not in the catalogue"
             );
         }

@@ -452,7 +452,7 @@ mod tests {
 
     #[test]
     fn the_catalogue_has_every_type_listed() {
-        let catalogue: Vec<String> = crate::sim::generate::Generator::catalogue()
+        let catalogue: Vec<String> = crate::catalogue::catalogue()
             .iter()
             .map(|t| t.name.clone())
             .collect();

@@ -99,7 +99,8 @@ pub fn start(
         metrics: metrics.directory(&config.name),
         first: first_tx,
     };
-    tokio::spawn(task.run(cancel));
+    // Inside the source's span: the sync's log lines carry `source = ...`.
+    tokio::spawn(tracing::Instrument::in_current_span(task.run(cancel)));
     Some(DirectorySync {
         source: config.name.clone(),
         store,
@@ -123,14 +124,16 @@ impl DirectorySync {
         if state.last_full_ms.is_some() || self.initial_wait.is_zero() {
             return Ok(());
         }
-        info!(source = %self.source, wait_secs = self.initial_wait.as_secs(),
-            "first start: waiting for the first directory sync before journaling, so the initial lookback has directory context");
+        info!(
+            wait_secs = self.initial_wait.as_secs(),
+            "first start: waiting for the first directory sync before journaling, so the initial lookback has directory context"
+        );
         let mut first = self.first.clone();
         tokio::select! {
             _ = cancel.cancelled() => {}
             waited = tokio::time::timeout(self.initial_wait, first.wait_for(|s| *s != FirstSync::Pending)) => {
                 if waited.is_err() {
-                    warn!(source = %self.source, wait_secs = self.initial_wait.as_secs(),
+                    warn!(wait_secs = self.initial_wait.as_secs(),
                         "the first directory sync is still running: activities journaled until it completes have no directory context (raise [sources.directory] initial_sync_wait to wait longer)");
                 }
             }
@@ -213,7 +216,7 @@ impl SyncTask {
                     return;
                 }
                 Err(Stop::Failed(message)) => {
-                    warn!(source = %self.source, error = %message, retry_in_secs = backoff.as_secs(),
+                    warn!(error = %message, retry_in_secs = backoff.as_secs(),
                         "directory sync failed; it resumes where it stopped. Events meanwhile get the directory as last synced");
                     self.record_error(message).await;
                     let wait = backoff;
@@ -230,7 +233,7 @@ impl SyncTask {
 
     /// Reports a key that cannot read the directory, once.
     async fn refused(&self, message: String) {
-        error!(source = %self.source, "directory context is off for this source: {message}");
+        error!("directory context is off for this source: {message}");
         self.record_error(message).await;
         self.first.send_replace(FirstSync::Unavailable);
     }
@@ -242,7 +245,7 @@ impl SyncTask {
             .call(move |s| store::record_error(s, &source, &message, now_ms()))
             .await;
         if let Err(e) = result {
-            warn!(source = %self.source, error = %e, "cannot record the directory sync's error");
+            warn!(error = %e, "cannot record the directory sync's error");
         }
     }
 
@@ -256,11 +259,11 @@ impl SyncTask {
         let now = now_ms();
         let refresh_ms = self.config.refresh.as_millis() as i64;
         let (run_id, full) = if let Some(kind) = &state.run_kind {
-            info!(source = %self.source, run = state.run_id, kind = %kind,
+            info!(run = state.run_id, kind = %kind,
                 "resuming the directory sync where it stopped");
             (state.run_id, kind == "full")
         } else if state.last_full_ms.is_none_or(|t| now >= t + refresh_ms) {
-            info!(source = %self.source, "directory full sync started");
+            info!("directory full sync started");
             let source = self.source.clone();
             let run = self
                 .store
@@ -294,7 +297,7 @@ impl SyncTask {
                     }
                     let lists: Vec<List> = requests.iter().map(|(l, _)| l.clone()).collect();
                     let reasons: Vec<&str> = requests.iter().map(|(_, r)| r.as_str()).collect();
-                    info!(source = %source, lists = lists.len(), reasons = %reasons.join(","),
+                    info!(lists = lists.len(), reasons = %reasons.join(","),
                         "directory refresh started");
                     store::begin_run(s, &source, "targeted", &lists, now).map(Some)
                 })
@@ -334,8 +337,12 @@ impl SyncTask {
                 .iter()
                 .find(|(k, _, _)| *k == Kind::Group)
                 .map_or(0, |c| c.1);
-            info!(source = %self.source, members, groups, duration_ms = started.elapsed().as_millis() as u64,
-                "directory full sync completed");
+            info!(
+                members,
+                groups,
+                duration_ms = started.elapsed().as_millis() as u64,
+                "directory full sync completed"
+            );
             self.first.send_replace(FirstSync::Done);
         }
         Ok(None)
@@ -368,7 +375,7 @@ impl SyncTask {
                     }
                     // Gone since its parent was listed: the next listing of
                     // the parent decides.
-                    warn!(source = %self.source, error = %e, "directory list skipped");
+                    warn!(error = %e, "directory list skipped");
                     let (source, r) = (self.source.clone(), row.clone());
                     self.store
                         .call(move |s| skip_list(s, &source, run_id, &r))
@@ -377,7 +384,7 @@ impl SyncTask {
                 }
                 Err(e @ DirectoryError::BadToken { .. }) => {
                     self.metrics.request(false);
-                    warn!(source = %self.source, error = %e, "restarting the directory list from its first page");
+                    warn!(error = %e, "restarting the directory list from its first page");
                     let (source, r) = (self.source.clone(), row.clone());
                     self.store
                         .call(move |s| store::restart_list(s, &source, run_id, &r))

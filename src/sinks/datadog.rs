@@ -16,17 +16,19 @@
 //! index them normally.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
+use prometheus_client::metrics::counter::Counter;
 use reqwest::header::HeaderValue;
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use tracing::warn;
 
-use super::http::{self, Outcome, Rejected};
-use super::progress::BatchProgress;
-use crate::config::DatadogSinkConfig;
-use crate::store::{BatchRecord, now_ms};
+use super::contract::{BatchProgress, BoxFuture, Destination, Outcome, Rejected};
+use super::http;
+use super::registry::{OpenContext, SinkSettings, SinkType, opened};
+use crate::config::HttpSinkConfig;
+use crate::model::BatchRecord;
+use crate::redact::Redactor;
 
 /// At most this many log items per request.
 pub const MAX_ITEMS_PER_REQUEST: usize = 1000;
@@ -50,7 +52,8 @@ pub struct DatadogSink {
     /// The part every item shares: `{"ddsource":..,"service":..,` etc.
     item_prefix: String,
     progress: BatchProgress,
-    stale_events: Arc<AtomicU64>,
+    /// Counts stale events (`claudit_sink_stale_events_total` in the sink task).
+    stale_events: Counter,
 }
 
 /// One request's worth of a batch: a JSON array of log items.
@@ -91,14 +94,20 @@ impl DatadogSink {
             compression: config.http.compression,
             item_prefix: prefix,
             progress: BatchProgress::default(),
-            stale_events: Arc::default(),
+            stale_events: Counter::default(),
         })
     }
 
     /// Events sent with a timestamp older than 18 hours, since start (for
     /// metrics).
-    pub fn stale_events(&self) -> Arc<AtomicU64> {
+    pub fn stale_events(&self) -> Counter {
         self.stale_events.clone()
+    }
+
+    /// Counts stale events in `counter` (the sink's own metric).
+    pub fn counting_stale_events_in(mut self, counter: Counter) -> DatadogSink {
+        self.stale_events = counter;
+        self
     }
 
     /// Encodes records into requests within the intake's limits; `now_ms`
@@ -175,10 +184,9 @@ impl DatadogSink {
     pub async fn send(&mut self, records: &[BatchRecord]) -> Outcome {
         let first_attempt = self.progress.begin(records);
         let pending = self.progress.pending(records);
-        let encoded = self.encode(&pending, now_ms());
+        let encoded = self.encode(&pending, chrono::Utc::now().timestamp_millis());
         if first_attempt && encoded.stale > 0 {
-            self.stale_events
-                .fetch_add(encoded.stale as u64, Ordering::Relaxed);
+            self.stale_events.inc_by(encoded.stale as u64);
             warn!(
                 count = encoded.stale,
                 "events older than 18 hours sent to Datadog: Datadog does not index logs that old \
@@ -322,6 +330,164 @@ fn push_json_string(out: &mut Vec<u8>, text: &str) {
     }
     out.extend_from_slice(&bytes[start..]);
     out.push(b'"');
+}
+
+impl Destination for DatadogSink {
+    fn deliver<'a>(&'a mut self, records: &'a [BatchRecord]) -> BoxFuture<'a, Outcome> {
+        Box::pin(self.send(records))
+    }
+
+    fn healthcheck(&mut self) -> BoxFuture<'_, Result<String, String>> {
+        Box::pin(DatadogSink::healthcheck(self))
+    }
+}
+
+// ---- settings (type = "datadog") ----
+
+/// `type = "datadog"`: the Datadog Logs intake (HTTP API v2).
+#[derive(Debug, Clone)]
+pub struct DatadogSinkConfig {
+    /// Where logs go: `https://http-intake.logs.<site>/api/v2/logs`, or
+    /// `<url>/api/v2/logs` when `url` is set.
+    pub intake_url: String,
+    /// The API-key check: `https://api.<site>/api/v1/validate`, or
+    /// `<url>/api/v1/validate` when `url` is set.
+    pub validate_url: String,
+    /// `DD-API-KEY` (`api_key` / `api_key_file`).
+    pub api_key: SecretString,
+    /// `ddsource`; default "claude-compliance-logs" (Datadog's own Claude
+    /// Compliance pipeline keys on it).
+    pub ddsource: String,
+    /// `service`; default "claudit".
+    pub service: String,
+    /// `ddtags`, comma-separated `key:value`; empty = none sent.
+    pub ddtags: String,
+    /// `hostname`; `None` = not sent.
+    pub hostname: Option<String>,
+    pub http: HttpSinkConfig,
+}
+
+/// `type = "datadog"` in the registry (`sinks::registry`).
+pub const TYPE: SinkType = SinkType {
+    name: "datadog",
+    batch: (1000, 4_000_000, Duration::from_secs(1)),
+    raw_only: false,
+    read: keys::read_datadog_sink,
+};
+
+impl SinkSettings for DatadogSinkConfig {
+    fn add_secrets(&self, redactor: &mut Redactor) {
+        redactor.add(self.api_key.expose_secret());
+    }
+
+    fn open<'a>(
+        &'a self,
+        cx: OpenContext<'a>,
+    ) -> BoxFuture<'a, anyhow::Result<Box<dyn Destination>>> {
+        opened(
+            DatadogSink::new(self)
+                .map(|sink| sink.counting_stale_events_in(cx.counters.stale_events.clone())),
+        )
+    }
+}
+
+/// The keys of `type = "datadog"`: every problem is reported, with its line
+/// and the fix.
+mod keys {
+    use super::*;
+    use crate::config::SinkKind;
+    use crate::config::reader::{Ctx, Got, Table};
+    use crate::config::schema::*;
+
+    /// Datadog sites and their domain (`DD_SITE`); intake is
+    /// `http-intake.logs.<domain>`, the API `api.<domain>`.
+    const DATADOG_SITES: &[(&str, &str)] = &[
+        ("US1", "datadoghq.com"),
+        ("US3", "us3.datadoghq.com"),
+        ("US5", "us5.datadoghq.com"),
+        ("EU1", "datadoghq.eu"),
+        ("AP1", "ap1.datadoghq.com"),
+        ("AP2", "ap2.datadoghq.com"),
+        ("UK1", "uk1.datadoghq.com"),
+        ("US1-FED", "ddog-gov.com"),
+        ("US2-FED", "us2.ddog-gov.com"),
+    ];
+
+    /// The keys of `type = "datadog"`.
+    pub(super) fn read_datadog_sink(cx: &mut Ctx, t: &mut Table) -> Option<SinkKind> {
+        let site = t.text(cx, "site");
+        let url = t.text(cx, "url");
+        let example = "site = \"US1\" (or US3, US5, EU1, AP1, AP2, UK1, US1-FED, US2-FED)";
+        let base: Option<(String, String)> = match (site, url) {
+            (Got::Invalid, _) | (_, Got::Invalid) => None,
+            (Got::Value(s), Got::Value(_)) => {
+                text_error(
+                    cx,
+                    t,
+                    "site",
+                    &s,
+                    "both site and url are set; keep exactly one (url is for a proxy or a test server)"
+                        .to_string(),
+                );
+                None
+            }
+            (Got::Absent, Got::Absent) => {
+                let msg = format!("missing; add {example}, or url = \"https://...\" for a proxy");
+                t_error(cx, t, "site", t.line, msg);
+                None
+            }
+            (Got::Value(s), Got::Absent) => {
+                let wanted = s.value.trim();
+                let found = DATADOG_SITES.iter().find(|(code, domain)| {
+                    code.eq_ignore_ascii_case(wanted) || domain.eq_ignore_ascii_case(wanted)
+                });
+                match found {
+                    Some((_, domain)) => Some((
+                        format!("https://http-intake.logs.{domain}/api/v2/logs"),
+                        format!("https://api.{domain}/api/v1/validate"),
+                    )),
+                    None => {
+                        let msg = format!(
+                            "unknown Datadog site {}; write {example}; the site is in your Datadog URL \
+                             (app.datadoghq.eu is EU1)",
+                            s.shown()
+                        );
+                        text_error(cx, t, "site", &s, msg);
+                        None
+                    }
+                }
+            }
+            (Got::Absent, Got::Value(u)) => {
+                match check_sink_url(&u, "url", "\"https://logs-proxy.example.com\"") {
+                    Ok(base) => Some((
+                        format!("{base}/api/v2/logs"),
+                        format!("{base}/api/v1/validate"),
+                    )),
+                    Err(msg) => {
+                        text_error(cx, t, "url", &u, msg);
+                        None
+                    }
+                }
+            }
+        };
+        let api_key = t.header_secret(cx, "api_key", "DD_API_KEY", "/run/secrets/datadog_api_key");
+        let ddsource = optional_text(cx, t, "ddsource", "claude-compliance-logs");
+        let service = optional_text(cx, t, "service", "claudit");
+        let ddtags = optional_text(cx, t, "ddtags", "");
+        let hostname = optional_text(cx, t, "hostname", "");
+        let http = read_http(cx, t);
+        let (intake_url, validate_url) = base?;
+        Some(SinkKind::new(DatadogSinkConfig {
+            intake_url,
+            validate_url,
+            api_key: api_key?,
+            ddsource: ddsource?,
+            service: service?,
+            ddtags: ddtags?,
+            hostname: Some(hostname?).filter(|h| !h.is_empty()),
+            http: http?,
+        }))
+    }
 }
 
 #[cfg(test)]

@@ -19,19 +19,23 @@
 //! missing index stops the sink (`Fatal`): dead-lettering every event for a
 //! configuration problem would only move the backlog elsewhere.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io::Write;
+use std::time::Duration;
 
 use base64::Engine;
 use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HeaderValue};
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
-use super::http::{self, Outcome, Rejected};
+use super::contract::{BatchProgress, BoxFuture, Destination, Outcome, Rejected};
+use super::http;
 use super::layout::{Layout, elastic_integration};
-use crate::config::{ElasticsearchAuth, ElasticsearchSinkConfig};
-use crate::store::BatchRecord;
+use super::registry::{OpenContext, SinkSettings, SinkType, opened};
+use crate::config::HttpSinkConfig;
+use crate::model::BatchRecord;
+use crate::redact::Redactor;
 
 /// Elasticsearch refuses longer `_id`s.
 pub const MAX_ID_BYTES: usize = 512;
@@ -181,12 +185,7 @@ impl BulkEncoder {
 }
 
 fn reject(record: &BatchRecord, reason: String) -> Rejected {
-    Rejected {
-        seq: record.seq,
-        activity_id: record.activity_id.clone(),
-        reason,
-        response: String::new(),
-    }
+    Rejected::of(record, reason, "")
 }
 
 /// The event already has its own top-level `@timestamp` (a second one would
@@ -253,15 +252,6 @@ pub fn classify_item(item: &Value) -> ItemResult {
     }
 }
 
-/// Which records of the batch in flight are settled, so a retry of the same
-/// batch re-sends only the others.
-#[derive(Debug, Default)]
-struct Progress {
-    first_seq: Option<i64>,
-    done: HashSet<i64>,
-    rejected: Vec<Rejected>,
-}
-
 pub struct ElasticsearchSink {
     client: reqwest::Client,
     url: String,
@@ -272,7 +262,9 @@ pub struct ElasticsearchSink {
     encoder: BulkEncoder,
     /// The largest `_bulk` answer read (see [`answer_limit`]).
     answer_limit: usize,
-    progress: Progress,
+    /// Which records of the batch in flight are settled, so a retry of the
+    /// same batch re-sends only the others.
+    progress: BatchProgress,
 }
 
 impl ElasticsearchSink {
@@ -308,30 +300,21 @@ impl ElasticsearchSink {
                 _ => BulkEncoder::new(&config.index, config.max_request_bytes),
             },
             answer_limit: answer_limit(config.max_request_bytes),
-            progress: Progress::default(),
+            progress: BatchProgress::default(),
         })
     }
 
     /// Sends one batch. Records already settled by an earlier attempt at the
     /// same batch are not sent again.
     pub async fn send(&mut self, records: &[BatchRecord]) -> Outcome {
-        let Some(first) = records.first() else {
+        if records.is_empty() {
             return Outcome::delivered();
-        };
-        if self.progress.first_seq != Some(first.seq) {
-            self.progress = Progress {
-                first_seq: Some(first.seq),
-                ..Progress::default()
-            };
         }
-        let pending: Vec<&BatchRecord> = records
-            .iter()
-            .filter(|r| !self.progress.done.contains(&r.seq))
-            .collect();
+        self.progress.begin(records);
+        let pending = self.progress.pending(records);
         let encoded = self.encoder.encode(&pending);
         for rejected in encoded.rejected {
-            self.progress.done.insert(rejected.seq);
-            self.progress.rejected.push(rejected);
+            self.progress.rejected(rejected);
         }
         let mut to_retry = 0usize;
         let mut first_retry_reason = String::new();
@@ -354,9 +337,7 @@ impl ElasticsearchSink {
             for (&i, item) in request.items.iter().zip(&items) {
                 let record = pending[i];
                 match classify_item(item) {
-                    ItemResult::Done => {
-                        self.progress.done.insert(record.seq);
-                    }
+                    ItemResult::Done => self.progress.acknowledged(record.seq),
                     ItemResult::Retry(reason) => {
                         if to_retry == 0 {
                             first_retry_reason = reason;
@@ -364,13 +345,8 @@ impl ElasticsearchSink {
                         to_retry += 1;
                     }
                     ItemResult::Rejected { reason, response } => {
-                        self.progress.done.insert(record.seq);
-                        self.progress.rejected.push(Rejected {
-                            seq: record.seq,
-                            activity_id: record.activity_id.clone(),
-                            reason,
-                            response,
-                        });
+                        self.progress
+                            .rejected(Rejected::of(record, reason, response));
                     }
                     ItemResult::Fatal(reason) => return Outcome::Fatal { reason },
                 }
@@ -386,9 +362,7 @@ impl ElasticsearchSink {
                 ),
             };
         }
-        let rejected = std::mem::take(&mut self.progress.rejected);
-        self.progress = Progress::default();
-        Outcome::Delivered { rejected }
+        self.progress.finish()
     }
 
     /// POSTs one `_bulk` body; the per-item results on a 2xx answer, the
@@ -525,6 +499,221 @@ fn classify_request(
             ),
         },
         _ => http::classify(status, headers, body),
+    }
+}
+
+impl Destination for ElasticsearchSink {
+    fn deliver<'a>(&'a mut self, records: &'a [BatchRecord]) -> BoxFuture<'a, Outcome> {
+        Box::pin(self.send(records))
+    }
+
+    fn healthcheck(&mut self) -> BoxFuture<'_, Result<String, String>> {
+        Box::pin(ElasticsearchSink::healthcheck(self))
+    }
+}
+
+// ---- settings (type = "elasticsearch") ----
+
+/// `type = "elasticsearch"`: Elasticsearch or OpenSearch `_bulk`.
+#[derive(Debug, Clone)]
+pub struct ElasticsearchSinkConfig {
+    /// The cluster's base URL (`https://es.example.com:9200`), no trailing
+    /// slash; `_bulk` and the health check are requests below it.
+    pub url: String,
+    /// Index, alias or data stream every event is created in.
+    pub index: String,
+    pub auth: ElasticsearchAuth,
+    /// Uncompressed bytes per `_bulk` request; a batch above it is split.
+    pub max_request_bytes: usize,
+    /// `layout = "elastic_integration"`: documents for Elastic's `anthropic`
+    /// integration (`sinks::layout`); `None` = the event as it is.
+    pub layout: Option<Layout>,
+    pub http: HttpSinkConfig,
+}
+
+/// How an Elasticsearch sink authenticates. `Debug` never shows a secret.
+#[derive(Debug, Clone)]
+pub enum ElasticsearchAuth {
+    /// `Authorization: ApiKey <encoded>`, the `encoded` value that
+    /// `POST /_security/api_key` returns (base64 of `id:api_key`).
+    ApiKey(SecretString),
+    /// HTTP basic authentication.
+    Basic {
+        username: String,
+        password: SecretString,
+    },
+}
+
+/// `type = "elasticsearch"` in the registry (`sinks::registry`).
+pub const TYPE: SinkType = SinkType {
+    name: "elasticsearch",
+    batch: (1000, 5_000_000, Duration::from_secs(1)),
+    raw_only: false,
+    read: keys::read_elasticsearch_sink,
+};
+
+impl SinkSettings for ElasticsearchSinkConfig {
+    fn add_secrets(&self, redactor: &mut Redactor) {
+        match &self.auth {
+            ElasticsearchAuth::ApiKey(key) => redactor.add_base64_credential(key.expose_secret()),
+            ElasticsearchAuth::Basic { username, password } => {
+                redactor.add_basic_auth(username, password.expose_secret())
+            }
+        }
+        if let Some(password) = reqwest::Url::parse(&self.url)
+            .ok()
+            .and_then(|u| u.password().map(str::to_string))
+        {
+            redactor.add(&password);
+        }
+    }
+
+    fn open<'a>(
+        &'a self,
+        cx: OpenContext<'a>,
+    ) -> BoxFuture<'a, anyhow::Result<Box<dyn Destination>>> {
+        opened(
+            ElasticsearchSink::new(self)
+                .map_err(|e| anyhow::anyhow!("sink {}: {e:#}", cx.sink.name)),
+        )
+    }
+
+    fn layout(&self) -> Option<Layout> {
+        self.layout
+    }
+}
+
+/// The keys of `type = "elasticsearch"`: every problem is reported, with its line
+/// and the fix.
+mod keys {
+    use super::*;
+    use crate::config::SinkKind;
+    use crate::config::reader::{self, Ctx, Got, Table};
+    use crate::config::schema::*;
+
+    /// The keys of `type = "elasticsearch"`.
+    pub(super) fn read_elasticsearch_sink(cx: &mut Ctx, t: &mut Table) -> Option<SinkKind> {
+        const URL_EXAMPLE: &str = "\"https://es.example.com:9200\"";
+        let url = t.required_text(cx, "url", URL_EXAMPLE).and_then(|text| {
+            check_sink_url(&text, "url", URL_EXAMPLE)
+                .map_err(|msg| text_error(cx, t, "url", &text, msg))
+                .ok()
+        });
+        let layout = read_layout(cx, t, "elasticsearch");
+        // The integration's data stream is logs-anthropic.audit-<namespace>.
+        let index = match layout {
+            Some(Some(_)) => match t.text(cx, "index") {
+                Got::Absent => Some(elastic_integration::DEFAULT_INDEX.to_string()),
+                Got::Invalid => None,
+                Got::Value(text) => match elastic_integration::namespace_of(&text.value) {
+                    Ok(_) => Some(text.value),
+                    Err(msg) => {
+                        text_error(cx, t, "index", &text, msg);
+                        None
+                    }
+                },
+            },
+            _ => t
+                .required_text(cx, "index", "\"logs-claudit.ocsf-default\"")
+                .and_then(|text| match check_index_name(&text.value) {
+                    None => Some(text.value),
+                    Some(msg) => {
+                        text_error(cx, t, "index", &text, msg);
+                        None
+                    }
+                }),
+        };
+        // Basic auth when a username is given, an API key otherwise; never both.
+        let auth = match t.text(cx, "username") {
+            Got::Invalid => None,
+            Got::Value(user) if user.value.is_empty() => {
+                let msg = "is empty; write the user name, or remove it and use api_key".to_string();
+                text_error(cx, t, "username", &user, msg);
+                None
+            }
+            Got::Value(user) => {
+                let key_set = !matches!(t.text(cx, "api_key"), Got::Absent)
+                    || !matches!(t.text(cx, "api_key_file"), Got::Absent);
+                if key_set {
+                    let line = t.line_of_key(cx, "api_key");
+                    let msg = "both api_key and username are set; keep api_key (recommended) \
+                               or username with password, not both"
+                        .to_string();
+                    t_error(cx, t, "api_key", line, msg);
+                }
+                let password = t.secret(
+                    cx,
+                    "password",
+                    "ELASTICSEARCH_PASSWORD",
+                    "/etc/claudit/elasticsearch.password",
+                );
+                match (key_set, password) {
+                    (false, Some(password)) => Some(ElasticsearchAuth::Basic {
+                        username: user.value,
+                        password,
+                    }),
+                    _ => None,
+                }
+            }
+            Got::Absent => t
+                .header_secret(
+                    cx,
+                    "api_key",
+                    "ELASTICSEARCH_API_KEY",
+                    "/etc/claudit/elasticsearch.api_key",
+                )
+                .map(ElasticsearchAuth::ApiKey),
+        };
+        let max_request_bytes = t.size(cx, "max_request_bytes", 5_000_000);
+        let max_request_bytes = match max_request_bytes {
+            Some(n) if !(10_000..=1 << 30).contains(&n) => {
+                let line = t.line_of_key(cx, "max_request_bytes");
+                let msg = format!(
+                    "{} is out of range; write a size from 10KB to 1GiB, below the cluster's \
+                     http.max_content_length (default 100MB), e.g. max_request_bytes = \"5MB\"",
+                    reader::format_size(n)
+                );
+                t_error(cx, t, "max_request_bytes", line, msg);
+                None
+            }
+            other => other,
+        };
+        let http = read_http(cx, t);
+        Some(SinkKind::new(ElasticsearchSinkConfig {
+            url: url?,
+            index: index?,
+            auth: auth?,
+            max_request_bytes: max_request_bytes? as usize,
+            layout: layout?,
+            http: http?,
+        }))
+    }
+
+    /// Elasticsearch's index name rules: lowercase, at most 255 bytes, none of
+    /// `\ / * ? " < > | , #`, space or `:`, not starting with `-`, `_` or
+    /// `+`, not `.` or `..`.
+    fn check_index_name(name: &str) -> Option<String> {
+        let fix =
+            "write e.g. index = \"logs-claudit.ocsf-default\" (a data stream) or \"claudit-ocsf\"";
+        let bad_char = name
+            .chars()
+            .find(|c| c.is_uppercase() || "\\/*?\"<>|,# :".contains(*c));
+        let problem = if name.is_empty() {
+            Some("is empty".to_string())
+        } else if name.len() > 255 {
+            Some("is longer than 255 bytes".to_string())
+        } else if name == "." || name == ".." {
+            Some("cannot be . or ..".to_string())
+        } else if name.starts_with(['-', '_', '+']) {
+            Some("cannot start with -, _ or +".to_string())
+        } else {
+            bad_char.map(|c| {
+                format!(
+                    "contains {c:?} (index names are lowercase, without \\ / * ? \" < > | , # : or spaces)"
+                )
+            })
+        };
+        problem.map(|p| format!("index name {name:?} {p}; {fix}"))
     }
 }
 

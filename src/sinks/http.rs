@@ -1,11 +1,10 @@
 //! What every HTTP sink shares: the client (rustls, extra CA bundle,
-//! proxies from the environment, timeouts), the outcome of a delivery, the
-//! generic classification of HTTP statuses, `Retry-After`, and gzip.
+//! proxies from the environment, timeouts), the generic classification of
+//! HTTP statuses, `Retry-After`, and gzip.
 //!
 //! A destination module (splunk_hec.rs, datadog.rs, ...) encodes a batch
 //! into its protocol's requests, sends them, and classifies what came back
-//! into an [`Outcome`]. The sink task (`sinks/mod.rs`) does the rest: the
-//! cursor, dead letters, backoff, and slow re-checks after fatal failures.
+//! into an [`Outcome`] (the delivery contract, `sinks/contract`).
 
 use std::io::Write;
 use std::time::Duration;
@@ -15,74 +14,11 @@ use flate2::write::GzEncoder;
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 
+use super::contract::{BatchProgress, Outcome, Rejected};
 use crate::body_limit::read_capped_text;
 use crate::config::HttpSinkConfig;
-use crate::redact::Redactor;
-use crate::store::BatchRecord;
-
-/// What became of one batch.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// The destination acknowledged every record of the batch, except the
-    /// ones listed as rejected: those go to the dead-letter table in the same
-    /// transaction that advances the cursor. An empty list is full success.
-    Delivered { rejected: Vec<Rejected> },
-    /// Nothing (more) was acknowledged and trying again later may succeed
-    /// (timeouts, 429, 5xx). The same batch is sent again, after at least
-    /// `after` when the server said so.
-    Retry {
-        after: Option<Duration>,
-        reason: String,
-    },
-    /// The whole request was refused in a way retrying cannot fix (bad token,
-    /// 401/403, unknown index). The sink stops with one clear error and
-    /// re-checks slowly; nothing is discarded.
-    Fatal { reason: String },
-}
-
-/// A record the destination refused deterministically (per-event 4xx, too
-/// large): it is dead-lettered, never silently dropped.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rejected {
-    pub seq: i64,
-    pub activity_id: String,
-    /// Why, in words: "event of 1.3 MB exceeds Datadog's 1 MB limit".
-    pub reason: String,
-    /// What the destination answered (status and body, truncated), or "".
-    pub response: String,
-}
-
-impl Outcome {
-    pub fn delivered() -> Outcome {
-        Outcome::Delivered {
-            rejected: Vec::new(),
-        }
-    }
-
-    /// The outcome with every text in it (reasons, the destination's
-    /// answers) passed through `redactor`.
-    pub fn redacted(self, redactor: &Redactor) -> Outcome {
-        match self {
-            Outcome::Delivered { rejected } => Outcome::Delivered {
-                rejected: rejected
-                    .into_iter()
-                    .map(|r| Rejected {
-                        reason: redactor.redact(&r.reason),
-                        response: redactor.redact(&r.response),
-                        ..r
-                    })
-                    .collect(),
-            },
-            Outcome::Retry { after, reason } => Outcome::Retry {
-                after,
-                reason: redactor.redact(&reason),
-            },
-            Outcome::Fatal { reason } => Outcome::Fatal {
-                reason: redactor.redact(&reason),
-            },
-        }
-    }
-}
+use crate::http_text::{retry_after_value, with_causes};
+use crate::model::BatchRecord;
 
 /// One request whose body is a JSON array of encoded items (Datadog logs,
 /// Sentinel rows), with the records it carries in the same order.
@@ -122,7 +58,7 @@ impl<'r> ArrayRequest<'r> {
     pub fn halve_or_reject(
         self,
         queue: &mut std::collections::VecDeque<ArrayRequest<'r>>,
-        progress: &mut super::progress::BatchProgress,
+        progress: &mut BatchProgress,
         refused_by: &str,
         body: &str,
     ) {
@@ -242,14 +178,7 @@ pub async fn send_body(
 /// without the request URL (which can be a secret, like Sumo's).
 pub fn describe(e: reqwest::Error) -> String {
     let e = e.without_url();
-    let mut out = e.to_string();
-    let mut cause = std::error::Error::source(&e);
-    while let Some(c) = cause {
-        out.push_str(": ");
-        out.push_str(&c.to_string());
-        cause = c.source();
-    }
-    out
+    with_causes(e.to_string(), &e)
 }
 
 /// The generic classification of a whole-request HTTP status (vector's
@@ -281,21 +210,12 @@ pub fn classify(status: StatusCode, headers: &HeaderMap, body: &str) -> Outcome 
 
 /// `Retry-After` in seconds or as an HTTP date, if present and sane.
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim();
-    if let Ok(secs) = value.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0)
-            .then(|| Duration::from_secs_f64(secs.min(3600.0)));
-    }
-    let when = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-    let wait = when.with_timezone(&chrono::Utc) - chrono::Utc::now();
-    Some(
-        wait.to_std()
-            .unwrap_or(Duration::ZERO)
-            .min(Duration::from_secs(3600)),
+    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    retry_after_value(
+        value,
+        chrono::Utc::now(),
+        3600.0,
+        Some(Duration::from_secs(3600)),
     )
 }
 
@@ -309,16 +229,7 @@ pub fn gzip(body: &[u8]) -> Vec<u8> {
 }
 
 /// The first `max` bytes of a response body, for messages and dead letters.
-pub fn truncate(body: &str, max: usize) -> String {
-    if body.len() <= max {
-        return body.to_string();
-    }
-    let mut end = max;
-    while !body.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}... ({} bytes)", &body[..end], body.len())
-}
+pub use crate::http_text::truncate;
 
 #[cfg(test)]
 mod tests {
@@ -376,11 +287,5 @@ mod tests {
             .read_to_end(&mut out)
             .unwrap();
         assert_eq!(out, body);
-    }
-
-    #[test]
-    fn truncation_respects_char_boundaries() {
-        assert_eq!(truncate("héllo", 2), "h... (6 bytes)");
-        assert_eq!(truncate("ok", 10), "ok");
     }
 }

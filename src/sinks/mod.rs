@@ -5,12 +5,14 @@
 //! source waits for it.
 
 pub mod archive;
+pub mod contract;
 pub mod datadog;
 pub mod elasticsearch;
 pub mod file;
 pub mod http;
 pub mod layout;
-pub mod progress;
+pub mod registry;
+pub mod render;
 pub mod sentinel;
 pub mod splunk_hec;
 pub mod sumo;
@@ -21,25 +23,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
-use secrecy::ExposeSecret as _;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use crate::config::{ArchiveBackend, ElasticsearchAuth, Format, SinkConfig, SinkKind};
+use crate::config::SinkConfig;
 use crate::metrics::Metrics;
+use crate::model::BatchRecord;
 use crate::ocsf::Mapper;
 use crate::redact::Redactor;
-use crate::store::{BatchRecord, NewDeadLetter, Payload, SharedStore, StoreError, now_ms};
-use datadog::DatadogSink;
-use elasticsearch::ElasticsearchSink;
-use file::{Disk, FileSink, RealDisk};
-use http::Outcome;
-use sentinel::SentinelSink;
-use splunk_hec::SplunkHecSink;
-use sumo::SumoSink;
-use syslog::SyslogSink;
-use webhook::WebhookSink;
+use crate::store::{NewDeadLetter, SharedStore, StoreError, now_ms};
+use contract::{BoxFuture, Destination, JournalPosition, Outcome, Prepared, SinkJournal};
+use file::{Disk, RealDisk};
+use registry::OpenContext;
+use render::Payload;
 
 /// How often a sink with nothing to do re-reads the journal even without a
 /// wake-up (a `claudit backfill` in another process writes it too).
@@ -55,18 +52,6 @@ pub struct SinkStats {
     pub batches: u64,
     pub delivered: u64,
     pub dead_lettered: u64,
-}
-
-/// The destination behind a sink. One variant per sink type.
-enum Destination {
-    File(FileSink),
-    Datadog(DatadogSink),
-    Sentinel(SentinelSink),
-    SplunkHec(SplunkHecSink),
-    Sumo(SumoSink),
-    Elasticsearch(ElasticsearchSink),
-    Syslog(Box<SyslogSink>),
-    Webhook(WebhookSink),
 }
 
 pub struct SinkTask {
@@ -88,42 +73,50 @@ impl SinkTask {
     }
 
     /// `run`, with a file sink's file operations going through `disk`.
+    /// Every log line of the task, its destination's included, carries the
+    /// sink's name from its span (`sink = ...`).
     async fn run_on(
         self,
         disk: Arc<dyn Disk>,
         cancel: CancellationToken,
     ) -> anyhow::Result<SinkStats> {
         let redactor = redactor_for(&self.config);
-        self.run_until_cancelled(disk, cancel).await.map_err(|e| {
-            // A state database error names only the database: kept as it
-            // is, so the daemon's exit code still says what failed.
-            if e.chain().any(|c| c.downcast_ref::<StoreError>().is_some()) {
-                e
-            } else {
-                anyhow::anyhow!(redactor.redact(&format!("{e:#}")))
-            }
-        })
+        let span = tracing::info_span!("sink", sink = %self.config.name);
+        let run = self.run_until_cancelled(disk, cancel);
+        tracing::Instrument::instrument(run, span)
+            .await
+            .map_err(|e| {
+                // A state database error names only the database: kept as it
+                // is, so the daemon's exit code still says what failed.
+                if e.chain().any(|c| c.downcast_ref::<StoreError>().is_some()) {
+                    e
+                } else {
+                    anyhow::anyhow!(redactor.redact(&format!("{e:#}")))
+                }
+            })
     }
 
     async fn run_until_cancelled(
-        mut self,
+        self,
         disk: Arc<dyn Disk>,
         cancel: CancellationToken,
     ) -> anyhow::Result<SinkStats> {
-        // An archive moves its cursor over whole sealed hours, not batches:
-        // it has its own loop (sinks/archive/mod.rs).
-        if let SinkKind::Archive(archive) = &self.config.kind {
-            let counters = self.metrics.sink(&self.config.name);
-            let task = archive::ArchiveTask {
-                archive: archive.clone(),
-                redactor: redactor_for(&self.config),
-                config: self.config,
-                store: self.store,
-                journal_head: self.journal_head,
-                counters,
-            };
-            return task.run(cancel).await;
-        }
+        // A sink that does not deliver in batches (the archive: whole
+        // sealed hours) runs its own task.
+        let kind = self.config.kind.clone();
+        let mut this = match kind.settings().own_task(self, cancel.clone()) {
+            Ok(own) => return own.await,
+            Err(task) => task,
+        };
+        this.run_batches(disk, cancel).await
+    }
+
+    /// The batch loop: read from the cursor, deliver, commit, repeat.
+    async fn run_batches(
+        &mut self,
+        disk: Arc<dyn Disk>,
+        cancel: CancellationToken,
+    ) -> anyhow::Result<SinkStats> {
         let name = self.config.name.clone();
         let mut redactor = redactor_for(&self.config);
         let form = self.payload_form();
@@ -132,8 +125,19 @@ impl SinkTask {
         // Counts when the sink last caught up, for the summary line.
         let mut cycle_start = stats;
         let counters = self.metrics.sink(&name);
-        let mut destination = self.open_destination(disk).await?;
-        info!(sink = %name, "sink started");
+        let journal = self.journal();
+        let mut destination = self
+            .config
+            .kind
+            .settings()
+            .open(OpenContext {
+                sink: &self.config,
+                journal: Some(&journal),
+                disk,
+                counters: counters.clone(),
+            })
+            .await?;
+        info!("sink started");
         let mut backoff = retry_policy().build();
         let mut fatal_wait = FATAL_RECHECK;
         let mut lingered = false;
@@ -153,10 +157,13 @@ impl SinkTask {
             if records.is_empty() {
                 if stats.batches > cycle_start.batches {
                     // Caught up with the journal: one line per delivery cycle.
-                    info!(sink = %name, batches = stats.batches - cycle_start.batches,
+                    info!(
+                        batches = stats.batches - cycle_start.batches,
                         count = stats.delivered - cycle_start.delivered,
                         dead_lettered = stats.dead_lettered - cycle_start.dead_lettered,
-                        cursor = cursor.seq, "caught up with the journal");
+                        cursor = cursor.seq,
+                        "caught up with the journal"
+                    );
                     cycle_start = stats;
                 }
                 tokio::select! {
@@ -186,11 +193,11 @@ impl SinkTask {
             }
             lingered = false;
             let last_seq = records.last().map(|r| r.seq).unwrap_or(cursor.seq);
-            let outcome = match self.prepare_file(&mut destination, &records).await? {
-                // Records of the batch were found in the file: read it again.
-                Ok(true) => continue,
-                Ok(false) => deliver(&mut destination, &mut redactor, &records).await,
-                Err(failed) => failed,
+            let outcome = match destination.before_batch(&journal, &records).await? {
+                // Records of the batch were found delivered: read it again.
+                Prepared::ReadAgain => continue,
+                Prepared::Ready => deliver(destination.as_mut(), &mut redactor, &records).await,
+                Prepared::Wait(failed) => failed,
             };
             let wait = match outcome {
                 Outcome::Delivered { rejected } => {
@@ -204,13 +211,13 @@ impl SinkTask {
                         })
                         .collect();
                     for d in &dead {
-                        warn!(sink = %name, activity_id = %d.activity_id, reason = %d.reason,
+                        warn!(activity_id = %d.activity_id, reason = %d.reason,
                             "the destination rejected an event; it is in the dead-letter table (claudit dlq list)");
                     }
                     let delivered = (records.len() - dead.len()) as i64;
                     let dead_seqs: std::collections::HashSet<i64> =
                         dead.iter().map(|d| d.seq).collect();
-                    let offset = destination.offset();
+                    let offset = destination.position();
                     let (n, now, dead_count) = (name.clone(), now_ms(), dead.len());
                     self.store
                         .call(move |s| s.advance_sink(&n, last_seq, offset, delivered, &dead, now))
@@ -230,21 +237,26 @@ impl SinkTask {
                     );
                     backoff = retry_policy().build();
                     fatal_wait = FATAL_RECHECK;
-                    debug!(sink = %name, count = records.len(), dead_lettered = dead_count, last_seq, "batch delivered");
+                    debug!(
+                        count = records.len(),
+                        dead_lettered = dead_count,
+                        last_seq,
+                        "batch delivered"
+                    );
                     None
                 }
                 Outcome::Retry { after, reason } => {
                     let computed = backoff.next().unwrap_or(Duration::from_secs(60));
                     // The server's delay is a floor, never shortened by our backoff.
                     let delay = after.map_or(computed, |a| a.max(computed));
-                    warn!(sink = %name, error = %reason, retry_in_ms = delay.as_millis() as u64,
+                    warn!(error = %reason, retry_in_ms = delay.as_millis() as u64,
                         "delivery failed; the batch stays in the journal and is retried");
                     Some((reason, delay))
                 }
                 Outcome::Fatal { reason } => {
                     let delay = fatal_wait;
                     fatal_wait = (fatal_wait * 2).min(FATAL_RECHECK_MAX);
-                    error!(sink = %name, error = %reason, recheck_in_secs = delay.as_secs(),
+                    error!(error = %reason, recheck_in_secs = delay.as_secs(),
                         "the destination refused the request; fix the sink's configuration. Nothing is discarded: delivery resumes from the same record");
                     Some((reason, delay))
                 }
@@ -260,150 +272,85 @@ impl SinkTask {
             }
         }
         destination.close().await;
-        info!(sink = %name, batches = stats.batches, delivered = stats.delivered, "sink stopped");
+        info!(
+            batches = stats.batches,
+            delivered = stats.delivered,
+            "sink stopped"
+        );
         Ok(stats)
-    }
-
-    /// Before each batch a file sink brings its file in line with its cursor
-    /// (after a start, and after a failed write, fsync or rotation: see
-    /// `sinks/file`), then rotates if the batch would take the file past
-    /// `max_bytes`, and commits the new file's length (0) before writing
-    /// into it: after a crash, recovery then compares the new file's bytes
-    /// with the batch, never with the old file's length. Returns whether
-    /// records were found already written (the batch must be read again),
-    /// or the outcome to wait on when the file could not be reconciled or
-    /// rotated.
-    async fn prepare_file(
-        &self,
-        destination: &mut Destination,
-        records: &[BatchRecord],
-    ) -> anyhow::Result<Result<bool, Outcome>> {
-        let Destination::File(sink) = destination else {
-            return Ok(Ok(false));
-        };
-        match self.reconcile_file(sink).await? {
-            Ok(0) => {}
-            Ok(_) => return Ok(Ok(true)),
-            Err(failed) => return Ok(Err(failed)),
-        }
-        let bytes: u64 = records.iter().map(|r| r.payload.len() as u64 + 1).sum();
-        match sink.rotate_if_needed(bytes) {
-            Ok(false) => Ok(Ok(false)),
-            Ok(true) => Ok(self.reconcile_file(sink).await?.map(|found| found > 0)),
-            Err(e) => Ok(Err(file_retry("rotating", sink.path(), &e))),
-        }
-    }
-
-    /// Reconciles a file sink's file with the cursor until it is ready for
-    /// the next batch, committing what each step found: the records already
-    /// written and the file's new length. Returns how many records were
-    /// found written, or the outcome to wait on.
-    async fn reconcile_file(&self, sink: &mut FileSink) -> anyhow::Result<Result<usize, Outcome>> {
-        let name = self.config.name.clone();
-        let mut found = 0;
-        loop {
-            let tail = match sink.unreconciled() {
-                Ok(None) => return Ok(Ok(found)),
-                Ok(Some(tail)) => tail,
-                Err(e) => return Ok(Err(file_retry("opening", sink.path(), &e))),
-            };
-            let cursor = {
-                let name = name.clone();
-                self.store.call(move |s| s.sink_cursor(&name)).await?
-            };
-            // A tail longer than a batch is reconciled a batch at a time.
-            let covering = tail.min(self.config.batch.max_bytes as u64) as usize;
-            let next = if tail == 0 {
-                Vec::new()
-            } else {
-                let (form, seq) = (self.payload_form(), cursor.seq);
-                self.store
-                    .call(move |s| s.read_covering(seq, covering, &form))
-                    .await?
-            };
-            let recovery = match sink.reconcile(&next) {
-                Ok(recovery) => recovery,
-                Err(e) => return Ok(Err(file_retry("reconciling", sink.path(), &e))),
-            };
-            let offset = sink.offset() as i64;
-            let (n, now) = (name.clone(), now_ms());
-            if recovery.already_written > 0 {
-                let last = next[recovery.already_written - 1].seq;
-                let count = recovery.already_written as i64;
-                self.store
-                    .call(move |s| s.advance_sink(&n, last, Some(offset), count, &[], now))
-                    .await?;
-            } else if cursor.file_offset != Some(offset) {
-                self.store
-                    .call(move |s| s.record_file_offset(&n, offset))
-                    .await?;
-            }
-            if recovery.already_written > 0 || recovery.truncated_bytes > 0 {
-                warn!(sink = %name, already_written = recovery.already_written,
-                    truncated_bytes = recovery.truncated_bytes,
-                    "reconciled the file with the cursor after an interrupted batch: whole lines kept, a torn or unsynced tail cut off");
-            }
-            found += recovery.already_written;
-        }
     }
 
     /// What the sink's `format` asks the journal for.
     fn payload_form(&self) -> Payload {
-        match self.config.format {
-            Format::Raw => Payload::Raw,
-            Format::Ocsf => Payload::Ocsf(self.mapper.clone()),
-            Format::RawWithContext => Payload::RawWithContext(self.mapper.clone()),
-        }
+        Payload::of(self.config.format, &self.mapper)
     }
 
-    /// Opens the destination. A file is reconciled with the cursor before
-    /// the first batch (`prepare_file`); a new file sink commits where it
-    /// starts in the file first, so that a batch written before a crash is
-    /// recognised as its own.
-    async fn open_destination(&mut self, disk: Arc<dyn Disk>) -> anyhow::Result<Destination> {
-        let name = self.config.name.clone();
-        match &self.config.kind {
-            SinkKind::File(cfg) => {
-                let n = name.clone();
-                let cursor = self.store.call(move |s| s.sink_cursor(&n)).await?;
-                let sink = FileSink::open_on(disk, cfg, cursor.file_offset).map_err(|e| {
-                    anyhow::anyhow!(
-                        "sink {name}: cannot open {}: {e}; check that the directory exists and is writable",
-                        cfg.path.display()
-                    )
-                })?;
-                if cursor.file_offset.is_none() {
-                    let (n, off) = (name.clone(), sink.offset() as i64);
-                    self.store
-                        .call(move |s| s.record_file_offset(&n, off))
-                        .await?;
-                }
-                Ok(Destination::File(sink))
-            }
-            SinkKind::Datadog(cfg) => Ok(Destination::Datadog(DatadogSink::new(cfg)?)),
-            SinkKind::Sentinel(cfg) => Ok(Destination::Sentinel(
-                SentinelSink::new(cfg)?.with_field_report(layout::FieldReport::new(
-                    &name,
-                    self.metrics.sink_layout_fields(),
-                )),
-            )),
-            SinkKind::SplunkHec(cfg) => Ok(Destination::SplunkHec(SplunkHecSink::new(cfg)?)),
-            SinkKind::Sumo(cfg) => Ok(Destination::Sumo(SumoSink::new(cfg)?)),
-            SinkKind::Elasticsearch(cfg) => Ok(Destination::Elasticsearch(
-                ElasticsearchSink::new(cfg).map_err(|e| anyhow::anyhow!("sink {name}: {e:#}"))?,
-            )),
-            SinkKind::Syslog(cfg) => Ok(Destination::Syslog(Box::new(
-                SyslogSink::new(cfg, msgid(self.config.format))
-                    .map_err(|e| anyhow::anyhow!("sink {name}: {e:#}"))?,
-            ))),
-            SinkKind::Webhook(cfg) => Ok(Destination::Webhook(
-                WebhookSink::new(cfg).map_err(|e| anyhow::anyhow!("sink {name}: {e:#}"))?,
-            )),
-            SinkKind::Archive(_) => anyhow::bail!(
-                "sink {name} is an archive sink, which replay does not write to: its segments hold \
-                 sealed hours once each. Use `claudit archive export` to read a range from it"
-            ),
+    /// The sink's journal as its destination sees it.
+    fn journal(&self) -> TaskJournal {
+        TaskJournal {
+            store: self.store.clone(),
+            name: self.config.name.clone(),
+            form: self.payload_form(),
         }
+    }
+}
+
+/// [`SinkJournal`] over the state database, for one sink.
+struct TaskJournal {
+    store: SharedStore,
+    name: String,
+    form: Payload,
+}
+
+impl SinkJournal for TaskJournal {
+    fn position(&self) -> BoxFuture<'_, anyhow::Result<JournalPosition>> {
+        Box::pin(async move {
+            let name = self.name.clone();
+            let cursor = self.store.call(move |s| s.sink_cursor(&name)).await?;
+            Ok(JournalPosition {
+                seq: cursor.seq,
+                file_offset: cursor.file_offset,
+            })
+        })
+    }
+
+    fn read_covering(
+        &self,
+        after_seq: i64,
+        bytes: usize,
+    ) -> BoxFuture<'_, anyhow::Result<Vec<BatchRecord>>> {
+        Box::pin(async move {
+            let form = self.form.clone();
+            Ok(self
+                .store
+                .call(move |s| s.read_covering(after_seq, bytes, &form))
+                .await?)
+        })
+    }
+
+    fn commit_found(
+        &self,
+        last_seq: i64,
+        offset: i64,
+        count: i64,
+    ) -> BoxFuture<'_, anyhow::Result<()>> {
+        Box::pin(async move {
+            let (name, now) = (self.name.clone(), now_ms());
+            self.store
+                .call(move |s| s.advance_sink(&name, last_seq, Some(offset), count, &[], now))
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn commit_offset(&self, offset: i64) -> BoxFuture<'_, anyhow::Result<()>> {
+        Box::pin(async move {
+            let name = self.name.clone();
+            self.store
+                .call(move |s| s.record_file_offset(&name, offset))
+                .await?;
+            Ok(())
+        })
     }
 }
 
@@ -412,41 +359,31 @@ impl SinkTask {
 /// cursor. File sinks are excluded: the running daemon owns the file and its
 /// committed length, and a second writer would break crash recovery.
 pub struct Replayer {
-    destination: Destination,
+    destination: Box<dyn Destination>,
     redactor: Redactor,
 }
 
 impl Replayer {
-    pub async fn open(
-        config: &SinkConfig,
-        store: SharedStore,
-        mapper: Arc<Mapper>,
-    ) -> anyhow::Result<Replayer> {
-        if matches!(config.kind, SinkKind::File(_)) {
-            anyhow::bail!(
-                "sink {} is a file sink, which replay does not write to: the daemon owns that file \
-                 and its committed length (crash recovery). For another copy, add a second file \
-                 sink: it starts from the beginning of the journal",
-                config.name
-            );
-        }
-        let (_, journal_head) = watch::channel(0);
-        let mut task = SinkTask {
-            config: config.clone(),
-            store,
-            journal_head,
-            metrics: Default::default(),
-            mapper,
-        };
+    pub async fn open(config: &SinkConfig) -> anyhow::Result<Replayer> {
+        let destination = config
+            .kind
+            .settings()
+            .open(OpenContext {
+                sink: config,
+                journal: None,
+                disk: Arc::new(RealDisk),
+                counters: Default::default(),
+            })
+            .await?;
         Ok(Replayer {
-            destination: task.open_destination(Arc::new(RealDisk)).await?,
+            destination,
             redactor: redactor_for(config),
         })
     }
 
     /// Sends one batch through the destination, as the sink task would.
     pub async fn send(&mut self, records: &[BatchRecord]) -> Outcome {
-        deliver(&mut self.destination, &mut self.redactor, records).await
+        deliver(self.destination.as_mut(), &mut self.redactor, records).await
     }
 
     /// Closes the destination's connection the way its protocol asks
@@ -456,55 +393,13 @@ impl Replayer {
     }
 }
 
-/// The syslog MSGID of a sink's events: the shape of the body.
-fn msgid(format: Format) -> &'static str {
-    match format {
-        Format::Ocsf => "ocsf",
-        Format::Raw => "raw",
-        Format::RawWithContext => "raw+claudit",
-    }
-}
-
 /// `claudit check --connect` for a sink that talks to a service: one cheap
 /// request that checks the address and the credentials, in one line, with
-/// the sink's secrets removed. `None` for a file sink (nothing to connect to).
+/// the sink's secrets removed (a file sink: whether its directory is
+/// writable). `None` when the sink's type has nothing to check.
 pub async fn check_connection(config: &SinkConfig) -> Option<Result<String, String>> {
     let mut redactor = redactor_for(config);
-    let (checked, session) = match &config.kind {
-        SinkKind::File(_) => return None,
-        SinkKind::Datadog(cfg) => match DatadogSink::new(cfg) {
-            Ok(sink) => (sink.healthcheck().await, Vec::new()),
-            Err(e) => (Err(format!("{e:#}")), Vec::new()),
-        },
-        SinkKind::Sentinel(cfg) => match SentinelSink::new(cfg) {
-            Ok(mut sink) => {
-                let checked = sink.healthcheck().await;
-                (checked, sink.session_secrets())
-            }
-            Err(e) => (Err(format!("{e:#}")), Vec::new()),
-        },
-        SinkKind::SplunkHec(cfg) => match SplunkHecSink::new(cfg) {
-            Ok(sink) => (sink.healthcheck().await, Vec::new()),
-            Err(e) => (Err(format!("{e:#}")), Vec::new()),
-        },
-        SinkKind::Sumo(cfg) => match SumoSink::new(cfg) {
-            Ok(sink) => (sink.healthcheck().await, Vec::new()),
-            Err(e) => (Err(format!("{e:#}")), Vec::new()),
-        },
-        SinkKind::Elasticsearch(cfg) => match ElasticsearchSink::new(cfg) {
-            Ok(sink) => (sink.healthcheck().await, Vec::new()),
-            Err(e) => (Err(format!("{e:#}")), Vec::new()),
-        },
-        SinkKind::Syslog(cfg) => match SyslogSink::new(cfg, msgid(config.format)) {
-            Ok(mut sink) => (sink.healthcheck().await, Vec::new()),
-            Err(e) => (Err(format!("{e:#}")), Vec::new()),
-        },
-        SinkKind::Webhook(cfg) => match WebhookSink::new(cfg) {
-            Ok(sink) => (sink.healthcheck().await, Vec::new()),
-            Err(e) => (Err(format!("{e:#}")), Vec::new()),
-        },
-        SinkKind::Archive(cfg) => archive::check(&config.name, cfg).await,
-    };
+    let (checked, session) = config.kind.settings().check(config).await;
     redactor.learn_session_secrets(session);
     Some(match checked {
         Ok(text) => Ok(redactor.redact(&text)),
@@ -514,88 +409,11 @@ pub async fn check_connection(config: &SinkConfig) -> Option<Result<String, Stri
 
 /// The redaction of everything `config`'s destination answers: every secret
 /// the sink is configured with, in the forms it can be echoed in (see
-/// `redact`). Each sink type lists its secrets here; the compiler asks a new
-/// type to do the same.
+/// `redact`; each type's settings list their own).
 pub fn redactor_for(config: &SinkConfig) -> Redactor {
     let mut r = Redactor::new();
-    match &config.kind {
-        SinkKind::File(_) => {}
-        SinkKind::SplunkHec(c) => r.add(c.token.expose_secret()),
-        SinkKind::Datadog(c) => r.add(c.api_key.expose_secret()),
-        SinkKind::Sumo(c) => r.add_secret_url(c.url.expose_secret()),
-        SinkKind::Sentinel(c) => r.add(c.client_secret.expose_secret()),
-        SinkKind::Elasticsearch(c) => {
-            match &c.auth {
-                ElasticsearchAuth::ApiKey(key) => r.add_base64_credential(key.expose_secret()),
-                ElasticsearchAuth::Basic { username, password } => {
-                    r.add_basic_auth(username, password.expose_secret())
-                }
-            }
-            if let Some(password) = reqwest::Url::parse(&c.url)
-                .ok()
-                .and_then(|u| u.password().map(str::to_string))
-            {
-                r.add(&password);
-            }
-        }
-        // The client key stays in its file; nothing of it reaches a message.
-        SinkKind::Syslog(_) => {}
-        SinkKind::Webhook(c) => {
-            let secret = c.secret.expose_secret();
-            r.add(secret);
-            if let Some(key) = secret.trim().strip_prefix(webhook::SECRET_PREFIX) {
-                r.add_base64_credential(key);
-            }
-            r.add_secret_url(c.url.expose_secret());
-        }
-        SinkKind::Archive(c) => match &c.backend {
-            ArchiveBackend::Local { .. } => {}
-            // Credentials come from the environment or a credentials
-            // service; the backend adds the ones it signs with
-            // (`S3Backend::session_secrets`).
-            ArchiveBackend::S3(_) => {
-                for name in ["AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"] {
-                    if let Ok(value) = std::env::var(name) {
-                        r.add(&value);
-                    }
-                }
-            }
-        },
-    }
+    config.kind.settings().add_secrets(&mut r);
     r
-}
-
-impl Destination {
-    /// Secrets the destination obtained at run time (an access token).
-    fn session_secrets(&self) -> Vec<String> {
-        match self {
-            Destination::Sentinel(sink) => sink.session_secrets(),
-            Destination::File(_) | Destination::Datadog(_) | Destination::SplunkHec(_) => {
-                Vec::new()
-            }
-            Destination::Sumo(_) | Destination::Elasticsearch(_) => Vec::new(),
-            Destination::Syslog(_) | Destination::Webhook(_) => Vec::new(),
-        }
-    }
-
-    /// Ends the destination's connection the way its protocol asks.
-    async fn close(&mut self) {
-        if let Destination::Syslog(sink) = self {
-            // A receiver that did not close cleanly is logged by the sink.
-            let _ = sink.close().await;
-        }
-    }
-
-    /// The file length to commit with the cursor (file sinks only).
-    fn offset(&self) -> Option<i64> {
-        match self {
-            Destination::File(sink) => Some(sink.offset() as i64),
-            Destination::Datadog(_) | Destination::Sentinel(_) => None,
-            Destination::SplunkHec(_) | Destination::Sumo(_) => None,
-            Destination::Elasticsearch(_) => None,
-            Destination::Syslog(_) | Destination::Webhook(_) => None,
-        }
-    }
 }
 
 /// Sends one batch and says what became of it. Every text of the outcome
@@ -603,42 +421,13 @@ impl Destination {
 /// the sink's `redactor` here, before anything logs, stores or prints it:
 /// this is the one way an outcome leaves a destination.
 async fn deliver(
-    destination: &mut Destination,
+    destination: &mut dyn Destination,
     redactor: &mut Redactor,
     records: &[BatchRecord],
 ) -> Outcome {
-    let outcome = send_batch(destination, records).await;
+    let outcome = destination.deliver(records).await;
     redactor.learn_session_secrets(destination.session_secrets());
     outcome.redacted(redactor)
-}
-
-async fn send_batch(destination: &mut Destination, records: &[BatchRecord]) -> Outcome {
-    match destination {
-        Destination::File(sink) => {
-            match sink.write_batch(records) {
-                Ok(_) => Outcome::delivered(),
-                // Disk full, permissions, I/O errors: the operator can fix
-                // them, and the journal keeps the batch until then. The
-                // file is reconciled before the retry (`prepare_file`).
-                Err(e) => file_retry("writing", sink.path(), &e),
-            }
-        }
-        Destination::Datadog(sink) => sink.send(records).await,
-        Destination::Sentinel(sink) => sink.send(records).await,
-        Destination::SplunkHec(sink) => sink.send(records).await,
-        Destination::Sumo(sink) => sink.send(records).await,
-        Destination::Elasticsearch(sink) => sink.send(records).await,
-        Destination::Syslog(sink) => sink.send(records).await,
-        Destination::Webhook(sink) => sink.send(records).await,
-    }
-}
-
-/// A failed file operation: retried with backoff, reconciled first.
-fn file_retry(action: &str, path: &std::path::Path, e: &std::io::Error) -> Outcome {
-    Outcome::Retry {
-        after: None,
-        reason: file::describe_error(action, path, e),
-    }
 }
 
 /// After a failed delivery or flush: records the error on the sink's cursor
@@ -672,12 +461,13 @@ fn retry_policy() -> ExponentialBuilder {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
-    use crate::config::{BatchConfig, FileSinkConfig};
+    use crate::config::{BatchConfig, FileSinkConfig, Format, SinkKind};
     use crate::store::{JournalRecord, PageCommit, Store, WindowKind, WindowRow};
+    use file::FileDestination;
 
-    fn journal(path: &std::path::Path, ids: &[&str]) {
+    pub(crate) fn journal(path: &std::path::Path, ids: &[&str]) {
         let records: Vec<JournalRecord> = ids
             .iter()
             .enumerate()
@@ -717,7 +507,7 @@ mod tests {
                     max_bytes: 1 << 20,
                     linger: Duration::ZERO,
                 },
-                kind: SinkKind::File(FileSinkConfig {
+                kind: SinkKind::new(FileSinkConfig {
                     path: out.to_path_buf(),
                     max_bytes: 0,
                     max_files: 0,
@@ -728,6 +518,20 @@ mod tests {
             metrics: Default::default(),
             mapper: Default::default(),
         }
+    }
+
+    /// The file destination of a file sink's task, opened as the task does.
+    async fn open_file(t: &SinkTask) -> FileDestination {
+        let cfg = t.config.kind.get::<FileSinkConfig>().unwrap();
+        FileDestination::open(
+            &t.config.name,
+            cfg,
+            t.config.batch.max_bytes,
+            Arc::new(RealDisk),
+            &t.journal(),
+        )
+        .await
+        .unwrap()
     }
 
     /// A new file sink commits where it starts in the file before its first
@@ -741,8 +545,8 @@ mod tests {
         journal(&db, &["a", "b", "c"]);
         std::fs::write(&out, "{\"someone\":\"else\"}\n").unwrap();
 
-        let mut first = task(&db, &out);
-        let destination = first.open_destination(Arc::new(RealDisk)).await.unwrap();
+        let first = task(&db, &out);
+        let destination = open_file(&first).await;
         let cursor = Store::open(&db).unwrap().sink_cursor("file").unwrap();
         assert_eq!((cursor.seq, cursor.file_offset), (0, Some(19)));
         // The first batch reaches the file, then the process dies.
@@ -771,11 +575,12 @@ mod tests {
         let (db, out) = (dir.path().join("state.db"), dir.path().join("out.ndjson"));
         journal(&db, &["a"]);
         let mut t = task(&db, &out);
-        if let SinkKind::File(cfg) = &mut t.config.kind {
+        if let Some(cfg) = t.config.kind.get_mut::<FileSinkConfig>() {
             cfg.max_bytes = 20;
             cfg.max_files = 1;
         }
-        let mut destination = t.open_destination(Arc::new(RealDisk)).await.unwrap();
+        let mut destination = open_file(&t).await;
+        let journal = t.journal();
         let line = BatchRecord {
             seq: 1,
             activity_id: "a".into(),
@@ -783,26 +588,19 @@ mod tests {
             payload: "0123456789abcdef".into(),
         };
         let batch = std::slice::from_ref(&line);
-        assert!(
-            !t.prepare_file(&mut destination, batch)
-                .await
-                .unwrap()
-                .unwrap()
-        );
-        let Destination::File(sink) = &mut destination else {
-            unreachable!()
-        };
-        sink.write_batch(batch).unwrap();
+        assert!(matches!(
+            destination.before_batch(&journal, batch).await.unwrap(),
+            Prepared::Ready
+        ));
+        destination.sink().write_batch(batch).unwrap();
         Store::open(&db)
             .unwrap()
             .advance_sink("file", 1, Some(17), 1, &[], 1)
             .unwrap();
-        assert!(
-            !t.prepare_file(&mut destination, batch)
-                .await
-                .unwrap()
-                .unwrap()
-        );
+        assert!(matches!(
+            destination.before_batch(&journal, batch).await.unwrap(),
+            Prepared::Ready
+        ));
         let cursor = Store::open(&db).unwrap().sink_cursor("file").unwrap();
         assert_eq!((cursor.seq, cursor.file_offset), (1, Some(0)));
         assert!(dir.path().join("out.ndjson.1").exists());

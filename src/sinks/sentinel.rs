@@ -22,20 +22,22 @@
 use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use prometheus_client::metrics::counter::Counter;
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use tracing::{info, warn};
 
-use super::http::{self, Outcome, Rejected};
+use super::contract::{BatchProgress, BoxFuture, Destination, Outcome, Rejected};
+use super::http;
 use super::layout::{FieldReport, Layout, sentinel_bluevoyant};
-use super::progress::BatchProgress;
-use crate::config::SentinelSinkConfig;
-use crate::store::{BatchRecord, now_ms};
+use super::registry::{OpenContext, SinkSettings, SinkType, opened};
+use crate::config::HttpSinkConfig;
+use crate::model::BatchRecord;
+use crate::redact::Redactor;
 
 pub const API_VERSION: &str = "2023-01-01";
 /// The columns of every row, with their Log Analytics types, in order.
@@ -76,7 +78,8 @@ pub struct SentinelSink {
     token: Option<Token>,
     clock: Clock,
     progress: BatchProgress,
-    stale_events: Arc<AtomicU64>,
+    /// Counts stale events (`claudit_sink_stale_events_total` in the sink task).
+    stale_events: Counter,
     /// `layout = "sentinel_bluevoyant"`: rows for BlueVoyant's DCR.
     layout: Option<Layout>,
     /// What the layout had to change to fit the DCR's columns.
@@ -134,7 +137,7 @@ impl SentinelSink {
             token: None,
             clock: Arc::new(Instant::now),
             progress: BatchProgress::default(),
-            stale_events: Arc::default(),
+            stale_events: Counter::default(),
             layout: config.layout,
             field_report: FieldReport::unscraped(""),
         })
@@ -167,8 +170,14 @@ impl SentinelSink {
     }
 
     /// Events sent with a `TimeGenerated` older than two days, since start.
-    pub fn stale_events(&self) -> Arc<AtomicU64> {
+    pub fn stale_events(&self) -> Counter {
         self.stale_events.clone()
+    }
+
+    /// Counts stale events in `counter` (the sink's own metric).
+    pub fn counting_stale_events_in(mut self, counter: Counter) -> SentinelSink {
+        self.stale_events = counter;
+        self
     }
 
     /// Encodes records into calls of at most 1 MB.
@@ -182,14 +191,14 @@ impl SentinelSink {
         let pending = self.progress.pending(records);
         // Field changes are counted once per event, not per attempt.
         let report = first_attempt.then_some(&mut self.field_report);
-        let encoded = encode_rows(self.layout, &pending, now_ms(), report);
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let encoded = encode_rows(self.layout, &pending, now_ms, report);
         self.send_encoded(first_attempt, encoded).await
     }
 
     async fn send_encoded(&mut self, first_attempt: bool, encoded: Encoded<'_>) -> Outcome {
         if first_attempt && encoded.stale > 0 {
-            self.stale_events
-                .fetch_add(encoded.stale as u64, Ordering::Relaxed);
+            self.stale_events.inc_by(encoded.stale as u64);
             warn!(
                 count = encoded.stale,
                 "events older than two days sent to Azure Monitor: it replaces their TimeGenerated \
@@ -565,6 +574,175 @@ pub fn row(record: &BatchRecord) -> String {
     out.extend_from_slice(record.payload.as_bytes());
     out.push(b'}');
     String::from_utf8(out).expect("JSON text is UTF-8")
+}
+
+impl Destination for SentinelSink {
+    fn deliver<'a>(&'a mut self, records: &'a [BatchRecord]) -> BoxFuture<'a, Outcome> {
+        Box::pin(self.send(records))
+    }
+
+    fn healthcheck(&mut self) -> BoxFuture<'_, Result<String, String>> {
+        Box::pin(SentinelSink::healthcheck(self))
+    }
+
+    fn session_secrets(&self) -> Vec<String> {
+        SentinelSink::session_secrets(self)
+    }
+}
+
+// ---- settings (type = "sentinel") ----
+
+/// `type = "sentinel"`: Microsoft Sentinel through the Azure Monitor Logs
+/// Ingestion API (a DCR and its stream), with a Microsoft Entra client
+/// credentials token.
+#[derive(Debug, Clone)]
+pub struct SentinelSinkConfig {
+    /// The DCE or the DCR's own logs-ingestion endpoint, no trailing slash.
+    pub endpoint: String,
+    /// `dcr-...`: the data collection rule's immutable id.
+    pub dcr_immutable_id: String,
+    /// The DCR input stream, e.g. `Custom-ClaudeCompliance_CL`.
+    pub stream: String,
+    pub tenant_id: String,
+    pub client_id: String,
+    /// `client_secret` / `client_secret_file`.
+    pub client_secret: SecretString,
+    /// Entra authority host, no trailing slash; default
+    /// `https://login.microsoftonline.com`. The token endpoint is
+    /// `{authority}/{tenant_id}/oauth2/v2.0/token`.
+    pub authority: String,
+    /// Token scope; default `https://monitor.azure.com//.default`.
+    pub scope: String,
+    /// `layout = "sentinel_bluevoyant"`: rows for BlueVoyant's DCR
+    /// (`sinks::layout`); `None` = claudit's four columns.
+    pub layout: Option<Layout>,
+    pub http: HttpSinkConfig,
+}
+
+/// `type = "sentinel"` in the registry (`sinks::registry`).
+pub const TYPE: SinkType = SinkType {
+    name: "sentinel",
+    batch: (1000, 800_000, Duration::from_secs(1)),
+    raw_only: false,
+    read: keys::read_sentinel_sink,
+};
+
+impl SinkSettings for SentinelSinkConfig {
+    fn add_secrets(&self, redactor: &mut Redactor) {
+        redactor.add(self.client_secret.expose_secret());
+    }
+
+    fn open<'a>(
+        &'a self,
+        cx: OpenContext<'a>,
+    ) -> BoxFuture<'a, anyhow::Result<Box<dyn Destination>>> {
+        let fields = FieldReport::new(&cx.sink.name, cx.counters.layout_fields.clone());
+        opened(SentinelSink::new(self).map(|sink| {
+            sink.counting_stale_events_in(cx.counters.stale_events.clone())
+                .with_field_report(fields)
+        }))
+    }
+
+    fn layout(&self) -> Option<Layout> {
+        self.layout
+    }
+}
+
+/// The keys of `type = "sentinel"`: every problem is reported, with its line
+/// and the fix.
+mod keys {
+    use super::*;
+    use crate::config::SinkKind;
+    use crate::config::reader::{Ctx, Got, Table};
+    use crate::config::schema::*;
+
+    /// The keys of `type = "sentinel"`.
+    pub(super) fn read_sentinel_sink(cx: &mut Ctx, t: &mut Table) -> Option<SinkKind> {
+        let endpoint = t
+            .required_text(
+                cx,
+                "endpoint",
+                "\"https://my-dce-abcd.eastus-1.ingest.monitor.azure.com\"",
+            )
+            .and_then(|u| {
+                check_sink_url(
+                    &u,
+                    "endpoint",
+                    "\"https://my-dce-abcd.eastus-1.ingest.monitor.azure.com\"",
+                )
+                .map_err(|msg| text_error(cx, t, "endpoint", &u, msg))
+                .ok()
+            });
+        let dcr_immutable_id = required_word(
+            cx,
+            t,
+            "dcr_immutable_id",
+            "\"dcr-000a00a000a00000a000000aa000a0aa\" (the DCR's immutableId, in its JSON view)",
+        );
+        let layout = read_layout(cx, t, "sentinel");
+        // BlueVoyant's DCR has one input stream: its own, by default.
+        let stream = match layout {
+            Some(Some(_)) if !t.has_key("stream") => Some(sentinel_bluevoyant::STREAM.to_string()),
+            _ => required_word(
+                cx,
+                t,
+                "stream",
+                "\"Custom-ClaudeCompliance_CL\" (a streamDeclarations name of the DCR)",
+            ),
+        };
+        let stream = match (layout, stream) {
+            (Some(Some(_)), Some(s)) => {
+                let checked = sentinel_bluevoyant::check_stream(&s);
+                let line = t.line_of_key(cx, "stream");
+                checked
+                    .map_err(|msg| t_error(cx, t, "stream", line, msg))
+                    .ok()
+                    .map(|()| s)
+            }
+            (_, stream) => stream,
+        };
+        let tenant_id = required_word(
+            cx,
+            t,
+            "tenant_id",
+            "\"00000000-0000-0000-0000-000000000000\" (Directory (tenant) ID of the app registration)",
+        );
+        let client_id = required_word(
+            cx,
+            t,
+            "client_id",
+            "\"00000000-0000-0000-0000-000000000000\" (Application (client) ID of the app registration)",
+        );
+        let client_secret = t.secret(
+            cx,
+            "client_secret",
+            "AZURE_CLIENT_SECRET",
+            "/run/secrets/azure_client_secret",
+        );
+        let authority = match t.text(cx, "authority") {
+            Got::Absent => Some("https://login.microsoftonline.com".to_string()),
+            Got::Invalid => None,
+            Got::Value(u) => {
+                check_sink_url(&u, "authority", "\"https://login.microsoftonline.com\"")
+                    .map_err(|msg| text_error(cx, t, "authority", &u, msg))
+                    .ok()
+            }
+        };
+        let scope = optional_text(cx, t, "scope", "https://monitor.azure.com//.default");
+        let http = read_http(cx, t);
+        Some(SinkKind::new(SentinelSinkConfig {
+            endpoint: endpoint?,
+            dcr_immutable_id: dcr_immutable_id?,
+            stream: stream?,
+            tenant_id: tenant_id?,
+            client_id: client_id?,
+            client_secret: client_secret?,
+            authority: authority?,
+            scope: scope?,
+            layout: layout?,
+            http: http?,
+        }))
+    }
 }
 
 #[cfg(test)]

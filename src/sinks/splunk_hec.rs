@@ -8,20 +8,23 @@
 //! `ack = true`, indexed) are remembered until the batch is delivered, so a
 //! retry of the same batch re-sends only what was not acknowledged.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use tracing::warn;
 
-use super::http::{self, Outcome, Rejected};
+use super::contract::{BatchProgress, BoxFuture, Destination, Outcome, Rejected};
+use super::http;
 use super::layout::{Layout, splunk_app};
-use crate::config::SplunkHecSinkConfig;
-use crate::store::BatchRecord;
+use super::registry::{OpenContext, SinkSettings, SinkType, opened};
+use crate::config::HttpSinkConfig;
+use crate::model::BatchRecord;
+use crate::redact::Redactor;
 
 /// At most this many uncompressed bytes per request: Splunk's old
 /// `max_content_length` default and what Vector batches to. Servers accept
@@ -46,10 +49,9 @@ pub struct SplunkHecSink {
     envelope: Vec<u8>,
     /// `layout = "splunk_app"`: the event is the add-on's flattened object.
     layout: Option<Layout>,
-    /// Records of the batch in progress that HEC acknowledged.
-    acknowledged: HashSet<i64>,
-    /// Records of the batch in progress that HEC (or the size limit) rejected.
-    rejected: Vec<Rejected>,
+    /// Records of the batch in progress that HEC acknowledged or that HEC
+    /// (or the size limit) rejected.
+    progress: BatchProgress,
     /// The token turned out to have acknowledgement off (warned once).
     ack_unavailable: bool,
 }
@@ -146,8 +148,7 @@ impl SplunkHecSink {
             }),
             envelope,
             layout: config.layout,
-            acknowledged: HashSet::new(),
-            rejected: Vec::new(),
+            progress: BatchProgress::default(),
             ack_unavailable: false,
         })
     }
@@ -227,17 +228,11 @@ impl SplunkHecSink {
     /// Sends one batch: every request it needs, skipping the records already
     /// acknowledged by an earlier attempt at the same batch.
     pub async fn send(&mut self, records: &[BatchRecord]) -> Outcome {
-        let in_batch: HashSet<i64> = records.iter().map(|r| r.seq).collect();
-        self.acknowledged.retain(|s| in_batch.contains(s));
-        self.rejected.retain(|r| in_batch.contains(&r.seq));
-        let settled: HashSet<i64> = self
-            .acknowledged
-            .iter()
-            .copied()
-            .chain(self.rejected.iter().map(|r| r.seq))
-            .collect();
-        let encoded = self.encode(records.iter().filter(|r| !settled.contains(&r.seq)));
-        self.rejected.extend(encoded.rejected);
+        self.progress.begin(records);
+        let encoded = self.encode(self.progress.pending(records));
+        for r in encoded.rejected {
+            self.progress.rejected(r);
+        }
         let mut queue: VecDeque<Request> = encoded.requests.into();
         while let Some(request) = queue.pop_front() {
             let reply = match self.post_event(&request.body).await {
@@ -254,8 +249,8 @@ impl SplunkHecSink {
                     if let Err(outcome) = self.confirm(ack_id).await {
                         return outcome;
                     }
-                    self.acknowledged
-                        .extend(request.records.iter().map(|r| r.seq));
+                    self.progress
+                        .acknowledged_all(request.records.iter().copied());
                 }
                 Reply::BadEvent {
                     index: Some(i),
@@ -266,8 +261,8 @@ impl SplunkHecSink {
                     // ones before it is not documented, so a possible
                     // duplicate is preferred to a possible loss.
                     let bad = request.records[i];
-                    self.rejected
-                        .push(rejected(bad, "HEC rejected the event", &detail));
+                    self.progress
+                        .rejected(rejected(bad, "HEC rejected the event", &detail));
                     let rest = request
                         .records
                         .iter()
@@ -282,8 +277,8 @@ impl SplunkHecSink {
                     if request.records.len() == 1 =>
                 {
                     let reason = "HEC rejected the event alone in its request";
-                    self.rejected
-                        .push(rejected(request.records[0], reason, &detail));
+                    self.progress
+                        .rejected(rejected(request.records[0], reason, &detail));
                 }
                 Reply::BadEvent { .. } | Reply::TooLarge { .. } => {
                     // Which event is unknown (or the server's size limit is
@@ -299,10 +294,7 @@ impl SplunkHecSink {
                 Reply::Failed(outcome) => return outcome,
             }
         }
-        self.acknowledged.clear();
-        Outcome::Delivered {
-            rejected: std::mem::take(&mut self.rejected),
-        }
+        self.progress.finish()
     }
 
     /// After a 200: with acknowledgement on, waits until HEC says the
@@ -534,12 +526,7 @@ pub fn classify(status: StatusCode, headers: &HeaderMap, body: &str) -> Reply {
 }
 
 fn rejected(record: &BatchRecord, reason: &str, response: &str) -> Rejected {
-    Rejected {
-        seq: record.seq,
-        activity_id: record.activity_id.clone(),
-        reason: reason.to_string(),
-        response: http::truncate(response, 1024),
-    }
+    Rejected::of(record, reason, http::truncate(response, 1024))
 }
 
 /// This machine's hostname, for events without a configured `host`.
@@ -579,6 +566,195 @@ fn new_channel() -> String {
         &hex[16..20],
         &hex[20..32]
     )
+}
+
+impl Destination for SplunkHecSink {
+    fn deliver<'a>(&'a mut self, records: &'a [BatchRecord]) -> BoxFuture<'a, Outcome> {
+        Box::pin(self.send(records))
+    }
+
+    fn healthcheck(&mut self) -> BoxFuture<'_, Result<String, String>> {
+        Box::pin(SplunkHecSink::healthcheck(self))
+    }
+}
+
+// ---- settings (type = "splunk_hec") ----
+
+/// `type = "splunk_hec"`: Splunk HTTP Event Collector, `/services/collector/event`.
+#[derive(Debug, Clone)]
+pub struct SplunkHecSinkConfig {
+    /// Base URL of HEC without the `/services/collector` path, e.g.
+    /// `https://splunk.example.com:8088` or `https://http-inputs-acme.splunkcloud.com`.
+    pub url: String,
+    /// The HEC token (a GUID), sent as `Authorization: Splunk <token>`.
+    pub token: SecretString,
+    /// `host` of every event; `None` = this machine's hostname.
+    pub host: Option<String>,
+    /// `source` of every event.
+    pub source: String,
+    /// `sourcetype` of every event.
+    pub sourcetype: String,
+    /// `index` of every event; `None` = the token's default index.
+    pub index: Option<String>,
+    /// Indexed fields added to every event (`fields`), in file order.
+    pub fields: Vec<(String, String)>,
+    /// Wait for indexer acknowledgement (`useACK` on the token) before
+    /// advancing the cursor.
+    pub ack: bool,
+    /// How often to ask `/services/collector/ack` about a pending request.
+    pub ack_poll_interval: Duration,
+    /// A request not acknowledged within this long is sent again.
+    pub ack_timeout: Duration,
+    /// `layout = "splunk_app"`: the Splunk add-on's flattened object
+    /// (`sinks::layout`); `None` = the event as it is.
+    pub layout: Option<Layout>,
+    pub http: HttpSinkConfig,
+}
+
+/// `type = "splunk_hec"` in the registry (`sinks::registry`).
+pub const TYPE: SinkType = SinkType {
+    name: "splunk_hec",
+    batch: (1000, 1_000_000, Duration::from_secs(1)),
+    raw_only: false,
+    read: keys::read_splunk_hec_sink,
+};
+
+impl SinkSettings for SplunkHecSinkConfig {
+    fn layout(&self) -> Option<Layout> {
+        self.layout
+    }
+
+    fn add_secrets(&self, redactor: &mut Redactor) {
+        redactor.add(self.token.expose_secret());
+    }
+
+    fn open<'a>(
+        &'a self,
+        _cx: OpenContext<'a>,
+    ) -> BoxFuture<'a, anyhow::Result<Box<dyn Destination>>> {
+        opened(SplunkHecSink::new(self))
+    }
+}
+
+/// The keys of `type = "splunk_hec"`: every problem is reported, with its line
+/// and the fix.
+mod keys {
+    use super::*;
+    use crate::config::SinkKind;
+    use crate::config::reader::{Ctx, Table, Text};
+    use crate::config::schema::*;
+
+    /// The keys of `type = "splunk_hec"`.
+    pub(super) fn read_splunk_hec_sink(cx: &mut Ctx, t: &mut Table) -> Option<SinkKind> {
+        let example = "\"https://splunk.example.com:8088\"";
+        let url =
+            t.required_text(cx, "url", example)
+                .and_then(|text| match check_splunk_url(&text) {
+                    Ok(url) => Some(url),
+                    Err(msg) => {
+                        text_error(cx, t, "url", &text, msg);
+                        None
+                    }
+                });
+        let token = t.header_secret(
+            cx,
+            "token",
+            "SPLUNK_HEC_TOKEN",
+            "/run/secrets/splunk_hec_token",
+        );
+        let host = optional_label(cx, t, "host");
+        let layout = read_layout(cx, t, "splunk_hec");
+        let source = optional_label(cx, t, "source");
+        let sourcetype = optional_label(cx, t, "sourcetype");
+        // The add-on's searches read one sourcetype: its own, by default.
+        let sourcetype = match (layout, sourcetype) {
+            (Some(Some(_)), Some(Some(s))) => {
+                let checked = splunk_app::check_sourcetype(&s);
+                let line = t.line_of_key(cx, "sourcetype");
+                checked
+                    .map_err(|msg| t_error(cx, t, "sourcetype", line, msg))
+                    .ok()
+                    .map(|()| Some(s))
+            }
+            (Some(Some(_)), Some(None)) => Some(Some(splunk_app::SOURCETYPE.to_string())),
+            (_, sourcetype) => sourcetype,
+        };
+        let source = match (layout, source) {
+            (Some(Some(_)), Some(None)) => Some(Some(splunk_app::DEFAULT_SOURCE.to_string())),
+            (_, source) => source,
+        };
+        let index = optional_label(cx, t, "index");
+        let fields = read_string_fields(cx, t, |_| None);
+        let ack = t.boolean(cx, "ack", false);
+        let ack_poll_interval = t.duration(cx, "ack_poll_interval", secs(5));
+        let ack_poll_interval = at_least(
+            cx,
+            t,
+            "ack_poll_interval",
+            ack_poll_interval,
+            Duration::from_millis(1),
+        );
+        let ack_timeout = t.duration(cx, "ack_timeout", secs(5 * MINUTE));
+        let ack_timeout = at_least(cx, t, "ack_timeout", ack_timeout, Duration::from_millis(1));
+        let http = read_http(cx, t);
+        Some(SinkKind::new(SplunkHecSinkConfig {
+            url: url?,
+            token: token?,
+            host: host?,
+            source: source?.unwrap_or_else(|| "claudit".to_string()),
+            sourcetype: sourcetype?.unwrap_or_else(|| "anthropic:claude:compliance".to_string()),
+            index: index?,
+            fields: fields?,
+            ack: ack?,
+            ack_poll_interval: ack_poll_interval?,
+            ack_timeout: ack_timeout?,
+            layout: layout?,
+            http: http?,
+        }))
+    }
+
+    /// `url` of a splunk_hec sink: http(s), no credentials, query or the
+    /// `/services/collector` path (claudit adds the endpoint paths itself).
+    fn check_splunk_url(text: &Text) -> Result<String, String> {
+        let fix = "write the base URL, e.g. url = \"https://splunk.example.com:8088\" \
+                   (Splunk Cloud: \"https://http-inputs-<stack>.splunkcloud.com\")";
+        let url = reqwest::Url::parse(text.value.trim())
+            .map_err(|e| format!("{} is not a URL ({e}); {fix}", text.shown()))?;
+        let host = url.host_str().unwrap_or_default();
+        match url.scheme() {
+            "https" => {}
+            "http" if matches!(host, "127.0.0.1" | "localhost" | "[::1]") => {}
+            "http" => {
+                return Err(format!(
+                    "plain http is allowed only for 127.0.0.1 or localhost, since the HEC token \
+                     travels in every request; enable SSL on HEC (the default) and use https, or \
+                     trust its certificate with tls_ca_file; {fix}"
+                ));
+            }
+            scheme => return Err(format!("scheme {scheme:?} is not supported; {fix}")),
+        }
+        if host.is_empty() {
+            return Err(format!("{} has no host; {fix}", text.shown()));
+        }
+        if url.query().is_some()
+            || url.fragment().is_some()
+            || !url.username().is_empty()
+            || url.password().is_some()
+        {
+            return Err(format!(
+                "url must not carry credentials, a query or a fragment (the token goes in token \
+                 or token_file); {fix}"
+            ));
+        }
+        let base = text.value.trim().trim_end_matches('/');
+        if url.path().contains("/services/collector") {
+            return Err(format!(
+                "url must not include the /services/collector path (claudit adds \
+                 /services/collector/event, /ack and /health itself); {fix}"
+            ));
+        }
+        Ok(base.to_string())
+    }
 }
 
 #[cfg(test)]

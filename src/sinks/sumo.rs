@@ -10,15 +10,17 @@
 //! remembered until the batch is delivered, so a retry re-sends only the
 //! rest.
 
-use std::collections::HashSet;
-
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
+use std::time::Duration;
 
-use super::http::{self, Outcome, Rejected};
-use crate::config::SumoSinkConfig;
-use crate::store::BatchRecord;
+use super::contract::{BatchProgress, BoxFuture, Destination, Outcome, Rejected};
+use super::http;
+use super::registry::{OpenContext, SinkSettings, SinkType, opened};
+use crate::config::HttpSinkConfig;
+use crate::model::BatchRecord;
+use crate::redact::Redactor;
 
 /// At most this many uncompressed bytes per POST ("up to but not exceeding
 /// 1MB of uncompressed data").
@@ -30,7 +32,7 @@ pub struct SumoSink {
     headers: HeaderMap,
     compression: bool,
     /// Records of the batch in progress that Sumo accepted.
-    accepted: HashSet<i64>,
+    progress: BatchProgress,
 }
 
 /// One POST: its records and uncompressed NDJSON body.
@@ -82,7 +84,7 @@ impl SumoSink {
             url: config.url.clone(),
             headers,
             compression: config.http.compression,
-            accepted: HashSet::new(),
+            progress: BatchProgress::default(),
         })
     }
 
@@ -128,9 +130,11 @@ impl SumoSink {
     /// Sends one batch, skipping records accepted by an earlier attempt at
     /// the same batch.
     pub async fn send(&mut self, records: &[BatchRecord]) -> Outcome {
-        let in_batch: HashSet<i64> = records.iter().map(|r| r.seq).collect();
-        self.accepted.retain(|s| in_batch.contains(s));
-        let encoded = self.encode(records.iter().filter(|r| !self.accepted.contains(&r.seq)));
+        self.progress.begin(records);
+        let encoded = self.encode(self.progress.pending(records));
+        for r in encoded.rejected {
+            self.progress.rejected(r);
+        }
         for request in &encoded.requests {
             let outcome = match self.post(&request.body).await {
                 Ok(answer) => classify(answer.status, &answer.headers, &answer.text),
@@ -140,16 +144,13 @@ impl SumoSink {
                 },
             };
             match outcome {
-                Outcome::Delivered { .. } => {
-                    self.accepted.extend(request.records.iter().map(|r| r.seq))
-                }
+                Outcome::Delivered { .. } => self
+                    .progress
+                    .acknowledged_all(request.records.iter().copied()),
                 other => return other,
             }
         }
-        self.accepted.clear();
-        Outcome::Delivered {
-            rejected: encoded.rejected,
-        }
+        self.progress.finish()
     }
 
     /// POSTs one body; `Err` is a transport failure, described without the URL.
@@ -199,6 +200,119 @@ pub fn classify(status: StatusCode, headers: &HeaderMap, body: &str) -> Outcome 
             ),
         },
         _ => http::classify(status, headers, body),
+    }
+}
+
+impl Destination for SumoSink {
+    fn deliver<'a>(&'a mut self, records: &'a [BatchRecord]) -> BoxFuture<'a, Outcome> {
+        Box::pin(self.send(records))
+    }
+
+    fn healthcheck(&mut self) -> BoxFuture<'_, Result<String, String>> {
+        Box::pin(SumoSink::healthcheck(self))
+    }
+}
+
+// ---- settings (type = "sumo") ----
+
+/// `type = "sumo"`: a Sumo Logic hosted HTTP Logs source.
+#[derive(Debug, Clone)]
+pub struct SumoSinkConfig {
+    /// The HTTP source URL. Its path holds the source's credential, so it is
+    /// a secret: never printed, logged only as "the sumo URL".
+    pub url: SecretString,
+    /// `X-Sumo-Category` (source category override).
+    pub category: Option<String>,
+    /// `X-Sumo-Name` (source name override).
+    pub source_name: Option<String>,
+    /// `X-Sumo-Host` (source host override).
+    pub source_host: Option<String>,
+    /// `X-Sumo-Fields` (`k1=v1,k2=v2`), in file order.
+    pub fields: Vec<(String, String)>,
+    pub http: HttpSinkConfig,
+}
+
+/// `type = "sumo"` in the registry (`sinks::registry`).
+pub const TYPE: SinkType = SinkType {
+    name: "sumo",
+    batch: (1000, 1_000_000, Duration::from_secs(1)),
+    raw_only: false,
+    read: keys::read_sumo_sink,
+};
+
+impl SinkSettings for SumoSinkConfig {
+    fn add_secrets(&self, redactor: &mut Redactor) {
+        redactor.add_secret_url(self.url.expose_secret());
+    }
+
+    fn open<'a>(
+        &'a self,
+        _cx: OpenContext<'a>,
+    ) -> BoxFuture<'a, anyhow::Result<Box<dyn Destination>>> {
+        opened(SumoSink::new(self))
+    }
+}
+
+/// The keys of `type = "sumo"`: every problem is reported, with its line
+/// and the fix.
+mod keys {
+    use super::*;
+    use crate::config::SinkKind;
+    use crate::config::reader::{Ctx, Table};
+    use crate::config::schema::*;
+
+    /// The keys of `type = "sumo"`.
+    pub(super) fn read_sumo_sink(cx: &mut Ctx, t: &mut Table) -> Option<SinkKind> {
+        let url = t.secret(cx, "url", "SUMO_HTTP_SOURCE_URL", "/run/secrets/sumo_url");
+        let url = url.and_then(|url| {
+            use secrecy::ExposeSecret;
+            match check_sumo_url(url.expose_secret()) {
+                Ok(()) => Some(url),
+                Err(msg) => {
+                    // The URL is the credential: the message never shows it.
+                    let line = t.line_of_key(cx, "url");
+                    t_error(cx, t, "url", line, msg);
+                    None
+                }
+            }
+        });
+        let category = optional_label(cx, t, "category");
+        let source_name = optional_label(cx, t, "source_name");
+        let source_host = optional_label(cx, t, "source_host");
+        // X-Sumo-Fields is "k1=v1,k2=v2": "," and "=" cannot be escaped.
+        let fields = read_string_fields(cx, t, |s| {
+            s.contains([',', '=']).then(|| {
+                "must not contain \",\" or \"=\" (X-Sumo-Fields is k1=v1,k2=v2)".to_string()
+            })
+        });
+        let http = read_http(cx, t);
+        Some(SinkKind::new(SumoSinkConfig {
+            url: url?,
+            category: category?,
+            source_name: source_name?,
+            source_host: source_host?,
+            fields: fields?,
+            http: http?,
+        }))
+    }
+
+    /// What is wrong with a Sumo HTTP source URL, in words that never quote it.
+    fn check_sumo_url(url: &str) -> Result<(), String> {
+        let fix = "copy the URL again from the HTTP source's settings in Sumo Logic \
+                   (https://collectors.<deployment>.sumologic.com/receiver/v1/http/...)";
+        let parsed = reqwest::Url::parse(url.trim())
+            .map_err(|_| format!("the sumo URL is not a valid URL; {fix}"))?;
+        let local = matches!(
+            parsed.host_str().unwrap_or_default(),
+            "127.0.0.1" | "localhost" | "[::1]"
+        );
+        match parsed.scheme() {
+            "https" => Ok(()),
+            "http" if local => Ok(()),
+            _ => Err(format!(
+                "the sumo URL must use https (it carries the source's credential); {fix}"
+            )),
+        }
     }
 }
 

@@ -31,6 +31,7 @@
 //! never logged: messages say "the webhook URL".
 
 use std::collections::{HashSet, VecDeque};
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -39,9 +40,12 @@ use reqwest::header::{CONTENT_TYPE, HeaderValue};
 use secrecy::{ExposeSecret as _, SecretBox, SecretString};
 use sha2::Sha256;
 
-use super::http::{self, Outcome, Rejected};
+use super::contract::{BoxFuture, Destination, Outcome, Rejected};
+use super::http;
+use super::registry::{OpenContext, SinkSettings, SinkType, opened};
 use crate::config::HttpSinkConfig;
-use crate::store::BatchRecord;
+use crate::model::BatchRecord;
+use crate::redact::Redactor;
 
 /// The prefix of a Standard Webhooks secret.
 pub const SECRET_PREFIX: &str = "whsec_";
@@ -353,6 +357,138 @@ impl WebhookSink {
             Outcome::Retry { reason, .. } | Outcome::Fatal { reason } => {
                 Err(format!("the webhook URL answered {reason}"))
             }
+        }
+    }
+}
+
+impl Destination for WebhookSink {
+    fn deliver<'a>(&'a mut self, records: &'a [BatchRecord]) -> BoxFuture<'a, Outcome> {
+        Box::pin(self.send(records))
+    }
+
+    fn healthcheck(&mut self) -> BoxFuture<'_, Result<String, String>> {
+        Box::pin(WebhookSink::healthcheck(self))
+    }
+}
+
+// ---- settings (type = "webhook") ----
+
+/// `type = "webhook"` in the registry (`sinks::registry`).
+pub const TYPE: SinkType = SinkType {
+    name: "webhook",
+    batch: (1000, 1_000_000, Duration::from_secs(1)),
+    raw_only: false,
+    read: keys::read_webhook_sink,
+};
+
+impl SinkSettings for WebhookConfig {
+    fn add_secrets(&self, redactor: &mut Redactor) {
+        let secret = self.secret.expose_secret();
+        redactor.add(secret);
+        if let Some(key) = secret.trim().strip_prefix(SECRET_PREFIX) {
+            redactor.add_base64_credential(key);
+        }
+        redactor.add_secret_url(self.url.expose_secret());
+    }
+
+    fn open<'a>(
+        &'a self,
+        cx: OpenContext<'a>,
+    ) -> BoxFuture<'a, anyhow::Result<Box<dyn Destination>>> {
+        opened(WebhookSink::new(self).map_err(|e| anyhow::anyhow!("sink {}: {e:#}", cx.sink.name)))
+    }
+}
+
+/// The keys of `type = "webhook"`: every problem is reported, with its line
+/// and the fix.
+mod keys {
+    use crate::config::SinkKind;
+    use crate::config::reader::{Ctx, Got, Table};
+    use crate::config::schema::*;
+
+    /// The keys of `type = "webhook"`.
+    pub(super) fn read_webhook_sink(cx: &mut Ctx, t: &mut Table) -> Option<SinkKind> {
+        use crate::sinks::webhook::{self, WebhookConfig};
+        use secrecy::ExposeSecret;
+        let url = t.secret(cx, "url", "WEBHOOK_URL", "/run/secrets/webhook_url");
+        let url = url.and_then(|url| match check_webhook_url(url.expose_secret()) {
+            Ok(()) => Some(url),
+            Err(msg) => {
+                // The URL can be a credential: the message never shows it.
+                let line = t.line_of_key(cx, "url");
+                t_error(cx, t, "url", line, msg);
+                None
+            }
+        });
+        let secret = t.secret(
+            cx,
+            "secret",
+            "WEBHOOK_SECRET",
+            "/run/secrets/webhook_secret",
+        );
+        let secret = secret.and_then(|s| match webhook::decode_secret(s.expose_secret()) {
+            Ok(_) => Some(secrecy::SecretString::from(
+                s.expose_secret().trim().to_string(),
+            )),
+            Err(msg) => {
+                let line = t.line_of_key(cx, "secret");
+                t_error(cx, t, "secret", line, msg);
+                None
+            }
+        });
+        // The sink's name keeps two sinks' ids apart at one receiver.
+        let name = match t.text(cx, "name") {
+            Got::Value(text) => text.value,
+            _ => String::new(),
+        };
+        let id_prefix = match t.text(cx, "id_prefix") {
+            Got::Absent => Some(format!("claudit-{name}")),
+            Got::Invalid => None,
+            Got::Value(text) => {
+                let ok = !text.value.is_empty()
+                    && text.value.len() <= 64
+                    && text
+                        .value
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+                if ok {
+                    Some(text.value)
+                } else {
+                    let msg = "must be 1 to 64 of A-Z, a-z, 0-9, _, - and .; write e.g. \
+                               id_prefix = \"claudit-eu1\""
+                        .to_string();
+                    text_error(cx, t, "id_prefix", &text, msg);
+                    None
+                }
+            }
+        };
+        let max_request_bytes = sized(cx, t, "max_request_bytes", 1_000_000, 1_000..=1 << 30);
+        let http = read_http_with(cx, t, false);
+        Some(SinkKind::new(WebhookConfig {
+            url: url?,
+            secret: secret?,
+            id_prefix: id_prefix?,
+            max_request_bytes: max_request_bytes? as usize,
+            http: http?,
+        }))
+    }
+
+    /// What is wrong with a webhook URL, in words that never quote it.
+    fn check_webhook_url(url: &str) -> Result<(), String> {
+        let fix = "write the receiver's https URL, e.g. url = \"${WEBHOOK_URL}\"";
+        let parsed = reqwest::Url::parse(url.trim())
+            .map_err(|_| format!("the webhook URL is not a valid URL; {fix}"))?;
+        let local = matches!(
+            parsed.host_str().unwrap_or_default(),
+            "127.0.0.1" | "localhost" | "[::1]"
+        );
+        match parsed.scheme() {
+            "https" => Ok(()),
+            "http" if local => Ok(()),
+            _ => Err(format!(
+                "the webhook URL must use https (plain http only to 127.0.0.1 or localhost): \
+                 the events and their signatures would cross the network readable; {fix}"
+            )),
         }
     }
 }

@@ -57,7 +57,14 @@ pub struct SourceStats {
 }
 
 impl SourceTask {
+    /// Runs until `cancel`. Every log line of the task carries the source's
+    /// name from its span (`source = ...`).
     pub async fn run(self, cancel: CancellationToken) -> anyhow::Result<SourceStats> {
+        let span = tracing::info_span!("source", source = %self.config.name);
+        tracing::Instrument::instrument(self.run_in_span(cancel), span).await
+    }
+
+    async fn run_in_span(self, cancel: CancellationToken) -> anyhow::Result<SourceStats> {
         let mut client = ComplianceClient::new(&self.config)?;
         let counters = self.metrics.source(&self.config.name);
         client.count_requests(counters.requests.clone());
@@ -104,7 +111,7 @@ impl SourceTask {
         let mut cycle_start = stats;
         let mut unhealthy_since: Option<DateTime<Utc>> = None;
         let mut prefetched: Option<Prefetch> = None;
-        info!(source = %name, "source started");
+        info!("source started");
         loop {
             if cancel.is_cancelled() {
                 break;
@@ -131,7 +138,7 @@ impl SourceTask {
                     self.store
                         .call(move |s| s.init_watermark(&name2, w, now))
                         .await?;
-                    info!(source = %name, watermark = %fmt_ms(w), "first start: reading back the initial lookback");
+                    info!(watermark = %fmt_ms(w), "first start: reading back the initial lookback");
                     continue;
                 }
                 Step::WaitUntil(t) => {
@@ -139,7 +146,7 @@ impl SourceTask {
                     if stats.pages > cycle_start.pages {
                         // Caught up: one line per poll cycle.
                         let watermark = progress.state.watermark_ms.unwrap_or(now);
-                        info!(source = %name, pages = stats.pages - cycle_start.pages,
+                        info!(pages = stats.pages - cycle_start.pages,
                             count = stats.journaled - cycle_start.journaled,
                             duplicates = stats.duplicates - cycle_start.duplicates,
                             late = stats.late - cycle_start.late,
@@ -258,19 +265,19 @@ impl SourceTask {
             let outcome = match result {
                 PageResult::Committed(outcome) => outcome,
                 PageResult::Split { span_ms } => {
-                    info!(source = %name, kind = window.kind.as_str(), window_start = %fmt_ms(window.start_ms),
+                    info!(kind = window.kind.as_str(), window_start = %fmt_ms(window.start_ms),
                         window_end = %fmt_ms(window.end_ms), next_window_secs = span_ms / 1000,
                         max_window_pages = policy.max_window_pages, request_id = %request_id,
                         "window split: its first page shows it holds more than max_window_pages pages; reading it in shorter windows");
                     if let Some(since) = unhealthy_since.take() {
-                        info!(source = %name, unhealthy_since = %since, "source healthy again");
+                        info!(unhealthy_since = %since, "source healthy again");
                     }
                     continue;
                 }
                 PageResult::Fault { fault, faults } => {
                     counters.paging_faults.inc();
                     let wait = paging::backoff(faults);
-                    error!(source = %name, request_id = %fault.request_id().unwrap_or(""),
+                    error!(request_id = %fault.request_id().unwrap_or(""),
                         kind = window.kind.as_str(), window_start = %fmt_ms(window.start_ms),
                         window_end = %fmt_ms(window.end_ms), attempts = faults,
                         retry_in_ms = wait.as_millis() as u64, error = %fault,
@@ -285,7 +292,7 @@ impl SourceTask {
                 }
             };
             if let Some(since) = unhealthy_since.take() {
-                info!(source = %name, unhealthy_since = %since, "source healthy again");
+                info!(unhealthy_since = %since, "source healthy again");
             }
             counters.journaled.inc_by(outcome.inserted as u64);
             stats.pages += 1;
@@ -295,16 +302,16 @@ impl SourceTask {
                 stats.late += outcome.inserted as u64;
                 counters.late.inc_by(outcome.inserted as u64);
                 if outcome.inserted > 0 {
-                    info!(source = %name, late = outcome.inserted, window_start = %fmt_ms(window.start_ms),
+                    info!(late = outcome.inserted, window_start = %fmt_ms(window.start_ms),
                         window_end = %fmt_ms(window.end_ms), "late arrivals caught by the sweep");
                 }
             }
-            debug!(source = %name, kind = window.kind.as_str(), window_start = %fmt_ms(window.start_ms),
+            debug!(kind = window.kind.as_str(), window_start = %fmt_ms(window.start_ms),
                 window_end = %fmt_ms(window.end_ms), inserted = outcome.inserted,
                 duplicates = outcome.duplicates, done = outcome.done, request_id = %request_id,
                 "page committed");
             if outcome.done {
-                debug!(source = %name, kind = window.kind.as_str(), window_start = %fmt_ms(window.start_ms),
+                debug!(kind = window.kind.as_str(), window_start = %fmt_ms(window.start_ms),
                     window_end = %fmt_ms(window.end_ms), pages = window.pages + 1, "window drained");
             }
             if outcome.inserted > 0 {
@@ -315,7 +322,11 @@ impl SourceTask {
         if let Some(next) = prefetched {
             next.task.abort();
         }
-        info!(source = %name, pages = stats.pages, journaled = stats.journaled, "source stopped");
+        info!(
+            pages = stats.pages,
+            journaled = stats.journaled,
+            "source stopped"
+        );
         Ok(stats)
     }
 
@@ -330,12 +341,12 @@ impl SourceTask {
         let text = err.to_string();
         let wait = match err {
             FetchError::Unauthorized { .. } => {
-                error!(source = %name, error = %text, recheck_in_secs = AUTH_RECHECK.as_secs(),
+                error!(error = %text, recheck_in_secs = AUTH_RECHECK.as_secs(),
                     "the Compliance API refused the key; nothing is lost, polling resumes once the key works");
                 AUTH_RECHECK
             }
             FetchError::BadCursor { .. } => {
-                warn!(source = %name, error = %text, window_start = %fmt_ms(window.start_ms),
+                warn!(error = %text, window_start = %fmt_ms(window.start_ms),
                     read_from = %window.read_from_ms.map_or("nothing yet".to_string(), fmt_ms),
                     "the API rejected the saved cursor; reading on without it, below what this window has read (records read again are deduplicated)");
                 let (n, w) = (name.clone(), window.clone());
@@ -343,11 +354,11 @@ impl SourceTask {
                 Duration::ZERO
             }
             FetchError::NotFound { .. } => {
-                error!(source = %name, error = %text, "the activity feed answered 404; check base_url, retrying");
+                error!(error = %text, "the activity feed answered 404; check base_url, retrying");
                 ERROR_RETRY
             }
             _ => {
-                error!(source = %name, error = %text, "request failed; check the configuration, retrying");
+                error!(error = %text, "request failed; check the configuration, retrying");
                 ERROR_RETRY
             }
         };

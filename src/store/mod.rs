@@ -7,8 +7,10 @@
 //! Every task opens its own connection; WAL lets readers and the writer
 //! proceed side by side.
 
+mod cursors;
 mod error;
 pub mod integrity;
+mod journal;
 mod lock;
 mod schema;
 
@@ -18,14 +20,11 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
-use crate::ocsf::Mapper;
-
 pub use error::{Problem, StoreError};
 pub use lock::InstanceLock;
 pub use schema::SCHEMA_VERSION;
 
 pub(crate) use error::InDatabase;
-use error::UnreadableValue;
 
 /// What kind of window a row of `windows` is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,16 +144,42 @@ pub struct JournalRecord {
     pub ocsf: Option<String>,
 }
 
-/// The form a sink reads journal records in (its `format`).
-#[derive(Debug, Clone)]
-pub enum Payload {
-    /// The activity as received.
+/// The columns of the journal a reader renders its payloads from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Columns {
+    /// The activity as received, nothing else.
     Raw,
-    /// The OCSF event, rendered by this mapper unless the row stores one.
-    Ocsf(Arc<Mapper>),
-    /// The activity as received plus a `claudit` object with its
-    /// directory context (from this mapper's directory), when it has one.
-    RawWithContext(Arc<Mapper>),
+    /// The activity, when it was journaled and its source.
+    RawAndOrigin,
+    /// Besides those, the OCSF event stored with the row (journals written
+    /// before schema 2) and the enrichment context found at ingest.
+    All,
+}
+
+/// One journal row as a reader sees it: the columns its [`Columns`] asked
+/// for (the others empty). A row whose OCSF event was stored with it
+/// (journals written before schema 2) carries only that event.
+#[derive(Debug, Clone, Copy)]
+pub struct JournalRow<'r> {
+    pub seq: i64,
+    pub created_at_ms: i64,
+    /// The activity exactly as the API sent it.
+    pub raw: &'r str,
+    /// The OCSF event stored with the row, or "".
+    pub stored_ocsf: &'r str,
+    /// JSON of the enrichment context found at ingest, if any.
+    pub context: Option<&'r str>,
+    pub journaled_at_ms: i64,
+    /// The source that journaled the row.
+    pub source: &'r str,
+}
+
+/// What a reader of the journal makes of each row: which columns it needs
+/// and the payload it renders from them. The store knows rows, not events:
+/// the sinks' formats (raw, OCSF, raw+claudit) are in `sinks::render`.
+pub trait RowRenderer: Send + Sync {
+    fn columns(&self) -> Columns;
+    fn render(&self, row: &JournalRow<'_>) -> String;
 }
 
 /// A page to commit: its records and the window position it justifies, in
@@ -189,15 +214,7 @@ pub struct PageOutcome {
     pub duplicates: usize,
 }
 
-/// A journal row as a sink reads it.
-#[derive(Debug, Clone)]
-pub struct BatchRecord {
-    pub seq: i64,
-    pub activity_id: String,
-    pub created_at_ms: i64,
-    /// The OCSF event or the raw activity, as the sink's format asks.
-    pub payload: String,
-}
+pub use crate::model::BatchRecord;
 
 /// A journal row as the archive sink reads it: the raw activity and the
 /// source it came from.
@@ -792,423 +809,6 @@ impl Store {
             .in_db(&self.path)
     }
 
-    // ---- journal reads (sinks) -------------------------------------------
-
-    /// The highest seq in the journal (0 if empty).
-    pub fn head_seq(&self) -> Result<i64, StoreError> {
-        self.conn
-            .query_row("SELECT COALESCE(MAX(seq), 0) FROM journal", [], |r| {
-                r.get(0)
-            })
-            .in_db(&self.path)
-    }
-
-    /// Whether an activity is already in the journal (the source checks the
-    /// few records it raises an alert or counts a metric for, so a re-read
-    /// by the sweep is not reported twice).
-    pub fn is_journaled(&self, activity_id: &str) -> Result<bool, StoreError> {
-        Ok(self
-            .conn
-            .query_row(
-                "SELECT 1 FROM journal WHERE activity_id = ?1",
-                params![activity_id],
-                |_| Ok(()),
-            )
-            .optional()
-            .in_db(&self.path)?
-            .is_some())
-    }
-
-    pub fn journal_rows(&self) -> Result<i64, StoreError> {
-        self.conn
-            .query_row("SELECT COUNT(*) FROM journal", [], |r| r.get(0))
-            .in_db(&self.path)
-    }
-
-    /// Up to `max_events` records after `after_seq`, stopping before the
-    /// batch would exceed `max_bytes` (but always at least one record).
-    pub fn read_batch(
-        &self,
-        after_seq: i64,
-        max_events: usize,
-        max_bytes: usize,
-        form: &Payload,
-    ) -> Result<Vec<BatchRecord>, StoreError> {
-        self.read_after(after_seq, form, |batch, bytes, next| {
-            batch.len() < max_events && (batch.is_empty() || bytes + next <= max_bytes)
-        })
-    }
-
-    /// Journal records after `after_seq`, in order, until their NDJSON lines
-    /// reach at least `min_bytes` (or the journal ends). The file sink's crash
-    /// recovery uses it: the bytes past the committed length are a prefix of
-    /// exactly these lines, and the last of them may be torn, so the record
-    /// that crosses `min_bytes` must be included (unlike `read_batch`, which
-    /// stops before a record that would exceed its limit).
-    pub fn read_covering(
-        &self,
-        after_seq: i64,
-        min_bytes: usize,
-        form: &Payload,
-    ) -> Result<Vec<BatchRecord>, StoreError> {
-        self.read_after(after_seq, form, |_, bytes, _| bytes < min_bytes)
-    }
-
-    /// Records after `after_seq` in seq order, each as one payload (raw or
-    /// OCSF), while `more(batch so far, its NDJSON bytes, the next line's
-    /// bytes)` holds. Rows are read lazily, so the stop rule bounds the work.
-    fn read_after(
-        &self,
-        after_seq: i64,
-        form: &Payload,
-        mut more: impl FnMut(&[BatchRecord], usize, usize) -> bool,
-    ) -> Result<Vec<BatchRecord>, StoreError> {
-        let sql = format!(
-            "SELECT {} FROM journal WHERE seq > ?1 ORDER BY seq",
-            self.payload_columns(form)
-        );
-        let mut stmt = self.conn.prepare_cached(&sql).in_db(&self.path)?;
-        let mut rows = stmt.query(params![after_seq]).in_db(&self.path)?;
-        let mut batch = Vec::new();
-        let mut bytes = 0usize;
-        while let Some(r) = rows.next().in_db(&self.path)? {
-            let record = batch_record(form, r).in_db(&self.path)?;
-            let line = record.payload.len() + 1;
-            if !more(&batch, bytes, line) {
-                break;
-            }
-            bytes += line;
-            batch.push(record);
-        }
-        Ok(batch)
-    }
-
-    /// Journal records in a created_at range (for `replay`), after `after_seq`.
-    pub fn read_range(
-        &self,
-        since_ms: i64,
-        until_ms: i64,
-        after_seq: i64,
-        limit: usize,
-        form: &Payload,
-    ) -> Result<Vec<BatchRecord>, StoreError> {
-        let sql = format!(
-            "SELECT {} FROM journal
-             WHERE seq > ?1 AND created_at_ms >= ?2 AND created_at_ms < ?3 ORDER BY seq LIMIT ?4",
-            self.payload_columns(form)
-        );
-        let mut stmt = self.conn.prepare_cached(&sql).in_db(&self.path)?;
-        let rows = stmt
-            .query_map(params![after_seq, since_ms, until_ms, limit as i64], |r| {
-                batch_record(form, r)
-            })
-            .in_db(&self.path)?;
-        rows.collect::<rusqlite::Result<_>>().in_db(&self.path)
-    }
-
-    /// Records after `seq` (what a sink still has to deliver).
-    pub fn count_after(&self, seq: i64) -> Result<i64, StoreError> {
-        self.conn
-            .query_row(
-                "SELECT COUNT(*) FROM journal WHERE seq > ?1",
-                params![seq],
-                |r| r.get(0),
-            )
-            .in_db(&self.path)
-    }
-
-    /// created_at of the oldest record after `seq`, if any.
-    pub fn oldest_after(&self, seq: i64) -> Result<Option<i64>, StoreError> {
-        self.conn.query_row(
-            "SELECT MIN(created_at_ms) FROM (SELECT created_at_ms FROM journal WHERE seq > ?1 ORDER BY seq LIMIT 10000)",
-            params![seq],
-            |r| r.get(0),
-        ).in_db(&self.path)
-    }
-
-    // ---- archive sink reads -----------------------------------------------
-
-    /// Up to `limit` journal rows after `after_seq`, with their source, for
-    /// the archive sink (which groups by source and hour of created_at).
-    pub fn read_archive_batch(
-        &self,
-        after_seq: i64,
-        limit: usize,
-    ) -> Result<Vec<ArchiveRow>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT seq, activity_id, source, created_at_ms, raw FROM journal
-             WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-            )
-            .in_db(&self.path)?;
-        let rows = stmt
-            .query_map(params![after_seq, limit as i64], archive_row)
-            .in_db(&self.path)?;
-        rows.collect::<rusqlite::Result<_>>().in_db(&self.path)
-    }
-
-    /// Journal rows with `after_seq < seq <= up_to_seq` and created_at in
-    /// `[since_ms, until_ms)`, up to `limit`, for `claudit archive verify`
-    /// (every one must be in the archive).
-    pub fn read_archived_range(
-        &self,
-        after_seq: i64,
-        up_to_seq: i64,
-        since_ms: i64,
-        until_ms: i64,
-        limit: usize,
-    ) -> Result<Vec<ArchiveRow>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT seq, activity_id, source, created_at_ms, raw FROM journal
-             WHERE seq > ?1 AND seq <= ?2 AND created_at_ms >= ?3 AND created_at_ms < ?4
-             ORDER BY seq LIMIT ?5",
-            )
-            .in_db(&self.path)?;
-        let rows = stmt
-            .query_map(
-                params![after_seq, up_to_seq, since_ms, until_ms, limit as i64],
-                archive_row,
-            )
-            .in_db(&self.path)?;
-        rows.collect::<rusqlite::Result<_>>().in_db(&self.path)
-    }
-
-    // ---- end of archive sink reads -------------------------------------------
-
-    // ---- sink cursors and dead letters ---------------------------------
-
-    pub fn sink_cursor(&self, sink: &str) -> Result<SinkCursor, StoreError> {
-        Ok(self
-            .conn
-            .query_row(
-                "SELECT seq, file_offset, delivered, last_success_ms, last_error, last_error_ms
-                 FROM sink_cursors WHERE sink = ?1",
-                params![sink],
-                |r| {
-                    Ok(SinkCursor {
-                        seq: r.get(0)?,
-                        file_offset: r.get(1)?,
-                        delivered: r.get(2)?,
-                        last_success_ms: r.get(3)?,
-                        last_error: r.get(4)?,
-                        last_error_ms: r.get(5)?,
-                    })
-                },
-            )
-            .optional()
-            .in_db(&self.path)?
-            .unwrap_or_default())
-    }
-
-    /// Advances a sink's cursor after its destination acknowledged a batch
-    /// ending at `seq` (invariant 3). Dead letters of the batch are written in
-    /// the same transaction, so a rejected record is never both skipped and
-    /// unrecorded.
-    pub fn advance_sink(
-        &mut self,
-        sink: &str,
-        seq: i64,
-        file_offset: Option<i64>,
-        delivered: i64,
-        dead: &[NewDeadLetter],
-        now_ms: i64,
-    ) -> Result<(), StoreError> {
-        let tx = self.conn.transaction().in_db(&self.path)?;
-        {
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO dead_letters (sink, seq, activity_id, reason, response, at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            ).in_db(&self.path)?;
-            for d in dead {
-                insert
-                    .execute(params![
-                        sink,
-                        d.seq,
-                        d.activity_id,
-                        d.reason,
-                        d.response,
-                        now_ms
-                    ])
-                    .in_db(&self.path)?;
-            }
-        }
-        tx.execute(
-            "INSERT INTO sink_cursors (sink, seq, file_offset, delivered, last_success_ms) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT(sink) DO UPDATE SET seq = MAX(seq, excluded.seq), file_offset = excluded.file_offset,
-               delivered = delivered + excluded.delivered, last_success_ms = excluded.last_success_ms,
-               last_error = NULL, last_error_ms = NULL",
-            params![sink, seq, file_offset, delivered, now_ms],
-        ).in_db(&self.path)?;
-        tx.commit().in_db(&self.path)?;
-        Ok(())
-    }
-
-    /// Records the file length a file sink's next batch starts at, before
-    /// that batch is written: the length of a file it has never written to
-    /// (otherwise a crash after the first batch was written but before its
-    /// commit would leave lines recovery cannot tell from someone else's, and
-    /// they would be written again), or 0 just after it rotated.
-    pub fn record_file_offset(&mut self, sink: &str, offset: i64) -> Result<(), StoreError> {
-        self.conn
-            .execute(
-                "INSERT INTO sink_cursors (sink, seq, file_offset, delivered) VALUES (?1, 0, ?2, 0)
-             ON CONFLICT(sink) DO UPDATE SET file_offset = excluded.file_offset",
-                params![sink, offset],
-            )
-            .in_db(&self.path)?;
-        Ok(())
-    }
-
-    pub fn record_sink_error(
-        &mut self,
-        sink: &str,
-        error: &str,
-        now_ms: i64,
-    ) -> Result<(), StoreError> {
-        self.conn.execute(
-            "INSERT INTO sink_cursors (sink, seq, last_error, last_error_ms) VALUES (?1, 0, ?2, ?3)
-             ON CONFLICT(sink) DO UPDATE SET last_error = excluded.last_error, last_error_ms = excluded.last_error_ms",
-            params![sink, error, now_ms],
-        ).in_db(&self.path)?;
-        Ok(())
-    }
-
-    pub fn dead_letter_count(&self, sink: &str) -> Result<i64, StoreError> {
-        self.conn
-            .query_row(
-                "SELECT COUNT(*) FROM dead_letters WHERE sink = ?1",
-                params![sink],
-                |r| r.get(0),
-            )
-            .in_db(&self.path)
-    }
-
-    /// A sink's dead letters, oldest first; only the one with `id` when given.
-    pub fn dead_letters(&self, sink: &str, id: Option<i64>) -> Result<Vec<DeadLetter>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT id, sink, seq, activity_id, reason, response, at_ms FROM dead_letters
-             WHERE sink = ?1 AND (?2 IS NULL OR id = ?2) ORDER BY id",
-            )
-            .in_db(&self.path)?;
-        let rows = stmt
-            .query_map(params![sink, id], |r| {
-                Ok(DeadLetter {
-                    id: r.get(0)?,
-                    sink: r.get(1)?,
-                    seq: r.get(2)?,
-                    activity_id: r.get(3)?,
-                    reason: r.get(4)?,
-                    response: r.get(5)?,
-                    at_ms: r.get(6)?,
-                })
-            })
-            .in_db(&self.path)?;
-        rows.collect::<rusqlite::Result<_>>().in_db(&self.path)
-    }
-
-    /// The journal record at `seq` in a sink's format, unless pruned.
-    pub fn journal_record(
-        &self,
-        seq: i64,
-        form: &Payload,
-    ) -> Result<Option<BatchRecord>, StoreError> {
-        let sql = format!(
-            "SELECT {} FROM journal WHERE seq = ?1",
-            self.payload_columns(form)
-        );
-        self.conn
-            .query_row(&sql, params![seq], |r| batch_record(form, r))
-            .optional()
-            .in_db(&self.path)
-    }
-
-    /// After a dead-letter replay: removes the dead letters the destination
-    /// now accepted and records the new answer on the ones it rejected
-    /// again, in one transaction. Returns the number removed.
-    pub fn settle_dead_letters(
-        &mut self,
-        sink: &str,
-        delivered: &[i64],
-        rejected_again: &[(i64, String, String)],
-        now_ms: i64,
-    ) -> Result<usize, StoreError> {
-        let tx = self.conn.transaction().in_db(&self.path)?;
-        let mut removed = 0;
-        {
-            let mut delete = tx
-                .prepare_cached("DELETE FROM dead_letters WHERE sink = ?1 AND id = ?2")
-                .in_db(&self.path)?;
-            for id in delivered {
-                removed += delete.execute(params![sink, id]).in_db(&self.path)?;
-            }
-            let mut update = tx.prepare_cached(
-                "UPDATE dead_letters SET reason = ?3, response = ?4, at_ms = ?5 WHERE sink = ?1 AND id = ?2",
-            ).in_db(&self.path)?;
-            for (id, reason, response) in rejected_again {
-                update
-                    .execute(params![sink, id, reason, response, now_ms])
-                    .in_db(&self.path)?;
-            }
-        }
-        tx.commit().in_db(&self.path)?;
-        Ok(removed)
-    }
-
-    /// Records rejections without moving the sink's cursor (`claudit
-    /// replay`); a record already dead-lettered for the sink gets the new
-    /// answer instead of a second row.
-    pub fn add_dead_letters(
-        &mut self,
-        sink: &str,
-        dead: &[NewDeadLetter],
-        now_ms: i64,
-    ) -> Result<(), StoreError> {
-        let tx = self.conn.transaction().in_db(&self.path)?;
-        {
-            let mut update = tx.prepare_cached(
-                "UPDATE dead_letters SET reason = ?3, response = ?4, at_ms = ?5 WHERE sink = ?1 AND seq = ?2",
-            ).in_db(&self.path)?;
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO dead_letters (sink, seq, activity_id, reason, response, at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            ).in_db(&self.path)?;
-            for d in dead {
-                if update
-                    .execute(params![sink, d.seq, d.reason, d.response, now_ms])
-                    .in_db(&self.path)?
-                    == 0
-                {
-                    insert
-                        .execute(params![
-                            sink,
-                            d.seq,
-                            d.activity_id,
-                            d.reason,
-                            d.response,
-                            now_ms
-                        ])
-                        .in_db(&self.path)?;
-                }
-            }
-        }
-        tx.commit().in_db(&self.path)?;
-        Ok(())
-    }
-
-    /// Deletes a sink's dead letters (all, or the one with `id`). Returns
-    /// how many.
-    pub fn purge_dead_letters(&mut self, sink: &str, id: Option<i64>) -> Result<usize, StoreError> {
-        self.conn
-            .execute(
-                "DELETE FROM dead_letters WHERE sink = ?1 AND (?2 IS NULL OR id = ?2)",
-                params![sink, id],
-            )
-            .in_db(&self.path)
-    }
-
     // ---- pruning ---------------------------------------------------------
 
     /// Deletes journal rows every listed sink has passed and whose
@@ -1307,18 +907,6 @@ fn window_row(r: &rusqlite::Row) -> rusqlite::Result<WindowRow> {
     })
 }
 
-fn archive_row(r: &rusqlite::Row) -> rusqlite::Result<ArchiveRow> {
-    journal_row(r, |r| {
-        Ok(ArchiveRow {
-            seq: r.get(0)?,
-            activity_id: r.get(1)?,
-            source: r.get(2)?,
-            created_at_ms: r.get(3)?,
-            raw: r.get(4)?,
-        })
-    })
-}
-
 fn backfill_row(r: &rusqlite::Row) -> rusqlite::Result<BackfillRow> {
     Ok(BackfillRow {
         source: r.get(0)?,
@@ -1350,113 +938,6 @@ impl Store {
             "source, since_ms, until_ms, next_ms, records, NULL, 0"
         }
     }
-
-    /// The columns `payload` reads, after seq, activity_id and created_at_ms.
-    fn payload_columns(&self, form: &Payload) -> &'static str {
-        match (form, self.version >= 2) {
-            (Payload::Raw, _) => "seq, activity_id, created_at_ms, raw",
-            (Payload::RawWithContext(_), _) => {
-                "seq, activity_id, created_at_ms, raw, NULL, NULL, journaled_at_ms, source"
-            }
-            (Payload::Ocsf(_), true) => {
-                "seq, activity_id, created_at_ms, raw, ocsf, context, journaled_at_ms, source"
-            }
-            (Payload::Ocsf(_), false) => {
-                "seq, activity_id, created_at_ms, raw, ocsf, NULL, journaled_at_ms, source"
-            }
-        }
-    }
-}
-
-/// A row's payload in `form`, from the columns `payload_columns` selects:
-/// the raw activity, the stored OCSF event (rows written before schema 2),
-/// or the OCSF event rendered from the raw activity and its context.
-fn payload(form: &Payload, r: &rusqlite::Row) -> rusqlite::Result<String> {
-    match form {
-        Payload::Raw => r.get(3),
-        Payload::RawWithContext(mapper) => Ok(crate::directory::enrich::raw_with_context(
-            mapper.directory().map(|d| &**d),
-            text(r, 3)?.unwrap_or_default(),
-            r.get(2)?,
-            (text(r, 7)?.unwrap_or_default(), r.get(0)?),
-        )),
-        Payload::Ocsf(mapper) => {
-            let stored = text(r, 4)?.unwrap_or_default();
-            if !stored.is_empty() {
-                return Ok(stored.to_string());
-            }
-            Ok(mapper.render_journaled_row(
-                text(r, 3)?.unwrap_or_default(),
-                text(r, 5)?,
-                r.get(2)?,
-                r.get(6)?,
-                Some((text(r, 7)?.unwrap_or_default(), r.get(0)?)),
-            ))
-        }
-    }
-}
-
-/// Column `i` as text (`None` for NULL). Another type is an
-/// `InvalidColumnType` naming the column, which `journal_row` turns into
-/// the row's damage report (rusqlite's own `as_str` error names nothing).
-fn text<'r>(r: &'r rusqlite::Row, i: usize) -> rusqlite::Result<Option<&'r str>> {
-    match r.get_ref(i)? {
-        rusqlite::types::ValueRef::Null => Ok(None),
-        rusqlite::types::ValueRef::Text(bytes) => std::str::from_utf8(bytes)
-            .map(Some)
-            .map_err(|e| rusqlite::Error::Utf8Error(i, e)),
-        other => Err(rusqlite::Error::InvalidColumnType(
-            i,
-            r.as_ref().column_name(i).unwrap_or("?").to_string(),
-            other.data_type(),
-        )),
-    }
-}
-
-/// Reads a journal row with `read`. A value that is not of its column's
-/// type (what SQLite returns from a damaged record) comes out as an
-/// [`UnreadableValue`] naming the row's seq and the column, which
-/// `StoreError::sqlite` turns into the recovery steps for that row.
-fn journal_row<T>(
-    r: &rusqlite::Row,
-    read: impl FnOnce(&rusqlite::Row) -> rusqlite::Result<T>,
-) -> rusqlite::Result<T> {
-    read(r).map_err(|e| {
-        let (index, found, not_utf8) = match &e {
-            rusqlite::Error::InvalidColumnType(i, _, found) => (*i, *found, false),
-            rusqlite::Error::Utf8Error(i, _) => (*i, rusqlite::types::Type::Text, true),
-            _ => return e,
-        };
-        let Ok(seq) = r.get::<_, i64>(0) else {
-            return e;
-        };
-        let column = r
-            .as_ref()
-            .column_name(index)
-            .map(str::to_string)
-            .unwrap_or_else(|_| format!("#{index}"));
-        rusqlite::Error::FromSqlConversionFailure(
-            index,
-            found,
-            Box::new(UnreadableValue {
-                seq,
-                column,
-                found,
-                not_utf8,
-            }),
-        )
-    })
-}
-
-fn batch_record(form: &Payload, r: &rusqlite::Row) -> rusqlite::Result<BatchRecord> {
-    journal_row(r, |r| {
-        Ok(BatchRecord {
-            seq: r.get(0)?,
-            activity_id: r.get(1)?,
-            created_at_ms: r.get(2)?,
-            payload: payload(form, r)?,
-        })
-    })
 }
 
 /// A [`Store`] usable from async code: each call runs on the blocking pool.

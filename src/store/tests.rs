@@ -1,4 +1,6 @@
 use super::*;
+use crate::ocsf::Mapper;
+use crate::sinks::render::Payload;
 
 fn record(id: &str, created_at_ms: i64) -> JournalRecord {
     JournalRecord {

@@ -539,7 +539,10 @@ fn archive_config_is_validated() {
          endpoint = \"http://127.0.0.1:9000\"\nobject_lock_mode = \"governance\"\nretention = \"1d\"\n",
     )
     .unwrap();
-    let config::SinkKind::Archive(a) = &cfg.sinks[0].kind else {
+    let Some(a) = cfg.sinks[0]
+        .kind
+        .get::<claudit::config::ArchiveSinkConfig>()
+    else {
         panic!()
     };
     let config::ArchiveBackend::S3(s3) = &a.backend else {

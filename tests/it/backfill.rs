@@ -158,7 +158,12 @@ async fn logs_progress_stops_on_sigint_and_resumes_without_duplicates() {
         .timestamp_millis();
     let journal = Store::open_readonly(&dir.path().join("state.db"))
         .unwrap()
-        .read_batch(0, 1_000_000, usize::MAX, &claudit::store::Payload::Raw)
+        .read_batch(
+            0,
+            1_000_000,
+            usize::MAX,
+            &claudit::sinks::render::Payload::Raw,
+        )
         .unwrap();
     let ids: BTreeSet<&str> = journal.iter().map(|r| r.activity_id.as_str()).collect();
     assert_eq!(ids.len(), journal.len(), "duplicates in the journal");

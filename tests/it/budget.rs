@@ -16,7 +16,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use claudit::sim::{SimConfig, Simulator};
-use claudit::store::{Payload, Store, WindowKind};
+use claudit::sinks::render::Payload;
+use claudit::store::{Store, WindowKind};
 use sdk_walk::sdk_walk;
 
 const KEY: &str = "sk-ant-api01-budget-test-secret-key";

@@ -175,7 +175,12 @@ async fn backfill_reads_a_range_and_resumes_and_status_reports_it() {
     let journaled: std::collections::BTreeSet<String> =
         Store::open_readonly(&dir.path().join("state.db"))
             .unwrap()
-            .read_batch(0, 1_000_000, usize::MAX, &claudit::store::Payload::Raw)
+            .read_batch(
+                0,
+                1_000_000,
+                usize::MAX,
+                &claudit::sinks::render::Payload::Raw,
+            )
             .unwrap()
             .into_iter()
             .map(|r| r.activity_id)

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use claudit::config::{
-    self, Config, ConfigError, ConfigErrors, FileSinkConfig, Format, SinkConfig, SinkKind,
+    self, Config, ConfigError, ConfigErrors, FileSinkConfig, Format, SinkConfig,
 };
 use secrecy::ExposeSecret;
 
@@ -91,7 +91,7 @@ fn problem<'e>(errors: &'e ConfigErrors, key: &str, fragments: &[&str]) -> &'e C
 /// The settings of a file sink.
 #[allow(irrefutable_let_patterns)] // `file` is the only sink type so far
 fn file_sink(sink: &SinkConfig) -> &FileSinkConfig {
-    let SinkKind::File(file) = &sink.kind else {
+    let Some(file) = sink.kind.get::<claudit::config::FileSinkConfig>() else {
         panic!("sink {} is not a file sink", sink.name)
     };
     file
@@ -1576,7 +1576,12 @@ fn with_extra_sink(kind: &str, keys: &str) -> String {
 fn syslog_and_webhook_sinks_load_with_their_defaults() {
     let text = with_extra_sink("syslog", "address = \"collector.example.com:6514\"");
     let config = load_ok(&text, &key_env());
-    let SinkKind::Syslog(s) = &config.sink("extra").unwrap().kind else {
+    let Some(s) = config
+        .sink("extra")
+        .unwrap()
+        .kind
+        .get::<claudit::sinks::syslog::SyslogConfig>()
+    else {
         panic!("not a syslog sink")
     };
     assert_eq!(
@@ -1590,7 +1595,12 @@ fn syslog_and_webhook_sinks_load_with_their_defaults() {
         &with_extra_sink("syslog", "address = \"[::1]:6514\""),
         &key_env(),
     );
-    let SinkKind::Syslog(s) = &v6.sink("extra").unwrap().kind else {
+    let Some(s) = v6
+        .sink("extra")
+        .unwrap()
+        .kind
+        .get::<claudit::sinks::syslog::SyslogConfig>()
+    else {
         panic!("not a syslog sink")
     };
     assert_eq!(s.host, "::1");
@@ -1606,7 +1616,12 @@ fn syslog_and_webhook_sinks_load_with_their_defaults() {
         ("HOOK_SECRET", secret),
     ]);
     let config = load_ok(&text, &env);
-    let SinkKind::Webhook(w) = &config.sink("extra").unwrap().kind else {
+    let Some(w) = config
+        .sink("extra")
+        .unwrap()
+        .kind
+        .get::<claudit::sinks::webhook::WebhookConfig>()
+    else {
         panic!("not a webhook sink")
     };
     assert_eq!(w.id_prefix, "claudit-extra");

@@ -1,7 +1,20 @@
 //! The simulator's attack sequences, through the real pipeline: `claudit
 //! demo` (simulator, daemon, raw file sink), then `claudit rules test` on
 //! the raw records it delivered finds the attacks.
+//!
+//! The simulated backlog is placed relative to the wall clock, and so is the
+//! attack (the admin key comes in the small hours before the end), so which
+//! everyday records fall near the attack depends on the time of day the test
+//! runs. The sequence rule fires once per organization per day (`suppress:
+//! 24h`) at the first sensitive action after logging went off: an everyday
+//! key or export in the same organization can take that place, and the
+//! attack's own key then adds no second finding. So the test runs the pack
+//! twice: as shipped (some finding of the sequence in the attacker's
+//! organization within a day of the attack), and with the sequence's
+//! suppression tuned down to a second, where the attack's key must be found
+//! as its own finding whatever lies around it.
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::support::daemon;
@@ -29,20 +42,10 @@ fn the_demo_data_holds_attacks_the_rules_find() {
         "{}",
         String::from_utf8_lossy(&demo.stderr)
     );
-    let test = Command::new(daemon::CLAUDIT)
-        .args(["--log-format", "text", "rules", "test", "--format", "plain"])
-        .arg(out_dir.join("events.raw.ndjson"))
-        .output()
-        .unwrap();
-    assert!(
-        test.status.success(),
-        "{}",
-        String::from_utf8_lossy(&test.stderr)
-    );
-    let findings: Vec<serde_json::Value> = String::from_utf8_lossy(&test.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let raw = out_dir.join("events.raw.ndjson");
+    let findings = rules_test(&raw, None);
+    let config = untuned_sequence_config(dir.path());
+    let unsuppressed = rules_test(&raw, Some(&config));
     let of = |rule: &str| -> Vec<&serde_json::Value> {
         findings
             .iter()
@@ -56,15 +59,28 @@ fn the_demo_data_holds_attacks_the_rules_find() {
         .collect();
     assert_eq!(burst.len(), 1, "{findings:#?}");
     assert!(burst[0]["activity_count"].as_u64().unwrap() >= 5);
-    // Logging turned off, then an Admin API key created at night.
-    let sequence: Vec<_> = of("logging-disabled-then-sensitive-action")
-        .into_iter()
-        .filter(|f| f["anchor"]["type"] == "admin_api_key_created")
+    // Logging turned off, then an Admin API key created at night: found
+    // as its own finding when nothing suppresses it...
+    let attack: Vec<_> = unsuppressed
+        .iter()
+        .filter(|f| {
+            f["rule"]["id"] == "logging-disabled-then-sensitive-action"
+                && f["anchor"]["type"] == "admin_api_key_created"
+                && f["actor"]["ip_address"] == "45.155.205.233"
+        })
         .collect();
+    assert_eq!(attack.len(), 1, "{unsuppressed:#?}");
+    // ...and, as shipped, the attacker's organization has the sequence's
+    // finding within a day of the attack (the attack's own, or the one that
+    // suppressed it).
+    let org = &attack[0]["group"]["organization_id"];
+    let attack_at = time_of(&attack[0]["last_seen"]);
+    let day = 24 * 3600 * 1000;
+    let shipped = of("logging-disabled-then-sensitive-action");
     assert!(
-        !sequence.is_empty(),
-        "{:#?}",
-        of("logging-disabled-then-sensitive-action")
+        shipped.iter().any(|f| &f["group"]["organization_id"] == org
+            && (time_of(&f["last_seen"]) - attack_at).abs() <= day),
+        "{shipped:#?}"
     );
     assert!(
         of("admin-api-key-created")
@@ -76,4 +92,60 @@ fn the_demo_data_holds_attacks_the_rules_find() {
             .iter()
             .any(|f| f["actor"]["user_agent"] == "curl/8.7.1")
     );
+}
+
+/// `claudit rules test --format plain` over `raw`, with `config` if given.
+fn rules_test(raw: &Path, config: Option<&Path>) -> Vec<serde_json::Value> {
+    let mut command = Command::new(daemon::CLAUDIT);
+    command.args(["--log-format", "text", "rules", "test", "--format", "plain"]);
+    if let Some(config) = config {
+        command.arg("--config").arg(config);
+    }
+    let test = command.arg(raw).output().unwrap();
+    assert!(
+        test.status.success(),
+        "{}",
+        String::from_utf8_lossy(&test.stderr)
+    );
+    String::from_utf8_lossy(&test.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// A configuration whose only change to the pack is the sequence rule's
+/// suppression, down to one second.
+fn untuned_sequence_config(dir: &Path) -> PathBuf {
+    let path = dir.join("claudit.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"[state]
+path = "{d}/state.db"
+
+[[sources]]
+name = "acme"
+api_key = "sk-ant-api01-detect-sim-test"
+
+[[sinks]]
+name = "archive"
+type = "file"
+path = "{d}/events.ndjson"
+
+[[detections.rules]]
+id = "logging-disabled-then-sensitive-action"
+suppress = "1s"
+"#,
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// Milliseconds since the epoch of an RFC 3339 time in a finding.
+fn time_of(value: &serde_json::Value) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(value.as_str().expect("a time"))
+        .expect("an RFC 3339 time")
+        .timestamp_millis()
 }

@@ -30,7 +30,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use claudit::sim::{SimConfig, SimRequest, Simulator};
-use claudit::store::{Payload, Store};
+use claudit::sinks::render::Payload;
+use claudit::store::Store;
 use serde_json::Value;
 
 const KEY: &str = "sk-ant-api01-directory-test-key-0123456789";

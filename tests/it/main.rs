@@ -8,6 +8,7 @@
 mod support;
 
 mod api_client;
+mod architecture;
 mod archive;
 mod archive_s3;
 mod backfill;

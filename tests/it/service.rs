@@ -78,7 +78,12 @@ fn sink_caught_up(store: &Store, sink: &str, at_least: i64) -> bool {
 fn self_activity_key_ids(store: &Store, sim: &Simulator, after_ms: i64) -> Vec<String> {
     let own: HashSet<String> = sim.requests().into_iter().map(|r| r.request_id).collect();
     store
-        .read_batch(0, 10_000_000, usize::MAX, &claudit::store::Payload::Raw)
+        .read_batch(
+            0,
+            10_000_000,
+            usize::MAX,
+            &claudit::sinks::render::Payload::Raw,
+        )
         .unwrap()
         .into_iter()
         .filter(|r| r.created_at_ms > after_ms)
@@ -211,7 +216,12 @@ async fn notifies_and_reloads_rotated_key_and_new_sink_on_sighup() {
     // record once; the first sink lost and repeated nothing across the reload.
     let store = Store::open_readonly(&db).unwrap();
     let journal = store
-        .read_batch(0, 10_000_000, usize::MAX, &claudit::store::Payload::Raw)
+        .read_batch(
+            0,
+            10_000_000,
+            usize::MAX,
+            &claudit::sinks::render::Payload::Raw,
+        )
         .unwrap();
     let unique: HashSet<&str> = journal.iter().map(|r| r.activity_id.as_str()).collect();
     assert_eq!(unique.len(), journal.len(), "duplicates in the journal");

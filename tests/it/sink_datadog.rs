@@ -5,13 +5,11 @@
 //! success; faults (429, 503, 413) injected in front.
 
 use std::collections::VecDeque;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use claudit::config::SinkKind;
+use claudit::sinks::contract::Outcome;
 use claudit::sinks::datadog::{DatadogSink, STALE_AFTER_MS};
-use claudit::sinks::http::Outcome;
 use claudit::store::BatchRecord;
 use serde_json::Value;
 use wiremock::matchers::{header, method, path};
@@ -116,7 +114,7 @@ fn datadog_sink(url: &str) -> Table {
 
 fn datadog(url: &str, key: &str) -> DatadogSink {
     let config = sink_config(datadog_sink(url), &[("DD_KEY", key)]);
-    let SinkKind::Datadog(dd) = &config.kind else {
+    let Some(dd) = config.kind.get::<claudit::config::DatadogSinkConfig>() else {
         panic!("not a datadog sink")
     };
     DatadogSink::new(dd).unwrap()
@@ -324,11 +322,7 @@ async fn stale_events_are_counted_once_per_batch() {
         .push_back(ResponseTemplate::new(503));
     assert!(matches!(dd.send(&batch).await, Outcome::Retry { .. }));
     assert_eq!(dd.send(&batch).await, Outcome::delivered());
-    assert_eq!(
-        counter.load(Ordering::Relaxed),
-        5,
-        "a retry does not count again"
-    );
+    assert_eq!(counter.get(), 5, "a retry does not count again");
     assert_eq!(
         intake.received.lock().unwrap().len(),
         6,
@@ -344,9 +338,13 @@ fn config_maps_sites_and_reports_mistakes() {
             &[("K", KEY)],
         )
     };
-    let intake_of = |extra: &str| match &dd(extra).unwrap().sinks[0].kind {
-        SinkKind::Datadog(c) => (c.intake_url.clone(), c.validate_url.clone()),
-        _ => unreachable!(),
+    let intake_of = |extra: &str| {
+        let c = dd(extra).unwrap().sinks[0]
+            .kind
+            .get::<claudit::config::DatadogSinkConfig>()
+            .cloned()
+            .unwrap();
+        (c.intake_url.clone(), c.validate_url.clone())
     };
     assert_eq!(
         intake_of("site = \"EU1\""),
@@ -382,7 +380,7 @@ fn config_maps_sites_and_reports_mistakes() {
     }
     let c = dd("site = \"US3\"\nddsource = \"claudit\"\nddtags = \"env:prod\"\nhostname = \"vm1\"")
         .unwrap();
-    let SinkKind::Datadog(c) = &c.sinks[0].kind else {
+    let Some(c) = c.sinks[0].kind.get::<claudit::config::DatadogSinkConfig>() else {
         unreachable!()
     };
     assert_eq!(
@@ -391,4 +389,39 @@ fn config_maps_sites_and_reports_mistakes() {
     );
     assert_eq!(c.hostname.as_deref(), Some("vm1"));
     assert!(!format!("{c:?}").contains(KEY), "Debug hides the key");
+}
+
+/// The destination's own counter (stale events) reaches `/metrics` with the
+/// sink's label, counted by the real sink task.
+#[tokio::test]
+async fn stale_events_are_exported_on_metrics_with_the_sink_label() {
+    use crate::support::sink_task::SinkTasks;
+    use crate::support::wait::Wait;
+
+    let (server, intake) = intake().await;
+    let now = claudit::store::now_ms();
+    let old = now - STALE_AFTER_MS - 60_000;
+    let journal = Journal::with_activities(&[
+        ("a".into(), old, r#"{"id":"a"}"#.into()),
+        ("b".into(), old, r#"{"id":"b"}"#.into()),
+        ("c".into(), now, r#"{"id":"c"}"#.into()),
+    ]);
+    let config = sink_config(datadog_sink(&server.uri()), &[("DD_KEY", KEY)]);
+    let metrics = Arc::new(claudit::metrics::Metrics::new());
+    let mut tasks = SinkTasks::start_with_metrics(&journal.shared(), vec![config], metrics.clone());
+    tasks
+        .until(
+            "the datadog sink to deliver the journal",
+            Wait::up_to(Duration::from_secs(60)),
+            async || {
+                let seq = journal.cursor("dd").seq;
+                (seq >= 3).then_some(()).ok_or(format!("cursor at {seq}"))
+            },
+        )
+        .await;
+    tasks.stop().await;
+    assert_eq!(intake.received.lock().unwrap().len(), 3);
+    let scrape = metrics.encode();
+    let stale = "claudit_sink_stale_events_total{sink=\"dd\"} 2\n";
+    assert!(scrape.contains(stale), "{stale} not in\n{scrape}");
 }

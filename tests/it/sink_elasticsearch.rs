@@ -7,9 +7,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use claudit::config::{self, Config, ElasticsearchAuth, Format, SinkConfig, SinkKind};
+use claudit::config::{self, Config, ElasticsearchAuth, Format, SinkConfig};
+use claudit::sinks::contract::Outcome;
 use claudit::sinks::elasticsearch::{BulkEncoder, ElasticsearchSink};
-use claudit::sinks::http::Outcome;
 use claudit::store::BatchRecord;
 use serde_json::Value;
 
@@ -65,9 +65,9 @@ fn sink_config(url: &str, extra: &str) -> SinkConfig {
 }
 
 fn es_config(sink: &SinkConfig) -> &claudit::config::ElasticsearchSinkConfig {
-    match &sink.kind {
-        SinkKind::Elasticsearch(c) => c,
-        other => panic!("{other:?}"),
+    match sink.kind.get::<claudit::config::ElasticsearchSinkConfig>() {
+        Some(c) => c,
+        None => panic!("{:?}", sink.kind),
     }
 }
 

@@ -12,7 +12,7 @@ use crate::support::journal::{Journal, ocsf_event};
 use crate::support::sink_task::{run_sink_until, sink_settings};
 
 fn file_sink(path: &Path) -> SinkKind {
-    SinkKind::File(FileSinkConfig {
+    SinkKind::new(FileSinkConfig {
         path: path.to_path_buf(),
         max_bytes: 0,
         max_files: 0,

@@ -12,8 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use claudit::config::SinkKind;
-use claudit::sinks::http::Outcome;
+use claudit::sinks::contract::Outcome;
 use claudit::sinks::sentinel::{COLUMNS, MAX_FIELD_BYTES, SentinelSink, row};
 use claudit::store::BatchRecord;
 use serde_json::Value;
@@ -186,7 +185,7 @@ fn sentinel_sink(az: &Azure) -> Table {
 
 fn sentinel(az: &Azure, secret: &str) -> SentinelSink {
     let config = sink_config(sentinel_sink(az), &[("AZ_SECRET", secret)]);
-    let SinkKind::Sentinel(c) = &config.kind else {
+    let Some(c) = config.kind.get::<claudit::config::SentinelSinkConfig>() else {
         panic!("not a sentinel sink")
     };
     SentinelSink::new(c).unwrap()
@@ -561,7 +560,10 @@ fn config_reports_mistakes_without_the_secret() {
          stream = \"{STREAM}\"\ntenant_id = \"{TENANT}\"\nclient_id = \"{CLIENT}\""
     ))
     .unwrap();
-    let SinkKind::Sentinel(c) = &ok.sinks[0].kind else {
+    let Some(c) = ok.sinks[0]
+        .kind
+        .get::<claudit::config::SentinelSinkConfig>()
+    else {
         unreachable!()
     };
     assert_eq!(c.endpoint, "https://dce.eastus-1.ingest.monitor.azure.com");
@@ -883,9 +885,10 @@ fn the_bluevoyant_layout_refuses_what_would_miss_the_solutions_table() {
         )
     };
     let ok = load("").unwrap();
-    let SinkKind::Sentinel(c) = &ok.sinks[0].kind else {
-        unreachable!()
-    };
+    let c = ok.sinks[0]
+        .kind
+        .get::<claudit::config::SentinelSinkConfig>()
+        .expect("a sentinel sink");
     assert_eq!(c.stream, BV_STREAM);
     assert_eq!(ok.sinks[0].format, claudit::config::Format::Raw);
     let err = load(&format!("stream = \"{STREAM}\"")).unwrap_err();

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use claudit::config::{HttpSinkConfig, SinkKind, SplunkHecSinkConfig};
-use claudit::sinks::http::Outcome;
+use claudit::sinks::contract::Outcome;
 use claudit::sinks::splunk_hec::{MAX_REQUEST_BYTES, SplunkHecSink};
 use claudit::store::BatchRecord;
 use serde_json::{Value, json};
@@ -356,7 +356,7 @@ async fn oversize_batches_split_and_an_oversize_event_is_dead_lettered() {
     input.insert(5, ("act_huge".into(), ocsf_event("act_huge", 1_200_000)));
     let j = Journal::with_payloads(&input);
     let head = j.head();
-    let kind = SinkKind::SplunkHec(config(&server.uri()));
+    let kind = SinkKind::new(config(&server.uri()));
     run_sink_until(&j, sink_settings("splunk", kind, 1000, 10_000_000), |j| {
         j.cursor("splunk").seq == head
     })
@@ -419,7 +419,7 @@ async fn the_sink_task_waits_at_least_retry_after_then_delivers_once() {
         .collect();
     let j = Journal::with_payloads(&input);
     let head = j.head();
-    let kind = SinkKind::SplunkHec(config(&server.uri()));
+    let kind = SinkKind::new(config(&server.uri()));
     run_sink_until(&j, sink_settings("splunk", kind, 1000, 1_000_000), |j| {
         j.cursor("splunk").seq == head
     })
@@ -469,7 +469,7 @@ async fn token_and_index_errors_are_fatal_and_discard_nothing() {
         let j = Journal::with_payloads(&[("x1".into(), ocsf_event("x1", 10))]);
         run_sink_until(
             &j,
-            sink_settings("splunk", SinkKind::SplunkHec(c), 1000, 1_000_000),
+            sink_settings("splunk", SinkKind::new(c), 1000, 1_000_000),
             |j| j.cursor("splunk").last_error.is_some(),
         )
         .await;
@@ -621,7 +621,7 @@ async fn with_ack_the_cursor_advances_only_after_indexing() {
         .collect();
     let j = Journal::with_payloads(&input);
     let head = j.head();
-    let kind = SinkKind::SplunkHec(c);
+    let kind = SinkKind::new(c);
     run_sink_until(
         &j,
         sink_settings("splunk", kind.clone(), 1000, 1_000_000),
@@ -720,7 +720,7 @@ async fn an_unreachable_hec_is_a_retry() {
 mod config_keys {
     use std::path::Path;
 
-    use claudit::config::{self, ConfigErrors, SinkKind, SplunkHecSinkConfig};
+    use claudit::config::{self, ConfigErrors, SplunkHecSinkConfig};
     use secrecy::ExposeSecret;
 
     use super::TOKEN;
@@ -755,7 +755,11 @@ type = "splunk_hec"
 
     fn load(sink_keys: &str) -> Result<SplunkHecSinkConfig, ConfigErrors> {
         let config = config::load_str(&text(sink_keys), Path::new(FILE), &env)?;
-        let SinkKind::SplunkHec(c) = config.sinks[0].kind.clone() else {
+        let Some(c) = config.sinks[0]
+            .kind
+            .get::<claudit::config::SplunkHecSinkConfig>()
+            .cloned()
+        else {
             panic!("not a splunk_hec sink");
         };
         assert_eq!(config.sinks[0].batch.max_bytes, 1_000_000);
@@ -1026,9 +1030,10 @@ fn the_splunk_app_layout_refuses_what_would_break_the_add_on() {
     );
     assert!(load("").is_ok());
     let ok = load("format = \"raw\"\nsource = \"anthropic:compliance:activities:acme\"").unwrap();
-    let SinkKind::SplunkHec(c) = &ok.sinks[0].kind else {
-        unreachable!()
-    };
+    let c = ok.sinks[0]
+        .kind
+        .get::<SplunkHecSinkConfig>()
+        .expect("a splunk_hec sink");
     assert_eq!(c.sourcetype, "anthropic:compliance:activity");
     assert_eq!(c.source, "anthropic:compliance:activities:acme");
     let err = crate::support::config::load_with_sink(

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use claudit::config::{HttpSinkConfig, SinkKind, SumoSinkConfig};
-use claudit::sinks::http::Outcome;
+use claudit::sinks::contract::Outcome;
 use claudit::sinks::sumo::{MAX_REQUEST_BYTES, SumoSink};
 use claudit::store::BatchRecord;
 use serde_json::Value;
@@ -176,7 +176,7 @@ async fn large_batches_split_under_1mb_and_an_oversize_event_is_dead_lettered() 
     input.insert(3, ("s_huge".into(), ocsf_event("s_huge", 1_000_000)));
     let j = Journal::with_payloads(&input);
     let head = j.head();
-    let kind = SinkKind::Sumo(config(&server));
+    let kind = SinkKind::new(config(&server));
     run_sink_until(&j, sink_settings("sumo", kind, 1000, 20_000_000), |j| {
         j.cursor("sumo").seq == head
     })
@@ -261,7 +261,7 @@ async fn a_wrong_url_is_fatal_and_the_url_never_appears() {
     let j = Journal::with_payloads(&[("u1".into(), ocsf_event("u1", 10))]);
     run_sink_until(
         &j,
-        sink_settings("sumo", SinkKind::Sumo(c), 1000, 1_000_000),
+        sink_settings("sumo", SinkKind::new(c), 1000, 1_000_000),
         |j| j.cursor("sumo").last_error.is_some(),
     )
     .await;
@@ -314,7 +314,7 @@ async fn healthcheck_posts_nothing_to_ingest() {
 mod config_keys {
     use std::path::Path;
 
-    use claudit::config::{self, ConfigErrors, SinkKind, SumoSinkConfig};
+    use claudit::config::{self, ConfigErrors, SumoSinkConfig};
     use secrecy::ExposeSecret;
 
     use super::CODE;
@@ -352,7 +352,11 @@ type = "sumo"
 "#
         );
         let config = config::load_str(&text, Path::new(FILE), &env)?;
-        let SinkKind::Sumo(c) = config.sinks[0].kind.clone() else {
+        let Some(c) = config.sinks[0]
+            .kind
+            .get::<claudit::config::SumoSinkConfig>()
+            .cloned()
+        else {
             panic!("not a sumo sink");
         };
         assert_eq!(config.sinks[0].batch.max_bytes, 1_000_000);

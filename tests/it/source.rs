@@ -13,8 +13,9 @@ use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 use claudit::config::Config;
 use claudit::enrich::Enricher;
+use claudit::sinks::render::Payload;
 use claudit::source::SourceTask;
-use claudit::store::{Payload, SharedStore, Store};
+use claudit::store::{SharedStore, Store};
 
 use crate::support::config::{ConfigFile, sink, source};
 

@@ -19,10 +19,11 @@ use proptest::prelude::*;
 use serde_json::value::RawValue;
 
 use claudit::enrich::Enricher;
+use claudit::sinks::render::Payload;
 use claudit::source::client::Page;
 use claudit::source::window::{Progress, Step, WindowPolicy, next_step};
 use claudit::source::{OwnRequests, PageResult, commit_page, load_progress};
-use claudit::store::{Payload, Store, WindowRow};
+use claudit::store::{Store, WindowRow};
 
 const SEC: i64 = 1000;
 const START: i64 = 1_800_000_000_000;

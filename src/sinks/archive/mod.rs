@@ -51,6 +51,7 @@ pub mod local;
 pub mod manifest;
 pub mod s3;
 pub mod segment;
+mod settings;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -61,12 +62,15 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::config::{ArchiveBackend, ArchiveSinkConfig, SinkConfig};
+use crate::config::SinkConfig;
 use crate::store::{ArchiveRow, SharedStore, now_ms};
 use local::LocalBackend;
 use manifest::{GENESIS, HOUR_MS, ManifestEntry, SegmentKind, format_hour, format_ms, hour_of};
 use s3::S3Backend;
 use segment::{FinishedSegment, SegmentWriter};
+pub use settings::{
+    ArchiveBackend, ArchiveS3Config, ArchiveSinkConfig, ObjectLock, ObjectLockMode, TYPE,
+};
 
 use super::{SinkStats, record_error_and_wait};
 
@@ -227,8 +231,11 @@ impl ArchiveTask {
             self.store.call(move |s| s.sink_cursor(&n)).await?
         };
         let mut manifest = ManifestState::load(&lines, cursor.seq, &name)?;
-        info!(sink = %name, manifest_lines = manifest.lines, reconciled_segments = manifest.pending.len(),
-            "archive sink started");
+        info!(
+            manifest_lines = manifest.lines,
+            reconciled_segments = manifest.pending.len(),
+            "archive sink started"
+        );
         let mut stats = SinkStats::default();
         let mut scan = Scan::default();
         let mut backoff = retry_policy().build();
@@ -247,7 +254,7 @@ impl ArchiveTask {
                     self.counters.batches.inc();
                     self.counters.delivered.inc_by(records);
                     backoff = retry_policy().build();
-                    debug!(sink = %name, records, segments, "archive flush committed");
+                    debug!(records, segments, "archive flush committed");
                 }
                 Ok(Flushed::Nothing) => {
                     backoff = retry_policy().build();
@@ -262,7 +269,7 @@ impl ArchiveTask {
                     self.redactor
                         .learn_session_secrets(backend.session_secrets());
                     let reason = self.redactor.redact(&format!("{e:#}"));
-                    warn!(sink = %name, error = %reason, retry_in_ms = delay.as_millis() as u64,
+                    warn!(error = %reason, retry_in_ms = delay.as_millis() as u64,
                         "archiving failed; the records stay in the journal and the flush is redone");
                     if record_error_and_wait(&self.store, &name, reason, delay, &cancel).await? {
                         break;
@@ -270,7 +277,11 @@ impl ArchiveTask {
                 }
             }
         }
-        info!(sink = %name, flushes = stats.batches, archived = stats.delivered, "archive sink stopped");
+        info!(
+            flushes = stats.batches,
+            archived = stats.delivered,
+            "archive sink stopped"
+        );
         Ok(stats)
     }
 

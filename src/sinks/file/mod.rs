@@ -42,9 +42,11 @@
 //! reports success for data it did not store loses committed lines on a
 //! power loss.
 
+mod destination;
 mod disk;
 #[cfg(test)]
 pub(crate) mod faults;
+mod settings;
 #[cfg(test)]
 mod tests;
 
@@ -54,9 +56,10 @@ use std::sync::Arc;
 
 use tracing::{info, warn};
 
-use crate::config::FileSinkConfig;
-use crate::store::BatchRecord;
+use crate::model::BatchRecord;
+pub use destination::FileDestination;
 pub use disk::{AppendFile, Disk, FileId, RealDisk};
+pub use settings::{FileSinkConfig, TYPE};
 
 pub struct FileSink {
     disk: Arc<dyn Disk>,

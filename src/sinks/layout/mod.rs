@@ -100,12 +100,7 @@ impl Layout {
 
 /// The layout of a sink, if it has one.
 pub fn of(kind: &SinkKind) -> Option<Layout> {
-    match kind {
-        SinkKind::SplunkHec(c) => c.layout,
-        SinkKind::Sentinel(c) => c.layout,
-        SinkKind::Elasticsearch(c) => c.layout,
-        _ => None,
-    }
+    kind.settings().layout()
 }
 
 /// At most this many distinct (field, action) label pairs per sink; the

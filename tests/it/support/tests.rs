@@ -90,7 +90,10 @@ fn the_builders_text_loads_with_every_value_as_written() {
     assert_eq!(directory.refresh, Duration::from_secs(6 * 3600));
     assert_eq!(directory.admin_groups, vec!["Admins"]);
     assert_eq!(loaded.sinks[0].format, claudit::config::Format::Raw);
-    let claudit::config::SinkKind::File(file) = &loaded.sinks[0].kind else {
+    let Some(file) = loaded.sinks[0]
+        .kind
+        .get::<claudit::config::FileSinkConfig>()
+    else {
         panic!("not a file sink: {:?}", loaded.sinks[0].kind)
     };
     assert_eq!(file.path, Path::new("/tmp/a\\b.ndjson"));

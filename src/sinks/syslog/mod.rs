@@ -90,8 +90,11 @@ use tokio_rustls::rustls::pki_types::pem::PemObject as _;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tracing::warn;
 
-use super::http::{Outcome, Rejected};
-use crate::store::BatchRecord;
+mod settings;
+
+use super::contract::{BoxFuture, Destination, Outcome, Rejected};
+use crate::model::BatchRecord;
+pub use settings::TYPE;
 
 /// Frames delivered this long before a connection was lost are sent again
 /// on the next one; older ones are taken as processed by the receiver.
@@ -904,6 +907,23 @@ fn read_certificates(
         anyhow::bail!("{key} {} holds no PEM certificate", path.display());
     }
     Ok(certs)
+}
+
+impl Destination for SyslogSink {
+    fn deliver<'a>(&'a mut self, records: &'a [BatchRecord]) -> BoxFuture<'a, Outcome> {
+        Box::pin(self.send(records))
+    }
+
+    fn healthcheck(&mut self) -> BoxFuture<'_, Result<String, String>> {
+        Box::pin(SyslogSink::healthcheck(self))
+    }
+
+    fn close(&mut self) -> BoxFuture<'_, ()> {
+        Box::pin(async {
+            // A receiver that did not close cleanly is logged by the sink.
+            let _ = SyslogSink::close(self).await;
+        })
+    }
 }
 
 #[cfg(test)]

@@ -17,9 +17,7 @@ use chrono::{DateTime, Utc};
 use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, HeaderMap, HeaderValue};
 use secrecy::{ExposeSecret as _, SecretString};
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 
 use crate::body_limit::{self, BodyError};
@@ -29,6 +27,15 @@ use crate::redact::Redactor;
 
 pub use super::limiter::RateState;
 use super::limiter::{Clock, RateHeaders, RateLimiter};
+#[cfg(test)]
+use keys::*;
+pub use keys::{KeyCheck, KeyKind};
+use keys::{redact_anthropic_keys, unauthorized_hint};
+use wire::{Envelope, ErrorEnvelope};
+pub use wire::{Page, PageQuery};
+
+mod keys;
+mod wire;
 use crate::metrics::{RequestCounters, StatusClass};
 
 /// The feed's path under `base_url`.
@@ -66,32 +73,6 @@ pub(super) fn backoff() -> ExponentialBuilder {
         .with_factor(2.0)
         .with_jitter()
         .without_max_times()
-}
-
-/// One page request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PageQuery {
-    pub created_gte: DateTime<Utc>,
-    pub created_lt: DateTime<Utc>,
-    /// The previous page's `last_id` (walks older in the default order).
-    pub after_id: Option<String>,
-    /// 1..=5000.
-    pub limit: u32,
-}
-
-/// One page of the feed.
-#[derive(Debug)]
-pub struct Page {
-    /// Each element's bytes exactly as received.
-    pub activities: Vec<Box<RawValue>>,
-    pub has_more: bool,
-    pub first_id: Option<String>,
-    pub last_id: Option<String>,
-    /// `request-id` of the successful response.
-    pub request_id: Option<String>,
-    /// Request ids of every attempt, failed ones included: Anthropic logs each
-    /// call as a `compliance_api_accessed` activity.
-    pub attempt_request_ids: Vec<String>,
 }
 
 /// Why a page could not be fetched. Messages come from the API; any API key
@@ -169,89 +150,6 @@ fn rid(request_id: &Option<String>) -> String {
         .unwrap_or_default()
 }
 
-/// The kind of key, told by its prefix.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyKind {
-    /// `sk-ant-api01-…`, created in claude.ai organization settings.
-    ComplianceAccess,
-    /// `sk-ant-admin01-…`, created in the Claude Console.
-    Admin,
-    /// `sk-ant-api03-…`: a Claude API key, which the Compliance API rejects.
-    ClaudeApi,
-    /// Some other `sk-ant-` key.
-    OtherAnthropic,
-    /// Not an Anthropic key format at all.
-    Unrecognized,
-}
-
-impl KeyKind {
-    pub fn of(key: &SecretString) -> KeyKind {
-        let key = key.expose_secret().trim();
-        if key.starts_with("sk-ant-api01-") {
-            KeyKind::ComplianceAccess
-        } else if key.starts_with("sk-ant-admin01-") {
-            KeyKind::Admin
-        } else if key.starts_with("sk-ant-api03-") {
-            KeyKind::ClaudeApi
-        } else if key.starts_with("sk-ant-") {
-            KeyKind::OtherAnthropic
-        } else {
-            KeyKind::Unrecognized
-        }
-    }
-
-    /// Whether the Compliance API can accept this kind of key at all.
-    pub fn can_read_feed(self) -> bool {
-        matches!(self, KeyKind::ComplianceAccess | KeyKind::Admin)
-    }
-}
-
-impl std::fmt::Display for KeyKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            KeyKind::ComplianceAccess => "Compliance Access Key (sk-ant-api01-…)",
-            KeyKind::Admin => "Admin API key (sk-ant-admin01-…)",
-            KeyKind::ClaudeApi => {
-                "Claude API key (sk-ant-api03-…), which the Compliance API does not accept"
-            }
-            KeyKind::OtherAnthropic => "Anthropic key of an unknown type (sk-ant-…)",
-            KeyKind::Unrecognized => "unrecognized key format (Anthropic keys start with sk-ant-)",
-        })
-    }
-}
-
-/// What `check_key` found when the key was accepted.
-#[derive(Debug, Clone)]
-pub struct KeyCheck {
-    pub key_kind: KeyKind,
-    /// `request-id` of the successful call.
-    pub request_id: Option<String>,
-    /// Whether the feed returned at least one activity.
-    pub sees_activities: bool,
-    pub rate: RateState,
-}
-
-const HINT_401_CLAUDE_API_KEY: &str = "this is a Claude API key (sk-ant-api03-…), which the Compliance API always rejects: create a Compliance Access Key (sk-ant-api01-…) with the read:compliance_activities scope in claude.ai > Organization settings > API, or an Admin API key (sk-ant-admin01-…) in the Claude Console";
-const HINT_401_UNKNOWN_KEY: &str = "the key is not a Compliance Access Key (sk-ant-api01-…) or an Admin API key (sk-ant-admin01-…), the only kinds the Compliance API accepts (a Claude API key sk-ant-api03-… is rejected); also check that the whole key was copied";
-const HINT_401_REJECTED: &str = "the key is invalid, revoked or deleted, or is not a Compliance Access Key (sk-ant-api01-…) or Admin API key (sk-ant-admin01-…) (a Claude API key sk-ant-api03-… is rejected): create a new key and update the source's api_key";
-const HINT_403_SCOPE: &str = "the key lacks the read:compliance_activities scope (the message lists the scopes it has, 'Got', and those needed); scopes cannot be changed, so create a new key with that scope";
-const HINT_403_ADMIN: &str = "an Admin API key carries read:compliance_activities only if it was created after the Compliance API was enabled, so create a new Admin key (or use a Compliance Access Key); or the Compliance API is disabled for the organization";
-const HINT_403_OTHER: &str = "the key lacks the read:compliance_activities scope (see 'Got'/'Needed' in the message), or it is an Admin API key created before the Compliance API was enabled, or the Compliance API is disabled for the organization";
-
-fn unauthorized_hint(status: u16, key_kind: KeyKind, message: &str) -> &'static str {
-    let mentions_scope = message.to_ascii_lowercase().contains("scope");
-    match (status, key_kind) {
-        (401, KeyKind::ClaudeApi) => HINT_401_CLAUDE_API_KEY,
-        // Older API revisions answered a missing scope with 401.
-        (401, _) if mentions_scope => HINT_403_SCOPE,
-        (401, KeyKind::OtherAnthropic | KeyKind::Unrecognized) => HINT_401_UNKNOWN_KEY,
-        (401, _) => HINT_401_REJECTED,
-        (_, KeyKind::Admin) => HINT_403_ADMIN,
-        _ if mentions_scope => HINT_403_SCOPE,
-        _ => HINT_403_OTHER,
-    }
-}
-
 /// The Compliance API client of one source.
 pub struct ComplianceClient {
     source_name: String,
@@ -320,35 +218,6 @@ enum Failure {
     NotFound { request_id: Option<String> },
     /// Retrying cannot help.
     Final(FetchError),
-}
-
-/// The response envelope; unknown fields are ignored.
-#[derive(Deserialize)]
-struct Envelope {
-    data: Vec<Box<RawValue>>,
-    #[serde(default)]
-    has_more: bool,
-    #[serde(default)]
-    first_id: Option<String>,
-    #[serde(default)]
-    last_id: Option<String>,
-}
-
-/// The error envelope, parsed leniently: `{"error": {"type", "message"}, "request_id"}`.
-#[derive(Deserialize, Default)]
-struct ErrorEnvelope {
-    #[serde(default)]
-    error: Option<ErrorBody>,
-    #[serde(default)]
-    request_id: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-struct ErrorBody {
-    #[serde(default, rename = "type")]
-    kind: Option<String>,
-    #[serde(default)]
-    message: Option<String>,
 }
 
 impl ComplianceClient {
@@ -888,12 +757,6 @@ impl ComplianceClient {
     }
 }
 
-impl ErrorEnvelope {
-    fn parse(body: &[u8]) -> ErrorEnvelope {
-        serde_json::from_slice(body).unwrap_or_default()
-    }
-}
-
 /// 408, 409, 429 and every 5xx (529 is "overloaded") are worth retrying.
 fn is_retryable_status(code: u16) -> bool {
     matches!(code, 408 | 409 | 429 | 500..=599)
@@ -907,14 +770,8 @@ fn retry_after(headers: &HeaderMap, now: DateTime<Utc>) -> Option<Duration> {
             .and_then(|v| v.to_str().ok())
             .map(str::trim)
     };
-    let seconds = text("retry-after").and_then(|v| {
-        if let Ok(secs) = v.parse::<f64>() {
-            return (secs.is_finite() && secs >= 0.0)
-                .then(|| Duration::from_secs_f64(secs.min(86_400.0)));
-        }
-        let at = DateTime::parse_from_rfc2822(v).ok()?.with_timezone(&Utc);
-        Some((at - now).to_std().unwrap_or(Duration::ZERO))
-    });
+    let seconds = text("retry-after")
+        .and_then(|v| crate::http_text::retry_after_value(v, now, 86_400.0, None));
     let millis = text("retry-after-ms")
         .and_then(|v| v.parse::<f64>().ok())
         .filter(|ms| ms.is_finite() && *ms >= 0.0)
@@ -933,14 +790,7 @@ fn describe_reqwest_error(error: &reqwest::Error) -> String {
         "request failed"
     };
     // The URL in the message carries the query only; the key is a header.
-    let mut text = format!("{kind}: {error}");
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+    crate::http_text::with_causes(format!("{kind}: {error}"), error)
 }
 
 /// The start of a non-JSON error body, on one line.
@@ -957,198 +807,5 @@ fn body_excerpt(body: &[u8]) -> String {
     excerpt
 }
 
-/// Replaces every `sk-ant-…` token with its prefix and `[REDACTED]`.
-fn redact_anthropic_keys(text: &str) -> String {
-    const MARK: &str = "sk-ant-";
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(at) = rest.find(MARK) {
-        out.push_str(&rest[..at]);
-        let after = &rest[at + MARK.len()..];
-        let end = after
-            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
-            .unwrap_or(after.len());
-        out.push_str(MARK);
-        out.push_str("[REDACTED]");
-        rest = &after[end..];
-    }
-    out.push_str(rest);
-    out
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.insert(*k, v.parse().unwrap());
-        }
-        h
-    }
-
-    #[test]
-    fn key_kind_from_prefix() {
-        let kind = |k: &str| KeyKind::of(&SecretString::from(k.to_string()));
-        assert_eq!(kind("sk-ant-api01-abc"), KeyKind::ComplianceAccess);
-        assert_eq!(kind(" sk-ant-admin01-abc\n"), KeyKind::Admin);
-        assert_eq!(kind("sk-ant-api03-abc"), KeyKind::ClaudeApi);
-        assert_eq!(kind("sk-ant-oat01-abc"), KeyKind::OtherAnthropic);
-        assert_eq!(kind("hunter2"), KeyKind::Unrecognized);
-        assert!(KeyKind::Admin.can_read_feed() && !KeyKind::ClaudeApi.can_read_feed());
-        assert!(!KeyKind::ClaudeApi.to_string().contains("abc"));
-    }
-
-    #[test]
-    fn hints_name_the_likely_cause() {
-        assert_eq!(
-            unauthorized_hint(401, KeyKind::ClaudeApi, "invalid"),
-            HINT_401_CLAUDE_API_KEY
-        );
-        assert_eq!(
-            unauthorized_hint(401, KeyKind::ComplianceAccess, "invalid or revoked"),
-            HINT_401_REJECTED
-        );
-        assert_eq!(
-            unauthorized_hint(401, KeyKind::Unrecognized, "invalid"),
-            HINT_401_UNKNOWN_KEY
-        );
-        assert_eq!(
-            unauthorized_hint(
-                401,
-                KeyKind::ComplianceAccess,
-                "does not have the `read:compliance_activities` scope"
-            ),
-            HINT_403_SCOPE
-        );
-        assert_eq!(
-            unauthorized_hint(403, KeyKind::Admin, "Missing required scopes"),
-            HINT_403_ADMIN
-        );
-        assert_eq!(
-            unauthorized_hint(
-                403,
-                KeyKind::ComplianceAccess,
-                "Missing required scopes. Got: [] Needed: [x]"
-            ),
-            HINT_403_SCOPE
-        );
-        assert_eq!(
-            unauthorized_hint(403, KeyKind::ComplianceAccess, "Forbidden"),
-            HINT_403_OTHER
-        );
-        for hint in [
-            HINT_401_REJECTED,
-            HINT_401_CLAUDE_API_KEY,
-            HINT_401_UNKNOWN_KEY,
-        ] {
-            assert!(
-                hint.contains("sk-ant-api01-")
-                    && hint.contains("sk-ant-admin01-")
-                    && hint.contains("sk-ant-api03-")
-            );
-        }
-        assert!(HINT_401_REJECTED.contains("revoked"));
-        for hint in [HINT_403_ADMIN, HINT_403_OTHER] {
-            assert!(
-                hint.contains("created after the Compliance API was enabled")
-                    || hint.contains("created before")
-            );
-            assert!(hint.contains("disabled for the organization"));
-        }
-        assert!(HINT_403_SCOPE.contains("read:compliance_activities"));
-    }
-
-    #[test]
-    fn retry_after_in_seconds_dates_and_millis() {
-        let now = DateTime::parse_from_rfc3339("2026-04-21T14:38:00Z")
-            .unwrap()
-            .to_utc();
-        assert_eq!(
-            retry_after(&headers(&[("retry-after", "25")]), now),
-            Some(Duration::from_secs(25))
-        );
-        assert_eq!(
-            retry_after(&headers(&[("retry-after", "1.5")]), now),
-            Some(Duration::from_millis(1500))
-        );
-        assert_eq!(
-            retry_after(
-                &headers(&[("retry-after", "Tue, 21 Apr 2026 14:38:30 GMT")]),
-                now
-            ),
-            Some(Duration::from_secs(30))
-        );
-        assert_eq!(
-            retry_after(
-                &headers(&[("retry-after", "2"), ("retry-after-ms", "2500")]),
-                now
-            ),
-            Some(Duration::from_millis(2500))
-        );
-        assert_eq!(retry_after(&headers(&[("retry-after", "soon")]), now), None);
-        assert_eq!(retry_after(&headers(&[("retry-after", "-3")]), now), None);
-        assert_eq!(retry_after(&HeaderMap::new(), now), None);
-    }
-
-    #[test]
-    fn error_envelope_is_parsed_leniently() {
-        let e = ErrorEnvelope::parse(
-            br#"{"type":"error","error":{"type":"not_found_error","message":"Not found","details":{"error_visibility":"user_facing"}},"request_id":"req_9"}"#,
-        );
-        let body = e.error.unwrap();
-        assert_eq!(body.kind.as_deref(), Some("not_found_error"));
-        assert_eq!(body.message.as_deref(), Some("Not found"));
-        assert_eq!(e.request_id.as_deref(), Some("req_9"));
-        let e = ErrorEnvelope::parse(b"<html>Bad gateway</html>");
-        assert!(e.error.is_none() && e.request_id.is_none());
-        let e = ErrorEnvelope::parse(br#"{"error":"flat string"}"#);
-        assert!(e.error.is_none());
-    }
-
-    #[test]
-    fn redaction_removes_keys() {
-        assert_eq!(
-            redact_anthropic_keys("bad key sk-ant-api01-AbC_d-9 given, also sk-ant-admin01-x."),
-            "bad key sk-ant-[REDACTED] given, also sk-ant-[REDACTED]."
-        );
-        assert_eq!(redact_anthropic_keys("no key here"), "no key here");
-        assert_eq!(redact_anthropic_keys("sk-ant-"), "sk-ant-[REDACTED]");
-    }
-
-    #[test]
-    fn body_excerpt_is_one_bounded_line() {
-        assert_eq!(body_excerpt(b""), "(empty body)");
-        assert_eq!(
-            body_excerpt(b"<h1>502\n  Bad Gateway</h1>"),
-            "<h1>502 Bad Gateway</h1>"
-        );
-        let long = vec![b'x'; 2000];
-        assert_eq!(body_excerpt(&long).chars().count(), MAX_MESSAGE_CHARS + 1);
-    }
-
-    #[test]
-    fn retryable_statuses() {
-        for code in [408, 409, 429, 500, 502, 503, 504, 529] {
-            assert!(is_retryable_status(code), "{code}");
-        }
-        for code in [400, 401, 403, 404, 405, 413, 422] {
-            assert!(!is_retryable_status(code), "{code}");
-        }
-    }
-
-    #[test]
-    fn backoff_stays_between_one_and_sixty_seconds_without_a_cap() {
-        use backon::BackoffBuilder as _;
-        let delays: Vec<Duration> = backoff().build().take(200).collect();
-        assert_eq!(delays.len(), 200, "no retry cap");
-        assert!(
-            delays
-                .iter()
-                .all(|d| *d >= Duration::from_secs(1) && *d <= Duration::from_secs(60))
-        );
-        assert!(delays[0] < Duration::from_secs(2));
-        assert!(delays[150] >= Duration::from_secs(30));
-    }
-}
+mod tests;

@@ -1,5 +1,6 @@
 //! What part of a batch a destination already settled, for destinations
-//! that send one batch as several requests (Datadog, Sentinel).
+//! that send one batch as several requests or learn per record what was
+//! accepted (Splunk HEC, Datadog, Sumo, Sentinel, Elasticsearch).
 //!
 //! When the third of four requests fails with a retryable error, the sink
 //! task retries the whole batch. The records the first two requests carried
@@ -9,8 +10,8 @@
 
 use std::collections::HashMap;
 
-use super::http::{Outcome, Rejected};
-use crate::store::BatchRecord;
+use super::{Outcome, Rejected};
+use crate::model::BatchRecord;
 
 #[derive(Debug, Default)]
 pub struct BatchProgress {
@@ -45,6 +46,13 @@ impl BatchProgress {
 
     pub fn acknowledged(&mut self, seq: i64) {
         self.settled.insert(seq, None);
+    }
+
+    /// Every record of one accepted request.
+    pub fn acknowledged_all<'r>(&mut self, records: impl IntoIterator<Item = &'r BatchRecord>) {
+        for r in records {
+            self.acknowledged(r.seq);
+        }
     }
 
     pub fn rejected(&mut self, rejected: Rejected) {
