@@ -129,6 +129,79 @@ pub struct SinkConfig {
     pub format: Format,
     pub batch: BatchConfig,
     pub kind: SinkKind,
+    /// What the sink receives (`streams`).
+    pub streams: Streams,
+}
+
+/// The streams a sink receives: the activities, and the findings of
+/// `[detections]`. Each is delivered from its own cursor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Streams {
+    pub activities: bool,
+    pub findings: bool,
+}
+
+impl Streams {
+    /// Activities only (the archive, and every sink when detections are off).
+    pub const ACTIVITIES: Streams = Streams {
+        activities: true,
+        findings: false,
+    };
+    /// Both (the default of every sink but the archive when detections run).
+    pub const BOTH: Streams = Streams {
+        activities: true,
+        findings: true,
+    };
+}
+
+/// The suffix of a sink's findings stream: `<sink>.findings` names its
+/// cursor, dead letters and metrics (a sink name cannot hold a dot), and a
+/// file sink's findings file is `<stem>.findings.<extension>` beside its
+/// activities file.
+pub const FINDINGS_SUFFIX: &str = "findings";
+
+impl SinkConfig {
+    /// Whether this is the findings stream of a sink (`findings_stream`).
+    pub fn is_findings_stream(&self) -> bool {
+        self.name.ends_with(&format!(".{FINDINGS_SUFFIX}"))
+    }
+
+    /// The sink that delivers this sink's findings: the same destination
+    /// and settings under the name `<name>.findings`; a file sink writes
+    /// them to `<stem>.findings.<extension>` beside its file, a webhook
+    /// sink starts their `webhook-id` with `<id_prefix>-findings`.
+    pub fn findings_stream(&self) -> SinkConfig {
+        let mut kind = self.kind.clone();
+        match &mut kind {
+            SinkKind::File(f) => f.path = findings_path(&f.path),
+            SinkKind::Webhook(w) => w.id_prefix = format!("{}-{FINDINGS_SUFFIX}", w.id_prefix),
+            _ => {}
+        }
+        SinkConfig {
+            name: format!("{}.{FINDINGS_SUFFIX}", self.name),
+            format: self.format,
+            batch: self.batch.clone(),
+            kind,
+            streams: Streams {
+                activities: false,
+                findings: true,
+            },
+        }
+    }
+}
+
+/// `events.ocsf.ndjson` -> `events.ocsf.findings.ndjson`; `events` ->
+/// `events.findings`.
+pub fn findings_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let renamed = match name.rsplit_once('.') {
+        Some((stem, ext)) if !stem.is_empty() => format!("{stem}.{FINDINGS_SUFFIX}.{ext}"),
+        _ => format!("{name}.{FINDINGS_SUFFIX}"),
+    };
+    path.with_file_name(renamed)
 }
 
 #[derive(Debug, Clone)]
@@ -426,6 +499,19 @@ impl Config {
     pub fn sink(&self, name: &str) -> Option<&SinkConfig> {
         self.sinks.iter().find(|s| s.name == name)
     }
+
+    /// A sink by the name its cursor and dead letters go by: a configured
+    /// sink, or `<sink>.findings`, the findings stream of one that receives
+    /// findings (while detections run).
+    pub fn delivery(&self, name: &str) -> Option<SinkConfig> {
+        if let Some(sink) = self.sink(name) {
+            return Some(sink.clone());
+        }
+        let base = name.strip_suffix(&format!(".{FINDINGS_SUFFIX}"))?;
+        self.sink(base)
+            .filter(|s| s.streams.findings && self.detections.enabled)
+            .map(SinkConfig::findings_stream)
+    }
 }
 
 /// Prefix of the environment variables that override settings:
@@ -438,6 +524,19 @@ pub const ENV_PREFIX: &str = "CLAUDIT_";
 /// A `CLAUDIT_<SECTION>__<KEY>` variable that matches no setting is an error,
 /// so a typo in an override cannot be silently ignored.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    load_file(path, true)
+}
+
+/// Loads and validates the configuration file as [`load`] does, without
+/// the checks of where the daemon writes on this machine (the state
+/// directory exists, a sink path is not a directory): for the offline
+/// commands that only read settings (`claudit rules list/test --config`),
+/// which must work on a workstation that has a copy of the file.
+pub fn load_settings_only(path: &Path) -> Result<Config, ConfigErrors> {
+    load_file(path, false)
+}
+
+fn load_file(path: &Path, probe_files: bool) -> Result<Config, ConfigErrors> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         ConfigErrors(vec![ConfigError {
             file: path.to_path_buf(),
@@ -454,7 +553,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         .filter_map(|(name, _)| name.into_string().ok())
         .filter(|name| name.starts_with(ENV_PREFIX) && name.contains("__"))
         .collect();
-    load_inner(&text, path, &env, &override_names, true)
+    load_inner(&text, path, &env, &override_names, probe_files)
 }
 
 /// Loads and validates configuration text, as if read from `file`, with an
@@ -1736,8 +1835,21 @@ mod schema {
                  path = \"/var/log/claudit/events.ndjson\" (see config/claudit.example.toml)",
             );
         }
+        // Per sink: whether `streams` was written, and its table's key path
+        // and line (the default and the findings file are settled below).
+        let mut stream_keys: Vec<StreamKeys> = Vec::new();
         for mut t in sink_tables.unwrap_or_default() {
+            let explicit = t.has_key("streams");
             let (name, sink) = read_sink(cx, &mut t);
+            if sink.is_some() {
+                stream_keys.push(StreamKeys {
+                    explicit,
+                    key: t.key_path("streams"),
+                    line: t.line_of_key(cx, "streams"),
+                    path_key: t.key_path("path"),
+                    path_line: t.line_of_key(cx, "path"),
+                });
+            }
             if let Some(first) = sink_names.iter().position(|n| !n.is_empty() && *n == name) {
                 let line = t.line_of_key(cx, "name");
                 cx.error(
@@ -1764,6 +1876,13 @@ mod schema {
         let server = read_server(cx, &mut root);
         let detections = crate::detect::settings::read(cx, &mut root);
         root.finish(cx);
+        settle_streams(
+            cx,
+            &mut sinks,
+            &stream_keys,
+            detections.enabled,
+            &mut places,
+        );
         places::check(cx, &places);
 
         // Dedup of late re-reads needs the journal rows still present when the
@@ -1803,6 +1922,67 @@ mod schema {
             server,
             detections,
             notices: std::mem::take(&mut cx.notices),
+        }
+    }
+
+    /// Where a sink's `streams` is (or would be) in the file.
+    struct StreamKeys {
+        explicit: bool,
+        key: String,
+        line: Option<usize>,
+        path_key: String,
+        path_line: Option<usize>,
+    }
+
+    /// The streams of sinks without `streams`: both when detections run
+    /// (activities only for an archive), activities otherwise. A sink that
+    /// receives findings writes them somewhere too (a file sink's findings
+    /// file), checked with every other place.
+    fn settle_streams(
+        cx: &mut Ctx,
+        sinks: &mut [SinkConfig],
+        keys: &[StreamKeys],
+        detections: bool,
+        places: &mut Vec<places::Place>,
+    ) {
+        for (sink, keys) in sinks.iter_mut().zip(keys) {
+            let is_archive = matches!(sink.kind, SinkKind::Archive(_));
+            if !keys.explicit {
+                sink.streams = if detections && !is_archive {
+                    Streams::BOTH
+                } else {
+                    Streams::ACTIVITIES
+                };
+            } else if sink.streams.findings && !detections {
+                cx.notice(
+                    keys.key.clone(),
+                    keys.line,
+                    "has \"findings\" but [detections] enabled = false: the sink receives none \
+                     until detections are enabled",
+                );
+            }
+            if sink.streams.findings
+                && detections
+                && let Some(place) = places::of_sink(
+                    &sink.findings_stream(),
+                    keys.path_key.clone(),
+                    keys.path_line,
+                )
+            {
+                places.push(place);
+            }
+        }
+    }
+
+    /// One entry of `streams`.
+    fn stream_name(text: &Text) -> Option<String> {
+        match text.value.as_str() {
+            "activities" | "findings" => None,
+            _ => Some(format!(
+                "unknown stream {}; a sink receives \"activities\" (every activity), \"findings\" \
+                 (the detections' findings) or both: write streams = [\"activities\", \"findings\"]",
+                text.shown()
+            )),
         }
     }
 
@@ -2026,6 +2206,46 @@ mod schema {
         (source, needs)
     }
 
+    /// `streams`: which of "activities" and "findings" a sink receives;
+    /// `None` when absent (the default depends on `[detections]`).
+    fn read_streams(cx: &mut Ctx, t: &mut Table, is_archive: bool) -> Option<Streams> {
+        let example = "[\"activities\", \"findings\"]";
+        let list = match t.string_list(cx, "streams", example, stream_name) {
+            Got::Value(list) => list,
+            Got::Absent | Got::Invalid => return None,
+        };
+        let line = t.line_of_key(cx, "streams");
+        if list.is_empty() {
+            t_error(
+                cx,
+                t,
+                "streams",
+                line,
+                format!(
+                    "is empty: a sink receives at least one stream; write streams = {example}, or remove the sink"
+                ),
+            );
+            return None;
+        }
+        let streams = Streams {
+            activities: list.iter().any(|s| s == "activities"),
+            findings: list.iter().any(|s| s == "findings"),
+        };
+        if is_archive && streams.findings {
+            t_error(
+                cx,
+                t,
+                "streams",
+                line,
+                "an archive sink keeps only activities (it is evidence of what Anthropic served); \
+                 write streams = [\"activities\"] or remove the key, and send findings to another sink"
+                    .to_string(),
+            );
+            return None;
+        }
+        Some(streams)
+    }
+
     /// Reads one `[[sinks]]` table: its name (empty when missing or invalid),
     /// and the sink when its type is known.
     fn read_sink(cx: &mut Ctx, t: &mut Table) -> (String, Option<SinkConfig>) {
@@ -2111,6 +2331,7 @@ mod schema {
             );
             t_error(cx, t, "batch_linger", line, msg);
         }
+        let streams = read_streams(cx, t, is_archive);
         let kind = (sink_type.read)(cx, t);
         t.finish(cx);
         let sink = match (name.clone(), format, max_events, max_bytes, linger, kind) {
@@ -2130,6 +2351,11 @@ mod schema {
                     linger,
                 },
                 kind,
+                // Absent: settled once `[detections]` is read (`settle_streams`).
+                streams: streams.unwrap_or(Streams {
+                    activities: true,
+                    findings: false,
+                }),
             }),
             _ => None,
         };

@@ -191,6 +191,8 @@ pub struct Metrics {
     targets: RwLock<Targets>,
     /// The directory sync's families (`src/directory/metrics.rs`).
     directory: crate::directory::metrics::DirectoryFamilies,
+    /// The detection task's families (`src/detect/metrics.rs`).
+    detection: crate::detect::metrics::DetectionFamilies,
 }
 
 impl Default for Metrics {
@@ -244,9 +246,11 @@ impl Metrics {
             tasks: Mutex::new(BTreeMap::new()),
             targets: RwLock::new(Targets::default()),
             directory: Default::default(),
+            detection: Default::default(),
             registry: Registry::default(),
         };
         m.directory.register(&mut r);
+        m.detection.register(&mut r);
         // Counters get their `_total` suffix from the encoder.
         r.register(
             "claudit_source_requests",
@@ -454,6 +458,11 @@ impl Metrics {
             logging_disabled: self.logging_disabled.get_or_create_owned(&l),
             ratelimit_remaining: self.source_ratelimit_remaining.get_or_create_owned(&l),
         }
+    }
+
+    /// The handles the detection task updates.
+    pub fn detection(&self) -> crate::detect::metrics::DetectionMetrics {
+        self.detection.handles()
     }
 
     /// The handles one source's directory sync updates.

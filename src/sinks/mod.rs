@@ -29,7 +29,9 @@ use crate::config::{ArchiveBackend, ElasticsearchAuth, Format, SinkConfig, SinkK
 use crate::metrics::Metrics;
 use crate::ocsf::Mapper;
 use crate::redact::Redactor;
-use crate::store::{BatchRecord, NewDeadLetter, Payload, SharedStore, StoreError, now_ms};
+use crate::store::{
+    BatchRecord, FindingForm, NewDeadLetter, Payload, SharedStore, StoreError, now_ms,
+};
 use datadog::DatadogSink;
 use elasticsearch::ElasticsearchSink;
 use file::{Disk, FileSink, RealDisk};
@@ -54,6 +56,23 @@ pub struct SinkStats {
     pub batches: u64,
     pub delivered: u64,
     pub dead_lettered: u64,
+}
+
+/// What a sink reads, by its `format`: journal rows as received, rendered
+/// to OCSF by `mapper`, or with their directory context; for the findings
+/// stream of a sink, the findings in the OCSF or plain JSON form.
+pub fn payload_form(sink: &SinkConfig, mapper: &Arc<Mapper>) -> Payload {
+    if sink.is_findings_stream() {
+        return Payload::Findings(match sink.format {
+            Format::Ocsf => FindingForm::Ocsf,
+            Format::Raw | Format::RawWithContext => FindingForm::Plain,
+        });
+    }
+    match sink.format {
+        Format::Raw => Payload::Raw,
+        Format::Ocsf => Payload::Ocsf(mapper.clone()),
+        Format::RawWithContext => Payload::RawWithContext(mapper.clone()),
+    }
 }
 
 /// The destination behind a sink. One variant per sink type.
@@ -348,11 +367,7 @@ impl SinkTask {
 
     /// What the sink's `format` asks the journal for.
     fn payload_form(&self) -> Payload {
-        match self.config.format {
-            Format::Raw => Payload::Raw,
-            Format::Ocsf => Payload::Ocsf(self.mapper.clone()),
-            Format::RawWithContext => Payload::RawWithContext(self.mapper.clone()),
-        }
+        payload_form(&self.config, &self.mapper)
     }
 
     /// Opens the destination. A file is reconciled with the cursor before
@@ -387,7 +402,7 @@ impl SinkTask {
                 ElasticsearchSink::new(cfg).map_err(|e| anyhow::anyhow!("sink {name}: {e:#}"))?,
             )),
             SinkKind::Syslog(cfg) => Ok(Destination::Syslog(Box::new(
-                SyslogSink::new(cfg, msgid(self.config.format))
+                SyslogSink::new(cfg, msgid(&self.config))
                     .map_err(|e| anyhow::anyhow!("sink {name}: {e:#}"))?,
             ))),
             SinkKind::Webhook(cfg) => Ok(Destination::Webhook(
@@ -450,12 +465,16 @@ impl Replayer {
     }
 }
 
-/// The syslog MSGID of a sink's events: the shape of the body.
-fn msgid(format: Format) -> &'static str {
-    match format {
-        Format::Ocsf => "ocsf",
-        Format::Raw => "raw",
-        Format::RawWithContext => "raw+claudit",
+/// The syslog MSGID of a sink's events: the shape of the body (a findings
+/// stream's: `ocsf-finding`, the OCSF Detection Finding, or `finding`, the
+/// plain JSON finding).
+fn msgid(config: &SinkConfig) -> &'static str {
+    match (config.is_findings_stream(), config.format) {
+        (true, Format::Ocsf) => "ocsf-finding",
+        (true, Format::Raw | Format::RawWithContext) => "finding",
+        (false, Format::Ocsf) => "ocsf",
+        (false, Format::Raw) => "raw",
+        (false, Format::RawWithContext) => "raw+claudit",
     }
 }
 
@@ -489,7 +508,7 @@ pub async fn check_connection(config: &SinkConfig) -> Option<Result<String, Stri
             Ok(sink) => (sink.healthcheck().await, Vec::new()),
             Err(e) => (Err(format!("{e:#}")), Vec::new()),
         },
-        SinkKind::Syslog(cfg) => match SyslogSink::new(cfg, msgid(config.format)) {
+        SinkKind::Syslog(cfg) => match SyslogSink::new(cfg, msgid(config)) {
             Ok(mut sink) => (sink.healthcheck().await, Vec::new()),
             Err(e) => (Err(format!("{e:#}")), Vec::new()),
         },
@@ -716,6 +735,7 @@ mod tests {
                     max_bytes: 0,
                     max_files: 0,
                 }),
+                streams: crate::config::Streams::ACTIVITIES,
             },
             store: SharedStore::open(db).unwrap(),
             journal_head: watch::channel(0).1,

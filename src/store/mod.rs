@@ -8,6 +8,7 @@
 //! proceed side by side.
 
 mod error;
+pub mod findings;
 pub mod integrity;
 mod lock;
 mod schema;
@@ -21,6 +22,9 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use crate::ocsf::Mapper;
 
 pub use error::{Problem, StoreError};
+pub use findings::{
+    DetectionCommit, DetectionCursor, DetectionRow, FindingCount, NewFinding, StoredFinding,
+};
 pub use lock::InstanceLock;
 pub use schema::SCHEMA_VERSION;
 
@@ -155,6 +159,27 @@ pub enum Payload {
     /// The activity as received plus a `claudit` object with its
     /// directory context (from this mapper's directory), when it has one.
     RawWithContext(Arc<Mapper>),
+    /// Findings (from the findings table, by their seq), in the form they
+    /// were journaled in: the OCSF Detection Finding for OCSF sinks, the
+    /// plain JSON finding for raw ones.
+    Findings(FindingForm),
+}
+
+/// The form of a finding a sink reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FindingForm {
+    Ocsf,
+    Plain,
+}
+
+impl Payload {
+    /// The table the form reads: the journal, or the findings.
+    fn table(&self) -> &'static str {
+        match self {
+            Payload::Findings(_) => "findings",
+            _ => "journal",
+        }
+    }
 }
 
 /// A page to commit: its records and the window position it justifies, in
@@ -442,10 +467,11 @@ impl Store {
         let tx = self.conn.transaction().in_db(&self.path)?;
         let mut outcome = PageOutcome::default();
         let late = page.window.kind == WindowKind::Sweep;
+        let backfill = page.window.kind == WindowKind::Backfill;
         {
             let mut insert = tx.prepare_cached(
-                "INSERT INTO journal (activity_id, source, created_at_ms, activity_type, raw, ocsf, context, late, journaled_at_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                "INSERT INTO journal (activity_id, source, created_at_ms, activity_type, raw, ocsf, context, late, journaled_at_ms, backfill)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
                  ON CONFLICT(activity_id) DO NOTHING",
             ).in_db(&self.path)?;
             for r in page.records {
@@ -459,7 +485,8 @@ impl Store {
                         r.ocsf.as_deref().unwrap_or(""),
                         r.context,
                         late,
-                        page.now_ms
+                        page.now_ms,
+                        backfill
                     ])
                     .in_db(&self.path)?;
                 if n == 1 {
@@ -864,8 +891,9 @@ impl Store {
         mut more: impl FnMut(&[BatchRecord], usize, usize) -> bool,
     ) -> Result<Vec<BatchRecord>, StoreError> {
         let sql = format!(
-            "SELECT {} FROM journal WHERE seq > ?1 ORDER BY seq",
-            self.payload_columns(form)
+            "SELECT {} FROM {} WHERE seq > ?1 ORDER BY seq",
+            self.payload_columns(form),
+            form.table()
         );
         let mut stmt = self.conn.prepare_cached(&sql).in_db(&self.path)?;
         let mut rows = stmt.query(params![after_seq]).in_db(&self.path)?;
@@ -893,9 +921,10 @@ impl Store {
         form: &Payload,
     ) -> Result<Vec<BatchRecord>, StoreError> {
         let sql = format!(
-            "SELECT {} FROM journal
+            "SELECT {} FROM {}
              WHERE seq > ?1 AND created_at_ms >= ?2 AND created_at_ms < ?3 ORDER BY seq LIMIT ?4",
-            self.payload_columns(form)
+            self.payload_columns(form),
+            form.table()
         );
         let mut stmt = self.conn.prepare_cached(&sql).in_db(&self.path)?;
         let rows = stmt
@@ -1117,8 +1146,9 @@ impl Store {
         form: &Payload,
     ) -> Result<Option<BatchRecord>, StoreError> {
         let sql = format!(
-            "SELECT {} FROM journal WHERE seq = ?1",
-            self.payload_columns(form)
+            "SELECT {} FROM {} WHERE seq = ?1",
+            self.payload_columns(form),
+            form.table()
         );
         self.conn
             .query_row(&sql, params![seq], |r| batch_record(form, r))
@@ -1220,12 +1250,56 @@ impl Store {
     /// Deletes in bounded chunks so a large prune never holds the write lock
     /// for long.
     pub fn prune(&mut self, sinks: &[&str], older_than_ms: i64) -> Result<usize, StoreError> {
+        self.prune_retained(
+            &Retained {
+                sinks,
+                finding_sinks: &[],
+                detection: false,
+            },
+            older_than_ms,
+        )
+    }
+
+    /// Prunes as [`Store::prune`] does, keeping what `retained` still
+    /// needs: rows the detection task has not evaluated (when it runs),
+    /// and the activities of every finding kept. Findings go with the
+    /// activities they started from (first seen before `older_than_ms`).
+    pub fn prune_retained(
+        &mut self,
+        retained: &Retained,
+        older_than_ms: i64,
+    ) -> Result<usize, StoreError> {
+        let sinks = retained.sinks;
         let mut min_seq = i64::MAX;
         for sink in sinks {
             min_seq = min_seq.min(self.sink_cursor(sink)?.seq);
         }
         if sinks.is_empty() {
             return Ok(0);
+        }
+        let mut older_than_ms = older_than_ms;
+        if self.has_findings() {
+            if retained.detection {
+                min_seq = min_seq.min(self.detection_cursor()?.seq);
+            }
+            let mut delivered = i64::MAX;
+            for sink in retained.finding_sinks {
+                delivered = delivered.min(self.finding_cursor(sink)?);
+            }
+            self.conn
+                .execute(
+                    "DELETE FROM findings WHERE first_seen_ms < ?1 AND seq <= ?2
+                       AND seq NOT IN (SELECT seq FROM dead_letters WHERE sink LIKE '%.findings')",
+                    params![older_than_ms, delivered],
+                )
+                .in_db(&self.path)?;
+            let oldest_kept: Option<i64> = self
+                .conn
+                .query_row("SELECT MIN(first_seen_ms) FROM findings", [], |r| r.get(0))
+                .in_db(&self.path)?;
+            if let Some(oldest) = oldest_kept {
+                older_than_ms = older_than_ms.min(oldest);
+            }
         }
         let mut total = 0;
         loop {
@@ -1255,6 +1329,19 @@ impl Store {
             .in_db(&self.path)?;
         Ok(total)
     }
+}
+
+/// What pruning must keep besides the retention (see
+/// [`Store::prune_retained`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Retained<'a> {
+    /// Sinks whose cursors hold journal rows.
+    pub sinks: &'a [&'a str],
+    /// Sinks that receive findings: a finding is kept until each of them
+    /// has it.
+    pub finding_sinks: &'a [&'a str],
+    /// The detection task runs: rows after its cursor are kept.
+    pub detection: bool,
 }
 
 /// A dead letter to record with a cursor advance.
@@ -1354,6 +1441,8 @@ impl Store {
     /// The columns `payload` reads, after seq, activity_id and created_at_ms.
     fn payload_columns(&self, form: &Payload) -> &'static str {
         match (form, self.version >= 2) {
+            (Payload::Findings(FindingForm::Ocsf), _) => "seq, uid, created_at_ms, ocsf",
+            (Payload::Findings(FindingForm::Plain), _) => "seq, uid, created_at_ms, plain",
             (Payload::Raw, _) => "seq, activity_id, created_at_ms, raw",
             (Payload::RawWithContext(_), _) => {
                 "seq, activity_id, created_at_ms, raw, NULL, NULL, journaled_at_ms, source"
@@ -1373,7 +1462,7 @@ impl Store {
 /// or the OCSF event rendered from the raw activity and its context.
 fn payload(form: &Payload, r: &rusqlite::Row) -> rusqlite::Result<String> {
     match form {
-        Payload::Raw => r.get(3),
+        Payload::Raw | Payload::Findings(_) => r.get(3),
         Payload::RawWithContext(mapper) => Ok(crate::directory::enrich::raw_with_context(
             mapper.directory().map(|d| &**d),
             text(r, 3)?.unwrap_or_default(),

@@ -16,6 +16,7 @@ mod cli;
 mod config;
 mod deploy;
 mod detect_cli;
+mod detect_daemon;
 mod detect_sim;
 mod directory;
 mod dlq;
