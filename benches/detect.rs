@@ -133,6 +133,49 @@ fn detect(c: &mut Criterion) {
             BatchSize::PerIteration,
         )
     });
+    // Where the time goes: the parse of the row alone, and the evaluation
+    // of rows parsed beforehand.
+    group.bench_function("part: parse the row and its context", |b| {
+        b.iter(|| {
+            for r in &rows {
+                let activity: serde_json::Value = serde_json::from_str(&r.raw).unwrap();
+                let context: JournalContext = serde_json::from_str(&r.context_json).unwrap();
+                black_box((activity, context));
+            }
+        })
+    });
+    let parsed: Vec<(serde_json::Value, JournalContext)> = rows
+        .iter()
+        .map(|r| {
+            (
+                serde_json::from_str(&r.raw).unwrap(),
+                serde_json::from_str(&r.context_json).unwrap(),
+            )
+        })
+        .collect();
+    group.bench_function("part: evaluate the whole pack (rows parsed)", |b| {
+        b.iter_batched(
+            || Engine::new(&set, &settings).unwrap(),
+            |mut engine| {
+                let mut findings = 0;
+                for (r, (activity, context)) in rows.iter().zip(&parsed) {
+                    findings += engine
+                        .evaluate(&Input {
+                            id: &r.id,
+                            created_at_ms: r.created_ms,
+                            activity,
+                            context,
+                            journaled_at_ms: r.created_ms,
+                            backfill: false,
+                            replay: false,
+                        })
+                        .len();
+                }
+                black_box(findings)
+            },
+            BatchSize::PerIteration,
+        )
+    });
     group.finish();
 }
 

@@ -6,7 +6,9 @@
 //! `cargo bench --bench e2e`. Settings (environment):
 //! - `CLAUDIT_BENCH_SIZES`: backlog sizes, default `10000,100000,1000000`;
 //! - `CLAUDIT_BENCH_RUNS`: runs per figure (the median is reported), default 3;
-//! - `CLAUDIT_BENCH_SINKS`: `file`, `hec` or both (default `file,hec`);
+//! - `CLAUDIT_BENCH_SINKS`: `file`, `hec` or both (default `file,hec`); with
+//!   `file`, the file-sink runs are repeated with `[detections]` on (the
+//!   whole built-in pack, findings delivered), the others having it off;
 //! - `CLAUDIT_BENCH_PEER`: `0` skips the Python SDK peer (default `1`);
 //! - `CLAUDIT_BENCH_PREFILL`: rows pre-filled into the journal for the
 //!   degradation check (default 5000000; `0` skips it);
@@ -534,6 +536,7 @@ fn config_text(
     sink: Sink,
     hec_url: &str,
     geoip: &(PathBuf, PathBuf),
+    detections: bool,
 ) -> String {
     let out = match sink {
         Sink::File => config_file::sink("out", "file")
@@ -567,6 +570,9 @@ fn config_text(
                 .path("geoip_city_db", &geoip.0)
                 .path("geoip_asn_db", &geoip.1),
         )
+        // The whole built-in pack when on; the sink then also receives the
+        // findings (its default streams).
+        .table("detections", Table::default().set("enabled", detections))
         .text()
 }
 
@@ -579,6 +585,7 @@ fn run_claudit(
     sink: Sink,
     hec: &(String, Arc<HecCounters>),
     geoip: &(PathBuf, PathBuf),
+    detections: bool,
 ) -> Figures {
     std::fs::create_dir_all(run_dir).unwrap();
     let base_seq = if state.exists() {
@@ -589,7 +596,7 @@ fn run_claudit(
     let config = run_dir.join("claudit.toml");
     std::fs::write(
         &config,
-        config_text(run_dir, state, sim, sink, &hec.0, geoip),
+        config_text(run_dir, state, sim, sink, &hec.0, geoip, detections),
     )
     .unwrap();
     let log = std::fs::File::create(run_dir.join("claudit.log")).unwrap();
@@ -631,7 +638,15 @@ fn run_claudit(
             let head = s.head_seq()?;
             // `journaled` counts rows this run inserted (the source's state
             // is new in every run); seqs also advance on ignored duplicates.
-            Ok((s.sink_cursor("out")?.seq >= head && head > base_seq).then_some(state.journaled))
+            // With detections, also every activity evaluated and every
+            // finding delivered.
+            let detected = !detections
+                || (s.detection_cursor()?.seq >= head
+                    && s.finding_cursor("out")? >= s.head_finding_seq()?);
+            Ok(
+                (s.sink_cursor("out")?.seq >= head && head > base_seq && detected)
+                    .then_some(state.journaled),
+            )
         })();
         if let Ok(Some(journaled)) = caught_up {
             break Figures {
@@ -830,6 +845,8 @@ struct SizeReport {
     in_process: InProcess,
     claudit: Vec<(Sink, Figures)>,
     peer: Option<Figures>,
+    /// The file sink with detections off and on.
+    detection: Option<(Figures, Figures)>,
 }
 
 fn main() {
@@ -883,12 +900,40 @@ fn main() {
                     sink,
                     &hec,
                     &geoip,
+                    false,
                 );
                 println!("  claudit -> {:<4} run {run}: {}", sink.name(), f.line());
                 let _ = std::fs::remove_dir_all(&run_dir);
                 runs.push(f);
             }
             claudit.push((sink, median(&runs)));
+        }
+        // The same file-sink runs with the whole detection pack on, in this
+        // run of the bench: what detections cost per activity.
+        let mut detection = None;
+        if options.sinks.contains(&Sink::File) {
+            let mut runs = Vec::new();
+            for run in 0..options.runs {
+                let run_dir = size_dir.join(format!("detect-{run}"));
+                let f = run_claudit(
+                    &run_dir,
+                    &run_dir.join("state.db"),
+                    &sim,
+                    Sink::File,
+                    &hec,
+                    &geoip,
+                    true,
+                );
+                println!("  claudit -> file, detections on, run {run}: {}", f.line());
+                let _ = std::fs::remove_dir_all(&run_dir);
+                runs.push(f);
+            }
+            let off = claudit
+                .iter()
+                .find(|(s, _)| *s == Sink::File)
+                .map(|(_, f)| *f)
+                .unwrap_or_default();
+            detection = Some((off, median(&runs)));
         }
         let mut peer = None;
         if options.peer {
@@ -929,7 +974,7 @@ fn main() {
                     .unwrap()
                     .journal_rows()
                     .unwrap();
-                let f = run_claudit(&run_dir, &state, &sim, Sink::File, &hec, &geoip);
+                let f = run_claudit(&run_dir, &state, &sim, Sink::File, &hec, &geoip, false);
                 println!(
                     "  claudit -> file on a journal of {before} rows, run {run}: {}",
                     f.line()
@@ -949,6 +994,7 @@ fn main() {
             in_process,
             claudit,
             peer,
+            detection,
         });
         drop(sim);
     }
@@ -1007,6 +1053,28 @@ fn print_summary(
                 f.cpu_per_100k(),
                 mb(f.peak_rss_kb),
                 f.cpu_per_100k() / floor_cpu_100k
+            );
+        }
+    }
+    if reports.iter().any(|r| r.detection.is_some()) {
+        println!(
+            "\n| backlog | claudit → file, detections off | detections on (56 rules, findings delivered) | CPU per activity, on / off |"
+        );
+        println!("|---|---|---|---|");
+        for r in reports {
+            let Some((off, on)) = &r.detection else {
+                continue;
+            };
+            println!(
+                "| {} | {:.0}/s, {:.3} CPU s/100k, {:.1} MB | {:.0}/s, {:.3} CPU s/100k, {:.1} MB | {:.2}x |",
+                r.size,
+                off.per_sec(),
+                off.cpu_per_100k(),
+                mb(off.peak_rss_kb),
+                on.per_sec(),
+                on.cpu_per_100k(),
+                mb(on.peak_rss_kb),
+                on.cpu_per_100k() / off.cpu_per_100k()
             );
         }
     }

@@ -131,6 +131,78 @@ pub struct SinkConfig {
     pub format: Format,
     pub batch: BatchConfig,
     pub kind: SinkKind,
+    /// What the sink receives (`streams`).
+    pub streams: Streams,
+}
+
+/// The streams a sink receives: the activities, and the findings of
+/// `[detections]`. Each is delivered from its own cursor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Streams {
+    pub activities: bool,
+    pub findings: bool,
+}
+
+impl Streams {
+    /// Activities only (the archive, and every sink when detections are off).
+    pub const ACTIVITIES: Streams = Streams {
+        activities: true,
+        findings: false,
+    };
+    /// Both (the default of every sink but the archive when detections run).
+    pub const BOTH: Streams = Streams {
+        activities: true,
+        findings: true,
+    };
+}
+
+/// The suffix of a sink's findings stream: `<sink>.findings` names its
+/// cursor, dead letters and metrics (a sink name cannot hold a dot), and a
+/// file sink's findings file is `<stem>.findings.<extension>` beside its
+/// activities file.
+pub use crate::store::FINDINGS_SUFFIX;
+
+impl SinkConfig {
+    /// Whether this is the findings stream of a sink (`findings_stream`).
+    pub fn is_findings_stream(&self) -> bool {
+        self.name.ends_with(&format!(".{FINDINGS_SUFFIX}"))
+    }
+
+    /// The sink that delivers this sink's findings: the same destination
+    /// and settings under the name `<name>.findings`; a file sink writes
+    /// them to `<stem>.findings.<extension>` beside its file, a webhook
+    /// sink starts their `webhook-id` with `<id_prefix>-findings`.
+    pub fn findings_stream(&self) -> SinkConfig {
+        let kind = self
+            .kind
+            .settings()
+            .for_findings()
+            .unwrap_or_else(|| self.kind.clone());
+        SinkConfig {
+            name: format!("{}.{FINDINGS_SUFFIX}", self.name),
+            format: self.format,
+            batch: self.batch.clone(),
+            kind,
+            streams: Streams {
+                activities: false,
+                findings: true,
+            },
+        }
+    }
+}
+
+/// `events.ocsf.ndjson` -> `events.ocsf.findings.ndjson`; `events` ->
+/// `events.findings`.
+pub fn findings_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let renamed = match name.rsplit_once('.') {
+        Some((stem, ext)) if !stem.is_empty() => format!("{stem}.{FINDINGS_SUFFIX}.{ext}"),
+        _ => format!("{name}.{FINDINGS_SUFFIX}"),
+    };
+    path.with_file_name(renamed)
 }
 
 #[derive(Debug, Clone)]
@@ -273,6 +345,19 @@ impl Config {
     pub fn sink(&self, name: &str) -> Option<&SinkConfig> {
         self.sinks.iter().find(|s| s.name == name)
     }
+
+    /// A sink by the name its cursor and dead letters go by: a configured
+    /// sink, or `<sink>.findings`, the findings stream of one that receives
+    /// findings (while detections run).
+    pub fn delivery(&self, name: &str) -> Option<SinkConfig> {
+        if let Some(sink) = self.sink(name) {
+            return Some(sink.clone());
+        }
+        let base = name.strip_suffix(&format!(".{FINDINGS_SUFFIX}"))?;
+        self.sink(base)
+            .filter(|s| s.streams.findings && self.detections.enabled)
+            .map(SinkConfig::findings_stream)
+    }
 }
 
 /// Prefix of the environment variables that override settings:
@@ -285,6 +370,19 @@ pub const ENV_PREFIX: &str = "CLAUDIT_";
 /// A `CLAUDIT_<SECTION>__<KEY>` variable that matches no setting is an error,
 /// so a typo in an override cannot be silently ignored.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    load_file(path, true)
+}
+
+/// Loads and validates the configuration file as [`load`] does, without
+/// the checks of where the daemon writes on this machine (the state
+/// directory exists, a sink path is not a directory): for the offline
+/// commands that only read settings (`claudit rules list/test --config`),
+/// which must work on a workstation that has a copy of the file.
+pub fn load_settings_only(path: &Path) -> Result<Config, ConfigErrors> {
+    load_file(path, false)
+}
+
+fn load_file(path: &Path, probe_files: bool) -> Result<Config, ConfigErrors> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         ConfigErrors(vec![ConfigError {
             file: path.to_path_buf(),
@@ -301,7 +399,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         .filter_map(|(name, _)| name.into_string().ok())
         .filter(|name| name.starts_with(ENV_PREFIX) && name.contains("__"))
         .collect();
-    load_inner(&text, path, &env, &override_names, true)
+    load_inner(&text, path, &env, &override_names, probe_files)
 }
 
 /// Loads and validates configuration text, as if read from `file`, with an

@@ -18,6 +18,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::config::{self, Config};
+use crate::detect::Engine;
+use crate::detect::load::RuleSet;
+use crate::detect::task::DetectionTask;
 use crate::enrich::Enricher;
 use crate::health::Targets;
 use crate::metrics::Metrics;
@@ -25,7 +28,7 @@ use crate::ocsf::Mapper;
 use crate::service::{self, Notifier};
 use crate::sinks::SinkTask;
 use crate::source::SourceTask;
-use crate::store::{InstanceLock, SharedStore, integrity, now_ms};
+use crate::store::{InstanceLock, Retained, SharedStore, integrity, now_ms};
 
 /// The longest a shutdown waits for in-flight work before giving up.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(25);
@@ -272,6 +275,12 @@ pub fn start_pipeline(
     let directory = crate::directory::Directory::open(&config.state.path, config)?;
     let mapper = Arc::new(Mapper::new(&config.ocsf).with_directory(directory));
     let (head_tx, head_rx) = watch::channel(0u64);
+    let (findings_tx, findings_rx) = watch::channel(0u64);
+    let detection = detection_rules(config)?;
+    // How long the detection task may still need a journal row.
+    let detection_horizon_ms = detection
+        .as_ref()
+        .map(|(_, e)| i64::try_from(e.rebuild_horizon().as_millis()).unwrap_or(i64::MAX / 4));
 
     let mut tasks: JoinSet<(String, anyhow::Result<()>)> = JoinSet::new();
     for source in &config.sources {
@@ -290,19 +299,48 @@ pub fn start_pipeline(
             (name, task.run(cancel).await.map(|_| ()))
         });
     }
+    // One delivery task per stream a sink receives: its activities from
+    // its cursor over the journal, its findings from `<sink>.findings`.
+    let mut deliveries = Vec::new();
     for sink in &config.sinks {
+        if sink.streams.activities {
+            deliveries.push((sink.clone(), head_rx.clone()));
+        }
+        if sink.streams.findings && detection.is_some() {
+            deliveries.push((sink.findings_stream(), findings_rx.clone()));
+        }
+    }
+    for (sink, head) in deliveries {
+        let (name, cancel) = (format!("sink {}", sink.name), cancel.clone());
         let task = SinkTask {
-            config: sink.clone(),
+            config: sink,
             store: SharedStore::open(&config.state.path)?,
-            journal_head: head_rx.clone(),
+            journal_head: head,
             metrics: metrics.clone(),
             mapper: mapper.clone(),
         };
-        let (name, cancel) = (format!("sink {}", sink.name), cancel.clone());
         let alive = metrics.task_alive(&name);
         tasks.spawn(async move {
             let _alive = alive;
             (name, task.run(cancel).await.map(|_| ()))
+        });
+    }
+    if let Some((rules, _)) = detection {
+        let task = DetectionTask {
+            rules,
+            settings: config.detections.clone(),
+            store: SharedStore::open(&config.state.path)?,
+            journal_head: head_rx.clone(),
+            findings_head: findings_tx,
+            metrics: metrics
+                .families(crate::detect::metrics::DetectionFamilies::register)
+                .handles(),
+        };
+        let (name, cancel) = ("detections".to_string(), cancel.clone());
+        let alive = metrics.task_alive(&name);
+        tasks.spawn(async move {
+            let _alive = alive;
+            (name, task.run(cancel).await)
         });
     }
     {
@@ -314,7 +352,18 @@ pub fn start_pipeline(
         });
     }
     {
-        let sinks: Vec<String> = config.sinks.iter().map(|s| s.name.clone()).collect();
+        let sinks: Vec<String> = config
+            .sinks
+            .iter()
+            .filter(|s| s.streams.activities)
+            .map(|s| s.name.clone())
+            .collect();
+        let finding_sinks: Vec<String> = config
+            .sinks
+            .iter()
+            .filter(|s| s.streams.findings && detection_horizon_ms.is_some())
+            .map(|s| s.name.clone())
+            .collect();
         let sources: Vec<(String, i64)> = config
             .sources
             .iter()
@@ -323,7 +372,15 @@ pub fn start_pipeline(
         let retention_ms = config.state.retention.as_millis() as i64;
         let cancel = cancel.clone();
         tasks.spawn(async move {
-            let result = prune_loop(store, sinks, sources, retention_ms, cancel).await;
+            let result = prune_loop(
+                store,
+                (sinks, finding_sinks),
+                sources,
+                retention_ms,
+                detection_horizon_ms,
+                cancel,
+            )
+            .await;
             ("pruner".into(), result)
         });
     }
@@ -357,20 +414,40 @@ async fn drain(mut tasks: JoinSet<(String, anyhow::Result<()>)>) {
     }
 }
 
+/// The rules `claudit run` evaluates, when `[detections]` is enabled, and
+/// an engine built from them (checked once here, before anything runs).
+fn detection_rules(config: &Config) -> anyhow::Result<Option<(RuleSet, Engine)>> {
+    if !config.detections.enabled {
+        return Ok(None);
+    }
+    let rules = config.detections.load_rules().map_err(|errors| {
+        let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        anyhow::anyhow!("detection rules: {}", lines.join("; "))
+    })?;
+    let engine = Engine::new(&rules, &config.detections)
+        .map_err(|e| anyhow::anyhow!("detection rules: {e}"))?;
+    Ok(Some((rules, engine)))
+}
+
 /// Prunes delivered journal rows older than the retention, but never rows a
 /// coming sweep may re-read (created after a source's last sweep start minus
 /// its horizon): the journal's unique ids are what makes a re-read harmless.
 /// After a long outage the journal therefore keeps more until the first
-/// sweep has run.
+/// sweep has run. With detections running, rows the detection task has not
+/// evaluated and rows its windows may still hold (`detection_horizon_ms`)
+/// stay too, and findings go with their oldest activity (every activity a
+/// kept finding names stays in the journal).
 async fn prune_loop(
     store: SharedStore,
-    sinks: Vec<String>,
+    (sinks, finding_sinks): (Vec<String>, Vec<String>),
     sources: Vec<(String, i64)>,
     retention_ms: i64,
+    detection_horizon_ms: Option<i64>,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     loop {
-        let (sinks, sources) = (sinks.clone(), sources.clone());
+        let (sinks, finding_sinks, sources) =
+            (sinks.clone(), finding_sinks.clone(), sources.clone());
         let pruned = store
             .call(move |s| -> Result<usize, crate::store::StoreError> {
                 let mut cutoff = now_ms() - retention_ms;
@@ -379,8 +456,17 @@ async fn prune_loop(
                         cutoff = cutoff.min(last_sweep - horizon);
                     }
                 }
-                let rows = s.prune(
-                    &sinks.iter().map(String::as_str).collect::<Vec<_>>(),
+                if let Some(horizon) = detection_horizon_ms {
+                    cutoff = cutoff.min(now_ms() - horizon);
+                }
+                let sinks: Vec<&str> = sinks.iter().map(String::as_str).collect();
+                let finding_sinks: Vec<&str> = finding_sinks.iter().map(String::as_str).collect();
+                let rows = s.prune_retained(
+                    &Retained {
+                        sinks: &sinks,
+                        finding_sinks: &finding_sinks,
+                        detection: detection_horizon_ms.is_some(),
+                    },
                     cutoff,
                 )?;
                 // The directory keeps what the remaining rows can see.

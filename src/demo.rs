@@ -15,6 +15,8 @@ use crate::config::{
     SinkConfig, SinkKind, SourceConfig, StateConfig,
 };
 use crate::sim::{SimActivity, SimConfig, Simulator};
+
+mod geoip;
 use crate::store::Store;
 
 pub struct DemoOptions {
@@ -40,7 +42,14 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
     })?;
     let ocsf_path = options.out.join("events.ocsf.ndjson");
     let raw_path = options.out.join("events.raw.ndjson");
-    for p in [&ocsf_path, &raw_path] {
+    let findings_paths = [
+        crate::config::findings_path(&ocsf_path),
+        crate::config::findings_path(&raw_path),
+    ];
+    for p in [&ocsf_path, &raw_path]
+        .into_iter()
+        .chain(findings_paths.iter())
+    {
         if p.exists() {
             std::fs::remove_file(p)?;
         }
@@ -66,13 +75,15 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
         options.events
     );
 
-    let config = demo_config(
+    let mut config = demo_config(
         &sim.base_url(),
         api_key,
         state_dir.path(),
         &ocsf_path,
         &raw_path,
     );
+    // Where the attack addresses are, so the impossible travel is found.
+    config.enrich.geoip_city_db = Some(geoip::write_city_db(state_dir.path())?);
     let cancel = CancellationToken::new();
     let daemon = tokio::spawn(crate::daemon::run(
         config.clone(),
@@ -103,6 +114,10 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
                 && ["ocsf", "raw"]
                     .iter()
                     .all(|s| store.sink_cursor(s).map(|c| c.seq >= head).unwrap_or(false))
+                && store.detection_cursor()?.seq >= head
+                && ["ocsf", "raw"].iter().all(|s| {
+                    store.finding_cursor(s).unwrap_or(0) >= store.head_finding_seq().unwrap_or(0)
+                })
         };
         if done {
             break;
@@ -114,6 +129,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
 
     let store = Store::open_readonly(&config.state.path)?;
     let late = store.source_state("demo")?.late;
+    let findings = store.read_findings(0, usize::MAX >> 1)?;
     let expected: HashMap<String, SimActivity> = sim
         .activities()
         .into_iter()
@@ -121,7 +137,75 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
         .map(|a| (a.id.clone(), a))
         .collect();
     sim.shutdown().await;
-    print_summary(&ocsf_path, &raw_path, &expected, late, started.elapsed())
+    print_summary(&ocsf_path, &raw_path, &expected, late, started.elapsed())?;
+    print_findings(&findings, (&findings_paths[0], &findings_paths[1]))
+}
+
+/// The findings the detection task journaled from the simulated data,
+/// by rule, then the simulator's attack sequences as the rules saw them.
+fn print_findings(
+    findings: &[crate::store::StoredFinding],
+    paths: (&Path, &Path),
+) -> anyhow::Result<()> {
+    let plain: Vec<serde_json::Value> = findings
+        .iter()
+        .map(|f| serde_json::from_str(&f.plain))
+        .collect::<Result<_, _>>()?;
+    let mut by_rule: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+    for f in findings {
+        *by_rule
+            .entry((f.rule_id.as_str(), f.severity.as_str()))
+            .or_default() += 1;
+    }
+    let mut rules: Vec<_> = by_rule.into_iter().collect();
+    rules.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    println!();
+    println!(
+        "findings: {} from {} rules (journaled by the detection task, delivered to both sinks)",
+        findings.len(),
+        rules.len()
+    );
+    println!("  {}", paths.0.display());
+    println!("  {}", paths.1.display());
+    for ((rule, severity), n) in &rules {
+        println!("  {rule:<44} {severity:<13} {n:>5}");
+    }
+    println!();
+    println!("the simulator's attack sequences, as found:");
+    let mut not_found = Vec::new();
+    let mut show = |label: &str, rule: &str, pick: &dyn Fn(&serde_json::Value) -> bool| match plain
+        .iter()
+        .find(|f| f["rule"]["id"] == rule && pick(f))
+    {
+        Some(f) => println!(
+            "  {label}: {rule} ({}, {} activities, {} .. {}) {}",
+            f["rule"]["severity"].as_str().unwrap_or("?"),
+            f["activity_count"],
+            f["first_seen"].as_str().unwrap_or("?"),
+            f["last_seen"].as_str().unwrap_or("?"),
+            f["uid"].as_str().unwrap_or("?"),
+        ),
+        None => {
+            println!("  {label}: {rule}: not found");
+            not_found.push(label.to_string());
+        }
+    };
+    show("brute force", "auth-failure-burst", &|f| {
+        f["actor"]["ip_address"] == "185.220.101.34"
+    });
+    show(
+        "admin key at night after logging was turned off",
+        "logging-disabled-then-sensitive-action",
+        &|f| f["anchor"]["type"] == "admin_api_key_created",
+    );
+    show("impossible travel", "impossible-travel-login", &|_| true);
+    if !not_found.is_empty() {
+        anyhow::bail!(
+            "demo check failed: the detections did not find {}",
+            not_found.join(", ")
+        );
+    }
+    Ok(())
 }
 
 fn demo_config(base_url: &str, api_key: &str, state_dir: &Path, ocsf: &Path, raw: &Path) -> Config {
@@ -138,6 +222,8 @@ fn demo_config(base_url: &str, api_key: &str, state_dir: &Path, ocsf: &Path, raw
             max_bytes: 0,
             max_files: 0,
         }),
+        // The findings beside the activities: events.*.findings.ndjson.
+        streams: crate::config::Streams::BOTH,
     };
     Config {
         file: PathBuf::from("(demo)"),

@@ -38,9 +38,17 @@ use crate::store::{
 /// failure (the run can simply be started again).
 const REPLAY_ATTEMPTS: usize = 5;
 
-fn find_sink<'c>(config: &'c Config, name: &str) -> anyhow::Result<&'c SinkConfig> {
-    config.sink(name).ok_or_else(|| {
-        let names: Vec<_> = config.sinks.iter().map(|s| s.name.as_str()).collect();
+fn find_sink(config: &Config, name: &str) -> anyhow::Result<SinkConfig> {
+    config.delivery(name).ok_or_else(|| {
+        let names: Vec<String> = config
+            .sinks
+            .iter()
+            .flat_map(|s| {
+                let findings = (s.streams.findings && config.detections.enabled)
+                    .then(|| s.findings_stream().name);
+                std::iter::once(s.name.clone()).chain(findings)
+            })
+            .collect();
         anyhow::anyhow!(
             "no sink named {name:?} in {}; configured sinks: {}",
             config.file.display(),
@@ -61,7 +69,7 @@ fn mapper(config: &Config) -> Result<Arc<Mapper>, StoreError> {
 /// The form `sink` reads journal records in, rendered by `mapper` as the
 /// daemon would.
 fn payload_form(sink: &SinkConfig, mapper: &Arc<Mapper>) -> Payload {
-    Payload::of(sink.format, mapper)
+    Payload::of(sink, mapper)
 }
 
 fn fmt_ms(ms: i64) -> String {
@@ -119,7 +127,7 @@ pub fn show(config: &Config, sink: &str, id: i64) -> anyhow::Result<String> {
     writeln!(out, "rejected at: {}", fmt_ms(d.at_ms))?;
     writeln!(out, "reason:      {}", d.reason)?;
     writeln!(out, "response:    {}", d.response)?;
-    match store.journal_record(d.seq, &payload_form(sink, &mapper(config)?))? {
+    match store.journal_record(d.seq, &payload_form(&sink, &mapper(config)?))? {
         Some(r) => writeln!(out, "payload:     {}", r.payload)?,
         None => writeln!(
             out,
@@ -160,7 +168,7 @@ pub async fn replay_dead_letters(
     sink: &str,
     id: Option<i64>,
 ) -> anyhow::Result<DlqReplay> {
-    let sink = find_sink(config, sink)?.clone();
+    let sink = find_sink(config, sink)?;
     let store = SharedStore::open(&config.state.path)?;
     let name = sink.name.clone();
     let dead = store.call(move |s| s.dead_letters(&name, id)).await?;
@@ -274,7 +282,7 @@ pub async fn replay_range(
     until: DateTime<Utc>,
     cancel: CancellationToken,
 ) -> anyhow::Result<RangeReplay> {
-    let sink = find_sink(config, sink)?.clone();
+    let sink = find_sink(config, sink)?;
     if until <= since {
         anyhow::bail!("--until ({until}) must be after --since ({since})");
     }

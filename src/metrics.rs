@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::AtomicU64;
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
@@ -203,6 +203,16 @@ pub struct Metrics {
     targets: RwLock<Targets>,
     /// The directory sync's families (`src/directory/metrics.rs`).
     directory: crate::directory::metrics::DirectoryFamilies,
+    /// Families of modules this one does not know (the detection task's,
+    /// `src/detect/metrics.rs`), each in a registry of its own, encoded
+    /// after the rest; see [`Metrics::families`].
+    extensions: Mutex<Vec<Extension>>,
+}
+
+/// One module's families, registered once per process.
+struct Extension {
+    families: Arc<dyn std::any::Any + Send + Sync>,
+    registry: Registry,
 }
 
 impl Default for Metrics {
@@ -258,6 +268,7 @@ impl Metrics {
             tasks: Mutex::new(BTreeMap::new()),
             targets: RwLock::new(Targets::default()),
             directory: Default::default(),
+            extensions: Mutex::new(Vec::new()),
             registry: Registry::default(),
         };
         m.directory.register(&mut r);
@@ -482,6 +493,31 @@ impl Metrics {
         }
     }
 
+    /// The process's families of type `T`, registered by `register` the
+    /// first time they are asked for (a module above this one keeps its
+    /// families in its own file and names this module, not the other way
+    /// round). Later calls, after a reload too, return the same families,
+    /// so their counters go on counting.
+    pub fn families<T: Default + Send + Sync + 'static>(
+        &self,
+        register: impl FnOnce(&T, &mut Registry),
+    ) -> Arc<T> {
+        let mut extensions = lock(&self.extensions);
+        for e in extensions.iter() {
+            if let Ok(found) = Arc::clone(&e.families).downcast::<T>() {
+                return found;
+            }
+        }
+        let families = Arc::new(T::default());
+        let mut registry = Registry::default();
+        register(&families, &mut registry);
+        extensions.push(Extension {
+            families: Arc::clone(&families) as Arc<dyn std::any::Any + Send + Sync>,
+            registry,
+        });
+        families
+    }
+
     /// The handles one source's directory sync updates.
     pub fn directory(&self, source: &str) -> crate::directory::metrics::DirectoryMetrics {
         self.directory.source(source)
@@ -632,8 +668,12 @@ impl Metrics {
     /// The registry in the OpenMetrics text format.
     pub fn encode(&self) -> String {
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry)
-            .expect("writing to a String cannot fail");
+        use prometheus_client::encoding::text::{encode_eof, encode_registry};
+        encode_registry(&mut out, &self.registry).expect("writing to a String cannot fail");
+        for e in lock(&self.extensions).iter() {
+            encode_registry(&mut out, &e.registry).expect("writing to a String cannot fail");
+        }
+        encode_eof(&mut out).expect("writing to a String cannot fail");
         out
     }
 }

@@ -14,6 +14,26 @@ pub struct StatusReport {
     pub journal_head_seq: i64,
     pub sources: Vec<SourceStatus>,
     pub sinks: Vec<SinkStatus>,
+    pub detections: DetectionStatus,
+}
+
+/// The detection task: where it is, and what it found in the last 24 h.
+#[derive(Debug, Serialize)]
+pub struct DetectionStatus {
+    pub enabled: bool,
+    /// Last journal seq evaluated.
+    pub cursor_seq: i64,
+    /// Journal rows not evaluated yet.
+    pub events_behind: i64,
+    pub evaluated: i64,
+    /// Rows no rule could see (not a JSON object).
+    pub errors: i64,
+    /// The last failed evaluation step, until a step committed (the task
+    /// retries from its cursor).
+    pub last_error: Option<String>,
+    pub last_error_at: Option<String>,
+    /// Findings journaled in the last 24 hours, by rule, most first.
+    pub findings_24h: Vec<crate::store::FindingCount>,
 }
 
 #[derive(Debug, Serialize)]
@@ -52,6 +72,19 @@ pub struct SinkStatus {
     /// The error of the last failed attempt, cleared by the next success.
     pub last_error: Option<String>,
     pub last_error_at: Option<String>,
+    pub dead_letters: i64,
+    /// The sink's findings stream (`<sink>.findings`), when it receives findings.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub findings: Option<FindingStreamStatus>,
+}
+
+/// A sink's findings stream: its cursor over the findings.
+#[derive(Debug, Serialize)]
+pub struct FindingStreamStatus {
+    pub cursor_seq: i64,
+    pub findings_behind: i64,
+    pub delivered: i64,
+    pub last_error: Option<String>,
     pub dead_letters: i64,
 }
 
@@ -129,9 +162,34 @@ pub fn report(config: &Config, now_ms: i64) -> anyhow::Result<StatusReport> {
             last_error: c.last_error,
             last_error_at: c.last_error_ms.map(fmt_ms),
             dead_letters: store.dead_letter_count(&sink.name)?,
+            findings: if sink.streams.findings && config.detections.enabled {
+                let stream = sink.findings_stream().name;
+                let c = store.sink_cursor(&stream)?;
+                Some(FindingStreamStatus {
+                    cursor_seq: c.seq,
+                    findings_behind: store.count_findings_after(c.seq)?,
+                    delivered: c.delivered,
+                    last_error: c.last_error,
+                    dead_letters: store.dead_letter_count(&stream)?,
+                })
+            } else {
+                None
+            },
         });
     }
+    let cursor = store.detection_cursor()?;
+    let detections = DetectionStatus {
+        enabled: config.detections.enabled,
+        cursor_seq: cursor.seq,
+        events_behind: store.count_after(cursor.seq)?,
+        evaluated: cursor.evaluated,
+        errors: cursor.errors,
+        last_error: cursor.last_error,
+        last_error_at: cursor.last_error_ms.map(fmt_ms),
+        findings_24h: store.finding_counts_since(now_ms - 24 * 3600 * 1000)?,
+    };
     Ok(StatusReport {
+        detections,
         state_path: config.state.path.display().to_string(),
         journal_rows: store.journal_rows()?,
         journal_head_seq: store.head_seq()?,
@@ -196,6 +254,46 @@ impl std::fmt::Display for StatusReport {
             writeln!(f, "  dead letters:    {}", s.dead_letters)?;
             if let Some(e) = &s.last_error {
                 writeln!(f, "  last error:      {} ({e})", or(&s.last_error_at, "?"))?;
+            }
+            if let Some(fs) = &s.findings {
+                writeln!(
+                    f,
+                    "  findings:        seq {} ({} behind), {} delivered, {} dead letters",
+                    fs.cursor_seq, fs.findings_behind, fs.delivered, fs.dead_letters
+                )?;
+                if let Some(e) = &fs.last_error {
+                    writeln!(f, "  findings error:  {e}")?;
+                }
+            }
+        }
+        let d = &self.detections;
+        if d.enabled || d.evaluated > 0 {
+            writeln!(
+                f,
+                "detections{}",
+                if d.enabled { "" } else { " (disabled)" }
+            )?;
+            writeln!(
+                f,
+                "  cursor:          seq {} ({} events behind)",
+                d.cursor_seq, d.events_behind
+            )?;
+            writeln!(
+                f,
+                "  evaluated:       {} ({} unreadable rows)",
+                d.evaluated, d.errors
+            )?;
+            if let Some(e) = &d.last_error {
+                writeln!(
+                    f,
+                    "  last error:      {} ({e}; retrying from the cursor)",
+                    or(&d.last_error_at, "?")
+                )?;
+            }
+            let total: i64 = d.findings_24h.iter().map(|c| c.count).sum();
+            writeln!(f, "  findings (24 h): {total}")?;
+            for c in &d.findings_24h {
+                writeln!(f, "    {:<44} {:<13} {}", c.rule_id, c.severity, c.count)?;
             }
         }
         Ok(())

@@ -82,8 +82,21 @@ pub(super) fn read_config(cx: &mut Ctx, doc: &DeTable) -> Config {
              path = \"/var/log/claudit/events.ndjson\" (see config/claudit.example.toml)",
         );
     }
+    // Per sink: whether `streams` was written, and where (the default and
+    // the findings file are settled once `[detections]` is read).
+    let mut stream_keys: Vec<StreamKeys> = Vec::new();
     for mut t in sink_tables.unwrap_or_default() {
+        let explicit = t.has_key("streams");
         let (name, sink) = read_sink(cx, &mut t);
+        if sink.is_some() {
+            stream_keys.push(StreamKeys {
+                explicit,
+                key: t.key_path("streams"),
+                line: t.line_of_key(cx, "streams"),
+                path_key: t.key_path("path"),
+                path_line: t.line_of_key(cx, "path"),
+            });
+        }
         if let Some(first) = sink_names.iter().position(|n| !n.is_empty() && *n == name) {
             let line = t.line_of_key(cx, "name");
             cx.error(
@@ -110,6 +123,13 @@ pub(super) fn read_config(cx: &mut Ctx, doc: &DeTable) -> Config {
     let server = read_server(cx, &mut root);
     let detections = crate::detect::settings::read(cx, &mut root);
     root.finish(cx);
+    settle_streams(
+        cx,
+        &mut sinks,
+        &stream_keys,
+        detections.enabled,
+        &mut places,
+    );
     places::check(cx, &places);
 
     // Dedup of late re-reads needs the journal rows still present when the
@@ -150,6 +170,118 @@ pub(super) fn read_config(cx: &mut Ctx, doc: &DeTable) -> Config {
         detections,
         notices: std::mem::take(&mut cx.notices),
     }
+}
+
+/// Where a sink's `streams` is (or would be) in the file.
+struct StreamKeys {
+    explicit: bool,
+    key: String,
+    line: Option<usize>,
+    path_key: String,
+    path_line: Option<usize>,
+}
+
+/// The streams of sinks without `streams`: both when detections run
+/// (activities only for an archive or a vendor layout), activities
+/// otherwise. A sink that receives findings writes them somewhere too (a
+/// file sink's findings file), checked with every other place.
+fn settle_streams(
+    cx: &mut Ctx,
+    sinks: &mut [SinkConfig],
+    keys: &[StreamKeys],
+    detections: bool,
+    places: &mut Vec<places::Place>,
+) {
+    for (sink, keys) in sinks.iter_mut().zip(keys) {
+        if !keys.explicit {
+            sink.streams = if detections && findings_refused(sink).is_none() {
+                Streams::BOTH
+            } else {
+                Streams::ACTIVITIES
+            };
+        } else if sink.streams.findings && !detections {
+            cx.notice(
+                keys.key.clone(),
+                keys.line,
+                "has \"findings\" but [detections] enabled = false: the sink receives none \
+                 until detections are enabled",
+            );
+        }
+        // A sink whose own place is taken already is reported there; its
+        // findings file would only repeat that.
+        let own_taken = places::of_sink(sink, String::new(), None)
+            .is_some_and(|own| places.iter().filter(|p| p.path == own.path).count() > 1);
+        if sink.streams.findings
+            && detections
+            && !own_taken
+            && let Some(place) = places::of_sink(
+                &sink.findings_stream(),
+                keys.path_key.clone(),
+                keys.path_line,
+            )
+        {
+            places.push(place);
+        }
+    }
+}
+
+/// Why `sink` cannot receive findings, if it cannot.
+fn findings_refused(sink: &SinkConfig) -> Option<String> {
+    if sink.kind.settings().activities_only() {
+        return Some(
+            "an archive sink keeps only activities (it is evidence of what Anthropic served); \
+             write streams = [\"activities\"] or remove the key, and send findings to another sink"
+                .to_string(),
+        );
+    }
+    crate::sinks::layout::of(&sink.kind).map(|layout| {
+        format!(
+            "a sink with layout = {:?} sends that vendor's shape of an activity, which a finding \
+             does not have; write streams = [\"activities\"] or remove the key, and send findings \
+             to a sink without a layout",
+            layout.name()
+        )
+    })
+}
+
+/// One entry of `streams`.
+fn stream_name(text: &Text) -> Option<String> {
+    match text.value.as_str() {
+        "activities" | "findings" => None,
+        _ => Some(format!(
+            "unknown stream {}; a sink receives \"activities\" (every activity), \"findings\" \
+             (the detections' findings) or both: write streams = [\"activities\", \"findings\"]",
+            text.shown()
+        )),
+    }
+}
+
+/// `streams`: which of "activities" and "findings" a sink receives;
+/// `None` when absent (the default depends on `[detections]`) or invalid
+/// (reported).
+fn read_streams(cx: &mut Ctx, t: &mut Table) -> Option<Streams> {
+    let example = "[\"activities\", \"findings\"]";
+    let list = match t.string_list(cx, "streams", example, stream_name) {
+        Got::Value(list) => list,
+        Got::Absent | Got::Invalid => return None,
+    };
+    let line = t.line_of_key(cx, "streams");
+    if list.is_empty() {
+        t_error(
+            cx,
+            t,
+            "streams",
+            line,
+            format!(
+                "is empty: a sink receives at least one stream; write streams = {example}, or remove the sink"
+            ),
+        );
+        return None;
+    }
+    Some(Streams {
+        activities: list.iter().any(|s| s == "activities"),
+        findings: list.iter().any(|s| s == "findings"),
+    })
 }
 
 // ---- [server] ----------------------------------------------------------
@@ -471,6 +603,7 @@ pub(crate) fn read_sink(cx: &mut Ctx, t: &mut Table) -> (String, Option<SinkConf
             .map(|()| f),
         (_, format, _) => format,
     };
+    let streams = read_streams(cx, t);
     t.finish(cx);
     let sink = match (name.clone(), format, max_events, max_bytes, linger, kind) {
         (Some(name), Some(format), Some(max_events), Some(max_bytes), Some(linger), Some(kind)) => {
@@ -483,10 +616,21 @@ pub(crate) fn read_sink(cx: &mut Ctx, t: &mut Table) -> (String, Option<SinkConf
                     linger,
                 },
                 kind,
+                // Absent: settled once `[detections]` is read (`settle_streams`).
+                streams: streams.unwrap_or(Streams::ACTIVITIES),
             })
         }
         _ => None,
     };
+    // A sink that cannot take findings says so where `streams` asks for them.
+    if let Some(sink) = &sink
+        && sink.streams.findings
+        && let Some(why) = findings_refused(sink)
+    {
+        let line = t.line_of_key(cx, "streams");
+        t_error(cx, t, "streams", line, why);
+        return (name.unwrap_or_default(), None);
+    }
     (name.unwrap_or_default(), sink)
 }
 

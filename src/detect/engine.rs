@@ -11,7 +11,7 @@ use rsigma_eval::event::Event;
 use serde_json::Value;
 
 use super::allow::AllowList;
-use super::event::{ActivityEvent, claudit_view};
+use super::event::ActivityEvent;
 use super::finding::{
     ActivityRef, Finding, FindingRule, FiredAnchor, MAX_RELATED, Point, finding_uid,
 };
@@ -262,10 +262,9 @@ impl Engine {
         if self.rules.is_empty() || self.allow.allows(input.activity) {
             return Vec::new();
         }
-        let view = claudit_view(input.activity, input.context, &|c| {
-            self.embargoed.contains(c)
-        });
-        let event = ActivityEvent::new(input.activity, &view);
+        let embargoed_set = &self.embargoed;
+        let embargoed = |c: &str| embargoed_set.contains(c);
+        let event = ActivityEvent::new(input.activity, input.context, &embargoed);
         let mut matched: Vec<(usize, usize)> = self
             .sigma
             .evaluate(&event)
@@ -280,7 +279,7 @@ impl Engine {
         }
         matched.sort_unstable();
         matched.dedup();
-        let activity = Arc::new(activity_ref(input, &view));
+        let activity = Arc::new(activity_ref(input));
         let mut findings = Vec::new();
         for (index, step) in matched {
             let allowance_ms = self.allowance_ms;
@@ -376,8 +375,9 @@ impl Engine {
         let allowance_ms = self.allowance_ms;
         for rule in &mut self.rules {
             let reach = rule.reach(allowance_ms);
+            let logic = &rule.logic;
             rule.groups.retain(|_, g| {
-                g.sweep(reach, now_arrived_ms);
+                g.sweep(reach, now_arrived_ms, logic);
                 !g.is_empty()
             });
         }
@@ -418,7 +418,7 @@ fn field_text(event: &ActivityEvent, field: &str) -> Option<String> {
     scalar.filter(|s| !s.is_empty())
 }
 
-fn activity_ref(input: &Input, view: &Value) -> ActivityRef {
+fn activity_ref(input: &Input) -> ActivityRef {
     let text = |k: &str| {
         input
             .activity
@@ -426,16 +426,19 @@ fn activity_ref(input: &Input, view: &Value) -> ActivityRef {
             .and_then(Value::as_str)
             .map(str::to_string)
     };
-    let geo = view.pointer("/claudit/geo").and_then(|g| {
-        Some(Point {
-            lat: g.get("lat")?.as_f64()?,
-            lon: g.get("lon")?.as_f64()?,
-            country: g
-                .get("country_iso")
-                .and_then(Value::as_str)
-                .map(str::to_string),
-        })
-    });
+    let geo = input
+        .context
+        .enrichment
+        .as_ref()
+        .and_then(|e| e.ip.as_ref())
+        .and_then(|ip| ip.location.as_ref())
+        .and_then(|l| {
+            Some(Point {
+                lat: l.lat?,
+                lon: l.long?,
+                country: l.country.clone(),
+            })
+        });
     ActivityRef {
         id: Arc::from(input.id),
         activity_type: text("type").unwrap_or_else(|| "unknown".to_string()),

@@ -60,28 +60,120 @@ const UNKNOWN_OUTCOME_TYPES: &[&str] = &[
     "end_user_invite_requested",
 ];
 
-/// One activity as the rules see it: the raw fields and the `claudit.*` view.
+/// One activity as the rules see it: the raw fields and the `claudit.*`
+/// view. The view is computed field by field when a rule asks for it
+/// (most activities are tested against a few fields of it, or none), from
+/// the raw activity and the enrichment the journal kept; nothing is built
+/// per activity.
 pub struct ActivityEvent<'a> {
     raw: JsonEvent<'a>,
-    /// `{"claudit": {...}}`, so paths are looked up whole.
-    claudit: JsonEvent<'a>,
+    activity: &'a Value,
+    context: &'a JournalContext,
+    embargoed: &'a dyn Fn(&str) -> bool,
 }
 
 impl<'a> ActivityEvent<'a> {
-    pub fn new(raw: &'a Value, claudit: &'a Value) -> ActivityEvent<'a> {
+    pub fn new(
+        activity: &'a Value,
+        context: &'a JournalContext,
+        embargoed: &'a dyn Fn(&str) -> bool,
+    ) -> ActivityEvent<'a> {
         ActivityEvent {
-            raw: JsonEvent::borrow(raw),
-            claudit: JsonEvent::borrow(claudit),
+            raw: JsonEvent::borrow(activity),
+            activity,
+            context,
+            embargoed,
         }
+    }
+
+    fn actor_str(&self, key: &str) -> Option<&'a str> {
+        self.activity
+            .get("actor")?
+            .get(key)?
+            .as_str()
+            .filter(|s| !s.is_empty())
+    }
+
+    /// One `claudit.*` field (`path` without the `claudit.` prefix), or
+    /// `None` when claudit cannot compute it.
+    fn claudit_field(&self, path: &str) -> Option<EventValue<'a>> {
+        let borrowed = |s: &'a str| EventValue::Str(Cow::Borrowed(s));
+        let enrichment = self.context.enrichment.as_ref();
+        let ip = || enrichment.and_then(|e| e.ip.as_ref());
+        let location = || ip().and_then(|i| i.location.as_ref());
+        let ua = || enrichment.and_then(|e| e.user_agent.as_deref());
+        match path {
+            "actor.key" => actor_key(
+                self.actor_str("type"),
+                self.actor_str("email_address"),
+                || self.actor_str("unauthenticated_email_address"),
+            )
+            .map(borrowed),
+            "actor.principal" => self
+                .actor_str("email_address")
+                .or_else(|| self.actor_str("api_key_id"))
+                .or_else(|| self.actor_str("ip_address"))
+                .map(borrowed),
+            "outcome" => Some(borrowed(outcome(self.activity))),
+            "self_generated" => Some(EventValue::Bool(self.context.self_generated)),
+            "ip.class" => ip().map(|i| borrowed(ip_class(i.class))),
+            "geo.country_iso" => location().and_then(|l| l.country.as_deref()).map(borrowed),
+            "geo.embargoed" => location()
+                .and_then(|l| l.country.as_deref())
+                .map(|c| EventValue::Bool((self.embargoed)(c))),
+            "geo.city" => location().and_then(|l| l.city.as_deref()).map(borrowed),
+            "geo.lat" | "geo.lon" => location()
+                .filter(|l| l.lat.is_some() && l.long.is_some())
+                .and_then(|l| if path == "geo.lat" { l.lat } else { l.long })
+                .map(EventValue::Float),
+            "asn.number" => ip()
+                .and_then(|i| i.asn.as_ref())
+                .map(|a| EventValue::Int(i64::from(a.number))),
+            "asn.org" => ip()
+                .and_then(|i| i.asn.as_ref())
+                .and_then(|a| a.name.as_deref())
+                .map(borrowed),
+            "user_agent.name" => ua().and_then(|u| u.name.as_deref()).map(borrowed),
+            "user_agent.automated" => ua().map(|u| EventValue::Bool(u.automated)),
+            "user_agent.category" => ua().map(|u| borrowed(device_category(u.device_type))),
+            // An object of the namespace (no rule of the pack asks for one):
+            // built whole, as `to_json` shows it.
+            _ => {
+                let view = claudit_view(self.activity, self.context, self.embargoed);
+                let mut node = view.get("claudit")?;
+                for part in path.split('.') {
+                    node = node.get(part)?;
+                }
+                Some(owned_value(node))
+            }
+        }
+    }
+}
+
+/// A JSON value as an owned [`EventValue`].
+fn owned_value(v: &Value) -> EventValue<'static> {
+    match v {
+        Value::Null => EventValue::Null,
+        Value::Bool(b) => EventValue::Bool(*b),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => EventValue::Int(i),
+            None => EventValue::Float(n.as_f64().unwrap_or_default()),
+        },
+        Value::String(s) => EventValue::Str(Cow::Owned(s.clone())),
+        Value::Array(items) => EventValue::Array(items.iter().map(owned_value).collect()),
+        Value::Object(m) => EventValue::Map(
+            m.iter()
+                .map(|(k, v)| (Cow::Owned(k.clone()), owned_value(v)))
+                .collect(),
+        ),
     }
 }
 
 impl Event for ActivityEvent<'_> {
     fn get_field(&self, path: &str) -> Option<EventValue<'_>> {
-        if path.starts_with("claudit.") {
-            self.claudit.get_field(path)
-        } else {
-            self.raw.get_field(path)
+        match path.strip_prefix("claudit.") {
+            Some(rest) => self.claudit_field(rest),
+            None => self.raw.get_field(path),
         }
     }
 
@@ -100,7 +192,10 @@ impl Event for ActivityEvent<'_> {
 
     fn to_json(&self) -> Value {
         let mut out = self.raw.to_json();
-        if let (Value::Object(out), Value::Object(view)) = (&mut out, self.claudit.to_json()) {
+        if let (Value::Object(out), Value::Object(view)) = (
+            &mut out,
+            claudit_view(self.activity, self.context, self.embargoed),
+        ) {
             out.extend(view);
         }
         out
@@ -322,9 +417,16 @@ mod tests {
                 })),
             }),
         };
-        let view = view_of(&activity, &ctx);
-        let event = ActivityEvent::new(&activity, &view);
+        let embargoed = |c: &str| c == "KP";
+        let event = ActivityEvent::new(&activity, &ctx, &embargoed);
         let field = |p: &str| event.get_field(p).map(|v| v.to_json());
+        // Field by field, the lazy view says what the whole view says.
+        let view = view_of(&activity, &ctx);
+        for path in CLAUDIT_FIELDS {
+            let whole = view.pointer(&format!("/{}", path.replace('.', "/")));
+            assert_eq!(field(path).as_ref(), whole, "{path}");
+        }
+        assert_eq!(field("claudit.geo"), view.pointer("/claudit/geo").cloned());
         assert_eq!(field("claudit.geo.country_iso"), Some(json!("KP")));
         assert_eq!(field("claudit.geo.embargoed"), Some(json!(true)));
         assert_eq!(field("claudit.asn.number"), Some(json!(131279)));

@@ -334,6 +334,26 @@ impl Finding {
     }
 }
 
+impl Finding {
+    /// The finding as the journal keeps it: both forms, rendered once.
+    pub fn to_journal(&self) -> crate::store::NewFinding {
+        crate::store::NewFinding {
+            uid: self.uid.clone(),
+            rule_id: self.rule.id.clone(),
+            severity: self.rule.severity.as_str().to_string(),
+            anchor_id: self.anchor.id.to_string(),
+            anchor_created_ms: self.anchor.created_ms,
+            first_seen_ms: self.first_seen_ms,
+            last_seen_ms: self.last_seen_ms,
+            detected_ms: self.detected_ms,
+            retrospective: self.retrospective,
+            related: self.related.iter().map(|a| a.id.to_string()).collect(),
+            plain: self.to_plain_json().to_string(),
+            ocsf: self.to_ocsf().to_string(),
+        }
+    }
+}
+
 /// What the journal keeps of a finding that suppression needs at start-up
 /// (from the plain JSON finding: `rule.id`, `group`, `anchor`).
 #[derive(Debug, Clone, PartialEq)]

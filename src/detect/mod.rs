@@ -4,7 +4,8 @@
 //! - `load.rs`: the built-in pack (`rules/`, compiled in by `pack.rs`) and
 //!   the operator's `rule_dirs`, parsed with rsigma-parser and checked.
 //! - `event.rs`: what a rule sees of an activity: the raw fields and the
-//!   `claudit.*` namespace built from the journal's enrichment context.
+//!   `claudit.*` namespace, computed field by field from the journal's
+//!   enrichment context when a rule asks.
 //! - `engine.rs`: one rsigma-eval engine for every enabled rule's
 //!   detections; a match goes through the allow-lists to its rule.
 //! - `window.rs`: correlation (counts, distinct counts, sequences) and the
@@ -15,16 +16,15 @@
 //!   Finding and plain JSON forms.
 //! - `settings.rs`, `allow.rs`: `[detections]`.
 //! - `cli.rs`: `claudit rules list` and `claudit rules test`.
-//!
-//! How a detection task of the daemon uses it: build an [`Engine`] from
-//! [`DetectionSettings::load_rules`] and the settings; at start-up re-feed
-//! the journal's findings ([`Engine::restore`], from
-//! [`FiredAnchor::from_plain_json`]) and activities ([`Engine::evaluate`]
-//! with `replay: true`) from [`Engine::rebuild_horizon`] before the task's
-//! cursor; then evaluate each activity after the cursor and journal
-//! the findings (unique id = [`Finding::uid`]) in the transaction that
-//! advances the cursor. A crash between the two re-evaluates: same inputs in
-//! the same order give the same findings with the same uids.
+//! - `task.rs`: the daemon's detection task: reads the journal after its
+//!   cursor, evaluates, journals the findings with the cursor in one
+//!   transaction, and at start-up rebuilds windows and suppression from the
+//!   journal ([`Engine::restore`] with the journaled findings, then
+//!   [`Engine::evaluate`] with `replay: true` over [`Engine::rebuild_horizon`]
+//!   before the cursor). A crash between evaluation and commit re-evaluates:
+//!   same inputs in the same order give the same findings with the same
+//!   uids, which the journal keeps once.
+//! - `metrics.rs`: findings by rule and severity, evaluations, errors, lag.
 
 pub mod allow;
 pub mod cli;
@@ -32,9 +32,11 @@ pub mod engine;
 pub mod event;
 pub mod finding;
 pub mod load;
+pub mod metrics;
 mod pack;
 pub mod rule;
 pub mod settings;
+pub mod task;
 pub mod window;
 
 pub use engine::{Engine, Input, RuleState};

@@ -34,7 +34,7 @@
 //!   still counted with its neighbours); a group keeps at most
 //!   [`MAX_GROUP_ENTRIES`].
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::Bound;
 use std::sync::Arc;
 
@@ -84,6 +84,12 @@ pub struct Group {
     /// they arrived.
     fired: BTreeMap<Key, i64>,
     newest_ms: i64,
+    /// A distinct-count rule's primary values over every entry kept, with
+    /// how many entries hold each: no window holds more distinct values
+    /// than the whole group, so while this is under the threshold no
+    /// candidate needs its window counted (a burst of one person's
+    /// failures costs a lookup per activity, not a scan of the window).
+    distinct: HashMap<String, u32>,
 }
 
 impl Group {
@@ -133,7 +139,7 @@ impl Group {
         if reach.suppress_ms > 0 {
             self.fired.insert(key.clone(), arrived_ms);
             self.newest_ms = self.newest_ms.max(key.0);
-            self.evict(reach, arrived_ms);
+            self.evict(reach, arrived_ms, &Logic::Single);
         }
         Some(Fire {
             members: vec![Arc::clone(&activity)],
@@ -154,36 +160,88 @@ impl Group {
         }
         let arrived_ms = entry.arrived_ms;
         self.newest_ms = self.newest_ms.max(key.0);
+        if let Some(primary) = primary_value(logic, &entry) {
+            *self.distinct.entry(primary).or_default() += 1;
+        }
         self.entries.insert(key.clone(), entry);
         let mut fires = Vec::new();
-        if replay {
-            self.evict(reach, arrived_ms);
+        if replay || !self.may_hold(logic, reach) {
+            self.evict(reach, arrived_ms, logic);
             return fires;
         }
-        let candidates: Vec<Key> = match logic {
+        if matches!(logic, Logic::FirstSeen { .. }) {
             // Only the new activity can be first in its history.
-            Logic::FirstSeen { .. } => vec![key.clone()],
-            _ => {
-                let end = key.0.saturating_add(reach.window_ms);
-                self.entries
-                    .range(key.clone()..)
-                    .take_while(|(k, _)| k.0 <= end)
-                    .map(|(k, _)| k.clone())
-                    .collect()
+            if self.may_fire(&key, reach.suppress_ms)
+                && let Some(members) = self.holds_at(&key, logic, reach)
+            {
+                let anchor = Arc::clone(&self.entries[&key].activity);
+                self.fired.insert(key, arrived_ms);
+                fires.push(Fire { anchor, members });
             }
-        };
-        for candidate in candidates {
-            if !self.may_fire(&candidate, reach.suppress_ms) {
+            self.evict(reach, arrived_ms, logic);
+            return fires;
+        }
+        // The candidates are the activities in [key, key + window], in
+        // order. The feed is newest-first, so a page arrives oldest-last
+        // and every activity of it precedes the ones already held: the
+        // candidates of a burst are the whole burst. A run of candidates
+        // that an anchor suppresses is skipped at once, to the first one
+        // past the anchor's suppression.
+        let end = key.0.saturating_add(reach.window_ms);
+        let mut from = Bound::Included(key);
+        while let Some(candidate) = self
+            .entries
+            .range((from.clone(), Bound::Unbounded))
+            .next()
+            .map(|(k, _)| k.clone())
+            .filter(|k| k.0 <= end)
+        {
+            if let Some(until) = self.suppressed_until(&candidate, reach.suppress_ms) {
+                from = match until {
+                    Some(ms) if ms > candidate.0 => Bound::Included((ms, Arc::<str>::from(""))),
+                    _ => Bound::Excluded(candidate),
+                };
                 continue;
             }
             if let Some(members) = self.holds_at(&candidate, logic, reach) {
                 let anchor = Arc::clone(&self.entries[&candidate].activity);
-                self.fired.insert(candidate, arrived_ms);
+                self.fired.insert(candidate.clone(), arrived_ms);
                 fires.push(Fire { anchor, members });
             }
+            from = Bound::Excluded(candidate);
         }
-        self.evict(reach, arrived_ms);
+        self.evict(reach, arrived_ms, logic);
         fires
+    }
+
+    /// Whether any window of the group could satisfy `logic`: a count
+    /// needs that many entries, a distinct count that many distinct
+    /// values in the whole group.
+    fn may_hold(&self, logic: &Logic, reach: Reach) -> bool {
+        match logic {
+            Logic::Count => self.entries.len() as u64 >= reach.threshold,
+            Logic::Distinct { .. } => self.distinct.len() as u64 >= reach.threshold,
+            _ => true,
+        }
+    }
+
+    /// Why `key` may not fire: `Some(None)` when it fired already,
+    /// `Some(Some(ms))` when an anchor suppresses every candidate before
+    /// `ms`; `None` when it may fire.
+    fn suppressed_until(&self, key: &Key, suppress_ms: i64) -> Option<Option<i64>> {
+        if self.fired.contains_key(key) {
+            return Some(None);
+        }
+        if suppress_ms <= 0 {
+            return None;
+        }
+        let low = (key.0.saturating_sub(suppress_ms - 1), Arc::<str>::from(""));
+        let high = key.0.saturating_add(suppress_ms - 1);
+        self.fired
+            .range((Bound::Included(low), Bound::Unbounded))
+            .next()
+            .filter(|(k, _)| k.0 <= high)
+            .map(|(k, _)| Some(k.0.saturating_add(suppress_ms)))
     }
 
     /// The rule's condition over the window ending at `at`; the
@@ -310,22 +368,54 @@ impl Group {
     }
 
     /// Forgets what no window can need any more.
-    fn evict(&mut self, reach: Reach, now_arrived_ms: i64) {
+    fn evict(&mut self, reach: Reach, now_arrived_ms: i64, logic: &Logic) {
         let reach_ms = reach.window_ms.max(reach.suppress_ms) + reach.allowance_ms;
         let old = self.newest_ms.saturating_sub(reach_ms);
         let stale = now_arrived_ms.saturating_sub(reach_ms);
-        self.entries
-            .retain(|k, e| k.0 >= old || e.arrived_ms >= stale);
+        let Group {
+            entries, distinct, ..
+        } = self;
+        let mut forget = |e: &Entry| {
+            if let Some(primary) = primary_value(logic, e)
+                && let Some(n) = distinct.get_mut(&primary)
+            {
+                *n -= 1;
+                if *n == 0 {
+                    distinct.remove(&primary);
+                }
+            }
+        };
+        // Entries are in created_at order: only the oldest can be evicted
+        // by age, so the scan stops at the first one kept by it.
+        if entries.first_key_value().is_some_and(|(k, _)| k.0 < old) {
+            entries.retain(|k, e| {
+                let keep = k.0 >= old || e.arrived_ms >= stale;
+                if !keep {
+                    forget(e);
+                }
+                keep
+            });
+        }
+        while entries.len() > MAX_GROUP_ENTRIES {
+            if let Some((_, e)) = entries.pop_first() {
+                forget(&e);
+            }
+        }
         self.fired
             .retain(|k, arrived| k.0 >= old || *arrived >= stale);
-        while self.entries.len() > MAX_GROUP_ENTRIES {
-            self.entries.pop_first();
-        }
     }
 
     /// Forgets what no window can need any more (a group nobody touched).
-    pub fn sweep(&mut self, reach: Reach, now_arrived_ms: i64) {
-        self.evict(reach, now_arrived_ms);
+    pub fn sweep(&mut self, reach: Reach, now_arrived_ms: i64, logic: &Logic) {
+        self.evict(reach, now_arrived_ms, logic);
+    }
+}
+
+/// The value a distinct-count rule counts for `entry` (its fields as one).
+fn primary_value(logic: &Logic, entry: &Entry) -> Option<String> {
+    match logic {
+        Logic::Distinct { fields, .. } => composite(entry.values.get(..fields.len())?),
+        _ => None,
     }
 }
 

@@ -1219,6 +1219,8 @@ mod tests {
                     "DROP TABLE directory_facts; DROP TABLE directory_version;
                      DROP TABLE directory_sync; DROP TABLE directory_sync_lists;
                      DROP TABLE directory_sync_seen; DROP TABLE directory_refresh_requests;
+                     ALTER TABLE journal DROP COLUMN backfill;
+                     DROP TABLE findings; DROP TABLE detection_cursor;
                      PRAGMA user_version = 3;",
                 )
                 .unwrap();

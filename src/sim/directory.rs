@@ -599,6 +599,13 @@ fn decode_token(token: &str) -> Option<String> {
 /// Appends the stored activity `fields` (its `type` and type-specific
 /// fields, plus `actor` and the org fields) as created now; returns its id.
 pub(crate) fn append(shared: &Shared, now: i64, fields: Value) -> String {
+    append_at(shared, now, now, fields)
+}
+
+/// [`append`] of an activity created at `created` that becomes visible at
+/// `visible` (a late arrival when `visible` is later).
+pub(crate) fn append_at(shared: &Shared, created: i64, visible: i64, fields: Value) -> String {
+    let now = created;
     let world = shared.generator.world();
     let type_name = fields
         .get("type")
@@ -627,8 +634,9 @@ pub(crate) fn append(shared: &Shared, now: i64, fields: Value) -> String {
     let rec = super::store::Rec {
         created: now,
         suffix: rng.next_u64(),
-        // Visible at once: tests append what they then expect to read.
-        visible: now,
+        // Visible when the caller says: at once, unless a test makes a
+        // late arrival.
+        visible,
         payload: 0,
         stored: true,
         type_idx: type_table().index_of(&type_name).unwrap_or(0),

@@ -368,6 +368,15 @@ impl Simulator {
         directory::append(&self.shared, self.shared.clock.now_micros(), fields)
     }
 
+    /// Appends an activity created `ago` before now and visible from now:
+    /// a late arrival that only a sweep finds once the live windows have
+    /// passed its `created_at`. Returns its id.
+    pub fn append_late_activity(&self, fields: serde_json::Value, ago: Duration) -> String {
+        let now = self.shared.clock.now_micros();
+        let created = now - i64::try_from(ago.as_micros()).unwrap_or(i64::MAX / 2);
+        directory::append_at(&self.shared, created, now, fields)
+    }
+
     /// Removes `user_id` from its organization now, as an admin would: an
     /// `org_user_deleted` activity (by the organization's primary owner)
     /// that the directory follows. Their activities stay in the feed.

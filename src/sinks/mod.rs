@@ -282,7 +282,7 @@ impl SinkTask {
 
     /// What the sink's `format` asks the journal for.
     fn payload_form(&self) -> Payload {
-        Payload::of(self.config.format, &self.mapper)
+        Payload::of(&self.config, &self.mapper)
     }
 
     /// The sink's journal as its destination sees it.
@@ -512,6 +512,7 @@ pub(crate) mod tests {
                     max_bytes: 0,
                     max_files: 0,
                 }),
+                streams: crate::config::Streams::ACTIVITIES,
             },
             store: SharedStore::open(db).unwrap(),
             journal_head: watch::channel(0).1,

@@ -129,6 +129,20 @@ pub trait SinkSettings: Any + Debug + Send + Sync {
         None
     }
 
+    /// The sink keeps the activities only, never the findings of
+    /// `[detections]` (the archive: evidence of what Anthropic served).
+    fn activities_only(&self) -> bool {
+        false
+    }
+
+    /// The settings the sink's findings stream (`<sink>.findings`, a
+    /// second sink task) delivers with: `None` for the sink's own. A type
+    /// whose destination has a place or a name of its own gives the
+    /// findings theirs (a file sink: its findings file).
+    fn for_findings(&self) -> Option<SinkKind> {
+        None
+    }
+
     /// The sink delivers an hour only once it is sealed, so it stays
     /// about an hour behind the journal's head by design (`/readyz`).
     fn seals_hours(&self) -> bool {

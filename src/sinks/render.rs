@@ -4,9 +4,9 @@
 
 use std::sync::Arc;
 
-use crate::config::Format;
+use crate::config::{Format, SinkConfig};
 use crate::ocsf::Mapper;
-use crate::store::{Columns, JournalRow, RowRenderer};
+use crate::store::{Columns, FindingForm, JournalRow, RowRenderer};
 
 /// The form a sink reads journal records in (its `format`).
 #[derive(Debug, Clone)]
@@ -18,11 +18,27 @@ pub enum Payload {
     /// The activity as received plus a `claudit` object with its
     /// directory context (from this mapper's directory), when it has one.
     RawWithContext(Arc<Mapper>),
+    /// Findings (the findings table), in the form the detection task
+    /// journaled them in: the OCSF Detection Finding for an OCSF sink, the
+    /// plain JSON finding for a raw one.
+    Findings(FindingForm),
 }
 
 impl Payload {
-    /// The payload form of a sink's `format`.
-    pub fn of(format: Format, mapper: &Arc<Mapper>) -> Payload {
+    /// The payload form of a sink: its `format`, for its activities or,
+    /// for its findings stream (`<sink>.findings`), its findings.
+    pub fn of(sink: &SinkConfig, mapper: &Arc<Mapper>) -> Payload {
+        if sink.is_findings_stream() {
+            return Payload::Findings(match sink.format {
+                Format::Ocsf => FindingForm::Ocsf,
+                Format::Raw | Format::RawWithContext => FindingForm::Plain,
+            });
+        }
+        Payload::of_format(sink.format, mapper)
+    }
+
+    /// The payload form of activities in `format`.
+    pub fn of_format(format: Format, mapper: &Arc<Mapper>) -> Payload {
         match format {
             Format::Raw => Payload::Raw,
             Format::Ocsf => Payload::Ocsf(mapper.clone()),
@@ -37,12 +53,13 @@ impl RowRenderer for Payload {
             Payload::Raw => Columns::Raw,
             Payload::RawWithContext(_) => Columns::RawAndOrigin,
             Payload::Ocsf(_) => Columns::All,
+            Payload::Findings(form) => Columns::Findings(*form),
         }
     }
 
     fn render(&self, row: &JournalRow<'_>) -> String {
         match self {
-            Payload::Raw => row.raw.to_string(),
+            Payload::Raw | Payload::Findings(_) => row.raw.to_string(),
             Payload::RawWithContext(mapper) => crate::directory::enrich::raw_with_context(
                 mapper.directory().map(|d| &**d),
                 row.raw,

@@ -43,7 +43,7 @@ use sha2::Sha256;
 use super::contract::{BoxFuture, Destination, Outcome, Rejected};
 use super::http;
 use super::registry::{OpenContext, SinkSettings, SinkType, opened};
-use crate::config::HttpSinkConfig;
+use crate::config::{HttpSinkConfig, SinkKind};
 use crate::model::BatchRecord;
 use crate::redact::Redactor;
 
@@ -382,6 +382,15 @@ pub const TYPE: SinkType = SinkType {
 };
 
 impl SinkSettings for WebhookConfig {
+    /// Findings are numbered apart from the activities: their `webhook-id`
+    /// starts `<id_prefix>-findings`, so a receiver deduplicating by id
+    /// never takes a finding for an activity of the same seq.
+    fn for_findings(&self) -> Option<SinkKind> {
+        let mut findings = self.clone();
+        findings.id_prefix = format!("{}-{}", self.id_prefix, crate::config::FINDINGS_SUFFIX);
+        Some(SinkKind::new(findings))
+    }
+
     fn add_secrets(&self, redactor: &mut Redactor) {
         let secret = self.secret.expose_secret();
         redactor.add(secret);

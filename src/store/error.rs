@@ -52,6 +52,13 @@ pub enum StoreError {
     )]
     Open { path: PathBuf, reason: String },
     /// Any other SQLite error (busy, disk full, I/O), with the file.
+    /// A write that would break one of the journal's invariants (a
+    /// finding naming an activity the journal does not hold); nothing of
+    /// the transaction was committed.
+    #[error(
+        "state database {path}: refused to commit {what}; nothing was written. This is a defect in claudit: report it with the log"
+    )]
+    Invariant { path: PathBuf, what: String },
     #[error("state database {path}: {error}")]
     Sqlite {
         path: PathBuf,
@@ -159,7 +166,9 @@ impl StoreError {
             | StoreError::Lost { .. }
             | StoreError::NewerSchema { .. } => Problem::Damaged,
             StoreError::Access { .. } => Problem::Access,
-            StoreError::Open { .. } | StoreError::Sqlite { .. } => Problem::Other,
+            StoreError::Open { .. } | StoreError::Invariant { .. } | StoreError::Sqlite { .. } => {
+                Problem::Other
+            }
         }
     }
 }

@@ -78,8 +78,9 @@ impl Store {
         mut more: impl FnMut(&[BatchRecord], usize, usize) -> bool,
     ) -> Result<Vec<BatchRecord>, StoreError> {
         let sql = format!(
-            "SELECT {} FROM journal WHERE seq > ?1 ORDER BY seq",
-            self.payload_columns(form)
+            "SELECT {} FROM {} WHERE seq > ?1 ORDER BY seq",
+            self.payload_columns(form),
+            form.columns().table()
         );
         let mut stmt = self.conn.prepare_cached(&sql).in_db(&self.path)?;
         let mut rows = stmt.query(params![after_seq]).in_db(&self.path)?;
@@ -107,9 +108,10 @@ impl Store {
         form: &dyn RowRenderer,
     ) -> Result<Vec<BatchRecord>, StoreError> {
         let sql = format!(
-            "SELECT {} FROM journal
+            "SELECT {} FROM {}
              WHERE seq > ?1 AND created_at_ms >= ?2 AND created_at_ms < ?3 ORDER BY seq LIMIT ?4",
-            self.payload_columns(form)
+            self.payload_columns(form),
+            form.columns().table()
         );
         let mut stmt = self.conn.prepare_cached(&sql).in_db(&self.path)?;
         let rows = stmt
@@ -199,8 +201,9 @@ impl Store {
         form: &dyn RowRenderer,
     ) -> Result<Option<BatchRecord>, StoreError> {
         let sql = format!(
-            "SELECT {} FROM journal WHERE seq = ?1",
-            self.payload_columns(form)
+            "SELECT {} FROM {} WHERE seq = ?1",
+            self.payload_columns(form),
+            form.columns().table()
         );
         self.conn
             .query_row(&sql, params![seq], |r| batch_record(form, r))
@@ -226,6 +229,8 @@ impl Store {
     fn payload_columns(&self, form: &dyn RowRenderer) -> &'static str {
         match (form.columns(), self.version >= 2) {
             (Columns::Raw, _) => "seq, activity_id, created_at_ms, raw",
+            (Columns::Findings(FindingForm::Ocsf), _) => "seq, uid, created_at_ms, ocsf",
+            (Columns::Findings(FindingForm::Plain), _) => "seq, uid, created_at_ms, plain",
             (Columns::RawAndOrigin, _) => {
                 "seq, activity_id, created_at_ms, raw, NULL, NULL, journaled_at_ms, source"
             }
@@ -243,7 +248,7 @@ impl Store {
 /// selects.
 fn payload(form: &dyn RowRenderer, r: &rusqlite::Row) -> rusqlite::Result<String> {
     let (seq, created_at_ms) = (r.get(0)?, r.get(2)?);
-    if form.columns() == Columns::Raw {
+    if matches!(form.columns(), Columns::Raw | Columns::Findings(_)) {
         let raw: String = r.get(3)?;
         return Ok(form.render(&JournalRow {
             seq,

@@ -9,6 +9,7 @@
 
 mod cursors;
 mod error;
+pub mod findings;
 pub mod integrity;
 mod journal;
 mod lock;
@@ -21,6 +22,10 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 pub use error::{Problem, StoreError};
+pub use findings::{
+    DetectionCommit, DetectionCursor, DetectionRow, FINDINGS_SUFFIX, FindingCount, NewFinding,
+    StoredFinding,
+};
 pub use lock::InstanceLock;
 pub use schema::SCHEMA_VERSION;
 
@@ -154,6 +159,30 @@ pub enum Columns {
     /// Besides those, the OCSF event stored with the row (journals written
     /// before schema 2) and the enrichment context found at ingest.
     All,
+    /// Not the journal but the findings table (schema 5): each finding in
+    /// the form the detection task journaled it in, as the row's `raw`
+    /// (its `seq` the finding's, its activity id the finding's uid, its
+    /// `created_at_ms` that of the activity that completed it).
+    Findings(FindingForm),
+}
+
+/// The form of a finding a reader asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FindingForm {
+    /// The OCSF Detection Finding.
+    Ocsf,
+    /// claudit's plain JSON finding.
+    Plain,
+}
+
+impl Columns {
+    /// The table these columns are read from.
+    fn table(self) -> &'static str {
+        match self {
+            Columns::Findings(_) => "findings",
+            _ => "journal",
+        }
+    }
 }
 
 /// One journal row as a reader sees it: the columns its [`Columns`] asked
@@ -459,10 +488,11 @@ impl Store {
         let tx = self.conn.transaction().in_db(&self.path)?;
         let mut outcome = PageOutcome::default();
         let late = page.window.kind == WindowKind::Sweep;
+        let backfill = page.window.kind == WindowKind::Backfill;
         {
             let mut insert = tx.prepare_cached(
-                "INSERT INTO journal (activity_id, source, created_at_ms, activity_type, raw, ocsf, context, late, journaled_at_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                "INSERT INTO journal (activity_id, source, created_at_ms, activity_type, raw, ocsf, context, late, journaled_at_ms, backfill)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
                  ON CONFLICT(activity_id) DO NOTHING",
             ).in_db(&self.path)?;
             for r in page.records {
@@ -476,7 +506,8 @@ impl Store {
                         r.ocsf.as_deref().unwrap_or(""),
                         r.context,
                         late,
-                        page.now_ms
+                        page.now_ms,
+                        backfill
                     ])
                     .in_db(&self.path)?;
                 if n == 1 {
@@ -820,12 +851,56 @@ impl Store {
     /// Deletes in bounded chunks so a large prune never holds the write lock
     /// for long.
     pub fn prune(&mut self, sinks: &[&str], older_than_ms: i64) -> Result<usize, StoreError> {
+        self.prune_retained(
+            &Retained {
+                sinks,
+                finding_sinks: &[],
+                detection: false,
+            },
+            older_than_ms,
+        )
+    }
+
+    /// Prunes as [`Store::prune`] does, keeping what `retained` still
+    /// needs: rows the detection task has not evaluated (when it runs),
+    /// and the activities of every finding kept. Findings go with the
+    /// activities they started from (first seen before `older_than_ms`).
+    pub fn prune_retained(
+        &mut self,
+        retained: &Retained,
+        older_than_ms: i64,
+    ) -> Result<usize, StoreError> {
+        let sinks = retained.sinks;
         let mut min_seq = i64::MAX;
         for sink in sinks {
             min_seq = min_seq.min(self.sink_cursor(sink)?.seq);
         }
         if sinks.is_empty() {
             return Ok(0);
+        }
+        let mut older_than_ms = older_than_ms;
+        if self.has_findings() {
+            if retained.detection {
+                min_seq = min_seq.min(self.detection_cursor()?.seq);
+            }
+            let mut delivered = i64::MAX;
+            for sink in retained.finding_sinks {
+                delivered = delivered.min(self.finding_cursor(sink)?);
+            }
+            self.conn
+                .execute(
+                    "DELETE FROM findings WHERE first_seen_ms < ?1 AND seq <= ?2
+                       AND seq NOT IN (SELECT seq FROM dead_letters WHERE sink LIKE '%.findings')",
+                    params![older_than_ms, delivered],
+                )
+                .in_db(&self.path)?;
+            let oldest_kept: Option<i64> = self
+                .conn
+                .query_row("SELECT MIN(first_seen_ms) FROM findings", [], |r| r.get(0))
+                .in_db(&self.path)?;
+            if let Some(oldest) = oldest_kept {
+                older_than_ms = older_than_ms.min(oldest);
+            }
         }
         let mut total = 0;
         loop {
@@ -855,6 +930,19 @@ impl Store {
             .in_db(&self.path)?;
         Ok(total)
     }
+}
+
+/// What pruning must keep besides the retention (see
+/// [`Store::prune_retained`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Retained<'a> {
+    /// Sinks whose cursors hold journal rows.
+    pub sinks: &'a [&'a str],
+    /// Sinks that receive findings: a finding is kept until each of them
+    /// has it.
+    pub finding_sinks: &'a [&'a str],
+    /// The detection task runs: rows after its cursor are kept.
+    pub detection: bool,
 }
 
 /// A dead letter to record with a cursor advance.

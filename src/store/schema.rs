@@ -186,6 +186,48 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (source, list)
     );
     "#,
+    // 5: detections. A journal row says whether a backfill window read it
+    // (its findings are retrospective). Findings are journal entries of
+    // their own: unique by uid (a re-evaluation keeps one), kept in the
+    // plain JSON and OCSF forms they were produced in, with the ids of the
+    // activities behind them (every one in the journal when committed).
+    // `created_at_ms` is the anchor activity's (a replay by time range
+    // selects findings by it). The detection task's cursor over the
+    // journal moves in the transaction that journals its findings; a sink
+    // receiving findings has a second cursor row, `<sink>.findings`, over
+    // the findings' seq.
+    r#"
+    ALTER TABLE journal ADD COLUMN backfill INTEGER NOT NULL DEFAULT 0;
+
+    CREATE TABLE findings (
+        seq               INTEGER PRIMARY KEY AUTOINCREMENT,
+        uid               TEXT    NOT NULL UNIQUE,
+        rule_id           TEXT    NOT NULL,
+        severity          TEXT    NOT NULL,
+        anchor_id         TEXT    NOT NULL,
+        created_at_ms     INTEGER NOT NULL,
+        first_seen_ms     INTEGER NOT NULL,
+        last_seen_ms      INTEGER NOT NULL,
+        detected_ms       INTEGER NOT NULL,
+        retrospective     INTEGER NOT NULL,
+        related           TEXT    NOT NULL,
+        plain             TEXT    NOT NULL,
+        ocsf              TEXT    NOT NULL,
+        journaled_at_ms   INTEGER NOT NULL
+    );
+    CREATE INDEX findings_journaled_at ON findings (journaled_at_ms);
+
+    CREATE TABLE detection_cursor (
+        id          INTEGER PRIMARY KEY CHECK (id = 1),
+        seq         INTEGER NOT NULL DEFAULT 0,
+        evaluated   INTEGER NOT NULL DEFAULT 0,
+        errors      INTEGER NOT NULL DEFAULT 0,
+        last_run_ms INTEGER,
+        -- The last failure of an evaluation step, until a step commits.
+        last_error    TEXT,
+        last_error_ms INTEGER
+    );
+    "#,
 ];
 
 /// Creates the database file with mode 0600 if it does not exist, so the

@@ -421,6 +421,9 @@ fn a_schema_1_database_is_readable_before_and_after_its_migration() {
             .unwrap();
         conn.execute_batch(
             "ALTER TABLE journal DROP COLUMN context;
+             ALTER TABLE journal DROP COLUMN backfill;
+             DROP TABLE findings;
+             DROP TABLE detection_cursor;
              ALTER TABLE windows DROP COLUMN walk_end_ms;
              ALTER TABLE windows DROP COLUMN read_from_ms;
              ALTER TABLE windows DROP COLUMN fault;

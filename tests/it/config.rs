@@ -1697,3 +1697,60 @@ fn syslog_and_webhook_keys_are_checked_with_their_fix() {
         "{printed}"
     );
 }
+
+#[test]
+fn sink_streams_default_to_both_while_detections_run_and_are_checked() {
+    let env = [("ANTHROPIC_COMPLIANCE_API_KEY", SECRET)];
+    let archive = "\n[[sinks]]\nname = \"evidence\"\ntype = \"archive\"\nbackend = \"local\"\npath = \"/var/lib/claudit/archive\"\n";
+    let config = load_ok(&format!("{MINIMAL}{archive}"), &env);
+    assert_eq!(config.sinks[0].streams, config::Streams::BOTH);
+    assert_eq!(
+        config.sinks[1].streams,
+        config::Streams::ACTIVITIES,
+        "an archive keeps activities only"
+    );
+    let findings = config.sinks[0].findings_stream();
+    assert_eq!(findings.name, "archive.findings");
+    assert_eq!(
+        file_sink(&findings).path,
+        Path::new("/var/log/claudit/events.findings.ndjson")
+    );
+    assert_eq!(
+        config.delivery("archive.findings").map(|s| s.name),
+        Some("archive.findings".to_string())
+    );
+    assert!(config.delivery("evidence.findings").is_none());
+
+    // Detections off: activities only, unless written.
+    let off = load_ok(&format!("{MINIMAL}\n[detections]\nenabled = false\n"), &env);
+    assert_eq!(off.sinks[0].streams, config::Streams::ACTIVITIES);
+
+    let only = MINIMAL.replace(
+        "path = \"/var/log/claudit/events.ndjson\"",
+        "path = \"/var/log/claudit/events.ndjson\"\nstreams = [\"findings\"]",
+    );
+    let only = load_ok(&only, &env);
+    assert!(!only.sinks[0].streams.activities && only.sinks[0].streams.findings);
+
+    let unknown = MINIMAL.replace(
+        "path = \"/var/log/claudit/events.ndjson\"",
+        "path = \"/var/log/claudit/events.ndjson\"\nstreams = [\"activities\", \"alerts\"]",
+    );
+    let err = load_err(&unknown, &env).to_string();
+    assert!(
+        err.contains("sinks[0].streams[1]: unknown stream \"alerts\""),
+        "{err}"
+    );
+    let empty = MINIMAL.replace(
+        "path = \"/var/log/claudit/events.ndjson\"",
+        "path = \"/var/log/claudit/events.ndjson\"\nstreams = []",
+    );
+    let err = load_err(&empty, &env).to_string();
+    assert!(err.contains("sinks[0].streams: is empty"), "{err}");
+    let archived = format!("{MINIMAL}{archive}streams = [\"activities\", \"findings\"]\n");
+    let err = load_err(&archived, &env).to_string();
+    assert!(
+        err.contains("an archive sink keeps only activities"),
+        "{err}"
+    );
+}

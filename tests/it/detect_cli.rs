@@ -220,19 +220,11 @@ fn rules_test_prints_findings_and_checks_case_expectations() {
 #[test]
 fn the_example_configuration_documents_detections() {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/claudit.example.toml");
-    // Its state directory (/var/lib/claudit) is one this machine lacks.
-    let dir = tempfile::tempdir().unwrap();
-    let copy = dir.path().join("claudit.toml");
-    std::fs::write(
-        &copy,
-        std::fs::read_to_string(&example)
-            .unwrap()
-            .replace("/var/lib/claudit/", &format!("{}/", dir.path().display())),
-    )
-    .unwrap();
+    // Its state directory (/var/lib/claudit) is one this machine lacks: an
+    // offline command validates the settings, not this machine's paths.
     let out = Command::new(daemon::CLAUDIT)
         .args(["--log-format", "text", "rules", "list", "--config"])
-        .arg(&copy)
+        .arg(&example)
         .env("ANTHROPIC_COMPLIANCE_API_KEY", "sk-ant-api01-example")
         .output()
         .unwrap();

@@ -42,6 +42,32 @@ fn the_demo_data_holds_attacks_the_rules_find() {
         "{}",
         String::from_utf8_lossy(&demo.stderr)
     );
+    // The daemon's own findings, delivered beside the activities: the
+    // three attack sequences (the demo fails when one is missing).
+    let stdout = String::from_utf8_lossy(&demo.stdout);
+    for line in [
+        "brute force: auth-failure-burst",
+        "logging was turned off: logging-disabled-then-sensitive-action",
+        "impossible travel: impossible-travel-login",
+    ] {
+        assert!(stdout.contains(line), "{line}:\n{stdout}");
+    }
+    let delivered: Vec<serde_json::Value> =
+        std::fs::read_to_string(out_dir.join("events.raw.findings.ndjson"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+    for rule in [
+        "auth-failure-burst",
+        "logging-disabled-then-sensitive-action",
+        "impossible-travel-login",
+    ] {
+        assert!(
+            delivered.iter().any(|f| f["rule"]["id"] == rule),
+            "{rule} not delivered"
+        );
+    }
     let raw = out_dir.join("events.raw.ndjson");
     let findings = rules_test(&raw, None);
     let config = untuned_sequence_config(dir.path());

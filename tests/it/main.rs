@@ -17,6 +17,7 @@ mod cli;
 mod config;
 mod deploy;
 mod detect_cli;
+mod detect_daemon;
 mod detect_sim;
 mod directory;
 mod dlq;

@@ -78,6 +78,11 @@ pub const TYPE: SinkType = SinkType {
 };
 
 impl SinkSettings for ArchiveSinkConfig {
+    /// Evidence of what Anthropic served: never a finding.
+    fn activities_only(&self) -> bool {
+        true
+    }
+
     fn add_secrets(&self, redactor: &mut Redactor) {
         match &self.backend {
             ArchiveBackend::Local { .. } => {}

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::FileDestination;
-use crate::config::SinkConfig;
+use crate::config::{SinkConfig, SinkKind};
 use crate::sinks::contract::{BoxFuture, Destination};
 use crate::sinks::registry::{LocalPlace, OpenContext, SinkSettings, SinkType};
 
@@ -69,6 +69,14 @@ impl SinkSettings for FileSinkConfig {
             };
             (checked, Vec::new())
         })
+    }
+
+    /// Findings go to their own file beside the activities':
+    /// `events.ocsf.ndjson` -> `events.ocsf.findings.ndjson`.
+    fn for_findings(&self) -> Option<SinkKind> {
+        let mut findings = self.clone();
+        findings.path = crate::config::findings_path(&self.path);
+        Some(SinkKind::new(findings))
     }
 
     fn local_place(&self) -> Option<LocalPlace> {

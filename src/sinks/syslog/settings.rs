@@ -33,12 +33,16 @@ impl SinkSettings for SyslogConfig {
     }
 }
 
-/// The syslog MSGID of a sink's events: the shape of the body.
+/// The syslog MSGID of a sink's events: the shape of the body (a findings
+/// stream's: `ocsf-finding`, the OCSF Detection Finding, or `finding`, the
+/// plain JSON finding).
 fn msgid(sink: &SinkConfig) -> &'static str {
-    match sink.format {
-        Format::Ocsf => "ocsf",
-        Format::Raw => "raw",
-        Format::RawWithContext => "raw+claudit",
+    match (sink.is_findings_stream(), sink.format) {
+        (true, Format::Ocsf) => "ocsf-finding",
+        (true, Format::Raw | Format::RawWithContext) => "finding",
+        (false, Format::Ocsf) => "ocsf",
+        (false, Format::Raw) => "raw",
+        (false, Format::RawWithContext) => "raw+claudit",
     }
 }
 

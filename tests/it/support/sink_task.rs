@@ -151,5 +151,6 @@ pub fn sink_settings(
             linger: Duration::ZERO,
         },
         kind,
+        streams: claudit::config::Streams::ACTIVITIES,
     }
 }
