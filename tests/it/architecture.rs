@@ -261,7 +261,7 @@ const RULES: &[Rule] = &[
             "sinks/sentinel.rs",
             "sinks/splunk_hec.rs",
             "sinks/sumo.rs",
-            "sinks/syslog.rs",
+            "sinks/syslog",
             "sinks/webhook.rs",
             "sinks/file",
         ],
