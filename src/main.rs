@@ -665,7 +665,9 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             let directory = config
                 .source(&source)
                 .filter(|s| s.directory.enabled)
-                .map(|_| claudit::directory::Directory::open(&config.state.path, &config.sources))
+                .map(|_| {
+                    claudit::directory::Directory::open(&config.state.path, config.directories())
+                })
                 .transpose()?
                 .flatten();
             let Some(directory) = directory else {
@@ -704,7 +706,12 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             };
             print!(
                 "{}",
-                claudit::directory::show::show(&config.state.path, source_config, user.as_deref())?
+                claudit::directory::show::show(
+                    &config.state.path,
+                    &source_config.name,
+                    &source_config.directory,
+                    user.as_deref()
+                )?
             );
             Ok(ExitCode::SUCCESS)
         }

@@ -22,9 +22,9 @@ use serde_json::Value;
 
 mod index;
 
+use super::settings::DirectoryConfig;
 use super::store::{all_facts, version_and_sequence};
 use crate::model::Activity;
-use crate::source::SourceConfig;
 use crate::store::{InDatabase, StoreError};
 use index::{Attrs, Index, OrgRole, SourceIndex, ended_before, holding, push_unique};
 
@@ -152,22 +152,23 @@ impl std::fmt::Debug for Directory {
 }
 
 impl Directory {
-    /// The directory of the `sources` that have it enabled, read from the
-    /// state database at `path`; `None` when none has.
-    pub fn open(
+    /// The directory of the sources (name, `[sources.directory]`; see
+    /// `Config::directories`) that have it enabled, read from the state
+    /// database at `path`; `None` when none has.
+    pub fn open<'a>(
         path: &Path,
-        sources: &[SourceConfig],
+        sources: impl IntoIterator<Item = (&'a str, &'a DirectoryConfig)>,
     ) -> Result<Option<Arc<Directory>>, StoreError> {
         let policies: HashMap<String, Policy> = sources
-            .iter()
-            .filter(|s| s.directory.enabled)
-            .map(|s| {
+            .into_iter()
+            .filter(|(_, d)| d.enabled)
+            .map(|(name, d)| {
                 let lower = |v: &[String]| v.iter().map(|x| x.trim().to_lowercase()).collect();
                 (
-                    s.name.clone(),
+                    name.to_string(),
                     Policy {
-                        admin_roles: lower(&s.directory.admin_roles),
-                        admin_groups: lower(&s.directory.admin_groups),
+                        admin_roles: lower(&d.admin_roles),
+                        admin_groups: lower(&d.admin_groups),
                     },
                 )
             })
@@ -723,7 +724,7 @@ path = "{}/out.ndjson"
         .unwrap();
         w.commit().unwrap();
         let after = journal(&mut store, "after");
-        let d = Directory::open(&cfg.state.path, &cfg.sources)
+        let d = Directory::open(&cfg.state.path, cfg.directories())
             .unwrap()
             .unwrap();
 
@@ -829,7 +830,7 @@ path = "{}/out.ndjson"
         .unwrap();
         w.commit().unwrap();
         let row = journal(&mut store, "row");
-        let d = Directory::open(&cfg.state.path, &cfg.sources)
+        let d = Directory::open(&cfg.state.path, cfg.directories())
             .unwrap()
             .unwrap();
 

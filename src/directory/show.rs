@@ -7,8 +7,9 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::model::{GroupAttrs, Kind, MemberAttrs, OrgAttrs, RoleAttrs, parse_attrs};
+use super::settings::DirectoryConfig;
 use super::store::{self, Fact};
-use crate::source::{SourceConfig, fmt_ms};
+use crate::model::fmt_ms;
 use crate::store::{Store, StoreError};
 
 /// A source's directory, for `claudit status`.
@@ -112,16 +113,17 @@ impl std::fmt::Display for DirectoryStatus {
 }
 
 /// `claudit directory show --source NAME [--user ID|EMAIL]`.
-/// `source_config` is the source's settings, `state` the state database.
+/// `directory` is the source's `[sources.directory]`, `state` the state
+/// database.
 pub fn show(
     state: &Path,
-    source_config: &SourceConfig,
+    source: &str,
+    directory: &DirectoryConfig,
     user: Option<&str>,
 ) -> anyhow::Result<String> {
-    let source = source_config.name.as_str();
     let store = Store::open_readonly(state)?;
     let mut out = String::new();
-    let enabled = source_config.directory.enabled;
+    let enabled = directory.enabled;
     match status(&store, source, enabled)? {
         None => {
             out.push_str(&format!(

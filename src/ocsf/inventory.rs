@@ -243,7 +243,7 @@ mod tests {
         )
         .unwrap();
         w.commit().unwrap();
-        let d = Directory::open(&cfg.state.path, &cfg.sources)
+        let d = Directory::open(&cfg.state.path, cfg.directories())
             .unwrap()
             .unwrap();
 

@@ -16,9 +16,9 @@ use reqwest::header::HeaderMap;
 
 use super::contract::{BatchProgress, Outcome, Rejected};
 use crate::body_limit::read_capped_text;
-use crate::config::HttpSinkConfig;
 use crate::http_text::{retry_after_value, with_causes};
 use crate::model::BatchRecord;
+use crate::sinks::settings::HttpSinkConfig;
 
 /// One request whose body is a JSON array of encoded items (Datadog logs,
 /// Sentinel rows), with the records it carries in the same order.

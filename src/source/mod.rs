@@ -4,6 +4,7 @@
 //! transaction.
 
 pub mod client;
+pub mod directory_sync;
 pub mod limiter;
 pub mod paging;
 pub mod settings;
@@ -14,7 +15,7 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
@@ -22,6 +23,7 @@ use tracing::{debug, error, info, warn};
 use crate::enrich::Enricher;
 use crate::metrics::{Metrics, SourceMetrics};
 use crate::model::{Activity, ActivityHead};
+pub use crate::model::{fmt_ms, utc};
 use crate::ocsf::{JournalContext, may_turn_compliance_logging_off, turns_compliance_logging_off};
 use crate::store::{
     JournalRecord, PageCommit, SharedStore, Store, StoreError, WindowKind, WindowRow, now_ms,
@@ -95,7 +97,7 @@ impl SourceTask {
         let directory = if self.backfill_only || !self.config.directory.enabled {
             None
         } else {
-            crate::directory::sync::start(
+            directory_sync::start(
                 &self.config,
                 client.clone(),
                 self.store.clone(),
@@ -624,12 +626,4 @@ impl OwnRequests {
     fn contains(&self, id: &str) -> bool {
         self.set.contains(id)
     }
-}
-
-pub fn utc(ms: i64) -> DateTime<Utc> {
-    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
-}
-
-pub fn fmt_ms(ms: i64) -> String {
-    crate::model::format_time(utc(ms))
 }

@@ -1,4 +1,6 @@
-//! The directory sync of one source.
+//! The directory sync of one source: what the directory endpoints say,
+//! read through the source's own client and limiter, turned into facts
+//! (`crate::directory`).
 //!
 //! Refresh policy: a full sync (organizations and groups, then each
 //! organization's users and roles, each role's permissions and each group's
@@ -27,15 +29,17 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use super::client::{DirectoryClient, DirectoryError};
-use super::feed::{PageNotes, UnknownActors};
-use super::metrics::DirectoryMetrics;
-use super::model::{Key, Kind, List, NoAttrs, PermissionsAttrs, attrs_text};
-use super::settings::DirectoryConfig;
-use super::store::{self, ListRow, SeenItem, Writer};
+mod client;
+
+use crate::directory::feed::{self, PageNotes, UnknownActors};
+use crate::directory::metrics::DirectoryMetrics;
+use crate::directory::model::{Key, Kind, List, NoAttrs, PermissionsAttrs, attrs_text};
+use crate::directory::settings::DirectoryConfig;
+use crate::directory::store::{self, ListRow, SeenItem, Writer};
 use crate::source::client::{ComplianceClient, KeyKind, Page};
 use crate::source::{OwnRequests, SourceConfig};
 use crate::store::{SharedStore, Store, StoreError, now_ms};
+use client::{DirectoryClient, DirectoryError};
 
 /// Refresh requests wait this long, so a burst of changes is one walk.
 pub const DEBOUNCE: Duration = Duration::from_secs(10);
@@ -157,7 +161,7 @@ impl DirectorySync {
         self.store
             .call(move |s| {
                 let mut unknown = unknown.lock().unwrap_or_else(|p| p.into_inner());
-                super::feed::record(s, &source, &notes, &mut unknown, recheck, now_ms())
+                feed::record(s, &source, &notes, &mut unknown, recheck, now_ms())
             })
             .await?;
         Ok(())
