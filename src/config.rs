@@ -25,7 +25,14 @@ use secrecy::SecretString;
 
 mod directory;
 mod places;
-pub use directory::{DEFAULT_ADMIN_ROLES, DirectoryConfig};
+mod targets;
+
+/// The settings types of the sections, where the rest of the
+/// configuration is: each is defined beside the code it sets up.
+pub use crate::directory::settings::{DEFAULT_ADMIN_ROLES, DirectoryConfig};
+pub use crate::enrich::EnrichConfig;
+pub use crate::ocsf::OcsfConfig;
+pub use crate::source::settings::SourceConfig;
 
 /// The validated configuration.
 #[derive(Debug, Clone)]
@@ -73,45 +80,6 @@ pub struct StateConfig {
     pub path: PathBuf,
     /// Journal rows are kept this long after every sink delivered them.
     pub retention: Duration,
-}
-
-#[derive(Debug, Clone)]
-pub struct SourceConfig {
-    pub name: String,
-    /// e.g. `https://api.anthropic.com` (no trailing slash).
-    pub base_url: String,
-    pub api_key: SecretString,
-    /// Sent as `anthropic-version`.
-    pub anthropic_version: String,
-    /// This daemon's share of the 600/min parent-organization budget.
-    pub requests_per_minute: u32,
-    /// Steady-state window length.
-    pub window: Duration,
-    /// A catch-up or backfill window whose first page shows it would need
-    /// more pages than this is split (windows are sized by what they hold).
-    pub max_window_pages: u32,
-    /// `end` of a window never comes closer to now than this.
-    pub settle_lag: Duration,
-    /// How far behind the watermark the late-arrival sweep re-reads.
-    pub sweep_horizon: Duration,
-    /// How often the sweep runs.
-    pub sweep_interval: Duration,
-    /// First start reads back this far.
-    pub initial_lookback: Duration,
-    /// How often to look for a new window once caught up.
-    pub poll_interval: Duration,
-    /// `limit` per page, 1..=5000.
-    pub page_size: u32,
-    pub activity_types: Vec<String>,
-    pub exclude_activity_types: Vec<String>,
-    pub organization_ids: Vec<String>,
-    pub connect_timeout: Duration,
-    pub request_timeout: Duration,
-    /// No-data watchdog: warn (and `claudit_source_no_data` = 1) when the
-    /// source has journaled nothing for this long.
-    pub no_data_after: Duration,
-    /// `[sources.directory]`: who the actors are (`src/directory/`).
-    pub directory: DirectoryConfig,
 }
 
 /// What a sink writes: the OCSF event, the activity exactly as received, or
@@ -197,22 +165,6 @@ pub struct HttpSinkConfig {
     pub request_timeout: Duration,
     /// gzip request bodies where the destination accepts it.
     pub compression: bool,
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct EnrichConfig {
-    pub geoip_city_db: Option<PathBuf>,
-    pub geoip_asn_db: Option<PathBuf>,
-    /// Entries in the user-agent cache.
-    pub user_agent_cache_size: usize,
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct OcsfConfig {
-    /// Per-type severity overrides: activity type -> OCSF severity_id (0..=6, 99).
-    pub severity: HashMap<String, u8>,
-    /// Include the original record in `raw_data`.
-    pub include_raw_data: bool,
 }
 
 /// One problem in a configuration file.

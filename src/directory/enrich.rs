@@ -23,8 +23,8 @@ use serde_json::Value;
 mod index;
 
 use super::store::{all_facts, version_and_sequence};
-use crate::config::Config;
 use crate::model::Activity;
+use crate::source::SourceConfig;
 use crate::store::{InDatabase, StoreError};
 use index::{Attrs, Index, OrgRole, SourceIndex, ended_before, holding, push_unique};
 
@@ -152,11 +152,13 @@ impl std::fmt::Debug for Directory {
 }
 
 impl Directory {
-    /// The directory of the sources of `config` that have it enabled, read
-    /// from the state database at `path`; `None` when none has.
-    pub fn open(path: &Path, config: &Config) -> Result<Option<Arc<Directory>>, StoreError> {
-        let policies: HashMap<String, Policy> = config
-            .sources
+    /// The directory of the `sources` that have it enabled, read from the
+    /// state database at `path`; `None` when none has.
+    pub fn open(
+        path: &Path,
+        sources: &[SourceConfig],
+    ) -> Result<Option<Arc<Directory>>, StoreError> {
+        let policies: HashMap<String, Policy> = sources
             .iter()
             .filter(|s| s.directory.enabled)
             .map(|s| {
@@ -609,6 +611,7 @@ impl Lookup<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
     use crate::directory::model::{GroupAttrs, Key, MemberAttrs, attrs_text};
     use crate::directory::store::Writer;
     use crate::store::Store;
@@ -720,7 +723,9 @@ path = "{}/out.ndjson"
         .unwrap();
         w.commit().unwrap();
         let after = journal(&mut store, "after");
-        let d = Directory::open(&cfg.state.path, &cfg).unwrap().unwrap();
+        let d = Directory::open(&cfg.state.path, &cfg.sources)
+            .unwrap()
+            .unwrap();
 
         // A row journaled before the facts were written has no context.
         assert_eq!(
@@ -824,7 +829,9 @@ path = "{}/out.ndjson"
         .unwrap();
         w.commit().unwrap();
         let row = journal(&mut store, "row");
-        let d = Directory::open(&cfg.state.path, &cfg).unwrap().unwrap();
+        let d = Directory::open(&cfg.state.path, &cfg.sources)
+            .unwrap()
+            .unwrap();
 
         let out = raw_with_context(Some(&d), raw, 500, ("src", row));
         // The activity's own bytes, in their order, then the claudit object.

@@ -13,7 +13,6 @@
 //!   membership, a role change), recorded as facts when their page is
 //!   journaled, and the refreshes they ask for.
 //! - `enrich.rs`: the in-memory index and the context of one journal row.
-//! - `snapshot.rs`: the directory as OCSF User Inventory Info events.
 //! - `detect.rs`: the detections that need the directory.
 //! - `show.rs`, `status.rs`, `metrics.rs`: `claudit directory show`,
 //!   `claudit status`, `/metrics`.
@@ -70,8 +69,8 @@ pub mod enrich;
 pub mod feed;
 pub mod metrics;
 pub mod model;
+pub mod settings;
 pub mod show;
-pub mod snapshot;
 
 pub mod store;
 pub mod sync;

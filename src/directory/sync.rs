@@ -31,11 +31,10 @@ use super::client::{DirectoryClient, DirectoryError};
 use super::feed::{PageNotes, UnknownActors};
 use super::metrics::DirectoryMetrics;
 use super::model::{Key, Kind, List, NoAttrs, PermissionsAttrs, attrs_text};
+use super::settings::DirectoryConfig;
 use super::store::{self, ListRow, SeenItem, Writer};
-use crate::config::{DirectoryConfig, SourceConfig};
-use crate::metrics::Metrics;
-use crate::source::OwnRequests;
 use crate::source::client::{ComplianceClient, KeyKind, Page};
+use crate::source::{OwnRequests, SourceConfig};
 use crate::store::{SharedStore, Store, StoreError, now_ms};
 
 /// Refresh requests wait this long, so a burst of changes is one walk.
@@ -69,13 +68,13 @@ pub struct DirectorySync {
     unknown: Arc<Mutex<UnknownActors>>,
 }
 
-/// Starts the directory sync of `config` if it is enabled. It stops with
-/// `cancel`.
+/// Starts the directory sync of `config` if it is enabled, counting in
+/// `metrics` (`Metrics::directory`). It stops with `cancel`.
 pub fn start(
     config: &SourceConfig,
     api: Arc<ComplianceClient>,
     store: SharedStore,
-    metrics: &Metrics,
+    metrics: DirectoryMetrics,
     own: Arc<Mutex<OwnRequests>>,
     cancel: CancellationToken,
 ) -> Option<DirectorySync> {
@@ -96,7 +95,7 @@ pub fn start(
         client: DirectoryClient::new(api, dc.page_size),
         store: store.clone(),
         own,
-        metrics: metrics.directory(&config.name),
+        metrics,
         first: first_tx,
     };
     // Inside the source's span: the sync's log lines carry `source = ...`.

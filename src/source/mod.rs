@@ -6,6 +6,7 @@
 pub mod client;
 pub mod limiter;
 pub mod paging;
+pub mod settings;
 pub mod sizing;
 pub mod window;
 
@@ -18,7 +19,6 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use crate::config::SourceConfig;
 use crate::enrich::Enricher;
 use crate::metrics::{Metrics, SourceMetrics};
 use crate::model::{Activity, ActivityHead};
@@ -27,6 +27,7 @@ use crate::store::{
     JournalRecord, PageCommit, SharedStore, Store, StoreError, WindowKind, WindowRow, now_ms,
 };
 use client::{ComplianceClient, FetchError, Page, PageQuery};
+pub use settings::SourceConfig;
 use window::{Progress, Step, WindowPolicy, next_step};
 
 /// How long a source whose key was refused waits before asking again.
@@ -91,14 +92,14 @@ impl SourceTask {
             Arc::new(std::sync::Mutex::new(OwnRequests::new(ids)))
         };
         // The directory sync draws on this source's client and limiter.
-        let directory = if self.backfill_only {
+        let directory = if self.backfill_only || !self.config.directory.enabled {
             None
         } else {
             crate::directory::sync::start(
                 &self.config,
                 client.clone(),
                 self.store.clone(),
-                &self.metrics,
+                self.metrics.directory(&self.config.name),
                 own_requests.clone(),
                 cancel.clone(),
             )
