@@ -189,10 +189,8 @@ impl SentinelSink {
     pub async fn send(&mut self, records: &[BatchRecord]) -> Outcome {
         let first_attempt = self.progress.begin(records);
         let pending = self.progress.pending(records);
-        // Field changes are counted once per event, not per attempt.
-        let report = first_attempt.then_some(&mut self.field_report);
         let now_ms = chrono::Utc::now().timestamp_millis();
-        let encoded = encode_rows(self.layout, &pending, now_ms, report);
+        let encoded = encode_rows(self.layout, &pending, now_ms, Some(&mut self.field_report));
         self.send_encoded(first_attempt, encoded).await
     }
 
@@ -427,7 +425,8 @@ impl SentinelSink {
 
 /// Encodes records into calls of at most 1 MB: claudit's four columns, or
 /// with `layout = "sentinel_bluevoyant"` the activity typed to BlueVoyant's
-/// DCR (its field changes reported to `report` when given).
+/// DCR (its field changes reported to `report` when given, the first time
+/// each record is encoded, so a retry does not count them twice).
 fn encode_rows<'r>(
     layout: Option<Layout>,
     records: &[&'r BatchRecord],
@@ -456,8 +455,11 @@ fn encode_rows<'r>(
         };
         let row = match layout {
             // TimeGenerated is the time sent, so nothing is stale.
-            Some(_) => match sentinel_bluevoyant::row(&record.payload, &now, report.as_deref_mut())
-            {
+            Some(_) => match sentinel_bluevoyant::row(
+                &record.payload,
+                &now,
+                report.as_deref_mut().and_then(|r| r.first_time(record.seq)),
+            ) {
                 Ok(row) => row,
                 Err(reason) => {
                     out.rejected.push(reject(reason));
