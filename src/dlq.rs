@@ -52,7 +52,7 @@ fn find_sink<'c>(config: &'c Config, name: &str) -> anyhow::Result<&'c SinkConfi
 /// The mapper the daemon renders with: `config`'s `[ocsf]` settings and
 /// the directory of the sources that have one.
 fn mapper(config: &Config) -> Result<Arc<Mapper>, StoreError> {
-    let directory = Directory::open(&config.state.path, config)?;
+    let directory = Directory::open(&config.state.path, config.directories())?;
     Ok(Arc::new(
         Mapper::new(&config.ocsf).with_directory(directory),
     ))

@@ -22,8 +22,8 @@ use serde_json::Value;
 
 mod index;
 
+use super::settings::DirectoryConfig;
 use super::store::{all_facts, version_and_sequence};
-use crate::config::Config;
 use crate::model::Activity;
 use crate::store::{InDatabase, StoreError};
 use index::{Attrs, Index, OrgRole, SourceIndex, ended_before, holding, push_unique};
@@ -152,20 +152,23 @@ impl std::fmt::Debug for Directory {
 }
 
 impl Directory {
-    /// The directory of the sources of `config` that have it enabled, read
-    /// from the state database at `path`; `None` when none has.
-    pub fn open(path: &Path, config: &Config) -> Result<Option<Arc<Directory>>, StoreError> {
-        let policies: HashMap<String, Policy> = config
-            .sources
-            .iter()
-            .filter(|s| s.directory.enabled)
-            .map(|s| {
+    /// The directory of the sources (name, `[sources.directory]`; see
+    /// `Config::directories`) that have it enabled, read from the state
+    /// database at `path`; `None` when none has.
+    pub fn open<'a>(
+        path: &Path,
+        sources: impl IntoIterator<Item = (&'a str, &'a DirectoryConfig)>,
+    ) -> Result<Option<Arc<Directory>>, StoreError> {
+        let policies: HashMap<String, Policy> = sources
+            .into_iter()
+            .filter(|(_, d)| d.enabled)
+            .map(|(name, d)| {
                 let lower = |v: &[String]| v.iter().map(|x| x.trim().to_lowercase()).collect();
                 (
-                    s.name.clone(),
+                    name.to_string(),
                     Policy {
-                        admin_roles: lower(&s.directory.admin_roles),
-                        admin_groups: lower(&s.directory.admin_groups),
+                        admin_roles: lower(&d.admin_roles),
+                        admin_groups: lower(&d.admin_groups),
                     },
                 )
             })
@@ -609,6 +612,7 @@ impl Lookup<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
     use crate::directory::model::{GroupAttrs, Key, MemberAttrs, attrs_text};
     use crate::directory::store::Writer;
     use crate::store::Store;
@@ -720,7 +724,9 @@ path = "{}/out.ndjson"
         .unwrap();
         w.commit().unwrap();
         let after = journal(&mut store, "after");
-        let d = Directory::open(&cfg.state.path, &cfg).unwrap().unwrap();
+        let d = Directory::open(&cfg.state.path, cfg.directories())
+            .unwrap()
+            .unwrap();
 
         // A row journaled before the facts were written has no context.
         assert_eq!(
@@ -824,7 +830,9 @@ path = "{}/out.ndjson"
         .unwrap();
         w.commit().unwrap();
         let row = journal(&mut store, "row");
-        let d = Directory::open(&cfg.state.path, &cfg).unwrap().unwrap();
+        let d = Directory::open(&cfg.state.path, cfg.directories())
+            .unwrap()
+            .unwrap();
 
         let out = raw_with_context(Some(&d), raw, 500, ("src", row));
         // The activity's own bytes, in their order, then the claudit object.

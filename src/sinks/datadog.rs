@@ -26,9 +26,9 @@ use tracing::warn;
 use super::contract::{ArrayPacker, BatchProgress, BoxFuture, Destination, Outcome, Rejected};
 use super::http;
 use super::registry::{OpenContext, SinkSettings, SinkType, opened};
-use crate::config::HttpSinkConfig;
 use crate::model::BatchRecord;
 use crate::redact::Redactor;
+use crate::sinks::settings::HttpSinkConfig;
 
 /// At most this many log items per request.
 pub const MAX_ITEMS_PER_REQUEST: usize = 1000;
@@ -373,9 +373,10 @@ impl SinkSettings for DatadogSinkConfig {
 /// and the fix.
 mod keys {
     use super::*;
-    use crate::config::SinkKind;
-    use crate::config::reader::{Ctx, Got, Table};
-    use crate::config::schema::*;
+    use crate::sinks::settings::SinkKind;
+    use crate::sinks::settings::*;
+    use crate::toml_reader::keys::*;
+    use crate::toml_reader::{Ctx, Got, Table};
 
     /// Datadog sites and their domain (`DD_SITE`); intake is
     /// `http-intake.logs.<domain>`, the API `api.<domain>`.

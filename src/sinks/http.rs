@@ -16,8 +16,8 @@ use reqwest::header::HeaderMap;
 
 use super::contract::Outcome;
 use crate::body_limit::read_capped_text;
-use crate::config::HttpSinkConfig;
 use crate::http_text::{retry_after_value, with_causes};
+use crate::sinks::settings::HttpSinkConfig;
 
 /// Builds the HTTP client of one sink.
 pub fn client(config: &HttpSinkConfig) -> anyhow::Result<reqwest::Client> {

@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use crate::config::Format;
 use crate::ocsf::Mapper;
+use crate::sinks::settings::Format;
 use crate::store::{Columns, JournalRow, RowRenderer};
 
 /// The form a sink reads journal records in (its `format`).

@@ -35,9 +35,9 @@ use super::contract::{ArrayPacker, BatchProgress, BoxFuture, Destination, Outcom
 use super::http;
 use super::layout::{FieldReport, Layout, sentinel_bluevoyant};
 use super::registry::{OpenContext, SinkSettings, SinkType, opened};
-use crate::config::HttpSinkConfig;
 use crate::model::BatchRecord;
 use crate::redact::Redactor;
+use crate::sinks::settings::HttpSinkConfig;
 
 pub const API_VERSION: &str = "2023-01-01";
 /// The columns of every row, with their Log Analytics types, in order.
@@ -635,9 +635,10 @@ impl SinkSettings for SentinelSinkConfig {
 /// and the fix.
 mod keys {
     use super::*;
-    use crate::config::SinkKind;
-    use crate::config::reader::{Ctx, Got, Table};
-    use crate::config::schema::*;
+    use crate::sinks::settings::SinkKind;
+    use crate::sinks::settings::*;
+    use crate::toml_reader::keys::*;
+    use crate::toml_reader::{Ctx, Got, Table};
 
     /// The keys of `type = "sentinel"`.
     pub(super) fn read_sentinel_sink(cx: &mut Ctx, t: &mut Table) -> Option<SinkKind> {

@@ -22,9 +22,9 @@ use super::contract::{BatchProgress, BoxFuture, Destination, Outcome, Rejected};
 use super::http;
 use super::layout::{FieldReport, Layout, splunk_app};
 use super::registry::{OpenContext, SinkSettings, SinkType, opened};
-use crate::config::HttpSinkConfig;
 use crate::model::BatchRecord;
 use crate::redact::Redactor;
+use crate::sinks::settings::HttpSinkConfig;
 
 /// At most this many uncompressed bytes per request: Splunk's old
 /// `max_content_length` default and what Vector batches to. Servers accept
@@ -685,9 +685,10 @@ impl SinkSettings for SplunkHecSinkConfig {
 /// and the fix.
 mod keys {
     use super::*;
-    use crate::config::SinkKind;
-    use crate::config::reader::{Ctx, Table, Text};
-    use crate::config::schema::*;
+    use crate::sinks::settings::SinkKind;
+    use crate::sinks::settings::*;
+    use crate::toml_reader::keys::*;
+    use crate::toml_reader::{Ctx, Table, Text};
 
     /// The keys of `type = "splunk_hec"`.
     pub(super) fn read_splunk_hec_sink(cx: &mut Ctx, t: &mut Table) -> Option<SinkKind> {

@@ -43,9 +43,9 @@ use sha2::Sha256;
 use super::contract::{ArrayPacker, ArrayRequest, BoxFuture, Destination, Outcome, Rejected};
 use super::http;
 use super::registry::{OpenContext, SinkSettings, SinkType, opened};
-use crate::config::HttpSinkConfig;
 use crate::model::BatchRecord;
 use crate::redact::Redactor;
+use crate::sinks::settings::HttpSinkConfig;
 
 /// The prefix of a Standard Webhooks secret.
 pub const SECRET_PREFIX: &str = "whsec_";
@@ -352,9 +352,10 @@ impl SinkSettings for WebhookConfig {
 /// The keys of `type = "webhook"`: every problem is reported, with its line
 /// and the fix.
 mod keys {
-    use crate::config::SinkKind;
-    use crate::config::reader::{Ctx, Got, Table};
-    use crate::config::schema::*;
+    use crate::sinks::settings::SinkKind;
+    use crate::sinks::settings::*;
+    use crate::toml_reader::keys::*;
+    use crate::toml_reader::{Ctx, Got, Table};
 
     /// The keys of `type = "webhook"`.
     pub(super) fn read_webhook_sink(cx: &mut Ctx, t: &mut Table) -> Option<SinkKind> {

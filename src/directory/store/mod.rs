@@ -872,7 +872,7 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
-        let d = crate::directory::Directory::open(&path, &config)
+        let d = crate::directory::Directory::open(&path, config.directories())
             .unwrap()
             .unwrap();
         assert_eq!(d.context("src", 2, &activity), None);
@@ -892,7 +892,7 @@ mod tests {
         .unwrap();
         w.commit().unwrap();
         journal(&mut s, 1);
-        let d = crate::directory::Directory::open(&path, &config)
+        let d = crate::directory::Directory::open(&path, config.directories())
             .unwrap()
             .unwrap();
         assert_eq!(d.context("src", 1, &activity), None, "journaled before");

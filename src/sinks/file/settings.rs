@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::FileDestination;
-use crate::config::SinkConfig;
 use crate::sinks::contract::{BoxFuture, Destination};
 use crate::sinks::registry::{LocalPlace, OpenContext, SinkSettings, SinkType};
+use crate::sinks::settings::SinkConfig;
 
 #[derive(Debug, Clone)]
 pub struct FileSinkConfig {
@@ -95,8 +95,8 @@ fn writable(dir: &std::path::Path) -> std::io::Result<()> {
 /// and the fix.
 mod keys {
     use super::FileSinkConfig;
-    use crate::config::SinkKind;
-    use crate::config::reader::{Ctx, Table};
+    use crate::sinks::settings::SinkKind;
+    use crate::toml_reader::{Ctx, Table};
 
     /// The keys of `type = "file"`.
     pub(super) fn read_file_sink(cx: &mut Ctx, t: &mut Table) -> Option<SinkKind> {

@@ -25,8 +25,8 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use tracing::warn;
 
-use crate::config::{Format, SinkKind};
 use crate::metrics::FieldLabels;
+use crate::sinks::settings::{Format, SinkKind};
 
 /// A vendor layout of a sink (`layout = "..."`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,16 +1,24 @@
+//! The generic spanned-TOML reader: it knows nothing of claudit's keys.
 //! Reading a spanned TOML document key by key (`Table`), collecting every
 //! problem with its key path and line (`diagnostics.rs`); the syntax of the
 //! values themselves is in `syntax.rs`.
 
-use super::*;
+use std::collections::BTreeSet;
+use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::SecretString;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 mod diagnostics;
+pub(crate) mod keys;
 mod syntax;
 
 #[cfg(test)]
 pub(crate) use diagnostics::edit_distance;
+pub use diagnostics::{ConfigError, ConfigErrors};
 pub(crate) use diagnostics::{Ctx, closest};
 use syntax::FoundSecret;
 pub(crate) use syntax::{
@@ -45,12 +53,14 @@ pub(crate) struct Table<'t, 'i> {
 }
 
 impl<'t, 'i> Table<'t, 'i> {
-    pub fn root(doc: &'t DeTable<'i>) -> Self {
+    /// The document's top-level table; its scalars can be overridden by
+    /// environment variables named `<env_prefix><KEY>`.
+    pub fn root(doc: &'t DeTable<'i>, env_prefix: &str) -> Self {
         Table {
             entries: Some(doc),
             path: String::new(),
             line: None,
-            env_prefix: Some(ENV_PREFIX.to_string()),
+            env_prefix: Some(env_prefix.to_string()),
             known: Vec::new(),
         }
     }
