@@ -217,7 +217,7 @@ fn directory(c: &mut Criterion) {
 
     let plain = Arc::new(Mapper::new(&config.ocsf));
     let open = || {
-        Directory::open(&config.state.path, &config)
+        Directory::open(&config.state.path, config.directories())
             .unwrap()
             .unwrap()
     };

@@ -3,7 +3,7 @@
 //! rest of the daemon uses.
 //!
 //! The file is parsed with the `toml` crate into a spanned document and then
-//! read key by key (`reader`), rather than through serde structs or the
+//! read key by key (`reader`, the generic `toml_reader`), rather than through serde structs or the
 //! `config` crate: serde stops at the first problem, while `claudit check` has
 //! to list every problem at once, each with its file, line, key path
 //! (`sources[1].window`) and the fix, and without ever echoing a secret.
@@ -13,19 +13,23 @@
 //! Relative paths in the file are resolved against the directory of the file,
 //! so `claudit check` and the daemon agree whatever their working directory.
 
-use std::any::Any;
-use std::collections::{BTreeSet, HashMap};
-use std::fmt;
-use std::ops::RangeInclusive;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::SecretString;
 
 mod directory;
 mod places;
-pub use directory::{DEFAULT_ADMIN_ROLES, DirectoryConfig};
+mod targets;
+
+/// The settings types of the sections, where the rest of the
+/// configuration is: each is defined beside the code it sets up.
+pub use crate::directory::settings::{DEFAULT_ADMIN_ROLES, DirectoryConfig};
+pub use crate::enrich::EnrichConfig;
+pub use crate::ocsf::OcsfConfig;
+pub use crate::source::settings::SourceConfig;
+pub use crate::toml_reader::{ConfigError, ConfigErrors};
 
 /// The validated configuration.
 #[derive(Debug, Clone)]
@@ -75,177 +79,6 @@ pub struct StateConfig {
     pub retention: Duration,
 }
 
-#[derive(Debug, Clone)]
-pub struct SourceConfig {
-    pub name: String,
-    /// e.g. `https://api.anthropic.com` (no trailing slash).
-    pub base_url: String,
-    pub api_key: SecretString,
-    /// Sent as `anthropic-version`.
-    pub anthropic_version: String,
-    /// This daemon's share of the 600/min parent-organization budget.
-    pub requests_per_minute: u32,
-    /// Steady-state window length.
-    pub window: Duration,
-    /// A catch-up or backfill window whose first page shows it would need
-    /// more pages than this is split (windows are sized by what they hold).
-    pub max_window_pages: u32,
-    /// `end` of a window never comes closer to now than this.
-    pub settle_lag: Duration,
-    /// How far behind the watermark the late-arrival sweep re-reads.
-    pub sweep_horizon: Duration,
-    /// How often the sweep runs.
-    pub sweep_interval: Duration,
-    /// First start reads back this far.
-    pub initial_lookback: Duration,
-    /// How often to look for a new window once caught up.
-    pub poll_interval: Duration,
-    /// `limit` per page, 1..=5000.
-    pub page_size: u32,
-    pub activity_types: Vec<String>,
-    pub exclude_activity_types: Vec<String>,
-    pub organization_ids: Vec<String>,
-    pub connect_timeout: Duration,
-    pub request_timeout: Duration,
-    /// No-data watchdog: warn (and `claudit_source_no_data` = 1) when the
-    /// source has journaled nothing for this long.
-    pub no_data_after: Duration,
-    /// `[sources.directory]`: who the actors are (`src/directory/`).
-    pub directory: DirectoryConfig,
-}
-
-/// What a sink writes: the OCSF event, the activity exactly as received, or
-/// that with its directory context added.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    Ocsf,
-    Raw,
-    /// `raw+claudit`: the activity as received, with a top-level `claudit`
-    /// object (its directory context) added after its own fields.
-    RawWithContext,
-}
-
-#[derive(Debug, Clone)]
-pub struct SinkConfig {
-    pub name: String,
-    pub format: Format,
-    pub batch: BatchConfig,
-    pub kind: SinkKind,
-    /// What the sink receives (`streams`).
-    pub streams: Streams,
-}
-
-/// The streams a sink receives: the activities, and the findings of
-/// `[detections]`. Each is delivered from its own cursor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Streams {
-    pub activities: bool,
-    pub findings: bool,
-}
-
-impl Streams {
-    /// Activities only (the archive, and every sink when detections are off).
-    pub const ACTIVITIES: Streams = Streams {
-        activities: true,
-        findings: false,
-    };
-    /// Both (the default of every sink but the archive when detections run).
-    pub const BOTH: Streams = Streams {
-        activities: true,
-        findings: true,
-    };
-}
-
-/// The suffix of a sink's findings stream: `<sink>.findings` names its
-/// cursor, dead letters and metrics (a sink name cannot hold a dot), and a
-/// file sink's findings file is `<stem>.findings.<extension>` beside its
-/// activities file.
-pub use crate::store::FINDINGS_SUFFIX;
-
-impl SinkConfig {
-    /// Whether this is the findings stream of a sink (`findings_stream`).
-    pub fn is_findings_stream(&self) -> bool {
-        self.name.ends_with(&format!(".{FINDINGS_SUFFIX}"))
-    }
-
-    /// The sink that delivers this sink's findings: the same destination
-    /// and settings under the name `<name>.findings`; a file sink writes
-    /// them to `<stem>.findings.<extension>` beside its file, a webhook
-    /// sink starts their `webhook-id` with `<id_prefix>-findings`.
-    pub fn findings_stream(&self) -> SinkConfig {
-        let kind = self
-            .kind
-            .settings()
-            .for_findings()
-            .unwrap_or_else(|| self.kind.clone());
-        SinkConfig {
-            name: format!("{}.{FINDINGS_SUFFIX}", self.name),
-            format: self.format,
-            batch: self.batch.clone(),
-            kind,
-            streams: Streams {
-                activities: false,
-                findings: true,
-            },
-        }
-    }
-}
-
-/// `events.ocsf.ndjson` -> `events.ocsf.findings.ndjson`; `events` ->
-/// `events.findings`.
-pub fn findings_path(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let renamed = match name.rsplit_once('.') {
-        Some((stem, ext)) if !stem.is_empty() => format!("{stem}.{FINDINGS_SUFFIX}.{ext}"),
-        _ => format!("{name}.{FINDINGS_SUFFIX}"),
-    };
-    path.with_file_name(renamed)
-}
-
-#[derive(Debug, Clone)]
-pub struct BatchConfig {
-    /// At most this many events per batch.
-    pub max_events: usize,
-    /// At most this many uncompressed bytes per batch.
-    pub max_bytes: usize,
-    /// Wait at most this long for a batch to fill before sending it.
-    pub linger: Duration,
-}
-
-/// A sink type's own settings (see `sinks::registry`): what the sink's
-/// type reads from its table, and what opens, checks and redacts its
-/// destination.
-#[derive(Debug, Clone)]
-pub struct SinkKind(Arc<dyn SinkSettings>);
-
-impl SinkKind {
-    pub fn new(settings: impl SinkSettings) -> SinkKind {
-        SinkKind(Arc::new(settings))
-    }
-
-    /// The settings, if the sink is of the type whose settings are `T`.
-    pub fn get<T: SinkSettings>(&self) -> Option<&T> {
-        let any: &dyn Any = &*self.0;
-        any.downcast_ref()
-    }
-
-    /// The settings to change, if the sink is of the type whose settings
-    /// are `T` (a copy of its own when they are shared).
-    pub fn get_mut<T: SinkSettings + Clone>(&mut self) -> Option<&mut T> {
-        let own = self.get::<T>()?.clone();
-        self.0 = Arc::new(own);
-        let any: &mut dyn Any = Arc::get_mut(&mut self.0)?;
-        any.downcast_mut()
-    }
-
-    pub fn settings(&self) -> &dyn SinkSettings {
-        &*self.0
-    }
-}
-
 /// The settings types of the sinks claudit ships, where the rest of the
 /// configuration is.
 pub use crate::sinks::archive::{
@@ -254,91 +87,23 @@ pub use crate::sinks::archive::{
 pub use crate::sinks::datadog::DatadogSinkConfig;
 pub use crate::sinks::elasticsearch::{ElasticsearchAuth, ElasticsearchSinkConfig};
 pub use crate::sinks::file::FileSinkConfig;
-use crate::sinks::registry::SinkSettings;
 pub use crate::sinks::sentinel::SentinelSinkConfig;
+pub use crate::sinks::settings::{
+    BatchConfig, FINDINGS_SUFFIX, Format, HttpSinkConfig, SinkConfig, SinkKind, Streams,
+    findings_path,
+};
 pub use crate::sinks::splunk_hec::SplunkHecSinkConfig;
 pub use crate::sinks::sumo::SumoSinkConfig;
-
-/// Settings every HTTP sink shares (`tls_ca_file`, timeouts, compression).
-/// Proxies come from `HTTPS_PROXY` / `HTTP_PROXY` / `NO_PROXY`.
-#[derive(Debug, Clone)]
-pub struct HttpSinkConfig {
-    /// Extra CA certificates (PEM) trusted besides the system store.
-    pub tls_ca_file: Option<PathBuf>,
-    pub connect_timeout: Duration,
-    pub request_timeout: Duration,
-    /// gzip request bodies where the destination accepts it.
-    pub compression: bool,
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct EnrichConfig {
-    pub geoip_city_db: Option<PathBuf>,
-    pub geoip_asn_db: Option<PathBuf>,
-    /// Entries in the user-agent cache.
-    pub user_agent_cache_size: usize,
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct OcsfConfig {
-    /// Per-type severity overrides: activity type -> OCSF severity_id (0..=6, 99).
-    pub severity: HashMap<String, u8>,
-    /// Include the original record in `raw_data`.
-    pub include_raw_data: bool,
-}
-
-/// One problem in a configuration file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    /// The configuration file.
-    pub file: PathBuf,
-    /// Where in the file: `sources[1].window`, `state.retention`, or the
-    /// name of an environment variable; empty for a syntax error.
-    pub key: String,
-    /// What is wrong and what to write instead.
-    pub message: String,
-    /// 1-based line in the file, when the problem is at a place in it.
-    pub line: Option<usize>,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file.display())?;
-        if let Some(line) = self.line {
-            write!(f, ":{line}")?;
-        }
-        if !self.key.is_empty() {
-            write!(f, ": {}", self.key)?;
-        }
-        write!(f, ": {}", self.message)
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
-/// Every problem found in a configuration, not just the first.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigErrors(pub Vec<ConfigError>);
-
-impl fmt::Display for ConfigErrors {
-    /// One problem per line.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, error) in self.0.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{error}")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for ConfigErrors {}
 
 impl Config {
     /// The source with this name.
     pub fn source(&self, name: &str) -> Option<&SourceConfig> {
         self.sources.iter().find(|s| s.name == name)
+    }
+
+    /// Each source's name and `[sources.directory]` settings.
+    pub fn directories(&self) -> impl Iterator<Item = (&str, &DirectoryConfig)> {
+        self.sources.iter().map(|s| (s.name.as_str(), &s.directory))
     }
 
     /// The sink with this name.
@@ -468,7 +233,9 @@ fn load_inner(
     }
 }
 
-pub(crate) mod reader;
+/// The generic spanned-TOML reader, under the name the readers of every
+/// section use.
+pub(crate) use crate::toml_reader as reader;
 
 pub(crate) mod schema;
 

@@ -272,7 +272,7 @@ pub fn start_pipeline(
     cancel: CancellationToken,
 ) -> anyhow::Result<JoinSet<(String, anyhow::Result<()>)>> {
     let store = SharedStore::open(&config.state.path)?;
-    let directory = crate::directory::Directory::open(&config.state.path, config)?;
+    let directory = crate::directory::Directory::open(&config.state.path, config.directories())?;
     let mapper = Arc::new(Mapper::new(&config.ocsf).with_directory(directory));
     let (head_tx, head_rx) = watch::channel(0u64);
     let (findings_tx, findings_rx) = watch::channel(0u64);

@@ -60,7 +60,7 @@ fn find_sink(config: &Config, name: &str) -> anyhow::Result<SinkConfig> {
 /// The mapper the daemon renders with: `config`'s `[ocsf]` settings and
 /// the directory of the sources that have one.
 fn mapper(config: &Config) -> Result<Arc<Mapper>, StoreError> {
-    let directory = Directory::open(&config.state.path, config)?;
+    let directory = Directory::open(&config.state.path, config.directories())?;
     Ok(Arc::new(
         Mapper::new(&config.ocsf).with_directory(directory),
     ))

@@ -30,4 +30,5 @@ pub mod source;
 pub mod status;
 pub mod store;
 pub mod telemetry;
+pub(crate) mod toml_reader;
 pub mod watchdog;

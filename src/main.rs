@@ -670,7 +670,9 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             let directory = config
                 .source(&source)
                 .filter(|s| s.directory.enabled)
-                .map(|_| claudit::directory::Directory::open(&config.state.path, &config))
+                .map(|_| {
+                    claudit::directory::Directory::open(&config.state.path, config.directories())
+                })
                 .transpose()?
                 .flatten();
             let Some(directory) = directory else {
@@ -681,7 +683,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::from(EXIT_CONFIG));
             };
             let mut out = std::io::stdout().lock();
-            for line in claudit::directory::snapshot::events(&directory, &source, since, at) {
+            for line in claudit::ocsf::inventory::events(&directory, &source, since, at) {
                 writeln!(out, "{line}")?;
             }
             Ok(ExitCode::SUCCESS)
@@ -698,7 +700,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 Ok(c) => c,
                 Err(code) => return Ok(code),
             };
-            if config.source(&source).is_none() {
+            let Some(source_config) = config.source(&source) else {
                 let names: Vec<&str> = config.sources.iter().map(|s| s.name.as_str()).collect();
                 eprintln!(
                     "error: no source named {source:?} in {}; configured sources: {}",
@@ -706,10 +708,15 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                     names.join(", ")
                 );
                 return Ok(ExitCode::from(EXIT_CONFIG));
-            }
+            };
             print!(
                 "{}",
-                claudit::directory::show::show(&config, &source, user.as_deref())?
+                claudit::directory::show::show(
+                    &config.state.path,
+                    &source_config.name,
+                    &source_config.directory,
+                    user.as_deref()
+                )?
             );
             Ok(ExitCode::SUCCESS)
         }

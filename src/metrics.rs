@@ -384,8 +384,9 @@ impl Metrics {
         );
         r.register(
             "claudit_sink_layout_fields",
-            "Events whose field a vendor layout had to change to fit the vendor's schema, by field \
-             and action (stringified, to_integer, moved, undeclared); nothing is dropped",
+            "Events whose field a vendor layout had to change or carry outside the vendor's \
+             schema, by field and action (stringified, to_integer, moved, undeclared, carried, \
+             not_in_layout: left out of the event, kept in the journal and the archive)",
             m.sink_layout_fields.clone(),
         );
         r.register(

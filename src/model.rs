@@ -273,6 +273,18 @@ pub fn format_time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
+/// The time of an epoch-milliseconds value (the epoch for one out of range).
+pub fn utc(ms: i64) -> DateTime<Utc> {
+    chrono::TimeZone::timestamp_millis_opt(&Utc, ms)
+        .single()
+        .unwrap_or_default()
+}
+
+/// An epoch-milliseconds value as [`format_time`] writes it.
+pub fn fmt_ms(ms: i64) -> String {
+    format_time(utc(ms))
+}
+
 /// A stable id for a record that came without one: the same bytes always
 /// give the same id, so a re-read still deduplicates.
 fn synthetic_id(raw: &str) -> String {

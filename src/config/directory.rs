@@ -6,47 +6,7 @@ use std::time::Duration;
 
 use super::reader::{Ctx, Got, Table, Text};
 use super::{Format, SourceConfig};
-
-/// The organization roles (and custom role names) that make a user an
-/// admin by default: the privileged roles of the detection catalogue.
-pub const DEFAULT_ADMIN_ROLES: &[&str] = &["admin", "owner", "primary_owner", "membership_admin"];
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DirectoryConfig {
-    /// Sync the directory and put it on events. Off unless the source has
-    /// a `[sources.directory]` table.
-    pub enabled: bool,
-    /// A full sync runs at start and this long after the previous one.
-    pub refresh: Duration,
-    /// `limit` of each directory page, 1..=1000.
-    pub page_size: u32,
-    /// On a source's first start, the poller waits at most this long for
-    /// the first full sync, so the initial lookback is enriched.
-    pub initial_sync_wait: Duration,
-    /// Organization roles and custom role names that are admin-class
-    /// (compared case-insensitively).
-    pub admin_roles: Vec<String>,
-    /// Group names whose members are admin-class.
-    pub admin_groups: Vec<String>,
-    /// E-mail domains of the organization, besides those the feed reports
-    /// verified (`org_domain_verified`): an invite to any other domain is
-    /// outside the organization.
-    pub verified_domains: Vec<String>,
-}
-
-impl Default for DirectoryConfig {
-    fn default() -> Self {
-        DirectoryConfig {
-            enabled: false,
-            refresh: Duration::from_secs(4 * 3600),
-            page_size: 1000,
-            initial_sync_wait: Duration::from_secs(120),
-            admin_roles: DEFAULT_ADMIN_ROLES.iter().map(|r| r.to_string()).collect(),
-            admin_groups: Vec::new(),
-            verified_domains: Vec::new(),
-        }
-    }
-}
+use crate::directory::settings::DirectoryConfig;
 
 /// Reads `[sources.directory]` of one source table.
 pub(super) fn read(cx: &mut Ctx, source: &mut Table) -> DirectoryConfig {

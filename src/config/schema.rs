@@ -1,16 +1,10 @@
 //! The claudit schema: which keys exist, their defaults, and the checks
 //! across keys.
 
+use super::reader::keys::*;
 use super::reader::{Ctx, Got, Table, Text};
 use super::*;
 use toml::de::DeTable;
-
-pub(crate) const fn secs(n: u64) -> Duration {
-    Duration::from_secs(n)
-}
-pub(crate) const MINUTE: u64 = 60;
-pub(crate) const HOUR: u64 = 3600;
-pub(crate) const DAY: u64 = 86_400;
 
 pub const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
 pub const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
@@ -21,7 +15,7 @@ pub(crate) const DEFAULT_RETENTION: Duration = secs(7 * DAY);
 pub(crate) const DEFAULT_SERVER_LISTEN: &str = "127.0.0.1:9464";
 
 pub(super) fn read_config(cx: &mut Ctx, doc: &DeTable) -> Config {
-    let mut root = Table::root(doc);
+    let mut root = Table::root(doc, ENV_PREFIX);
 
     let mut state_table = root.subtable(cx, "state");
     let state_path = state_table.required_path(cx, "path", "\"/var/lib/claudit/state.db\"");
@@ -634,207 +628,6 @@ pub(crate) fn read_sink(cx: &mut Ctx, t: &mut Table) -> (String, Option<SinkConf
     (name.unwrap_or_default(), sink)
 }
 
-/// The optional `layout` key of a sink of `sink_type` (`sinks::layout`):
-/// `Some(None)` when absent, `None` when invalid (reported).
-pub(crate) fn read_layout(
-    cx: &mut Ctx,
-    t: &mut Table,
-    sink_type: &str,
-) -> Option<Option<crate::sinks::layout::Layout>> {
-    match t.text(cx, "layout") {
-        Got::Absent => Some(None),
-        Got::Invalid => None,
-        Got::Value(v) => match crate::sinks::layout::Layout::parse(sink_type, &v.value) {
-            Ok(layout) => Some(Some(layout)),
-            Err(msg) => {
-                text_error(cx, t, "layout", &v, msg);
-                None
-            }
-        },
-    }
-}
-
-/// An optional string; `default` when absent.
-pub(crate) fn optional_text(
-    cx: &mut Ctx,
-    t: &mut Table,
-    key: &str,
-    default: &str,
-) -> Option<String> {
-    match t.text(cx, key) {
-        Got::Absent => Some(default.to_string()),
-        Got::Invalid => None,
-        Got::Value(v) => Some(v.value),
-    }
-}
-
-/// A required identifier that goes into a URL path: non-empty, no
-/// spaces, slashes, `?` or `#`.
-pub(crate) fn required_word(
-    cx: &mut Ctx,
-    t: &mut Table,
-    key: &str,
-    example: &str,
-) -> Option<String> {
-    let text = t.required_text(cx, key, example)?;
-    let ok = !text.value.is_empty()
-        && text
-            .value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if ok {
-        Some(text.value)
-    } else {
-        let msg = format!(
-            "{} is not valid here (letters, digits, \"-\", \"_\" and \".\" only); write e.g. {key} = {example}",
-            text.shown()
-        );
-        text_error(cx, t, key, &text, msg);
-        None
-    }
-}
-
-/// A sink's base URL: https (plain http only to 127.0.0.1 or localhost,
-/// since a key travels with every request), no credentials, query or
-/// fragment. Returned without a trailing slash.
-pub(crate) fn check_sink_url(text: &Text, key: &str, example: &str) -> Result<String, String> {
-    let fix = format!("write e.g. {key} = {example}");
-    let url = reqwest::Url::parse(text.value.trim())
-        .map_err(|e| format!("{} is not a URL ({e}); {fix}", text.shown()))?;
-    let host = url.host_str().unwrap_or_default();
-    match url.scheme() {
-        "https" => {}
-        "http" if matches!(host, "127.0.0.1" | "localhost" | "[::1]") => {}
-        "http" => {
-            return Err(format!(
-                "plain http is allowed only for 127.0.0.1 or localhost (tests), since a key or \
-                 token travels in every request; use https, {fix}"
-            ));
-        }
-        scheme => return Err(format!("scheme {scheme:?} is not supported; {fix}")),
-    }
-    if host.is_empty() {
-        return Err(format!("{} has no host; {fix}", text.shown()));
-    }
-    if url.query().is_some()
-        || url.fragment().is_some()
-        || !url.username().is_empty()
-        || url.password().is_some()
-    {
-        return Err(format!(
-            "{key} must not carry credentials, a query or a fragment (credentials go in the \
-             sink's key, token or password settings); {fix}"
-        ));
-    }
-    Ok(text.value.trim().trim_end_matches('/').to_string())
-}
-
-/// A size in `range`, `default` when absent.
-pub(crate) fn sized(
-    cx: &mut Ctx,
-    t: &mut Table,
-    key: &str,
-    default: u64,
-    range: RangeInclusive<u64>,
-) -> Option<u64> {
-    match t.size(cx, key, default) {
-        Some(n) if !range.contains(&n) => {
-            let line = t.line_of_key(cx, key);
-            let msg = format!(
-                "{} is out of range; write a size from {} to {}, e.g. {key} = \"{}\"",
-                reader::format_size(n),
-                reader::format_size(*range.start()),
-                reader::format_size(*range.end()),
-                reader::format_size(default)
-            );
-            t_error(cx, t, key, line, msg);
-            None
-        }
-        other => other,
-    }
-}
-
-/// A base URL on this machine (127.0.0.1, localhost, [::1]): the simulator.
-pub(crate) fn is_loopback_url(url: &str) -> bool {
-    reqwest::Url::parse(url).is_ok_and(|u| {
-        matches!(
-            u.host_str().unwrap_or_default(),
-            "127.0.0.1" | "localhost" | "[::1]"
-        )
-    })
-}
-
-/// An optional non-empty string key.
-pub(crate) fn optional_label(cx: &mut Ctx, t: &mut Table, key: &str) -> Option<Option<String>> {
-    match t.text(cx, key) {
-        Got::Absent => Some(None),
-        Got::Invalid => None,
-        Got::Value(text) if text.value.trim().is_empty() => {
-            let msg = format!("is empty; remove {key} or give it a value");
-            text_error(cx, t, key, &text, msg);
-            None
-        }
-        Got::Value(text) => Some(Some(text.value)),
-    }
-}
-
-/// The optional `[sinks.fields]` table of string values; `check` says
-/// what is wrong with a key or value.
-pub(crate) fn read_string_fields(
-    cx: &mut Ctx,
-    t: &mut Table,
-    check: fn(&str) -> Option<String>,
-) -> Option<Vec<(String, String)>> {
-    let mut table = t.subtable(cx, "fields");
-    let entries = table.string_entries(cx, "\"value\"");
-    let mut ok = entries.is_some();
-    let mut out = Vec::new();
-    for (key, value, line) in entries.unwrap_or_default() {
-        let problem = if key.is_empty() || value.is_empty() {
-            Some("field names and values cannot be empty".to_string())
-        } else {
-            check(&key).or_else(|| check(&value))
-        };
-        match problem {
-            Some(msg) => {
-                t_error(cx, &table, &key, line, msg);
-                ok = false;
-            }
-            None => out.push((key, value)),
-        }
-    }
-    table.finish(cx);
-    ok.then_some(out)
-}
-
-/// The keys every HTTP sink shares: `tls_ca_file`, `connect_timeout`,
-/// `request_timeout`, `compression`.
-pub(crate) fn read_http(cx: &mut Ctx, t: &mut Table) -> Option<HttpSinkConfig> {
-    read_http_with(cx, t, true)
-}
-
-/// [`read_http`] with the sink type's default for `compression`.
-pub(crate) fn read_http_with(
-    cx: &mut Ctx,
-    t: &mut Table,
-    compression_default: bool,
-) -> Option<HttpSinkConfig> {
-    let tls_ca_file = t.path(cx, "tls_ca_file");
-    let connect_timeout = t.duration(cx, "connect_timeout", secs(10));
-    let request_timeout = t.duration(cx, "request_timeout", secs(30));
-    let compression = t.boolean(cx, "compression", compression_default);
-    Some(HttpSinkConfig {
-        tls_ca_file: match tls_ca_file {
-            Got::Value(p) => Some(p),
-            Got::Absent => None,
-            Got::Invalid => return None,
-        },
-        connect_timeout: connect_timeout?,
-        request_timeout: request_timeout?,
-        compression: compression?,
-    })
-}
-
 pub(crate) fn read_enrich(cx: &mut Ctx, root: &mut Table) -> EnrichConfig {
     let mut t = root.subtable(cx, "enrich");
     let geoip_city_db = t.path(cx, "geoip_city_db");
@@ -972,39 +765,4 @@ pub(crate) fn check_type_name(item: &Text) -> Option<String> {
             item.shown()
         )
     })
-}
-
-/// A duration that must be at least `min`.
-pub(crate) fn at_least(
-    cx: &mut Ctx,
-    t: &Table,
-    key: &str,
-    value: Option<Duration>,
-    min: Duration,
-) -> Option<Duration> {
-    let value = value?;
-    if value >= min {
-        return Some(value);
-    }
-    let line = t.line_of_key(cx, key);
-    let msg = format!(
-        "{} is too short; write at least {key} = \"{}\"",
-        reader::format_duration(value),
-        reader::format_duration(min)
-    );
-    t_error(cx, t, key, line, msg);
-    None
-}
-
-/// A problem with a string value, naming the override that set it.
-pub(crate) fn text_error(cx: &mut Ctx, t: &Table, key: &str, text: &Text, message: String) {
-    let message = match &text.set_by {
-        Some(var) => format!("(set by {var}) {message}"),
-        None => message,
-    };
-    cx.error(t.key_path(key), text.line, message);
-}
-
-pub(crate) fn t_error(cx: &mut Ctx, t: &Table, key: &str, line: Option<usize>, message: String) {
-    cx.error(t.key_path(key), line, message);
 }

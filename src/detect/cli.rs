@@ -79,7 +79,7 @@ pub fn list(set: &RuleSet, settings: &DetectionSettings) -> Result<String, Strin
 /// Keeps only the rule `id` (`rules test --rule`).
 pub fn only_rule(set: &mut RuleSet, id: &str) -> Result<(), String> {
     if set.get(id).is_none() {
-        let hint = crate::config::reader::closest(id, set.ids())
+        let hint = crate::toml_reader::closest(id, set.ids())
             .map(|near| format!("did you mean {near}? "))
             .unwrap_or_default();
         return Err(format!(

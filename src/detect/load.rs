@@ -1093,7 +1093,7 @@ pub fn unknown_field(name: &str, extra: &[String]) -> Option<String> {
 fn nearest<'c>(name: &str, candidates: impl Iterator<Item = &'c str>) -> Option<String> {
     // A stable answer whatever the set's iteration order.
     let sorted: BTreeMap<&str, ()> = candidates.map(|c| (c, ())).collect();
-    crate::config::reader::closest(name, sorted.keys().copied()).map(str::to_string)
+    crate::toml_reader::closest(name, sorted.keys().copied()).map(str::to_string)
 }
 
 #[cfg(test)]

@@ -8,8 +8,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::ConfigError;
-use crate::config::reader::{Ctx, Got, Table, Text, closest, format_duration};
+use crate::toml_reader::{ConfigError, Ctx, Got, Table, Text, closest, format_duration};
 
 use super::allow::{AllowList, parse_network};
 use super::load::{self, RuleSet};

@@ -20,13 +20,13 @@ use rusqlite::{Connection, OpenFlags};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::model::{
-    GroupAttrs, Kind, MemberAttrs, OrgAttrs, PermissionsAttrs, RoleAttrs, parse_attrs,
-};
-use super::store::{Fact, all_facts, version_and_sequence};
-use crate::config::Config;
+mod index;
+
+use super::settings::DirectoryConfig;
+use super::store::{all_facts, version_and_sequence};
 use crate::model::Activity;
 use crate::store::{InDatabase, StoreError};
+use index::{Attrs, Index, OrgRole, SourceIndex, ended_before, holding, push_unique};
 
 /// Who someone was at the time of an activity.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -131,235 +131,6 @@ fn contains_caseless(set: &HashSet<String>, name: &str) -> bool {
     }
 }
 
-/// One version of an entity, as the index keeps it.
-#[derive(Debug, Clone)]
-struct Version {
-    attrs: Attrs,
-    from: Option<i64>,
-    to: Option<i64>,
-    learned_seq: i64,
-    superseded_seq: Option<i64>,
-}
-
-impl Version {
-    fn visible(&self, seq: i64, t: i64) -> bool {
-        self.known_to(seq) && self.from.is_none_or(|f| f <= t) && self.to.is_none_or(|to| t < to)
-    }
-
-    fn known_to(&self, seq: i64) -> bool {
-        self.learned_seq < seq && self.superseded_seq.is_none_or(|s| seq <= s)
-    }
-}
-
-#[derive(Debug, Clone)]
-enum Attrs {
-    Org {
-        name: Option<Arc<str>>,
-    },
-    Member {
-        name: Option<Arc<str>>,
-        email: Option<Arc<str>>,
-        role: Option<Arc<str>>,
-    },
-    Group {
-        name: Option<Arc<str>>,
-        source_type: Option<Arc<str>>,
-        roles: Vec<Arc<str>>,
-    },
-    Role {
-        name: Option<Arc<str>>,
-    },
-    Permissions(Vec<Arc<str>>),
-    None,
-}
-
-fn arc(s: Option<String>) -> Option<Arc<str>> {
-    s.map(Arc::from)
-}
-
-impl Attrs {
-    fn parse(kind: Kind, text: &str) -> Attrs {
-        match kind {
-            Kind::Org => {
-                let a: OrgAttrs = parse_attrs(text);
-                Attrs::Org { name: arc(a.name) }
-            }
-            Kind::Member => {
-                let a: MemberAttrs = parse_attrs(text);
-                Attrs::Member {
-                    name: arc(a.name),
-                    email: arc(a.email),
-                    role: arc(a.role),
-                }
-            }
-            Kind::Group => {
-                let a: GroupAttrs = parse_attrs(text);
-                Attrs::Group {
-                    name: arc(a.name),
-                    source_type: arc(a.source_type),
-                    roles: a.roles.into_iter().map(Arc::from).collect(),
-                }
-            }
-            Kind::Role => {
-                let a: RoleAttrs = parse_attrs(text);
-                Attrs::Role { name: arc(a.name) }
-            }
-            Kind::RolePermissions => {
-                let a: PermissionsAttrs = parse_attrs(text);
-                Attrs::Permissions(a.permissions.into_iter().map(Arc::from).collect())
-            }
-            Kind::GroupMember | Kind::UserRole | Kind::Domain => Attrs::None,
-        }
-    }
-}
-
-/// The versions of one entity, as known to some journal rows.
-type Versions = Vec<Version>;
-
-/// The version holding at `t`, as known to row `seq`.
-fn holding(versions: &[Version], seq: i64, t: i64) -> Option<&Version> {
-    versions.iter().find(|v| v.visible(seq, t))
-}
-
-/// The entry of `key` in a short list of `(key, versions)`, added if missing.
-fn entry<'v>(list: &'v mut Vec<(Arc<str>, Versions)>, key: &str) -> &'v mut Versions {
-    let i = match list.iter().position(|(k, _)| &**k == key) {
-        Some(i) => i,
-        None => {
-            list.push((key.into(), Vec::new()));
-            list.len() - 1
-        }
-    };
-    &mut list[i].1
-}
-
-/// The facts of one source, indexed for the questions rendering asks. Every
-/// lookup goes by borrowed ids (no key is built per event): the maps are
-/// keyed by the id a question starts from, and a user's memberships are a
-/// short list beside it.
-#[derive(Debug, Default)]
-struct SourceIndex {
-    /// org → its versions.
-    orgs: HashMap<Arc<str>, Versions>,
-    /// user → (org, their membership's versions).
-    members: HashMap<Arc<str>, Vec<(Arc<str>, Versions)>>,
-    /// group → its versions.
-    groups: HashMap<Arc<str>, Versions>,
-    /// user → (group, their membership's versions).
-    group_members: HashMap<Arc<str>, Vec<(Arc<str>, Versions)>>,
-    /// org → role → the role's versions.
-    roles: HashMap<Arc<str>, HashMap<Arc<str>, Versions>>,
-    /// org → role → the versions of its permissions.
-    permissions: HashMap<Arc<str>, HashMap<Arc<str>, Versions>>,
-    /// user → ((org, role), versions) of roles assigned to them directly.
-    user_roles: HashMap<Arc<str>, Vec<(OrgRole, Versions)>>,
-    /// lower-cased e-mail → users that had it.
-    by_email: HashMap<String, Vec<Arc<str>>>,
-    /// org → (verified domain, versions).
-    domains: HashMap<Arc<str>, Vec<(Arc<str>, Versions)>>,
-}
-
-impl SourceIndex {
-    fn add(&mut self, fact: &Fact) {
-        let key = &fact.key;
-        let attrs = Attrs::parse(key.kind, &fact.attrs);
-        if let (
-            Kind::Member,
-            Attrs::Member {
-                email: Some(email), ..
-            },
-        ) = (key.kind, &attrs)
-        {
-            push_unique(
-                self.by_email.entry(email.to_lowercase()).or_default(),
-                key.entity.as_str().into(),
-            );
-        }
-        let version = Version {
-            attrs,
-            from: fact.valid_from_ms,
-            to: fact.valid_to_ms,
-            learned_seq: fact.learned_seq,
-            superseded_seq: fact.superseded_seq,
-        };
-        let (scope, entity) = (key.scope.as_str(), key.entity.as_str());
-        let versions = match key.kind {
-            Kind::Org => self.orgs.entry(entity.into()).or_default(),
-            Kind::Member => entry(self.members.entry(entity.into()).or_default(), scope),
-            Kind::Group => self.groups.entry(entity.into()).or_default(),
-            Kind::GroupMember => entry(self.group_members.entry(entity.into()).or_default(), scope),
-            Kind::Role => self
-                .roles
-                .entry(scope.into())
-                .or_default()
-                .entry(entity.into())
-                .or_default(),
-            Kind::RolePermissions => self
-                .permissions
-                .entry(scope.into())
-                .or_default()
-                .entry(entity.into())
-                .or_default(),
-            Kind::UserRole => {
-                let list = self.user_roles.entry(entity.into()).or_default();
-                let role: OrgRole = (scope.into(), key.item.as_str().into());
-                let i = match list.iter().position(|(r, _)| *r == role) {
-                    Some(i) => i,
-                    None => {
-                        list.push((role, Vec::new()));
-                        list.len() - 1
-                    }
-                };
-                &mut list[i].1
-            }
-            Kind::Domain => entry(self.domains.entry(scope.into()).or_default(), entity),
-        };
-        versions.push(version);
-    }
-
-    fn org(&self, org: &str, seq: i64, t: i64) -> Option<&Version> {
-        holding(self.orgs.get(org)?, seq, t)
-    }
-
-    fn group(&self, group: &str, seq: i64, t: i64) -> Option<&Version> {
-        holding(self.groups.get(group)?, seq, t)
-    }
-
-    fn role(&self, org: &str, role: &str, seq: i64, t: i64) -> Option<&Version> {
-        holding(self.roles.get(org)?.get(role)?, seq, t)
-    }
-
-    fn permissions(&self, org: &str, role: &str, seq: i64, t: i64) -> Option<&Version> {
-        holding(self.permissions.get(org)?.get(role)?, seq, t)
-    }
-}
-
-/// The latest version that ended at or before `t`, as known to row `seq`.
-fn ended_before(versions: &[Version], seq: i64, t: i64) -> Option<&Version> {
-    versions
-        .iter()
-        .filter(|v| v.known_to(seq) && v.to.is_some_and(|to| to <= t))
-        .max_by_key(|v| v.to)
-}
-
-/// A role id within its organization.
-type OrgRole = (Arc<str>, Arc<str>);
-
-fn push_unique<T: PartialEq>(v: &mut Vec<T>, item: T) {
-    if !v.contains(&item) {
-        v.push(item);
-    }
-}
-
-/// Every source's index, and for which journal rows it is complete.
-#[derive(Debug, Default)]
-struct Index {
-    version: i64,
-    /// Complete for journal rows up to this seq.
-    complete_through: i64,
-    sources: Arc<HashMap<String, SourceIndex>>,
-}
-
 /// The directory as rendering reads it: one per process, shared by every
 /// sink (through the OCSF mapper).
 pub struct Directory {
@@ -381,20 +152,23 @@ impl std::fmt::Debug for Directory {
 }
 
 impl Directory {
-    /// The directory of the sources of `config` that have it enabled, read
-    /// from the state database at `path`; `None` when none has.
-    pub fn open(path: &Path, config: &Config) -> Result<Option<Arc<Directory>>, StoreError> {
-        let policies: HashMap<String, Policy> = config
-            .sources
-            .iter()
-            .filter(|s| s.directory.enabled)
-            .map(|s| {
+    /// The directory of the sources (name, `[sources.directory]`; see
+    /// `Config::directories`) that have it enabled, read from the state
+    /// database at `path`; `None` when none has.
+    pub fn open<'a>(
+        path: &Path,
+        sources: impl IntoIterator<Item = (&'a str, &'a DirectoryConfig)>,
+    ) -> Result<Option<Arc<Directory>>, StoreError> {
+        let policies: HashMap<String, Policy> = sources
+            .into_iter()
+            .filter(|(_, d)| d.enabled)
+            .map(|(name, d)| {
                 let lower = |v: &[String]| v.iter().map(|x| x.trim().to_lowercase()).collect();
                 (
-                    s.name.clone(),
+                    name.to_string(),
                     Policy {
-                        admin_roles: lower(&s.directory.admin_roles),
-                        admin_groups: lower(&s.directory.admin_groups),
+                        admin_roles: lower(&d.admin_roles),
+                        admin_groups: lower(&d.admin_groups),
                     },
                 )
             })
@@ -838,6 +612,7 @@ impl Lookup<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
     use crate::directory::model::{GroupAttrs, Key, MemberAttrs, attrs_text};
     use crate::directory::store::Writer;
     use crate::store::Store;
@@ -949,7 +724,9 @@ path = "{}/out.ndjson"
         .unwrap();
         w.commit().unwrap();
         let after = journal(&mut store, "after");
-        let d = Directory::open(&cfg.state.path, &cfg).unwrap().unwrap();
+        let d = Directory::open(&cfg.state.path, cfg.directories())
+            .unwrap()
+            .unwrap();
 
         // A row journaled before the facts were written has no context.
         assert_eq!(
@@ -1053,7 +830,9 @@ path = "{}/out.ndjson"
         .unwrap();
         w.commit().unwrap();
         let row = journal(&mut store, "row");
-        let d = Directory::open(&cfg.state.path, &cfg).unwrap().unwrap();
+        let d = Directory::open(&cfg.state.path, cfg.directories())
+            .unwrap()
+            .unwrap();
 
         let out = raw_with_context(Some(&d), raw, 500, ("src", row));
         // The activity's own bytes, in their order, then the claudit object.

@@ -2,18 +2,20 @@
 //! organization), as of the time the activity happened.
 //!
 //! - `model.rs`: the kinds of entity and the lists the sync walks.
-//! - `store.rs`: the facts in SQLite, with valid time and the journal seq
-//!   they became known at; the sync's progress; refresh requests.
-//! - `client.rs`: the directory endpoints, paged with their `page` tokens,
-//!   through the source's own client and rate limiter.
-//! - `sync.rs`: the sync task of one source (full sync at start and every
-//!   `refresh`, targeted refreshes, resume after a crash) and how a walked
-//!   list becomes facts.
+//! - `store/`: the facts in SQLite, with valid time and the journal seq
+//!   they became known at (`mod.rs`); the sync's progress and refresh
+//!   requests (`runs.rs`).
+//! - `settings.rs`: `[sources.directory]`.
+//! - The sync task of one source (full sync at start and every `refresh`,
+//!   targeted refreshes, resume after a crash), which reads the directory
+//!   endpoints through the source's own client and rate limiter, is
+//!   `source/directory_sync/`: the directory itself knows no API.
 //! - `feed.rs`: what directory-change activities say (a removal, a group
 //!   membership, a role change), recorded as facts when their page is
 //!   journaled, and the refreshes they ask for.
-//! - `enrich.rs`: the in-memory index and the context of one journal row.
-//! - `snapshot.rs`: the directory as OCSF User Inventory Info events.
+//! - `enrich.rs`: the context of one journal row, from the in-memory index
+//!   of versions (`enrich/index.rs`). Its OCSF snapshots are
+//!   `ocsf/inventory.rs`.
 //! - `detect.rs`: the detections that need the directory.
 //! - `show.rs`, `status.rs`, `metrics.rs`: `claudit directory show`,
 //!   `claudit status`, `/metrics`.
@@ -63,17 +65,15 @@
 //!   the removal already sees it), else from the first sync that no longer
 //!   listed the user.
 
-pub mod client;
 pub mod detect;
 
 pub mod enrich;
 pub mod feed;
 pub mod metrics;
 pub mod model;
+pub mod settings;
 pub mod show;
-pub mod snapshot;
 
 pub mod store;
-pub mod sync;
 
 pub use enrich::{Directory, DirectoryContext, Identity};

@@ -2,12 +2,14 @@
 //! what claudit knows about a source's directory, or about one identity,
 //! and since when.
 
+use std::path::Path;
+
 use serde::Serialize;
 
 use super::model::{GroupAttrs, Kind, MemberAttrs, OrgAttrs, RoleAttrs, parse_attrs};
+use super::settings::DirectoryConfig;
 use super::store::{self, Fact};
-use crate::config::Config;
-use crate::source::fmt_ms;
+use crate::model::fmt_ms;
 use crate::store::{Store, StoreError};
 
 /// A source's directory, for `claudit status`.
@@ -111,18 +113,17 @@ impl std::fmt::Display for DirectoryStatus {
 }
 
 /// `claudit directory show --source NAME [--user ID|EMAIL]`.
-pub fn show(config: &Config, source: &str, user: Option<&str>) -> anyhow::Result<String> {
-    let source_config = config.source(source).ok_or_else(|| {
-        let names: Vec<&str> = config.sources.iter().map(|s| s.name.as_str()).collect();
-        anyhow::anyhow!(
-            "no source named {source:?} in {}; configured sources: {}",
-            config.file.display(),
-            names.join(", ")
-        )
-    })?;
-    let store = Store::open_readonly(&config.state.path)?;
+/// `directory` is the source's `[sources.directory]`, `state` the state
+/// database.
+pub fn show(
+    state: &Path,
+    source: &str,
+    directory: &DirectoryConfig,
+    user: Option<&str>,
+) -> anyhow::Result<String> {
+    let store = Store::open_readonly(state)?;
     let mut out = String::new();
-    let enabled = source_config.directory.enabled;
+    let enabled = directory.enabled;
     match status(&store, source, enabled)? {
         None => {
             out.push_str(&format!(

@@ -9,7 +9,16 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::EnrichConfig;
+use std::path::PathBuf;
+
+/// `[enrich]`: the GeoIP databases and the user-agent cache.
+#[derive(Debug, Clone, Default)]
+pub struct EnrichConfig {
+    pub geoip_city_db: Option<PathBuf>,
+    pub geoip_asn_db: Option<PathBuf>,
+    /// Entries in the user-agent cache.
+    pub user_agent_cache_size: usize,
+}
 
 /// What kind of address an IP is. Only `Public` addresses are looked up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -15,6 +15,7 @@ mod builders;
 pub mod classes;
 mod directory;
 mod envelope;
+pub mod inventory;
 mod node;
 pub mod rules;
 mod severity;
@@ -26,10 +27,18 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::config::OcsfConfig;
 use crate::directory::{Directory, DirectoryContext};
 use crate::enrich::Enrichment;
 use crate::model::Activity;
+
+/// `[ocsf]`: how activities become OCSF events.
+#[derive(Debug, Clone, Default)]
+pub struct OcsfConfig {
+    /// Per-type severity overrides: activity type -> OCSF severity_id (0..=6, 99).
+    pub severity: HashMap<String, u8>,
+    /// Include the original record in `raw_data`.
+    pub include_raw_data: bool,
+}
 
 pub use classes::Class;
 pub use envelope::is_email;

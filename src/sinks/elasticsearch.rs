@@ -33,9 +33,9 @@ use super::contract::{BatchProgress, BoxFuture, Destination, Outcome, Rejected};
 use super::http;
 use super::layout::{Layout, elastic_integration};
 use super::registry::{OpenContext, SinkSettings, SinkType, opened};
-use crate::config::HttpSinkConfig;
 use crate::model::BatchRecord;
 use crate::redact::Redactor;
+use crate::sinks::settings::HttpSinkConfig;
 
 /// Elasticsearch refuses longer `_id`s.
 pub const MAX_ID_BYTES: usize = 512;
@@ -587,9 +587,10 @@ impl SinkSettings for ElasticsearchSinkConfig {
 /// and the fix.
 mod keys {
     use super::*;
-    use crate::config::SinkKind;
-    use crate::config::reader::{self, Ctx, Got, Table};
-    use crate::config::schema::*;
+    use crate::sinks::settings::SinkKind;
+    use crate::sinks::settings::*;
+    use crate::toml_reader::keys::*;
+    use crate::toml_reader::{self as reader, Ctx, Got, Table};
 
     /// The keys of `type = "elasticsearch"`.
     pub(super) fn read_elasticsearch_sink(cx: &mut Ctx, t: &mut Table) -> Option<SinkKind> {

@@ -17,10 +17,10 @@ use std::time::Duration;
 use super::contract::{BoxFuture, Destination, SinkJournal};
 use super::file::Disk;
 use super::{SinkStats, SinkTask};
-use crate::config::reader::{Ctx, Table};
-use crate::config::{SinkConfig, SinkKind};
 use crate::metrics::SinkMetrics;
 use crate::redact::Redactor;
+use crate::sinks::settings::{SinkConfig, SinkKind};
+use crate::toml_reader::{Ctx, Table};
 
 #[cfg(test)]
 mod memory;

@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use crate::config::{Format, SinkConfig};
 use crate::ocsf::Mapper;
+use crate::sinks::settings::{Format, SinkConfig};
 use crate::store::{Columns, FindingForm, JournalRow, RowRenderer};
 
 /// The form a sink reads journal records in (its `format`).

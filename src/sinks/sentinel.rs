@@ -31,13 +31,13 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use tracing::{info, warn};
 
-use super::contract::{BatchProgress, BoxFuture, Destination, Outcome, Rejected};
+use super::contract::{ArrayPacker, BatchProgress, BoxFuture, Destination, Outcome, Rejected};
 use super::http;
 use super::layout::{FieldReport, Layout, sentinel_bluevoyant};
 use super::registry::{OpenContext, SinkSettings, SinkType, opened};
-use crate::config::HttpSinkConfig;
 use crate::model::BatchRecord;
 use crate::redact::Redactor;
+use crate::sinks::settings::HttpSinkConfig;
 
 pub const API_VERSION: &str = "2023-01-01";
 /// The columns of every row, with their Log Analytics types, in order.
@@ -87,9 +87,9 @@ pub struct SentinelSink {
 }
 
 /// One call's worth of rows: a JSON array of rows.
-pub type Request<'r> = super::http::ArrayRequest<'r>;
+pub type Request<'r> = super::contract::ArrayRequest<'r>;
 /// A batch encoded into calls.
-pub type Encoded<'r> = super::http::ArrayBatch<'r>;
+pub type Encoded<'r> = super::contract::ArrayBatch<'r>;
 
 /// The activity type of an OCSF event (`metadata.event_code`) or of a raw
 /// activity (`type`), read without building the whole document.
@@ -189,10 +189,8 @@ impl SentinelSink {
     pub async fn send(&mut self, records: &[BatchRecord]) -> Outcome {
         let first_attempt = self.progress.begin(records);
         let pending = self.progress.pending(records);
-        // Field changes are counted once per event, not per attempt.
-        let report = first_attempt.then_some(&mut self.field_report);
         let now_ms = chrono::Utc::now().timestamp_millis();
-        let encoded = encode_rows(self.layout, &pending, now_ms, report);
+        let encoded = encode_rows(self.layout, &pending, now_ms, Some(&mut self.field_report));
         self.send_encoded(first_attempt, encoded).await
     }
 
@@ -427,7 +425,8 @@ impl SentinelSink {
 
 /// Encodes records into calls of at most 1 MB: claudit's four columns, or
 /// with `layout = "sentinel_bluevoyant"` the activity typed to BlueVoyant's
-/// DCR (its field changes reported to `report` when given).
+/// DCR (its field changes reported to `report` when given, the first time
+/// each record is encoded, so a retry does not count them twice).
 fn encode_rows<'r>(
     layout: Option<Layout>,
     records: &[&'r BatchRecord],
@@ -437,16 +436,9 @@ fn encode_rows<'r>(
     let now = chrono::DateTime::from_timestamp_millis(now_ms)
         .unwrap_or_default()
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    let mut out = Encoded {
-        requests: Vec::new(),
-        rejected: Vec::new(),
-        stale: 0,
-    };
-    let mut current = Request {
-        records: Vec::new(),
-        items: Vec::new(),
-    };
-    let mut current_bytes = 2;
+    let mut rejected = Vec::new();
+    let mut stale = 0;
+    let mut packer = ArrayPacker::new(MAX_REQUEST_BYTES, usize::MAX);
     for &record in records {
         let reject = |reason: String| Rejected {
             seq: record.seq,
@@ -456,20 +448,23 @@ fn encode_rows<'r>(
         };
         let row = match layout {
             // TimeGenerated is the time sent, so nothing is stale.
-            Some(_) => match sentinel_bluevoyant::row(&record.payload, &now, report.as_deref_mut())
-            {
+            Some(_) => match sentinel_bluevoyant::row(
+                &record.payload,
+                &now,
+                report.as_deref_mut().and_then(|r| r.first_time(record.seq)),
+            ) {
                 Ok(row) => row,
                 Err(reason) => {
-                    out.rejected.push(reject(reason));
+                    rejected.push(reject(reason));
                     continue;
                 }
             },
             None => {
                 if now_ms - record.created_at_ms > STALE_AFTER_MS {
-                    out.stale += 1;
+                    stale += 1;
                 }
                 if record.payload.len() > MAX_FIELD_BYTES {
-                    out.rejected.push(reject(format!(
+                    rejected.push(reject(format!(
                         "the event is {} bytes, over Azure Monitor's limit of {MAX_FIELD_BYTES} \
                          bytes per field value (Azure would truncate it); not sent",
                         record.payload.len()
@@ -479,25 +474,13 @@ fn encode_rows<'r>(
                 row(record)
             }
         };
-        let added = row.len() + usize::from(!current.items.is_empty());
-        if !current.items.is_empty() && current_bytes + added > MAX_REQUEST_BYTES {
-            out.requests.push(std::mem::replace(
-                &mut current,
-                Request {
-                    records: Vec::new(),
-                    items: Vec::new(),
-                },
-            ));
-            current_bytes = 2;
-        }
-        current_bytes += row.len() + usize::from(!current.items.is_empty());
-        current.records.push(record);
-        current.items.push(row);
+        packer.push(record, row.into());
     }
-    if !current.items.is_empty() {
-        out.requests.push(current);
+    Encoded {
+        requests: packer.finish(),
+        rejected,
+        stale,
     }
-    out
 }
 
 /// Refresh this long before expiry: a tenth of the lifetime, at least a
@@ -652,9 +635,10 @@ impl SinkSettings for SentinelSinkConfig {
 /// and the fix.
 mod keys {
     use super::*;
-    use crate::config::SinkKind;
-    use crate::config::reader::{Ctx, Got, Table};
-    use crate::config::schema::*;
+    use crate::sinks::settings::SinkKind;
+    use crate::sinks::settings::*;
+    use crate::toml_reader::keys::*;
+    use crate::toml_reader::{Ctx, Got, Table};
 
     /// The keys of `type = "sentinel"`.
     pub(super) fn read_sentinel_sink(cx: &mut Ctx, t: &mut Table) -> Option<SinkKind> {

@@ -20,11 +20,11 @@ use tracing::warn;
 
 use super::contract::{BatchProgress, BoxFuture, Destination, Outcome, Rejected};
 use super::http;
-use super::layout::{Layout, splunk_app};
+use super::layout::{FieldReport, Layout, splunk_app};
 use super::registry::{OpenContext, SinkSettings, SinkType, opened};
-use crate::config::HttpSinkConfig;
 use crate::model::BatchRecord;
 use crate::redact::Redactor;
+use crate::sinks::settings::HttpSinkConfig;
 
 /// At most this many uncompressed bytes per request: Splunk's old
 /// `max_content_length` default and what Vector batches to. Servers accept
@@ -44,16 +44,23 @@ pub struct SplunkHecSink {
     channel: HeaderValue,
     compression: bool,
     ack: Option<AckSettings>,
-    /// Everything of an envelope after `"time":<t>` up to the event:
-    /// `,"host":..,"source":..,"sourcetype":..[,"index":..][,"fields":{..}],"event":`.
-    envelope: Vec<u8>,
-    /// `layout = "splunk_app"`: the event is the add-on's flattened object.
-    layout: Option<Layout>,
+    encoder: Encoder,
+    /// What the layout did with the fields its object has no key for.
+    field_report: FieldReport,
     /// Records of the batch in progress that HEC acknowledged or that HEC
     /// (or the size limit) rejected.
     progress: BatchProgress,
     /// The token turned out to have acknowledgement off (warned once).
     ack_unavailable: bool,
+}
+
+/// Makes the HEC envelopes of records.
+struct Encoder {
+    /// Everything of an envelope after `"time":<t>` up to the event:
+    /// `,"host":..,"source":..,"sourcetype":..[,"index":..][,"fields":{..}],"event":`.
+    envelope: Vec<u8>,
+    /// `layout = "splunk_app"`: the event is the add-on's flattened object.
+    layout: Option<Layout>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -103,6 +110,87 @@ struct HecBody {
     ack_id: Option<u64>,
 }
 
+impl Encoder {
+    /// Appends the envelope of one record, followed by a newline; `Err`
+    /// when the record cannot take the sink's layout (nothing appended).
+    fn write_event(
+        &self,
+        record: &BatchRecord,
+        out: &mut Vec<u8>,
+        report: Option<&mut FieldReport>,
+    ) -> Result<(), String> {
+        let flattened = match self.layout {
+            Some(Layout::SplunkApp) => Some(splunk_app::event(&record.payload, report)?),
+            _ => None,
+        };
+        let event = flattened.as_deref().unwrap_or(&record.payload);
+        let ms = record.created_at_ms;
+        out.extend_from_slice(b"{\"time\":");
+        // Epoch seconds with millisecond precision, as Splunk's `time` takes it.
+        let _ = write!(out, "{}.{:03}", ms.div_euclid(1000), ms.rem_euclid(1000));
+        out.extend_from_slice(&self.envelope);
+        out.extend_from_slice(event.as_bytes());
+        out.extend_from_slice(b"}\n");
+        Ok(())
+    }
+
+    /// Encodes records into requests of at most [`MAX_REQUEST_BYTES`]; a
+    /// record whose envelope alone is larger is rejected, never truncated.
+    /// What the layout did to the fields of a record is reported to
+    /// `report` when given, the first time the record is encoded.
+    fn encode<'a>(
+        &self,
+        records: impl IntoIterator<Item = &'a BatchRecord>,
+        mut report: Option<&mut FieldReport>,
+    ) -> Encoded<'a> {
+        let mut requests = Vec::new();
+        let mut rejected = Vec::new();
+        let mut body = Vec::new();
+        let mut current: Vec<&'a BatchRecord> = Vec::new();
+        for record in records {
+            let start = body.len();
+            let first_time = report.as_deref_mut().and_then(|r| r.first_time(record.seq));
+            if let Err(reason) = self.write_event(record, &mut body, first_time) {
+                rejected.push(Rejected {
+                    seq: record.seq,
+                    activity_id: record.activity_id.clone(),
+                    reason,
+                    response: String::new(),
+                });
+                continue;
+            }
+            let len = body.len() - start;
+            if len > MAX_REQUEST_BYTES {
+                body.truncate(start);
+                rejected.push(Rejected {
+                    seq: record.seq,
+                    activity_id: record.activity_id.clone(),
+                    reason: format!(
+                        "event of {len} bytes in its HEC envelope exceeds the {MAX_REQUEST_BYTES}-byte request limit"
+                    ),
+                    response: String::new(),
+                });
+                continue;
+            }
+            if body.len() > MAX_REQUEST_BYTES {
+                let tail = body.split_off(start);
+                requests.push(Request {
+                    records: std::mem::take(&mut current),
+                    body: std::mem::replace(&mut body, tail),
+                });
+            }
+            current.push(record);
+        }
+        if !current.is_empty() {
+            requests.push(Request {
+                records: current,
+                body,
+            });
+        }
+        Encoded { requests, rejected }
+    }
+}
+
 impl SplunkHecSink {
     pub fn new(config: &SplunkHecSinkConfig) -> anyhow::Result<SplunkHecSink> {
         let mut authorization =
@@ -146,8 +234,11 @@ impl SplunkHecSink {
                 poll_interval: config.ack_poll_interval,
                 timeout: config.ack_timeout,
             }),
-            envelope,
-            layout: config.layout,
+            encoder: Encoder {
+                envelope,
+                layout: config.layout,
+            },
+            field_report: FieldReport::unscraped(""),
             progress: BatchProgress::default(),
             ack_unavailable: false,
         })
@@ -158,78 +249,31 @@ impl SplunkHecSink {
         self.channel.to_str().unwrap_or_default()
     }
 
-    /// Appends the envelope of one record, followed by a newline; `Err`
-    /// when the record cannot take the sink's layout (nothing appended).
-    fn write_event(&self, record: &BatchRecord, out: &mut Vec<u8>) -> Result<(), String> {
-        let flattened = match self.layout {
-            Some(Layout::SplunkApp) => Some(splunk_app::event(&record.payload)?),
-            _ => None,
-        };
-        let event = flattened.as_deref().unwrap_or(&record.payload);
-        let ms = record.created_at_ms;
-        out.extend_from_slice(b"{\"time\":");
-        // Epoch seconds with millisecond precision, as Splunk's `time` takes it.
-        let _ = write!(out, "{}.{:03}", ms.div_euclid(1000), ms.rem_euclid(1000));
-        out.extend_from_slice(&self.envelope);
-        out.extend_from_slice(event.as_bytes());
-        out.extend_from_slice(b"}\n");
-        Ok(())
+    /// Where the layout reports the fields its object has no key for (the
+    /// sink's metric).
+    pub fn with_field_report(mut self, report: FieldReport) -> SplunkHecSink {
+        self.field_report = report;
+        self
+    }
+
+    /// What the layout reported so far (tests).
+    pub fn field_report(&self) -> &FieldReport {
+        &self.field_report
     }
 
     /// Encodes records into requests of at most [`MAX_REQUEST_BYTES`]; a
     /// record whose envelope alone is larger is rejected, never truncated.
     pub fn encode<'a>(&self, records: impl IntoIterator<Item = &'a BatchRecord>) -> Encoded<'a> {
-        let mut requests = Vec::new();
-        let mut rejected = Vec::new();
-        let mut body = Vec::new();
-        let mut current: Vec<&'a BatchRecord> = Vec::new();
-        for record in records {
-            let start = body.len();
-            if let Err(reason) = self.write_event(record, &mut body) {
-                rejected.push(Rejected {
-                    seq: record.seq,
-                    activity_id: record.activity_id.clone(),
-                    reason,
-                    response: String::new(),
-                });
-                continue;
-            }
-            let len = body.len() - start;
-            if len > MAX_REQUEST_BYTES {
-                body.truncate(start);
-                rejected.push(Rejected {
-                    seq: record.seq,
-                    activity_id: record.activity_id.clone(),
-                    reason: format!(
-                        "event of {len} bytes in its HEC envelope exceeds the {MAX_REQUEST_BYTES}-byte request limit"
-                    ),
-                    response: String::new(),
-                });
-                continue;
-            }
-            if body.len() > MAX_REQUEST_BYTES {
-                let tail = body.split_off(start);
-                requests.push(Request {
-                    records: std::mem::take(&mut current),
-                    body: std::mem::replace(&mut body, tail),
-                });
-            }
-            current.push(record);
-        }
-        if !current.is_empty() {
-            requests.push(Request {
-                records: current,
-                body,
-            });
-        }
-        Encoded { requests, rejected }
+        self.encoder.encode(records, None)
     }
 
     /// Sends one batch: every request it needs, skipping the records already
     /// acknowledged by an earlier attempt at the same batch.
     pub async fn send(&mut self, records: &[BatchRecord]) -> Outcome {
         self.progress.begin(records);
-        let encoded = self.encode(self.progress.pending(records));
+        let encoded = self
+            .encoder
+            .encode(self.progress.pending(records), Some(&mut self.field_report));
         for r in encoded.rejected {
             self.progress.rejected(r);
         }
@@ -630,9 +674,10 @@ impl SinkSettings for SplunkHecSinkConfig {
 
     fn open<'a>(
         &'a self,
-        _cx: OpenContext<'a>,
+        cx: OpenContext<'a>,
     ) -> BoxFuture<'a, anyhow::Result<Box<dyn Destination>>> {
-        opened(SplunkHecSink::new(self))
+        let fields = FieldReport::new(&cx.sink.name, cx.counters.layout_fields.clone());
+        opened(SplunkHecSink::new(self).map(|sink| sink.with_field_report(fields)))
     }
 }
 
@@ -640,9 +685,10 @@ impl SinkSettings for SplunkHecSinkConfig {
 /// and the fix.
 mod keys {
     use super::*;
-    use crate::config::SinkKind;
-    use crate::config::reader::{Ctx, Table, Text};
-    use crate::config::schema::*;
+    use crate::sinks::settings::SinkKind;
+    use crate::sinks::settings::*;
+    use crate::toml_reader::keys::*;
+    use crate::toml_reader::{Ctx, Table, Text};
 
     /// The keys of `type = "splunk_hec"`.
     pub(super) fn read_splunk_hec_sink(cx: &mut Ctx, t: &mut Table) -> Option<SinkKind> {

@@ -18,9 +18,9 @@ use std::time::Duration;
 use super::contract::{BatchProgress, BoxFuture, Destination, Outcome, Rejected};
 use super::http;
 use super::registry::{OpenContext, SinkSettings, SinkType, opened};
-use crate::config::HttpSinkConfig;
 use crate::model::BatchRecord;
 use crate::redact::Redactor;
+use crate::sinks::settings::HttpSinkConfig;
 
 /// At most this many uncompressed bytes per POST ("up to but not exceeding
 /// 1MB of uncompressed data").
@@ -257,9 +257,10 @@ impl SinkSettings for SumoSinkConfig {
 /// and the fix.
 mod keys {
     use super::*;
-    use crate::config::SinkKind;
-    use crate::config::reader::{Ctx, Table};
-    use crate::config::schema::*;
+    use crate::sinks::settings::SinkKind;
+    use crate::sinks::settings::*;
+    use crate::toml_reader::keys::*;
+    use crate::toml_reader::{Ctx, Table};
 
     /// The keys of `type = "sumo"`.
     pub(super) fn read_sumo_sink(cx: &mut Ctx, t: &mut Table) -> Option<SinkKind> {

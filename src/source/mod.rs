@@ -4,8 +4,10 @@
 //! transaction.
 
 pub mod client;
+pub mod directory_sync;
 pub mod limiter;
 pub mod paging;
+pub mod settings;
 pub mod sizing;
 pub mod window;
 
@@ -13,20 +15,21 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use crate::config::SourceConfig;
 use crate::enrich::Enricher;
 use crate::metrics::{Metrics, SourceMetrics};
 use crate::model::{Activity, ActivityHead};
+pub use crate::model::{fmt_ms, utc};
 use crate::ocsf::{JournalContext, may_turn_compliance_logging_off, turns_compliance_logging_off};
 use crate::store::{
     JournalRecord, PageCommit, SharedStore, Store, StoreError, WindowKind, WindowRow, now_ms,
 };
 use client::{ComplianceClient, FetchError, Page, PageQuery};
+pub use settings::SourceConfig;
 use window::{Progress, Step, WindowPolicy, next_step};
 
 /// How long a source whose key was refused waits before asking again.
@@ -91,14 +94,14 @@ impl SourceTask {
             Arc::new(std::sync::Mutex::new(OwnRequests::new(ids)))
         };
         // The directory sync draws on this source's client and limiter.
-        let directory = if self.backfill_only {
+        let directory = if self.backfill_only || !self.config.directory.enabled {
             None
         } else {
-            crate::directory::sync::start(
+            directory_sync::start(
                 &self.config,
                 client.clone(),
                 self.store.clone(),
-                &self.metrics,
+                self.metrics.directory(&self.config.name),
                 own_requests.clone(),
                 cancel.clone(),
             )
@@ -623,12 +626,4 @@ impl OwnRequests {
     fn contains(&self, id: &str) -> bool {
         self.set.contains(id)
     }
-}
-
-pub fn utc(ms: i64) -> DateTime<Utc> {
-    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
-}
-
-pub fn fmt_ms(ms: i64) -> String {
-    crate::model::format_time(utc(ms))
 }

@@ -34,7 +34,7 @@ pub struct WindowPolicy {
 }
 
 impl WindowPolicy {
-    pub fn from_config(c: &crate::config::SourceConfig) -> WindowPolicy {
+    pub fn from_config(c: &crate::source::SourceConfig) -> WindowPolicy {
         let ms = |d: std::time::Duration| d.as_millis() as i64;
         WindowPolicy {
             poll_ms: ms(c.poll_interval).min(ms(c.window)).max(1),

@@ -44,22 +44,8 @@ impl Store {
         now_ms: i64,
     ) -> Result<(), StoreError> {
         let tx = self.conn.transaction().in_db(&self.path)?;
-        {
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO dead_letters (sink, seq, activity_id, reason, response, at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            ).in_db(&self.path)?;
-            for d in dead {
-                insert
-                    .execute(params![
-                        sink,
-                        d.seq,
-                        d.activity_id,
-                        d.reason,
-                        d.response,
-                        now_ms
-                    ])
-                    .in_db(&self.path)?;
-            }
+        for d in dead {
+            insert_dead_letter(&tx, &self.path, sink, d, now_ms)?;
         }
         tx.execute(
             "INSERT INTO sink_cursors (sink, seq, file_offset, delivered, last_success_ms) VALUES (?1, ?2, ?3, ?4, ?5)
@@ -183,25 +169,13 @@ impl Store {
             let mut update = tx.prepare_cached(
                 "UPDATE dead_letters SET reason = ?3, response = ?4, at_ms = ?5 WHERE sink = ?1 AND seq = ?2",
             ).in_db(&self.path)?;
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO dead_letters (sink, seq, activity_id, reason, response, at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            ).in_db(&self.path)?;
             for d in dead {
                 if update
                     .execute(params![sink, d.seq, d.reason, d.response, now_ms])
                     .in_db(&self.path)?
                     == 0
                 {
-                    insert
-                        .execute(params![
-                            sink,
-                            d.seq,
-                            d.activity_id,
-                            d.reason,
-                            d.response,
-                            now_ms
-                        ])
-                        .in_db(&self.path)?;
+                    insert_dead_letter(&tx, &self.path, sink, d, now_ms)?;
                 }
             }
         }
@@ -219,4 +193,30 @@ impl Store {
             )
             .in_db(&self.path)
     }
+}
+
+/// Writes one dead letter of `sink` inside `tx`, the transaction of the
+/// caller's cursor move or replay: the one place a dead letter is inserted.
+fn insert_dead_letter(
+    tx: &rusqlite::Transaction,
+    path: &Path,
+    sink: &str,
+    d: &NewDeadLetter,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "INSERT INTO dead_letters (sink, seq, activity_id, reason, response, at_ms) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )
+    .in_db(path)?
+    .execute(params![
+        sink,
+        d.seq,
+        d.activity_id,
+        d.reason,
+        d.response,
+        now_ms
+    ])
+    .in_db(path)?;
+    Ok(())
 }

@@ -261,7 +261,7 @@ const RULES: &[Rule] = &[
             "sinks/sentinel.rs",
             "sinks/splunk_hec.rs",
             "sinks/sumo.rs",
-            "sinks/syslog.rs",
+            "sinks/syslog",
             "sinks/webhook.rs",
             "sinks/file",
         ],
@@ -300,7 +300,13 @@ const RULES: &[Rule] = &[
     },
     Rule {
         what: "the model is the bottom layer",
-        files: &["model.rs", "catalogue.rs", "body_limit.rs", "redact.rs"],
+        files: &[
+            "model.rs",
+            "catalogue.rs",
+            "body_limit.rs",
+            "redact.rs",
+            "toml_reader",
+        ],
         except: &[],
         forbidden: &[
             "store",
@@ -314,6 +320,29 @@ const RULES: &[Rule] = &[
             "enrich",
             "sim",
         ],
+    },
+    Rule {
+        what: "the directory knows no API (its sync is source/directory_sync/)",
+        files: &["directory"],
+        except: &[],
+        forbidden: &["source", "sinks", "daemon"],
+    },
+    Rule {
+        what: "the configuration is above the sections it names",
+        files: &[
+            "source",
+            "directory",
+            "enrich",
+            "ocsf",
+            "health.rs",
+            "detect",
+            "sinks",
+            "metrics.rs",
+            "store",
+            "toml_reader",
+        ],
+        except: &[],
+        forbidden: &["config"],
     },
 ];
 
@@ -413,33 +442,7 @@ fn cycle_edges(graph: &BTreeMap<String, BTreeMap<String, Import>>) -> BTreeMap<S
 /// Import cycles between top-level modules that remain to be broken. The
 /// list only shrinks: a new cycle fails here naming the import that closed
 /// it, and breaking one fails until it is removed from the list.
-const KNOWN_CYCLE_EDGES: &[&str] = &[
-    "config -> detect",
-    "config -> sinks",
-    "detect -> config",
-    "detect -> enrich",
-    "detect -> ocsf",
-    "directory -> config",
-    "directory -> metrics",
-    "directory -> ocsf",
-    "directory -> source",
-    "enrich -> config",
-    "health -> config",
-    "metrics -> directory",
-    "metrics -> health",
-    "ocsf -> config",
-    "ocsf -> directory",
-    "ocsf -> enrich",
-    "sinks -> config",
-    "sinks -> directory",
-    "sinks -> metrics",
-    "sinks -> ocsf",
-    "source -> config",
-    "source -> directory",
-    "source -> enrich",
-    "source -> metrics",
-    "source -> ocsf",
-];
+const KNOWN_CYCLE_EDGES: &[&str] = &[];
 
 #[test]
 fn no_new_import_cycle_between_top_level_modules() {

@@ -183,7 +183,8 @@ impl Setup {
         let env = |name: &str| (name == KEY_VAR).then(|| self.key.to_string());
         let config =
             claudit::config::load_str(&text, &self.config, &env).unwrap_or_else(|e| panic!("{e}"));
-        let directory = claudit::directory::Directory::open(&config.state.path, &config).unwrap();
+        let directory =
+            claudit::directory::Directory::open(&config.state.path, config.directories()).unwrap();
         let mapper = claudit::ocsf::Mapper::new(&config.ocsf).with_directory(directory);
         let store = Store::open_readonly(&self.db()).unwrap();
         store

@@ -962,13 +962,73 @@ fn splunk_app_problems(envelope: &Value, raw: &Value) -> Vec<String> {
     problems
 }
 
+/// Every non-null field of the activity `raw` is in the add-on's `event`:
+/// under the add-on's own key for it, or unchanged under
+/// `claudit_unmapped` (the actor's fields in its `actor` object). Returns
+/// the fields found there (`actor.x` for the actor's).
+fn fields_carried(event: &Value, raw: &Value) -> Vec<String> {
+    let mapped = |field: &str| match field {
+        "id" => Some("activity_id"),
+        "type" => Some("event_type"),
+        "created_at" | "organization_id" | "organization_uuid" | "claude_chat_id"
+        | "claude_project_id" | "file_id" => Some(""),
+        "actor.type" => Some("actor_type"),
+        "actor.user_id" => Some("actor_user_id"),
+        "actor.email_address" => Some("actor_email"),
+        "actor.ip_address" => Some("actor_ip_address"),
+        "actor.user_agent" => Some("actor_user_agent"),
+        "actor.api_key_id" => Some("actor_api_key_id"),
+        _ => None,
+    };
+    let mut fields: Vec<(String, Value)> = Vec::new();
+    for (k, v) in raw.as_object().unwrap() {
+        match (k.as_str(), v.as_object()) {
+            ("actor", Some(actor)) => {
+                fields.extend(actor.iter().map(|(k, v)| (format!("actor.{k}"), v.clone())))
+            }
+            _ => fields.push((k.clone(), v.clone())),
+        }
+    }
+    let mut carried = Vec::new();
+    for (field, value) in fields.into_iter().filter(|(_, v)| !v.is_null()) {
+        let in_its_key = mapped(&field)
+            .map(|k| if k.is_empty() { field.as_str() } else { k })
+            .and_then(|k| event.get(k))
+            .is_some_and(|v| *v == value || v.as_str() == value.as_str().map(str::trim));
+        if in_its_key {
+            continue;
+        }
+        let kept = match field.split_once('.') {
+            Some((outer, inner)) => &event["claudit_unmapped"][outer][inner],
+            None => &event["claudit_unmapped"][&field],
+        };
+        assert_eq!(kept, &value, "{field} lost in {event}");
+        carried.push(field);
+    }
+    carried
+}
+
 /// `layout = "splunk_app"` from the configuration file, through the sink
 /// task, on every published sample activity: each event is what the
-/// Splunk add-on would have indexed itself.
+/// Splunk add-on would have indexed itself, and every field the add-on's
+/// object has no key for travels unchanged under `claudit_unmapped`,
+/// counted once per event even though the first request is refused and
+/// the batch sent again.
 #[tokio::test]
 async fn the_splunk_app_layout_feeds_the_add_ons_content() {
     let (server, hec) = emulator(HecState::default()).await;
-    let samples = crate::support::journal::sample_activities();
+    hec.state()
+        .script
+        .push_back(reply(503, 9, "Server is busy"));
+    let mut samples = crate::support::journal::sample_activities();
+    // Its note would push the event past the sourcetype's TRUNCATE.
+    let long = json!({
+        "id": "long_1", "type": "org_user_invite_sent",
+        "created_at": "2026-05-22T15:21:54.358426Z", "organization_id": "org_1",
+        "actor": {"type": "user_actor", "email_address": "u@example.com"},
+        "invited_email": "new@example.com", "note": "x".repeat(70_000)
+    });
+    samples.push(("long_1".into(), 1_779_463_314_358, long.to_string()));
     let journal = crate::support::journal::Journal::with_activities(&samples);
     let config = crate::support::config::sink_config(
         crate::support::config::sink("splunk", "splunk_hec")
@@ -979,10 +1039,34 @@ async fn the_splunk_app_layout_feeds_the_add_ons_content() {
         &[("HEC", TOKEN)],
     );
     assert_eq!(config.format, claudit::config::Format::Raw);
-    let (seq, head, dead) = crate::support::sink_task::run_until_caught_up(&journal, config).await;
-    assert_eq!((seq, dead), (head, 0));
+    let metrics = Arc::new(claudit::metrics::Metrics::new());
+    let head = journal.head();
+    let mut tasks = crate::support::sink_task::SinkTasks::start_with_metrics(
+        &journal.shared(),
+        vec![config],
+        metrics.clone(),
+    );
+    tasks
+        .until(
+            "the splunk sink to reach the journal head",
+            crate::support::wait::Wait::up_to(Duration::from_secs(60)),
+            async || {
+                let seq = journal.cursor("splunk").seq;
+                (seq >= head)
+                    .then_some(())
+                    .ok_or(format!("cursor at {seq}"))
+            },
+        )
+        .await;
+    tasks.stop().await;
+    assert_eq!(journal.dead_letter_count("splunk"), 0);
     let state = hec.state();
+    assert!(
+        state.requests.len() >= 2,
+        "the refused request was sent again"
+    );
     assert_eq!(state.events.len(), samples.len());
+    let mut carried: HashMap<String, usize> = HashMap::new();
     for (envelope, (_, _, raw)) in state.events.iter().zip(&samples) {
         let raw: Value = serde_json::from_str(raw).unwrap();
         let problems = splunk_app_problems(envelope, &raw);
@@ -991,6 +1075,13 @@ async fn the_splunk_app_layout_feeds_the_add_ons_content() {
             envelope["source"],
             "anthropic:compliance:activities:claudit"
         );
+        if raw["id"] == "long_1" {
+            assert!(envelope["event"].get("claudit_unmapped").is_none());
+            continue;
+        }
+        for field in fields_carried(&envelope["event"], &raw) {
+            *carried.entry(field).or_default() += 1;
+        }
     }
     // The add-on's saved searches find what they look for.
     let types: Vec<&str> = state
@@ -1005,6 +1096,21 @@ async fn the_splunk_app_layout_feeds_the_add_ons_content() {
             .iter()
             .any(|e| e["event"]["is_change_event"] == true)
     );
+    // Each carried field counted once per event that carried it.
+    let text = metrics.encode();
+    assert!(carried["role"] >= 2 && carried["actor.admin_api_key_id"] >= 1);
+    for (field, n) in &carried {
+        let series = format!(
+            "claudit_sink_layout_fields_total{{sink=\"splunk\",field=\"{field}\",action=\"carried\"}} {n}\n"
+        );
+        assert!(text.contains(&series), "{series} not in\n{text}");
+    }
+    for field in ["invited_email", "note"] {
+        let series = format!(
+            "claudit_sink_layout_fields_total{{sink=\"splunk\",field=\"{field}\",action=\"not_in_layout\"}} 1\n"
+        );
+        assert!(text.contains(&series), "{series} not in\n{text}");
+    }
 }
 
 #[test]

@@ -62,7 +62,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::config::SinkConfig;
+use crate::sinks::settings::SinkConfig;
 use crate::store::{ArchiveRow, SharedStore, now_ms};
 use local::LocalBackend;
 use manifest::{GENESIS, HOUR_MS, ManifestEntry, SegmentKind, format_hour, format_ms, hour_of};

@@ -42,10 +42,10 @@ use reqwest::Method;
 use reqwest::header::{HeaderName, HeaderValue};
 use sha2::{Digest, Sha256};
 
+use super::ArchiveS3Config;
 use super::ManifestLine;
 use super::segment::FinishedSegment;
 use crate::body_limit::read_capped_text;
-use crate::config::ArchiveS3Config;
 use crate::sinks::http::MAX_ANSWER_BYTES;
 
 /// Segments larger than this are sent as a multipart upload in parts of

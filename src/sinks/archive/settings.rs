@@ -7,10 +7,10 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::ArchiveTask;
-use crate::config::SinkConfig;
 use crate::redact::Redactor;
 use crate::sinks::contract::{BoxFuture, Destination};
 use crate::sinks::registry::{LocalPlace, OpenContext, SinkSettings, SinkType};
+use crate::sinks::settings::SinkConfig;
 use crate::sinks::{SinkStats, SinkTask, redactor_for};
 
 /// `type = "archive"`: the audit-evidence archive (gzip NDJSON hour segments
@@ -152,9 +152,9 @@ impl SinkSettings for ArchiveSinkConfig {
 /// line and the fix.
 mod keys {
     use super::*;
-    use crate::config::SinkKind;
-    use crate::config::reader::{Ctx, Got, Table};
-    use crate::config::schema::*;
+    use crate::sinks::settings::SinkKind;
+    use crate::toml_reader::keys::*;
+    use crate::toml_reader::{Ctx, Got, Table};
 
     /// The keys of `type = "archive"`.
     pub(super) fn read_archive_sink(cx: &mut Ctx, t: &mut Table) -> Option<SinkKind> {

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::FileDestination;
-use crate::config::{SinkConfig, SinkKind};
 use crate::sinks::contract::{BoxFuture, Destination};
 use crate::sinks::registry::{LocalPlace, OpenContext, SinkSettings, SinkType};
+use crate::sinks::settings::{SinkConfig, SinkKind};
 
 #[derive(Debug, Clone)]
 pub struct FileSinkConfig {
@@ -75,7 +75,7 @@ impl SinkSettings for FileSinkConfig {
     /// `events.ocsf.ndjson` -> `events.ocsf.findings.ndjson`.
     fn for_findings(&self) -> Option<SinkKind> {
         let mut findings = self.clone();
-        findings.path = crate::config::findings_path(&self.path);
+        findings.path = crate::sinks::settings::findings_path(&self.path);
         Some(SinkKind::new(findings))
     }
 
@@ -103,8 +103,8 @@ fn writable(dir: &std::path::Path) -> std::io::Result<()> {
 /// and the fix.
 mod keys {
     use super::FileSinkConfig;
-    use crate::config::SinkKind;
-    use crate::config::reader::{Ctx, Table};
+    use crate::sinks::settings::SinkKind;
+    use crate::toml_reader::{Ctx, Table};
 
     /// The keys of `type = "file"`.
     pub(super) fn read_file_sink(cx: &mut Ctx, t: &mut Table) -> Option<SinkKind> {

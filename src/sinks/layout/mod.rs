@@ -25,8 +25,8 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use tracing::warn;
 
-use crate::config::{Format, SinkKind};
 use crate::metrics::FieldLabels;
+use crate::sinks::settings::{Format, SinkKind};
 
 /// A vendor layout of a sink (`layout = "..."`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,6 +121,13 @@ pub enum FieldAction {
     /// A field the vendor's schema does not declare: moved, unchanged, to
     /// the layout's overflow object.
     Undeclared,
+    /// A field the vendor's object has no key for: sent, unchanged, in the
+    /// layout's extra key (`splunk_app`: `claudit_unmapped`).
+    Carried,
+    /// A field the vendor's object has no key for and that could not be
+    /// carried (`splunk_app`: the event would pass the sourcetype's
+    /// `TRUNCATE`): not in the event sent; the journal and the archive keep it.
+    NotInLayout,
 }
 
 impl FieldAction {
@@ -130,6 +137,8 @@ impl FieldAction {
             FieldAction::ToInteger => "to_integer",
             FieldAction::Moved => "moved",
             FieldAction::Undeclared => "undeclared",
+            FieldAction::Carried => "carried",
+            FieldAction::NotInLayout => "not_in_layout",
         }
     }
 }
@@ -141,6 +150,9 @@ pub struct FieldReport {
     sink: String,
     family: Family<FieldLabels, Counter>,
     seen: HashSet<(String, FieldAction)>,
+    /// The highest journal seq whose fields were reported: a record sent
+    /// again (a retry, a batch grown since) is not counted twice.
+    reported_through: i64,
 }
 
 impl FieldReport {
@@ -149,12 +161,23 @@ impl FieldReport {
             sink: sink.to_string(),
             family,
             seen: HashSet::new(),
+            reported_through: i64::MIN,
         }
     }
 
     /// A report nobody scrapes (replay, tests).
     pub fn unscraped(sink: &str) -> FieldReport {
         FieldReport::new(sink, Family::default())
+    }
+
+    /// This report for the fields of the record `seq` the first time that
+    /// record is encoded, `None` after (records are encoded in seq order).
+    pub fn first_time(&mut self, seq: i64) -> Option<&mut FieldReport> {
+        if seq <= self.reported_through {
+            return None;
+        }
+        self.reported_through = seq;
+        Some(self)
     }
 
     /// Records that `action` was done to `field` in one event.
@@ -210,6 +233,19 @@ fn explain(action: FieldAction) -> &'static str {
             "the vendor's schema does not declare this field (its DCR would drop it): the value \
              is kept, unchanged, in the layout's overflow object; counted in \
              claudit_sink_layout_fields_total"
+        }
+        FieldAction::Carried => {
+            "the vendor's object has no key for this field (the vendor's own collector drops \
+             it): it is sent unchanged under claudit_unmapped, which the vendor's searches and \
+             dashboards do not read (search it as claudit_unmapped.<field>); counted in \
+             claudit_sink_layout_fields_total"
+        }
+        FieldAction::NotInLayout => {
+            "the vendor's object has no key for this field and carrying it under \
+             claudit_unmapped would make the event longer than the sourcetype's TRUNCATE of \
+             65536 bytes: the event is sent without it (the journal and the archive keep it); \
+             to have every field in Splunk, add a second splunk_hec sink with format = \"raw\" \
+             and its own sourcetype; counted in claudit_sink_layout_fields_total"
         }
     }
 }
@@ -278,5 +314,15 @@ mod tests {
         }
         assert_eq!(report.seen.len(), MAX_REPORTED_FIELDS);
         assert!(report.count("(other)", FieldAction::Undeclared) >= 10);
+    }
+
+    #[test]
+    fn a_record_is_reported_the_first_time_it_is_encoded_only() {
+        let mut report = FieldReport::unscraped("s");
+        assert!(report.first_time(1).is_some());
+        assert!(report.first_time(2).is_some());
+        assert!(report.first_time(2).is_none(), "a retry");
+        assert!(report.first_time(1).is_none(), "a retry from the start");
+        assert!(report.first_time(3).is_some(), "a batch grown since");
     }
 }

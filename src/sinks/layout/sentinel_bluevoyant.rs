@@ -297,8 +297,8 @@ fn fit(raw: &RawValue, column: Column) -> Fit<'_> {
 /// One row of the stream for a raw activity: the activity's fields under
 /// their own names, typed to the columns, `TimeGenerated` = `now` (RFC 3339),
 /// and what the columns cannot hold in `actor.claudit_overflow`. Field
-/// changes are reported to `report` when given (the first attempt at a
-/// batch), so that a retry does not count them twice.
+/// changes are reported to `report` when given (the first time the record
+/// is encoded, so that a retry does not count them twice).
 pub fn row(raw: &str, now: &str, mut report: Option<&mut FieldReport>) -> Result<String, String> {
     let fields: BTreeMap<String, &RawValue> = serde_json::from_str(raw)
         .map_err(|e| format!("the activity is not a JSON object ({e}); not sent"))?;

@@ -18,15 +18,35 @@
 //!
 //! Keys whose value is null are left out, in this order. [`event`] makes
 //! exactly that object, with the add-on's rules (Python truthiness where it
-//! uses `or`). Every other field of the activity is not in it, as with the
-//! add-on itself: the journal, the archive and any `format = "raw"` sink
-//! keep them. Splunk's `TRUNCATE = 65536` for the sourcetype would cut a
-//! longer event into invalid JSON, so such an event is refused (dead-
-//! lettered), never truncated.
+//! uses `or`).
+//!
+//! The add-on drops every other field of the activity (the invited
+//! address, the role granted, the file name...). claudit does not: the
+//! fields the object has no key for are carried, unchanged, in one more key
+//! at the end, [`UNMAPPED_KEY`] (`{"claudit_unmapped": {"role": ...,
+//! "actor": {"unauthenticated_email_address": ...}}}`). HEC takes any
+//! object as the event and the add-on's props, event types, tags,
+//! searches and dashboards read only their own keys by name, so one more
+//! key changes nothing they find; `KV_MODE = json` makes the carried fields
+//! searchable as `claudit_unmapped.<field>`. Each carried field is counted
+//! (`claudit_sink_layout_fields_total{action="carried"}`) and logged the
+//! first time ([`FieldReport`]).
+//!
+//! Splunk's `TRUNCATE = 65536` for the sourcetype would cut a longer event
+//! into invalid JSON. When only the carried fields make the event that
+//! long, it is sent without them and each is counted as `not_in_layout`,
+//! with the fix in the log line (a second sink with `format = "raw"`); the
+//! journal and the archive keep them. An event too long even without them
+//! (only with a huge user agent) is refused (dead-lettered), never
+//! truncated.
 
-use serde_json::{Map, Value};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
 
-use super::truthy;
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+use super::{FieldAction, FieldReport, Layout, truthy};
 
 /// The add-on's activity sourcetype; its event types, tags and searches key
 /// on it.
@@ -36,7 +56,9 @@ pub const SOURCETYPE: &str = "anthropic:compliance:activity";
 pub const DEFAULT_SOURCE: &str = "anthropic:compliance:activities:claudit";
 /// `TRUNCATE` of the sourcetype in the add-on's props.conf.
 pub const MAX_EVENT_BYTES: usize = 65_536;
-
+/// The key, last in the event, holding unchanged the fields of the activity
+/// that the add-on's object has no key for.
+pub const UNMAPPED_KEY: &str = "claudit_unmapped";
 /// `constants.py` `AUTH_EVENT_TYPES`: `is_authentication_event`.
 const AUTH_EVENT_TYPES: &[&str] = &[
     "user_signed_in_sso",
@@ -91,12 +113,16 @@ pub fn check_sourcetype(sourcetype: &str) -> Result<(), String> {
     ))
 }
 
-/// The add-on's flattened object of one raw activity, as JSON text.
-pub fn event(raw: &str) -> Result<String, String> {
-    let activity: Map<String, Value> = serde_json::from_str(raw)
+/// The add-on's flattened object of one raw activity, as JSON text, with
+/// the fields it has no key for under [`UNMAPPED_KEY`] (or, when they would
+/// make the event longer than the sourcetype's `TRUNCATE`, without them).
+/// What became of those fields is reported to `report` when given (the
+/// first attempt at a batch, so that a retry does not count them twice).
+pub fn event(raw: &str, report: Option<&mut FieldReport>) -> Result<String, String> {
+    let activity = Members::parse(raw)
         .map_err(|e| format!("the activity is not a JSON object ({e}); not sent"))?;
-    let text =
-        serde_json::to_string(&Flattened(flatten(&activity))).expect("JSON values serialize");
+    let flat = flatten(&activity);
+    let mut text = serde_json::to_string(&Flattened(flat.pairs)).expect("JSON values serialize");
     if text.len() > MAX_EVENT_BYTES {
         return Err(format!(
             "the flattened event is {} bytes, over the {MAX_EVENT_BYTES}-byte TRUNCATE of \
@@ -104,7 +130,133 @@ pub fn event(raw: &str) -> Result<String, String> {
             text.len()
         ));
     }
+    if flat.unmapped.is_empty() {
+        return Ok(text);
+    }
+    let carried = unmapped_member(&flat.unmapped);
+    let action = if text.len() + carried.len() <= MAX_EVENT_BYTES {
+        text.pop();
+        text.push_str(&carried);
+        text.push('}');
+        FieldAction::Carried
+    } else {
+        FieldAction::NotInLayout
+    };
+    if let Some(report) = report {
+        for field in &flat.unmapped {
+            report.record(&field.label(), action, Layout::SplunkApp);
+        }
+    }
     Ok(text)
+}
+
+/// `,"claudit_unmapped":{...}`: the unmapped fields, each value exactly as
+/// the API sent it, the actor's fields inside an `actor` object.
+fn unmapped_member(unmapped: &[Unmapped]) -> String {
+    fn member(out: &mut String, name: &str, value: &str) {
+        if !out.ends_with('{') {
+            out.push(',');
+        }
+        out.push_str(&serde_json::to_string(name).expect("a string serializes"));
+        out.push(':');
+        out.push_str(value);
+    }
+    let mut actor = String::from("{");
+    let mut out = String::from(",");
+    out.push_str(&serde_json::to_string(UNMAPPED_KEY).expect("a string serializes"));
+    out.push_str(":{");
+    for field in unmapped {
+        match field {
+            Unmapped::Top(name, value) => member(&mut out, name, value.get()),
+            Unmapped::WholeActor(value) => member(&mut out, "actor", value.get()),
+            Unmapped::Actor(name, value) => member(&mut actor, name, value.get()),
+        }
+    }
+    if actor.len() > 1 {
+        actor.push('}');
+        member(&mut out, "actor", &actor);
+    }
+    out.push('}');
+    out
+}
+
+/// A field of the activity that the add-on's object has no key for.
+enum Unmapped<'a> {
+    /// A top-level field.
+    Top(String, &'a RawValue),
+    /// A field of the actor object.
+    Actor(String, &'a RawValue),
+    /// An actor that is not an object (never seen from the API).
+    WholeActor(&'a RawValue),
+}
+
+impl Unmapped<'_> {
+    /// The field's name in the metric and the log: `role`, `actor.x`.
+    fn label(&self) -> String {
+        match self {
+            Unmapped::Top(name, _) => name.clone(),
+            Unmapped::Actor(name, _) => format!("actor.{name}"),
+            Unmapped::WholeActor(_) => "actor".to_string(),
+        }
+    }
+}
+
+/// A JSON object of the activity (the activity itself or its actor), its
+/// members as sent, and which of them the add-on's object took.
+struct Members<'a> {
+    members: BTreeMap<String, &'a RawValue>,
+    taken: RefCell<BTreeSet<&'static str>>,
+}
+
+impl<'a> Members<'a> {
+    fn parse(text: &'a str) -> serde_json::Result<Members<'a>> {
+        Ok(Members {
+            members: serde_json::from_str(text)?,
+            taken: RefCell::default(),
+        })
+    }
+
+    fn empty() -> Members<'a> {
+        Members {
+            members: BTreeMap::new(),
+            taken: RefCell::default(),
+        }
+    }
+
+    /// The value of `key` (null when absent), not marked as taken.
+    fn peek(&self, key: &str) -> Value {
+        self.members
+            .get(key)
+            .and_then(|raw| serde_json::from_str(raw.get()).ok())
+            .unwrap_or(Value::Null)
+    }
+
+    /// The value of `key`, marked as taken by the object.
+    fn take(&self, key: &'static str) -> Value {
+        self.taken.borrow_mut().insert(key);
+        self.peek(key)
+    }
+
+    /// Python's `a or b`: the value of `a` when truthy, else that of `b`,
+    /// with the key it came from (to mark it taken when it is used).
+    fn or(&self, a: &'static str, b: &'static str) -> (&'static str, Value) {
+        let first = self.peek(a);
+        if truthy(&first) {
+            (a, first)
+        } else {
+            (b, self.peek(b))
+        }
+    }
+
+    /// The members the object did not take, null values left out (as the
+    /// add-on leaves them out).
+    fn rest(&self) -> impl Iterator<Item = (&String, &'a RawValue)> + '_ {
+        let taken = self.taken.borrow().clone();
+        self.members
+            .iter()
+            .filter(move |(k, v)| !taken.contains(k.as_str()) && v.get() != "null")
+            .map(|(k, v)| (k, *v))
+    }
 }
 
 /// Key-value pairs in the add-on's order (a JSON object when serialized).
@@ -121,40 +273,49 @@ impl serde::Serialize for Flattened {
     }
 }
 
+/// The add-on's object and the fields of the activity it has no key for.
+struct Flat<'a> {
+    pairs: Vec<(&'static str, Value)>,
+    unmapped: Vec<Unmapped<'a>>,
+}
+
 /// `events.py` `normalize_activity`, then `write_json_event`'s removal of
-/// null values.
-fn flatten(activity: &Map<String, Value>) -> Vec<(&'static str, Value)> {
-    let get = |k: &str| activity.get(k).cloned().unwrap_or(Value::Null);
-    let or = |a: &str, b: &str| {
-        let first = get(a);
-        if truthy(&first) { first } else { get(b) }
+/// null values; every field read into the object is marked taken, and the
+/// others are returned as unmapped (top-level fields, then the actor's).
+fn flatten<'a>(activity: &Members<'a>) -> Flat<'a> {
+    let actor_raw = activity.members.get("actor").copied();
+    let actor = match actor_raw {
+        Some(raw) if raw.get().starts_with('{') => {
+            activity.take("actor");
+            Members::parse(raw.get()).unwrap_or_else(|_| Members::empty())
+        }
+        _ => Members::empty(),
     };
-    let empty = Map::new();
-    let actor = match activity.get("actor") {
-        Some(Value::Object(a)) => a,
-        _ => &empty,
-    };
-    let actor_get = |k: &str| actor.get(k).cloned().unwrap_or(Value::Null);
-    let event_type = or("type", "event");
+    let (event_type_key, event_type) = activity.or("type", "event");
+    activity.take(event_type_key);
     let is_in = |list: &[&str]| event_type.as_str().is_some_and(|t| list.contains(&t));
+    let actor_email = match extract_email(|k| actor.peek(k)) {
+        Some((key, email)) => {
+            actor.take(key);
+            Value::String(email)
+        }
+        None => Value::Null,
+    };
     let mut out: Vec<(&'static str, Value)> = vec![
-        ("activity_id", get("id")),
-        ("created_at", get("created_at")),
+        ("activity_id", activity.take("id")),
+        ("created_at", activity.take("created_at")),
         ("event_type", event_type.clone()),
         ("type", event_type.clone()),
-        ("organization_id", get("organization_id")),
-        ("organization_uuid", get("organization_uuid")),
-        ("actor_type", actor_get("type")),
-        ("actor_user_id", actor_get("user_id")),
-        (
-            "actor_email",
-            extract_email(actor).map_or(Value::Null, Value::String),
-        ),
-        ("actor_ip_address", actor_get("ip_address")),
-        ("actor_user_agent", actor_get("user_agent")),
-        ("claude_chat_id", get("claude_chat_id")),
-        ("claude_project_id", get("claude_project_id")),
-        ("file_id", get("file_id")),
+        ("organization_id", activity.take("organization_id")),
+        ("organization_uuid", activity.take("organization_uuid")),
+        ("actor_type", actor.take("type")),
+        ("actor_user_id", actor.take("user_id")),
+        ("actor_email", actor_email),
+        ("actor_ip_address", actor.take("ip_address")),
+        ("actor_user_agent", actor.take("user_agent")),
+        ("claude_chat_id", activity.take("claude_chat_id")),
+        ("claude_project_id", activity.take("claude_project_id")),
+        ("file_id", activity.take("file_id")),
         (
             "is_authentication_event",
             Value::Bool(is_in(AUTH_EVENT_TYPES)),
@@ -164,30 +325,47 @@ fn flatten(activity: &Map<String, Value>) -> Vec<(&'static str, Value)> {
         ("product", Value::from("claude_enterprise")),
         ("source_type_category", Value::from("compliance_activity")),
     ];
-    let api_key_id = actor_get("api_key_id");
-    if actor.get("type").and_then(Value::as_str) == Some("api_actor") && truthy(&api_key_id) {
+    let api_key_id = actor.peek("api_key_id");
+    if actor.peek("type").as_str() == Some("api_actor") && truthy(&api_key_id) {
+        actor.take("api_key_id");
         out.push(("actor_api_key_id", api_key_id));
     }
-    let event_info = or("event_info", "eventInfo");
+    let (key, event_info) = activity.or("event_info", "eventInfo");
     if truthy(&event_info) {
+        activity.take(key);
         out.push(("event_info", event_info));
     }
-    let entity_info = or("entity_info", "entityInfo");
+    let (key, entity_info) = activity.or("entity_info", "entityInfo");
     if truthy(&entity_info) {
-        let entity_email = entity_info.as_object().and_then(extract_email);
+        activity.take(key);
+        let entity_email = entity_info
+            .as_object()
+            .and_then(|o| extract_email(|k| o.get(k).cloned().unwrap_or(Value::Null)));
         out.push(("entity_info", entity_info));
-        if let Some(email) = entity_email {
+        if let Some((_, email)) = entity_email {
             set_actor_email_if_empty(&mut out, &Value::String(email.clone()));
             out.push(("entity_email", Value::String(email)));
         }
     }
-    let target_email = or("email_address", "email");
+    let (key, target_email) = activity.or("email_address", "email");
     if truthy(&target_email) && !actor_email_set(&out) {
+        activity.take(key);
         set_actor_email_if_empty(&mut out, &target_email);
         out.push(("target_email", target_email));
     }
     out.retain(|(_, v)| !v.is_null());
-    out
+    let mut unmapped: Vec<Unmapped<'a>> = activity
+        .rest()
+        .map(|(k, v)| match k.as_str() {
+            "actor" => Unmapped::WholeActor(v),
+            _ => Unmapped::Top(k.clone(), v),
+        })
+        .collect();
+    unmapped.extend(actor.rest().map(|(k, v)| Unmapped::Actor(k.clone(), v)));
+    Flat {
+        pairs: out,
+        unmapped,
+    }
 }
 
 fn actor_email_set(out: &[(&'static str, Value)]) -> bool {
@@ -204,14 +382,16 @@ fn set_actor_email_if_empty(out: &mut [(&'static str, Value)], email: &Value) {
     }
 }
 
-/// `_extract_email`: the first non-blank string of these keys, trimmed.
-fn extract_email(record: &Map<String, Value>) -> Option<String> {
+/// `_extract_email`: the first non-blank string of these keys, trimmed,
+/// with the key it came from.
+fn extract_email(get: impl Fn(&str) -> Value) -> Option<(&'static str, String)> {
     ["email_address", "email", "invited_email", "invitee_email"]
-        .iter()
-        .filter_map(|k| record.get(*k).and_then(Value::as_str))
-        .map(str::trim)
-        .find(|s| !s.is_empty())
-        .map(str::to_string)
+        .into_iter()
+        .find_map(|k| {
+            let v = get(k);
+            let trimmed = v.as_str()?.trim();
+            (!trimmed.is_empty()).then(|| (k, trimmed.to_string()))
+        })
 }
 
 #[cfg(test)]
@@ -219,11 +399,12 @@ mod tests {
     use super::*;
 
     fn flat(raw: &str) -> Value {
-        serde_json::from_str(&event(raw).unwrap()).unwrap()
+        serde_json::from_str(&event(raw, None).unwrap()).unwrap()
     }
 
     /// The object the add-on indexes for the documentation's example
-    /// activity, key by key and in the add-on's order.
+    /// activity, key by key and in the add-on's order, and then the field
+    /// it has no key for.
     #[test]
     fn a_user_activity_becomes_the_add_ons_object_in_its_order() {
         let raw = r#"{"id":"activity_01","created_at":"2026-05-22T15:21:54.358426Z",
@@ -231,7 +412,8 @@ mod tests {
             "claude_chat_id":"claude_chat_01","actor":{"type":"user_actor","user_id":"user_01",
             "email_address":" user@example.com ","ip_address":"192.0.2.1","user_agent":"UA/1"},
             "extra_field":"not in the add-on's object"}"#;
-        let text = event(raw).unwrap();
+        let mut report = FieldReport::unscraped("s");
+        let text = event(raw, Some(&mut report)).unwrap();
         assert_eq!(
             text,
             "{\"activity_id\":\"activity_01\",\"created_at\":\"2026-05-22T15:21:54.358426Z\",\
@@ -241,8 +423,181 @@ mod tests {
              \"actor_email\":\"user@example.com\",\"actor_ip_address\":\"192.0.2.1\",\
              \"actor_user_agent\":\"UA/1\",\"claude_chat_id\":\"claude_chat_01\",\
              \"is_authentication_event\":true,\"is_change_event\":false,\"vendor\":\"anthropic\",\
-             \"product\":\"claude_enterprise\",\"source_type_category\":\"compliance_activity\"}"
+             \"product\":\"claude_enterprise\",\"source_type_category\":\"compliance_activity\",\
+             \"claudit_unmapped\":{\"extra_field\":\"not in the add-on's object\"}}"
         );
+        assert_eq!(report.count("extra_field", FieldAction::Carried), 1);
+    }
+
+    fn sample(activity_type: &str) -> &'static str {
+        include_str!("../../../fixtures/samples/activities.ndjson")
+            .lines()
+            .find(|l| l.contains(&format!("\"type\":\"{activity_type}\"")))
+            .unwrap_or_else(|| panic!("no {activity_type} sample"))
+    }
+
+    /// Where the add-on's object puts a field of the activity, if it has
+    /// a key for it (`actor.x` for the actor's fields).
+    fn mapped_key(field: &str) -> Option<&'static str> {
+        Some(match field {
+            "id" => "activity_id",
+            "created_at" => "created_at",
+            "type" => "event_type",
+            "organization_id" => "organization_id",
+            "organization_uuid" => "organization_uuid",
+            "claude_chat_id" => "claude_chat_id",
+            "claude_project_id" => "claude_project_id",
+            "file_id" => "file_id",
+            "actor.type" => "actor_type",
+            "actor.user_id" => "actor_user_id",
+            "actor.email_address" => "actor_email",
+            "actor.ip_address" => "actor_ip_address",
+            "actor.user_agent" => "actor_user_agent",
+            "actor.api_key_id" => "actor_api_key_id",
+            _ => return None,
+        })
+    }
+
+    /// Every non-null field of `raw` is in `event`: under the add-on's key
+    /// for it with the same value (an address trimmed), or unchanged under
+    /// `claudit_unmapped`. Returns the fields found there.
+    fn assert_nothing_lost(raw: &str, event: &Value) -> Vec<String> {
+        let raw: Value = serde_json::from_str(raw).unwrap();
+        let mut fields: Vec<(String, &Value)> = Vec::new();
+        for (k, v) in raw.as_object().unwrap() {
+            match (k.as_str(), v.as_object()) {
+                ("actor", Some(actor)) => {
+                    fields.extend(actor.iter().map(|(k, v)| (format!("actor.{k}"), v)))
+                }
+                _ => fields.push((k.clone(), v)),
+            }
+        }
+        let unmapped = event.get(UNMAPPED_KEY);
+        let mut carried = Vec::new();
+        for (field, value) in fields.into_iter().filter(|(_, v)| !v.is_null()) {
+            let at_key = mapped_key(&field).and_then(|k| event.get(k));
+            let same = |v: &Value| v == value || v.as_str() == value.as_str().map(str::trim);
+            if at_key.is_some_and(same) {
+                continue;
+            }
+            let path: Vec<&str> = field.splitn(2, '.').collect();
+            let kept = path
+                .iter()
+                .try_fold(unmapped, |v, k| v.map(|v| v.get(*k)))
+                .flatten();
+            assert_eq!(kept, Some(value), "{field} lost in {event}");
+            carried.push(field);
+        }
+        carried
+    }
+
+    /// A type-specific activity (a role granted to a user): the add-on's
+    /// object has no key for the role, the target or the resource, so they
+    /// travel under `claudit_unmapped`, each counted once per event.
+    #[test]
+    fn type_specific_fields_are_carried_unchanged_and_counted() {
+        let raw = sample("role_assignment_granted");
+        let mut report = FieldReport::unscraped("s");
+        let text = event(raw, Some(&mut report)).unwrap();
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["event_type"], "role_assignment_granted");
+        let mut carried = assert_nothing_lost(raw, &v);
+        carried.sort();
+        assert_eq!(
+            carried,
+            [
+                "resource_id",
+                "resource_type",
+                "role",
+                "target_id",
+                "target_type"
+            ]
+        );
+        for field in &carried {
+            assert_eq!(report.count(field, FieldAction::Carried), 1, "{field}");
+        }
+        // The add-on's keys come first; the carried fields are the last key.
+        assert!(
+            text.ends_with('}') && text.rfind(UNMAPPED_KEY) > text.rfind("compliance_activity")
+        );
+        // An actor field the object has no key for stays in an actor object.
+        let sso = sample("sso_login_initiated");
+        let v: Value = serde_json::from_str(&event(sso, Some(&mut report)).unwrap()).unwrap();
+        assert_eq!(
+            assert_nothing_lost(sso, &v),
+            ["actor.unauthenticated_email_address"]
+        );
+        assert!(v[UNMAPPED_KEY]["actor"]["unauthenticated_email_address"].is_string());
+        assert_eq!(
+            report.count("actor.unauthenticated_email_address", FieldAction::Carried),
+            1
+        );
+        // No report given (a retry): nothing counted again.
+        event(raw, None).unwrap();
+        assert_eq!(report.count("role", FieldAction::Carried), 1);
+    }
+
+    /// Every published sample activity loses no field.
+    #[test]
+    fn every_sample_activity_keeps_every_field() {
+        let samples = include_str!("../../../fixtures/samples/activities.ndjson");
+        let mut carried = 0;
+        for line in samples.lines().filter(|l| !l.trim().is_empty()) {
+            carried += assert_nothing_lost(line, &flat(line)).len();
+        }
+        assert!(carried >= 40, "{carried} fields carried");
+    }
+
+    /// What the add-on's rules read but did not use is carried too: the
+    /// `event` fallback beside a `type`, a top-level address when the actor
+    /// has one, the actor's other addresses, an actor that is not an
+    /// object; null values are left out, as the add-on leaves them out.
+    #[test]
+    fn what_the_add_ons_rules_pass_over_is_carried() {
+        let raw = r#"{"id":"a","type":"t","event":"e","email_address":"top@example.com",
+            "actor":{"type":"user_actor","email_address":"a@example.com","invited_email":"i@example.com",
+            "api_key_id":"k"},"gone":null,"event_info":""}"#;
+        let v = flat(raw);
+        let mut carried = assert_nothing_lost(raw, &v);
+        carried.sort();
+        assert_eq!(
+            carried,
+            [
+                "actor.api_key_id",
+                "actor.invited_email",
+                "email_address",
+                "event",
+                "event_info"
+            ]
+        );
+        assert!(v[UNMAPPED_KEY].get("gone").is_none());
+        let odd = r#"{"id":"a","type":"t","actor":"not an object"}"#;
+        let v = flat(odd);
+        assert_eq!(v[UNMAPPED_KEY]["actor"], "not an object");
+        assert_eq!(assert_nothing_lost(odd, &v), ["actor"]);
+        // Nothing to carry: no extra key.
+        let plain = flat(r#"{"id":"a","type":"t","actor":{"type":"user_actor"}}"#);
+        assert!(plain.get(UNMAPPED_KEY).is_none());
+    }
+
+    /// Fields that would push the event past the sourcetype's TRUNCATE are
+    /// left out of it and counted as such; the add-on's object is sent.
+    #[test]
+    fn fields_over_the_truncate_are_reported_not_in_layout() {
+        let raw = format!(
+            r#"{{"id":"a","type":"org_user_invite_sent","actor":{{"type":"user_actor"}},
+            "invited_email":"n@example.com","note":"{}"}}"#,
+            "x".repeat(MAX_EVENT_BYTES)
+        );
+        let mut report = FieldReport::unscraped("s");
+        let text = event(&raw, Some(&mut report)).unwrap();
+        assert!(text.len() <= MAX_EVENT_BYTES && !text.contains(UNMAPPED_KEY));
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["event_type"], "org_user_invite_sent");
+        for field in ["note", "invited_email"] {
+            assert_eq!(report.count(field, FieldAction::NotInLayout), 1, "{field}");
+            assert_eq!(report.count(field, FieldAction::Carried), 0, "{field}");
+        }
     }
 
     /// The two activities of the add-on's own unit tests
@@ -348,8 +703,8 @@ mod tests {
         let v = flat(r#"{"id":"a","event":"user_signed_out"}"#);
         assert_eq!(v["event_type"], "user_signed_out");
         assert_eq!(v["is_authentication_event"], true);
-        assert!(event("[1,2]").is_err());
-        assert!(event("not json").is_err());
+        assert!(event("[1,2]", None).is_err());
+        assert!(event("not json", None).is_err());
     }
 
     #[test]
@@ -358,7 +713,7 @@ mod tests {
             r#"{{"id":"a","type":"t","actor":{{"type":"user_actor","user_agent":"{}"}}}}"#,
             "x".repeat(MAX_EVENT_BYTES)
         );
-        let err = event(&raw).unwrap_err();
+        let err = event(&raw, None).unwrap_err();
         assert!(err.contains("TRUNCATE"), "{err}");
     }
 

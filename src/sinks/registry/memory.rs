@@ -7,12 +7,12 @@ use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use crate::config::SinkKind;
-use crate::config::reader::{Ctx, Table};
 use crate::model::BatchRecord;
 use crate::redact::Redactor;
 use crate::sinks::contract::{BoxFuture, Destination, Outcome};
 use crate::sinks::registry::{OpenContext, SinkSettings, SinkType};
+use crate::sinks::settings::SinkKind;
+use crate::toml_reader::{Ctx, Table};
 
 pub const TYPE: SinkType = SinkType {
     name: "memory",

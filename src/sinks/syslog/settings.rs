@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use super::{SyslogConfig, SyslogSink};
-use crate::config::{Format, SinkConfig};
 use crate::sinks::contract::{BoxFuture, Destination};
 use crate::sinks::registry::{OpenContext, SinkSettings, SinkType};
+use crate::sinks::settings::{Format, SinkConfig};
 
 /// `type = "syslog"` in the registry (`sinks::registry`). One write of
 /// frames per batch, acknowledged by the receiver's TCP before the cursor
@@ -51,9 +51,9 @@ fn msgid(sink: &SinkConfig) -> &'static str {
 mod keys {
     use std::time::Duration;
 
-    use crate::config::SinkKind;
-    use crate::config::reader::{Ctx, Got, Table};
-    use crate::config::schema::*;
+    use crate::sinks::settings::SinkKind;
+    use crate::toml_reader::keys::*;
+    use crate::toml_reader::{Ctx, Got, Table};
 
     /// The keys of `type = "syslog"`.
     pub(super) fn read_syslog_sink(cx: &mut Ctx, t: &mut Table) -> Option<SinkKind> {

@@ -21,9 +21,9 @@ use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
 use crate::body_limit::{self, BodyError};
-use crate::config::SourceConfig;
 use crate::model::format_time;
 use crate::redact::Redactor;
+use crate::source::SourceConfig;
 
 pub use super::limiter::RateState;
 use super::limiter::{Clock, RateHeaders, RateLimiter};

@@ -23,9 +23,9 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
-use super::enrich::{Change, Directory, Identity};
+use super::{OCSF_VERSION, is_email};
+use crate::directory::enrich::{Change, Directory, Identity};
 use crate::model::format_time;
-use crate::ocsf::OCSF_VERSION;
 
 const LOG_NAME: &str = "claude_compliance_directory";
 
@@ -92,7 +92,7 @@ fn event(source: &str, id: &Identity, kind: Kind, at_ms: i64) -> Value {
     user.insert("uid".into(), json!(&*id.user_id));
     if let Some(email) = &id.email {
         user.insert("name".into(), json!(&**email));
-        if crate::ocsf::is_email(email) {
+        if is_email(email) {
             user.insert("email_addr".into(), json!(&**email));
         }
     }
@@ -175,7 +175,7 @@ fn event(source: &str, id: &Identity, kind: Kind, at_ms: i64) -> Value {
         "user": Value::Object(user),
         "unmapped": {"claudit": {"directory": Value::Object(extras)}},
     });
-    if let Some(email) = id.email.as_deref().filter(|e| crate::ocsf::is_email(e)) {
+    if let Some(email) = id.email.as_deref().filter(|e| is_email(e)) {
         event["observables"] = json!([{"name": "user.email_addr", "type_id": 5, "value": email}]);
     }
     event
@@ -243,7 +243,9 @@ mod tests {
         )
         .unwrap();
         w.commit().unwrap();
-        let d = Directory::open(&cfg.state.path, &cfg).unwrap().unwrap();
+        let d = Directory::open(&cfg.state.path, cfg.directories())
+            .unwrap()
+            .unwrap();
 
         let first = events(&d, "src", None, 100);
         let users: Vec<Value> = first

@@ -19,8 +19,10 @@ use serde::Deserialize;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use super::model::{GroupAttrs, List, MemberAttrs, NoAttrs, OrgAttrs, RoleAttrs, attrs_text};
-use super::store::SeenItem;
+use crate::directory::model::{
+    GroupAttrs, List, MemberAttrs, NoAttrs, OrgAttrs, RoleAttrs, attrs_text,
+};
+use crate::directory::store::SeenItem;
 #[cfg(doc)]
 use crate::source::client::MAX_PAGE_BYTES;
 use crate::source::client::{ComplianceClient, FetchError, KeyKind};
@@ -30,7 +32,7 @@ const MAX_TEXT_CHARS: usize = 256;
 /// The longest description kept.
 const MAX_DESCRIPTION_CHARS: usize = 1024;
 /// Attempts of one page (transient failures: 5xx, 429, a cut or oversized
-/// body) before the sync gives up for now and backs off (`sync.rs`).
+/// body) before the sync gives up for now and backs off (`mod.rs`).
 pub const PAGE_ATTEMPTS: u32 = 4;
 /// The longest `next_page` token followed (and stored).
 const MAX_TOKEN_CHARS: usize = 1024;

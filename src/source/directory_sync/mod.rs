@@ -1,4 +1,6 @@
-//! The directory sync of one source.
+//! The directory sync of one source: what the directory endpoints say,
+//! read through the source's own client and limiter, turned into facts
+//! (`crate::directory`).
 //!
 //! Refresh policy: a full sync (organizations and groups, then each
 //! organization's users and roles, each role's permissions and each group's
@@ -27,16 +29,17 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use super::client::{DirectoryClient, DirectoryError};
-use super::feed::{PageNotes, UnknownActors};
-use super::metrics::DirectoryMetrics;
-use super::model::{Key, Kind, List, NoAttrs, PermissionsAttrs, attrs_text};
-use super::store::{self, ListRow, SeenItem, Writer};
-use crate::config::{DirectoryConfig, SourceConfig};
-use crate::metrics::Metrics;
-use crate::source::OwnRequests;
+mod client;
+
+use crate::directory::feed::{self, PageNotes, UnknownActors};
+use crate::directory::metrics::DirectoryMetrics;
+use crate::directory::model::{Key, Kind, List, NoAttrs, PermissionsAttrs, attrs_text};
+use crate::directory::settings::DirectoryConfig;
+use crate::directory::store::{self, ListRow, SeenItem, Writer};
 use crate::source::client::{ComplianceClient, KeyKind, Page};
+use crate::source::{OwnRequests, SourceConfig};
 use crate::store::{SharedStore, Store, StoreError, now_ms};
+use client::{DirectoryClient, DirectoryError};
 
 /// Refresh requests wait this long, so a burst of changes is one walk.
 pub const DEBOUNCE: Duration = Duration::from_secs(10);
@@ -69,13 +72,13 @@ pub struct DirectorySync {
     unknown: Arc<Mutex<UnknownActors>>,
 }
 
-/// Starts the directory sync of `config` if it is enabled. It stops with
-/// `cancel`.
+/// Starts the directory sync of `config` if it is enabled, counting in
+/// `metrics` (`Metrics::directory`). It stops with `cancel`.
 pub fn start(
     config: &SourceConfig,
     api: Arc<ComplianceClient>,
     store: SharedStore,
-    metrics: &Metrics,
+    metrics: DirectoryMetrics,
     own: Arc<Mutex<OwnRequests>>,
     cancel: CancellationToken,
 ) -> Option<DirectorySync> {
@@ -96,7 +99,7 @@ pub fn start(
         client: DirectoryClient::new(api, dc.page_size),
         store: store.clone(),
         own,
-        metrics: metrics.directory(&config.name),
+        metrics,
         first: first_tx,
     };
     // Inside the source's span: the sync's log lines carry `source = ...`.
@@ -158,7 +161,7 @@ impl DirectorySync {
         self.store
             .call(move |s| {
                 let mut unknown = unknown.lock().unwrap_or_else(|p| p.into_inner());
-                super::feed::record(s, &source, &notes, &mut unknown, recheck, now_ms())
+                feed::record(s, &source, &notes, &mut unknown, recheck, now_ms())
             })
             .await?;
         Ok(())
