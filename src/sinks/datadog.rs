@@ -23,7 +23,7 @@ use reqwest::header::HeaderValue;
 use secrecy::{ExposeSecret, SecretString};
 use tracing::warn;
 
-use super::contract::{BatchProgress, BoxFuture, Destination, Outcome, Rejected};
+use super::contract::{ArrayPacker, BatchProgress, BoxFuture, Destination, Outcome, Rejected};
 use super::http;
 use super::registry::{OpenContext, SinkSettings, SinkType, opened};
 use crate::model::BatchRecord;
@@ -57,9 +57,9 @@ pub struct DatadogSink {
 }
 
 /// One request's worth of a batch: a JSON array of log items.
-pub type Request<'r> = super::http::ArrayRequest<'r>;
+pub type Request<'r> = super::contract::ArrayRequest<'r>;
 /// A batch encoded for the intake.
-pub type Encoded<'r> = super::http::ArrayBatch<'r>;
+pub type Encoded<'r> = super::contract::ArrayBatch<'r>;
 
 impl DatadogSink {
     pub fn new(config: &DatadogSinkConfig) -> anyhow::Result<DatadogSink> {
@@ -113,23 +113,16 @@ impl DatadogSink {
     /// Encodes records into requests within the intake's limits; `now_ms`
     /// decides which events are stale.
     pub fn encode<'r>(&self, records: &[&'r BatchRecord], now_ms: i64) -> Encoded<'r> {
-        let mut out = Encoded {
-            requests: Vec::new(),
-            rejected: Vec::new(),
-            stale: 0,
-        };
-        let mut current = Request {
-            records: Vec::new(),
-            items: Vec::new(),
-        };
-        let mut current_bytes = 2; // the brackets
+        let mut rejected = Vec::new();
+        let mut stale = 0;
+        let mut packer = ArrayPacker::new(MAX_REQUEST_BYTES, MAX_ITEMS_PER_REQUEST);
         for &record in records {
             if now_ms - record.created_at_ms > STALE_AFTER_MS {
-                out.stale += 1;
+                stale += 1;
             }
             let item = self.item(record);
             if item.len() > MAX_ITEM_BYTES {
-                out.rejected.push(Rejected {
+                rejected.push(Rejected {
                     seq: record.seq,
                     activity_id: record.activity_id.clone(),
                     reason: format!(
@@ -141,28 +134,13 @@ impl DatadogSink {
                 });
                 continue;
             }
-            let added = item.len() + usize::from(!current.items.is_empty());
-            if !current.items.is_empty()
-                && (current.items.len() == MAX_ITEMS_PER_REQUEST
-                    || current_bytes + added > MAX_REQUEST_BYTES)
-            {
-                out.requests.push(std::mem::replace(
-                    &mut current,
-                    Request {
-                        records: Vec::new(),
-                        items: Vec::new(),
-                    },
-                ));
-                current_bytes = 2;
-            }
-            current_bytes += item.len() + usize::from(!current.items.is_empty());
-            current.records.push(record);
-            current.items.push(item);
+            packer.push(record, item.into());
         }
-        if !current.items.is_empty() {
-            out.requests.push(current);
+        Encoded {
+            requests: packer.finish(),
+            rejected,
+            stale,
         }
-        out
     }
 
     /// One log item: the shared fields, the timestamp, and the event as the

@@ -14,79 +14,10 @@ use flate2::write::GzEncoder;
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 
-use super::contract::{BatchProgress, Outcome, Rejected};
+use super::contract::Outcome;
 use crate::body_limit::read_capped_text;
 use crate::http_text::{retry_after_value, with_causes};
-use crate::model::BatchRecord;
 use crate::sinks::settings::HttpSinkConfig;
-
-/// One request whose body is a JSON array of encoded items (Datadog logs,
-/// Sentinel rows), with the records it carries in the same order.
-#[derive(Debug)]
-pub struct ArrayRequest<'r> {
-    pub records: Vec<&'r BatchRecord>,
-    pub items: Vec<String>,
-}
-
-impl<'r> ArrayRequest<'r> {
-    /// The request body: the items as a JSON array, uncompressed.
-    pub fn body(&self) -> Vec<u8> {
-        let len = self.items.iter().map(|i| i.len() + 1).sum::<usize>() + 2;
-        let mut body = Vec::with_capacity(len);
-        body.push(b'[');
-        for (i, item) in self.items.iter().enumerate() {
-            if i > 0 {
-                body.push(b',');
-            }
-            body.extend_from_slice(item.as_bytes());
-        }
-        body.push(b']');
-        body
-    }
-
-    /// Two halves of a request with more than one item (after a 413).
-    pub fn split(mut self) -> (Self, Self) {
-        let mid = self.items.len() / 2;
-        let items = self.items.split_off(mid);
-        let records = self.records.split_off(mid);
-        (self, ArrayRequest { records, items })
-    }
-
-    /// After a 413 from a limit lower than ours (a proxy, a changed
-    /// service limit): put both halves back at the front of the queue, or,
-    /// for a single item, reject it as too large (it is dead-lettered).
-    pub fn halve_or_reject(
-        self,
-        queue: &mut std::collections::VecDeque<ArrayRequest<'r>>,
-        progress: &mut BatchProgress,
-        refused_by: &str,
-        body: &str,
-    ) {
-        if self.items.len() > 1 {
-            let (a, b) = self.split();
-            queue.push_front(b);
-            queue.push_front(a);
-            return;
-        }
-        let r = self.records[0];
-        progress.rejected(Rejected {
-            seq: r.seq,
-            activity_id: r.activity_id.clone(),
-            reason: format!("{refused_by} refused this single event as too large (HTTP 413)"),
-            response: format!("HTTP 413: {}", truncate(body, 1024)),
-        });
-    }
-}
-
-/// A batch encoded into JSON-array requests.
-#[derive(Debug)]
-pub struct ArrayBatch<'r> {
-    pub requests: Vec<ArrayRequest<'r>>,
-    /// Records that cannot be sent whole (over a per-event limit).
-    pub rejected: Vec<Rejected>,
-    /// Records older than the destination indexes normally (still sent).
-    pub stale: usize,
-}
 
 /// Builds the HTTP client of one sink.
 pub fn client(config: &HttpSinkConfig) -> anyhow::Result<reqwest::Client> {

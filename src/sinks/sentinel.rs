@@ -31,7 +31,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use tracing::{info, warn};
 
-use super::contract::{BatchProgress, BoxFuture, Destination, Outcome, Rejected};
+use super::contract::{ArrayPacker, BatchProgress, BoxFuture, Destination, Outcome, Rejected};
 use super::http;
 use super::layout::{FieldReport, Layout, sentinel_bluevoyant};
 use super::registry::{OpenContext, SinkSettings, SinkType, opened};
@@ -87,9 +87,9 @@ pub struct SentinelSink {
 }
 
 /// One call's worth of rows: a JSON array of rows.
-pub type Request<'r> = super::http::ArrayRequest<'r>;
+pub type Request<'r> = super::contract::ArrayRequest<'r>;
 /// A batch encoded into calls.
-pub type Encoded<'r> = super::http::ArrayBatch<'r>;
+pub type Encoded<'r> = super::contract::ArrayBatch<'r>;
 
 /// The activity type of an OCSF event (`metadata.event_code`) or of a raw
 /// activity (`type`), read without building the whole document.
@@ -436,16 +436,9 @@ fn encode_rows<'r>(
     let now = chrono::DateTime::from_timestamp_millis(now_ms)
         .unwrap_or_default()
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    let mut out = Encoded {
-        requests: Vec::new(),
-        rejected: Vec::new(),
-        stale: 0,
-    };
-    let mut current = Request {
-        records: Vec::new(),
-        items: Vec::new(),
-    };
-    let mut current_bytes = 2;
+    let mut rejected = Vec::new();
+    let mut stale = 0;
+    let mut packer = ArrayPacker::new(MAX_REQUEST_BYTES, usize::MAX);
     for &record in records {
         let reject = |reason: String| Rejected {
             seq: record.seq,
@@ -462,16 +455,16 @@ fn encode_rows<'r>(
             ) {
                 Ok(row) => row,
                 Err(reason) => {
-                    out.rejected.push(reject(reason));
+                    rejected.push(reject(reason));
                     continue;
                 }
             },
             None => {
                 if now_ms - record.created_at_ms > STALE_AFTER_MS {
-                    out.stale += 1;
+                    stale += 1;
                 }
                 if record.payload.len() > MAX_FIELD_BYTES {
-                    out.rejected.push(reject(format!(
+                    rejected.push(reject(format!(
                         "the event is {} bytes, over Azure Monitor's limit of {MAX_FIELD_BYTES} \
                          bytes per field value (Azure would truncate it); not sent",
                         record.payload.len()
@@ -481,25 +474,13 @@ fn encode_rows<'r>(
                 row(record)
             }
         };
-        let added = row.len() + usize::from(!current.items.is_empty());
-        if !current.items.is_empty() && current_bytes + added > MAX_REQUEST_BYTES {
-            out.requests.push(std::mem::replace(
-                &mut current,
-                Request {
-                    records: Vec::new(),
-                    items: Vec::new(),
-                },
-            ));
-            current_bytes = 2;
-        }
-        current_bytes += row.len() + usize::from(!current.items.is_empty());
-        current.records.push(record);
-        current.items.push(row);
+        packer.push(record, row.into());
     }
-    if !current.items.is_empty() {
-        out.requests.push(current);
+    Encoded {
+        requests: packer.finish(),
+        rejected,
+        stale,
     }
-    out
 }
 
 /// Refresh this long before expiry: a tenth of the lifetime, at least a

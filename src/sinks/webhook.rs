@@ -40,7 +40,7 @@ use reqwest::header::{CONTENT_TYPE, HeaderValue};
 use secrecy::{ExposeSecret as _, SecretBox, SecretString};
 use sha2::Sha256;
 
-use super::contract::{BoxFuture, Destination, Outcome, Rejected};
+use super::contract::{ArrayPacker, ArrayRequest, BoxFuture, Destination, Outcome, Rejected};
 use super::http;
 use super::registry::{OpenContext, SinkSettings, SinkType, opened};
 use crate::model::BatchRecord;
@@ -106,39 +106,9 @@ pub fn message_id(prefix: &str, first: i64, last: i64) -> String {
     format!("{prefix}-{first}-{last}")
 }
 
-/// One request: its records, in order.
-#[derive(Debug)]
-struct Request<'r> {
-    records: Vec<&'r BatchRecord>,
-}
-
-impl Request<'_> {
-    fn range(&self) -> (i64, i64) {
-        (
-            self.records.first().map_or(0, |r| r.seq),
-            self.records.last().map_or(0, |r| r.seq),
-        )
-    }
-
-    fn body(&self) -> Vec<u8> {
-        let mut body = Vec::with_capacity(
-            self.records
-                .iter()
-                .map(|r| r.payload.len() + 1)
-                .sum::<usize>()
-                + 2,
-        );
-        body.push(b'[');
-        for (i, r) in self.records.iter().enumerate() {
-            if i > 0 {
-                body.push(b',');
-            }
-            body.extend_from_slice(r.payload.as_bytes());
-        }
-        body.push(b']');
-        body
-    }
-}
+/// One request: its records, in order, the body a JSON array of their
+/// payloads as they are.
+type Request<'r> = ArrayRequest<'r>;
 
 pub struct WebhookSink {
     client: reqwest::Client,
@@ -199,34 +169,23 @@ impl WebhookSink {
         let mut requests = VecDeque::new();
         let carried_to = self.planned.last().map(|&(_, last)| last);
         for &(first, last) in &self.planned {
-            let records: Vec<&BatchRecord> = sendable
-                .iter()
-                .copied()
-                .filter(|r| (first..=last).contains(&r.seq))
-                .collect();
-            if !records.is_empty() {
-                requests.push_back(Request { records });
+            let mut request = Request::default();
+            for r in sendable.iter().filter(|r| (first..=last).contains(&r.seq)) {
+                request.records.push(r);
+                request.items.push(r.payload.as_str().into());
+            }
+            if !request.records.is_empty() {
+                requests.push_back(request);
             }
         }
-        let mut current: Vec<&BatchRecord> = Vec::new();
-        let mut bytes = 2;
+        let mut packer = ArrayPacker::new(self.max_request_bytes, usize::MAX);
         for r in sendable
             .into_iter()
             .filter(|r| carried_to.is_none_or(|to| r.seq > to))
         {
-            let len = r.payload.len() + 1;
-            if !current.is_empty() && bytes + len > self.max_request_bytes {
-                requests.push_back(Request {
-                    records: std::mem::take(&mut current),
-                });
-                bytes = 2;
-            }
-            bytes += len;
-            current.push(r);
+            packer.push(r, r.payload.as_str().into());
         }
-        if !current.is_empty() {
-            requests.push_back(Request { records: current });
-        }
+        requests.extend(packer.finish());
         (requests, rejected)
     }
 
@@ -240,9 +199,9 @@ impl WebhookSink {
             self.acknowledged.clear();
         }
         let (mut queue, mut rejected) = self.plan(records);
-        self.planned = queue.iter().map(Request::range).collect();
+        self.planned = queue.iter().map(Request::seq_range).collect();
         while let Some(request) = queue.pop_front() {
-            let range = request.range();
+            let range = request.seq_range();
             if self.acknowledged.contains(&range) {
                 continue;
             }
@@ -258,30 +217,21 @@ impl WebhookSink {
             if answer.status.as_u16() == 413 {
                 // A limit lower than ours (a proxy): halves, with their own ids.
                 let index = self.planned.iter().position(|&p| p == range);
-                if request.records.len() > 1 {
-                    let mut records = request.records;
-                    let second = records.split_off(records.len() / 2);
-                    let halves = [Request { records }, Request { records: second }];
-                    if let Some(i) = index {
-                        self.planned
-                            .splice(i..=i, halves.iter().map(Request::range));
+                match request.halve("the webhook receiver", &answer.text) {
+                    Ok((first, second)) => {
+                        if let Some(i) = index {
+                            self.planned
+                                .splice(i..=i, [first.seq_range(), second.seq_range()]);
+                        }
+                        queue.push_front(second);
+                        queue.push_front(first);
                     }
-                    for half in halves.into_iter().rev() {
-                        queue.push_front(half);
+                    Err(too_large) => {
+                        if let Some(i) = index {
+                            self.planned.remove(i);
+                        }
+                        rejected.push(too_large);
                     }
-                } else {
-                    let r = request.records[0];
-                    if let Some(i) = index {
-                        self.planned.remove(i);
-                    }
-                    rejected.push(Rejected {
-                        seq: r.seq,
-                        activity_id: r.activity_id.clone(),
-                        reason: "the webhook receiver refused this single event as too large \
-                                 (HTTP 413)"
-                            .to_string(),
-                        response: format!("HTTP 413: {}", http::truncate(&answer.text, 1024)),
-                    });
                 }
                 continue;
             }
@@ -563,7 +513,7 @@ mod tests {
         let s = sink(100);
         let batch = records(&[40, 40, 40, 120, 10]);
         let (requests, rejected) = s.plan(&batch);
-        let ranges: Vec<_> = requests.iter().map(Request::range).collect();
+        let ranges: Vec<_> = requests.iter().map(Request::seq_range).collect();
         assert_eq!(ranges, [(10, 11), (12, 14)]);
         assert_eq!(rejected.len(), 1);
         assert_eq!(rejected[0].seq, 13);
@@ -583,11 +533,11 @@ mod tests {
         let mut s = sink(100);
         let first = records(&[40, 40, 40]);
         let (requests, _) = s.plan(&first);
-        s.planned = requests.iter().map(Request::range).collect();
+        s.planned = requests.iter().map(Request::seq_range).collect();
         assert_eq!(s.planned, [(10, 11), (12, 12)]);
         let grown = records(&[40, 40, 40, 10, 10]);
         let (requests, _) = s.plan(&grown);
-        let ranges: Vec<_> = requests.iter().map(Request::range).collect();
+        let ranges: Vec<_> = requests.iter().map(Request::seq_range).collect();
         assert_eq!(ranges, [(10, 11), (12, 12), (13, 14)]);
     }
 }

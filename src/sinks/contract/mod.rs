@@ -11,8 +11,10 @@
 //!
 //! Destinations that send one batch as several requests remember what was
 //! already settled with [`BatchProgress`], so a retried batch re-sends only
-//! what was not accepted.
+//! what was not accepted. Those whose body is a JSON array of events pack
+//! and halve their requests with [`ArrayPacker`] and [`ArrayRequest`].
 
+mod json_array;
 mod progress;
 
 use std::future::Future;
@@ -21,6 +23,7 @@ use std::time::Duration;
 
 use crate::model::BatchRecord;
 use crate::redact::Redactor;
+pub use json_array::{ArrayBatch, ArrayPacker, ArrayRequest};
 pub use progress::BatchProgress;
 
 /// A boxed future: what a [`Destination`]'s asynchronous methods return, so
