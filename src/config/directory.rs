@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use super::reader::keys::duration_at_least;
 use super::reader::{Ctx, Got, Table, Text};
 use super::{Format, SourceConfig};
 use crate::directory::settings::DirectoryConfig;
@@ -14,8 +15,13 @@ pub(super) fn read(cx: &mut Ctx, source: &mut Table) -> DirectoryConfig {
     let mut t = source.subtable(cx, "directory");
     let present = t.line.is_some();
     let enabled = t.boolean(cx, "enabled", present).unwrap_or(false);
-    let refresh = t.duration(cx, "refresh", defaults.refresh);
-    let refresh = at_least(cx, &t, "refresh", refresh, Duration::from_secs(60));
+    let refresh = duration_at_least(
+        cx,
+        &mut t,
+        "refresh",
+        defaults.refresh,
+        Duration::from_secs(60),
+    );
     let page_size = t.integer(
         cx,
         "page_size",
@@ -89,30 +95,6 @@ fn check_domain(item: &Text) -> Option<String> {
             item.shown()
         )
     })
-}
-
-fn at_least(
-    cx: &mut Ctx,
-    t: &Table,
-    key: &str,
-    value: Option<Duration>,
-    min: Duration,
-) -> Option<Duration> {
-    let value = value?;
-    if value >= min {
-        return Some(value);
-    }
-    let line = t.line_of_key(cx, key);
-    cx.error(
-        t.key_path(key),
-        line,
-        format!(
-            "{} is too short; write at least {key} = \"{}\"",
-            super::reader::format_duration(value),
-            super::reader::format_duration(min)
-        ),
-    );
-    None
 }
 
 #[cfg(test)]

@@ -302,8 +302,13 @@ pub(crate) fn read_server(cx: &mut Ctx, root: &mut Table) -> ServerConfig {
             }
         },
     };
-    let delay = t.duration(cx, "ready_max_sink_delay", secs(15 * MINUTE));
-    let delay = at_least(cx, &t, "ready_max_sink_delay", delay, secs(1));
+    let delay = duration_at_least(
+        cx,
+        &mut t,
+        "ready_max_sink_delay",
+        secs(15 * MINUTE),
+        secs(1),
+    );
     t.finish(cx);
     ServerConfig {
         listen: listen.flatten(),
@@ -367,8 +372,7 @@ pub(crate) fn read_source(cx: &mut Ctx, t: &mut Table) -> (SourceConfig, Option<
         "this daemon's share of the 600 requests/min budget of the parent organization",
     );
 
-    let window = t.duration(cx, "window", secs(5 * MINUTE));
-    let window = at_least(cx, t, "window", window, secs(1));
+    let window = duration_at_least(cx, t, "window", secs(5 * MINUTE), secs(1));
     // Retired: catch-up and backfill windows are sized by what they
     // hold. Still accepted, so configurations written for earlier
     // versions keep working; `check` and the daemon say to remove it.
@@ -390,36 +394,19 @@ pub(crate) fn read_source(cx: &mut Ctx, t: &mut Table) -> (SourceConfig, Option<
         1000,
         "pages a catch-up or backfill window may need before it is split",
     );
-    let settle_lag = t.duration(cx, "settle_lag", secs(2 * MINUTE));
-    let settle_lag = at_least(cx, t, "settle_lag", settle_lag, secs(1));
-    let sweep_horizon = t.duration(cx, "sweep_horizon", secs(HOUR));
-    let sweep_horizon = at_least(cx, t, "sweep_horizon", sweep_horizon, secs(1));
-    let sweep_interval = t.duration(cx, "sweep_interval", secs(10 * MINUTE));
-    let sweep_interval = at_least(cx, t, "sweep_interval", sweep_interval, secs(1));
+    let settle_lag = duration_at_least(cx, t, "settle_lag", secs(2 * MINUTE), secs(1));
+    let sweep_horizon = duration_at_least(cx, t, "sweep_horizon", secs(HOUR), secs(1));
+    let sweep_interval = duration_at_least(cx, t, "sweep_interval", secs(10 * MINUTE), secs(1));
     let initial_lookback = t.duration(cx, "initial_lookback", secs(DAY));
-    let poll_interval = t.duration(cx, "poll_interval", secs(MINUTE));
-    let poll_interval = at_least(cx, t, "poll_interval", poll_interval, secs(1));
+    let poll_interval = duration_at_least(cx, t, "poll_interval", secs(MINUTE), secs(1));
     let page_size = t.integer(cx, "page_size", 1..=5000, 5000, "the API's limit per page");
     // 6 h: longer than a quiet night in a small organization, short
     // enough to notice a disabled feed or revoked key within a shift.
-    let no_data_after = t.duration(cx, "no_data_after", secs(6 * HOUR));
-    let no_data_after = at_least(cx, t, "no_data_after", no_data_after, secs(1));
-    let connect_timeout = t.duration(cx, "connect_timeout", secs(10));
-    let connect_timeout = at_least(
-        cx,
-        t,
-        "connect_timeout",
-        connect_timeout,
-        Duration::from_millis(1),
-    );
-    let request_timeout = t.duration(cx, "request_timeout", secs(60));
-    let request_timeout = at_least(
-        cx,
-        t,
-        "request_timeout",
-        request_timeout,
-        Duration::from_millis(1),
-    );
+    let no_data_after = duration_at_least(cx, t, "no_data_after", secs(6 * HOUR), secs(1));
+    let connect_timeout =
+        duration_at_least(cx, t, "connect_timeout", secs(10), Duration::from_millis(1));
+    let request_timeout =
+        duration_at_least(cx, t, "request_timeout", secs(60), Duration::from_millis(1));
 
     let type_example = "[\"claude_chat_created\", \"claude_file_uploaded\"]";
     let activity_types = t.string_list(cx, "activity_types", type_example, check_type_name);

@@ -732,16 +732,20 @@ mod keys {
         let index = optional_label(cx, t, "index");
         let fields = read_string_fields(cx, t, |_| None);
         let ack = t.boolean(cx, "ack", false);
-        let ack_poll_interval = t.duration(cx, "ack_poll_interval", secs(5));
-        let ack_poll_interval = at_least(
+        let ack_poll_interval = duration_at_least(
             cx,
             t,
             "ack_poll_interval",
-            ack_poll_interval,
+            secs(5),
             Duration::from_millis(1),
         );
-        let ack_timeout = t.duration(cx, "ack_timeout", secs(5 * MINUTE));
-        let ack_timeout = at_least(cx, t, "ack_timeout", ack_timeout, Duration::from_millis(1));
+        let ack_timeout = duration_at_least(
+            cx,
+            t,
+            "ack_timeout",
+            secs(5 * MINUTE),
+            Duration::from_millis(1),
+        );
         let http = read_http(cx, t);
         Some(SinkKind::new(SplunkHecSinkConfig {
             url: url?,

@@ -103,8 +103,20 @@ pub(crate) fn optional_label(cx: &mut Ctx, t: &mut Table, key: &str) -> Option<O
     }
 }
 
+/// A duration, `default` when absent, that must be at least `min`.
+pub(crate) fn duration_at_least(
+    cx: &mut Ctx,
+    t: &mut Table,
+    key: &str,
+    default: Duration,
+    min: Duration,
+) -> Option<Duration> {
+    let value = t.duration(cx, key, default);
+    at_least(cx, t, key, value, min)
+}
+
 /// A duration that must be at least `min`.
-pub(crate) fn at_least(
+fn at_least(
     cx: &mut Ctx,
     t: &Table,
     key: &str,

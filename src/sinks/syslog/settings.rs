@@ -194,22 +194,10 @@ mod keys {
             syslog::MIN_MESSAGE_BYTES as u64..=64 << 20,
         );
         let resend_window = sized(cx, t, "resend_window", 8 << 20, 0..=1 << 30);
-        let connect_timeout = t.duration(cx, "connect_timeout", secs(10));
-        let connect_timeout = at_least(
-            cx,
-            t,
-            "connect_timeout",
-            connect_timeout,
-            Duration::from_millis(1),
-        );
-        let write_timeout = t.duration(cx, "write_timeout", secs(30));
-        let write_timeout = at_least(
-            cx,
-            t,
-            "write_timeout",
-            write_timeout,
-            Duration::from_millis(1),
-        );
+        let connect_timeout =
+            duration_at_least(cx, t, "connect_timeout", secs(10), Duration::from_millis(1));
+        let write_timeout =
+            duration_at_least(cx, t, "write_timeout", secs(30), Duration::from_millis(1));
         let (address, host) = address?;
         Some(SinkKind::new(SyslogConfig {
             address,
