@@ -93,7 +93,11 @@ fn write_config(dir: &Path, api_url: &str, es_url: &str) -> PathBuf {
                 .set("index", "claudit-ops")
                 .set("api_key", "${OPS_TEST_ES_KEY}")
                 .set("compression", false)
-                .set("batch_linger", "100ms"),
+                .set("batch_linger", "100ms")
+                // The emulator refuses the first item it receives, which the
+                // metrics below expect to be an activity: the findings
+                // stream (a second delivery to the same cluster) stays off.
+                .set("streams", vec!["activities"]),
         )
         .table(
             "server",
