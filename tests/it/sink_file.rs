@@ -148,6 +148,8 @@ format = "raw"
 max_bytes = "0"
 batch_max_events = 200
 batch_linger = "0s"
+# The small disk holds the activities of this test; findings would fill it.
+streams = ["activities"]
 
 [server]
 listen = "127.0.0.1:0"
