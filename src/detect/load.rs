@@ -727,6 +727,14 @@ fn detection_rule(origin: &Origin, doc: &Document, rule: &SigmaRule) -> Result<R
             )
         }
     };
+    // A value is new once per history: the feed arrives newest-first, so
+    // each older activity of a burst would otherwise find nothing before it
+    // and be "first" again. Unless the rule says otherwise, a first-seen
+    // rule is suppressed for its history.
+    let suppress = match (&block.suppress, &logic) {
+        (None, Logic::FirstSeen { .. }) => window,
+        _ => suppress,
+    };
     if kind.has_window() && window.is_zero() {
         problems.push((
             line_of(doc, "stage"),

@@ -288,6 +288,25 @@ fn suppression_turns_a_burst_into_one_finding_per_window() {
 }
 
 #[test]
+fn a_first_seen_value_fires_once_when_the_feed_arrives_newest_first() {
+    let settings = DetectionSettings::default();
+    let mut feed = Feed::new(&settings, "new-auth-failure-source");
+    // The feed is newest-first: a page of 1,000 failures from one address
+    // arrives last-first, each older than everything held.
+    let burst: Vec<_> = (0..1_000).map(|i| failure(i, i as i64)).collect();
+    let arrived = T0 + 1_000 * 60_000;
+    let findings: Vec<Finding> = burst
+        .iter()
+        .rev()
+        .flat_map(|a| feed.feed(a, arrived))
+        .collect();
+    assert_eq!(findings.len(), 1, "{:?}", uids(&findings));
+    // A failure from the same address 15 days on is new again.
+    let later = failure(1_000, 15 * 24 * 60);
+    assert_eq!(feed.feed(&later, later.1).len(), 1);
+}
+
+#[test]
 fn a_restart_rebuilt_from_the_journal_does_not_fire_twice() {
     let settings = DetectionSettings::default();
     // A failure every 4 minutes for 100 minutes: 5 in an hour at the 5th

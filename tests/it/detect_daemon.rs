@@ -98,11 +98,7 @@ impl Setup {
             None => config,
         }
         .text();
-        // Every failure here is an unauthenticated actor's: the rule that
-        // flags each of those is off, as an operator tunes it.
-        let text = format!(
-            "{config}\n[[detections.rules]]\nid = \"unauthenticated-actor-activity\"\nenabled = false\n"
-        );
+        let text = config;
         let config = d.join("claudit.toml");
         std::fs::write(&config, text).unwrap();
         Setup {
@@ -432,6 +428,19 @@ async fn suppression_holds_under_a_burst_of_10000_failures() {
     s.wait_evaluated(&burst);
     let found = s.findings_of(who);
     assert_eq!(found.len(), 1, "one finding per suppression window");
+    // No rule of the pack as shipped storms: the burst lasts seconds, so
+    // every rule it matches (the count, the single-event rules on failures
+    // and on unauthenticated actors) fires once within its suppression.
+    let mut per_rule = std::collections::BTreeMap::<String, usize>::new();
+    for f in findings(&s.db()) {
+        let plain: Value = serde_json::from_str(&f.plain).unwrap();
+        let rule = plain["rule"]["id"].as_str().unwrap().to_string();
+        *per_rule.entry(rule).or_default() += 1;
+    }
+    for rule in [RULE, "access-failure-any", "unauthenticated-actor-activity"] {
+        assert_eq!(per_rule.get(rule), Some(&1), "{rule}: {per_rule:?}");
+    }
+    assert!(per_rule.values().all(|&n| n == 1), "{per_rule:?}");
     let store = Store::open_readonly(&s.db()).unwrap();
     assert!(store.detection_cursor().unwrap().evaluated >= 10_000);
     d.stop(Duration::from_secs(20));
