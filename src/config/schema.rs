@@ -709,32 +709,17 @@ pub(crate) fn read_name(
 
 pub(crate) fn check_base_url(text: &Text) -> Result<String, String> {
     let fix = format!("write e.g. base_url = \"{DEFAULT_BASE_URL}\"");
-    let url = reqwest::Url::parse(&text.value)
-        .map_err(|e| format!("{} is not a URL ({e}); {fix}", text.shown()))?;
-    let host = url.host_str().unwrap_or_default();
-    match url.scheme() {
-        "https" => {}
-        "http" if matches!(host, "127.0.0.1" | "localhost" | "[::1]") => {}
-        "http" => {
-            return Err(format!(
-                "plain http is allowed only for 127.0.0.1 or localhost (the simulator), since the \
-                 API key travels in every request; use https, {fix}"
-            ));
-        }
-        scheme => return Err(format!("scheme {scheme:?} is not supported; {fix}")),
-    }
-    if host.is_empty() {
-        return Err(format!("{} has no host; {fix}", text.shown()));
-    }
-    if url.query().is_some()
-        || url.fragment().is_some()
-        || !url.username().is_empty()
-        || url.password().is_some()
-    {
-        return Err(format!(
-            "base_url must not carry credentials, a query or a fragment; {fix}"
-        ));
-    }
+    check_secret_url(
+        text,
+        &text.value,
+        &SecretUrl {
+            key: "base_url",
+            fix: &fix,
+            plain_http: "plain http is allowed only for 127.0.0.1 or localhost (the simulator), \
+                         since the API key travels in every request; use https,",
+            credentials_go: "",
+        },
+    )?;
     Ok(text.value.trim_end_matches('/').to_string())
 }
 

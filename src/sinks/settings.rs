@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::sinks::registry::SinkSettings;
-use crate::toml_reader::keys::{secs, t_error, text_error};
+use crate::toml_reader::keys::{SecretUrl, check_secret_url, secs, t_error, text_error};
 use crate::toml_reader::{Ctx, Got, Table, Text};
 
 /// What a sink writes: the OCSF event, the activity exactly as received, or
@@ -182,34 +182,19 @@ pub(crate) fn read_layout(
 /// fragment. Returned without a trailing slash.
 pub(crate) fn check_sink_url(text: &Text, key: &str, example: &str) -> Result<String, String> {
     let fix = format!("write e.g. {key} = {example}");
-    let url = reqwest::Url::parse(text.value.trim())
-        .map_err(|e| format!("{} is not a URL ({e}); {fix}", text.shown()))?;
-    let host = url.host_str().unwrap_or_default();
-    match url.scheme() {
-        "https" => {}
-        "http" if matches!(host, "127.0.0.1" | "localhost" | "[::1]") => {}
-        "http" => {
-            return Err(format!(
-                "plain http is allowed only for 127.0.0.1 or localhost (tests), since a key or \
-                 token travels in every request; use https, {fix}"
-            ));
-        }
-        scheme => return Err(format!("scheme {scheme:?} is not supported; {fix}")),
-    }
-    if host.is_empty() {
-        return Err(format!("{} has no host; {fix}", text.shown()));
-    }
-    if url.query().is_some()
-        || url.fragment().is_some()
-        || !url.username().is_empty()
-        || url.password().is_some()
-    {
-        return Err(format!(
-            "{key} must not carry credentials, a query or a fragment (credentials go in the \
-             sink's key, token or password settings); {fix}"
-        ));
-    }
-    Ok(text.value.trim().trim_end_matches('/').to_string())
+    let value = text.value.trim();
+    check_secret_url(
+        text,
+        value,
+        &SecretUrl {
+            key,
+            fix: &fix,
+            plain_http: "plain http is allowed only for 127.0.0.1 or localhost (tests), since a \
+                         key or token travels in every request; use https,",
+            credentials_go: " (credentials go in the sink's key, token or password settings)",
+        },
+    )?;
+    Ok(value.trim_end_matches('/').to_string())
 }
 
 /// The optional `[sinks.fields]` table of string values; `check` says

@@ -768,42 +768,26 @@ mod keys {
     fn check_splunk_url(text: &Text) -> Result<String, String> {
         let fix = "write the base URL, e.g. url = \"https://splunk.example.com:8088\" \
                    (Splunk Cloud: \"https://http-inputs-<stack>.splunkcloud.com\")";
-        let url = reqwest::Url::parse(text.value.trim())
-            .map_err(|e| format!("{} is not a URL ({e}); {fix}", text.shown()))?;
-        let host = url.host_str().unwrap_or_default();
-        match url.scheme() {
-            "https" => {}
-            "http" if matches!(host, "127.0.0.1" | "localhost" | "[::1]") => {}
-            "http" => {
-                return Err(format!(
-                    "plain http is allowed only for 127.0.0.1 or localhost, since the HEC token \
-                     travels in every request; enable SSL on HEC (the default) and use https, or \
-                     trust its certificate with tls_ca_file; {fix}"
-                ));
-            }
-            scheme => return Err(format!("scheme {scheme:?} is not supported; {fix}")),
-        }
-        if host.is_empty() {
-            return Err(format!("{} has no host; {fix}", text.shown()));
-        }
-        if url.query().is_some()
-            || url.fragment().is_some()
-            || !url.username().is_empty()
-            || url.password().is_some()
-        {
-            return Err(format!(
-                "url must not carry credentials, a query or a fragment (the token goes in token \
-                 or token_file); {fix}"
-            ));
-        }
-        let base = text.value.trim().trim_end_matches('/');
+        let value = text.value.trim();
+        let url = check_secret_url(
+            text,
+            value,
+            &SecretUrl {
+                key: "url",
+                fix,
+                plain_http: "plain http is allowed only for 127.0.0.1 or localhost, since the \
+                             HEC token travels in every request; enable SSL on HEC (the default) \
+                             and use https, or trust its certificate with tls_ca_file;",
+                credentials_go: " (the token goes in token or token_file)",
+            },
+        )?;
         if url.path().contains("/services/collector") {
             return Err(format!(
                 "url must not include the /services/collector path (claudit adds \
                  /services/collector/event, /ack and /health itself); {fix}"
             ));
         }
-        Ok(base.to_string())
+        Ok(value.trim_end_matches('/').to_string())
     }
 }
 

@@ -89,6 +89,53 @@ pub(crate) fn is_loopback_url(url: &str) -> bool {
     })
 }
 
+/// What differs between the checks of the URLs a secret travels to (a
+/// sink's endpoint, the Compliance API's base URL).
+pub(crate) struct SecretUrl<'a> {
+    /// The key, as messages name it (`url`, `base_url`).
+    pub key: &'a str,
+    /// The fix every message ends with (`write e.g. url = "https://..."`).
+    pub fix: &'a str,
+    /// Why plain http is refused, with its own punctuation before the fix.
+    pub plain_http: &'a str,
+    /// Where credentials go instead (` (the token goes in token)`), or "".
+    pub credentials_go: &'a str,
+}
+
+/// A URL a key or token travels to with every request: https (plain http
+/// only to 127.0.0.1 or localhost), a host, no credentials, query or
+/// fragment. `value` is what is parsed (the text's value, trimmed or not).
+pub(crate) fn check_secret_url(
+    text: &Text,
+    value: &str,
+    rules: &SecretUrl,
+) -> Result<reqwest::Url, String> {
+    let fix = rules.fix;
+    let url = reqwest::Url::parse(value)
+        .map_err(|e| format!("{} is not a URL ({e}); {fix}", text.shown()))?;
+    let host = url.host_str().unwrap_or_default();
+    match url.scheme() {
+        "https" => {}
+        "http" if matches!(host, "127.0.0.1" | "localhost" | "[::1]") => {}
+        "http" => return Err(format!("{} {fix}", rules.plain_http)),
+        scheme => return Err(format!("scheme {scheme:?} is not supported; {fix}")),
+    }
+    if host.is_empty() {
+        return Err(format!("{} has no host; {fix}", text.shown()));
+    }
+    if url.query().is_some()
+        || url.fragment().is_some()
+        || !url.username().is_empty()
+        || url.password().is_some()
+    {
+        return Err(format!(
+            "{} must not carry credentials, a query or a fragment{}; {fix}",
+            rules.key, rules.credentials_go
+        ));
+    }
+    Ok(url)
+}
+
 /// An optional non-empty string key.
 pub(crate) fn optional_label(cx: &mut Ctx, t: &mut Table, key: &str) -> Option<Option<String>> {
     match t.text(cx, key) {
