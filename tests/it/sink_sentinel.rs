@@ -789,26 +789,10 @@ async fn the_bluevoyant_layout_fills_the_solutions_table() {
     );
     assert_eq!(config.format, claudit::config::Format::Raw);
     let metrics = std::sync::Arc::new(claudit::metrics::Metrics::new());
-    let head = journal.head();
-    let mut tasks = crate::support::sink_task::SinkTasks::start_with_metrics(
-        &journal.shared(),
-        vec![config],
-        metrics.clone(),
-    );
-    tasks
-        .until(
-            "the sentinel sink to reach the journal head",
-            crate::support::wait::Wait::up_to(Duration::from_secs(60)),
-            async || {
-                let seq = journal.cursor("sentinel").seq;
-                (seq >= head)
-                    .then_some(())
-                    .ok_or(format!("cursor at {seq}"))
-            },
-        )
-        .await;
-    tasks.stop().await;
-    assert_eq!(journal.dead_letter_count("sentinel"), 0);
+    let (_, _, dead_letters) =
+        crate::support::sink_task::run_until_caught_up_counting(&journal, config, metrics.clone())
+            .await;
+    assert_eq!(dead_letters, 0);
     assert!(
         dcr.violations.lock().unwrap().is_empty(),
         "{:?}",
@@ -864,10 +848,7 @@ async fn the_bluevoyant_layout_fills_the_solutions_table() {
         ("a_field_the_dcr_lacks", "undeclared"),
     ] {
         // The samples hold some of these too: at least the odd activity's.
-        let series = format!(
-            "claudit_sink_layout_fields_total{{sink=\"sentinel\",field=\"{field}\",action=\"{action}\"}} "
-        );
-        assert!(text.contains(&series), "{series} not in\n{text}");
+        crate::support::metrics::layout_field_count(&text, "sentinel", field, action);
     }
 }
 

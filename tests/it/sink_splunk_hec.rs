@@ -19,6 +19,7 @@ use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 use crate::support::http;
 use crate::support::journal::{Journal, ocsf_event};
 use crate::support::logs::Logs;
+use crate::support::metrics::layout_field_count;
 use crate::support::sink_task::{run_sink_until, sink_settings};
 
 const TOKEN: &str = "5f1c2a9e-7b3d-4e8f-9a10-2b3c4d5e6f70";
@@ -1040,26 +1041,10 @@ async fn the_splunk_app_layout_feeds_the_add_ons_content() {
     );
     assert_eq!(config.format, claudit::config::Format::Raw);
     let metrics = Arc::new(claudit::metrics::Metrics::new());
-    let head = journal.head();
-    let mut tasks = crate::support::sink_task::SinkTasks::start_with_metrics(
-        &journal.shared(),
-        vec![config],
-        metrics.clone(),
-    );
-    tasks
-        .until(
-            "the splunk sink to reach the journal head",
-            crate::support::wait::Wait::up_to(Duration::from_secs(60)),
-            async || {
-                let seq = journal.cursor("splunk").seq;
-                (seq >= head)
-                    .then_some(())
-                    .ok_or(format!("cursor at {seq}"))
-            },
-        )
-        .await;
-    tasks.stop().await;
-    assert_eq!(journal.dead_letter_count("splunk"), 0);
+    let (_, _, dead_letters) =
+        crate::support::sink_task::run_until_caught_up_counting(&journal, config, metrics.clone())
+            .await;
+    assert_eq!(dead_letters, 0);
     let state = hec.state();
     assert!(
         state.requests.len() >= 2,
@@ -1100,16 +1085,15 @@ async fn the_splunk_app_layout_feeds_the_add_ons_content() {
     let text = metrics.encode();
     assert!(carried["role"] >= 2 && carried["actor.admin_api_key_id"] >= 1);
     for (field, n) in &carried {
-        let series = format!(
-            "claudit_sink_layout_fields_total{{sink=\"splunk\",field=\"{field}\",action=\"carried\"}} {n}\n"
-        );
-        assert!(text.contains(&series), "{series} not in\n{text}");
+        let counted = layout_field_count(&text, "splunk", field, "carried");
+        assert_eq!(counted as usize, *n, "{field} carried");
     }
     for field in ["invited_email", "note"] {
-        let series = format!(
-            "claudit_sink_layout_fields_total{{sink=\"splunk\",field=\"{field}\",action=\"not_in_layout\"}} 1\n"
+        assert_eq!(
+            layout_field_count(&text, "splunk", field, "not_in_layout"),
+            1,
+            "{field} not in the layout"
         );
-        assert!(text.contains(&series), "{series} not in\n{text}");
     }
 }
 

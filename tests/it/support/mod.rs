@@ -20,6 +20,7 @@
 //! - [`syslog`]: rsyslogd or an in-process octet-counting TLS receiver, and the certificates they use;
 //! - [`hostile_api`]: a hostile Compliance API in front of the simulator (gzip bombs, endless bodies);
 //! - [`logs`]: log lines written inside this process;
+//! - [`metrics`]: series read from the text `/metrics` serves;
 //! - [`mmdb`]: MaxMind databases written at test time;
 //! - [`process_env`]: the environment, set once before any test runs.
 //!
@@ -36,6 +37,7 @@ pub mod hostile_api;
 pub mod http;
 pub mod journal;
 pub mod logs;
+pub mod metrics;
 pub mod mmdb;
 pub mod process_env;
 pub mod sdk_walk;

@@ -96,9 +96,19 @@ impl SinkTasks {
 /// (60 s at most), then stops it. Returns (cursor seq, head seq, dead
 /// letters).
 pub async fn run_until_caught_up(journal: &Journal, config: SinkConfig) -> (i64, i64, i64) {
+    run_until_caught_up_counting(journal, config, Default::default()).await
+}
+
+/// [`run_until_caught_up`], counting into `metrics` (read them with
+/// `metrics.encode()` and [`super::metrics`]).
+pub async fn run_until_caught_up_counting(
+    journal: &Journal,
+    config: SinkConfig,
+    metrics: Arc<Metrics>,
+) -> (i64, i64, i64) {
     let name = config.name.clone();
     let head = journal.head();
-    let mut tasks = SinkTasks::start(&journal.shared(), vec![config]);
+    let mut tasks = SinkTasks::start_with_metrics(&journal.shared(), vec![config], metrics);
     tasks
         .until(
             &format!("sink {name} to reach the journal head {head}"),
