@@ -259,7 +259,9 @@ impl Group {
                 .collect::<Vec<_>>()
         };
         match logic {
-            Logic::Single => Some(vec![Arc::clone(&self.entries[at].activity)]),
+            Logic::Single | Logic::Directory { .. } => {
+                Some(vec![Arc::clone(&self.entries[at].activity)])
+            }
             Logic::Count => {
                 let n = window().count() as u64;
                 (n >= reach.threshold).then(all)
