@@ -353,15 +353,22 @@ fn rules(command: RulesCommand) -> anyhow::Result<ExitCode> {
     };
     // Validated whole, but not against this machine's paths: a rule
     // author tests with a copy of the production file.
-    let (settings, enrich) = match config_path {
+    let (settings, enrich, directory_sources) = match config_path {
         Some(path) => match config::load_settings_only(&path) {
-            Ok(c) => (c.detections, Some(c.enrich)),
+            Ok(c) => {
+                let directory_sources: Vec<String> = c
+                    .directories()
+                    .filter(|(_, d)| d.enabled)
+                    .map(|(name, _)| name.to_string())
+                    .collect();
+                (c.detections, Some(c.enrich), directory_sources)
+            }
             Err(errors) => {
                 eprintln!("{errors}");
                 return Ok(ExitCode::from(EXIT_CONFIG));
             }
         },
-        None => (DetectionSettings::default(), None),
+        None => (DetectionSettings::default(), None, Vec::new()),
     };
     let mut set = match settings.load_rules() {
         Ok(set) => set,
@@ -376,7 +383,7 @@ fn rules(command: RulesCommand) -> anyhow::Result<ExitCode> {
         RulesCommand::List { .. } => {
             print!(
                 "{}",
-                cli::list(&set, &settings).map_err(anyhow::Error::msg)?
+                cli::list(&set, &settings, &directory_sources).map_err(anyhow::Error::msg)?
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -409,6 +416,9 @@ fn rules(command: RulesCommand) -> anyhow::Result<ExitCode> {
                     .map_err(anyhow::Error::msg)?;
                 for finding in &run.findings {
                     writeln!(out, "{}", cli::render(finding, output))?;
+                }
+                if let Some(note) = cli::directory_note(&set, &settings, &run) {
+                    eprintln!("{name}: {note}");
                 }
                 for m in &run.mismatches {
                     failed = true;
