@@ -7,6 +7,12 @@
 //! `cargo bench --bench detect`. Records come from the simulator's
 //! generator (every catalogued type, all actor variants), 37 ms apart, so
 //! windows hold realistic numbers of activities.
+//!
+//! The second group, `detect-backlog`, is what a first start over a day of
+//! history costs: `CLAUDIT_BENCH_DETECT_BACKLOG` records (default 20,000)
+//! spread over 24 hours and evaluated newest first, as the journal holds a
+//! backlog read from the newest-first feed (every activity lands before
+//! the ones a window already holds, the costliest order for windows).
 
 #[path = "../tests/it/support/mmdb.rs"]
 #[allow(dead_code)]
@@ -35,12 +41,12 @@ struct Row {
     created_ms: i64,
 }
 
-fn rows(dir: &std::path::Path) -> Vec<Row> {
+fn rows(dir: &std::path::Path, count: usize, apart_ms: i64) -> Vec<Row> {
     let mut generator = Generator::new(11);
     let start = Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap();
-    let records: Vec<(String, String, i64)> = (0..RECORDS)
+    let records: Vec<(String, String, i64)> = (0..count)
         .map(|i| {
-            let created = start + Duration::milliseconds(i as i64 * 37);
+            let created = start + Duration::milliseconds(i as i64 * apart_ms);
             let id = format!("activity_bench{i:08}");
             let raw = generator.activity(&id, created).to_string();
             (id, raw, created.timestamp_millis())
@@ -88,7 +94,7 @@ fn rows(dir: &std::path::Path) -> Vec<Row> {
 
 fn detect(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
-    let rows = rows(dir.path());
+    let rows = rows(dir.path(), RECORDS, 37);
     let mapper = Mapper::default();
     let settings = DetectionSettings::default();
     let set = settings.load_rules().unwrap();
@@ -111,25 +117,7 @@ fn detect(c: &mut Criterion) {
     group.bench_function("detection: parse the row, evaluate the whole pack", |b| {
         b.iter_batched(
             || Engine::new(&set, &settings).unwrap(),
-            |mut engine| {
-                let mut findings = 0;
-                for r in &rows {
-                    let activity: serde_json::Value = serde_json::from_str(&r.raw).unwrap();
-                    let context: JournalContext = serde_json::from_str(&r.context_json).unwrap();
-                    findings += engine
-                        .evaluate(&Input {
-                            id: &r.id,
-                            created_at_ms: r.created_ms,
-                            activity: &activity,
-                            context: &context,
-                            journaled_at_ms: r.created_ms,
-                            backfill: false,
-                            replay: false,
-                        })
-                        .len();
-                }
-                black_box(findings)
-            },
+            |mut engine| (black_box(evaluate_rows(&mut engine, rows.iter())), engine),
             BatchSize::PerIteration,
         )
     });
@@ -179,5 +167,72 @@ fn detect(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, detect);
+/// Parses a row and evaluates it, as the detection task does.
+fn evaluate_rows<'a>(engine: &mut Engine, rows: impl Iterator<Item = &'a Row>) -> usize {
+    let mut findings = 0;
+    for r in rows {
+        let activity: serde_json::Value = serde_json::from_str(&r.raw).unwrap();
+        let context: JournalContext = serde_json::from_str(&r.context_json).unwrap();
+        findings += engine
+            .evaluate(&Input {
+                id: &r.id,
+                created_at_ms: r.created_ms,
+                activity: &activity,
+                context: &context,
+                journaled_at_ms: r.created_ms,
+                backfill: false,
+                replay: false,
+            })
+            .len();
+    }
+    findings
+}
+
+fn detect_backlog(c: &mut Criterion) {
+    let count: usize = std::env::var("CLAUDIT_BENCH_DETECT_BACKLOG")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let dir = tempfile::tempdir().unwrap();
+    let apart_ms = (24 * 3600 * 1000 / count.max(1)) as i64;
+    let rows = rows(dir.path(), count, apart_ms);
+    let settings = DetectionSettings::default();
+    let set = settings.load_rules().unwrap();
+
+    let mut group = c.benchmark_group("detect-backlog");
+    group.throughput(Throughput::Elements(count as u64));
+    group.sample_size(10);
+    group.bench_function("baseline: parse the row and its context", |b| {
+        b.iter(|| {
+            for r in rows.iter().rev() {
+                let activity: serde_json::Value = serde_json::from_str(&r.raw).unwrap();
+                let context: JournalContext = serde_json::from_str(&r.context_json).unwrap();
+                black_box((activity, context));
+            }
+        })
+    });
+    group.bench_function("whole pack, newest first", |b| {
+        b.iter_batched(
+            || Engine::new(&set, &settings).unwrap(),
+            // The engine is returned so that freeing its windows is not timed.
+            |mut engine| {
+                (
+                    black_box(evaluate_rows(&mut engine, rows.iter().rev())),
+                    engine,
+                )
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.bench_function("whole pack, oldest first", |b| {
+        b.iter_batched(
+            || Engine::new(&set, &settings).unwrap(),
+            |mut engine| (black_box(evaluate_rows(&mut engine, rows.iter())), engine),
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, detect, detect_backlog);
 criterion_main!(benches);

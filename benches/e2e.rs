@@ -630,6 +630,13 @@ fn run_claudit(
             store = Store::open_readonly(state).ok();
         }
         let Some(s) = &store else { continue };
+        if detections && !s.has_findings() {
+            // Opened before the daemon's migrations reached the findings
+            // tables: a store reads its schema version once, so this one
+            // would never see the detection cursor. Open it again.
+            store = None;
+            continue;
+        }
         let caught_up = (|| -> Result<Option<i64>, claudit::store::StoreError> {
             let state = s.source_state("bench")?;
             if state.watermark_ms.is_none_or(|w| w < sim.backlog_end_ms) {

@@ -333,8 +333,9 @@ pub fn start_pipeline(
             journal_head: head_rx.clone(),
             findings_head: findings_tx,
             metrics: metrics
-                .families(crate::detect::metrics::DetectionFamilies::register)
-                .handles(),
+                .families(crate::detect::metrics::DetectionMetrics::register)
+                .as_ref()
+                .clone(),
             directory: directory.clone(),
         };
         let (name, cancel) = ("detections".to_string(), cancel.clone());

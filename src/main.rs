@@ -248,10 +248,13 @@ async fn archive(command: ArchiveCommand) -> anyhow::Result<ExitCode> {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
-    if let Err(e) = claudit::archive::archive_sink(&config, sink) {
-        eprintln!("error: {e}");
-        return Ok(ExitCode::from(EXIT_CONFIG));
-    }
+    let archive_sink = match config.archive_sink(sink) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(EXIT_CONFIG));
+        }
+    };
     let now = chrono::Utc::now();
     let parse = |flag: &str, arg: Option<String>| -> Result<Option<i64>, String> {
         arg.map(|a| {
@@ -274,14 +277,22 @@ async fn archive(command: ArchiveCommand) -> anyhow::Result<ExitCode> {
         eprintln!("error: --from must be before --to");
         return Ok(ExitCode::from(EXIT_CONFIG));
     }
+    // `archive/` knows neither the configuration nor the sinks: it is
+    // handed the archive opened for reading and the state database.
+    let reader = claudit::archive::Backend::open_reader(&archive_sink.backend)?;
+    let journal = claudit::store::Store::open_readonly(&config.state.path);
     let ok = match command {
         ArchiveCommand::Verify { sink, .. } => {
-            let report = claudit::archive::verify::verify(&config, &sink, range, None).await?;
+            let report =
+                claudit::archive::verify::verify(&reader, journal.as_ref(), &sink, range, None)
+                    .await?;
             print!("{report}");
             report.ok()
         }
         ArchiveCommand::Export { sink, out, .. } => {
-            let summary = claudit::archive::export::export(&config, &sink, range, &out).await?;
+            let summary =
+                claudit::archive::export::export(&reader, journal.as_ref(), &sink, range, &out)
+                    .await?;
             println!(
                 "wrote {} records to {} (SHA-256 {}); summary in {}",
                 summary.records,

@@ -22,9 +22,11 @@ pub struct FindingLabels {
 
 type SecondsGauge = Gauge<f64, AtomicU64>;
 
-/// Every detection family, registered once per process.
-#[derive(Default)]
-pub struct DetectionFamilies {
+/// Every detection family: registered once per process (the process
+/// keeps one, see `Metrics::families`), and the handles the detection task
+/// updates (a clone shares the same counters).
+#[derive(Clone, Default)]
+pub struct DetectionMetrics {
     findings: Family<FindingLabels, Counter>,
     evaluated: Counter,
     errors: Counter,
@@ -34,7 +36,7 @@ pub struct DetectionFamilies {
     failing: Gauge,
 }
 
-impl DetectionFamilies {
+impl DetectionMetrics {
     pub fn register(&self, r: &mut Registry) {
         r.register(
             "claudit_findings",
@@ -75,32 +77,6 @@ impl DetectionFamilies {
         );
     }
 
-    pub fn handles(&self) -> DetectionMetrics {
-        DetectionMetrics {
-            findings: self.findings.clone(),
-            evaluated: self.evaluated.clone(),
-            errors: self.errors.clone(),
-            repeated: self.repeated.clone(),
-            lag: self.lag.clone(),
-            failures: self.failures.clone(),
-            failing: self.failing.clone(),
-        }
-    }
-}
-
-/// The handles the detection task updates.
-#[derive(Clone, Default)]
-pub struct DetectionMetrics {
-    findings: Family<FindingLabels, Counter>,
-    evaluated: Counter,
-    errors: Counter,
-    repeated: Counter,
-    lag: SecondsGauge,
-    failures: Counter,
-    failing: Gauge,
-}
-
-impl DetectionMetrics {
     /// A step failed; the task retries.
     pub fn failed(&self) {
         self.failures.inc();

@@ -374,10 +374,11 @@ fn findings_evaluations_errors_and_lag_reach_the_metrics() {
         "one row journaled 5 minutes ago waits"
     );
     // The families as the process registry holds them (`metrics.rs`).
-    let families = crate::detect::metrics::DetectionFamilies::default();
+    let families = crate::detect::metrics::DetectionMetrics::default();
     let mut registry = prometheus_client::registry::Registry::default();
     families.register(&mut registry);
-    let handles = families.handles();
+    // The task's handles: a clone, counting into the registered families.
+    let handles = families.clone();
     handles.record(&done);
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();

@@ -34,9 +34,10 @@
 //!   still counted with its neighbours); a group keeps at most
 //!   [`MAX_GROUP_ENTRIES`].
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ops::Bound;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use super::finding::ActivityRef;
 use super::load::{Also, Logic};
@@ -77,6 +78,10 @@ pub struct Fire {
     pub members: Vec<Arc<ActivityRef>>,
 }
 
+/// A distinct-count rule's values in one column, each with the keys of the
+/// entries holding it.
+type Column = HashMap<Box<str>, BTreeSet<Key>>;
+
 #[derive(Debug, Default)]
 pub struct Group {
     entries: BTreeMap<Key, Entry>,
@@ -84,12 +89,28 @@ pub struct Group {
     /// they arrived.
     fired: BTreeMap<Key, i64>,
     newest_ms: i64,
-    /// A distinct-count rule's primary values over every entry kept, with
-    /// how many entries hold each: no window holds more distinct values
-    /// than the whole group, so while this is under the threshold no
-    /// candidate needs its window counted (a burst of one person's
-    /// failures costs a lookup per activity, not a scan of the window).
-    distinct: HashMap<String, u32>,
+    /// A distinct-count rule's columns: its primary value (its fields as
+    /// one), then one per `also` condition (an any-of condition keeps the
+    /// entries whose value is on its list, under one value). Each value
+    /// knows the entries holding it, so a window's distinct count is a
+    /// lookup per value, and an insert knows which windows it can change
+    /// (see [`Group::changed_by`]).
+    columns: Vec<Column>,
+    /// A sequence rule's entries by step.
+    steps: Vec<BTreeSet<Key>>,
+    /// Entries of a distinct-count rule whose window may hold although they
+    /// neither fired nor are suppressed: inserted with `replay`, or within
+    /// the suppression of an anchor since forgotten. Every other entry is
+    /// *settled* (its window does not hold, or it fired or is suppressed),
+    /// so an insert checks only the entries whose window it changed, and
+    /// these.
+    unsettled: BTreeSet<Key>,
+}
+
+/// The first key at `ms` (before every activity id).
+fn floor_key(ms: i64) -> Key {
+    static EMPTY: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from(""));
+    (ms, Arc::clone(&EMPTY))
 }
 
 impl Group {
@@ -110,18 +131,7 @@ impl Group {
     /// Whether a candidate anchor may fire: not already fired, and no fired
     /// anchor within `suppress_ms` of it on either side.
     fn may_fire(&self, key: &Key, suppress_ms: i64) -> bool {
-        if self.fired.contains_key(key) {
-            return false;
-        }
-        if suppress_ms <= 0 {
-            return true;
-        }
-        let low = (key.0.saturating_sub(suppress_ms - 1), Arc::<str>::from(""));
-        let high = key.0.saturating_add(suppress_ms - 1);
-        self.fired
-            .range((Bound::Included(low), Bound::Unbounded))
-            .next()
-            .is_none_or(|(k, _)| k.0 > high)
+        self.suppressed_until(key, suppress_ms).is_none()
     }
 
     /// A single-event rule: fires at the activity unless suppressed.
@@ -153,6 +163,14 @@ impl Group {
     /// With `replay` (re-feeding history at start-up) the activity only
     /// fills the window: nothing fires and no anchor is recorded, so the
     /// suppression state is exactly the journal's findings.
+    ///
+    /// The candidates are the activities in `[key, key + window]`, in
+    /// order; only those whose condition may newly hold are checked, which
+    /// gives the same fires as checking every one (the module tests hold
+    /// it against that rescan): a count rule checks the candidates whose
+    /// window holds the threshold, a distinct-count rule those whose
+    /// window the activity added a value to (and the unsettled ones), an
+    /// ordered sequence those that are its last step.
     pub fn insert(&mut self, entry: Entry, logic: &Logic, reach: Reach, replay: bool) -> Vec<Fire> {
         let key = entry.activity.key();
         if self.entries.contains_key(&key) {
@@ -160,12 +178,19 @@ impl Group {
         }
         let arrived_ms = entry.arrived_ms;
         self.newest_ms = self.newest_ms.max(key.0);
-        if let Some(primary) = primary_value(logic, &entry) {
-            *self.distinct.entry(primary).or_default() += 1;
-        }
+        self.index(&key, &entry, logic);
         self.entries.insert(key.clone(), entry);
+        let distinct = matches!(logic, Logic::Distinct { .. });
         let mut fires = Vec::new();
-        if replay || !self.may_hold(logic, reach) {
+        if replay {
+            if distinct {
+                let changed = self.changed_by(&key, logic, reach);
+                self.unsettled.extend(changed);
+            }
+            self.evict(reach, arrived_ms, logic);
+            return fires;
+        }
+        if !self.may_hold(logic, reach) {
             self.evict(reach, arrived_ms, logic);
             return fires;
         }
@@ -181,37 +206,154 @@ impl Group {
             self.evict(reach, arrived_ms, logic);
             return fires;
         }
-        // The candidates are the activities in [key, key + window], in
-        // order. The feed is newest-first, so a page arrives oldest-last
-        // and every activity of it precedes the ones already held: the
-        // candidates of a burst are the whole burst. A run of candidates
-        // that an anchor suppresses is skipped at once, to the first one
-        // past the anchor's suppression.
         let end = key.0.saturating_add(reach.window_ms);
-        let mut from = Bound::Included(key);
-        while let Some(candidate) = self
-            .entries
-            .range((from.clone(), Bound::Unbounded))
-            .next()
-            .map(|(k, _)| k.clone())
-            .filter(|k| k.0 <= end)
-        {
-            if let Some(until) = self.suppressed_until(&candidate, reach.suppress_ms) {
-                from = match until {
-                    Some(ms) if ms > candidate.0 => Bound::Included((ms, Arc::<str>::from(""))),
-                    _ => Bound::Excluded(candidate),
-                };
+        let candidates: Vec<Key> = match logic {
+            Logic::Count => self.count_candidates(&key, reach),
+            Logic::Distinct { .. } => {
+                let mut candidates: BTreeSet<Key> = self.changed_by(&key, logic, reach);
+                let reached: Vec<Key> = self
+                    .unsettled
+                    .range(key.clone()..)
+                    .take_while(|k| k.0 <= end)
+                    .cloned()
+                    .collect();
+                for k in reached {
+                    // Checked now: settled whatever the outcome.
+                    self.unsettled.remove(&k);
+                    candidates.insert(k);
+                }
+                candidates.into_iter().collect()
+            }
+            Logic::Sequence {
+                ordered: true,
+                steps,
+            } => self
+                .steps
+                .get(steps.saturating_sub(1))
+                .map(|last| {
+                    last.range(key.clone()..)
+                        .take_while(|k| k.0 <= end)
+                        .cloned()
+                        .collect()
+                })
+                .unwrap_or_default(),
+            _ => self
+                .entries
+                .range(key.clone()..)
+                .map(|(k, _)| k)
+                .take_while(|k| k.0 <= end)
+                .cloned()
+                .collect(),
+        };
+        for candidate in candidates {
+            if self
+                .suppressed_until(&candidate, reach.suppress_ms)
+                .is_some()
+            {
                 continue;
             }
             if let Some(members) = self.holds_at(&candidate, logic, reach) {
                 let anchor = Arc::clone(&self.entries[&candidate].activity);
-                self.fired.insert(candidate.clone(), arrived_ms);
+                self.fired.insert(candidate, arrived_ms);
                 fires.push(Fire { anchor, members });
             }
-            from = Bound::Excluded(candidate);
         }
         self.evict(reach, arrived_ms, logic);
         fires
+    }
+
+    /// Keeps an entry in the rule's columns or steps.
+    fn index(&mut self, key: &Key, entry: &Entry, logic: &Logic) {
+        match logic {
+            Logic::Distinct { also, .. } => {
+                if self.columns.is_empty() {
+                    self.columns.resize_with(1 + also.len(), HashMap::new);
+                }
+                for (i, column) in self.columns.iter_mut().enumerate() {
+                    let Some(value) = column_value(logic, entry, i) else {
+                        continue;
+                    };
+                    match column.get_mut(value.as_ref()) {
+                        Some(keys) => {
+                            keys.insert(key.clone());
+                        }
+                        None => {
+                            column.insert(value.into(), BTreeSet::from([key.clone()]));
+                        }
+                    }
+                }
+            }
+            Logic::Sequence { steps, .. } => {
+                if self.steps.is_empty() {
+                    self.steps.resize_with(*steps, BTreeSet::new);
+                }
+                if let Some(keys) = self.steps.get_mut(entry.step) {
+                    keys.insert(key.clone());
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The entries (`key` among them) whose window the entry at `key`, a
+    /// distinct-count rule's, may have completed: in `[key, key + window]`,
+    /// those whose window held none of its values before. A value of
+    /// `key` is new to the window of `c` when no other entry holding it is
+    /// in that window: the previous one is older than `c - window` and the
+    /// next one is after `c`.
+    fn changed_by(&self, key: &Key, logic: &Logic, reach: Reach) -> BTreeSet<Key> {
+        let end = key.0.saturating_add(reach.window_ms);
+        let mut changed = BTreeSet::from([key.clone()]);
+        let Some(entry) = self.entries.get(key) else {
+            return changed;
+        };
+        for (i, column) in self.columns.iter().enumerate() {
+            let Some(value) = column_value(logic, entry, i) else {
+                continue;
+            };
+            let Some(keys) = column.get(value.as_ref()) else {
+                continue;
+            };
+            let from = match keys.range(..key.clone()).next_back() {
+                Some(previous) if previous.0.saturating_add(reach.window_ms) >= key.0 => {
+                    floor_key(previous.0.saturating_add(reach.window_ms).saturating_add(1))
+                }
+                _ => key.clone(),
+            };
+            let until = keys
+                .range((Bound::Excluded(key.clone()), Bound::Unbounded))
+                .next();
+            changed.extend(
+                self.entries
+                    .range(from..)
+                    .map(|(k, _)| k)
+                    .take_while(|k| k.0 <= end && until.is_none_or(|u| *k < u))
+                    .cloned(),
+            );
+        }
+        changed
+    }
+
+    /// A count rule's candidates for an insert at `key`: the entries in
+    /// `[key, key + window]` whose window holds at least the threshold.
+    fn count_candidates(&self, key: &Key, reach: Reach) -> Vec<Key> {
+        let end = key.0.saturating_add(reach.window_ms);
+        let span: Vec<&Key> = self
+            .entries
+            .range(floor_key(key.0.saturating_sub(reach.window_ms))..)
+            .map(|(k, _)| k)
+            .take_while(|k| k.0 <= end)
+            .collect();
+        let first = span.partition_point(|k| *k < key);
+        let mut candidates = Vec::new();
+        for (i, candidate) in span.iter().enumerate().skip(first) {
+            let start = candidate.0.saturating_sub(reach.window_ms);
+            let held = i + 1 - span[..=i].partition_point(|k| k.0 < start);
+            if held as u64 >= reach.threshold {
+                candidates.push((*candidate).clone());
+            }
+        }
+        candidates
     }
 
     /// Whether any window of the group could satisfy `logic`: a count
@@ -220,7 +362,9 @@ impl Group {
     fn may_hold(&self, logic: &Logic, reach: Reach) -> bool {
         match logic {
             Logic::Count => self.entries.len() as u64 >= reach.threshold,
-            Logic::Distinct { .. } => self.distinct.len() as u64 >= reach.threshold,
+            Logic::Distinct { .. } => {
+                self.columns.first().map_or(0, HashMap::len) as u64 >= reach.threshold
+            }
             _ => true,
         }
     }
@@ -235,137 +379,68 @@ impl Group {
         if suppress_ms <= 0 {
             return None;
         }
-        let low = (key.0.saturating_sub(suppress_ms - 1), Arc::<str>::from(""));
+        let low = floor_key(key.0.saturating_sub(suppress_ms - 1));
         let high = key.0.saturating_add(suppress_ms - 1);
         self.fired
-            .range((Bound::Included(low), Bound::Unbounded))
+            .range(low..)
             .next()
             .filter(|(k, _)| k.0 <= high)
             .map(|(k, _)| Some(k.0.saturating_add(suppress_ms)))
     }
 
     /// The rule's condition over the window ending at `at`; the
-    /// activities behind it when it holds.
+    /// activities behind it when it holds. Distinct counts and ordered
+    /// sequences are answered from the columns and steps; the rest by a
+    /// look at the window.
     fn holds_at(&self, at: &Key, logic: &Logic, reach: Reach) -> Option<Vec<Arc<ActivityRef>>> {
-        let start = (at.0.saturating_sub(reach.window_ms), Arc::<str>::from(""));
-        let window = || {
-            self.entries
-                .range((Bound::Included(start.clone()), Bound::Included(at.clone())))
-                .map(|(_, e)| e)
-        };
-        let all = || {
-            window()
-                .map(|e| Arc::clone(&e.activity))
-                .collect::<Vec<_>>()
-        };
+        let start = floor_key(at.0.saturating_sub(reach.window_ms));
         match logic {
-            Logic::Single | Logic::Directory { .. } => {
-                Some(vec![Arc::clone(&self.entries[at].activity)])
-            }
-            Logic::Count => {
-                let n = window().count() as u64;
-                (n >= reach.threshold).then(all)
-            }
-            Logic::Distinct { fields, also } => {
-                let n_fields = fields.len();
-                let distinct = |column: &mut dyn FnMut(&Entry) -> Option<String>| {
-                    window()
-                        .filter_map(column)
-                        .collect::<HashSet<String>>()
-                        .len() as u64
-                };
-                let primary = distinct(&mut |e: &Entry| composite(&e.values[..n_fields]));
-                if primary < reach.threshold {
-                    return None;
-                }
-                for (i, condition) in also.iter().enumerate() {
-                    let column = n_fields + i;
-                    let holds = match condition {
-                        Also::Distinct { at_least, .. } => {
-                            distinct(&mut |e: &Entry| e.values.get(column).cloned().flatten())
-                                >= *at_least
-                        }
-                        Also::AnyOf { values, .. } => window().any(|e| {
-                            e.values
-                                .get(column)
-                                .and_then(Option::as_deref)
-                                .is_some_and(|v| values.iter().any(|x| x.eq_ignore_ascii_case(v)))
-                        }),
-                    };
-                    if !holds {
+            Logic::Distinct { .. } => {
+                for (i, column) in self.columns.iter().enumerate() {
+                    let need = column_threshold(logic, i, reach);
+                    if (column.len() as u64) < need {
                         return None;
                     }
-                }
-                Some(all())
-            }
-            Logic::Sequence { ordered, steps } => {
-                let steps = *steps;
-                let last = self.entries[at].step;
-                if *ordered && last + 1 != steps {
-                    return None;
-                }
-                if *ordered {
-                    // Earliest occurrence of each step in order, ending at `at`.
-                    let mut chain = Vec::new();
-                    let mut next = 0;
-                    for e in window() {
-                        if next + 1 == steps {
+                    let mut held = 0;
+                    for keys in column.values() {
+                        if held >= need {
                             break;
                         }
-                        if e.step == next && e.activity.key() != *at {
-                            chain.push(Arc::clone(&e.activity));
-                            next += 1;
+                        if keys.range(start.clone()..=at.clone()).next().is_some() {
+                            held += 1;
                         }
                     }
-                    (next + 1 == steps).then(|| {
-                        chain.push(Arc::clone(&self.entries[at].activity));
-                        chain
-                    })
-                } else {
-                    let mut seen = vec![None; steps];
-                    for e in window() {
-                        if seen[e.step].is_none() {
-                            seen[e.step] = Some(Arc::clone(&e.activity));
-                        }
-                    }
-                    seen.into_iter().collect::<Option<Vec<_>>>()
-                }
-            }
-            Logic::GeoVelocity {
-                min_distance_km,
-                min_speed_kmh,
-                min_countries,
-            } => {
-                let last = &self.entries[at].activity;
-                let here = last.geo.as_ref()?;
-                if *min_countries > 1 {
-                    let countries: HashSet<&str> = window()
-                        .filter_map(|e| e.activity.geo.as_ref().and_then(|g| g.country.as_deref()))
-                        .collect();
-                    if countries.len() < *min_countries {
+                    if held < need {
                         return None;
                     }
                 }
-                // The earliest earlier point that is too far for the time between.
-                window()
-                    .filter(|e| e.activity.key() != *at)
-                    .find(|e| {
-                        e.activity.geo.as_ref().is_some_and(|there| {
-                            let km = distance_km(there.lat, there.lon, here.lat, here.lon);
-                            let hours = (at.0 - e.activity.created_ms) as f64 / 3_600_000.0;
-                            km >= *min_distance_km && (hours <= 0.0 || km / hours >= *min_speed_kmh)
-                        })
-                    })
-                    .map(|e| vec![Arc::clone(&e.activity), Arc::clone(last)])
+                Some(
+                    self.entries
+                        .range(start..=at.clone())
+                        .map(|(_, e)| Arc::clone(&e.activity))
+                        .collect(),
+                )
             }
-            Logic::FirstSeen { .. } => {
-                let earlier = self
-                    .entries
-                    .range((Bound::Included(start.clone()), Bound::Excluded(at.clone())))
-                    .next()
-                    .is_some();
-                (!earlier).then(|| vec![Arc::clone(&self.entries[at].activity)])
+            Logic::Sequence {
+                ordered: true,
+                steps,
+            } => {
+                let last = self.entries[at].step;
+                if last + 1 != *steps {
+                    return None;
+                }
+                // Earliest occurrence of each step in order, ending at `at`.
+                let mut chain = Vec::with_capacity(*steps);
+                let mut from = Bound::Included(start);
+                for keys in self.steps.iter().take(steps - 1) {
+                    let k = keys.range((from, Bound::Excluded(at.clone()))).next()?;
+                    chain.push(Arc::clone(&self.entries[k].activity));
+                    from = Bound::Excluded(k.clone());
+                }
+                chain.push(Arc::clone(&self.entries[at].activity));
+                Some(chain)
             }
+            _ => holds_by_scan(&self.entries, at, logic, reach),
         }
     }
 
@@ -375,16 +450,27 @@ impl Group {
         let old = self.newest_ms.saturating_sub(reach_ms);
         let stale = now_arrived_ms.saturating_sub(reach_ms);
         let Group {
-            entries, distinct, ..
+            entries,
+            fired,
+            columns,
+            steps,
+            unsettled,
+            ..
         } = self;
-        let mut forget = |e: &Entry| {
-            if let Some(primary) = primary_value(logic, e)
-                && let Some(n) = distinct.get_mut(&primary)
-            {
-                *n -= 1;
-                if *n == 0 {
-                    distinct.remove(&primary);
+        let mut forget = |k: &Key, e: &Entry| {
+            unsettled.remove(k);
+            for (i, column) in columns.iter_mut().enumerate() {
+                if let Some(value) = column_value(logic, e, i)
+                    && let Some(keys) = column.get_mut(value.as_ref())
+                {
+                    keys.remove(k);
+                    if keys.is_empty() {
+                        column.remove(value.as_ref());
+                    }
                 }
+            }
+            if let Some(keys) = steps.get_mut(e.step) {
+                keys.remove(k);
             }
         };
         // Entries are in created_at order: only the oldest can be evicted
@@ -393,18 +479,38 @@ impl Group {
             entries.retain(|k, e| {
                 let keep = k.0 >= old || e.arrived_ms >= stale;
                 if !keep {
-                    forget(e);
+                    forget(k, e);
                 }
                 keep
             });
         }
         while entries.len() > MAX_GROUP_ENTRIES {
-            if let Some((_, e)) = entries.pop_first() {
-                forget(&e);
+            if let Some((k, e)) = entries.pop_first() {
+                forget(&k, &e);
             }
         }
-        self.fired
-            .retain(|k, arrived| k.0 >= old || *arrived >= stale);
+        let mut lifted = Vec::new();
+        fired.retain(|k, arrived| {
+            let keep = k.0 >= old || *arrived >= stale;
+            if !keep {
+                lifted.push(k.0);
+            }
+            keep
+        });
+        // A forgotten anchor no longer suppresses the entries around it: a
+        // distinct-count rule's must be checked again when next reached.
+        if !columns.is_empty() {
+            let spread = (reach.suppress_ms - 1).max(0);
+            for at in lifted {
+                unsettled.extend(
+                    entries
+                        .range(floor_key(at.saturating_sub(spread))..)
+                        .map(|(k, _)| k)
+                        .take_while(|k| k.0 <= at.saturating_add(spread))
+                        .cloned(),
+                );
+            }
+        }
     }
 
     /// Forgets what no window can need any more (a group nobody touched).
@@ -413,21 +519,169 @@ impl Group {
     }
 }
 
-/// The value a distinct-count rule counts for `entry` (its fields as one).
-fn primary_value(logic: &Logic, entry: &Entry) -> Option<String> {
+/// The rule's condition over the window ending at `at`, by a look at every
+/// activity of the window.
+fn holds_by_scan(
+    entries: &BTreeMap<Key, Entry>,
+    at: &Key,
+    logic: &Logic,
+    reach: Reach,
+) -> Option<Vec<Arc<ActivityRef>>> {
+    let start = floor_key(at.0.saturating_sub(reach.window_ms));
+    let window = || entries.range(start.clone()..=at.clone()).map(|(_, e)| e);
+    let all = || {
+        window()
+            .map(|e| Arc::clone(&e.activity))
+            .collect::<Vec<_>>()
+    };
     match logic {
-        Logic::Distinct { fields, .. } => composite(entry.values.get(..fields.len())?),
-        _ => None,
+        Logic::Single | Logic::Directory { .. } => Some(vec![Arc::clone(&entries[at].activity)]),
+        Logic::Count => {
+            let n = window().count() as u64;
+            (n >= reach.threshold).then(all)
+        }
+        Logic::Distinct { fields, also } => {
+            let n_fields = fields.len();
+            let distinct = |column: &mut dyn FnMut(&Entry) -> Option<String>| {
+                window()
+                    .filter_map(column)
+                    .collect::<HashSet<String>>()
+                    .len() as u64
+            };
+            let primary =
+                distinct(&mut |e: &Entry| composite(&e.values[..n_fields]).map(Cow::into_owned));
+            if primary < reach.threshold {
+                return None;
+            }
+            for (i, condition) in also.iter().enumerate() {
+                let column = n_fields + i;
+                let holds = match condition {
+                    Also::Distinct { at_least, .. } => {
+                        distinct(&mut |e: &Entry| e.values.get(column).cloned().flatten())
+                            >= *at_least
+                    }
+                    Also::AnyOf { values, .. } => window().any(|e| {
+                        e.values
+                            .get(column)
+                            .and_then(Option::as_deref)
+                            .is_some_and(|v| values.iter().any(|x| x.eq_ignore_ascii_case(v)))
+                    }),
+                };
+                if !holds {
+                    return None;
+                }
+            }
+            Some(all())
+        }
+        Logic::Sequence { ordered, steps } => {
+            let steps = *steps;
+            let last = entries[at].step;
+            if *ordered && last + 1 != steps {
+                return None;
+            }
+            if *ordered {
+                // Earliest occurrence of each step in order, ending at `at`.
+                let mut chain = Vec::new();
+                let mut next = 0;
+                for e in window() {
+                    if next + 1 == steps {
+                        break;
+                    }
+                    if e.step == next && e.activity.key() != *at {
+                        chain.push(Arc::clone(&e.activity));
+                        next += 1;
+                    }
+                }
+                (next + 1 == steps).then(|| {
+                    chain.push(Arc::clone(&entries[at].activity));
+                    chain
+                })
+            } else {
+                let mut seen = vec![None; steps];
+                for e in window() {
+                    if seen[e.step].is_none() {
+                        seen[e.step] = Some(Arc::clone(&e.activity));
+                    }
+                }
+                seen.into_iter().collect::<Option<Vec<_>>>()
+            }
+        }
+        Logic::GeoVelocity {
+            min_distance_km,
+            min_speed_kmh,
+            min_countries,
+        } => {
+            let last = &entries[at].activity;
+            let here = last.geo.as_ref()?;
+            if *min_countries > 1 {
+                let countries: HashSet<&str> = window()
+                    .filter_map(|e| e.activity.geo.as_ref().and_then(|g| g.country.as_deref()))
+                    .collect();
+                if countries.len() < *min_countries {
+                    return None;
+                }
+            }
+            // The earliest earlier point that is too far for the time between.
+            window()
+                .filter(|e| e.activity.key() != *at)
+                .find(|e| {
+                    e.activity.geo.as_ref().is_some_and(|there| {
+                        let km = distance_km(there.lat, there.lon, here.lat, here.lon);
+                        let hours = (at.0 - e.activity.created_ms) as f64 / 3_600_000.0;
+                        km >= *min_distance_km && (hours <= 0.0 || km / hours >= *min_speed_kmh)
+                    })
+                })
+                .map(|e| vec![Arc::clone(&e.activity), Arc::clone(last)])
+        }
+        Logic::FirstSeen { .. } => {
+            let earlier = entries
+                .range((Bound::Included(start.clone()), Bound::Excluded(at.clone())))
+                .next()
+                .is_some();
+            (!earlier).then(|| vec![Arc::clone(&entries[at].activity)])
+        }
+    }
+}
+
+/// What `entry` adds to column `i` of a distinct-count rule (see
+/// [`Group`]): its primary value, an `also` field's value, or for an
+/// any-of condition the empty value when its value is on the list.
+fn column_value<'e>(logic: &Logic, entry: &'e Entry, i: usize) -> Option<Cow<'e, str>> {
+    let Logic::Distinct { fields, also } = logic else {
+        return None;
+    };
+    if i == 0 {
+        return composite(entry.values.get(..fields.len())?);
+    }
+    let value = entry.values.get(fields.len() + i - 1)?.as_deref()?;
+    match also.get(i - 1)? {
+        Also::Distinct { .. } => Some(Cow::Borrowed(value)),
+        Also::AnyOf { values, .. } => values
+            .iter()
+            .any(|x| x.eq_ignore_ascii_case(value))
+            .then_some(Cow::Borrowed("")),
+    }
+}
+
+/// How many distinct values column `i` of a distinct-count rule needs in a
+/// window.
+fn column_threshold(logic: &Logic, i: usize, reach: Reach) -> u64 {
+    match logic {
+        Logic::Distinct { also, .. } if i > 0 => match also.get(i - 1) {
+            Some(Also::Distinct { at_least, .. }) => *at_least,
+            _ => 1,
+        },
+        _ => reach.threshold,
     }
 }
 
 /// The values of several fields as one (`value_count` over a field list).
-fn composite(values: &[Option<String>]) -> Option<String> {
+fn composite(values: &[Option<String>]) -> Option<Cow<'_, str>> {
     match values {
-        [single] => single.clone(),
+        [single] => single.as_deref().map(Cow::Borrowed),
         many => {
             let parts: Option<Vec<&str>> = many.iter().map(|v| v.as_deref()).collect();
-            parts.map(|p| p.join("\u{1f}"))
+            parts.map(|p| Cow::Owned(p.join("\u{1f}")))
         }
     }
 }
@@ -439,4 +693,197 @@ pub fn distance_km(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
     let dl = (lon2 - lon1).to_radians();
     let a = (dp / 2.0).sin().powi(2) + p1.cos() * p2.cos() * (dl / 2.0).sin().powi(2);
     2.0 * 6371.0 * a.sqrt().asin()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The insert as it was before the columns and steps: every candidate
+    /// in `[key, key + window]` checked by a look at its whole window. The
+    /// oracle the incremental insert must agree with.
+    fn insert_by_rescan(
+        g: &mut Group,
+        entry: Entry,
+        logic: &Logic,
+        reach: Reach,
+        replay: bool,
+    ) -> Vec<Fire> {
+        let key = entry.activity.key();
+        if g.entries.contains_key(&key) {
+            return Vec::new();
+        }
+        let arrived_ms = entry.arrived_ms;
+        g.newest_ms = g.newest_ms.max(key.0);
+        g.index(&key, &entry, logic);
+        g.entries.insert(key.clone(), entry);
+        let mut fires = Vec::new();
+        if replay || !g.may_hold(logic, reach) {
+            g.evict(reach, arrived_ms, logic);
+            return fires;
+        }
+        let end = key.0.saturating_add(reach.window_ms);
+        let mut from = Bound::Included(key);
+        while let Some(candidate) = g
+            .entries
+            .range((from.clone(), Bound::Unbounded))
+            .next()
+            .map(|(k, _)| k.clone())
+            .filter(|k| k.0 <= end)
+        {
+            if let Some(until) = g.suppressed_until(&candidate, reach.suppress_ms) {
+                from = match until {
+                    Some(ms) if ms > candidate.0 => Bound::Included(floor_key(ms)),
+                    _ => Bound::Excluded(candidate),
+                };
+                continue;
+            }
+            if let Some(members) = holds_by_scan(&g.entries, &candidate, logic, reach) {
+                let anchor = Arc::clone(&g.entries[&candidate].activity);
+                g.fired.insert(candidate.clone(), arrived_ms);
+                fires.push(Fire { anchor, members });
+            }
+            from = Bound::Excluded(candidate);
+        }
+        g.evict(reach, arrived_ms, logic);
+        fires
+    }
+
+    fn activity(created_ms: i64, id: u8) -> Arc<ActivityRef> {
+        Arc::new(ActivityRef {
+            id: Arc::from(format!("activity_{id:02}").as_str()),
+            activity_type: "claude_chat_created".into(),
+            created_ms,
+            organization_id: None,
+            organization_uuid: None,
+            actor: None,
+            enrichment: None,
+            geo: None,
+        })
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// created_at, id, step, values (0 = absent), arrived after the previous op by, replay.
+        Insert(i64, u8, usize, [u8; 4], i64, bool),
+        /// A finding the journal holds.
+        Restore(i64, u8),
+        /// A sweep, this long after the previous op.
+        Sweep(i64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            12 => (0i64..80, 0u8..30, 0usize..3, prop::array::uniform4(0u8..4), 0i64..4, prop::bool::weighted(0.15))
+                .prop_map(|(t, id, step, v, dt, replay)| Op::Insert(t, id, step, v, dt, replay)),
+            1 => (0i64..80, 0u8..30).prop_map(|(t, id)| Op::Restore(t, id)),
+            1 => (0i64..30).prop_map(Op::Sweep),
+        ]
+    }
+
+    fn logic() -> impl Strategy<Value = Logic> {
+        prop_oneof![
+            Just(Logic::Count),
+            Just(Logic::Distinct {
+                fields: vec!["a".into()],
+                also: vec![],
+            }),
+            Just(Logic::Distinct {
+                fields: vec!["a".into(), "b".into()],
+                also: vec![
+                    Also::Distinct {
+                        field: "c".into(),
+                        at_least: 2
+                    },
+                    Also::AnyOf {
+                        field: "d".into(),
+                        values: vec!["V1".into()]
+                    },
+                ],
+            }),
+            Just(Logic::Distinct {
+                fields: vec!["a".into()],
+                also: vec![Also::AnyOf {
+                    field: "b".into(),
+                    values: vec!["v2".into(), "v3".into()]
+                }],
+            }),
+            (1usize..4).prop_map(|steps| Logic::Sequence {
+                ordered: true,
+                steps
+            }),
+            (1usize..4).prop_map(|steps| Logic::Sequence {
+                ordered: false,
+                steps
+            }),
+        ]
+    }
+
+    fn reach() -> impl Strategy<Value = Reach> {
+        (0i64..25, 0i64..25, 0i64..10, 0u64..4).prop_map(|(w, s, a, t)| Reach {
+            window_ms: w,
+            suppress_ms: s,
+            allowance_ms: a,
+            threshold: t,
+        })
+    }
+
+    fn keys(fires: &[Fire]) -> Vec<(Key, Vec<Key>)> {
+        fires
+            .iter()
+            .map(|f| (f.anchor.key(), f.members.iter().map(|m| m.key()).collect()))
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// On random streams (out of order, duplicates, replays, restored
+        /// anchors, sweeps), the incremental insert fires exactly where a
+        /// rescan of every candidate's window does, with the same members.
+        #[test]
+        fn incremental_windows_fire_as_a_rescan_does(
+            logic in logic(),
+            reach in reach(),
+            ops in prop::collection::vec(op(), 1..120),
+        ) {
+            let (mut fast, mut slow) = (Group::default(), Group::default());
+            let mut arrived = 1_000;
+            for op in ops {
+                match op {
+                    Op::Insert(t, id, step, v, dt, replay) => {
+                        arrived += dt;
+                        let steps = match &logic {
+                            Logic::Sequence { steps, .. } => *steps,
+                            _ => 1,
+                        };
+                        let values: Arc<[Option<String>]> = v
+                            .iter()
+                            .map(|&n| (n > 0).then(|| format!("v{n}")))
+                            .collect();
+                        let entry = Entry {
+                            activity: activity(t, id),
+                            step: step % steps,
+                            values,
+                            arrived_ms: arrived,
+                        };
+                        let a = fast.insert(entry.clone(), &logic, reach, replay);
+                        let b = insert_by_rescan(&mut slow, entry, &logic, reach, replay);
+                        prop_assert_eq!(keys(&a), keys(&b));
+                    }
+                    Op::Restore(t, id) => {
+                        fast.restore_fired(activity(t, id).key(), arrived);
+                        slow.restore_fired(activity(t, id).key(), arrived);
+                    }
+                    Op::Sweep(dt) => {
+                        arrived += dt;
+                        fast.sweep(reach, arrived, &logic);
+                        slow.sweep(reach, arrived, &logic);
+                    }
+                }
+                prop_assert_eq!(fast.len(), slow.len());
+            }
+        }
+    }
 }
