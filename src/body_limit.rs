@@ -27,6 +27,17 @@ const REQUEST_ID_HEADERS: [&str; 4] = [
 /// network and goes into messages).
 const MAX_REQUEST_ID_CHARS: usize = 128;
 
+/// The largest answer read from a destination (the archive's S3 bucket
+/// too), decompressed, in bytes.
+/// The largest legitimate one is an Elasticsearch `_bulk` answer, one
+/// result per document: 244 bytes for a document created in a data stream,
+/// 450 to 700 with a mapping error, so a full batch of 5,000 documents
+/// answers 1.2 to 3.5 MB (the Elasticsearch sink raises the cap with its
+/// `max_request_bytes`). The others answer a few hundred bytes. An answer
+/// over the cap is not read further and the batch is retried: it never
+/// counts as an acknowledgement.
+pub const MAX_ANSWER_BYTES: usize = 16 << 20;
+
 /// Why an answer's body was not read whole.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BodyError {

@@ -81,9 +81,8 @@ pub struct StateConfig {
 
 /// The settings types of the sinks claudit ships, where the rest of the
 /// configuration is.
-pub use crate::sinks::archive::{
-    ArchiveBackend, ArchiveS3Config, ArchiveSinkConfig, ObjectLock, ObjectLockMode,
-};
+pub use crate::archive::{ArchiveBackend, ArchiveS3Config, ObjectLock, ObjectLockMode};
+pub use crate::sinks::archive::ArchiveSinkConfig;
 pub use crate::sinks::datadog::DatadogSinkConfig;
 pub use crate::sinks::elasticsearch::{ElasticsearchAuth, ElasticsearchSinkConfig};
 pub use crate::sinks::file::FileSinkConfig;
@@ -109,6 +108,33 @@ impl Config {
     /// The sink with this name.
     pub fn sink(&self, name: &str) -> Option<&SinkConfig> {
         self.sinks.iter().find(|s| s.name == name)
+    }
+
+    /// The archive sink named `name` (for `claudit archive verify` and
+    /// `export`), or a message naming the archive sinks there are.
+    pub fn archive_sink(&self, name: &str) -> Result<&ArchiveSinkConfig, String> {
+        let archives: Vec<&str> = self
+            .sinks
+            .iter()
+            .filter(|s| s.kind.get::<ArchiveSinkConfig>().is_some())
+            .map(|s| s.name.as_str())
+            .collect();
+        let archives = if archives.is_empty() {
+            "none".to_string()
+        } else {
+            archives.join(", ")
+        };
+        match self.sink(name).map(|s| s.kind.get::<ArchiveSinkConfig>()) {
+            Some(Some(a)) => Ok(a),
+            Some(None) => Err(format!(
+                "sink {name} is not an archive sink (type = \"archive\"); archive sinks in {}: {archives}",
+                self.file.display(),
+            )),
+            None => Err(format!(
+                "no sink named {name} in {}; archive sinks there: {archives}",
+                self.file.display(),
+            )),
+        }
     }
 
     /// A sink by the name its cursor and dead letters go by: a configured

@@ -273,7 +273,7 @@ pub fn start_pipeline(
 ) -> anyhow::Result<JoinSet<(String, anyhow::Result<()>)>> {
     let store = SharedStore::open(&config.state.path)?;
     let directory = crate::directory::Directory::open(&config.state.path, config.directories())?;
-    let mapper = Arc::new(Mapper::new(&config.ocsf).with_directory(directory));
+    let mapper = Arc::new(Mapper::new(&config.ocsf).with_directory(directory.clone()));
     let (head_tx, head_rx) = watch::channel(0u64);
     let (findings_tx, findings_rx) = watch::channel(0u64);
     let detection = detection_rules(config)?;
@@ -336,6 +336,7 @@ pub fn start_pipeline(
                 .families(crate::detect::metrics::DetectionMetrics::register)
                 .as_ref()
                 .clone(),
+            directory: directory.clone(),
         };
         let (name, cancel) = ("detections".to_string(), cancel.clone());
         let alive = metrics.task_alive(&name);

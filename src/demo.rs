@@ -137,15 +137,22 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
         .map(|a| (a.id.clone(), a))
         .collect();
     sim.shutdown().await;
-    print_summary(&ocsf_path, &raw_path, &expected, late, started.elapsed())?;
-    print_findings(&findings, (&findings_paths[0], &findings_paths[1]))
+    let departed = print_summary(&ocsf_path, &raw_path, &expected, late, started.elapsed())?;
+    print_findings(
+        &findings,
+        (&findings_paths[0], &findings_paths[1]),
+        departed,
+    )
 }
 
 /// The findings the detection task journaled from the simulated data,
 /// by rule, then the simulator's attack sequences as the rules saw them.
+/// `departed_events`: delivered events whose actor had left the
+/// organization (each is one for `departed-user-activity`).
 fn print_findings(
     findings: &[crate::store::StoredFinding],
     paths: (&Path, &Path),
+    departed_events: usize,
 ) -> anyhow::Result<()> {
     let plain: Vec<serde_json::Value> = findings
         .iter()
@@ -218,6 +225,19 @@ fn print_findings(
         },
     );
     show("impossible travel", "impossible-travel-login", &|_| true);
+    // The simulator's departed users keep acting after their removal; the
+    // directory rule sees those activities when the directory context does.
+    if departed_events > 0 {
+        show(
+            "activity by a user who had left",
+            "departed-user-activity",
+            &|_| true,
+        );
+    } else {
+        println!(
+            "  activity by a user who had left: departed-user-activity: no departed user acted in this run"
+        );
+    }
     if !not_found.is_empty() {
         anyhow::bail!(
             "demo check failed: the detections did not find {}",
@@ -291,13 +311,15 @@ fn demo_config(base_url: &str, api_key: &str, state_dir: &Path, ocsf: &Path, raw
     }
 }
 
+/// Prints what the sinks received and checks it; returns how many events
+/// were of users who had left (the directory context said so).
 fn print_summary(
     ocsf_path: &Path,
     raw_path: &Path,
     expected: &HashMap<String, SimActivity>,
     late: i64,
     elapsed: Duration,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<usize> {
     let mut by_type: HashMap<String, usize> = HashMap::new();
     let mut seen: HashMap<String, usize> = HashMap::new();
     for line in std::io::BufReader::new(std::fs::File::open(raw_path)?).lines() {
@@ -379,7 +401,7 @@ fn print_summary(
     if missing > 0 || duplicated > 0 {
         anyhow::bail!("demo check failed: {missing} missing, {duplicated} duplicated");
     }
-    Ok(())
+    Ok(departed)
 }
 
 fn class_name(class_uid: i64) -> &'static str {

@@ -248,10 +248,13 @@ async fn archive(command: ArchiveCommand) -> anyhow::Result<ExitCode> {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
-    if let Err(e) = claudit::archive::archive_sink(&config, sink) {
-        eprintln!("error: {e}");
-        return Ok(ExitCode::from(EXIT_CONFIG));
-    }
+    let archive_sink = match config.archive_sink(sink) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(EXIT_CONFIG));
+        }
+    };
     let now = chrono::Utc::now();
     let parse = |flag: &str, arg: Option<String>| -> Result<Option<i64>, String> {
         arg.map(|a| {
@@ -274,14 +277,22 @@ async fn archive(command: ArchiveCommand) -> anyhow::Result<ExitCode> {
         eprintln!("error: --from must be before --to");
         return Ok(ExitCode::from(EXIT_CONFIG));
     }
+    // `archive/` knows neither the configuration nor the sinks: it is
+    // handed the archive opened for reading and the state database.
+    let reader = claudit::archive::Backend::open_reader(&archive_sink.backend)?;
+    let journal = claudit::store::Store::open_readonly(&config.state.path);
     let ok = match command {
         ArchiveCommand::Verify { sink, .. } => {
-            let report = claudit::archive::verify::verify(&config, &sink, range, None).await?;
+            let report =
+                claudit::archive::verify::verify(&reader, journal.as_ref(), &sink, range, None)
+                    .await?;
             print!("{report}");
             report.ok()
         }
         ArchiveCommand::Export { sink, out, .. } => {
-            let summary = claudit::archive::export::export(&config, &sink, range, &out).await?;
+            let summary =
+                claudit::archive::export::export(&reader, journal.as_ref(), &sink, range, &out)
+                    .await?;
             println!(
                 "wrote {} records to {} (SHA-256 {}); summary in {}",
                 summary.records,
@@ -342,15 +353,22 @@ fn rules(command: RulesCommand) -> anyhow::Result<ExitCode> {
     };
     // Validated whole, but not against this machine's paths: a rule
     // author tests with a copy of the production file.
-    let (settings, enrich) = match config_path {
+    let (settings, enrich, directory_sources) = match config_path {
         Some(path) => match config::load_settings_only(&path) {
-            Ok(c) => (c.detections, Some(c.enrich)),
+            Ok(c) => {
+                let directory_sources: Vec<String> = c
+                    .directories()
+                    .filter(|(_, d)| d.enabled)
+                    .map(|(name, _)| name.to_string())
+                    .collect();
+                (c.detections, Some(c.enrich), directory_sources)
+            }
             Err(errors) => {
                 eprintln!("{errors}");
                 return Ok(ExitCode::from(EXIT_CONFIG));
             }
         },
-        None => (DetectionSettings::default(), None),
+        None => (DetectionSettings::default(), None, Vec::new()),
     };
     let mut set = match settings.load_rules() {
         Ok(set) => set,
@@ -365,7 +383,7 @@ fn rules(command: RulesCommand) -> anyhow::Result<ExitCode> {
         RulesCommand::List { .. } => {
             print!(
                 "{}",
-                cli::list(&set, &settings).map_err(anyhow::Error::msg)?
+                cli::list(&set, &settings, &directory_sources).map_err(anyhow::Error::msg)?
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -398,6 +416,9 @@ fn rules(command: RulesCommand) -> anyhow::Result<ExitCode> {
                     .map_err(anyhow::Error::msg)?;
                 for finding in &run.findings {
                     writeln!(out, "{}", cli::render(finding, output))?;
+                }
+                if let Some(note) = cli::directory_note(&set, &settings, &run) {
+                    eprintln!("{name}: {note}");
                 }
                 for m in &run.mismatches {
                     failed = true;

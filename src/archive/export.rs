@@ -10,9 +10,10 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use super::Backend;
+use super::manifest::hex;
 use super::verify::{self, Range, Report};
-use crate::config::Config;
-use crate::sinks::archive::manifest::hex;
+use crate::store::{Store, StoreError};
 
 /// The summary written beside the export.
 #[derive(Debug, Serialize)]
@@ -31,8 +32,12 @@ pub fn summary_path(out: &Path) -> PathBuf {
     out.with_file_name(name)
 }
 
+/// Exports `range` of the archive of sink `sink`, opened for reading, to
+/// `out`, verifying it against the state database `journal` (see
+/// [`verify::verify`]).
 pub async fn export(
-    config: &Config,
+    reader: &Backend,
+    journal: Result<&Store, &StoreError>,
     sink: &str,
     range: Range,
     out: &Path,
@@ -55,7 +60,7 @@ pub async fn export(
             records += 1;
             Ok(())
         };
-        let report = verify::verify(config, sink, range, Some(&mut write)).await?;
+        let report = verify::verify(reader, journal, sink, range, Some(&mut write)).await?;
         writer.flush()?;
         report
     };

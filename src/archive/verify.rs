@@ -25,13 +25,12 @@ use std::io::{BufRead, BufReader, Read};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::ArchiveReader;
-use crate::config::Config;
-use crate::model::Activity;
-use crate::sinks::archive::manifest::{
+use super::manifest::{
     self, GENESIS, HOUR_MS, ManifestEntry, SegmentKind, format_hour, format_ms, hour_of,
 };
-use crate::store::Store;
+use super::{Backend, ManifestLine};
+use crate::model::Activity;
+use crate::store::{Store, StoreError};
 
 /// The created_at range to check: `[from_ms, to_ms)`; `None` = unbounded.
 #[derive(Debug, Clone, Copy, Default)]
@@ -142,16 +141,18 @@ impl fmt::Display for Report {
 /// (`claudit archive export`).
 pub type RecordSink<'a> = &'a mut dyn FnMut(&[u8], i64) -> anyhow::Result<()>;
 
-/// Verifies sink `sink` of `config` over `range`. `Err` is for failures to
-/// read (I/O, network); a verification failure is `Ok` with `first_break`.
+/// Verifies the archive of sink `sink`, opened for reading, over `range`,
+/// and compares it with the state database `journal` (opened read-only;
+/// if it could not be, the report says the comparison was skipped). `Err`
+/// is for failures to read (I/O, network); a verification failure is `Ok`
+/// with `first_break`.
 pub async fn verify(
-    config: &Config,
+    reader: &Backend,
+    journal: Result<&Store, &StoreError>,
     sink: &str,
     range: Range,
     mut on_record: Option<RecordSink<'_>>,
 ) -> anyhow::Result<Report> {
-    let archive_config = super::archive_sink(config, sink)?;
-    let reader = ArchiveReader::open(archive_config)?;
     let mut report = Report {
         sink: sink.to_string(),
         from: range.from_ms.map(format_ms),
@@ -264,7 +265,7 @@ pub async fn verify(
         let segment_index = segment_names.len();
         segment_names.push(entry.segment.clone());
         if let Some(b) = check_segment(
-            &reader,
+            reader,
             &entry,
             &hours,
             range,
@@ -295,7 +296,7 @@ pub async fn verify(
         return Ok(report);
     }
     if let Some(b) = compare_journal(
-        config,
+        journal,
         sink,
         range,
         &lines,
@@ -319,7 +320,7 @@ pub async fn verify(
 /// location) when a check fails.
 #[allow(clippy::too_many_arguments)]
 async fn check_segment(
-    reader: &ArchiveReader,
+    reader: &Backend,
     entry: &ManifestEntry,
     hours: &[i64],
     range: Range,
@@ -461,15 +462,15 @@ async fn check_segment(
 /// The journal side: the manifest is not shorter than the state database
 /// says, and every row the sink's cursor passed is archived, byte for byte.
 fn compare_journal(
-    config: &Config,
+    journal: Result<&Store, &StoreError>,
     sink: &str,
     range: Range,
-    lines: &[crate::sinks::archive::ManifestLine],
+    lines: &[ManifestLine],
     archived: &HashMap<String, ([u8; 32], usize)>,
     segment_names: &[String],
     report: &mut Report,
 ) -> anyhow::Result<Option<Break>> {
-    let store = match Store::open_readonly(&config.state.path) {
+    let store = match journal {
         Ok(s) => s,
         Err(e) => {
             report.journal_note = Some(format!("no journal comparison: {e}"));

@@ -9,6 +9,12 @@
 //! afresh, and the case must produce N findings (of `--rule` when given,
 //! else of every rule); a mismatch is reported and the command exits 1.
 //! This is the format of the pack's own tests (`rules/tests/*.ndjson`).
+//!
+//! The command reads no state database, so it has no directory: the
+//! directory rules (`kind: directory`) judge only records that give one,
+//! `{"activity": {...}, "directory": {"actor": IDENTITY, "user": IDENTITY,
+//! "verified_domains": [...]}}` (an identity as `unmapped.claudit.directory`
+//! shows it), and stay silent on the others, which the command says.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -20,13 +26,21 @@ use serde_json::Value;
 use super::engine::{Engine, Input};
 use super::finding::Finding;
 use super::load::RuleSet;
+use super::rule::Kind;
 use super::settings::DetectionSettings;
+use crate::directory::detect::DirectoryFacts;
 use crate::enrich::Enricher;
 use crate::model::{Activity, parse_time};
 use crate::ocsf::JournalContext;
 
-/// The rows of `claudit rules list`.
-pub fn list(set: &RuleSet, settings: &DetectionSettings) -> Result<String, String> {
+/// The rows of `claudit rules list`. `directory_sources`: the sources
+/// with `[sources.directory]` (without one, the directory rules judge
+/// nothing, and the list says so).
+pub fn list(
+    set: &RuleSet,
+    settings: &DetectionSettings,
+    directory_sources: &[String],
+) -> Result<String, String> {
     let engine = Engine::new(set, settings)?;
     let mut out = String::new();
     let rows: Vec<[String; 6]> = engine
@@ -35,6 +49,8 @@ pub fn list(set: &RuleSet, settings: &DetectionSettings) -> Result<String, Strin
         .map(|r| {
             let state = if !settings.enabled {
                 "off ([detections] enabled = false)".to_string()
+            } else if r.enabled && r.meta.kind == Kind::Directory && directory_sources.is_empty() {
+                "inactive (no source has [sources.directory])".to_string()
             } else if r.enabled {
                 "enabled".to_string()
             } else {
@@ -153,6 +169,35 @@ pub struct TestRun {
     pub cases: usize,
     pub mismatches: Vec<Mismatch>,
     pub activities: usize,
+    /// Activities given without a `"directory"` (the directory rules did
+    /// not judge them: the command reads no directory).
+    pub without_directory: usize,
+}
+
+/// The note `rules test` prints when directory rules are on and some
+/// records carry no directory context; `None` otherwise.
+pub fn directory_note(
+    set: &RuleSet,
+    settings: &DetectionSettings,
+    run: &TestRun,
+) -> Option<String> {
+    if run.without_directory == 0 || !settings.enabled {
+        return None;
+    }
+    let ids: Vec<&str> = set
+        .iter()
+        .filter(|r| r.meta.kind == Kind::Directory)
+        .filter(|r| settings.tuning(&r.meta.id).and_then(|t| t.enabled) != Some(false))
+        .map(|r| r.meta.id.as_str())
+        .collect();
+    if ids.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "no directory: rules test reads no state database, so the directory rules ({}) judged none of the {} record(s) without a \"directory\" context; give one as {{\"activity\": {{...}}, \"directory\": {{\"actor\": {{...}}, \"verified_domains\": [...]}}}} (see rules/tests/departed-user-activity.ndjson)",
+        ids.join(", "),
+        run.without_directory
+    ))
 }
 
 /// Runs the rules over one NDJSON input (see the module docs). `rule`
@@ -199,8 +244,18 @@ pub fn run(
             case = Some((case_name.to_string(), n, expected as usize, 0));
             continue;
         }
-        let (activity_json, context, arrived) = match value.get("activity") {
+        let (activity_json, context, arrived, directory) = match value.get("activity") {
             Some(activity) if value.get("type").is_none() => {
+                let directory = match value.get("directory") {
+                    Some(d) => Some(serde_json::from_value::<DirectoryFacts>(d.clone()).map_err(
+                        |e| {
+                            format!(
+                                "{name}:{n}: \"directory\" is not a directory context ({{\"actor\": identity, \"user\": identity, \"verified_domains\": [...]}}): {e}"
+                            )
+                        },
+                    )?),
+                    None => None,
+                };
                 let context = match value.get("context") {
                     Some(c) => {
                         serde_json::from_value::<JournalContext>(c.clone()).map_err(|e| {
@@ -215,10 +270,13 @@ pub fn run(
                     })?),
                     None => None,
                 };
-                (activity.to_string(), Some(context), arrived)
+                (activity.to_string(), Some(context), arrived, directory)
             }
-            _ => (line.clone(), None, None),
+            _ => (line.clone(), None, None, None),
         };
+        if directory.is_none() {
+            run.without_directory += 1;
+        }
         let activity = Activity::from_json(&activity_json)
             .map_err(|e| format!("{name}:{n}: not a JSON activity: {e}"))?;
         let context = Arc::new(context.unwrap_or_else(|| {
@@ -234,15 +292,18 @@ pub fn run(
         let journaled_at_ms = arrived.map_or(created_at_ms, |t| t.timestamp_millis());
         let id = activity.id.clone();
         let fields = Value::Object(activity.fields);
-        let findings = engine.evaluate(&Input {
-            id: &id,
-            created_at_ms,
-            activity: &fields,
-            context: &context,
-            journaled_at_ms,
-            backfill: false,
-            replay: false,
-        });
+        let findings = engine.evaluate_with_directory(
+            &Input {
+                id: &id,
+                created_at_ms,
+                activity: &fields,
+                context: &context,
+                journaled_at_ms,
+                backfill: false,
+                replay: false,
+            },
+            directory.as_ref(),
+        );
         run.activities += 1;
         if let Some((_, _, _, got)) = case.as_mut() {
             *got += findings

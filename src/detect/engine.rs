@@ -19,6 +19,7 @@ use super::load::{Also, Logic, Params, RuleSet};
 use super::rule::{Kind, RuleMeta, Severity};
 use super::settings::DetectionSettings;
 use super::window::{Entry, Group, Reach};
+use crate::directory::detect::{DirectoryFacts, judge};
 use crate::ocsf::JournalContext;
 
 /// Groups untouched for this many evaluations are swept for expired state.
@@ -255,8 +256,28 @@ impl Engine {
     }
 
     /// Evaluates one activity against every enabled rule; returns the
-    /// findings it completes, in rule order.
+    /// findings it completes, in rule order. The directory rules judge
+    /// nothing (see [`Engine::evaluate_with_directory`]).
     pub fn evaluate(&mut self, input: &Input) -> Vec<Finding> {
+        self.evaluate_with_directory(input, None)
+    }
+
+    /// Whether an enabled rule needs the directory context of the rows
+    /// (a caller without a directory may skip computing it).
+    pub fn needs_directory(&self) -> bool {
+        self.rules
+            .iter()
+            .any(|r| matches!(r.logic, Logic::Directory { .. }))
+    }
+
+    /// [`Engine::evaluate`] with what the directory says of the row
+    /// (`None`: its source has no directory, and the directory rules judge
+    /// nothing).
+    pub fn evaluate_with_directory(
+        &mut self,
+        input: &Input,
+        directory: Option<&DirectoryFacts>,
+    ) -> Vec<Finding> {
         self.evaluations += 1;
         if self.evaluations.is_multiple_of(SWEEP_EVERY) {
             self.sweep(input.journaled_at_ms);
@@ -304,6 +325,26 @@ impl Engine {
                 }
             }
             let kind = rule.state.meta.kind;
+            // The directory stage: its check of the row's directory context
+            // decides, and its hit names the group.
+            if let Logic::Directory { check } = rule.logic {
+                let hit = directory.and_then(|facts| {
+                    judge(
+                        check,
+                        &activity.activity_type,
+                        input.created_at_ms,
+                        input.activity,
+                        facts,
+                    )
+                });
+                match hit {
+                    Some(hit) => {
+                        group = hit.group;
+                        complete = true;
+                    }
+                    None => continue,
+                }
+            }
             if !complete && kind != Kind::Single {
                 continue;
             }
@@ -312,7 +353,7 @@ impl Engine {
             }
             let key = group_key(&group);
             let group_state = rule.groups.entry(key).or_default();
-            let fires = if kind == Kind::Single {
+            let fires = if matches!(kind, Kind::Single | Kind::Directory) {
                 group_state
                     .single(
                         Arc::clone(&activity),

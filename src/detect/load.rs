@@ -21,7 +21,7 @@
 //!     - {field: actor.user_agent, distinct-gte: 2}
 //!     - {field: type, any-of: [claude_chat_created]}
 //!   stage:                              # a claudit stage after the detection
-//!     type: geo-velocity                # or first-seen
+//!     type: geo-velocity                # or first-seen, or directory (check: NAME)
 //!     group-by: [claudit.actor.key]
 //!     timespan: 24h
 //!     min-distance-km: 1000
@@ -91,6 +91,10 @@ pub enum Logic {
     },
     FirstSeen {
         fields: Vec<String>,
+    },
+    /// A check of the row's directory context (`directory/detect.rs`).
+    Directory {
+        check: crate::directory::detect::Check,
     },
 }
 
@@ -566,6 +570,9 @@ enum StageBlock {
         fields: Vec<String>,
         history: String,
     },
+    Directory {
+        check: String,
+    },
 }
 
 fn claudit_block(
@@ -707,6 +714,34 @@ fn detection_rule(origin: &Origin, doc: &Document, rule: &SigmaRule) -> Result<R
                 },
                 duration(doc, "timespan", timespan)?,
                 group_by.clone(),
+            )
+        }
+        Some(StageBlock::Directory { check }) => {
+            use crate::directory::detect::Check;
+            let Some(check) = Check::parse(check) else {
+                let names: Vec<&str> = Check::ALL.iter().map(|c| c.as_str()).collect();
+                return Err(vec![(
+                    line_of(doc, "check"),
+                    format!(
+                        "directory check {check:?} is unknown; write one of {}",
+                        names.join(", ")
+                    ),
+                )]);
+            };
+            if !block.group_by.is_empty() {
+                problems.push((
+                    line_of(doc, "group-by"),
+                    format!(
+                        "a directory stage groups by its check's key ({}); remove group-by",
+                        check.group_by().join(", ")
+                    ),
+                ));
+            }
+            (
+                Kind::Directory,
+                Logic::Directory { check },
+                Duration::ZERO,
+                check.group_by().iter().map(|f| f.to_string()).collect(),
             )
         }
         Some(StageBlock::FirstSeen { fields, history }) => {

@@ -10,7 +10,8 @@
 //!   detections; a match goes through the allow-lists to its rule.
 //! - `window.rs`: correlation (counts, distinct counts, sequences) and the
 //!   claudit stages (geo-velocity, first-seen) over `created_at`, with
-//!   suppression; why not rsigma-eval's correlation engine is explained
+//!   suppression (the directory stage judges the row's directory context,
+//!   `directory/detect.rs`, then fires like a single-event rule); why not rsigma-eval's correlation engine is explained
 //!   there.
 //! - `finding.rs`: the finding, its deterministic uid, its OCSF Detection
 //!   Finding and plain JSON forms.

@@ -63,6 +63,10 @@ pub const PACK: &[(&str, &str)] = &[
         include_str!("../../rules/data-protection-weakened.yml"),
     ),
     (
+        "departed-user-activity.yml",
+        include_str!("../../rules/departed-user-activity.yml"),
+    ),
+    (
         "domain-boundary-changed.yml",
         include_str!("../../rules/domain-boundary-changed.yml"),
     ),
@@ -101,6 +105,10 @@ pub const PACK: &[(&str, &str)] = &[
     (
         "integration-user-connected.yml",
         include_str!("../../rules/integration-user-connected.yml"),
+    ),
+    (
+        "invite-outside-verified-domains.yml",
+        include_str!("../../rules/invite-outside-verified-domains.yml"),
     ),
     (
         "ip-restriction-deleted.yml",
@@ -173,6 +181,10 @@ pub const PACK: &[(&str, &str)] = &[
     (
         "primary-owner-transferred.yml",
         include_str!("../../rules/primary-owner-transferred.yml"),
+    ),
+    (
+        "privileged-action-by-non-admin.yml",
+        include_str!("../../rules/privileged-action-by-non-admin.yml"),
     ),
     (
         "project-owner-editor-granted.yml",

@@ -104,6 +104,10 @@ pub enum Kind {
     GeoVelocity,
     /// A value not seen in matching activities over a history ("new terms").
     FirstSeen,
+    /// A matching activity for which the directory context, as of its
+    /// time, shows a condition (departed actor, non-admin actor, invitee
+    /// outside the verified domains).
+    Directory,
 }
 
 impl Kind {
@@ -115,6 +119,7 @@ impl Kind {
             Kind::Sequence => "sequence",
             Kind::GeoVelocity => "geo-velocity",
             Kind::FirstSeen => "first-seen",
+            Kind::Directory => "directory",
         }
     }
 
@@ -125,7 +130,7 @@ impl Kind {
 
     /// Whether the rule has a window (or history) the operator may override.
     pub fn has_window(self) -> bool {
-        !matches!(self, Kind::Single)
+        !matches!(self, Kind::Single | Kind::Directory)
     }
 }
 

@@ -35,6 +35,9 @@ use super::finding::{Finding, FiredAnchor};
 use super::load::RuleSet;
 use super::metrics::DetectionMetrics;
 use super::settings::DetectionSettings;
+use crate::directory::Directory;
+use crate::directory::detect::DirectoryFacts;
+use crate::model::Activity;
 use crate::ocsf::JournalContext;
 use crate::store::{DetectionCommit, DetectionRow, SharedStore, Store, StoreError, now_ms};
 
@@ -52,6 +55,9 @@ const IDLE_CHECK: Duration = Duration::from_secs(5);
 /// The engine and what evaluating journal rows needs besides it.
 pub struct Detector {
     pub engine: Engine,
+    /// The directory of the sources that have one (the directory rules
+    /// judge their rows with it, as of each activity's time).
+    directory: Option<Arc<Directory>>,
     /// Parsed enrichment contexts by their JSON text: an organization's
     /// activities repeat a few hundred (its people's addresses and clients).
     contexts: HashMap<String, Arc<JournalContext>>,
@@ -64,8 +70,29 @@ impl Detector {
     pub fn new(engine: Engine) -> Detector {
         Detector {
             engine,
+            directory: None,
             contexts: HashMap::new(),
         }
+    }
+
+    /// Rows of the sources `directory` covers are judged by the directory
+    /// rules.
+    pub fn with_directory(mut self, directory: Option<Arc<Directory>>) -> Detector {
+        self.directory = directory;
+        self
+    }
+
+    /// What the directory says of `row`, when its source has a directory
+    /// and an enabled rule asks.
+    fn directory_facts(&self, row: &DetectionRow) -> Option<DirectoryFacts> {
+        let directory = self.directory.as_ref().filter(|d| d.covers(&row.source))?;
+        if !self.engine.needs_directory() {
+            return None;
+        }
+        let created =
+            chrono::DateTime::from_timestamp_millis(row.created_at_ms).unwrap_or_default();
+        let activity = Activity::parse_journaled(&row.raw, created);
+        directory.facts(&row.source, row.seq, &activity)
     }
 
     fn context(&mut self, text: Option<&str>) -> Arc<JournalContext> {
@@ -98,6 +125,8 @@ pub struct DetectionTask {
     /// Bumped here when findings are journaled (sinks of findings wait on it).
     pub findings_head: watch::Sender<u64>,
     pub metrics: DetectionMetrics,
+    /// The directory opened beside the sinks' (see [`Detector`]).
+    pub directory: Option<Arc<Directory>>,
 }
 
 /// What the start-up rebuild did.
@@ -183,10 +212,11 @@ impl DetectionTask {
         cancel: &CancellationToken,
         retry: &mut Duration,
     ) -> Result<(), StoreError> {
+        let directory = self.directory.clone();
         let (mut engine, rebuilt) = self
             .store
             .call(move |s| {
-                let mut engine = Detector::new(engine);
+                let mut engine = Detector::new(engine).with_directory(directory);
                 let rebuilt = rebuild(s, &mut engine, now_ms());
                 (engine, rebuilt)
             })
@@ -364,15 +394,19 @@ fn evaluate_row(detector: &mut Detector, row: &DetectionRow, replay: bool) -> Op
         }
     };
     let context = detector.context(row.context.as_deref());
-    Some(detector.engine.evaluate(&Input {
-        id: &row.activity_id,
-        created_at_ms: row.created_at_ms,
-        activity: &activity,
-        context: &context,
-        journaled_at_ms: row.journaled_at_ms,
-        backfill: row.backfill,
-        replay,
-    }))
+    let facts = detector.directory_facts(row);
+    Some(detector.engine.evaluate_with_directory(
+        &Input {
+            id: &row.activity_id,
+            created_at_ms: row.created_at_ms,
+            activity: &activity,
+            context: &context,
+            journaled_at_ms: row.journaled_at_ms,
+            backfill: row.backfill,
+            replay,
+        },
+        facts.as_ref(),
+    ))
 }
 
 #[cfg(test)]

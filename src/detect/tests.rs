@@ -144,6 +144,7 @@ fn built_in_rules_name_catalogued_activity_types() {
                         | "temporal_ordered"
                         | "first-seen"
                         | "geo-velocity"
+                        | "directory"
                 ) {
                     continue;
                 }

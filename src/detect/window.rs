@@ -535,7 +535,7 @@ fn holds_by_scan(
             .collect::<Vec<_>>()
     };
     match logic {
-        Logic::Single => Some(vec![Arc::clone(&entries[at].activity)]),
+        Logic::Single | Logic::Directory { .. } => Some(vec![Arc::clone(&entries[at].activity)]),
         Logic::Count => {
             let n = window().count() as u64;
             (n >= reach.threshold).then(all)

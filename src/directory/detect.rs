@@ -16,62 +16,98 @@
 //! is not "departed" nor "not an admin", and without any verified domain
 //! no invite is "outside".
 
+//! The detections that need the directory (spec/detections.md §4), as
+//! checks of one activity and its directory context. Each is a rule of the
+//! pack (`rules/departed-user-activity.yml`, ...: metadata, the Sigma
+//! detection that selects its candidate activities, suppression) whose
+//! `stage: {type: directory, check: NAME}` hands every match to [`judge`]
+//! with the journal row's directory context; a [`Hit`] is a finding, its
+//! group key the rule's suppression group.
+//!
+//! - `departed-user-activity`: an activity by an identity after it was
+//!   removed from the organization (no vendor ships it: the feed alone
+//!   cannot tell).
+//! - `privileged-action-by-non-admin`: an admin-only action by a user the
+//!   directory knows, who held no admin-class role or group at the time.
+//! - `invite-outside-verified-domains`: an invitation to an address outside
+//!   the organization's verified domains (Elastic: "invite events do not
+//!   carry verified organization domains").
+//!
+//! Each judges only what the directory knows: an actor it has never listed
+//! is not "departed" nor "not an admin", without any verified domain no
+//! invite is "outside", and a row of a source without a directory (or a
+//! `claudit rules test` record without a `directory`) is not judged.
+
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::enrich::{DirectoryContext, Identity};
 use crate::model::Activity;
 
-/// A detection rule's metadata, in the detection engine's terms.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DirectoryRule {
-    pub id: &'static str,
-    pub title: &'static str,
-    pub description: &'static str,
-    /// Sigma level: `informational` .. `critical`.
-    pub level: &'static str,
-    /// Sigma tags (ATT&CK).
-    pub tags: &'static [&'static str],
-    pub falsepositives: &'static [&'static str],
+/// The directory checks a rule's `stage: {type: directory}` may name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Check {
+    DepartedUser,
+    PrivilegedByNonAdmin,
+    InviteOutsideVerifiedDomains,
 }
 
-pub const DEPARTED_USER_ACTIVITY: DirectoryRule = DirectoryRule {
-    id: "departed-user-activity",
-    title: "Activity by a user who had left the organization",
-    description: "A user acted after their membership ended (org_user_deleted, scim_user_deleted, org_user_left, or no longer listed by the directory): a session or credential that outlived offboarding.",
-    level: "high",
-    tags: &["attack.persistence", "attack.t1078"],
-    falsepositives: &[
-        "Activities of the removal itself, or logged a few seconds after it by sessions being closed",
-        "A user re-invited after leaving, before the next directory sync",
-    ],
-};
+impl Check {
+    pub const ALL: [Check; 3] = [
+        Check::DepartedUser,
+        Check::PrivilegedByNonAdmin,
+        Check::InviteOutsideVerifiedDomains,
+    ];
 
-pub const PRIVILEGED_ACTION_BY_NON_ADMIN: DirectoryRule = DirectoryRule {
-    id: "privileged-action-by-non-admin",
-    title: "Admin action by a user without an admin-class role or group",
-    description: "An action only administrators should take (keys, SSO, IP restrictions, roles, members, Compliance API settings) by a user the directory lists without an admin-class organization role, custom role or admin group at the time.",
-    level: "high",
-    tags: &["attack.privilege_escalation", "attack.t1078"],
-    falsepositives: &[
-        "A custom role that grants the action but whose name is not in [sources.directory] admin_roles",
-        "A role granted minutes before the action, after the last directory refresh",
-    ],
-};
+    /// The name a rule file gives (`check:`); the built-in rule of the
+    /// same id uses it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Check::DepartedUser => "departed-user",
+            Check::PrivilegedByNonAdmin => "privileged-by-non-admin",
+            Check::InviteOutsideVerifiedDomains => "invite-outside-verified-domains",
+        }
+    }
 
-pub const INVITE_OUTSIDE_VERIFIED_DOMAINS: DirectoryRule = DirectoryRule {
-    id: "invite-outside-verified-domains",
-    title: "Invitation to an address outside the organization's verified domains",
-    description: "An organization invite was sent to an e-mail domain that is neither verified by the organization (org_domain_verified) nor listed in [sources.directory] verified_domains.",
-    level: "medium",
-    tags: &["attack.persistence", "attack.t1136.003"],
-    falsepositives: &["Contractors and partners invited on purpose"],
-};
+    pub fn parse(name: &str) -> Option<Check> {
+        Check::ALL.into_iter().find(|c| c.as_str() == name)
+    }
 
-pub const RULES: &[DirectoryRule] = &[
-    DEPARTED_USER_ACTIVITY,
-    PRIVILEGED_ACTION_BY_NON_ADMIN,
-    INVITE_OUTSIDE_VERIFIED_DOMAINS,
-];
+    /// The fields of the group key of its hits (the rule's suppression
+    /// group), in order.
+    pub fn group_by(self) -> &'static [&'static str] {
+        match self {
+            Check::DepartedUser | Check::PrivilegedByNonAdmin => &["actor.user_id"],
+            Check::InviteOutsideVerifiedDomains => &["invited_domain"],
+        }
+    }
+}
+
+/// What the directory says about one journal row: its context (actor and
+/// subject as of the activity's time, as known when it was journaled) and
+/// the organization's verified domains then (plus the configured ones,
+/// lower case).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectoryFacts {
+    #[serde(default)]
+    pub actor: Option<Identity>,
+    #[serde(default)]
+    pub user: Option<Identity>,
+    #[serde(default)]
+    pub verified_domains: Vec<String>,
+}
+
+impl DirectoryFacts {
+    pub fn new(context: Option<DirectoryContext>, verified_domains: Vec<String>) -> Self {
+        let context = context.unwrap_or_default();
+        DirectoryFacts {
+            actor: context.actor,
+            user: context.user,
+            verified_domains,
+        }
+    }
+}
 
 /// Activity types only administrators should perform (successful ones).
 pub const PRIVILEGED_TYPES: &[&str] = &[
@@ -108,7 +144,7 @@ pub const PRIVILEGED_TYPES: &[&str] = &[
 
 /// Types that end a membership: the departure's own activity is not an
 /// activity after it.
-const REMOVAL_TYPES: &[&str] = &[
+pub const REMOVAL_TYPES: &[&str] = &[
     "org_user_deleted",
     "scim_user_deleted",
     "org_user_left",
@@ -116,84 +152,109 @@ const REMOVAL_TYPES: &[&str] = &[
 ];
 
 /// Invitations and the field that holds the invited address.
-const INVITE_TYPES: &[(&str, &str)] = &[
+pub const INVITE_TYPES: &[(&str, &str)] = &[
     ("org_user_invite_sent", "invited_email"),
     ("org_user_invite_re_sent", "invited_email"),
     ("end_user_invite_requested", "invitee_email"),
 ];
 
-/// A rule that matched one activity.
+/// A check that held for one activity.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Hit {
-    pub rule: &'static DirectoryRule,
-    /// The finding's group key: (field, value).
+    pub check: Check,
+    /// The finding's group key: (field, value), the fields of
+    /// [`Check::group_by`].
     pub group: Vec<(String, String)>,
-    /// What made it match, for the finding's evidence.
+    /// What made it hold.
     pub evidence: Value,
 }
 
-/// Evaluates the directory rules on one activity. `context` is the
-/// directory context of its journal row; `verified_domains` the domains
-/// verified at its time plus those configured (lower case).
-pub fn evaluate(
-    activity: &Activity,
-    context: Option<&DirectoryContext>,
-    verified_domains: &[String],
-) -> Vec<Hit> {
-    let mut hits = Vec::new();
-    let t = activity.activity_type.as_str();
-    let actor = context.and_then(|c| c.actor.as_ref());
-    if let Some(actor) = actor
-        && actor.departed
-        && !(REMOVAL_TYPES.contains(&t) && actor.departed_time == Some(activity.created_at_ms()))
-    {
-        hits.push(Hit {
-            rule: &DEPARTED_USER_ACTIVITY,
-            group: vec![("actor.user_id".into(), actor.user_id.to_string())],
-            evidence: json!({
-                "user_id": &*actor.user_id,
-                "email": actor.email.as_deref(),
-                "departed_time": actor.departed_time,
-                "activity_type": t,
-            }),
-        });
+/// Whether `check` holds for the activity (`activity_type`, `created_at_ms`,
+/// the raw JSON `activity`) given what the directory says of its row.
+pub fn judge(
+    check: Check,
+    activity_type: &str,
+    created_at_ms: i64,
+    activity: &Value,
+    facts: &DirectoryFacts,
+) -> Option<Hit> {
+    let t = activity_type;
+    let actor = facts.actor.as_ref();
+    match check {
+        Check::DepartedUser => {
+            let actor = actor?;
+            let own_removal =
+                REMOVAL_TYPES.contains(&t) && actor.departed_time == Some(created_at_ms);
+            if !actor.departed || own_removal {
+                return None;
+            }
+            Some(Hit {
+                check,
+                group: vec![("actor.user_id".into(), actor.user_id.to_string())],
+                evidence: json!({
+                    "user_id": &*actor.user_id,
+                    "email": actor.email.as_deref(),
+                    "departed_time": actor.departed_time,
+                    "activity_type": t,
+                }),
+            })
+        }
+        Check::PrivilegedByNonAdmin => {
+            let actor = actor?;
+            if actor.departed || actor.admin || !PRIVILEGED_TYPES.contains(&t) {
+                return None;
+            }
+            Some(Hit {
+                check,
+                group: vec![("actor.user_id".into(), actor.user_id.to_string())],
+                evidence: json!({
+                    "user_id": &*actor.user_id,
+                    "email": actor.email.as_deref(),
+                    "organization_role": actor.organization_role.as_deref(),
+                    "groups": actor.groups.iter().map(|g| g.name.as_deref().unwrap_or(&g.uid)).collect::<Vec<_>>(),
+                    "roles": role_names(actor),
+                    "activity_type": t,
+                }),
+            })
+        }
+        Check::InviteOutsideVerifiedDomains => {
+            let verified = &facts.verified_domains;
+            let (_, field) = INVITE_TYPES.iter().find(|(ty, _)| *ty == t)?;
+            let email = activity.get(*field).and_then(Value::as_str)?;
+            let domain = domain_of(email)?;
+            if verified.is_empty() || verified.iter().any(|v| within(&domain, v)) {
+                return None;
+            }
+            Some(Hit {
+                check,
+                group: vec![("invited_domain".into(), domain.clone())],
+                evidence: json!({
+                    "invited_email": email,
+                    "invited_domain": domain,
+                    "invited_role": activity.get("invited_role"),
+                    "verified_domains": verified,
+                }),
+            })
+        }
     }
-    if let Some(actor) = actor
-        && !actor.departed
-        && !actor.admin
-        && PRIVILEGED_TYPES.contains(&t)
-    {
-        hits.push(Hit {
-            rule: &PRIVILEGED_ACTION_BY_NON_ADMIN,
-            group: vec![("actor.user_id".into(), actor.user_id.to_string())],
-            evidence: json!({
-                "user_id": &*actor.user_id,
-                "email": actor.email.as_deref(),
-                "organization_role": actor.organization_role.as_deref(),
-                "groups": actor.groups.iter().map(|g| g.name.as_deref().unwrap_or(&g.uid)).collect::<Vec<_>>(),
-                "roles": role_names(actor),
-                "activity_type": t,
-            }),
-        });
-    }
-    if let Some((_, field)) = INVITE_TYPES.iter().find(|(ty, _)| *ty == t)
-        && let Some(email) = activity.fields.get(*field).and_then(Value::as_str)
-        && let Some(domain) = domain_of(email)
-        && !verified_domains.is_empty()
-        && !verified_domains.iter().any(|v| within(&domain, v))
-    {
-        hits.push(Hit {
-            rule: &INVITE_OUTSIDE_VERIFIED_DOMAINS,
-            group: vec![("invited_domain".into(), domain.clone())],
-            evidence: json!({
-                "invited_email": email,
-                "invited_domain": domain,
-                "invited_role": activity.fields.get("invited_role"),
-                "verified_domains": verified_domains,
-            }),
-        });
-    }
-    hits
+}
+
+/// Every check that holds for one activity (tests, and callers outside
+/// the engine).
+pub fn evaluate(activity: &Activity, facts: &DirectoryFacts) -> Vec<Hit> {
+    let raw = Value::Object(activity.fields.clone());
+    Check::ALL
+        .into_iter()
+        .filter_map(|c| {
+            judge(
+                c,
+                &activity.activity_type,
+                activity.created_at_ms(),
+                &raw,
+                facts,
+            )
+        })
+        .collect()
 }
 
 fn role_names(id: &Identity) -> Vec<&str> {
@@ -259,40 +320,77 @@ mod tests {
     }
 
     fn ids(hits: &[Hit]) -> Vec<&str> {
-        hits.iter().map(|h| h.rule.id).collect()
+        hits.iter().map(|h| h.check.as_str()).collect()
     }
 
-    fn with_actor(id: Identity) -> DirectoryContext {
-        DirectoryContext {
+    fn with_actor(id: Identity) -> DirectoryFacts {
+        DirectoryFacts {
             actor: Some(id),
-            user: None,
+            ..DirectoryFacts::default()
         }
+    }
+
+    fn domains(verified: &[String]) -> DirectoryFacts {
+        DirectoryFacts {
+            verified_domains: verified.to_vec(),
+            ..DirectoryFacts::default()
+        }
+    }
+
+    #[test]
+    fn checks_are_named_and_grouped() {
+        for c in Check::ALL {
+            assert_eq!(Check::parse(c.as_str()), Some(c));
+        }
+        assert_eq!(Check::parse("departed"), None);
+    }
+
+    /// The pack's rules select (with Sigma) exactly the activities their
+    /// checks judge, so no candidate is filtered out before its check.
+    #[test]
+    fn the_pack_rules_select_what_their_checks_judge() {
+        let rule = |name: &str| {
+            crate::detect::builtin_files()
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, text)| *text)
+                .unwrap()
+        };
+        let privileged = rule("privileged-action-by-non-admin.yml");
+        let listed: Vec<&str> = privileged
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("- "))
+            .filter(|v| !v.starts_with('"'))
+            .collect();
+        assert_eq!(listed, PRIVILEGED_TYPES);
+        assert!(privileged.contains("check: privileged-by-non-admin"));
+        let invite = rule("invite-outside-verified-domains.yml");
+        for (t, _) in INVITE_TYPES {
+            assert!(invite.contains(t), "{t}");
+        }
+        assert!(invite.contains("check: invite-outside-verified-domains"));
+        assert!(rule("departed-user-activity.yml").contains("check: departed-user"));
     }
 
     #[test]
     fn departed_users_are_flagged_after_their_removal_only() {
         let gone = with_actor(identity(false, Some(1_000)));
-        let hits = evaluate(
-            &activity("claude_chat_created", 2_000, ""),
-            Some(&gone),
-            &[],
-        );
-        assert_eq!(ids(&hits), ["departed-user-activity"]);
+        let hits = evaluate(&activity("claude_chat_created", 2_000, ""), &gone);
+        assert_eq!(ids(&hits), ["departed-user"]);
         assert_eq!(hits[0].group, [("actor.user_id".into(), "user_1".into())]);
         assert_eq!(hits[0].evidence["departed_time"], 1_000);
         // Their own leaving, at the time it ended the membership: not after it.
-        assert!(evaluate(&activity("org_user_left", 1_000, ""), Some(&gone), &[]).is_empty());
+        assert!(evaluate(&activity("org_user_left", 1_000, ""), &gone).is_empty());
         // A member, or someone the directory does not know: nothing.
         let here = with_actor(identity(false, None));
+        assert!(evaluate(&activity("claude_chat_created", 2_000, ""), &here).is_empty());
         assert!(
             evaluate(
                 &activity("claude_chat_created", 2_000, ""),
-                Some(&here),
-                &[]
+                &DirectoryFacts::default()
             )
             .is_empty()
         );
-        assert!(evaluate(&activity("claude_chat_created", 2_000, ""), None, &[]).is_empty());
     }
 
     #[test]
@@ -301,15 +399,20 @@ mod tests {
         let admin = with_actor(identity(true, None));
         let hits = evaluate(
             &activity("org_sso_toggled", 5, r#","enabled":false"#),
-            Some(&user),
-            &[],
+            &user,
         );
-        assert_eq!(ids(&hits), ["privileged-action-by-non-admin"]);
+        assert_eq!(ids(&hits), ["privileged-by-non-admin"]);
         assert_eq!(hits[0].evidence["groups"], json!(["Finance"]));
-        assert!(evaluate(&activity("org_sso_toggled", 5, ""), Some(&admin), &[]).is_empty());
-        assert!(evaluate(&activity("claude_chat_created", 5, ""), Some(&user), &[]).is_empty());
+        assert!(evaluate(&activity("org_sso_toggled", 5, ""), &admin).is_empty());
+        assert!(evaluate(&activity("claude_chat_created", 5, ""), &user).is_empty());
         // Unknown actor: no judgement.
-        assert!(evaluate(&activity("org_sso_toggled", 5, ""), None, &[]).is_empty());
+        assert!(
+            evaluate(
+                &activity("org_sso_toggled", 5, ""),
+                &DirectoryFacts::default()
+            )
+            .is_empty()
+        );
         for t in PRIVILEGED_TYPES {
             assert!(
                 crate::catalogue::catalogue().iter().any(|c| c.name == *t),
@@ -328,7 +431,7 @@ mod tests {
                 &format!(r#","invited_email":"{email}","invited_role":"admin""#),
             )
         };
-        let hits = evaluate(&invite("eve@gmail.example"), None, &verified);
+        let hits = evaluate(&invite("eve@gmail.example"), &domains(&verified));
         assert_eq!(ids(&hits), ["invite-outside-verified-domains"]);
         assert_eq!(
             hits[0].group,
@@ -337,15 +440,15 @@ mod tests {
         assert_eq!(hits[0].evidence["invited_role"], "admin");
         for inside in ["bob@acme.example", "Bob@EU.Acme.Example", "x@acme.example."] {
             assert!(
-                evaluate(&invite(inside), None, &verified).is_empty(),
+                evaluate(&invite(inside), &domains(&verified)).is_empty(),
                 "{inside}"
             );
         }
         assert!(
-            !evaluate(&invite("x@notacme.example"), None, &verified).is_empty(),
+            !evaluate(&invite("x@notacme.example"), &domains(&verified)).is_empty(),
             "a suffix that is not a subdomain is outside"
         );
         // No verified domain known: no judgement.
-        assert!(evaluate(&invite("eve@gmail.example"), None, &[]).is_empty());
+        assert!(evaluate(&invite("eve@gmail.example"), &DirectoryFacts::default()).is_empty());
     }
 }

@@ -17,11 +17,12 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use rusqlite::{Connection, OpenFlags};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 mod index;
 
+use super::detect::DirectoryFacts;
 use super::settings::DirectoryConfig;
 use super::store::{all_facts, version_and_sequence};
 use crate::model::Activity;
@@ -29,7 +30,8 @@ use crate::store::{InDatabase, StoreError};
 use index::{Attrs, Index, OrgRole, SourceIndex, ended_before, holding, push_unique};
 
 /// Who someone was at the time of an activity.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Identity {
     pub user_id: Arc<str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -42,31 +44,34 @@ pub struct Identity {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub organization_role: Option<Arc<str>>,
     /// Holds an admin-class role, or is in an admin group.
+    #[serde(default)]
     pub admin: bool,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<GroupRef>,
     /// Custom roles, assigned directly or through a group.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub roles: Vec<RoleRef>,
     /// When the membership holding at the time began (epoch ms), if known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub member_since: Option<i64>,
     /// The user had left the organization before the activity.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub departed: bool,
     /// When they left (epoch ms).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub departed_time: Option<i64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct OrgRef {
     pub uid: Arc<str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<Arc<str>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct GroupRef {
     pub uid: Arc<str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -76,12 +81,13 @@ pub struct GroupRef {
     pub source_type: Option<Arc<str>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RoleRef {
     pub uid: Arc<str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<Arc<str>>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub permissions: Vec<Arc<str>>,
 }
 
@@ -109,6 +115,8 @@ impl DirectoryContext {
 struct Policy {
     admin_roles: HashSet<String>,
     admin_groups: HashSet<String>,
+    /// `verified_domains` of the configuration (lower case).
+    verified_domains: Vec<String>,
 }
 
 impl Policy {
@@ -169,6 +177,7 @@ impl Directory {
                     Policy {
                         admin_roles: lower(&d.admin_roles),
                         admin_groups: lower(&d.admin_groups),
+                        verified_domains: lower(&d.verified_domains).into_iter().collect(),
                     },
                 )
             })
@@ -281,14 +290,32 @@ impl Directory {
         (!context.is_empty()).then_some(context)
     }
 
-    /// The verified domains of `source` known to row `seq` at `t`, for the
+    /// What the directory says of journal row `seq` of `source` for the
+    /// directory detections: its context and the verified domains; `None`
+    /// when the source has no directory (its rows are not judged).
+    pub fn facts(&self, source: &str, seq: i64, activity: &Activity) -> Option<DirectoryFacts> {
+        self.policies.get(source)?;
+        Some(DirectoryFacts::new(
+            self.context(source, seq, activity),
+            self.verified_domains(source, seq, activity.created_at_ms()),
+        ))
+    }
+
+    /// The verified domains of `source` known to row `seq` at `t` (those
+    /// the feed reported verified, and the configured ones), for the
     /// invite detection.
     pub fn verified_domains(&self, source: &str, seq: i64, t: i64) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .policies
+            .get(source)
+            .map(|p| p.verified_domains.clone())
+            .unwrap_or_default();
         let index = self.index_for(seq);
         let Some(s) = index.sources.get(source) else {
-            return Vec::new();
+            out.sort();
+            out.dedup();
+            return out;
         };
-        let mut out = Vec::new();
         for domains in s.domains.values() {
             for (domain, versions) in domains {
                 if holding(versions, seq, t).is_some() {

@@ -31,6 +31,8 @@ pub struct DetectionRow {
     pub journaled_at_ms: i64,
     /// A backfill window read it.
     pub backfill: bool,
+    /// The source that journaled it (whose directory describes it).
+    pub source: String,
 }
 
 /// The detection task's position in the journal.
@@ -103,7 +105,7 @@ pub struct FindingCount {
 }
 
 const DETECTION_COLUMNS: &str =
-    "seq, activity_id, created_at_ms, raw, context, journaled_at_ms, backfill";
+    "seq, activity_id, created_at_ms, raw, context, journaled_at_ms, backfill, source";
 
 fn detection_row(r: &rusqlite::Row) -> rusqlite::Result<DetectionRow> {
     Ok(DetectionRow {
@@ -114,6 +116,7 @@ fn detection_row(r: &rusqlite::Row) -> rusqlite::Result<DetectionRow> {
         context: r.get(4)?,
         journaled_at_ms: r.get(5)?,
         backfill: r.get(6)?,
+        source: r.get(7)?,
     })
 }
 

@@ -287,6 +287,13 @@ const RULES: &[Rule] = &[
         ],
     },
     Rule {
+        what: "the archive format knows neither the sink that writes it nor the configuration \
+               (the archive task and `claudit archive` hand it the opened backend and the store)",
+        files: &["archive"],
+        except: &[],
+        forbidden: &["sinks", "config", "daemon"],
+    },
+    Rule {
         what: "detections do not deliver",
         files: &["detect"],
         except: &[],
@@ -374,6 +381,43 @@ fn every_dependency_rule_holds() {
         }
     }
     assert!(broken.is_empty(), "{}", broken.join("\n"));
+}
+
+/// The archive format has one home and one backend type: the writer
+/// (`sinks/archive/`) and `claudit archive verify`/`export` both go through
+/// `archive::Backend`, and nothing outside `archive/` reaches a backend
+/// (`archive::local`, `archive::s3`) itself.
+#[test]
+fn the_archive_sink_writes_through_the_archive_format() {
+    assert!(
+        imports()
+            .iter()
+            .any(|i| i.file.starts_with("sinks/archive/") && i.target() == "archive"),
+        "the archive sink no longer writes through archive/"
+    );
+    let mut direct = Vec::new();
+    for file in source_files() {
+        if module_of(&file) == "archive" {
+            continue;
+        }
+        let text = std::fs::read_to_string(src_dir().join(&file)).unwrap();
+        for (i, line) in text.lines().enumerate() {
+            let code = line.trim();
+            if code.starts_with("//") {
+                continue;
+            }
+            for backend in ["LocalBackend", "S3Backend", "archive::local", "archive::s3"] {
+                if code.contains(backend) {
+                    direct.push(format!("src/{file}:{}: {backend}", i + 1));
+                }
+            }
+        }
+    }
+    assert!(
+        direct.is_empty(),
+        "only archive/ may reach a backend; go through archive::Backend:\n{}",
+        direct.join("\n")
+    );
 }
 
 /// `sim/` (the simulated Compliance API) is for `claudit demo`, tests and

@@ -13,6 +13,7 @@ use claudit::config::{self, Config};
 use claudit::sim::{SimConfig, Simulator};
 use claudit::store::{JournalRecord, SharedStore, Store, WindowKind};
 
+use crate::support::archive::{export_sink, verify_sink};
 use crate::support::config::{ConfigFile, sink, source};
 use crate::support::daemon::{self, Daemon};
 use crate::support::journal::{self, Journal, Page};
@@ -264,7 +265,7 @@ async fn sealed_hours_are_archived_once_and_late_arrivals_get_a_late_segment() {
     assert!(m.iter().all(|e| e["flush"].as_u64().is_some()));
 
     let config = a.config("claudit.toml");
-    let report = verify::verify(&config, "arch", Range::default(), None)
+    let report = verify_sink(&config, "arch", Range::default(), None)
         .await
         .unwrap();
     assert!(report.ok(), "{report}");
@@ -278,9 +279,7 @@ async fn sealed_hours_are_archived_once_and_late_arrivals_get_a_late_segment() {
         from_ms: Some(H0),
         to_ms: Some(H0 + HOUR),
     };
-    let summary = claudit::archive::export::export(&config, "arch", range, &out)
-        .await
-        .unwrap();
+    let summary = export_sink(&config, "arch", range, &out).await.unwrap();
     assert!(summary.verification.ok());
     assert_eq!(summary.records, 13);
     let mut exported: Vec<String> = std::fs::read_to_string(&out)
@@ -323,7 +322,7 @@ async fn a_flush_redone_after_a_crash_archives_nothing_twice() {
     )
     .unwrap();
 
-    let report = verify::verify(&a.config("claudit.toml"), "arch", Range::default(), None)
+    let report = verify_sink(&a.config("claudit.toml"), "arch", Range::default(), None)
         .await
         .unwrap();
     assert_eq!(
@@ -343,7 +342,7 @@ async fn a_flush_redone_after_a_crash_archives_nothing_twice() {
     assert_eq!(after[..4], before[..], "listed lines are never rewritten");
     assert_eq!(after.len(), 5, "only the new hour: {after:?}");
     assert_eq!(after[4]["hours"][0], "2026-01-02T03:00:00Z");
-    let report = verify::verify(&a.config("claudit.toml"), "arch", Range::default(), None)
+    let report = verify_sink(&a.config("claudit.toml"), "arch", Range::default(), None)
         .await
         .unwrap();
     assert!(report.ok(), "{report}");
@@ -362,7 +361,7 @@ async fn tampered(a: &Archive, case: &str, tamper: impl FnOnce(&Path)) -> verify
     tamper(&copy);
     let file = format!("{case}.toml");
     a.write_config(&file, &copy);
-    let report = verify::verify(&a.config(&file), "arch", Range::default(), None)
+    let report = verify_sink(&a.config(&file), "arch", Range::default(), None)
         .await
         .unwrap();
     let b = report
@@ -416,7 +415,7 @@ fn rewrite_manifest(root: &Path, edit: impl FnOnce(&mut Vec<String>)) {
 async fn verify_names_every_kind_of_tampering() {
     let a = with_late_segment().await;
     let config = a.config("claudit.toml");
-    let report = verify::verify(&config, "arch", Range::default(), None)
+    let report = verify_sink(&config, "arch", Range::default(), None)
         .await
         .unwrap();
     assert!(report.ok(), "{report}");
@@ -492,12 +491,10 @@ async fn verify_names_every_kind_of_tampering() {
                     v["records"] = 11.into();
                 }
                 v["prev"] = prev.clone().into();
-                *line = claudit::sinks::archive::manifest::ManifestEntry::parse(
-                    v.to_string().as_bytes(),
-                )
-                .map(|e| String::from_utf8(e.to_line()).unwrap())
-                .unwrap();
-                prev = claudit::sinks::archive::manifest::line_hash(line.as_bytes());
+                *line = claudit::archive::manifest::ManifestEntry::parse(v.to_string().as_bytes())
+                    .map(|e| String::from_utf8(e.to_line()).unwrap())
+                    .unwrap();
+                prev = claudit::archive::manifest::line_hash(line.as_bytes());
             }
         })
     })
@@ -659,7 +656,7 @@ impl Run {
             Ok(())
         };
         let report = rt
-            .block_on(verify::verify(
+            .block_on(verify_sink(
                 &config,
                 "arch",
                 Range::default(),

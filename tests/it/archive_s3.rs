@@ -10,12 +10,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use claudit::archive::verify::{self, Range};
+use claudit::archive::verify::Range;
 use claudit::config::{self, Config};
 use claudit::sinks::SinkTask;
 use claudit::store::{JournalRecord, SharedStore};
 use tokio_util::sync::CancellationToken;
 
+use crate::support::archive::verify_sink;
 use crate::support::config::{ConfigFile, sink, source};
 use crate::support::daemon;
 use crate::support::journal::{self, Journal, Page};
@@ -277,7 +278,7 @@ async fn objects_are_locked_deletes_refused_and_verify_reads_the_bucket() {
     assert!(answer.starts_with("refused AccessDenied"), "{answer}");
 
     let config = f.config();
-    let report = verify::verify(&config, "arch", Range::default(), None)
+    let report = verify_sink(&config, "arch", Range::default(), None)
         .await
         .unwrap();
     assert!(report.ok(), "{report}");
@@ -294,7 +295,7 @@ async fn objects_are_locked_deletes_refused_and_verify_reads_the_bucket() {
     // original stays, but readers get the new bytes) is caught.
     let segment = keys.iter().find(|k| k.contains("/segments/")).unwrap();
     moto.boto(&["overwrite", bucket, segment]);
-    let report = verify::verify(&config, "arch", Range::default(), None)
+    let report = verify_sink(&config, "arch", Range::default(), None)
         .await
         .unwrap();
     let b = report
@@ -343,7 +344,7 @@ async fn a_bucket_without_object_lock_is_refused_when_the_sink_asks_for_it() {
     let f = Fixture::new(&moto, bucket, false);
     f.journal(2, 5);
     f.archive_all().await;
-    let report = verify::verify(&f.config(), "arch", Range::default(), None)
+    let report = verify_sink(&f.config(), "arch", Range::default(), None)
         .await
         .unwrap();
     assert!(report.ok(), "{report}");

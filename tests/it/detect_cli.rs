@@ -146,8 +146,56 @@ fn rules_list_shows_every_rule_with_its_state_and_source() {
         line("compliance-logging-disabled")
             .contains("built-in (rules/compliance-logging-disabled.yml)")
     );
-    // 56 built-in rules and the operator's one, plus the header.
-    assert_eq!(text.lines().count(), 58, "{text}");
+    // Without a source with [sources.directory], the directory rules say
+    // why they judge nothing.
+    for id in [
+        "departed-user-activity",
+        "privileged-action-by-non-admin",
+        "invite-outside-verified-domains",
+    ] {
+        let l = line(id);
+        assert!(
+            l.contains("inactive (no source has [sources.directory])") && l.contains("directory"),
+            "{l}"
+        );
+    }
+    // 59 built-in rules and the operator's one, plus the header.
+    assert_eq!(text.lines().count(), 61, "{text}");
+}
+
+/// `rules test` has no directory: the directory rules judge only records
+/// that carry one, and the command says so for the others.
+#[test]
+fn rules_test_says_the_directory_rules_need_a_directory() {
+    let activity = r#"{"id":"activity_1","type":"claude_chat_created","created_at":"2026-05-07T10:00:00Z","actor":{"type":"user_actor","email_address":"a@example.com","user_id":"user_1"}}"#;
+    let out = claudit_with_input(
+        &["rules", "test", "--rule", "departed-user-activity"],
+        Some(&format!("{activity}\n")),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "", "silent without a directory");
+    assert!(
+        stderr(&out).contains("no directory: rules test reads no state database")
+            && stderr(&out).contains("departed-user-activity"),
+        "{}",
+        stderr(&out)
+    );
+    // The same activity with a directory context that shows the actor gone.
+    let with = format!(
+        r#"{{"activity": {activity}, "directory": {{"actor": {{"user_id": "user_1", "admin": false, "departed": true, "departed_time": 1778140000000}}}}}}"#
+    );
+    let out = claudit_with_input(
+        &["rules", "test", "--rule", "departed-user-activity"],
+        Some(&format!("{with}\n")),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let finding: serde_json::Value =
+        serde_json::from_str(stdout(&out).lines().next().unwrap()).unwrap();
+    assert_eq!(
+        finding["finding_info"]["analytic"]["uid"],
+        "departed-user-activity"
+    );
+    assert!(!stderr(&out).contains("no directory"), "{}", stderr(&out));
 }
 
 #[test]

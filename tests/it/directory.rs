@@ -16,7 +16,10 @@
 //!   source's `requests_per_minute` (timestamps at the simulator);
 //! - a hostile directory answer (a gzip bomb) is refused at the body cap,
 //!   named in the log, with the daemon's memory bounded, and the sync
-//!   completes once the answers are sound again.
+//!   completes once the answers are sound again;
+//! - activities of a user after their removal give one `departed-user-activity`
+//!   finding (one suppression group), none for the activity before it, and
+//!   the findings pass `validate.py --strict` (kept for `.ci/run` too).
 
 use crate::support::config::{ConfigFile, Table, sink, source};
 use crate::support::daemon::{CLAUDIT, Daemon, assert_no_secret, logs_in, run_command};
@@ -719,5 +722,127 @@ async fn a_hostile_directory_answer_is_refused_at_the_cap_and_the_sync_recovers(
     assert!(setup.daemon().try_wait().is_none(), "the daemon exited");
     setup.stop();
     assert_no_secret("the daemon's log", &setup.logs(), &[KEY]);
+    sim.shutdown().await;
+}
+
+/// The journaled findings of the daemon's state database.
+fn stored_findings(db: &Path) -> Vec<claudit::store::StoredFinding> {
+    Store::open_readonly(db)
+        .unwrap()
+        .read_findings(0, 1_000_000)
+        .unwrap()
+}
+
+/// The journal seq of an activity, once journaled.
+fn seq_of(db: &Path, activity_id: &str) -> Option<i64> {
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .ok()?;
+    conn.query_row(
+        "SELECT seq FROM journal WHERE activity_id = ?1",
+        [activity_id],
+        |r| r.get(0),
+    )
+    .ok()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_departed_users_activities_after_the_removal_give_one_finding() {
+    let sim = Simulator::start(sim_config(KEY)).await.unwrap();
+    let start_dir = sim.directory();
+    let backlog_start = (sim.now() - chrono::Duration::hours(2)).timestamp_micros();
+    let leaver = start_dir
+        .members
+        .iter()
+        .flat_map(|m| m.values())
+        .find(|m| m.joined_micros < backlog_start && m.organization_role == "user")
+        .expect("a plain member since before the backlog")
+        .clone();
+    let before = sim.act_as(&leaver.user_id).unwrap();
+
+    let mut setup = Setup::new(
+        &sim.base_url(),
+        KEY,
+        |t| t.set("requests_per_minute", 100_000),
+        Table::default(),
+    );
+    setup.start();
+    Wait::up_to(Duration::from_secs(60))
+        .until(
+            "the first sync and the activity before the removal",
+            async || setup.last_full_sync().is_some() && setup.event(&before).is_some(),
+        )
+        .await;
+    let removal = sim.remove_user(&leaver.user_id).unwrap();
+    // Their session outlives the offboarding: three activities after it,
+    // within one suppression period (a day).
+    let after: Vec<String> = (0..3)
+        .map(|_| sim.act_as(&leaver.user_id).unwrap())
+        .collect();
+    let db = setup.db();
+    Wait::up_to(Duration::from_secs(60))
+        .until(
+            "the activities after the removal to be evaluated",
+            async || {
+                let cursor = Store::open_readonly(&db)
+                    .ok()
+                    .and_then(|s| s.detection_cursor().ok())
+                    .map_or(0, |c| c.seq);
+                let last = after.iter().filter_map(|a| seq_of(&db, a)).max();
+                let all = after.iter().all(|a| seq_of(&db, a).is_some());
+                if all && last.is_some_and(|l| cursor >= l) {
+                    Ok(())
+                } else {
+                    Err(format!("cursor {cursor}, last {last:?}"))
+                }
+            },
+        )
+        .await;
+    setup.stop();
+
+    let findings = stored_findings(&setup.db());
+    let departed: Vec<Value> = findings
+        .iter()
+        .filter(|f| f.rule_id == "departed-user-activity")
+        .map(|f| serde_json::from_str(&f.plain).unwrap())
+        .collect();
+    let theirs: Vec<&Value> = departed
+        .iter()
+        .filter(|f| f["group"]["actor.user_id"] == leaver.user_id.as_str())
+        .collect();
+    assert_eq!(
+        theirs.len(),
+        1,
+        "one finding per departed user per day: {theirs:?}"
+    );
+    let finding = theirs[0];
+    let anchor = finding["anchor"]["id"].as_str().unwrap();
+    assert!(
+        after.iter().any(|a| a == anchor),
+        "anchored on an activity after the removal: {finding}"
+    );
+    for id in finding["activity_ids"].as_array().unwrap() {
+        assert!(id != before.as_str() && id != removal.as_str(), "{finding}");
+    }
+    // Every departed-user finding is anchored on a departed actor's
+    // activity: the OCSF event of the anchor says so.
+    for f in &departed {
+        let anchor = setup
+            .event(f["anchor"]["id"].as_str().unwrap())
+            .unwrap_or_else(|| panic!("the anchor of {f} was delivered"));
+        assert_eq!(
+            anchor["unmapped"]["claudit"]["directory"]["actor"]["departed"], true,
+            "{f}"
+        );
+    }
+    // The findings are valid OCSF Detection Findings; `.ci/run` validates
+    // them again with every other finding of the integration tests.
+    let lines: String = findings.iter().map(|f| format!("{}\n", f.ocsf)).collect();
+    let path = setup.dir.path().join("findings.ocsf.ndjson");
+    std::fs::write(&path, &lines).unwrap();
+    validate_ocsf(&path);
+    let keep = Path::new(env!("CARGO_TARGET_TMPDIR")).join("detect-findings");
+    std::fs::create_dir_all(&keep).unwrap();
+    std::fs::write(keep.join("directory-departed-user.ocsf.ndjson"), lines).unwrap();
     sim.shutdown().await;
 }

@@ -43,14 +43,10 @@
 //! either has the name and bytes of the unlisted file it replaces or a new
 //! name; it never shadows a listed segment.
 //!
-//! **Hash chain.** Each manifest line's `prev` is the SHA-256 of the
-//! previous line's exact bytes (without newline); the first line's is
-//! [`manifest::GENESIS`], 64 zeros. `claudit archive verify` walks it.
+//!
+//! The format itself (manifest, hash chain, segments, the two backends)
+//! is `archive/`'s, shared with `claudit archive verify` and `export`.
 
-pub mod local;
-pub mod manifest;
-pub mod s3;
-pub mod segment;
 mod settings;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -62,15 +58,14 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::archive::manifest::{
+    self, GENESIS, HOUR_MS, ManifestEntry, SegmentKind, format_hour, format_ms, hour_of,
+};
+use crate::archive::segment::{FinishedSegment, SegmentWriter};
+use crate::archive::{Backend, ManifestLine};
 use crate::sinks::settings::SinkConfig;
 use crate::store::{ArchiveRow, SharedStore, now_ms};
-use local::LocalBackend;
-use manifest::{GENESIS, HOUR_MS, ManifestEntry, SegmentKind, format_hour, format_ms, hour_of};
-use s3::S3Backend;
-use segment::{FinishedSegment, SegmentWriter};
-pub use settings::{
-    ArchiveBackend, ArchiveS3Config, ArchiveSinkConfig, ObjectLock, ObjectLockMode, TYPE,
-};
+pub use settings::{ArchiveSinkConfig, TYPE};
 
 use super::{SinkStats, record_error_and_wait};
 
@@ -81,22 +76,6 @@ pub const MAX_GROUPS: usize = 32;
 const READ_BATCH: usize = 2000;
 /// How often a waiting archive re-checks whether its next hour sealed.
 const SEAL_POLL: Duration = Duration::from_secs(2);
-
-/// Where the archive lives.
-pub enum Backend {
-    Local(LocalBackend),
-    S3(Box<S3Backend>),
-}
-
-/// One manifest line and where it is (for reports).
-#[derive(Debug, Clone)]
-pub struct ManifestLine {
-    /// e.g. `manifest.ndjson line 7` or `manifest/000000000003.ndjson line 2`.
-    pub location: String,
-    /// 1-based position in the whole manifest.
-    pub number: u64,
-    pub bytes: Vec<u8>,
-}
 
 /// What the sink knows from the manifest.
 struct ManifestState {
@@ -225,7 +204,8 @@ impl ArchiveTask {
     pub async fn run(mut self, cancel: CancellationToken) -> anyhow::Result<SinkStats> {
         let name = self.config.name.clone();
         let state_dir = state_dir(&self.store).await;
-        let (mut backend, lines) = Backend::open(&name, &self.archive, &state_dir).await?;
+        let (mut backend, lines) =
+            Backend::open_writer(&name, &self.archive.backend, &state_dir).await?;
         let cursor = {
             let n = name.clone();
             self.store.call(move |s| s.sink_cursor(&n)).await?
@@ -565,87 +545,6 @@ fn route(
     Ok(routed)
 }
 
-impl Backend {
-    /// Opens the backend (creating the local layout, or checking the
-    /// bucket's Object Lock) and reads the manifest.
-    pub async fn open(
-        sink: &str,
-        config: &ArchiveSinkConfig,
-        state_dir: &Path,
-    ) -> anyhow::Result<(Backend, Vec<ManifestLine>)> {
-        match &config.backend {
-            ArchiveBackend::Local { path } => {
-                let (backend, bytes) =
-                    LocalBackend::open(path).map_err(|e| anyhow::anyhow!("sink {sink}: {e:#}"))?;
-                let lines = local_manifest_lines(&bytes).0;
-                Ok((Backend::Local(backend), lines))
-            }
-            ArchiveBackend::S3(cfg) => {
-                let backend = S3Backend::open(cfg, sink, state_dir)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("sink {sink}: {e:#}"))?;
-                let lines = backend.manifest_lines().await.map_err(|e| {
-                    let mut redactor = crate::redact::Redactor::new();
-                    redactor.learn_session_secrets(backend.session_secrets());
-                    anyhow::anyhow!(redactor.redact(&format!("{e:#}")))
-                })?;
-                Ok((Backend::S3(Box::new(backend)), lines))
-            }
-        }
-    }
-
-    fn tmp_dir(&self) -> PathBuf {
-        match self {
-            Backend::Local(b) => b.tmp_dir(),
-            Backend::S3(b) => b.tmp_dir(),
-        }
-    }
-
-    /// Credentials obtained at run time (S3's), for the redaction.
-    fn session_secrets(&self) -> Vec<String> {
-        match self {
-            Backend::Local(_) => Vec::new(),
-            Backend::S3(b) => b.session_secrets(),
-        }
-    }
-
-    async fn store_segment(&mut self, name: &str, segment: FinishedSegment) -> anyhow::Result<()> {
-        match self {
-            Backend::Local(b) => {
-                // A rename and a few fsyncs: brief, like the file sink's.
-                b.store_segment(name, segment)
-                    .map_err(|e| anyhow::anyhow!("storing segment {name}: {e}"))
-            }
-            Backend::S3(b) => b.put_segment(name, segment).await,
-        }
-    }
-
-    async fn append_manifest(&mut self, flush: u64, lines: &[Vec<u8>]) -> anyhow::Result<()> {
-        match self {
-            Backend::Local(b) => b
-                .append_manifest(lines)
-                .map_err(|e| anyhow::anyhow!("appending to the manifest: {e}")),
-            Backend::S3(b) => b.put_manifest(flush, lines).await,
-        }
-    }
-}
-
-/// The complete lines of a local manifest, and a final line without
-/// newline if there is one.
-pub fn local_manifest_lines(bytes: &[u8]) -> (Vec<ManifestLine>, Option<ManifestLine>) {
-    let (lines, tail) = manifest::split_lines(bytes);
-    let make = |i: usize, l: &[u8]| ManifestLine {
-        location: format!("{} line {}", local::MANIFEST, i + 1),
-        number: i as u64 + 1,
-        bytes: l.to_vec(),
-    };
-    let n = lines.len();
-    (
-        lines.iter().enumerate().map(|(i, l)| make(i, l)).collect(),
-        tail.map(|t| make(n, t)),
-    )
-}
-
 /// The directory of the state database (S3 segments are staged there).
 async fn state_dir(store: &SharedStore) -> PathBuf {
     store
@@ -665,63 +564,4 @@ fn retry_policy() -> ExponentialBuilder {
         .with_max_delay(Duration::from_secs(60))
         .with_jitter()
         .without_max_times()
-}
-
-/// `claudit check --connect`: the directory is writable, or the bucket is
-/// reachable (and has Object Lock when the sink asks for it). Also returns
-/// the credentials the check signed with, for the redaction of its text.
-pub async fn check(
-    sink: &str,
-    config: &ArchiveSinkConfig,
-) -> (Result<String, String>, Vec<String>) {
-    match &config.backend {
-        ArchiveBackend::Local { path } => {
-            let probe = || -> std::io::Result<()> {
-                std::fs::create_dir_all(path)?;
-                let file = path.join(format!(".claudit-check-{}", std::process::id()));
-                std::fs::write(&file, b"")?;
-                std::fs::remove_file(&file)
-            };
-            let checked = probe()
-                .map(|_| format!("{} is writable", path.display()))
-                .map_err(|e| {
-                    format!(
-                        "cannot write in {}: {e}; create it and give the claudit user write access",
-                        path.display()
-                    )
-                });
-            (checked, Vec::new())
-        }
-        ArchiveBackend::S3(cfg) => {
-            let backend = match S3Backend::connect(cfg, None) {
-                Ok(backend) => backend,
-                Err(e) => return (Err(format!("{e:#}")), Vec::new()),
-            };
-            backend.learn_credentials().await;
-            let checked = async {
-                if cfg.object_lock.is_some() {
-                    backend
-                        .check_object_lock()
-                        .await
-                        .map_err(|e| format!("{e:#}"))?;
-                }
-                let lines = backend
-                    .manifest_lines()
-                    .await
-                    .map_err(|e| format!("sink {sink}: {e:#}"))?;
-                Ok(format!(
-                    "bucket {} reachable{}, {} manifest lines",
-                    cfg.bucket,
-                    if cfg.object_lock.is_some() {
-                        ", Object Lock enabled"
-                    } else {
-                        ""
-                    },
-                    lines.len()
-                ))
-            }
-            .await;
-            (checked, backend.session_secrets())
-        }
-    }
 }

@@ -1,12 +1,12 @@
 //! The settings of `type = "archive"`: its row in the registry, its own
 //! task, and the reader of its keys.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
 use super::ArchiveTask;
+use crate::archive::{ArchiveBackend, ArchiveS3Config, ObjectLock, ObjectLockMode};
 use crate::redact::Redactor;
 use crate::sinks::contract::{BoxFuture, Destination};
 use crate::sinks::registry::{LocalPlace, OpenContext, SinkSettings, SinkType};
@@ -18,53 +18,6 @@ use crate::sinks::{SinkStats, SinkTask, redactor_for};
 #[derive(Debug, Clone)]
 pub struct ArchiveSinkConfig {
     pub backend: ArchiveBackend,
-}
-
-/// Where the archive is written.
-#[derive(Debug, Clone)]
-pub enum ArchiveBackend {
-    /// A local directory (`path`): `manifest.ndjson` and `segments/`.
-    Local {
-        path: PathBuf,
-    },
-    S3(ArchiveS3Config),
-}
-
-/// An S3 bucket or an S3-compatible store. Credentials come from the
-/// standard AWS environment and files, never from this file.
-#[derive(Debug, Clone)]
-pub struct ArchiveS3Config {
-    pub bucket: String,
-    /// Key prefix, empty or ending in "/".
-    pub prefix: String,
-    pub region: String,
-    /// For MinIO and other S3-compatible stores (path-style requests).
-    pub endpoint: Option<String>,
-    /// Object Lock settings every object is written with; `None` = none.
-    pub object_lock: Option<ObjectLock>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ObjectLockMode {
-    Compliance,
-    Governance,
-}
-
-impl ObjectLockMode {
-    /// The value of `x-amz-object-lock-mode`.
-    pub fn as_header(self) -> &'static str {
-        match self {
-            ObjectLockMode::Compliance => "COMPLIANCE",
-            ObjectLockMode::Governance => "GOVERNANCE",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy)]
-pub struct ObjectLock {
-    pub mode: ObjectLockMode,
-    /// Each object is retained until its write time plus this.
-    pub retention: Duration,
 }
 
 /// `type = "archive"` in the registry (`sinks::registry`). Batches are the
@@ -116,7 +69,7 @@ impl SinkSettings for ArchiveSinkConfig {
         &'a self,
         sink: &'a SinkConfig,
     ) -> BoxFuture<'a, (Result<String, String>, Vec<String>)> {
-        Box::pin(super::check(&sink.name, self))
+        Box::pin(crate::archive::backend::check(&sink.name, &self.backend))
     }
 
     /// An archive moves its cursor over whole sealed hours, not batches.

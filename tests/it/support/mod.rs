@@ -5,6 +5,7 @@
 //! - [`daemon`]: the release binary: `claudit run` spawned with its log in a
 //!   file, stopped with a deadline (SIGTERM, then SIGKILL); the one scan of
 //!   logs and outputs for secrets;
+//! - [`archive`]: `claudit archive verify` and `export` as `main.rs` calls them;
 //! - [`config`]: a `claudit.toml` from typed tables, as the loader reads it;
 //! - [`journal`]: the journal fixture, a real state database with pages
 //!   committed as the poller commits them;
@@ -25,6 +26,7 @@
 //! `config.rs` and `mmdb.rs` are also compiled into benches with `#[path]`,
 //! so they use only claudit and external crates, never `super::`.
 
+pub mod archive;
 pub mod config;
 pub mod daemon;
 pub mod echo_destination;

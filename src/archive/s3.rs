@@ -9,8 +9,8 @@
 //! appended by writing one new object per flush; read in name order, the
 //! objects' lines are the manifest. A PUT is atomic: a manifest object is
 //! either whole or absent, and a crash before it leaves at most an unlisted
-//! segment object (see the sink's design notes on why it cannot shadow a
-//! listed one).
+//! segment object (see the module documentation of `archive` on why it
+//! cannot shadow a listed one).
 //!
 //! Reads and listings, credentials and SigV4 signing come from the
 //! `object_store` crate. Writes are signed requests of our own (with
@@ -42,11 +42,10 @@ use reqwest::Method;
 use reqwest::header::{HeaderName, HeaderValue};
 use sha2::{Digest, Sha256};
 
-use super::ArchiveS3Config;
 use super::ManifestLine;
 use super::segment::FinishedSegment;
-use crate::body_limit::read_capped_text;
-use crate::sinks::http::MAX_ANSWER_BYTES;
+use super::settings::ArchiveS3Config;
+use crate::body_limit::{MAX_ANSWER_BYTES, read_capped_text};
 
 /// Segments larger than this are sent as a multipart upload in parts of
 /// this size (S3 allows at most 5 GiB in one PUT, and a part is read into

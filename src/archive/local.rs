@@ -13,6 +13,9 @@
 //! segment file (rewritten with the same name and bytes, or left as an
 //! orphan that `verify` lists); a crash during it at most a torn final line,
 //! which [`LocalBackend::open`] cuts off.
+//!
+//! Opened for reading ([`LocalBackend::reader`], `claudit archive verify`
+//! and `export`), it creates, cuts and writes nothing.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -28,7 +31,8 @@ const TMP: &str = ".tmp";
 
 pub struct LocalBackend {
     root: PathBuf,
-    manifest: File,
+    /// The manifest opened for appending; `None` when opened for reading.
+    manifest: Option<File>,
 }
 
 impl LocalBackend {
@@ -70,10 +74,46 @@ impl LocalBackend {
         Ok((
             LocalBackend {
                 root: root.to_path_buf(),
-                manifest,
+                manifest: Some(manifest),
             },
             bytes,
         ))
+    }
+
+    /// The archive at `root`, for reading only: nothing is created or cut.
+    pub fn reader(root: &Path) -> LocalBackend {
+        LocalBackend {
+            root: root.to_path_buf(),
+            manifest: None,
+        }
+    }
+
+    /// The manifest's bytes as they are (empty if there is no manifest).
+    pub fn read_manifest(&self) -> anyhow::Result<Vec<u8>> {
+        let path = self.root.join(MANIFEST);
+        match fs::read(&path) {
+            Ok(b) => Ok(b),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => anyhow::bail!("cannot read {}: {e}", path.display()),
+        }
+    }
+
+    /// A segment's file, positioned at its start; `None` if it is absent.
+    pub fn open_segment(&self, name: &str) -> anyhow::Result<Option<File>> {
+        // A name from a tampered manifest must not leave the archive.
+        if name.split('/').any(|part| part == ".." || part.is_empty()) {
+            return Ok(None);
+        }
+        match File::open(segment_path(&self.root, name)) {
+            Ok(f) => Ok(Some(f)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => anyhow::bail!("cannot read segment {name}: {e}"),
+        }
+    }
+
+    /// Every file under `segments/`, as segment names (for orphan reports).
+    pub fn segment_names(&self) -> io::Result<Vec<String>> {
+        list_segments(&self.root)
     }
 
     /// Where segments are written before their rename.
@@ -99,22 +139,24 @@ impl LocalBackend {
 
     /// Appends whole lines in one write, then fsyncs.
     pub fn append_manifest(&mut self, lines: &[Vec<u8>]) -> io::Result<()> {
+        let Some(manifest) = self.manifest.as_mut() else {
+            return Err(io::Error::other("the archive was opened for reading"));
+        };
         let mut buf = Vec::with_capacity(lines.iter().map(|l| l.len() + 1).sum());
         for line in lines {
             buf.extend_from_slice(line);
             buf.push(b'\n');
         }
-        self.manifest.write_all(&buf)?;
-        self.manifest.sync_all()
+        manifest.write_all(&buf)?;
+        manifest.sync_all()
     }
 }
 
-pub fn segment_path(root: &Path, name: &str) -> PathBuf {
+fn segment_path(root: &Path, name: &str) -> PathBuf {
     root.join(SEGMENTS).join(name)
 }
 
-/// Every file under `segments/`, as segment names (for orphan reports).
-pub fn list_segments(root: &Path) -> io::Result<Vec<String>> {
+fn list_segments(root: &Path) -> io::Result<Vec<String>> {
     let base = root.join(SEGMENTS);
     let mut out = Vec::new();
     let mut stack = vec![base.clone()];
