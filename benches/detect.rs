@@ -20,6 +20,7 @@ mod mmdb;
 
 use std::collections::BTreeSet;
 use std::hint::black_box;
+use std::sync::Arc;
 
 use chrono::{Duration, TimeZone, Utc};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
@@ -132,12 +133,12 @@ fn detect(c: &mut Criterion) {
             }
         })
     });
-    let parsed: Vec<(serde_json::Value, JournalContext)> = rows
+    let parsed: Vec<(serde_json::Value, Arc<JournalContext>)> = rows
         .iter()
         .map(|r| {
             (
                 serde_json::from_str(&r.raw).unwrap(),
-                serde_json::from_str(&r.context_json).unwrap(),
+                Arc::new(serde_json::from_str(&r.context_json).unwrap()),
             )
         })
         .collect();
@@ -172,7 +173,7 @@ fn evaluate_rows<'a>(engine: &mut Engine, rows: impl Iterator<Item = &'a Row>) -
     let mut findings = 0;
     for r in rows {
         let activity: serde_json::Value = serde_json::from_str(&r.raw).unwrap();
-        let context: JournalContext = serde_json::from_str(&r.context_json).unwrap();
+        let context: Arc<JournalContext> = Arc::new(serde_json::from_str(&r.context_json).unwrap());
         findings += engine
             .evaluate(&Input {
                 id: &r.id,

@@ -19,6 +19,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::BufRead;
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -278,13 +279,15 @@ pub fn run(
         }
         let activity = Activity::from_json(&activity_json)
             .map_err(|e| format!("{name}:{n}: not a JSON activity: {e}"))?;
-        let context = context.unwrap_or_else(|| JournalContext {
-            self_generated: false,
-            enrichment: activity
-                .actor
-                .as_ref()
-                .map(|a| enricher.enrich(a.ip_address.as_deref(), a.user_agent.as_deref())),
-        });
+        let context = Arc::new(context.unwrap_or_else(|| {
+            JournalContext {
+                self_generated: false,
+                enrichment: activity
+                    .actor
+                    .as_ref()
+                    .map(|a| enricher.enrich(a.ip_address.as_deref(), a.user_agent.as_deref())),
+            }
+        }));
         let created_at_ms = activity.created_at_ms();
         let journaled_at_ms = arrived.map_or(created_at_ms, |t| t.timestamp_millis());
         let id = activity.id.clone();

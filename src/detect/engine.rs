@@ -34,8 +34,10 @@ pub struct Input<'a> {
     pub created_at_ms: i64,
     /// The raw activity.
     pub activity: &'a Value,
-    /// The enrichment the journal kept with it.
-    pub context: &'a JournalContext,
+    /// The enrichment the journal kept with it (shared: the findings of
+    /// the activity keep it, as the detection task's cache of parsed
+    /// contexts does).
+    pub context: &'a Arc<JournalContext>,
     /// When the journal received it (the detection time of its findings).
     pub journaled_at_ms: i64,
     /// It came from a backfill: its findings are retrospective.
@@ -491,7 +493,7 @@ fn activity_ref(input: &Input) -> ActivityRef {
             .get("actor")
             .filter(|a| a.is_object())
             .cloned(),
-        enrichment: input.context.enrichment.clone(),
+        context: Arc::clone(input.context),
         geo,
     }
 }

@@ -14,7 +14,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use super::rule::{Attack, Kind, Severity};
-use crate::enrich::Enrichment;
+use crate::ocsf::JournalContext;
 
 /// At most this many activities are listed in a finding (the count says
 /// how many there were); the anchor is always among them.
@@ -35,7 +35,8 @@ pub struct ActivityRef {
     pub organization_uuid: Option<String>,
     /// The raw `actor` object.
     pub actor: Option<Value>,
-    pub enrichment: Option<Enrichment>,
+    /// The enrichment the journal kept with it.
+    pub context: Arc<JournalContext>,
     /// Where the activity came from, when GeoIP placed it.
     pub geo: Option<Point>,
 }
@@ -313,7 +314,7 @@ impl Finding {
         let now = DateTime::<Utc>::from_timestamp_millis(anchor.created_ms).unwrap_or_default();
         let activity = crate::model::Activity::parse_journaled(&raw, now);
         let ctx = crate::ocsf::MapContext {
-            enrichment: anchor.enrichment.as_ref(),
+            enrichment: anchor.context.enrichment.as_ref(),
             self_generated: false,
             processed_ms: self.detected_ms,
         };

@@ -200,7 +200,7 @@ impl Feed {
         arrived: i64,
         replay: bool,
     ) -> Vec<Finding> {
-        let context = JournalContext::default();
+        let context = std::sync::Arc::new(JournalContext::default());
         self.engine.evaluate(&Input {
             id: &item.0,
             created_at_ms: item.1,

@@ -758,7 +758,7 @@ mod tests {
             organization_id: None,
             organization_uuid: None,
             actor: None,
-            enrichment: None,
+            context: Arc::default(),
             geo: None,
         })
     }
