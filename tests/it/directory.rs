@@ -289,19 +289,7 @@ async fn groups_on_every_event_departed_after_a_removal_and_re_reads_unchanged()
         sim.act_as(&in_two.user_id).unwrap();
     }
 
-    let mut setup = Setup::new(
-        &sim.base_url(),
-        KEY,
-        |t| t.set("requests_per_minute", 100_000),
-        Table::default(),
-    );
-    setup.start();
-    Wait::up_to(Duration::from_secs(60))
-        .until(
-            "the first sync and the activity before the removal",
-            async || setup.last_full_sync().is_some() && setup.event(&before).is_some(),
-        )
-        .await;
+    let mut setup = started_after_the_first_sync_and(&sim, &before).await;
     let users_path = format!(
         "/v1/compliance/organizations/{}/users",
         org_of(&sim, &leaver.user_id)
@@ -760,19 +748,7 @@ async fn a_departed_users_activities_after_the_removal_give_one_finding() {
         .clone();
     let before = sim.act_as(&leaver.user_id).unwrap();
 
-    let mut setup = Setup::new(
-        &sim.base_url(),
-        KEY,
-        |t| t.set("requests_per_minute", 100_000),
-        Table::default(),
-    );
-    setup.start();
-    Wait::up_to(Duration::from_secs(60))
-        .until(
-            "the first sync and the activity before the removal",
-            async || setup.last_full_sync().is_some() && setup.event(&before).is_some(),
-        )
-        .await;
+    let mut setup = started_after_the_first_sync_and(&sim, &before).await;
     let removal = sim.remove_user(&leaver.user_id).unwrap();
     // Their session outlives the offboarding: three activities after it,
     // within one suppression period (a day).
@@ -845,4 +821,24 @@ async fn a_departed_users_activities_after_the_removal_give_one_finding() {
     std::fs::create_dir_all(&keep).unwrap();
     std::fs::write(keep.join("directory-departed-user.ocsf.ndjson"), lines).unwrap();
     sim.shutdown().await;
+}
+
+/// The daemon started against `sim` with a directory, once its first full
+/// sync is done and the activity `before` (acted before a removal) has
+/// arrived.
+async fn started_after_the_first_sync_and(sim: &Simulator, before: &str) -> Setup {
+    let mut setup = Setup::new(
+        &sim.base_url(),
+        KEY,
+        |t| t.set("requests_per_minute", 100_000),
+        Table::default(),
+    );
+    setup.start();
+    Wait::up_to(Duration::from_secs(60))
+        .until(
+            "the first sync and the activity before the removal",
+            async || setup.last_full_sync().is_some() && setup.event(before).is_some(),
+        )
+        .await;
+    setup
 }
