@@ -105,6 +105,13 @@ pub struct Group {
     /// so an insert checks only the entries whose window it changed, and
     /// these.
     unsettled: BTreeSet<Key>,
+    /// Entries of a distinct-count rule whose window fell short of the
+    /// condition when last checked (or that were never checked). Only
+    /// these, the new entry and the unsettled ones can newly fire: every
+    /// other entry fired or is suppressed. So an insert looks for the
+    /// windows it completed among these alone, not among every entry of
+    /// the span it changed (see [`Group::changed_by`]).
+    unmet: BTreeSet<Key>,
     /// No entry or fired anchor arrived before this (a lower bound,
     /// `None` while there are none): eviction by age looks at them only
     /// once one may have arrived longer ago than the rule's reach, so a
@@ -195,6 +202,9 @@ impl Group {
             return fires;
         }
         if !self.may_hold(logic, reach) {
+            if distinct {
+                self.unmet.insert(key);
+            }
             self.evict(reach, arrived_ms, logic);
             return fires;
         }
@@ -254,9 +264,21 @@ impl Group {
                 .suppressed_until(&candidate, reach.suppress_ms)
                 .is_some()
             {
+                // Settled until its anchor is forgotten (then unsettled).
+                if distinct {
+                    self.unmet.remove(&candidate);
+                }
                 continue;
             }
-            if let Some(members) = self.holds_at(&candidate, logic, reach) {
+            let holds = self.holds_at(&candidate, logic, reach);
+            if distinct {
+                if holds.is_some() {
+                    self.unmet.remove(&candidate);
+                } else {
+                    self.unmet.insert(candidate.clone());
+                }
+            }
+            if let Some(members) = holds {
                 let anchor = Arc::clone(&self.entries[&candidate].activity);
                 self.record_fire(candidate, arrived_ms);
                 fires.push(Fire { anchor, members });
@@ -321,10 +343,11 @@ impl Group {
 
     /// The entries (`key` among them) whose window the entry at `key`, a
     /// distinct-count rule's, may have completed: in `[key, key + window]`,
-    /// those whose window held none of its values before. A value of
-    /// `key` is new to the window of `c` when no other entry holding it is
-    /// in that window: the previous one is older than `c - window` and the
-    /// next one is after `c`.
+    /// those whose window held none of its values before, among the ones
+    /// whose window fell short (the others fired or are suppressed). A
+    /// value of `key` is new to the window of `c` when no other entry
+    /// holding it is in that window: the previous one is older than
+    /// `c - window` and the next one is after `c`.
     fn changed_by(&self, key: &Key, logic: &Logic, reach: Reach) -> BTreeSet<Key> {
         let end = key.0.saturating_add(reach.window_ms);
         let mut changed = BTreeSet::from([key.clone()]);
@@ -348,9 +371,8 @@ impl Group {
                 .range((Bound::Excluded(key.clone()), Bound::Unbounded))
                 .next();
             changed.extend(
-                self.entries
+                self.unmet
                     .range(from..)
-                    .map(|(k, _)| k)
                     .take_while(|k| k.0 <= end && until.is_none_or(|u| *k < u))
                     .cloned(),
             );
@@ -479,11 +501,13 @@ impl Group {
             columns,
             steps,
             unsettled,
+            unmet,
             earliest_arrival,
             ..
         } = self;
         let mut forget = |k: &Key, e: &Entry| {
             unsettled.remove(k);
+            unmet.remove(k);
             for (i, column) in columns.iter_mut().enumerate() {
                 if let Some(value) = column_value(logic, e, i)
                     && let Some(keys) = column.get_mut(value.as_ref())
