@@ -272,6 +272,23 @@ api_key = "sk-ant-api01-x"
             std::path::Path::new("/tmp/claudit-test.directory.ndjson")
         );
         assert_eq!(c.delivery("siem.directory").unwrap().name, "siem.directory");
+        assert_eq!(
+            c.deliveries(),
+            ["siem", "siem.directory"],
+            "the stream's name for dlq and replay"
+        );
+        // It reads the inventory entries in the sink's format.
+        let mapper = std::sync::Arc::new(crate::ocsf::Mapper::default());
+        assert!(matches!(
+            crate::sinks::render::Payload::of(&stream, &mapper),
+            crate::sinks::render::Payload::Directory(crate::store::FindingForm::Ocsf)
+        ));
+        let mut raw = stream.clone();
+        raw.format = Format::Raw;
+        assert!(matches!(
+            crate::sinks::render::Payload::of(&raw, &mapper),
+            crate::sinks::render::Payload::Directory(crate::store::FindingForm::Plain)
+        ));
         // Only the stream: the sink's activities are not asked for.
         let c = load_sink(
             "[sources.directory]",

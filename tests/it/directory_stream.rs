@@ -9,7 +9,10 @@
 //! - a restart inside the interval makes no second snapshot;
 //! - a SIGKILL between journaling and delivery (the destination down) loses
 //!   nothing and sends no second copy: once it is back, Elasticsearch
-//!   receives every entry once.
+//!   receives every entry once; `claudit replay --sink es.directory`
+//!   re-sends the stream, which Elasticsearch stores once;
+//! - `claudit check` refuses the stream without a source that has a
+//!   directory (exit 78, naming the sink, the key and the fix).
 
 use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
@@ -337,6 +340,26 @@ async fn a_sigkill_between_journaling_and_delivery_loses_nothing_and_sends_nothi
             .map(|(_, doc)| doc["user"]["uid"].as_str().unwrap().to_string())
             .collect();
         assert_eq!(users, expected);
+    }
+    // `claudit replay` re-sends the stream by its name; Elasticsearch keeps
+    // each entry once (a second `create` of a uid is a conflict).
+    let replay = std::process::Command::new(crate::support::daemon::CLAUDIT)
+        .args(["--log-format", "text", "replay", "--sink", "es.directory"])
+        .args(["--since", "1d", "--config"])
+        .arg(&setup.config)
+        .env(KEY_VAR, KEY)
+        .env(ES_KEY_VAR, ES_KEY)
+        .output()
+        .unwrap();
+    assert!(
+        replay.status.success(),
+        "{}",
+        String::from_utf8_lossy(&replay.stderr)
+    );
+    {
+        let state = es.state();
+        assert_eq!(state.conflicts, journaled.len(), "each entry sent again");
+        assert_eq!(state.docs.len(), journaled.len(), "and stored once");
     }
     assert!(
         !logs_in(setup.dir.path()).contains(ES_KEY),
