@@ -255,6 +255,26 @@ async fn a_sink_with_the_directory_stream_receives_one_snapshot_of_every_member(
     assert_eq!(snapshot_again, Some(snapshot));
     assert_eq!(setup.lines("events.directory.ndjson"), ocsf);
     assert_eq!(setup.lines("raw.directory.ndjson"), raw);
+
+    // `status`: the source's last snapshot, and each sink's stream caught up.
+    let status = std::process::Command::new(crate::support::daemon::CLAUDIT)
+        .args(["status", "--config"])
+        .arg(&setup.config)
+        .env(KEY_VAR, KEY)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(status.status.success(), "{text}");
+    let n = journaled.len();
+    assert!(
+        text.contains("last snapshot:") && text.contains(&format!("({n} entries")),
+        "{text}"
+    );
+    let caught_up = format!(
+        "directory:       seq {} (0 behind), {n} delivered, 0 dead letters",
+        journaled[n - 1].seq
+    );
+    assert_eq!(text.matches(&caught_up).count(), 2, "{text}");
     sim.shutdown().await;
 }
 
