@@ -7,6 +7,9 @@
 //!   `target/tmp/directory-stream/` for `.ci/run`) and as the plain record
 //!   in a raw sink, each in its own file beside the sink's activities;
 //! - a restart inside the interval makes no second snapshot;
+//! - once the interval has passed, the next snapshot starts with who left
+//!   (and joined) since the previous one, then lists every member again
+//!   under new uids (valid OCSF too);
 //! - a SIGKILL between journaling and delivery (the destination down) loses
 //!   nothing and sends no second copy: once it is back, Elasticsearch
 //!   receives every entry once; `claudit replay --sink es.directory`
@@ -275,6 +278,125 @@ async fn a_sink_with_the_directory_stream_receives_one_snapshot_of_every_member(
         journaled[n - 1].seq
     );
     assert_eq!(text.matches(&caught_up).count(), 2, "{text}");
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_next_snapshot_starts_with_the_changes_since_the_previous_one() {
+    let sim = Simulator::start(sim_config()).await.unwrap();
+    let mut setup = Setup::new(&sim, |config, d| {
+        config.sink(
+            sink("ocsf", "file")
+                .path("path", &d.join("out/events.ndjson"))
+                .set("streams", vec!["activities", "directory"])
+                .set("batch_linger", "100ms"),
+        )
+    });
+    let before = members(&sim);
+    let mut daemon = setup.start();
+    Wait::up_to(Duration::from_secs(90))
+        .until("the first snapshot", async || {
+            setup.lines("events.directory.ndjson").len() >= before.len()
+        })
+        .await;
+    setup.wait_not_due(1).await;
+    // A plain member leaves; their removal reaches the journal.
+    let dir = sim.directory();
+    let leaver = dir
+        .members
+        .iter()
+        .flat_map(|m| m.values())
+        .find(|m| m.organization_role == "user")
+        .expect("a plain member")
+        .user_id
+        .clone();
+    let removal = sim.remove_user(&leaver).unwrap();
+    let db = setup.db();
+    Wait::up_to(Duration::from_secs(30))
+        .until("the removal journaled", async || {
+            Store::open_readonly(&db)
+                .ok()
+                .and_then(|s| s.is_journaled(&removal).ok())
+                .unwrap_or(false)
+        })
+        .await;
+    let status = daemon.stop(Duration::from_secs(30));
+    assert!(status.success(), "{status}");
+    let first = setup.lines("events.directory.ndjson");
+    let (_, snapshot) = setup.journaled();
+    let first_at = snapshot.unwrap().at_ms;
+
+    // The interval (a day) has passed since the last snapshot: as if the
+    // clock had moved on, it is put a day and a second before now, so the
+    // next one is due a second ago, after the removal.
+    let day_ms = 86_400_000;
+    let last = chrono::Utc::now().timestamp_millis() - day_ms - 1_000;
+    assert!(last + day_ms > first_at);
+    {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute(
+            "UPDATE directory_snapshots SET last_at_ms = ?1 WHERE source = 'acme'",
+            [last],
+        )
+        .unwrap();
+    }
+    let after = members(&sim);
+    assert!(!after.contains(&leaver));
+    let mut daemon = setup.start();
+    Wait::up_to(Duration::from_secs(60))
+        .until("the second snapshot", async || {
+            let n = setup.lines("events.directory.ndjson").len() - first.len();
+            if n > after.len() {
+                Ok(())
+            } else {
+                Err(format!("{n} entries"))
+            }
+        })
+        .await;
+    setup.wait_not_due(2).await;
+    let status = daemon.stop(Duration::from_secs(30));
+    assert!(status.success(), "{status}");
+
+    let all = setup.lines("events.directory.ndjson");
+    let second = &all[first.len()..];
+    let (_, snapshot) = setup.journaled();
+    let second_at = snapshot.unwrap().at_ms;
+    assert_eq!(second_at, last + day_ms, "the time it was due");
+    // The changes come first (activity Log), then every member (Collect).
+    let changes: Vec<&Value> = second.iter().filter(|e| e["activity_id"] == 1).collect();
+    let snapshot: Vec<Value> = second
+        .iter()
+        .filter(|e| e["activity_id"] == 2)
+        .cloned()
+        .collect();
+    assert_eq!(changes.len() + snapshot.len(), second.len());
+    assert!(
+        second[..changes.len()]
+            .iter()
+            .all(|e| e["activity_id"] == 1)
+    );
+    let left = changes
+        .iter()
+        .find(|e| e["user"]["uid"] == leaver.as_str())
+        .expect("the leaver's change");
+    let extras = &left["unmapped"]["claudit"]["directory"];
+    assert_eq!(extras["change"], "left", "{left}");
+    assert!(extras["departed_time"].is_i64(), "{left}");
+    assert_eq!(users_once(&snapshot, |e| &e["user"]["uid"]), after);
+    for e in second {
+        assert_eq!(e["time"], second_at, "{e}");
+    }
+    // Every entry of both snapshots under its own uid.
+    let uids: HashSet<&str> = all
+        .iter()
+        .map(|e| e["metadata"]["uid"].as_str().unwrap())
+        .collect();
+    assert_eq!(uids.len(), all.len());
+    let file = setup.dir.path().join("out/events.directory.ndjson");
+    crate::directory::validate_ocsf(&file);
+    let keep = Path::new(env!("CARGO_TARGET_TMPDIR")).join("directory-stream");
+    std::fs::create_dir_all(&keep).unwrap();
+    std::fs::copy(&file, keep.join("changes.ocsf.ndjson")).unwrap();
     sim.shutdown().await;
 }
 
