@@ -88,8 +88,8 @@ pub use crate::sinks::elasticsearch::{ElasticsearchAuth, ElasticsearchSinkConfig
 pub use crate::sinks::file::FileSinkConfig;
 pub use crate::sinks::sentinel::SentinelSinkConfig;
 pub use crate::sinks::settings::{
-    BatchConfig, FINDINGS_SUFFIX, Format, HttpSinkConfig, SinkConfig, SinkKind, Streams,
-    findings_path,
+    BatchConfig, DIRECTORY_SUFFIX, FINDINGS_SUFFIX, Format, HttpSinkConfig, SinkConfig, SinkKind,
+    Streams, findings_path, stream_path,
 };
 pub use crate::sinks::splunk_hec::SplunkHecSinkConfig;
 pub use crate::sinks::sumo::SumoSinkConfig;
@@ -138,16 +138,39 @@ impl Config {
     }
 
     /// A sink by the name its cursor and dead letters go by: a configured
-    /// sink, or `<sink>.findings`, the findings stream of one that receives
-    /// findings (while detections run).
+    /// sink, `<sink>.findings`, the findings stream of one that receives
+    /// findings (while detections run), or `<sink>.directory`, the
+    /// directory stream of one that receives it.
     pub fn delivery(&self, name: &str) -> Option<SinkConfig> {
         if let Some(sink) = self.sink(name) {
             return Some(sink.clone());
+        }
+        if let Some(base) = name.strip_suffix(&format!(".{DIRECTORY_SUFFIX}")) {
+            return self
+                .sink(base)
+                .filter(|s| s.streams.directory)
+                .map(SinkConfig::directory_stream);
         }
         let base = name.strip_suffix(&format!(".{FINDINGS_SUFFIX}"))?;
         self.sink(base)
             .filter(|s| s.streams.findings && self.detections.enabled)
             .map(SinkConfig::findings_stream)
+    }
+
+    /// The names of every delivery (see [`Config::delivery`]): each sink,
+    /// and the streams of its own it receives.
+    pub fn deliveries(&self) -> Vec<String> {
+        let mut names = Vec::new();
+        for s in &self.sinks {
+            names.push(s.name.clone());
+            if s.streams.findings && self.detections.enabled {
+                names.push(s.findings_stream().name);
+            }
+            if s.streams.directory {
+                names.push(s.directory_stream().name);
+            }
+        }
+        names
     }
 }
 

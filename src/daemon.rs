@@ -276,6 +276,7 @@ pub fn start_pipeline(
     let mapper = Arc::new(Mapper::new(&config.ocsf).with_directory(directory.clone()));
     let (head_tx, head_rx) = watch::channel(0u64);
     let (findings_tx, findings_rx) = watch::channel(0u64);
+    let (directory_tx, directory_rx) = watch::channel(0u64);
     let detection = detection_rules(config)?;
     // How long the detection task may still need a journal row.
     let detection_horizon_ms = detection
@@ -299,8 +300,33 @@ pub fn start_pipeline(
             (name, task.run(cancel).await.map(|_| ()))
         });
     }
+    // The directory as a stream: a snapshot task per source with a
+    // directory, while a sink receives the stream.
+    let directory_stream = directory.is_some() && config.sinks.iter().any(|s| s.streams.directory);
+    if let Some(directory) = directory.as_ref().filter(|_| directory_stream) {
+        for source in config.sources.iter().filter(|s| s.directory.enabled) {
+            let task = crate::directory_stream::SnapshotTask {
+                source: source.name.clone(),
+                every: source.directory.snapshot_every,
+                refresh: source.directory.refresh,
+                store: SharedStore::open(&config.state.path)?,
+                directory: directory.clone(),
+                head: directory_tx.clone(),
+            };
+            let (name, cancel) = (
+                format!("directory snapshots {}", source.name),
+                cancel.clone(),
+            );
+            let alive = metrics.task_alive(&name);
+            tasks.spawn(async move {
+                let _alive = alive;
+                (name, task.run(cancel).await)
+            });
+        }
+    }
     // One delivery task per stream a sink receives: its activities from
-    // its cursor over the journal, its findings from `<sink>.findings`.
+    // its cursor over the journal, its findings from `<sink>.findings`,
+    // the directory's snapshots from `<sink>.directory`.
     let mut deliveries = Vec::new();
     for sink in &config.sinks {
         if sink.streams.activities {
@@ -308,6 +334,9 @@ pub fn start_pipeline(
         }
         if sink.streams.findings && detection.is_some() {
             deliveries.push((sink.findings_stream(), findings_rx.clone()));
+        }
+        if sink.streams.directory && directory_stream {
+            deliveries.push((sink.directory_stream(), directory_rx.clone()));
         }
     }
     for (sink, head) in deliveries {
@@ -366,6 +395,12 @@ pub fn start_pipeline(
             .filter(|s| s.streams.findings && detection_horizon_ms.is_some())
             .map(|s| s.name.clone())
             .collect();
+        let directory_sinks: Vec<String> = config
+            .sinks
+            .iter()
+            .filter(|s| s.streams.directory)
+            .map(|s| s.name.clone())
+            .collect();
         let sources: Vec<(String, i64)> = config
             .sources
             .iter()
@@ -376,7 +411,7 @@ pub fn start_pipeline(
         tasks.spawn(async move {
             let result = prune_loop(
                 store,
-                (sinks, finding_sinks),
+                (sinks, finding_sinks, directory_sinks),
                 sources,
                 retention_ms,
                 detection_horizon_ms,
@@ -438,18 +473,24 @@ fn detection_rules(config: &Config) -> anyhow::Result<Option<(RuleSet, Engine)>>
 /// sweep has run. With detections running, rows the detection task has not
 /// evaluated and rows its windows may still hold (`detection_horizon_ms`)
 /// stay too, and findings go with their oldest activity (every activity a
-/// kept finding names stays in the journal).
+/// kept finding names stays in the journal). The directory stream's
+/// entries go once older than the retention and delivered by every sink
+/// that receives the stream.
 async fn prune_loop(
     store: SharedStore,
-    (sinks, finding_sinks): (Vec<String>, Vec<String>),
+    (sinks, finding_sinks, directory_sinks): (Vec<String>, Vec<String>, Vec<String>),
     sources: Vec<(String, i64)>,
     retention_ms: i64,
     detection_horizon_ms: Option<i64>,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     loop {
-        let (sinks, finding_sinks, sources) =
-            (sinks.clone(), finding_sinks.clone(), sources.clone());
+        let (sinks, finding_sinks, directory_sinks, sources) = (
+            sinks.clone(),
+            finding_sinks.clone(),
+            directory_sinks.clone(),
+            sources.clone(),
+        );
         let pruned = store
             .call(move |s| -> Result<usize, crate::store::StoreError> {
                 let mut cutoff = now_ms() - retention_ms;
@@ -473,6 +514,9 @@ async fn prune_loop(
                 )?;
                 // The directory keeps what the remaining rows can see.
                 crate::directory::store::prune(s)?;
+                let directory_sinks: Vec<&str> =
+                    directory_sinks.iter().map(String::as_str).collect();
+                s.prune_directory_stream(&directory_sinks, now_ms() - retention_ms)?;
                 Ok(rows)
             })
             .await?;

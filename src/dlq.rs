@@ -40,15 +40,7 @@ const REPLAY_ATTEMPTS: usize = 5;
 
 fn find_sink(config: &Config, name: &str) -> anyhow::Result<SinkConfig> {
     config.delivery(name).ok_or_else(|| {
-        let names: Vec<String> = config
-            .sinks
-            .iter()
-            .flat_map(|s| {
-                let findings = (s.streams.findings && config.detections.enabled)
-                    .then(|| s.findings_stream().name);
-                std::iter::once(s.name.clone()).chain(findings)
-            })
-            .collect();
+        let names = config.deliveries();
         anyhow::anyhow!(
             "no sink named {name:?} in {}; configured sinks: {}",
             config.file.display(),

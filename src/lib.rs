@@ -12,6 +12,7 @@ pub mod daemon;
 pub mod demo;
 pub mod detect;
 pub mod directory;
+pub mod directory_stream;
 pub mod dlq;
 pub mod enrich;
 pub mod fdlimit;

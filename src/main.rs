@@ -93,7 +93,7 @@ enum Command {
     Replay {
         #[arg(long, short, env = "CLAUDIT_CONFIG")]
         config: PathBuf,
-        /// The sink (its `name` in the configuration; `NAME.findings` for the findings it receives).
+        /// The sink (its `name` in the configuration; `NAME.findings` for the findings it receives, `NAME.directory` for its directory stream).
         #[arg(long)]
         sink: String,
         /// Start of the range (created_at): RFC 3339 time, date (2026-01-01), or duration ago (7d).

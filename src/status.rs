@@ -58,6 +58,20 @@ pub struct SourceStatus {
     /// The source's directory context (`[sources.directory]`), when on or synced.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub directory: Option<crate::directory::show::DirectoryStatus>,
+    /// The source's last directory snapshot (the directory stream), when
+    /// one was made: its time and the entries it journaled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub directory_snapshot: Option<SnapshotStatus>,
+}
+
+/// A source's last directory snapshot.
+#[derive(Debug, Serialize)]
+pub struct SnapshotStatus {
+    /// The time it describes (when it was due).
+    pub at: String,
+    /// Entries it journaled (members and changes).
+    pub entries: i64,
+    pub journaled_at: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -76,6 +90,19 @@ pub struct SinkStatus {
     /// The sink's findings stream (`<sink>.findings`), when it receives findings.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub findings: Option<FindingStreamStatus>,
+    /// The sink's directory stream (`<sink>.directory`), when it receives it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub directory: Option<DirectoryStreamStatus>,
+}
+
+/// A sink's directory stream: its cursor over the inventory entries.
+#[derive(Debug, Serialize)]
+pub struct DirectoryStreamStatus {
+    pub cursor_seq: i64,
+    pub entries_behind: i64,
+    pub delivered: i64,
+    pub last_error: Option<String>,
+    pub dead_letters: i64,
 }
 
 /// A sink's findings stream: its cursor over the findings.
@@ -147,6 +174,13 @@ pub fn report(config: &Config, now_ms: i64) -> anyhow::Result<StatusReport> {
                 &source.name,
                 source.directory.enabled,
             )?,
+            directory_snapshot: store
+                .directory_snapshot(&source.name)?
+                .map(|s| SnapshotStatus {
+                    at: fmt_ms(s.at_ms),
+                    entries: s.entries,
+                    journaled_at: fmt_ms(s.journaled_at_ms),
+                }),
         });
     }
     let mut sinks = Vec::new();
@@ -168,6 +202,19 @@ pub fn report(config: &Config, now_ms: i64) -> anyhow::Result<StatusReport> {
                 Some(FindingStreamStatus {
                     cursor_seq: c.seq,
                     findings_behind: store.count_findings_after(c.seq)?,
+                    delivered: c.delivered,
+                    last_error: c.last_error,
+                    dead_letters: store.dead_letter_count(&stream)?,
+                })
+            } else {
+                None
+            },
+            directory: if sink.streams.directory {
+                let stream = sink.directory_stream().name;
+                let c = store.sink_cursor(&stream)?;
+                Some(DirectoryStreamStatus {
+                    cursor_seq: c.seq,
+                    entries_behind: store.count_directory_after(c.seq)?,
                     delivered: c.delivered,
                     last_error: c.last_error,
                     dead_letters: store.dead_letter_count(&stream)?,
@@ -238,6 +285,13 @@ impl std::fmt::Display for StatusReport {
             if let Some(d) = &s.directory {
                 write!(f, "{d}")?;
             }
+            if let Some(snap) = &s.directory_snapshot {
+                writeln!(
+                    f,
+                    "  last snapshot:   {} ({} entries, journaled {})",
+                    snap.at, snap.entries, snap.journaled_at
+                )?;
+            }
         }
         for s in &self.sinks {
             writeln!(f, "sink {}", s.name)?;
@@ -263,6 +317,16 @@ impl std::fmt::Display for StatusReport {
                 )?;
                 if let Some(e) = &fs.last_error {
                     writeln!(f, "  findings error:  {e}")?;
+                }
+            }
+            if let Some(ds) = &s.directory {
+                writeln!(
+                    f,
+                    "  directory:       seq {} ({} behind), {} delivered, {} dead letters",
+                    ds.cursor_seq, ds.entries_behind, ds.delivered, ds.dead_letters
+                )?;
+                if let Some(e) = &ds.last_error {
+                    writeln!(f, "  directory error: {e}")?;
                 }
             }
         }

@@ -107,6 +107,7 @@ pub(super) fn read_config(cx: &mut Ctx, doc: &DeTable) -> Config {
         }
         if let Some(sink) = &sink {
             super::directory::check_sink_format(cx, &t, sink.format, &sources);
+            super::directory::check_sink_streams(cx, &t, sink, &sources);
         }
         sink_names.push(name);
         sinks.extend(sink);
@@ -202,36 +203,42 @@ fn settle_streams(
             );
         }
         // A sink whose own place is taken already is reported there; its
-        // findings file would only repeat that.
+        // findings and directory files would only repeat that.
         let own_taken = places::of_sink(sink, String::new(), None)
             .is_some_and(|own| places.iter().filter(|p| p.path == own.path).count() > 1);
-        if sink.streams.findings
-            && detections
-            && !own_taken
-            && let Some(place) = places::of_sink(
-                &sink.findings_stream(),
-                keys.path_key.clone(),
-                keys.path_line,
-            )
-        {
-            places.push(place);
+        let mut streams = Vec::new();
+        if sink.streams.findings && detections {
+            streams.push(sink.findings_stream());
+        }
+        if sink.streams.directory {
+            streams.push(sink.directory_stream());
+        }
+        for stream in streams.iter().filter(|_| !own_taken) {
+            if let Some(place) = places::of_sink(stream, keys.path_key.clone(), keys.path_line) {
+                places.push(place);
+            }
         }
     }
 }
 
 /// Why `sink` cannot receive findings, if it cannot.
 fn findings_refused(sink: &SinkConfig) -> Option<String> {
+    derived_refused(sink, "findings", "a finding")
+}
+
+/// Why `sink` cannot receive a stream claudit derives (`what`: findings,
+/// the directory; `one`: one of its entries), if it cannot.
+fn derived_refused(sink: &SinkConfig, what: &str, one: &str) -> Option<String> {
     if sink.kind.settings().activities_only() {
-        return Some(
+        return Some(format!(
             "an archive sink keeps only activities (it is evidence of what Anthropic served); \
-             write streams = [\"activities\"] or remove the key, and send findings to another sink"
-                .to_string(),
-        );
+             write streams = [\"activities\"] or remove the key, and send {what} to another sink"
+        ));
     }
     crate::sinks::layout::of(&sink.kind).map(|layout| {
         format!(
-            "a sink with layout = {:?} sends that vendor's shape of an activity, which a finding \
-             does not have; write streams = [\"activities\"] or remove the key, and send findings \
+            "a sink with layout = {:?} sends that vendor's shape of an activity, which {one} \
+             does not have; write streams = [\"activities\"] or remove the key, and send {what} \
              to a sink without a layout",
             layout.name()
         )
@@ -241,16 +248,17 @@ fn findings_refused(sink: &SinkConfig) -> Option<String> {
 /// One entry of `streams`.
 fn stream_name(text: &Text) -> Option<String> {
     match text.value.as_str() {
-        "activities" | "findings" => None,
+        "activities" | "findings" | "directory" => None,
         _ => Some(format!(
             "unknown stream {}; a sink receives \"activities\" (every activity), \"findings\" \
-             (the detections' findings) or both: write streams = [\"activities\", \"findings\"]",
+             (the detections' findings), \"directory\" (snapshots of the directory, with \
+             [sources.directory]) or several: write streams = [\"activities\", \"findings\"]",
             text.shown()
         )),
     }
 }
 
-/// `streams`: which of "activities" and "findings" a sink receives;
+/// `streams`: which of "activities", "findings" and "directory" a sink receives;
 /// `None` when absent (the default depends on `[detections]`) or invalid
 /// (reported).
 fn read_streams(cx: &mut Ctx, t: &mut Table) -> Option<Streams> {
@@ -275,6 +283,7 @@ fn read_streams(cx: &mut Ctx, t: &mut Table) -> Option<Streams> {
     Some(Streams {
         activities: list.iter().any(|s| s == "activities"),
         findings: list.iter().any(|s| s == "findings"),
+        directory: list.iter().any(|s| s == "directory"),
     })
 }
 
@@ -603,11 +612,17 @@ pub(crate) fn read_sink(cx: &mut Ctx, t: &mut Table) -> (String, Option<SinkConf
         }
         _ => None,
     };
-    // A sink that cannot take findings says so where `streams` asks for them.
-    if let Some(sink) = &sink
-        && sink.streams.findings
-        && let Some(why) = findings_refused(sink)
-    {
+    // A sink that cannot take findings or the directory says so where
+    // `streams` asks for them.
+    let refused = sink.as_ref().and_then(|sink| {
+        let findings = sink.streams.findings.then(|| findings_refused(sink));
+        let directory = sink
+            .streams
+            .directory
+            .then(|| derived_refused(sink, "the directory", "a directory entry"));
+        findings.flatten().or(directory.flatten())
+    });
+    if let Some(why) = refused {
         let line = t.line_of_key(cx, "streams");
         t_error(cx, t, "streams", line, why);
         return (name.unwrap_or_default(), None);

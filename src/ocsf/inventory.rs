@@ -38,31 +38,127 @@ pub fn next_due(last_snapshot_ms: Option<i64>, interval: Duration) -> i64 {
     }
 }
 
-/// The events of a snapshot of `source` at `at_ms`, preceded by those of
-/// the changes since the previous snapshot (`previous_ms`), one JSON text
-/// each: what the daemon journals when a snapshot is due.
+/// The time the snapshot to make now describes, if one is due at `now_ms`:
+/// `now_ms` for a source's first, else the latest time one was due
+/// (`next_due`, then every `interval`) up to `now_ms`. A daemon that was
+/// down for several intervals makes one snapshot, at the last time due,
+/// with the changes since the previous one. A function of the last
+/// snapshot's time: made again after a crash within the same interval,
+/// it describes the same time, so its entries have the same uids.
+pub fn snapshot_time(
+    last_snapshot_ms: Option<i64>,
+    interval: Duration,
+    now_ms: i64,
+) -> Option<i64> {
+    let Some(last) = last_snapshot_ms else {
+        return Some(now_ms);
+    };
+    let every = (interval.as_millis() as i64).max(1);
+    if now_ms < next_due(Some(last), interval) {
+        return None;
+    }
+    Some(last + (now_ms - last) / every * every)
+}
+
+/// One entry of the stream: a user's record in a snapshot, or how it
+/// changed since the previous one, in both the forms a sink can receive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// `metadata.uid` of the event, `uid` of the plain record ([`uid`]).
+    pub uid: String,
+    /// `snapshot`, or the change: `joined`, `left`, `changed`.
+    pub kind: &'static str,
+    /// The OCSF User Inventory Info event (JSON).
+    pub ocsf: String,
+    /// claudit's plain JSON record, for raw-format sinks:
+    /// `{"record":"claudit.directory","version":1,"uid","source","kind",
+    /// "change" (changes only),"at","at_ms","user":{...}}` where `user` is
+    /// the identity as `raw+claudit` writes it.
+    pub plain: String,
+}
+
+/// The name of the plain record (`"record"`), and its version.
+pub const PLAIN_RECORD: &str = "claudit.directory";
+pub const PLAIN_VERSION: u32 = 1;
+
+/// The entries of a snapshot of `source` at `at_ms`, preceded by those of
+/// the changes since the previous snapshot (`previous_ms`): what the
+/// daemon journals when a snapshot is due, and what `claudit directory
+/// snapshot` prints.
+pub fn entries(
+    directory: &Directory,
+    source: &str,
+    previous_ms: Option<i64>,
+    at_ms: i64,
+) -> Vec<Entry> {
+    let mut out = Vec::new();
+    if let Some(previous) = previous_ms.filter(|p| *p < at_ms) {
+        for (change, id) in directory.changes_between(source, previous, at_ms) {
+            out.push(entry(source, &id, Kind::Change(change), at_ms));
+        }
+    }
+    for id in directory.members_at(source, at_ms) {
+        out.push(entry(source, &id, Kind::Snapshot, at_ms));
+    }
+    out
+}
+
+/// The OCSF events of [`entries`], one JSON text each.
 pub fn events(
     directory: &Directory,
     source: &str,
     previous_ms: Option<i64>,
     at_ms: i64,
 ) -> Vec<String> {
-    let mut out = Vec::new();
-    if let Some(previous) = previous_ms.filter(|p| *p < at_ms) {
-        for (change, id) in directory.changes_between(source, previous, at_ms) {
-            out.push(event(source, &id, Kind::Change(change), at_ms).to_string());
-        }
+    entries(directory, source, previous_ms, at_ms)
+        .into_iter()
+        .map(|e| e.ocsf)
+        .collect()
+}
+
+fn entry(source: &str, id: &Identity, kind: Kind, at_ms: i64) -> Entry {
+    let kind_name = kind.name();
+    let uid = uid(source, &id.user_id, kind_name, at_ms);
+    let mut plain = Map::new();
+    plain.insert("record".into(), json!(PLAIN_RECORD));
+    plain.insert("version".into(), json!(PLAIN_VERSION));
+    plain.insert("uid".into(), json!(uid));
+    plain.insert("source".into(), json!(source));
+    plain.insert("kind".into(), json!(kind_name));
+    if let Kind::Change(c) = kind {
+        plain.insert("change".into(), json!(c.as_str()));
     }
-    for id in directory.members_at(source, at_ms) {
-        out.push(event(source, &id, Kind::Snapshot, at_ms).to_string());
+    plain.insert(
+        "at".into(),
+        json!(chrono::DateTime::from_timestamp_millis(at_ms).map(format_time)),
+    );
+    plain.insert("at_ms".into(), json!(at_ms));
+    // Strings, booleans and numbers: serializing cannot fail.
+    plain.insert(
+        "user".into(),
+        serde_json::to_value(id).unwrap_or(Value::Null),
+    );
+    Entry {
+        ocsf: event(source, id, kind, at_ms).to_string(),
+        plain: Value::Object(plain).to_string(),
+        uid,
+        kind: kind_name,
     }
-    out
 }
 
 #[derive(Debug, Clone, Copy)]
 enum Kind {
     Snapshot,
     Change(Change),
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Snapshot => "snapshot",
+            Kind::Change(c) => c.as_str(),
+        }
+    }
 }
 
 /// The stable uid of one entry of the stream.
@@ -309,5 +405,41 @@ mod tests {
         );
         assert_eq!(next_due(None, Duration::from_secs(1)), i64::MIN);
         assert_eq!(next_due(Some(5), Duration::from_secs(1)), 1005);
+        let day = Duration::from_secs(86_400);
+        let day_ms = 86_400_000;
+        assert_eq!(snapshot_time(None, day, 42), Some(42));
+        assert_eq!(snapshot_time(Some(1_000), day, 1_000 + day_ms - 1), None);
+        assert_eq!(
+            snapshot_time(Some(1_000), day, 1_000 + day_ms),
+            Some(1_000 + day_ms)
+        );
+        // Down for three and a half days: one snapshot, at the last time due.
+        assert_eq!(
+            snapshot_time(Some(1_000), day, 1_000 + 3 * day_ms + day_ms / 2),
+            Some(1_000 + 3 * day_ms)
+        );
+
+        // Each entry has both forms under one uid; the plain record names
+        // the user as raw+claudit does.
+        let both = entries(&d, "src", Some(100), 300);
+        assert_eq!(both.len(), 4);
+        for e in &both {
+            let ocsf: Value = serde_json::from_str(&e.ocsf).unwrap();
+            let plain: Value = serde_json::from_str(&e.plain).unwrap();
+            assert_eq!(ocsf["metadata"]["uid"], e.uid.as_str());
+            assert_eq!(plain["uid"], e.uid.as_str());
+            assert_eq!(plain["record"], "claudit.directory");
+            assert_eq!(plain["version"], 1);
+            assert_eq!(plain["source"], "src");
+            assert_eq!(plain["kind"], e.kind);
+            assert_eq!(plain["at_ms"], 300);
+            assert_eq!(plain["at"], "1970-01-01T00:00:00.300000Z");
+            assert_eq!(plain["user"]["user_id"], ocsf["user"]["uid"]);
+            assert_eq!(plain["change"].is_null(), e.kind == "snapshot");
+        }
+        let left = both.iter().find(|e| e.kind == "left").unwrap();
+        let plain: Value = serde_json::from_str(&left.plain).unwrap();
+        assert_eq!(plain["user"]["departed"], true);
+        assert_eq!(plain["user"]["name"], "Bob");
     }
 }

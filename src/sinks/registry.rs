@@ -130,16 +130,17 @@ pub trait SinkSettings: Any + Debug + Send + Sync {
     }
 
     /// The sink keeps the activities only, never the findings of
-    /// `[detections]` (the archive: evidence of what Anthropic served).
+    /// `[detections]` nor the directory stream (the archive: evidence of
+    /// what Anthropic served).
     fn activities_only(&self) -> bool {
         false
     }
 
-    /// The settings the sink's findings stream (`<sink>.findings`, a
-    /// second sink task) delivers with: `None` for the sink's own. A type
-    /// whose destination has a place or a name of its own gives the
-    /// findings theirs (a file sink: its findings file).
-    fn for_findings(&self) -> Option<SinkKind> {
+    /// The settings the sink's stream `suffix` (`<sink>.findings`,
+    /// `<sink>.directory`: a second sink task) delivers with: `None` for
+    /// the sink's own. A type whose destination has a place or a name of
+    /// its own gives the stream theirs (a file sink: its findings file).
+    fn for_stream(&self, _suffix: &str) -> Option<SinkKind> {
         None
     }
 

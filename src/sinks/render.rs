@@ -22,17 +22,26 @@ pub enum Payload {
     /// journaled them in: the OCSF Detection Finding for an OCSF sink, the
     /// plain JSON finding for a raw one.
     Findings(FindingForm),
+    /// The directory stream's inventory entries, in the form the snapshot
+    /// task journaled them in: the OCSF User Inventory Info event for an
+    /// OCSF sink, the plain JSON record (`claudit.directory`) for a raw one.
+    Directory(FindingForm),
 }
 
 impl Payload {
     /// The payload form of a sink: its `format`, for its activities or,
-    /// for its findings stream (`<sink>.findings`), its findings.
+    /// for its findings stream (`<sink>.findings`), its findings, and for
+    /// its directory stream (`<sink>.directory`), the inventory entries.
     pub fn of(sink: &SinkConfig, mapper: &Arc<Mapper>) -> Payload {
+        let derived = match sink.format {
+            Format::Ocsf => FindingForm::Ocsf,
+            Format::Raw | Format::RawWithContext => FindingForm::Plain,
+        };
         if sink.is_findings_stream() {
-            return Payload::Findings(match sink.format {
-                Format::Ocsf => FindingForm::Ocsf,
-                Format::Raw | Format::RawWithContext => FindingForm::Plain,
-            });
+            return Payload::Findings(derived);
+        }
+        if sink.is_directory_stream() {
+            return Payload::Directory(derived);
         }
         Payload::of_format(sink.format, mapper)
     }
@@ -54,12 +63,13 @@ impl RowRenderer for Payload {
             Payload::RawWithContext(_) => Columns::RawAndOrigin,
             Payload::Ocsf(_) => Columns::All,
             Payload::Findings(form) => Columns::Findings(*form),
+            Payload::Directory(form) => Columns::Directory(*form),
         }
     }
 
     fn render(&self, row: &JournalRow<'_>) -> String {
         match self {
-            Payload::Raw | Payload::Findings(_) => row.raw.to_string(),
+            Payload::Raw | Payload::Findings(_) | Payload::Directory(_) => row.raw.to_string(),
             Payload::RawWithContext(mapper) => crate::directory::enrich::raw_with_context(
                 mapper.directory().map(|d| &**d),
                 row.raw,

@@ -33,12 +33,15 @@ pub struct SinkConfig {
     pub streams: Streams,
 }
 
-/// The streams a sink receives: the activities, and the findings of
-/// `[detections]`. Each is delivered from its own cursor.
+/// The streams a sink receives: the activities, the findings of
+/// `[detections]`, and the directory's snapshots (opt-in). Each is
+/// delivered from its own cursor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Streams {
     pub activities: bool,
     pub findings: bool,
+    /// The directory as OCSF inventory events (`<sink>.directory`).
+    pub directory: bool,
 }
 
 impl Streams {
@@ -46,11 +49,14 @@ impl Streams {
     pub const ACTIVITIES: Streams = Streams {
         activities: true,
         findings: false,
+        directory: false,
     };
-    /// Both (the default of every sink but the archive when detections run).
+    /// Activities and findings (the default of every sink but the archive
+    /// when detections run).
     pub const BOTH: Streams = Streams {
         activities: true,
         findings: true,
+        directory: false,
     };
 }
 
@@ -60,32 +66,64 @@ impl Streams {
 /// activities file.
 pub use crate::store::FINDINGS_SUFFIX;
 
+/// The suffix of a sink's directory stream: `<sink>.directory` names its
+/// cursor, dead letters and metrics, and a file sink's directory file is
+/// `<stem>.directory.<extension>` beside its activities file.
+pub use crate::store::DIRECTORY_SUFFIX;
+
 impl SinkConfig {
     /// Whether this is the findings stream of a sink (`findings_stream`).
     pub fn is_findings_stream(&self) -> bool {
         self.name.ends_with(&format!(".{FINDINGS_SUFFIX}"))
     }
 
+    /// Whether this is the directory stream of a sink (`directory_stream`).
+    pub fn is_directory_stream(&self) -> bool {
+        self.name.ends_with(&format!(".{DIRECTORY_SUFFIX}"))
+    }
+
     /// The sink that delivers this sink's findings: the same destination
     /// and settings under the name `<name>.findings`, adapted by its type
     /// where the findings need a place or name of their own
-    /// (`SinkSettings::for_findings`: a file sink's findings file, a
+    /// (`SinkSettings::for_stream`: a file sink's findings file, a
     /// webhook's ids).
     pub fn findings_stream(&self) -> SinkConfig {
+        self.derived_stream(
+            FINDINGS_SUFFIX,
+            Streams {
+                activities: false,
+                findings: true,
+                directory: false,
+            },
+        )
+    }
+
+    /// The sink that delivers this sink's directory stream (the inventory
+    /// snapshots), as [`SinkConfig::findings_stream`] does the findings:
+    /// `<name>.directory`, a file sink's `<stem>.directory.<ext>`.
+    pub fn directory_stream(&self) -> SinkConfig {
+        self.derived_stream(
+            DIRECTORY_SUFFIX,
+            Streams {
+                activities: false,
+                findings: false,
+                directory: true,
+            },
+        )
+    }
+
+    fn derived_stream(&self, suffix: &str, streams: Streams) -> SinkConfig {
         let kind = self
             .kind
             .settings()
-            .for_findings()
+            .for_stream(suffix)
             .unwrap_or_else(|| self.kind.clone());
         SinkConfig {
-            name: format!("{}.{FINDINGS_SUFFIX}", self.name),
+            name: format!("{}.{suffix}", self.name),
             format: self.format,
             batch: self.batch.clone(),
             kind,
-            streams: Streams {
-                activities: false,
-                findings: true,
-            },
+            streams,
         }
     }
 }
@@ -93,13 +131,20 @@ impl SinkConfig {
 /// `events.ocsf.ndjson` -> `events.ocsf.findings.ndjson`; `events` ->
 /// `events.findings`.
 pub fn findings_path(path: &std::path::Path) -> PathBuf {
+    stream_path(path, FINDINGS_SUFFIX)
+}
+
+/// The file of a sink's stream `suffix` beside its activities file:
+/// `events.ocsf.ndjson` -> `events.ocsf.<suffix>.ndjson`; `events` ->
+/// `events.<suffix>`.
+pub fn stream_path(path: &std::path::Path, suffix: &str) -> PathBuf {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let renamed = match name.rsplit_once('.') {
-        Some((stem, ext)) if !stem.is_empty() => format!("{stem}.{FINDINGS_SUFFIX}.{ext}"),
-        _ => format!("{name}.{FINDINGS_SUFFIX}"),
+        Some((stem, ext)) if !stem.is_empty() => format!("{stem}.{suffix}.{ext}"),
+        _ => format!("{name}.{suffix}"),
     };
     path.with_file_name(renamed)
 }

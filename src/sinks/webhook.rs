@@ -332,17 +332,14 @@ pub const TYPE: SinkType = SinkType {
 };
 
 impl SinkSettings for WebhookConfig {
-    /// Findings are numbered apart from the activities: their `webhook-id`
-    /// starts `<id_prefix>-findings`, so a receiver deduplicating by id
-    /// never takes a finding for an activity of the same seq.
-    fn for_findings(&self) -> Option<SinkKind> {
-        let mut findings = self.clone();
-        findings.id_prefix = format!(
-            "{}-{}",
-            self.id_prefix,
-            crate::sinks::settings::FINDINGS_SUFFIX
-        );
-        Some(SinkKind::new(findings))
+    /// Findings and directory entries are numbered apart from the
+    /// activities: their `webhook-id` starts `<id_prefix>-findings` or
+    /// `<id_prefix>-directory`, so a receiver deduplicating by id never
+    /// takes one for an activity of the same seq.
+    fn for_stream(&self, suffix: &str) -> Option<SinkKind> {
+        let mut stream = self.clone();
+        stream.id_prefix = format!("{}-{suffix}", self.id_prefix);
+        Some(SinkKind::new(stream))
     }
 
     fn add_secrets(&self, redactor: &mut Redactor) {

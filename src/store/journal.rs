@@ -231,6 +231,8 @@ impl Store {
             (Columns::Raw, _) => "seq, activity_id, created_at_ms, raw",
             (Columns::Findings(FindingForm::Ocsf), _) => "seq, uid, created_at_ms, ocsf",
             (Columns::Findings(FindingForm::Plain), _) => "seq, uid, created_at_ms, plain",
+            (Columns::Directory(FindingForm::Ocsf), _) => "seq, uid, created_at_ms, ocsf",
+            (Columns::Directory(FindingForm::Plain), _) => "seq, uid, created_at_ms, plain",
             (Columns::RawAndOrigin, _) => {
                 "seq, activity_id, created_at_ms, raw, NULL, NULL, journaled_at_ms, source"
             }
@@ -248,7 +250,10 @@ impl Store {
 /// selects.
 fn payload(form: &dyn RowRenderer, r: &rusqlite::Row) -> rusqlite::Result<String> {
     let (seq, created_at_ms) = (r.get(0)?, r.get(2)?);
-    if matches!(form.columns(), Columns::Raw | Columns::Findings(_)) {
+    if matches!(
+        form.columns(),
+        Columns::Raw | Columns::Findings(_) | Columns::Directory(_)
+    ) {
         let raw: String = r.get(3)?;
         return Ok(form.render(&JournalRow {
             seq,

@@ -8,6 +8,7 @@
 //! proceed side by side.
 
 mod cursors;
+pub mod directory_stream;
 mod error;
 pub mod findings;
 pub mod integrity;
@@ -21,6 +22,9 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
+pub use directory_stream::{
+    DIRECTORY_SUFFIX, NewDirectoryEntry, SnapshotCommit, SnapshotState, StoredDirectoryEntry,
+};
 pub use error::{Problem, StoreError};
 pub use findings::{
     DetectionCommit, DetectionCursor, DetectionRow, FINDINGS_SUFFIX, FindingCount, NewFinding,
@@ -164,9 +168,15 @@ pub enum Columns {
     /// (its `seq` the finding's, its activity id the finding's uid, its
     /// `created_at_ms` that of the activity that completed it).
     Findings(FindingForm),
+    /// Not the journal but the directory stream (schema 6): each inventory
+    /// entry in the form it was journaled in (`Ocsf`: the User Inventory
+    /// Info event; `Plain`: claudit's plain JSON record), as the row's
+    /// `raw` (its activity id the entry's uid, its `created_at_ms` the
+    /// snapshot time).
+    Directory(FindingForm),
 }
 
-/// The form of a finding a reader asks for.
+/// The form of a finding (or a directory entry) a reader asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FindingForm {
     /// The OCSF Detection Finding.
@@ -180,6 +190,7 @@ impl Columns {
     fn table(self) -> &'static str {
         match self {
             Columns::Findings(_) => "findings",
+            Columns::Directory(_) => "directory_stream",
             _ => "journal",
         }
     }

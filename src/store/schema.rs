@@ -228,6 +228,35 @@ const MIGRATIONS: &[&str] = &[
         last_error_ms INTEGER
     );
     "#,
+    // 6: the directory as a stream. Each source's inventory snapshots (and
+    // the changes between them) are journal entries of their own: unique
+    // by uid (a snapshot made again keeps each entry once), kept in the
+    // plain JSON and OCSF forms they were made in, `created_at_ms` the
+    // snapshot time they describe (a replay by time range selects by it).
+    // A snapshot's entries are committed with the source's row in
+    // `directory_snapshots` (the time of its last snapshot); a sink
+    // receiving the stream has a cursor row `<sink>.directory` over their
+    // seq. Written to run again harmlessly, like 4.
+    r#"
+    CREATE TABLE IF NOT EXISTS directory_stream (
+        seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+        uid             TEXT    NOT NULL UNIQUE,
+        source          TEXT    NOT NULL,
+        kind            TEXT    NOT NULL,
+        created_at_ms   INTEGER NOT NULL,
+        plain           TEXT    NOT NULL,
+        ocsf            TEXT    NOT NULL,
+        journaled_at_ms INTEGER NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS directory_stream_created_at ON directory_stream (created_at_ms);
+
+    CREATE TABLE IF NOT EXISTS directory_snapshots (
+        source          TEXT PRIMARY KEY,
+        last_at_ms      INTEGER NOT NULL,
+        entries         INTEGER NOT NULL,
+        journaled_at_ms INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// Creates the database file with mode 0600 if it does not exist, so the

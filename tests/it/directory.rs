@@ -225,7 +225,7 @@ fn is_directory(r: &SimRequest) -> bool {
 
 /// `python3 ../shared/ocsf/validate.py --strict file`: the OCSF 1.8.0
 /// validator beside the project, as CI runs it.
-fn validate_ocsf(file: &Path) {
+pub(crate) fn validate_ocsf(file: &Path) {
     let validator = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/ocsf/validate.py");
     assert!(
         validator.exists(),

@@ -20,6 +20,7 @@ mod detect_cli;
 mod detect_daemon;
 mod detect_sim;
 mod directory;
+mod directory_stream;
 mod dlq;
 mod e2e;
 mod enrich;

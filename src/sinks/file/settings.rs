@@ -71,12 +71,13 @@ impl SinkSettings for FileSinkConfig {
         })
     }
 
-    /// Findings go to their own file beside the activities':
-    /// `events.ocsf.ndjson` -> `events.ocsf.findings.ndjson`.
-    fn for_findings(&self) -> Option<SinkKind> {
-        let mut findings = self.clone();
-        findings.path = crate::sinks::settings::findings_path(&self.path);
-        Some(SinkKind::new(findings))
+    /// Findings and the directory go to their own files beside the
+    /// activities': `events.ocsf.ndjson` -> `events.ocsf.findings.ndjson`,
+    /// `events.ocsf.directory.ndjson`.
+    fn for_stream(&self, suffix: &str) -> Option<SinkKind> {
+        let mut stream = self.clone();
+        stream.path = crate::sinks::settings::stream_path(&self.path, suffix);
+        Some(SinkKind::new(stream))
     }
 
     fn local_place(&self) -> Option<LocalPlace> {

@@ -35,8 +35,15 @@ impl SinkSettings for SyslogConfig {
 
 /// The syslog MSGID of a sink's events: the shape of the body (a findings
 /// stream's: `ocsf-finding`, the OCSF Detection Finding, or `finding`, the
-/// plain JSON finding).
+/// plain JSON finding; a directory stream's: `ocsf-inventory`, the OCSF
+/// User Inventory Info, or `directory`, the plain JSON record).
 fn msgid(sink: &SinkConfig) -> &'static str {
+    if sink.is_directory_stream() {
+        return match sink.format {
+            Format::Ocsf => "ocsf-inventory",
+            Format::Raw | Format::RawWithContext => "directory",
+        };
+    }
     match (sink.is_findings_stream(), sink.format) {
         (true, Format::Ocsf) => "ocsf-finding",
         (true, Format::Raw | Format::RawWithContext) => "finding",
