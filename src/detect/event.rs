@@ -150,6 +150,61 @@ impl<'a> ActivityEvent<'a> {
     }
 }
 
+impl<'a> ActivityEvent<'a> {
+    /// A raw field, as rsigma-eval's `JsonEvent` finds it (the whole path
+    /// as a key first, then segment by segment, arrays member by member),
+    /// without building the path's segments at every lookup: a plain
+    /// dotted path is walked in place; one with an index or an escape
+    /// (`[`, `\\`) goes to `JsonEvent`.
+    fn raw_field(&self, path: &str) -> Option<EventValue<'_>> {
+        let Value::Object(object) = self.activity else {
+            return self.raw.get_field(path);
+        };
+        if let Some(v) = object.get(path) {
+            return Some(EventValue::from(v));
+        }
+        if path.contains('[') || path.contains('\\') {
+            return self.raw.get_field(path);
+        }
+        if !path.contains('.') {
+            return None;
+        }
+        let mut found = Vec::new();
+        collect_path(self.activity, Some(path), &mut found);
+        match found.len() {
+            0 => None,
+            1 => found.pop(),
+            _ => Some(EventValue::Array(found)),
+        }
+    }
+}
+
+/// Every value at the dotted `path` under `current` (`None`: `current`
+/// itself); a key distributes over an array's members.
+fn collect_path<'v>(current: &'v Value, path: Option<&str>, out: &mut Vec<EventValue<'v>>) {
+    let Some(path) = path else {
+        out.push(EventValue::from(current));
+        return;
+    };
+    match current {
+        Value::Object(map) => {
+            let (key, rest) = match path.split_once('.') {
+                Some((key, rest)) => (key, Some(rest)),
+                None => (path, None),
+            };
+            if let Some(next) = map.get(key) {
+                collect_path(next, rest, out);
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                collect_path(item, Some(path), out);
+            }
+        }
+        _ => {}
+    }
+}
+
 /// A JSON value as an owned [`EventValue`].
 fn owned_value(v: &Value) -> EventValue<'static> {
     match v {
@@ -173,7 +228,7 @@ impl Event for ActivityEvent<'_> {
     fn get_field(&self, path: &str) -> Option<EventValue<'_>> {
         match path.strip_prefix("claudit.") {
             Some(rest) => self.claudit_field(rest),
-            None => self.raw.get_field(path),
+            None => self.raw_field(path),
         }
     }
 
@@ -387,6 +442,55 @@ mod tests {
         ];
         for (activity, expected) in cases {
             assert_eq!(outcome(&activity), expected, "{activity}");
+        }
+    }
+
+    #[test]
+    fn raw_fields_are_found_as_rsigma_finds_them() {
+        let activity = json!({
+            "type": "claude_chat_created",
+            "a.b": "dotted key",
+            "a": {"b": "nested", "c": [1, 2], "": {"x": "empty key"}},
+            "actor": {"type": "user_actor", "email_address": "a@x.com"},
+            "audience": [{"type": "user"}, {"type": "group", "id": 7}, "loose", [{"type": "inner"}]],
+            "list": [{"k": [{"v": "deep1"}, {"v": "deep2"}]}, {"k": {"v": "deep3"}}],
+            "n": null,
+            "b[0]": "bracketed key",
+            "c": ["x", "y"],
+        });
+        let ctx = JournalContext::default();
+        let embargoed = |_: &str| false;
+        let event = ActivityEvent::new(&activity, &ctx, &embargoed);
+        let rsigma = JsonEvent::borrow(&activity);
+        for path in [
+            "type",
+            "a.b",
+            "a.c",
+            "a..x",
+            "a.",
+            ".a",
+            "actor.type",
+            "actor.email_address",
+            "actor.missing",
+            "missing.type",
+            "audience.type",
+            "audience.id",
+            "list.k.v",
+            "n",
+            "n.x",
+            "type.x",
+            "b[0]",
+            "c[1]",
+            "audience[1].type",
+            "a\\.b",
+            "",
+            "c",
+        ] {
+            assert_eq!(
+                event.get_field(path).map(|v| v.to_json()),
+                rsigma.get_field(path).map(|v| v.to_json()),
+                "{path}"
+            );
         }
     }
 
