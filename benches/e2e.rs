@@ -931,7 +931,15 @@ fn main() {
                     &geoip,
                     true,
                 );
-                println!("  claudit -> file, detections on, run {run}: {}", f.line());
+                // How many findings the run journaled (what the findings
+                // stream delivered besides the activities).
+                let findings = Store::open_readonly(&run_dir.join("state.db"))
+                    .and_then(|s| s.count_findings_after(0))
+                    .map_or_else(|e| format!("? ({e})"), |n| n.to_string());
+                println!(
+                    "  claudit -> file, detections on, run {run}: {}, {findings} findings",
+                    f.line()
+                );
                 let _ = std::fs::remove_dir_all(&run_dir);
                 runs.push(f);
             }

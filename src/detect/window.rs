@@ -105,6 +105,18 @@ pub struct Group {
     /// so an insert checks only the entries whose window it changed, and
     /// these.
     unsettled: BTreeSet<Key>,
+    /// Entries of a distinct-count rule whose window fell short of the
+    /// condition when last checked (or that were never checked). Only
+    /// these, the new entry and the unsettled ones can newly fire: every
+    /// other entry fired or is suppressed. So an insert looks for the
+    /// windows it completed among these alone, not among every entry of
+    /// the span it changed (see [`Group::changed_by`]).
+    unmet: BTreeSet<Key>,
+    /// No entry or fired anchor arrived before this (a lower bound,
+    /// `None` while there are none): eviction by age looks at them only
+    /// once one may have arrived longer ago than the rule's reach, so a
+    /// backlog journaled within the reach costs no scan per insert.
+    earliest_arrival: Option<i64>,
 }
 
 /// The first key at `ms` (before every activity id).
@@ -125,7 +137,7 @@ impl Group {
     /// Records a finding fired earlier (the journal's), for suppression.
     pub fn restore_fired(&mut self, key: Key, arrived_ms: i64) {
         self.newest_ms = self.newest_ms.max(key.0);
-        self.fired.insert(key, arrived_ms);
+        self.record_fire(key, arrived_ms);
     }
 
     /// Whether a candidate anchor may fire: not already fired, and no fired
@@ -147,7 +159,7 @@ impl Group {
             return None;
         }
         if reach.suppress_ms > 0 {
-            self.fired.insert(key.clone(), arrived_ms);
+            self.record_fire(key.clone(), arrived_ms);
             self.newest_ms = self.newest_ms.max(key.0);
             self.evict(reach, arrived_ms, &Logic::Single);
         }
@@ -178,8 +190,7 @@ impl Group {
         }
         let arrived_ms = entry.arrived_ms;
         self.newest_ms = self.newest_ms.max(key.0);
-        self.index(&key, &entry, logic);
-        self.entries.insert(key.clone(), entry);
+        self.add(key.clone(), entry, logic);
         let distinct = matches!(logic, Logic::Distinct { .. });
         let mut fires = Vec::new();
         if replay {
@@ -191,6 +202,9 @@ impl Group {
             return fires;
         }
         if !self.may_hold(logic, reach) {
+            if distinct {
+                self.unmet.insert(key);
+            }
             self.evict(reach, arrived_ms, logic);
             return fires;
         }
@@ -200,7 +214,7 @@ impl Group {
                 && let Some(members) = self.holds_at(&key, logic, reach)
             {
                 let anchor = Arc::clone(&self.entries[&key].activity);
-                self.fired.insert(key, arrived_ms);
+                self.record_fire(key, arrived_ms);
                 fires.push(Fire { anchor, members });
             }
             self.evict(reach, arrived_ms, logic);
@@ -250,16 +264,48 @@ impl Group {
                 .suppressed_until(&candidate, reach.suppress_ms)
                 .is_some()
             {
+                // Settled until its anchor is forgotten (then unsettled).
+                if distinct {
+                    self.unmet.remove(&candidate);
+                }
                 continue;
             }
-            if let Some(members) = self.holds_at(&candidate, logic, reach) {
+            let holds = self.holds_at(&candidate, logic, reach);
+            if distinct {
+                if holds.is_some() {
+                    self.unmet.remove(&candidate);
+                } else {
+                    self.unmet.insert(candidate.clone());
+                }
+            }
+            if let Some(members) = holds {
                 let anchor = Arc::clone(&self.entries[&candidate].activity);
-                self.fired.insert(candidate, arrived_ms);
+                self.record_fire(candidate, arrived_ms);
                 fires.push(Fire { anchor, members });
             }
         }
         self.evict(reach, arrived_ms, logic);
         fires
+    }
+
+    /// Keeps a new entry (in the entries, the rule's columns or steps).
+    fn add(&mut self, key: Key, entry: Entry, logic: &Logic) {
+        self.index(&key, &entry, logic);
+        self.arrived(entry.arrived_ms);
+        self.entries.insert(key, entry);
+    }
+
+    /// Records an anchor fired at (or restored), for suppression.
+    fn record_fire(&mut self, key: Key, arrived_ms: i64) {
+        self.arrived(arrived_ms);
+        self.fired.insert(key, arrived_ms);
+    }
+
+    fn arrived(&mut self, arrived_ms: i64) {
+        self.earliest_arrival = Some(
+            self.earliest_arrival
+                .map_or(arrived_ms, |e| e.min(arrived_ms)),
+        );
     }
 
     /// Keeps an entry in the rule's columns or steps.
@@ -297,10 +343,11 @@ impl Group {
 
     /// The entries (`key` among them) whose window the entry at `key`, a
     /// distinct-count rule's, may have completed: in `[key, key + window]`,
-    /// those whose window held none of its values before. A value of
-    /// `key` is new to the window of `c` when no other entry holding it is
-    /// in that window: the previous one is older than `c - window` and the
-    /// next one is after `c`.
+    /// those whose window held none of its values before, among the ones
+    /// whose window fell short (the others fired or are suppressed). A
+    /// value of `key` is new to the window of `c` when no other entry
+    /// holding it is in that window: the previous one is older than
+    /// `c - window` and the next one is after `c`.
     fn changed_by(&self, key: &Key, logic: &Logic, reach: Reach) -> BTreeSet<Key> {
         let end = key.0.saturating_add(reach.window_ms);
         let mut changed = BTreeSet::from([key.clone()]);
@@ -324,9 +371,8 @@ impl Group {
                 .range((Bound::Excluded(key.clone()), Bound::Unbounded))
                 .next();
             changed.extend(
-                self.entries
+                self.unmet
                     .range(from..)
-                    .map(|(k, _)| k)
                     .take_while(|k| k.0 <= end && until.is_none_or(|u| *k < u))
                     .cloned(),
             );
@@ -455,10 +501,13 @@ impl Group {
             columns,
             steps,
             unsettled,
+            unmet,
+            earliest_arrival,
             ..
         } = self;
         let mut forget = |k: &Key, e: &Entry| {
             unsettled.remove(k);
+            unmet.remove(k);
             for (i, column) in columns.iter_mut().enumerate() {
                 if let Some(value) = column_value(logic, e, i)
                     && let Some(keys) = column.get_mut(value.as_ref())
@@ -473,16 +522,22 @@ impl Group {
                 keys.remove(k);
             }
         };
-        // Entries are in created_at order: only the oldest can be evicted
-        // by age, so the scan stops at the first one kept by it.
-        if entries.first_key_value().is_some_and(|(k, _)| k.0 < old) {
-            entries.retain(|k, e| {
-                let keep = k.0 >= old || e.arrived_ms >= stale;
-                if !keep {
-                    forget(k, e);
+        // An entry or anchor is forgotten when it is older than `old` and
+        // arrived before `stale`. Both are in created_at order, so only
+        // those before `old` are looked at, and only when one may have
+        // arrived before `stale`.
+        let expiring = earliest_arrival.is_some_and(|e| e < stale);
+        if expiring && entries.first_key_value().is_some_and(|(k, _)| k.0 < old) {
+            let expired: Vec<Key> = entries
+                .range(..floor_key(old))
+                .filter(|(_, e)| e.arrived_ms < stale)
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in expired {
+                if let Some(e) = entries.remove(&k) {
+                    forget(&k, &e);
                 }
-                keep
-            });
+            }
         }
         while entries.len() > MAX_GROUP_ENTRIES {
             if let Some((k, e)) = entries.pop_first() {
@@ -490,13 +545,20 @@ impl Group {
             }
         }
         let mut lifted = Vec::new();
-        fired.retain(|k, arrived| {
-            let keep = k.0 >= old || *arrived >= stale;
-            if !keep {
+        if expiring && fired.first_key_value().is_some_and(|(k, _)| k.0 < old) {
+            let expired: Vec<Key> = fired
+                .range(..floor_key(old))
+                .filter(|(_, arrived)| **arrived < stale)
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in expired {
+                fired.remove(&k);
                 lifted.push(k.0);
             }
-            keep
-        });
+        }
+        if entries.is_empty() && fired.is_empty() {
+            *earliest_arrival = None;
+        }
         // A forgotten anchor no longer suppresses the entries around it: a
         // distinct-count rule's must be checked again when next reached.
         if !columns.is_empty() {
@@ -716,8 +778,7 @@ mod tests {
         }
         let arrived_ms = entry.arrived_ms;
         g.newest_ms = g.newest_ms.max(key.0);
-        g.index(&key, &entry, logic);
-        g.entries.insert(key.clone(), entry);
+        g.add(key.clone(), entry, logic);
         let mut fires = Vec::new();
         if replay || !g.may_hold(logic, reach) {
             g.evict(reach, arrived_ms, logic);
@@ -741,7 +802,7 @@ mod tests {
             }
             if let Some(members) = holds_by_scan(&g.entries, &candidate, logic, reach) {
                 let anchor = Arc::clone(&g.entries[&candidate].activity);
-                g.fired.insert(candidate.clone(), arrived_ms);
+                g.record_fire(candidate.clone(), arrived_ms);
                 fires.push(Fire { anchor, members });
             }
             from = Bound::Excluded(candidate);
