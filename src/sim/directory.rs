@@ -10,10 +10,11 @@
 //! derived from the seed (every simulated user in their organization, with
 //! an organization role, a join date and a few groups) and then follows
 //! every directory-change activity of the feed up to the simulator's now
-//! (removals, group memberships, role changes, group deletions), so a
-//! removed user disappears from the users list at the time the feed says,
-//! while the activities they made stay in the feed and the generator keeps
-//! making new ones for them (departed users whose activities remain).
+//! (removals and deleted accounts, group memberships, role changes, group
+//! deletions), so a removed user disappears from the users list at the time
+//! the feed says, while the activities they made stay in the feed and the
+//! generator keeps making new ones for them (departed users whose
+//! activities remain).
 
 use std::collections::BTreeMap;
 
@@ -301,6 +302,7 @@ pub(crate) fn at(shared: &Shared, now: i64) -> SimDirectory {
 
 /// The activity types the simulated directory follows.
 const CHANGE_TYPES: &[&str] = &[
+    "account_deleted",
     "org_user_deleted",
     "scim_user_deleted",
     "org_user_left",
@@ -323,6 +325,14 @@ fn apply(d: &mut SimDirectory, world: &World, v: &Value, created: i64) {
         .and_then(Value::as_str);
     let user_of = |id: &str| world.user_index(id).map(|i| &world.users[i as usize]);
     match s("type").unwrap_or("") {
+        // The actor deleted their account: they leave every organization.
+        "account_deleted" => {
+            if let Some(user) = actor {
+                for members in &mut d.members {
+                    members.remove(user);
+                }
+            }
+        }
         "org_user_deleted" | "scim_user_deleted" | "org_user_left" => {
             let user = match s("type") {
                 Some("org_user_deleted") => s("deleted_user_id"),
@@ -699,6 +709,20 @@ mod tests {
             world.users.iter().any(|u| d.groups_of(&u.id).len() >= 2),
             "some users are in two groups"
         );
+    }
+
+    #[test]
+    fn a_deleted_account_leaves_every_organization() {
+        let world = World::new(1);
+        let mut d = initial(&world);
+        let (gone, stays) = (&world.users[0], &world.users[1]);
+        let deleted = json!({
+            "type": "account_deleted",
+            "actor": {"type": "user_actor", "user_id": gone.id},
+        });
+        apply(&mut d, &world, &deleted, 1);
+        assert!(d.members.iter().all(|m| !m.contains_key(&gone.id)));
+        assert!(d.members[stays.org as usize].contains_key(&stays.id));
     }
 
     #[test]

@@ -359,6 +359,12 @@ impl Simulator {
         directory::at(&self.shared, self.shared.clock.now_micros())
     }
 
+    /// The directory as the directory endpoints answered it at `at` (the
+    /// changes of the feed created up to then).
+    pub fn directory_at(&self, at: DateTime<Utc>) -> SimDirectory {
+        directory::at(&self.shared, at.timestamp_micros())
+    }
+
     /// Appends an activity created now and visible at once: `fields` holds
     /// its `type`, `actor`, `organization_id`/`organization_uuid` and
     /// type-specific fields (`id` and `created_at` are set). A

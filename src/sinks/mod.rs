@@ -23,7 +23,7 @@ pub mod webhook;
 use std::sync::Arc;
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
@@ -139,7 +139,7 @@ impl SinkTask {
             })
             .await?;
         info!("sink started");
-        let mut backoff = retry_policy().build();
+        let mut backoff = RetryBackoff::new();
         let mut fatal_wait = FATAL_RECHECK;
         let mut lingered = false;
         loop {
@@ -236,7 +236,7 @@ impl SinkTask {
                             .map(|r| r.payload.len() as u64)
                             .sum(),
                     );
-                    backoff = retry_policy().build();
+                    backoff.reset();
                     fatal_wait = FATAL_RECHECK;
                     debug!(
                         count = records.len(),
@@ -247,7 +247,7 @@ impl SinkTask {
                     None
                 }
                 Outcome::Retry { after, reason } => {
-                    let computed = backoff.next().unwrap_or(Duration::from_secs(60));
+                    let computed = backoff.next_delay();
                     // The server's delay is a floor, never shortened by our backoff.
                     let delay = after.map_or(computed, |a| a.max(computed));
                     warn!(error = %reason, retry_in_ms = delay.as_millis() as u64,
@@ -451,14 +451,36 @@ async fn record_error_and_wait(
     })
 }
 
-/// Exponential backoff with jitter from 1 s to 60 s and no retry cap: the
-/// journal makes waiting safe.
-fn retry_policy() -> ExponentialBuilder {
-    ExponentialBuilder::default()
-        .with_min_delay(Duration::from_secs(1))
-        .with_max_delay(Duration::from_secs(60))
-        .with_jitter()
-        .without_max_times()
+/// The longest wait between two retries of a delivery.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
+
+/// The backoff between retries of a delivery, the sink task's and the
+/// archive's: exponential with jitter from 1 s to [`MAX_RETRY_DELAY`] and
+/// no retry cap (the journal makes waiting safe), started over after a
+/// success. What counts as a failure to retry is each caller's own.
+pub(crate) struct RetryBackoff(ExponentialBackoff);
+
+impl RetryBackoff {
+    pub(crate) fn new() -> RetryBackoff {
+        RetryBackoff(
+            ExponentialBuilder::default()
+                .with_min_delay(Duration::from_secs(1))
+                .with_max_delay(MAX_RETRY_DELAY)
+                .with_jitter()
+                .without_max_times()
+                .build(),
+        )
+    }
+
+    /// After a success: the next failure waits the shortest delay again.
+    pub(crate) fn reset(&mut self) {
+        *self = RetryBackoff::new();
+    }
+
+    /// How long to wait after this failure.
+    pub(crate) fn next_delay(&mut self) -> Duration {
+        self.0.next().unwrap_or(MAX_RETRY_DELAY)
+    }
 }
 
 #[cfg(test)]

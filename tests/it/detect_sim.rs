@@ -1,6 +1,8 @@
 //! The simulator's attack sequences, through the real pipeline: `claudit
 //! demo` (simulator, daemon, raw file sink), then `claudit rules test` on
-//! the raw records it delivered finds the attacks.
+//! the raw records it delivered finds the attacks. The demo's directory
+//! stream is checked here too: one snapshot, each member once, in the OCSF
+//! and the plain form.
 //!
 //! The simulated backlog is placed relative to the wall clock, and so is the
 //! attack (the admin key comes in the small hours before the end), so which
@@ -14,6 +16,7 @@
 //! suppression tuned down to a second, where the attack's key must be found
 //! as its own finding whatever lies around it.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -68,6 +71,7 @@ fn the_demo_data_holds_attacks_the_rules_find() {
             "{rule} not delivered"
         );
     }
+    directory_stream_holds_one_snapshot(&out_dir, &stdout);
     let raw = out_dir.join("events.raw.ndjson");
     let findings = rules_test(&raw, None);
     let config = untuned_sequence_config(dir.path());
@@ -118,6 +122,63 @@ fn the_demo_data_holds_attacks_the_rules_find() {
             .iter()
             .any(|f| f["actor"]["user_agent"] == "curl/8.7.1")
     );
+}
+
+/// The demo's directory stream: one snapshot, each member once, as OCSF
+/// User Inventory Info in `events.ocsf.directory.ndjson` and as the plain
+/// record in `events.raw.directory.ndjson`, the same entries under the
+/// same uids; the demo's own check (every simulated member at the snapshot
+/// time exactly once) passed and says how many it delivered.
+fn directory_stream_holds_one_snapshot(out_dir: &Path, stdout: &str) {
+    let read = |name: &str| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(out_dir.join(name))
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let ocsf = read("events.ocsf.directory.ndjson");
+    let plain = read("events.raw.directory.ndjson");
+    assert!(ocsf.len() > 10, "{} entries", ocsf.len());
+    assert_eq!(ocsf.len(), plain.len());
+    for (name, n) in [
+        ("events.ocsf.directory.ndjson", ocsf.len()),
+        ("events.raw.directory.ndjson", plain.len()),
+    ] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.contains(name) && l.ends_with(&format!(": {n} entries"))),
+            "{name}: {n} entries:\n{stdout}"
+        );
+    }
+    assert!(
+        stdout.contains("expected exactly once in each file") && stdout.contains("problems 0"),
+        "{stdout}"
+    );
+    let at = &plain[0]["at_ms"];
+    let mut users = HashSet::new();
+    let mut uids = HashSet::new();
+    for r in &plain {
+        assert_eq!(r["record"], "claudit.directory", "{r}");
+        assert_eq!(r["source"], "demo", "{r}");
+        assert_eq!(r["kind"], "snapshot", "{r}");
+        assert_eq!(&r["at_ms"], at, "one snapshot: {r}");
+        let user = r["user"]["user_id"].as_str().expect("a user id");
+        assert!(users.insert(user), "{user} twice");
+        assert!(uids.insert(r["uid"].as_str().expect("a uid")), "{r}");
+    }
+    let mut ocsf_users = HashSet::new();
+    let mut ocsf_uids = HashSet::new();
+    for e in &ocsf {
+        assert_eq!(e["class_uid"], 5003, "{e}");
+        assert_eq!(e["activity_id"], 2, "a snapshot entry: {e}");
+        assert_eq!(&e["time"], at, "{e}");
+        ocsf_users.insert(e["user"]["uid"].as_str().expect("a user uid"));
+        ocsf_uids.insert(e["metadata"]["uid"].as_str().expect("a uid"));
+    }
+    assert_eq!(ocsf_users, users);
+    assert_eq!(ocsf_uids, uids);
 }
 
 /// `claudit rules test --format plain` over `raw`, with `config` if given.

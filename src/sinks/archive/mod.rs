@@ -53,7 +53,6 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -67,7 +66,7 @@ use crate::sinks::settings::SinkConfig;
 use crate::store::{ArchiveRow, SharedStore, now_ms};
 pub use settings::{ArchiveSinkConfig, TYPE};
 
-use super::{SinkStats, record_error_and_wait};
+use super::{RetryBackoff, SinkStats, record_error_and_wait};
 
 /// Segments open at once in one flush; the flush ends before the record
 /// that would open one more (the next flush goes on from there).
@@ -218,7 +217,7 @@ impl ArchiveTask {
         );
         let mut stats = SinkStats::default();
         let mut scan = Scan::default();
-        let mut backoff = retry_policy().build();
+        let mut backoff = RetryBackoff::new();
         loop {
             if cancel.is_cancelled() {
                 break;
@@ -233,11 +232,11 @@ impl ArchiveTask {
                     stats.delivered += records;
                     self.counters.batches.inc();
                     self.counters.delivered.inc_by(records);
-                    backoff = retry_policy().build();
+                    backoff.reset();
                     debug!(records, segments, "archive flush committed");
                 }
                 Ok(Flushed::Nothing) => {
-                    backoff = retry_policy().build();
+                    backoff.reset();
                     self.wait_for_work(&scan.awaiting, &cancel).await;
                 }
                 Err(e) => {
@@ -245,7 +244,7 @@ impl ArchiveTask {
                     // past the cursor: start over from the cursor.
                     scan = Scan::default();
                     self.counters.retries.inc();
-                    let delay = backoff.next().unwrap_or(Duration::from_secs(60));
+                    let delay = backoff.next_delay();
                     self.redactor
                         .learn_session_secrets(backend.session_secrets());
                     let reason = self.redactor.redact(&format!("{e:#}"));
@@ -556,12 +555,4 @@ async fn state_dir(store: &SharedStore) -> PathBuf {
                 .unwrap_or_else(|| PathBuf::from("."))
         })
         .await
-}
-
-fn retry_policy() -> ExponentialBuilder {
-    ExponentialBuilder::default()
-        .with_min_delay(Duration::from_secs(1))
-        .with_max_delay(Duration::from_secs(60))
-        .with_jitter()
-        .without_max_times()
 }
