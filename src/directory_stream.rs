@@ -91,6 +91,7 @@ impl SnapshotTask {
                     commit,
                 }) => {
                     backoff = ERROR_BACKOFF.0;
+                    said_waiting = false;
                     match commit {
                         SnapshotCommit::Journaled { inserted } => info!(
                             at = %fmt(at_ms),
@@ -108,6 +109,7 @@ impl SnapshotTask {
                 }
                 Ok(Step::NotDue { due_ms }) => {
                     backoff = ERROR_BACKOFF.0;
+                    said_waiting = false;
                     if said_due != Some(due_ms) {
                         said_due = Some(due_ms);
                         info!(due = %fmt(due_ms), "next directory snapshot due");
@@ -117,12 +119,21 @@ impl SnapshotTask {
                 }
                 Ok(Step::WaitForSync { last_full_ms }) => {
                     backoff = ERROR_BACKOFF.0;
+                    // Said once per stretch of waiting, again after a snapshot
+                    // or a due time: snapshots that stop must not stop quietly.
                     if !said_waiting {
                         said_waiting = true;
-                        info!(
-                            last_full_sync = %last_full_ms.map(fmt).unwrap_or_else(|| "never".into()),
-                            "directory snapshots wait for a full directory sync within refresh"
-                        );
+                        match last_full_ms {
+                            None => {
+                                info!("directory snapshots wait for the first full directory sync")
+                            }
+                            Some(last) => warn!(
+                                last_full_sync = %fmt(last),
+                                "directory snapshots are held: the last full directory sync is \
+                                 older than refresh (see the directory sync's errors in \
+                                 `claudit status`); no stale directory is published"
+                            ),
+                        }
                     }
                     SYNC_POLL
                 }
