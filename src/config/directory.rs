@@ -137,24 +137,10 @@ mod tests {
     /// One source with `extra` after its keys, and one file sink with
     /// `format`.
     fn load_with(extra: &str, format: &str) -> Result<super::super::Config, ConfigErrors> {
-        let text = format!(
-            r#"
-[state]
-path = "/tmp/claudit-test.db"
-
-[[sources]]
-name = "acme"
-api_key = "sk-ant-api01-x"
-{extra}
-
-[[sinks]]
-name = "f"
-type = "file"
-format = "{format}"
-path = "/tmp/claudit-test.ndjson"
-"#
+        let file = format!(
+            "name = \"f\"\ntype = \"file\"\nformat = \"{format}\"\npath = \"/tmp/claudit-test.ndjson\""
         );
-        load_str(&text, std::path::Path::new("/etc/claudit.toml"), &|_| None)
+        load_sink(extra, &file)
     }
 
     fn load(extra: &str) -> Result<super::super::Config, ConfigErrors> {

@@ -21,7 +21,7 @@
 //!   finding (one suppression group), none for the activity before it, and
 //!   the findings pass `validate.py --strict` (kept for `.ci/run` too).
 
-use crate::support::config::{ConfigFile, Table, sink, source};
+use crate::support::config::{ConfigFile, Table, quick_source, sink};
 use crate::support::daemon::{CLAUDIT, Daemon, assert_no_secret, logs_in, run_command};
 use crate::support::hostile_api::{HostileApi, Mode, memory_mib};
 use crate::support::wait::Wait;
@@ -66,15 +66,7 @@ impl Setup {
     ) -> Setup {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        let acme = source("acme")
-            .set("base_url", base_url)
-            .set("api_key", format!("${{{KEY_VAR}}}"))
-            .set("window", "5s")
-            .set("settle_lag", "1s")
-            .set("sweep_horizon", "1m")
-            .set("sweep_interval", "5s")
-            .set("initial_lookback", "3h")
-            .set("poll_interval", "1s");
+        let acme = quick_source("acme", base_url, KEY_VAR);
         let acme = keys(acme).set("directory", directory.inline());
         let config = ConfigFile::new(&d.join("state.db"))
             .source(acme)

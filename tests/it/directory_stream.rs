@@ -25,7 +25,7 @@ use claudit::sim::{SimConfig, Simulator};
 use claudit::store::{SnapshotState, Store, StoredDirectoryEntry};
 use serde_json::Value;
 
-use crate::support::config::{ConfigFile, Table, sink, source};
+use crate::support::config::{ConfigFile, Table, quick_source, sink, source};
 use crate::support::daemon::{Daemon, logs_in, run_command};
 use crate::support::elasticsearch as es;
 use crate::support::wait::Wait;
@@ -48,15 +48,7 @@ impl Setup {
     fn new(sim: &Simulator, sinks: impl FnOnce(ConfigFile, &Path) -> ConfigFile) -> Setup {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        let acme = source("acme")
-            .set("base_url", sim.base_url())
-            .set("api_key", format!("${{{KEY_VAR}}}"))
-            .set("window", "5s")
-            .set("settle_lag", "1s")
-            .set("sweep_horizon", "1m")
-            .set("sweep_interval", "5s")
-            .set("initial_lookback", "3h")
-            .set("poll_interval", "1s")
+        let acme = quick_source("acme", &sim.base_url(), KEY_VAR)
             .set("requests_per_minute", 100_000)
             .set("directory", Table::default().inline());
         let config = sinks(ConfigFile::new(&d.join("state.db")).source(acme), d)

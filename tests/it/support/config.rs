@@ -52,6 +52,21 @@ pub fn source(name: &str) -> Table {
     Table::default().set("name", name)
 }
 
+/// A source named `name` against `base_url` whose key is `${key_var}`,
+/// polling every second with short windows, so a test sees its activities
+/// within seconds.
+pub fn quick_source(name: &str, base_url: &str, key_var: &str) -> Table {
+    source(name)
+        .set("base_url", base_url)
+        .set("api_key", format!("${{{key_var}}}"))
+        .set("window", "5s")
+        .set("settle_lag", "1s")
+        .set("sweep_horizon", "1m")
+        .set("sweep_interval", "5s")
+        .set("initial_lookback", "3h")
+        .set("poll_interval", "1s")
+}
+
 /// A `[[sinks]]` table named `name` of type `kind`.
 pub fn sink(name: &str, kind: &str) -> Table {
     Table::default().set("name", name).set("type", kind)
