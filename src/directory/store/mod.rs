@@ -487,6 +487,19 @@ fn prune_facts(conn: &mut Connection) -> rusqlite::Result<usize> {
         [],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
+    // The next directory snapshot reports the changes since the previous
+    // one (`ocsf::inventory`), so versions that ended after it stay even
+    // when the journal no longer reaches back that far (a retention shorter
+    // than `snapshot_every`): without them a changed member would be
+    // reported as having joined.
+    let last_snapshot: Option<i64> =
+        tx.query_row("SELECT MIN(last_at_ms) FROM directory_snapshots", [], |r| {
+            r.get(0)
+        })?;
+    let min_created = match (min_created, last_snapshot) {
+        (Some(created), Some(snapshot)) => Some(created.min(snapshot)),
+        (created, _) => created,
+    };
     // With an empty journal, every row to come is journaled after now.
     let min_seq = match min_seq {
         Some(s) => s,
@@ -758,6 +771,48 @@ mod tests {
         assert_eq!(facts(&s, &member)[0].valid_to_ms, Some(50));
         assert!(facts(&s, &group).is_empty());
         assert!(version_and_sequence(s.conn()).unwrap().0 > v0);
+    }
+
+    #[test]
+    fn prune_keeps_what_the_next_directory_snapshot_compares_with() {
+        let (_d, mut s) = store();
+        let group = Key::group_member("g", "gone");
+        let mut w = Writer::begin(&mut s, "src", 0).unwrap();
+        w.present(&group, "{}", Some(0), 10, "sync").unwrap();
+        w.commit().unwrap();
+        let mut w = Writer::begin(&mut s, "src", 0).unwrap();
+        w.absent(&group, 50).unwrap();
+        w.commit().unwrap();
+        s.conn_mut()
+            .execute(
+                "INSERT INTO journal (activity_id, source, created_at_ms, activity_type, raw, ocsf, journaled_at_ms)
+                 VALUES ('a', 's', 100, 't', '{}', '', 0)",
+                [],
+            )
+            .unwrap();
+        // The last snapshot was made at 40, before the membership ended:
+        // the next one compares with it, so the ended version stays although
+        // no journal row is that old.
+        s.conn_mut()
+            .execute(
+                "INSERT INTO directory_snapshots (source, last_at_ms, entries, journaled_at_ms)
+                 VALUES ('src', 40, 1, 40)",
+                [],
+            )
+            .unwrap();
+        prune(&mut s).unwrap();
+        let kept: Vec<Fact> = facts(&s, &group)
+            .into_iter()
+            .filter(|f| f.superseded_seq.is_none())
+            .collect();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].valid_to_ms, Some(50));
+        // Once the snapshot has moved past the end, the version goes.
+        s.conn_mut()
+            .execute("UPDATE directory_snapshots SET last_at_ms = 60", [])
+            .unwrap();
+        prune(&mut s).unwrap();
+        assert!(facts(&s, &group).is_empty());
     }
 
     #[test]
