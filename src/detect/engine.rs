@@ -304,6 +304,7 @@ impl Engine {
         matched.dedup();
         let activity = Arc::new(activity_ref(input));
         let mut findings = Vec::new();
+        let mut key = String::new();
         for (index, step) in matched {
             let allowance_ms = self.allowance_ms;
             let rule = &mut self.rules[index];
@@ -313,17 +314,17 @@ impl Engine {
             let reach = rule.reach(allowance_ms);
             // The group key; a stateful rule does not count an activity
             // that lacks a group-by value (as Elastic's rules drop it).
-            let mut group = Vec::with_capacity(rule.state.params.group_by.len());
+            // Written into one buffer: the (field, value) pairs a finding
+            // names are built only when it fires.
+            key.clear();
             let mut complete = true;
-            for field in &rule.state.params.group_by {
-                match field_text(&event, field) {
-                    Some(v) => group.push((field.clone(), v)),
-                    None => {
-                        complete = false;
-                        group.push((field.clone(), String::new()));
-                    }
+            for (i, field) in rule.state.params.group_by.iter().enumerate() {
+                if i > 0 {
+                    key.push(KEY_SEPARATOR);
                 }
+                complete &= push_field_text(&event, field, &mut key);
             }
+            let mut directory_group = None;
             let kind = rule.state.meta.kind;
             // The directory stage: its check of the row's directory context
             // decides, and its hit names the group.
@@ -339,7 +340,8 @@ impl Engine {
                 });
                 match hit {
                     Some(hit) => {
-                        group = hit.group;
+                        key = group_key(&hit.group);
+                        directory_group = Some(hit.group);
                         complete = true;
                     }
                     None => continue,
@@ -351,8 +353,10 @@ impl Engine {
             if kind == Kind::GeoVelocity && activity.geo.is_none() {
                 continue;
             }
-            let key = group_key(&group);
-            let group_state = rule.groups.entry(key).or_default();
+            let group_state = match rule.groups.get_mut(key.as_str()) {
+                Some(g) => g,
+                None => rule.groups.entry(key.clone()).or_default(),
+            };
             let fires = if matches!(kind, Kind::Single | Kind::Directory) {
                 group_state
                     .single(
@@ -381,6 +385,17 @@ impl Engine {
                     input.replay,
                 )
             };
+            if fires.is_empty() {
+                continue;
+            }
+            let group: Vec<(String, String)> = directory_group.unwrap_or_else(|| {
+                rule.state
+                    .params
+                    .group_by
+                    .iter()
+                    .map(|f| (f.clone(), field_text(&event, f).unwrap_or_default()))
+                    .collect()
+            });
             for fire in fires {
                 let mut members = fire.members;
                 members.sort_by_key(|a| a.key());
@@ -436,29 +451,45 @@ impl Engine {
     }
 }
 
+/// Separates the values of a group key.
+const KEY_SEPARATOR: char = '\u{1f}';
+
 fn group_key(group: &[(String, String)]) -> String {
     let mut key = String::new();
     for (i, (_, v)) in group.iter().enumerate() {
         if i > 0 {
-            key.push('\u{1f}');
+            key.push(KEY_SEPARATOR);
         }
         key.push_str(v);
     }
     key
 }
 
+/// Appends the text of `field` (see [`field_text`]) to `out`; false when
+/// there is none (nothing is appended).
+fn push_field_text(event: &ActivityEvent, field: &str, out: &mut String) -> bool {
+    use rsigma_eval::event::EventValue;
+    let Some(value) = event.get_field(field) else {
+        return false;
+    };
+    let scalar = match &value {
+        EventValue::Array(items) => items.iter().find_map(|v| v.as_str()),
+        other => other.as_str(),
+    };
+    match scalar.filter(|s| !s.is_empty()) {
+        Some(s) => {
+            out.push_str(&s);
+            true
+        }
+        None => false,
+    }
+}
+
 /// A field's value as text (numbers and booleans spelled out; arrays by
 /// their first scalar); `None` when absent, null or empty.
 fn field_text(event: &ActivityEvent, field: &str) -> Option<String> {
-    use rsigma_eval::event::EventValue;
-    let value = event.get_field(field)?;
-    let scalar = match &value {
-        EventValue::Array(items) => items
-            .iter()
-            .find_map(|v| v.as_str().map(|s| s.into_owned())),
-        other => other.as_str().map(|s| s.into_owned()),
-    };
-    scalar.filter(|s| !s.is_empty())
+    let mut text = String::new();
+    push_field_text(event, field, &mut text).then_some(text)
 }
 
 fn activity_ref(input: &Input) -> ActivityRef {
