@@ -28,12 +28,25 @@ pub struct Targets {
     pub started_ms: i64,
 }
 
+/// One delivery the checks follow: a sink's stream, by its delivery name
+/// (`siem`, `siem.findings`, `siem.directory`), with its own cursor.
 #[derive(Debug, Clone)]
 pub struct SinkTarget {
     pub name: String,
+    pub stream: Stream,
     /// Allowed on top of `ready_max_sink_delay`: an archive sink holds each
     /// hour back until every source's watermark passed it, by design.
     pub holds_back: Duration,
+}
+
+/// What a delivery reads: the journal's activities, the findings, or the
+/// directory stream's entries. Each has its own table, so its own count of
+/// what is left and its own age of the oldest undelivered record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Activities,
+    Findings,
+    Directory,
 }
 
 #[derive(Debug, Clone)]
@@ -96,15 +109,28 @@ impl StateSnapshot {
         for target in &targets.sinks {
             let name = &target.name;
             let cursor = store.sink_cursor(name)?;
-            let events_behind = store.count_after(cursor.seq)?;
+            let seq = cursor.seq;
+            let events_behind = match target.stream {
+                Stream::Activities => store.count_after(seq)?,
+                Stream::Findings => store.count_findings_after(seq)?,
+                Stream::Directory => store.count_directory_after(seq)?,
+            };
+            // Activities are aged from their `created_at` (a source's lag
+            // counts); findings and directory entries from when they were
+            // journaled, the earliest they could be delivered.
+            let oldest_undelivered_ms = if events_behind == 0 {
+                None
+            } else {
+                match target.stream {
+                    Stream::Activities => store.oldest_after(seq)?,
+                    Stream::Findings => store.oldest_finding_after(seq)?,
+                    Stream::Directory => store.oldest_directory_after(seq)?,
+                }
+            };
             snapshot.sinks.push(SinkSnapshot {
                 name: name.clone(),
                 events_behind,
-                oldest_undelivered_ms: if events_behind > 0 {
-                    store.oldest_after(cursor.seq)?
-                } else {
-                    None
-                },
+                oldest_undelivered_ms,
                 last_success_ms: cursor.last_success_ms,
                 last_error: cursor.last_error,
                 dead_letters: store.dead_letter_count(name)?,
@@ -286,6 +312,7 @@ mod tests {
             }],
             sinks: vec![SinkTarget {
                 name: "siem".into(),
+                stream: Stream::Activities,
                 holds_back: Duration::ZERO,
             }],
             ready_max_sink_delay: Duration::from_secs(15 * 60),
@@ -422,5 +449,49 @@ mod tests {
         let json = serde_json::to_value(&dead).unwrap();
         assert_eq!(json["status"], "failing");
         assert_eq!(json["checks"][1]["ok"], false);
+    }
+
+    #[test]
+    fn a_findings_stream_is_read_from_the_findings_and_fails_when_stuck() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let mut store = Store::open(&path).unwrap();
+        store
+            .conn_mut()
+            .execute(
+                "INSERT INTO findings (uid, rule_id, severity, anchor_id, created_at_ms,
+                   first_seen_ms, last_seen_ms, detected_ms, retrospective, related, plain, ocsf,
+                   journaled_at_ms)
+                 VALUES ('f1', 'r', 'high', 'a', 0, 0, 0, 0, 0, '[]', '{}', '{}', ?1)",
+                [10 * MIN],
+            )
+            .unwrap();
+        let targets = Targets {
+            state_path: path.clone(),
+            sinks: vec![
+                SinkTarget {
+                    name: "siem".into(),
+                    stream: Stream::Activities,
+                    holds_back: Duration::ZERO,
+                },
+                SinkTarget {
+                    name: "siem.findings".into(),
+                    stream: Stream::Findings,
+                    holds_back: Duration::ZERO,
+                },
+            ],
+            sources: Vec::new(),
+            ..targets()
+        };
+        let snapshot = StateSnapshot::read(&store, &targets).unwrap();
+        assert_eq!(snapshot.sinks[0].events_behind, 0);
+        assert_eq!(snapshot.sinks[1].events_behind, 1);
+        assert_eq!(snapshot.sinks[1].oldest_undelivered_ms, Some(10 * MIN));
+        let r = readiness(&snapshot, &targets, 40 * MIN);
+        assert!(!r.ok(), "{r:?}");
+        assert_eq!(r.checks[1].name, "sink siem.findings");
+        assert!(r.checks[1].detail.starts_with("1 events behind"), "{r:?}");
+        // Within the allowed delay it is still ready.
+        assert!(readiness(&snapshot, &targets, 20 * MIN).ok());
     }
 }

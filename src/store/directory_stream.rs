@@ -169,6 +169,22 @@ impl Store {
             .in_db(&self.path)
     }
 
+    /// When the oldest entry after `seq` was journaled, if any (the age of
+    /// what a directory stream still has to deliver).
+    pub fn oldest_directory_after(&self, seq: i64) -> Result<Option<i64>, StoreError> {
+        if !self.has_directory_stream() {
+            return Ok(None);
+        }
+        self.conn
+            .query_row(
+                "SELECT MIN(journaled_at_ms) FROM
+                   (SELECT journaled_at_ms FROM directory_stream WHERE seq > ?1 ORDER BY seq LIMIT 10000)",
+                params![seq],
+                |r| r.get(0),
+            )
+            .in_db(&self.path)
+    }
+
     /// Entries after `seq` (what a directory stream still has to deliver).
     pub fn count_directory_after(&self, seq: i64) -> Result<i64, StoreError> {
         if !self.has_directory_stream() {

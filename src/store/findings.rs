@@ -456,6 +456,22 @@ impl Store {
             .in_db(&self.path)
     }
 
+    /// When the oldest finding after `seq` was journaled, if any (the age
+    /// of what a findings stream still has to deliver).
+    pub fn oldest_finding_after(&self, seq: i64) -> Result<Option<i64>, StoreError> {
+        if !self.has_findings() {
+            return Ok(None);
+        }
+        self.conn
+            .query_row(
+                "SELECT MIN(journaled_at_ms) FROM
+                   (SELECT journaled_at_ms FROM findings WHERE seq > ?1 ORDER BY seq LIMIT 10000)",
+                params![seq],
+                |r| r.get(0),
+            )
+            .in_db(&self.path)
+    }
+
     /// The last finding's seq (0 for none).
     pub fn head_finding_seq(&self) -> Result<i64, StoreError> {
         if !self.has_findings() {
