@@ -855,8 +855,10 @@ impl Store {
 
     /// Deletes journal rows every listed sink has passed and whose
     /// created_at is older than `older_than_ms`, except rows a dead letter
-    /// refers to (they stay replayable until the dead letter is replayed or
-    /// purged) and rows an open window may read again (those of the
+    /// of an activity stream refers to (they stay replayable until the dead
+    /// letter is replayed or purged; a `NAME.findings` or `NAME.directory`
+    /// dead letter names a seq of its own table, and sink names have no
+    /// dot) and rows an open window may read again (those of the
     /// millisecond just below what its walk has read, which a walk
     /// restarted after a refused cursor reads again). Returns rows deleted.
     /// Deletes in bounded chunks so a large prune never holds the write lock
@@ -920,7 +922,7 @@ impl Store {
                 .execute(
                     "DELETE FROM journal WHERE seq IN (
                    SELECT seq FROM journal WHERE seq <= ?1 AND created_at_ms < ?2
-                     AND seq NOT IN (SELECT seq FROM dead_letters)
+                     AND seq NOT IN (SELECT seq FROM dead_letters WHERE sink NOT LIKE '%.%')
                      AND NOT EXISTS (SELECT 1 FROM windows w WHERE w.read_from_ms IS NOT NULL
                        AND journal.created_at_ms >= w.read_from_ms - 1
                        AND journal.created_at_ms < w.read_from_ms)

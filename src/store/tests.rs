@@ -217,6 +217,23 @@ fn sink_cursor_batches_dead_letters_and_prune() {
     store
         .advance_sink("other", batch[1].seq, None, 2, &[], 7)
         .unwrap();
+    // A findings stream's dead letter names a finding's seq, not a journal
+    // row's: it keeps no activity (here r0's seq).
+    store
+        .advance_sink(
+            "file.findings",
+            1,
+            None,
+            0,
+            &[NewDeadLetter {
+                seq: batch[0].seq,
+                activity_id: "claudit_finding_0".into(),
+                reason: "refused".into(),
+                response: "400".into(),
+            }],
+            7,
+        )
+        .unwrap();
     // r1 (seq 2) is dead-lettered by "file": kept for `dlq replay`.
     assert_eq!(store.prune(&["file", "other"], 1_000_000).unwrap(), 1);
     assert_eq!(store.prune(&["file", "other"], 1_000_000).unwrap(), 0);
