@@ -83,6 +83,13 @@ impl Activity {
             // Only text that was not JSON to begin with; keep it regardless.
             Err(_) => Map::from_iter([("value".to_string(), Value::String(raw.to_string()))]),
         };
+        Activity::from_fields(fields, raw, now)
+    }
+
+    /// An activity from its top-level fields, already parsed from `raw`
+    /// (the detection task parses a journal row once, for the rules and
+    /// for the directory's view of it).
+    pub fn from_fields(fields: Map<String, Value>, raw: Box<str>, now: DateTime<Utc>) -> Activity {
         // One pass over the fields rather than a map lookup per projected
         // field: this runs for every record the daemon reads.
         let (mut id, mut activity_type, mut created_at_text) = (None, None, None);

@@ -83,16 +83,28 @@ impl Detector {
     }
 
     /// What the directory says of `row`, when its source has a directory
-    /// and an enabled rule asks.
-    fn directory_facts(&self, row: &DetectionRow) -> Option<DirectoryFacts> {
-        let directory = self.directory.as_ref().filter(|d| d.covers(&row.source))?;
+    /// and an enabled rule asks, beside the row's `activity` handed back:
+    /// the directory reads the row's typed projection (actor, subject),
+    /// built from the fields already parsed rather than from the text again.
+    fn directory_facts(
+        &self,
+        row: &DetectionRow,
+        activity: Value,
+    ) -> (Value, Option<DirectoryFacts>) {
+        let Some(directory) = self.directory.as_ref().filter(|d| d.covers(&row.source)) else {
+            return (activity, None);
+        };
         if !self.engine.needs_directory() {
-            return None;
+            return (activity, None);
         }
+        let Value::Object(fields) = activity else {
+            return (activity, None);
+        };
         let created =
             chrono::DateTime::from_timestamp_millis(row.created_at_ms).unwrap_or_default();
-        let activity = Activity::parse_journaled(&row.raw, created);
-        directory.facts(&row.source, row.seq, &activity)
+        let typed = Activity::from_fields(fields, row.raw.as_str().into(), created);
+        let facts = directory.facts(&row.source, row.seq, &typed);
+        (Value::Object(typed.fields), facts)
     }
 
     fn context(&mut self, text: Option<&str>) -> Arc<JournalContext> {
@@ -394,7 +406,7 @@ fn evaluate_row(detector: &mut Detector, row: &DetectionRow, replay: bool) -> Op
         }
     };
     let context = detector.context(row.context.as_deref());
-    let facts = detector.directory_facts(row);
+    let (activity, facts) = detector.directory_facts(row, activity);
     Some(detector.engine.evaluate_with_directory(
         &Input {
             id: &row.activity_id,
