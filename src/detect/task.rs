@@ -243,6 +243,7 @@ impl DetectionTask {
         let mut cursor = rebuilt.cursor;
         loop {
             if cancel.is_cancelled() {
+                free_in_background(engine);
                 return Ok(());
             }
             self.journal_head.borrow_and_update();
@@ -264,11 +265,16 @@ impl DetectionTask {
             }
             if done.rows < BATCH_ROWS {
                 tokio::select! {
-                    _ = cancel.cancelled() => return Ok(()),
+                    _ = cancel.cancelled() => {
+                        free_in_background(engine);
+                        return Ok(());
+                    }
                     changed = self.journal_head.changed() => {
                         if changed.is_err() {
-                            // No source left to wake us: fall back to polling.
-                            tokio::time::sleep(IDLE_CHECK).await;
+                            // No source left to wake us (they stop first
+                            // at shutdown): fall back to polling, which the
+                            // shutdown still ends at once.
+                            let _ = tokio::time::timeout(IDLE_CHECK, cancel.cancelled()).await;
                         }
                     }
                     _ = tokio::time::sleep(IDLE_CHECK) => {}
@@ -276,6 +282,18 @@ impl DetectionTask {
             }
         }
     }
+}
+
+/// Drops `value` on a thread of its own. A stopping detection task holds a
+/// day of windows, many small allocations: freeing them took about 1.4 CPU
+/// seconds per 100,000 activities held (BENCHMARKS.md, Detection), which a
+/// shutdown or a reload would otherwise wait for. At exit the process ends
+/// without waiting for the thread. If no thread can be started, `value` is
+/// dropped here.
+fn free_in_background<T: Send + 'static>(value: T) {
+    let _ = std::thread::Builder::new()
+        .name("detect-free".into())
+        .spawn(move || drop(value));
 }
 
 /// Rebuilds the engine's windows and suppression from the journal (see

@@ -395,3 +395,51 @@ fn findings_evaluations_errors_and_lag_reach_the_metrics() {
     let cursor = store.detection_cursor().unwrap();
     assert_eq!((cursor.evaluated, cursor.errors), (5, 1));
 }
+
+#[test]
+fn what_a_stopping_task_frees_is_freed_on_another_thread() {
+    struct Probe(std::sync::mpsc::Sender<std::thread::ThreadId>);
+    impl Drop for Probe {
+        fn drop(&mut self) {
+            let _ = self.0.send(std::thread::current().id());
+        }
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    free_in_background(Probe(tx));
+    let dropped_on = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the value is dropped");
+    assert_ne!(dropped_on, std::thread::current().id());
+}
+
+/// At shutdown the sources stop first, so the detection task's wake-up
+/// channel is closed and it falls back to polling every `IDLE_CHECK`. The
+/// shutdown still ends that wait at once: with the clock paused (it moves
+/// only to the next timer when the runtime idles), no time passes between
+/// the cancellation and the task's end.
+#[tokio::test(start_paused = true)]
+async fn a_task_whose_sources_stopped_ends_at_once_on_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    drop(Store::open(&path).unwrap());
+    let mut rules = load_all(&[]).unwrap();
+    only_rule(&mut rules, "auth-failure-burst").unwrap();
+    let task = DetectionTask {
+        rules,
+        settings: DetectionSettings::default(),
+        store: SharedStore::open(&path).unwrap(),
+        // Every source is gone: `changed()` fails at once.
+        journal_head: watch::channel(0).1,
+        findings_head: watch::channel(0).0,
+        metrics: DetectionMetrics::default(),
+        directory: None,
+    };
+    let cancel = CancellationToken::new();
+    let run = tokio::spawn(task.run(cancel.clone()));
+    // Several polling rounds: the task is waiting in its fallback.
+    tokio::time::sleep(IDLE_CHECK * 3 + Duration::from_millis(1500)).await;
+    let cancelled_at = tokio::time::Instant::now();
+    cancel.cancel();
+    run.await.unwrap().unwrap();
+    assert_eq!(cancelled_at.elapsed(), Duration::ZERO);
+}

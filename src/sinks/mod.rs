@@ -171,8 +171,10 @@ impl SinkTask {
                     _ = cancel.cancelled() => break,
                     changed = self.journal_head.changed() => {
                         if changed.is_err() {
-                            // No source left to wake us: fall back to polling.
-                            tokio::time::sleep(IDLE_POLL).await;
+                            // No source left to wake us (they stop first
+                            // at shutdown): fall back to polling, which the
+                            // shutdown still ends at once.
+                            let _ = tokio::time::timeout(IDLE_POLL, cancel.cancelled()).await;
                         }
                     }
                     _ = tokio::time::sleep(IDLE_POLL) => {}
@@ -628,6 +630,28 @@ pub(crate) mod tests {
         let cursor = Store::open(&db).unwrap().sink_cursor("file").unwrap();
         assert_eq!((cursor.seq, cursor.file_offset), (1, Some(0)));
         assert!(dir.path().join("out.ndjson.1").exists());
+    }
+
+    /// At shutdown the sources stop first, so a sink's wake-up channel is
+    /// closed and it polls every `IDLE_POLL`; the shutdown still ends that
+    /// wait at once (the clock is paused: no time passes in between).
+    #[tokio::test(start_paused = true)]
+    async fn a_caught_up_sink_whose_sources_stopped_ends_at_once_on_shutdown() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, out) = (dir.path().join("state.db"), dir.path().join("out.ndjson"));
+        journal(&db, &["a"]);
+        // `task` gives the sink a closed wake-up channel, as at shutdown.
+        let cancel = CancellationToken::new();
+        let run = tokio::spawn(task(&db, &out).run(cancel.clone()));
+        let store = Store::open(&db).unwrap();
+        while store.sink_cursor("file").unwrap().seq < 1 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(IDLE_POLL * 3 + Duration::from_millis(300)).await;
+        let cancelled_at = tokio::time::Instant::now();
+        cancel.cancel();
+        run.await.unwrap().unwrap();
+        assert_eq!(cancelled_at.elapsed(), Duration::ZERO);
     }
 
     /// The sink task over a disk that fills up in the middle of a batch:

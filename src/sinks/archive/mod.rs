@@ -272,7 +272,8 @@ impl ArchiveTask {
                 _ = cancel.cancelled() => return,
                 changed = self.journal_head.changed() => {
                     if changed.is_err() {
-                        tokio::time::sleep(SEAL_POLL).await;
+                        // No source left to wake us: poll, unless shutting down.
+                        let _ = tokio::time::timeout(SEAL_POLL, cancel.cancelled()).await;
                     }
                     return;
                 }
