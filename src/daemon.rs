@@ -406,6 +406,13 @@ pub fn start_pipeline(
             .iter()
             .map(|s| (s.name.clone(), s.sweep_horizon.as_millis() as i64))
             .collect();
+        // The sources whose directory snapshots are made (see above).
+        let snapshot_sources: Vec<String> = config
+            .sources
+            .iter()
+            .filter(|s| directory_stream && s.directory.enabled)
+            .map(|s| s.name.clone())
+            .collect();
         let retention_ms = config.state.retention.as_millis() as i64;
         let cancel = cancel.clone();
         tasks.spawn(async move {
@@ -413,6 +420,7 @@ pub fn start_pipeline(
                 store,
                 (sinks, finding_sinks, directory_sinks),
                 sources,
+                snapshot_sources,
                 retention_ms,
                 detection_horizon_ms,
                 cancel,
@@ -480,16 +488,18 @@ async fn prune_loop(
     store: SharedStore,
     (sinks, finding_sinks, directory_sinks): (Vec<String>, Vec<String>, Vec<String>),
     sources: Vec<(String, i64)>,
+    snapshot_sources: Vec<String>,
     retention_ms: i64,
     detection_horizon_ms: Option<i64>,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     loop {
-        let (sinks, finding_sinks, directory_sinks, sources) = (
+        let (sinks, finding_sinks, directory_sinks, sources, snapshot_sources) = (
             sinks.clone(),
             finding_sinks.clone(),
             directory_sinks.clone(),
             sources.clone(),
+            snapshot_sources.clone(),
         );
         let pruned = store
             .call(move |s| -> Result<usize, crate::store::StoreError> {
@@ -512,8 +522,11 @@ async fn prune_loop(
                     },
                     cutoff,
                 )?;
-                // The directory keeps what the remaining rows can see.
-                crate::directory::store::prune(s)?;
+                // The directory keeps what the remaining rows can see, and
+                // what the next directory snapshot compares with.
+                let snapshot_sources: Vec<&str> =
+                    snapshot_sources.iter().map(String::as_str).collect();
+                crate::directory::store::prune(s, &snapshot_sources)?;
                 let directory_sinks: Vec<&str> =
                     directory_sinks.iter().map(String::as_str).collect();
                 s.prune_directory_stream(&directory_sinks, now_ms() - retention_ms)?;

@@ -475,12 +475,18 @@ impl<'c> Writer<'c> {
 /// version: it says the user left, which later activities still need).
 /// Returns the number of facts deleted. Bumps the directory's version so
 /// every process reloads its index.
-pub fn prune(store: &mut Store) -> Result<usize, StoreError> {
+///
+/// `snapshot_sources` are the sources whose directory snapshots are being
+/// made (a sink takes the directory stream): versions that ended after the
+/// oldest of their last snapshots also stay, since the next snapshot lists
+/// the changes since then. A source whose snapshots stopped (its directory
+/// or the stream turned off, the source removed) holds nothing back.
+pub fn prune(store: &mut Store, snapshot_sources: &[&str]) -> Result<usize, StoreError> {
     let path = store.path().to_path_buf();
-    prune_facts(store.conn_mut()).in_db(&path)
+    prune_facts(store.conn_mut(), snapshot_sources).in_db(&path)
 }
 
-fn prune_facts(conn: &mut Connection) -> rusqlite::Result<usize> {
+fn prune_facts(conn: &mut Connection, snapshot_sources: &[&str]) -> rusqlite::Result<usize> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let (min_seq, min_created): (Option<i64>, Option<i64>) = tx.query_row(
         "SELECT MIN(seq), MIN(created_at_ms) FROM journal",
@@ -491,11 +497,23 @@ fn prune_facts(conn: &mut Connection) -> rusqlite::Result<usize> {
     // one (`ocsf::inventory`), so versions that ended after it stay even
     // when the journal no longer reaches back that far (a retention shorter
     // than `snapshot_every`): without them a changed member would be
-    // reported as having joined.
-    let last_snapshot: Option<i64> =
-        tx.query_row("SELECT MIN(last_at_ms) FROM directory_snapshots", [], |r| {
-            r.get(0)
-        })?;
+    // reported as having joined. Only the sources whose snapshots are being
+    // made count: a stale snapshot row would otherwise hold versions back
+    // for ever.
+    let mut last_snapshot: Option<i64> = None;
+    for source in snapshot_sources {
+        let at: Option<i64> = tx
+            .query_row(
+                "SELECT last_at_ms FROM directory_snapshots WHERE source = ?1",
+                params![source],
+                |r| r.get(0),
+            )
+            .optional()?;
+        last_snapshot = match (last_snapshot, at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
     let min_created = match (min_created, last_snapshot) {
         (Some(created), Some(snapshot)) => Some(created.min(snapshot)),
         (created, _) => created,
@@ -763,7 +781,7 @@ mod tests {
             )
             .unwrap();
         let (v0, _) = version_and_sequence(s.conn()).unwrap();
-        let deleted = prune(&mut s).unwrap();
+        let deleted = prune(&mut s, &["src"]).unwrap();
         // The superseded open versions (2) and the group membership that
         // ended before the oldest row (1) go; the member's end stays.
         assert_eq!(deleted, 3);
@@ -773,9 +791,10 @@ mod tests {
         assert!(version_and_sequence(s.conn()).unwrap().0 > v0);
     }
 
-    #[test]
-    fn prune_keeps_what_the_next_directory_snapshot_compares_with() {
-        let (_d, mut s) = store();
+    /// A group membership from 0 that ended at 50, one journal row created
+    /// at 100, and a directory snapshot of the source made at 40.
+    fn ended_after_the_last_snapshot() -> (tempfile::TempDir, Store, Key) {
+        let (d, mut s) = store();
         let group = Key::group_member("g", "gone");
         let mut w = Writer::begin(&mut s, "src", 0).unwrap();
         w.present(&group, "{}", Some(0), 10, "sync").unwrap();
@@ -784,23 +803,23 @@ mod tests {
         w.absent(&group, 50).unwrap();
         w.commit().unwrap();
         s.conn_mut()
-            .execute(
+            .execute_batch(
                 "INSERT INTO journal (activity_id, source, created_at_ms, activity_type, raw, ocsf, journaled_at_ms)
-                 VALUES ('a', 's', 100, 't', '{}', '', 0)",
-                [],
+                 VALUES ('a', 's', 100, 't', '{}', '', 0);
+                 INSERT INTO directory_snapshots (source, last_at_ms, entries, journaled_at_ms)
+                 VALUES ('src', 40, 1, 40);",
             )
             .unwrap();
-        // The last snapshot was made at 40, before the membership ended:
-        // the next one compares with it, so the ended version stays although
-        // no journal row is that old.
-        s.conn_mut()
-            .execute(
-                "INSERT INTO directory_snapshots (source, last_at_ms, entries, journaled_at_ms)
-                 VALUES ('src', 40, 1, 40)",
-                [],
-            )
-            .unwrap();
-        prune(&mut s).unwrap();
+        (d, s, group)
+    }
+
+    #[test]
+    fn prune_keeps_what_the_next_directory_snapshot_compares_with() {
+        let (_d, mut s, group) = ended_after_the_last_snapshot();
+        // The next snapshot compares with the one made at 40, before the
+        // membership ended: the ended version stays although no journal
+        // row is that old.
+        prune(&mut s, &["src"]).unwrap();
         let kept: Vec<Fact> = facts(&s, &group)
             .into_iter()
             .filter(|f| f.superseded_seq.is_none())
@@ -811,7 +830,16 @@ mod tests {
         s.conn_mut()
             .execute("UPDATE directory_snapshots SET last_at_ms = 60", [])
             .unwrap();
-        prune(&mut s).unwrap();
+        prune(&mut s, &["src"]).unwrap();
+        assert!(facts(&s, &group).is_empty());
+    }
+
+    #[test]
+    fn a_source_whose_snapshots_stopped_holds_nothing_back() {
+        let (_d, mut s, group) = ended_after_the_last_snapshot();
+        // The stream was turned off (or the source removed): its last
+        // snapshot row stays, and must not keep versions for ever.
+        prune(&mut s, &[]).unwrap();
         assert!(facts(&s, &group).is_empty());
     }
 
