@@ -285,11 +285,12 @@ impl DetectionTask {
 }
 
 /// Drops `value` on a thread of its own. A stopping detection task holds a
-/// day of windows, many small allocations: freeing them took about 1.4 CPU
-/// seconds per 100,000 activities held (BENCHMARKS.md, Detection), which a
-/// shutdown or a reload would otherwise wait for. At exit the process ends
-/// without waiting for the thread. If no thread can be started, `value` is
-/// dropped here.
+/// day of windows, many small allocations: freeing them after a
+/// 100,000-activity backlog took about 1.4 CPU seconds (BENCHMARKS.md,
+/// Detection), which a shutdown or a reload would otherwise wait for (a
+/// reload's new engine fills its windows meanwhile, so memory briefly holds
+/// both). At exit the process ends without waiting for the thread. If no
+/// thread can be started, `value` is dropped here.
 fn free_in_background<T: Send + 'static>(value: T) {
     let _ = std::thread::Builder::new()
         .name("detect-free".into())
