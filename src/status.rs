@@ -77,6 +77,9 @@ pub struct SnapshotStatus {
 #[derive(Debug, Serialize)]
 pub struct SinkStatus {
     pub name: String,
+    /// Whether the sink receives activities (`streams`); when it does not,
+    /// its activity cursor never moves and the counts below are 0.
+    pub activities: bool,
     pub cursor_seq: i64,
     pub events_behind: i64,
     /// created_at of the oldest record not yet delivered.
@@ -186,11 +189,21 @@ pub fn report(config: &Config, now_ms: i64) -> anyhow::Result<StatusReport> {
     let mut sinks = Vec::new();
     for sink in &config.sinks {
         let c = store.sink_cursor(&sink.name)?;
+        let activities = sink.streams.activities;
         sinks.push(SinkStatus {
             name: sink.name.clone(),
+            activities,
             cursor_seq: c.seq,
-            events_behind: store.count_after(c.seq)?,
-            oldest_undelivered: store.oldest_after(c.seq)?.map(fmt_ms),
+            events_behind: if activities {
+                store.count_after(c.seq)?
+            } else {
+                0
+            },
+            oldest_undelivered: if activities {
+                store.oldest_after(c.seq)?.map(fmt_ms)
+            } else {
+                None
+            },
             delivered: c.delivered,
             last_success: c.last_success_ms.map(fmt_ms),
             last_error: c.last_error,
@@ -295,19 +308,23 @@ impl std::fmt::Display for StatusReport {
         }
         for s in &self.sinks {
             writeln!(f, "sink {}", s.name)?;
-            writeln!(
-                f,
-                "  cursor:          seq {} ({} events behind)",
-                s.cursor_seq, s.events_behind
-            )?;
-            if let Some(o) = &s.oldest_undelivered {
-                writeln!(f, "  oldest pending:  {o}")?;
-            }
-            writeln!(f, "  delivered:       {}", s.delivered)?;
-            writeln!(f, "  last success:    {}", or(&s.last_success, "never"))?;
-            writeln!(f, "  dead letters:    {}", s.dead_letters)?;
-            if let Some(e) = &s.last_error {
-                writeln!(f, "  last error:      {} ({e})", or(&s.last_error_at, "?"))?;
+            if s.activities {
+                writeln!(
+                    f,
+                    "  cursor:          seq {} ({} events behind)",
+                    s.cursor_seq, s.events_behind
+                )?;
+                if let Some(o) = &s.oldest_undelivered {
+                    writeln!(f, "  oldest pending:  {o}")?;
+                }
+                writeln!(f, "  delivered:       {}", s.delivered)?;
+                writeln!(f, "  last success:    {}", or(&s.last_success, "never"))?;
+                writeln!(f, "  dead letters:    {}", s.dead_letters)?;
+                if let Some(e) = &s.last_error {
+                    writeln!(f, "  last error:      {} ({e})", or(&s.last_error_at, "?"))?;
+                }
+            } else {
+                writeln!(f, "  activities:      not received (its streams)")?;
             }
             if let Some(fs) = &s.findings {
                 writeln!(

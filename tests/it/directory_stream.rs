@@ -270,6 +270,13 @@ async fn a_sink_with_the_directory_stream_receives_one_snapshot_of_every_member(
         journaled[n - 1].seq
     );
     assert_eq!(text.matches(&caught_up).count(), 2, "{text}");
+    // The sink that takes only the directory stream has no activity
+    // cursor to report (it never moves): not thousands of events behind.
+    assert!(
+        text.contains("sink raw\n  activities:      not received (its streams)\n"),
+        "{text}"
+    );
+    assert!(text.contains("sink ocsf\n  cursor:"), "{text}");
     sim.shutdown().await;
 }
 
