@@ -175,14 +175,7 @@ impl Store {
         if !self.has_directory_stream() {
             return Ok(None);
         }
-        self.conn
-            .query_row(
-                "SELECT MIN(journaled_at_ms) FROM
-                   (SELECT journaled_at_ms FROM directory_stream WHERE seq > ?1 ORDER BY seq LIMIT 10000)",
-                params![seq],
-                |r| r.get(0),
-            )
-            .in_db(&self.path)
+        self.oldest_journaled_after("directory_stream", seq)
     }
 
     /// Entries after `seq` (what a directory stream still has to deliver).

@@ -462,14 +462,7 @@ impl Store {
         if !self.has_findings() {
             return Ok(None);
         }
-        self.conn
-            .query_row(
-                "SELECT MIN(journaled_at_ms) FROM
-                   (SELECT journaled_at_ms FROM findings WHERE seq > ?1 ORDER BY seq LIMIT 10000)",
-                params![seq],
-                |r| r.get(0),
-            )
-            .in_db(&self.path)
+        self.oldest_journaled_after("findings", seq)
     }
 
     /// The last finding's seq (0 for none).

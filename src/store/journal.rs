@@ -142,6 +142,27 @@ impl Store {
         ).in_db(&self.path)
     }
 
+    /// `journaled_at_ms` of the oldest row after `seq` of a stream's own
+    /// table (`findings`, `directory_stream`), if any: the age of what its
+    /// deliveries still have to send. The first 10,000 rows are enough, as
+    /// for [`Store::oldest_after`].
+    pub(super) fn oldest_journaled_after(
+        &self,
+        table: &'static str,
+        seq: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        self.conn
+            .query_row(
+                &format!(
+                    "SELECT MIN(journaled_at_ms) FROM
+                       (SELECT journaled_at_ms FROM {table} WHERE seq > ?1 ORDER BY seq LIMIT 10000)"
+                ),
+                params![seq],
+                |r| r.get(0),
+            )
+            .in_db(&self.path)
+    }
+
     // ---- archive sink reads -----------------------------------------------
 
     /// Up to `limit` journal rows after `after_seq`, with their source, for
