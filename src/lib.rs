@@ -32,4 +32,5 @@ pub mod status;
 pub mod store;
 pub mod telemetry;
 pub(crate) mod toml_reader;
+pub mod wake;
 pub mod watchdog;

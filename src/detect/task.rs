@@ -40,6 +40,7 @@ use crate::directory::detect::DirectoryFacts;
 use crate::model::Activity;
 use crate::ocsf::JournalContext;
 use crate::store::{DetectionCommit, DetectionRow, SharedStore, Store, StoreError, now_ms};
+use crate::wake::{self, Wake};
 
 /// Journal rows evaluated per transaction.
 pub const BATCH_ROWS: usize = 512;
@@ -263,22 +264,11 @@ impl DetectionTask {
             if !done.journaled.is_empty() {
                 self.findings_head.send_modify(|h| *h += 1);
             }
-            if done.rows < BATCH_ROWS {
-                tokio::select! {
-                    _ = cancel.cancelled() => {
-                        free_in_background(engine);
-                        return Ok(());
-                    }
-                    changed = self.journal_head.changed() => {
-                        if changed.is_err() {
-                            // No source left to wake us (they stop first
-                            // at shutdown): fall back to polling, which the
-                            // shutdown still ends at once.
-                            let _ = tokio::time::timeout(IDLE_CHECK, cancel.cancelled()).await;
-                        }
-                    }
-                    _ = tokio::time::sleep(IDLE_CHECK) => {}
-                }
+            if done.rows < BATCH_ROWS
+                && wake::next(&mut self.journal_head, IDLE_CHECK, cancel).await == Wake::Shutdown
+            {
+                free_in_background(engine);
+                return Ok(());
             }
         }
     }

@@ -34,6 +34,7 @@ use crate::ocsf::Mapper;
 use crate::redact::Redactor;
 use crate::sinks::settings::SinkConfig;
 use crate::store::{NewDeadLetter, SharedStore, StoreError, now_ms};
+use crate::wake::{self, Wake};
 use contract::{BoxFuture, Destination, JournalPosition, Outcome, Prepared, SinkJournal};
 use file::{Disk, RealDisk};
 use registry::OpenContext;
@@ -167,17 +168,8 @@ impl SinkTask {
                     );
                     cycle_start = stats;
                 }
-                tokio::select! {
-                    _ = cancel.cancelled() => break,
-                    changed = self.journal_head.changed() => {
-                        if changed.is_err() {
-                            // No source left to wake us (they stop first
-                            // at shutdown): fall back to polling, which the
-                            // shutdown still ends at once.
-                            let _ = tokio::time::timeout(IDLE_POLL, cancel.cancelled()).await;
-                        }
-                    }
-                    _ = tokio::time::sleep(IDLE_POLL) => {}
+                if wake::next(&mut self.journal_head, IDLE_POLL, &cancel).await == Wake::Shutdown {
+                    break;
                 }
                 continue;
             }

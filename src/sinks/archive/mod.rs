@@ -64,6 +64,7 @@ use crate::archive::segment::{FinishedSegment, SegmentWriter};
 use crate::archive::{Backend, ManifestLine};
 use crate::sinks::settings::SinkConfig;
 use crate::store::{ArchiveRow, SharedStore, now_ms};
+use crate::wake::{self, Wake};
 pub use settings::{ArchiveSinkConfig, TYPE};
 
 use super::{RetryBackoff, SinkStats, record_error_and_wait};
@@ -268,16 +269,9 @@ impl ArchiveTask {
     /// shutdown.
     async fn wait_for_work(&mut self, awaiting: &HashMap<String, i64>, cancel: &CancellationToken) {
         loop {
-            tokio::select! {
-                _ = cancel.cancelled() => return,
-                changed = self.journal_head.changed() => {
-                    if changed.is_err() {
-                        // No source left to wake us: poll, unless shutting down.
-                        let _ = tokio::time::timeout(SEAL_POLL, cancel.cancelled()).await;
-                    }
-                    return;
-                }
-                _ = tokio::time::sleep(SEAL_POLL) => {}
+            match wake::next(&mut self.journal_head, SEAL_POLL, cancel).await {
+                Wake::Shutdown | Wake::Look => return,
+                Wake::Poll => {}
             }
             match self.sealed_since(awaiting).await {
                 Ok(false) => {}
