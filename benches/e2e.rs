@@ -13,7 +13,11 @@
 //! - `CLAUDIT_BENCH_PREFILL`: rows pre-filled into the journal for the
 //!   degradation check (default 5000000; `0` skips it);
 //! - `CLAUDIT_BENCH_PREFILL_SIZES`: backlogs read on top of it (default
-//!   `100000,1000000`, only those also in `CLAUDIT_BENCH_SIZES`).
+//!   `100000,1000000`, only those also in `CLAUDIT_BENCH_SIZES`);
+//! - `CLAUDIT_BENCH_RULES_OFF`: rule ids turned off in the detections-on
+//!   runs (comma-separated; `*` for every built-in rule, which measures
+//!   the detection task's own floor: reading, parsing, committing), for
+//!   experiments; unset, the whole pack runs.
 //!
 //! Smoke mode: `CLAUDIT_BENCH_SIZES=2000 CLAUDIT_BENCH_RUNS=1
 //! CLAUDIT_BENCH_PREFILL=20000 CLAUDIT_BENCH_PREFILL_SIZES=2000 cargo bench --bench e2e`.
@@ -574,6 +578,29 @@ fn config_text(
         // findings (its default streams).
         .table("detections", Table::default().set("enabled", detections))
         .text()
+        + &rules_off()
+}
+
+/// `[[detections.rules]]` turning off the rules `CLAUDIT_BENCH_RULES_OFF`
+/// names (see the module docs).
+fn rules_off() -> String {
+    let Ok(list) = std::env::var("CLAUDIT_BENCH_RULES_OFF") else {
+        return String::new();
+    };
+    let ids: Vec<String> = if list.trim() == "*" {
+        let set = claudit::detect::DetectionSettings::default()
+            .load_rules()
+            .expect("the built-in pack loads");
+        set.iter().map(|r| r.meta.id.clone()).collect()
+    } else {
+        list.split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect()
+    };
+    ids.iter()
+        .map(|id| format!("\n[[detections.rules]]\nid = \"{id}\"\nenabled = false\n"))
+        .collect()
 }
 
 /// One `claudit run` from spawn to caught up. `state` may hold a pre-filled

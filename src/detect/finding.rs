@@ -7,7 +7,7 @@
 //! the same activities after a crash, a sweep re-read or a replay derives
 //! the same uid, so the journal keeps the finding once.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value, json};
@@ -102,6 +102,11 @@ pub fn finding_uid(rule_id: &str, group: &[(String, String)], anchor_id: &str) -
     let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
     format!("claudit_finding_{hex}")
 }
+
+/// The mapper of the anchors' actors, shared by every finding: a mapper
+/// remembers which mapping rule each activity type takes, which a new one
+/// per finding would look up again among every rule's patterns.
+static ANCHOR_MAPPER: LazyLock<crate::ocsf::Mapper> = LazyLock::new(crate::ocsf::Mapper::default);
 
 fn rfc3339(ms: i64) -> String {
     DateTime::<Utc>::from_timestamp_millis(ms)
@@ -318,7 +323,7 @@ impl Finding {
             self_generated: false,
             processed_ms: self.detected_ms,
         };
-        let mut event = crate::ocsf::Mapper::default().map(&activity, &ctx);
+        let mut event = ANCHOR_MAPPER.map(&activity, &ctx);
         let actor = event.get_mut("actor").map(Value::take);
         // The source endpoint of classes that have one; the address alone
         // for those that do not (every class of a finding has one).
