@@ -519,11 +519,7 @@ fn activity_ref(input: &Input) -> ActivityRef {
         created_ms: input.created_at_ms,
         organization_id: text("organization_id"),
         organization_uuid: text("organization_uuid"),
-        actor: input
-            .activity
-            .get("actor")
-            .filter(|a| a.is_object())
-            .cloned(),
+        actor_json: super::finding::actor_json(input.activity.get("actor")),
         context: Arc::clone(input.context),
         geo,
     }

@@ -33,8 +33,11 @@ pub struct ActivityRef {
     pub created_ms: i64,
     pub organization_id: Option<String>,
     pub organization_uuid: Option<String>,
-    /// The raw `actor` object.
-    pub actor: Option<Value>,
+    /// The raw `actor` object, as compact JSON text. Windows keep an
+    /// activity reference for every activity a stateful rule matched (a
+    /// day of them for `multi-ip-user`), and only a finding reads the
+    /// actor: as a `Value` tree it was the larger part of each reference.
+    pub actor_json: Option<Box<str>>,
     /// The enrichment the journal kept with it.
     pub context: Arc<JournalContext>,
     /// Where the activity came from, when GeoIP placed it.
@@ -52,6 +55,21 @@ impl ActivityRef {
     pub fn key(&self) -> (i64, Arc<str>) {
         (self.created_ms, Arc::clone(&self.id))
     }
+
+    /// The raw `actor` object (`None` when the activity had none).
+    pub fn actor(&self) -> Option<Value> {
+        self.actor_json
+            .as_deref()
+            .and_then(|text| serde_json::from_str(text).ok())
+    }
+}
+
+/// What an [`ActivityRef`] keeps of a raw `actor`: its compact JSON text,
+/// when it is an object.
+pub fn actor_json(actor: Option<&Value>) -> Option<Box<str>> {
+    actor
+        .filter(|a| a.is_object())
+        .map(|a| a.to_string().into_boxed_str())
 }
 
 /// The rule as a finding names it.
@@ -171,8 +189,8 @@ impl Finding {
             if let Some(org) = &self.anchor.organization_id {
                 o.insert("organization_id".into(), Value::String(org.clone()));
             }
-            if let Some(actor) = &self.anchor.actor {
-                o.insert("actor".into(), actor.clone());
+            if let Some(actor) = self.anchor.actor() {
+                o.insert("actor".into(), actor);
             }
         }
         out
@@ -311,10 +329,14 @@ impl Finding {
         if let Some(org) = &anchor.organization_uuid {
             fields.insert("organization_uuid".into(), Value::String(org.clone()));
         }
-        let Some(actor) = &anchor.actor else {
+        let Some(anchor_actor) = anchor.actor() else {
             return (None, None);
         };
-        fields.insert("actor".into(), actor.clone());
+        let ip = anchor_actor
+            .get("ip_address")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        fields.insert("actor".into(), anchor_actor);
         let raw = Value::Object(fields).to_string();
         let now = DateTime::<Utc>::from_timestamp_millis(anchor.created_ms).unwrap_or_default();
         let activity = crate::model::Activity::parse_journaled(&raw, now);
@@ -330,9 +352,7 @@ impl Finding {
         let src = event.get_mut("src_endpoint").map(Value::take).or_else(|| {
             actor
                 .as_ref()
-                .and(anchor.actor.as_ref())
-                .and_then(|a| a.get("ip_address"))
-                .and_then(Value::as_str)
+                .and(ip)
                 .filter(|ip| ip.parse::<std::net::IpAddr>().is_ok())
                 .map(|ip| json!({ "ip": ip }))
         });

@@ -818,7 +818,7 @@ mod tests {
             created_ms,
             organization_id: None,
             organization_uuid: None,
-            actor: None,
+            actor_json: None,
             context: Arc::default(),
             geo: None,
         })
