@@ -441,6 +441,22 @@ impl Engine {
         }
     }
 
+    /// Activities each stateful rule's windows hold, in rule order (the
+    /// single-event and directory rules keep only the anchors they fired
+    /// at, and are not listed): what detection's memory grows with.
+    pub fn held_by_rule(&self) -> Vec<(&str, usize)> {
+        self.rules
+            .iter()
+            .filter(|r| !matches!(r.state.meta.kind, Kind::Single | Kind::Directory))
+            .map(|r| {
+                (
+                    r.state.meta.id.as_str(),
+                    r.groups.values().map(Group::len).sum(),
+                )
+            })
+            .collect()
+    }
+
     /// Activities held in windows (for tests and metrics).
     pub fn held(&self) -> usize {
         self.rules

@@ -5,6 +5,7 @@
 //! severities are five words.
 
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -18,6 +19,11 @@ use super::task::Step;
 pub struct FindingLabels {
     pub rule: String,
     pub severity: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RuleLabel {
+    pub rule: String,
 }
 
 type SecondsGauge = Gauge<f64, AtomicU64>;
@@ -34,6 +40,9 @@ pub struct DetectionMetrics {
     lag: SecondsGauge,
     failures: Counter,
     failing: Gauge,
+    window_activities: Family<RuleLabel, Gauge>,
+    /// The rules `window_activities` has a series for (a reload may drop one).
+    window_rules: Arc<Mutex<Vec<String>>>,
 }
 
 impl DetectionMetrics {
@@ -69,6 +78,11 @@ impl DetectionMetrics {
             "1 while the detection task is retrying after a failure, 0 once a step committed",
             self.failing.clone(),
         );
+        r.register(
+            "claudit_detection_window_activities",
+            "Activities a stateful rule's windows hold (detection's memory grows with them), by rule",
+            self.window_activities.clone(),
+        );
         r.register_with_unit(
             "claudit_detection_lag",
             "How long ago the oldest activity not yet evaluated was journaled (0 when detection is caught up)",
@@ -81,6 +95,36 @@ impl DetectionMetrics {
     pub fn failed(&self) {
         self.failures.inc();
         self.failing.set(1);
+    }
+
+    /// What each stateful rule's windows hold now
+    /// ([`super::Engine::held_by_rule`]); a rule no longer listed (turned
+    /// off by a reload) loses its series.
+    pub fn windows(&self, held: &[(&str, usize)]) {
+        let mut shown = self
+            .window_rules
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for (rule, count) in held {
+            self.window_activities
+                .get_or_create(&RuleLabel {
+                    rule: rule.to_string(),
+                })
+                .set(i64::try_from(*count).unwrap_or(i64::MAX));
+        }
+        shown.retain(|rule| {
+            let listed = held.iter().any(|(r, _)| r == rule);
+            if !listed {
+                self.window_activities
+                    .remove(&RuleLabel { rule: rule.clone() });
+            }
+            listed
+        });
+        for (rule, _) in held {
+            if !shown.iter().any(|r| r == rule) {
+                shown.push(rule.to_string());
+            }
+        }
     }
 
     /// One evaluation step committed.

@@ -235,6 +235,7 @@ impl DetectionTask {
             })
             .await;
         let rebuilt = rebuilt?;
+        self.metrics.windows(&engine.engine.held_by_rule());
         info!(
             cursor = rebuilt.cursor,
             restored = rebuilt.restored,
@@ -261,6 +262,9 @@ impl DetectionTask {
             cursor = done.cursor;
             *retry = RETRY_FIRST;
             self.metrics.record(&done);
+            if done.rows > 0 {
+                self.metrics.windows(&engine.engine.held_by_rule());
+            }
             if !done.journaled.is_empty() {
                 self.findings_head.send_modify(|h| *h += 1);
             }

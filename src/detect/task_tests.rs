@@ -380,9 +380,14 @@ fn findings_evaluations_errors_and_lag_reach_the_metrics() {
     // The task's handles: a clone, counting into the registered families.
     let handles = families.clone();
     handles.record(&done);
+    // The count rule's windows hold the 5 failures the step evaluated
+    // (its 6 rows end with the unreadable one).
+    assert_eq!(e.engine.held_by_rule(), vec![("auth-failure-burst", 5)]);
+    handles.windows(&e.engine.held_by_rule());
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
     for line in [
+        r#"claudit_detection_window_activities{rule="auth-failure-burst"} 5"#,
         r#"claudit_findings_total{rule="auth-failure-burst",severity="medium"} 1"#,
         "claudit_detection_evaluated_total 5",
         "claudit_detection_errors_total 1",
@@ -394,6 +399,14 @@ fn findings_evaluations_errors_and_lag_reach_the_metrics() {
     }
     let cursor = store.detection_cursor().unwrap();
     assert_eq!((cursor.evaluated, cursor.errors), (5, 1));
+    // A reload that turns the rule off drops its series.
+    handles.windows(&[]);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    assert!(
+        !text.contains("claudit_detection_window_activities{"),
+        "{text}"
+    );
 }
 
 #[test]
