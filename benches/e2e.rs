@@ -578,7 +578,11 @@ fn config_text(
         // findings (its default streams).
         .table("detections", Table::default().set("enabled", detections))
         .text()
-        + &rules_off()
+        + &if detections {
+            rules_off()
+        } else {
+            String::new()
+        }
 }
 
 /// `[[detections.rules]]` turning off the rules `CLAUDIT_BENCH_RULES_OFF`

@@ -100,7 +100,7 @@ impl DetectionMetrics {
     /// What each stateful rule's windows hold now
     /// ([`super::Engine::held_by_rule`]); a rule no longer listed (turned
     /// off by a reload) loses its series.
-    pub fn windows(&self, held: &[(&str, usize)]) {
+    pub fn windows<R: AsRef<str>>(&self, held: &[(R, usize)]) {
         let mut shown = self
             .window_rules
             .lock()
@@ -108,12 +108,12 @@ impl DetectionMetrics {
         for (rule, count) in held {
             self.window_activities
                 .get_or_create(&RuleLabel {
-                    rule: rule.to_string(),
+                    rule: rule.as_ref().to_string(),
                 })
                 .set(i64::try_from(*count).unwrap_or(i64::MAX));
         }
         shown.retain(|rule| {
-            let listed = held.iter().any(|(r, _)| r == rule);
+            let listed = held.iter().any(|(r, _)| r.as_ref() == rule);
             if !listed {
                 self.window_activities
                     .remove(&RuleLabel { rule: rule.clone() });
@@ -121,8 +121,8 @@ impl DetectionMetrics {
             listed
         });
         for (rule, _) in held {
-            if !shown.iter().any(|r| r == rule) {
-                shown.push(rule.to_string());
+            if !shown.iter().any(|r| r == rule.as_ref()) {
+                shown.push(rule.as_ref().to_string());
             }
         }
     }

@@ -193,7 +193,10 @@ impl DetectionTask {
             let engine = Engine::new(&self.rules, &self.settings)
                 .map_err(|e| anyhow::anyhow!("detection rules: {e}"))?;
             let error = match self.evaluate(engine, &cancel, &mut retry).await {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    self.stopped();
+                    return Ok(());
+                }
                 Err(error) => error,
             };
             self.metrics.failed();
@@ -210,11 +213,21 @@ impl DetectionTask {
                 warn!(error = %e, "could not record the detection error for status");
             }
             tokio::select! {
-                _ = cancel.cancelled() => return Ok(()),
+                _ = cancel.cancelled() => {
+                    self.stopped();
+                    return Ok(());
+                }
                 _ = tokio::time::sleep(retry) => {}
             }
             retry = (retry * 2).min(RETRY_MAX);
         }
+    }
+
+    /// The task ends: its windows are freed, so their series go (a reload
+    /// that keeps detections on sets them again after its rebuild; one that
+    /// turns detections off would otherwise leave the last values).
+    fn stopped(&self) {
+        self.metrics.windows::<&str>(&[]);
     }
 
     /// Rebuilds `engine`'s windows, then evaluates the journal until
@@ -226,16 +239,17 @@ impl DetectionTask {
         retry: &mut Duration,
     ) -> Result<(), StoreError> {
         let directory = self.directory.clone();
-        let (mut engine, rebuilt) = self
+        let (mut engine, rebuilt, held) = self
             .store
             .call(move |s| {
                 let mut engine = Detector::new(engine).with_directory(directory);
                 let rebuilt = rebuild(s, &mut engine, now_ms());
-                (engine, rebuilt)
+                let held = held_by_rule(&engine);
+                (engine, rebuilt, held)
             })
             .await;
         let rebuilt = rebuilt?;
-        self.metrics.windows(&engine.engine.held_by_rule());
+        self.metrics.windows(&held);
         info!(
             cursor = rebuilt.cursor,
             restored = rebuilt.restored,
@@ -249,12 +263,14 @@ impl DetectionTask {
                 return Ok(());
             }
             self.journal_head.borrow_and_update();
-            let (back, result) = self
+            let (back, result, held) = self
                 .store
                 .call(move |s| {
                     let mut engine = engine;
                     let result = step(s, &mut engine, cursor, BATCH_ROWS, now_ms());
-                    (engine, result)
+                    let held =
+                        matches!(&result, Ok(done) if done.rows > 0).then(|| held_by_rule(&engine));
+                    (engine, result, held)
                 })
                 .await;
             engine = back;
@@ -262,8 +278,8 @@ impl DetectionTask {
             cursor = done.cursor;
             *retry = RETRY_FIRST;
             self.metrics.record(&done);
-            if done.rows > 0 {
-                self.metrics.windows(&engine.engine.held_by_rule());
+            if let Some(held) = held {
+                self.metrics.windows(&held);
             }
             if !done.journaled.is_empty() {
                 self.findings_head.send_modify(|h| *h += 1);
@@ -276,6 +292,17 @@ impl DetectionTask {
             }
         }
     }
+}
+
+/// What each stateful rule's windows hold (for the metrics), counted where
+/// the engine is, off the async threads: the walk is over every group.
+fn held_by_rule(detector: &Detector) -> Vec<(String, usize)> {
+    detector
+        .engine
+        .held_by_rule()
+        .into_iter()
+        .map(|(rule, count)| (rule.to_string(), count))
+        .collect()
 }
 
 /// Drops `value` on a thread of its own. A stopping detection task holds a

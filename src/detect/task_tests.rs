@@ -400,7 +400,7 @@ fn findings_evaluations_errors_and_lag_reach_the_metrics() {
     let cursor = store.detection_cursor().unwrap();
     assert_eq!((cursor.evaluated, cursor.errors), (5, 1));
     // A reload that turns the rule off drops its series.
-    handles.windows(&[]);
+    handles.windows::<&str>(&[]);
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
     assert!(
@@ -437,6 +437,17 @@ async fn a_task_whose_sources_stopped_ends_at_once_on_shutdown() {
     drop(Store::open(&path).unwrap());
     let mut rules = load_all(&[]).unwrap();
     only_rule(&mut rules, "auth-failure-burst").unwrap();
+    let metrics = DetectionMetrics::default();
+    let mut registry = prometheus_client::registry::Registry::default();
+    metrics.register(&mut registry);
+    let window_series = || {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        text.lines()
+            .filter(|l| l.starts_with("claudit_detection_window_activities{"))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
     let task = DetectionTask {
         rules,
         settings: DetectionSettings::default(),
@@ -444,15 +455,23 @@ async fn a_task_whose_sources_stopped_ends_at_once_on_shutdown() {
         // Every source is gone: `changed()` fails at once.
         journal_head: watch::channel(0).1,
         findings_head: watch::channel(0).0,
-        metrics: DetectionMetrics::default(),
+        metrics: metrics.clone(),
         directory: None,
     };
     let cancel = CancellationToken::new();
     let run = tokio::spawn(task.run(cancel.clone()));
     // Several polling rounds: the task is waiting in its fallback.
     tokio::time::sleep(IDLE_CHECK * 3 + Duration::from_millis(1500)).await;
+    assert_eq!(
+        window_series(),
+        [r#"claudit_detection_window_activities{rule="auth-failure-burst"} 0"#],
+        "set after the start-up rebuild"
+    );
     let cancelled_at = tokio::time::Instant::now();
     cancel.cancel();
     run.await.unwrap().unwrap();
     assert_eq!(cancelled_at.elapsed(), Duration::ZERO);
+    // Its windows are gone with it (a reload turning detections off must
+    // not leave the last values).
+    assert!(window_series().is_empty(), "{:?}", window_series());
 }
