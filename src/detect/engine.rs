@@ -94,6 +94,33 @@ pub struct Engine {
     embargoed: HashSet<String>,
     allowance_ms: i64,
     evaluations: u64,
+    strings: Strings,
+}
+
+/// The strings the windows keep (activity types, organization ids, the
+/// values of distinct-count fields), each kept once: a day of activities
+/// repeats a few hundred types, a handful of organizations and, per
+/// identity, the same few addresses, countries and clients.
+#[derive(Default)]
+pub struct Strings(HashSet<Arc<str>>);
+
+impl Strings {
+    /// Past this many, the set starts over: strings already shared stay
+    /// shared, new ones are shared from then on, and the set stays bounded
+    /// whatever the feed (every address distinct, say).
+    const CAPACITY: usize = 65_536;
+
+    pub fn get(&mut self, text: &str) -> Arc<str> {
+        if let Some(shared) = self.0.get(text) {
+            return Arc::clone(shared);
+        }
+        if self.0.len() >= Self::CAPACITY {
+            self.0.clear();
+        }
+        let shared: Arc<str> = Arc::from(text);
+        self.0.insert(Arc::clone(&shared));
+        shared
+    }
 }
 
 fn duration_ms(d: Duration) -> i64 {
@@ -202,6 +229,7 @@ impl Engine {
                 .collect(),
             allowance_ms: duration_ms(settings.late_arrival_allowance),
             evaluations: 0,
+            strings: Strings::default(),
         })
     }
 
@@ -302,9 +330,10 @@ impl Engine {
         }
         matched.sort_unstable();
         matched.dedup();
-        let activity = Arc::new(activity_ref(input));
+        let activity = Arc::new(activity_ref(input, &mut self.strings));
         let mut findings = Vec::new();
         let mut key = String::new();
+        let mut key_value = String::new();
         for (index, step) in matched {
             let allowance_ms = self.allowance_ms;
             let rule = &mut self.rules[index];
@@ -368,10 +397,14 @@ impl Engine {
                     .into_iter()
                     .collect()
             } else {
-                let values: Arc<[Option<String>]> = rule
+                let strings = &mut self.strings;
+                let values: Arc<[Option<Arc<str>>]> = rule
                     .value_fields
                     .iter()
-                    .map(|f| field_text(&event, f))
+                    .map(|f| {
+                        key_value.clear();
+                        push_field_text(&event, f, &mut key_value).then(|| strings.get(&key_value))
+                    })
                     .collect();
                 group_state.insert(
                     Entry {
@@ -508,13 +541,13 @@ fn field_text(event: &ActivityEvent, field: &str) -> Option<String> {
     push_field_text(event, field, &mut text).then_some(text)
 }
 
-fn activity_ref(input: &Input) -> ActivityRef {
-    let text = |k: &str| {
+fn activity_ref(input: &Input, strings: &mut Strings) -> ActivityRef {
+    let mut text = |k: &str| {
         input
             .activity
             .get(k)
             .and_then(Value::as_str)
-            .map(str::to_string)
+            .map(|s| strings.get(s))
     };
     let geo = input
         .context
@@ -531,7 +564,7 @@ fn activity_ref(input: &Input) -> ActivityRef {
         });
     ActivityRef {
         id: Arc::from(input.id),
-        activity_type: text("type").unwrap_or_else(|| "unknown".to_string()),
+        activity_type: text("type").unwrap_or_else(|| Arc::from("unknown")),
         created_ms: input.created_at_ms,
         organization_id: text("organization_id"),
         organization_uuid: text("organization_uuid"),

@@ -29,10 +29,13 @@ pub const TYPE_RETROSPECTIVE: &str = "Retrospective";
 #[derive(Debug, Clone)]
 pub struct ActivityRef {
     pub id: Arc<str>,
-    pub activity_type: String,
+    /// Activity types, organization ids and window values repeat across
+    /// the activities a window holds: each is kept once
+    /// ([`super::engine::Strings`]).
+    pub activity_type: Arc<str>,
     pub created_ms: i64,
-    pub organization_id: Option<String>,
-    pub organization_uuid: Option<String>,
+    pub organization_id: Option<Arc<str>>,
+    pub organization_uuid: Option<Arc<str>>,
     /// The raw `actor` object, as compact JSON text. Windows keep an
     /// activity reference for every activity a stateful rule matched (a
     /// day of them for `multi-ip-user`), and only a finding reads the
@@ -175,7 +178,7 @@ impl Finding {
             "group": group,
             "anchor": {
                 "id": &*self.anchor.id,
-                "type": self.anchor.activity_type,
+                "type": &*self.anchor.activity_type,
                 "created_at": rfc3339(self.anchor.created_ms),
             },
             "activity_ids": self.related.iter().map(|a| &*a.id).collect::<Vec<_>>(),
@@ -187,7 +190,7 @@ impl Finding {
         });
         if let Value::Object(o) = &mut out {
             if let Some(org) = &self.anchor.organization_id {
-                o.insert("organization_id".into(), Value::String(org.clone()));
+                o.insert("organization_id".into(), Value::String(org.to_string()));
             }
             if let Some(actor) = self.anchor.actor() {
                 o.insert("actor".into(), actor);
@@ -212,7 +215,7 @@ impl Finding {
             },
             "related_events": self.related.iter().map(|a| json!({
                 "uid": &*a.id,
-                "type": a.activity_type,
+                "type": &*a.activity_type,
             })).collect::<Vec<_>>(),
             "related_events_count": self.related_count,
             "first_seen_time": self.first_seen_ms,
@@ -249,7 +252,7 @@ impl Finding {
                 .as_ref()
                 .or(self.anchor.organization_uuid.as_ref()),
         ) {
-            m.insert("tenant_uid".into(), Value::String(org.clone()));
+            m.insert("tenant_uid".into(), Value::String(org.to_string()));
         }
         let group: Map<String, Value> = self
             .group
@@ -288,7 +291,7 @@ impl Finding {
         evidence.insert("uid".into(), Value::String(self.anchor.id.to_string()));
         evidence.insert(
             "name".into(),
-            Value::String(self.anchor.activity_type.clone()),
+            Value::String(self.anchor.activity_type.to_string()),
         );
         if let Some(actor) = &actor {
             evidence.insert("actor".into(), actor.clone());
@@ -318,16 +321,19 @@ impl Finding {
         let anchor = &self.anchor;
         let mut fields = Map::new();
         fields.insert("id".into(), Value::String(anchor.id.to_string()));
-        fields.insert("type".into(), Value::String(anchor.activity_type.clone()));
+        fields.insert(
+            "type".into(),
+            Value::String(anchor.activity_type.to_string()),
+        );
         fields.insert(
             "created_at".into(),
             Value::String(rfc3339(anchor.created_ms)),
         );
         if let Some(org) = &anchor.organization_id {
-            fields.insert("organization_id".into(), Value::String(org.clone()));
+            fields.insert("organization_id".into(), Value::String(org.to_string()));
         }
         if let Some(org) = &anchor.organization_uuid {
-            fields.insert("organization_uuid".into(), Value::String(org.clone()));
+            fields.insert("organization_uuid".into(), Value::String(org.to_string()));
         }
         let Some(anchor_actor) = anchor.actor() else {
             return (None, None);

@@ -57,7 +57,7 @@ pub struct Entry {
     pub step: usize,
     /// Values of the rule's value fields (distinct-count fields, then the
     /// fields of its `also` conditions).
-    pub values: Arc<[Option<String>]>,
+    pub values: Arc<[Option<Arc<str>>]>,
     /// When the journal received the activity.
     pub arrived_ms: i64,
 }
@@ -619,8 +619,9 @@ fn holds_by_scan(
                 let column = n_fields + i;
                 let holds = match condition {
                     Also::Distinct { at_least, .. } => {
-                        distinct(&mut |e: &Entry| e.values.get(column).cloned().flatten())
-                            >= *at_least
+                        distinct(&mut |e: &Entry| {
+                            e.values.get(column)?.as_deref().map(str::to_string)
+                        }) >= *at_least
                     }
                     Also::AnyOf { values, .. } => window().any(|e| {
                         e.values
@@ -738,7 +739,7 @@ fn column_threshold(logic: &Logic, i: usize, reach: Reach) -> u64 {
 }
 
 /// The values of several fields as one (`value_count` over a field list).
-fn composite(values: &[Option<String>]) -> Option<Cow<'_, str>> {
+fn composite(values: &[Option<Arc<str>>]) -> Option<Cow<'_, str>> {
     match values {
         [single] => single.as_deref().map(Cow::Borrowed),
         many => {
@@ -919,9 +920,9 @@ mod tests {
                             Logic::Sequence { steps, .. } => *steps,
                             _ => 1,
                         };
-                        let values: Arc<[Option<String>]> = v
+                        let values: Arc<[Option<Arc<str>>]> = v
                             .iter()
-                            .map(|&n| (n > 0).then(|| format!("v{n}")))
+                            .map(|&n| (n > 0).then(|| Arc::from(format!("v{n}"))))
                             .collect();
                         let entry = Entry {
                             activity: activity(t, id),
