@@ -109,8 +109,15 @@ impl Strings {
     /// shared, new ones are shared from then on, and the set stays bounded
     /// whatever the feed (every address distinct, say).
     const CAPACITY: usize = 65_536;
+    /// Longer strings are not kept in the set (each is its own copy, as
+    /// before): the set outlives the windows that used a string, so with
+    /// this bound it holds at most about 20 MB whatever the feed sends.
+    const LONGEST: usize = 256;
 
     pub fn get(&mut self, text: &str) -> Arc<str> {
+        if text.len() > Self::LONGEST {
+            return Arc::from(text);
+        }
         if let Some(shared) = self.0.get(text) {
             return Arc::clone(shared);
         }
@@ -571,5 +578,29 @@ fn activity_ref(input: &Input, strings: &mut Strings) -> ActivityRef {
         actor_json: super::finding::actor_json(input.activity.get("actor")),
         context: Arc::clone(input.context),
         geo,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Strings;
+    use std::sync::Arc;
+
+    #[test]
+    fn repeated_strings_are_kept_once_and_the_set_stays_bounded() {
+        let mut strings = Strings::default();
+        let a = strings.get("203.0.113.7");
+        let b = strings.get("203.0.113.7");
+        assert!(Arc::ptr_eq(&a, &b), "the same text is shared");
+        let long = "x".repeat(Strings::LONGEST + 1);
+        let (c, d) = (strings.get(&long), strings.get(&long));
+        assert_eq!((&*c, &*d), (long.as_str(), long.as_str()));
+        assert!(!Arc::ptr_eq(&c, &d), "a long string is not kept");
+        for i in 0..Strings::CAPACITY + 10 {
+            assert_eq!(&*strings.get(&format!("v{i}")), format!("v{i}"));
+        }
+        assert!(strings.0.len() <= Strings::CAPACITY);
+        // Still the same text after the set started over.
+        assert_eq!(&*strings.get("203.0.113.7"), "203.0.113.7");
     }
 }
