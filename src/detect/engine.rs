@@ -497,13 +497,9 @@ impl Engine {
             .collect()
     }
 
-    /// Activities held in windows (for tests and metrics).
+    /// Activities held in windows, all rules together (for tests).
     pub fn held(&self) -> usize {
-        self.rules
-            .iter()
-            .flat_map(|r| r.groups.values())
-            .map(Group::len)
-            .sum()
+        self.held_by_rule().iter().map(|(_, held)| held).sum()
     }
 }
 
